@@ -1,0 +1,80 @@
+"""Staff roles as permission groups. `sync_roles` is called by migrations (with the historical app
+registry) so that every database has the groups, and again by later apps' migrations as they add models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.accounts.choices import Role
+
+CRUD = ("add", "change", "delete", "view")
+VIEW = ("view",)
+
+
+def _perms(app_label: str, model: str, actions: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [(app_label, f"{action}_{model}") for action in actions]
+
+
+ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
+    Role.OPERATOR_ADMIN: [
+        *_perms("accounts", "organisation", ("view", "change")),
+        *_perms("accounts", "user", CRUD),
+        *_perms("accounts", "customeraccount", CRUD),
+        *_perms("accounts", "driverprofile", ("view", "change")),
+        *_perms("accounts", "idtoken", CRUD),
+        *_perms("accounts", "auditrecord", VIEW),
+        *_perms("stations", "location", CRUD),
+        *_perms("stations", "chargepoint", CRUD),
+        *_perms("stations", "evse", CRUD),
+        *_perms("stations", "connector", CRUD),
+    ],
+    Role.TECHNICIAN: [
+        *_perms("accounts", "idtoken", VIEW),
+        *_perms("stations", "location", VIEW),
+        *_perms("stations", "chargepoint", ("view", "change")),
+        *_perms("stations", "evse", ("view", "change", "add")),
+        *_perms("stations", "connector", ("view", "change", "add")),
+    ],
+    Role.SUPPORT: [
+        *_perms("accounts", "user", VIEW),
+        *_perms("accounts", "driverprofile", VIEW),
+        *_perms("accounts", "customeraccount", VIEW),
+        *_perms("accounts", "idtoken", ("view", "change")),
+        *_perms("accounts", "auditrecord", VIEW),
+        *_perms("stations", "location", VIEW),
+        *_perms("stations", "chargepoint", VIEW),
+        *_perms("stations", "evse", VIEW),
+        *_perms("stations", "connector", VIEW),
+    ],
+    Role.FINANCE: [
+        *_perms("accounts", "organisation", VIEW),
+        *_perms("accounts", "customeraccount", CRUD),
+        *_perms("accounts", "auditrecord", VIEW),
+        *_perms("stations", "location", VIEW),
+        *_perms("stations", "chargepoint", VIEW),
+    ],
+}
+
+
+def sync_roles(apps: Any, app_labels: set[str] | None = None) -> None:
+    """Create the role groups and grant them their permissions (for `app_labels`, or all).
+
+    Permissions are normally created after migrations run; they are created here first so a fresh
+    database gets complete groups in one `migrate`."""
+    from django.contrib.auth.management import create_permissions
+
+    for app_config in apps.get_app_configs():
+        app_config.models_module = True
+        create_permissions(app_config, verbosity=0)
+        app_config.models_module = None
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, wanted in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=str(role))
+        for app_label, codename in wanted:
+            if app_labels is not None and app_label not in app_labels:
+                continue
+            perm = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if perm is None:
+                raise LookupError(f"role {role}: permission {app_label}.{codename} does not exist")
+            group.permissions.add(perm)

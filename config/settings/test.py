@@ -1,0 +1,17 @@
+"""Tests: the same servers as production (PostGIS and Redis on loopback), faster password hashing."""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
+
+from config.settings.base import *  # noqa: E402,F403
+
+# Test-only: PBKDF2 costs half a second a check on this machine.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+CELERY_TASK_ALWAYS_EAGER = False

@@ -1,0 +1,37 @@
+from django.conf import settings
+from django.conf.urls.i18n import i18n_patterns
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from apps.accounts import views as account_views
+from config.api_router import schema_urlpatterns
+from cpo import health
+
+admin.site.site_header = "CPO"
+admin.site.site_title = "CPO operations"
+admin.site.index_title = "Operations"
+
+urlpatterns = [
+    path("livez", health.livez, name="livez"),
+    path("readyz", health.readyz, name="readyz"),
+    path("healthz", health.readyz, name="healthz"),
+    path("api/v1/", include("config.api_router")),
+    path("api/", include(schema_urlpatterns)),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("accounts/verify-email/<uidb64>/<token>/", account_views.verify_email, name="verify-email"),
+]
+
+urlpatterns += i18n_patterns(
+    path("admin/password_reset/", auth_views.PasswordResetView.as_view(), name="admin_password_reset"),
+    path("admin/password_reset/done/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
+    path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
+    path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
+    path("admin/", admin.site.urls),
+    prefix_default_language=False,
+)
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

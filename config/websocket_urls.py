@@ -1,0 +1,3 @@
+"""WebSocket routes. The OCPP endpoint (/ocpp/<identity>) is added by apps.ocpp_gateway."""
+
+websocket_urlpatterns: list = []

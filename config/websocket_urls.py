@@ -1,3 +1,5 @@
-"""WebSocket routes. The OCPP endpoint (/ocpp/<identity>) is added by apps.ocpp_gateway."""
+"""WebSocket routes: the OCPP endpoint /ocpp/<identity>."""
 
-websocket_urlpatterns: list = []
+from apps.ocpp_gateway.routing import websocket_urlpatterns
+
+__all__ = ["websocket_urlpatterns"]

@@ -141,6 +141,21 @@ class ChargePoint(TimeStampedModel):
     status_received_at = models.DateTimeField(_("status received at"), null=True, blank=True)
     last_seen_at = models.DateTimeField(_("last seen"), null=True, blank=True, db_index=True)
     last_boot_at = models.DateTimeField(_("last boot"), null=True, blank=True)
+    is_online = models.BooleanField(
+        _("online"), default=False, help_text=_("Copied periodically from the live presence record in Redis.")
+    )
+    clock_skew_s = models.IntegerField(
+        _("clock skew (s)"), null=True, blank=True,
+        help_text=_("Charger clock minus our clock, from its latest timestamped status message."),
+    )
+    firmware_status = models.CharField(_("firmware status"), max_length=32, blank=True)
+    firmware_status_at = models.DateTimeField(_("firmware status at"), null=True, blank=True)
+    diagnostics_status = models.CharField(_("diagnostics status"), max_length=32, blank=True)
+    diagnostics_status_at = models.DateTimeField(_("diagnostics status at"), null=True, blank=True)
+    iccid = models.CharField(_("ICCID"), max_length=20, blank=True)
+    imsi = models.CharField(_("IMSI"), max_length=20, blank=True)
+    meter_serial_number = models.CharField(_("meter serial number"), max_length=25, blank=True)
+    meter_type = models.CharField(_("meter type"), max_length=25, blank=True)
 
     objects = TenantQuerySet.as_manager()
     tenant_field: ClassVar[str] = "organisation"

@@ -61,6 +61,18 @@ def _set_key(charge_point: ChargePoint, key: str) -> None:
         raise ValidationFailed(exc.messages[0], code="invalid_key", fields={"password": exc.messages}) from exc
 
 
+def chargepoint_apply_auth_key(*, charge_point: ChargePoint, key: str) -> bool:
+    """Put `key` on an unsaved charge point by the rules every writer follows (validated, salted hash;
+    a key turns security profile 0 into 1). The caller saves. Returns False, changing nothing, when
+    `key` is already the stored one. Used by forms and imports that save the instance themselves."""
+    if keys.verify_key(key, charge_point.auth_key_hash):
+        return False
+    _set_key(charge_point, key)
+    if charge_point.security_profile == SecurityProfile.NONE:
+        charge_point.security_profile = SecurityProfile.BASIC
+    return True
+
+
 @transaction.atomic
 def chargepoint_create(
     *, identity: str, organisation: Organisation, location: Location | None = None, password: str | None = None,
@@ -105,6 +117,12 @@ def chargepoint_ensure(
         raise ValidationFailed(
             _("A charge point with this OCPP identity already exists as {identity}.").format(identity=existing.identity),
             code="identity_case_clash",
+        )
+    if organisation is not None and existing.organisation_id != organisation.pk:
+        raise ValidationFailed(
+            _("Charge point {identity} belongs to another operator.").format(identity=existing.identity),
+            code="organisation_mismatch",
+            fields={"organisation": [_("The charge point belongs to another operator.")]},
         )
     changes: list[str] = []
     if location is not None and existing.location_id != location.pk:
@@ -185,3 +203,105 @@ def location_get(*, pk: Any) -> Location:
         return Location.objects.get(pk=int(pk))
     except (ValueError, TypeError, Location.DoesNotExist) as exc:
         raise NotFound(_("No location with id {id}.").format(id=pk), code="location_not_found") from exc
+
+
+# --- what chargers report (called by the OCPP gateway; version-agnostic) --------------------------
+
+# A charger timestamp more than this far ahead of our clock is flagged and clamped to our receive time.
+FUTURE_TOLERANCE_S = 300
+
+
+def clamp_charger_time(charger_at: Any, received_at: Any) -> tuple[Any, bool]:
+    """(time to use, clamped?) — a charger time in the future is replaced by our receive time."""
+    if charger_at is None:
+        return received_at, False
+    if (charger_at - received_at).total_seconds() > FUTURE_TOLERANCE_S:
+        return received_at, True
+    return charger_at, False
+
+
+@transaction.atomic
+def chargepoint_record_boot(
+    *, charge_point_id: int, protocol: str, received_at: Any, vendor: str = "", model: str = "",
+    serial_number: str = "", firmware_version: str = "", iccid: str = "", imsi: str = "",
+    meter_type: str = "", meter_serial_number: str = "",
+) -> str:
+    """Record a BootNotification and return the registration status to answer with."""
+    cp = ChargePoint.objects.select_for_update().get(pk=charge_point_id)
+    reported = {
+        "ocpp_protocol": protocol, "vendor": vendor[:50], "model": model[:50], "serial_number": serial_number[:50],
+        "firmware_version": firmware_version[:50], "iccid": iccid[:20], "imsi": imsi[:20],
+        "meter_type": meter_type[:25], "meter_serial_number": meter_serial_number[:25],
+    }
+    changed = [field for field, value in reported.items() if value and getattr(cp, field) != value]
+    for field in changed:
+        setattr(cp, field, reported[field])
+    cp.last_boot_at = received_at
+    cp.last_seen_at = received_at
+    cp.is_online = True
+    cp.save(update_fields=[*changed, "last_boot_at", "last_seen_at", "is_online", "updated_at"])
+    if changed:
+        audit_record_create(actor=None, action="chargepoint.boot", target=cp, source="ocpp",
+                            detail={f: reported[f] for f in changed})
+    return cp.registration_status
+
+
+def _is_newer(*, stored_charger_at: Any, stored_received_at: Any, charger_at: Any, last_boot_at: Any) -> bool:
+    """Whether a status reported at `charger_at` supersedes the stored one. A charger's clock orders its
+    own events only within one boot: a stored status from before the latest boot is always superseded."""
+    if stored_received_at is None or stored_charger_at is None:
+        return True
+    if last_boot_at is not None and stored_received_at < last_boot_at:
+        return True
+    return charger_at >= stored_charger_at
+
+
+@transaction.atomic
+def connector_status_record(
+    *, charge_point_id: int, evse_id: int, connector_id: int, status: str, received_at: Any,
+    charger_at: Any = None, error_code: str = "", info: str = "",
+) -> bool:
+    """Record a status report. evse_id 0 is the charge point as a whole (OCPP 1.6 connector 0).
+    An unknown EVSE/connector is registered on first report. Returns False for a stale report
+    (older than the stored one within the same boot), which is kept out of the current status."""
+    cp = ChargePoint.objects.select_for_update().get(pk=charge_point_id)
+    at, _clamped = clamp_charger_time(charger_at, received_at)
+    skew_fields: list[str] = []
+    if charger_at is not None:
+        cp.clock_skew_s = int((charger_at - received_at).total_seconds())
+        skew_fields = ["clock_skew_s"]
+    if evse_id == 0:
+        if not _is_newer(stored_charger_at=cp.status_charger_at, stored_received_at=cp.status_received_at,
+                         charger_at=at, last_boot_at=cp.last_boot_at):
+            if skew_fields:
+                cp.save(update_fields=skew_fields)
+            return False
+        cp.status, cp.status_error_code, cp.status_info = status, error_code[:50], info[:500]
+        cp.status_charger_at, cp.status_received_at = at, received_at
+        cp.save(update_fields=["status", "status_error_code", "status_info", "status_charger_at",
+                               "status_received_at", *skew_fields])
+        return True
+    if skew_fields:
+        cp.save(update_fields=skew_fields)
+    evse, _ = Evse.objects.get_or_create(charge_point=cp, evse_id=evse_id)
+    connector = Connector.objects.select_for_update().filter(evse=evse, connector_id=connector_id).first()
+    if connector is None:
+        connector = Connector(evse=evse, connector_id=connector_id)
+    elif not _is_newer(stored_charger_at=connector.status_charger_at,
+                       stored_received_at=connector.status_received_at, charger_at=at,
+                       last_boot_at=cp.last_boot_at):
+        return False
+    connector.status, connector.error_code, connector.status_info = status, error_code[:50], info[:500]
+    connector.status_charger_at, connector.status_received_at = at, received_at
+    connector.save()
+    return True
+
+
+def chargepoint_record_firmware_status(*, charge_point_id: int, status: str, received_at: Any) -> None:
+    ChargePoint.objects.filter(pk=charge_point_id).update(firmware_status=status[:32], firmware_status_at=received_at)
+
+
+def chargepoint_record_diagnostics_status(*, charge_point_id: int, status: str, received_at: Any) -> None:
+    ChargePoint.objects.filter(pk=charge_point_id).update(
+        diagnostics_status=status[:32], diagnostics_status_at=received_at
+    )

@@ -1,0 +1,144 @@
+"""Charging sessions and their meter samples, fed by OCPP 1.6 and 2.0.1 alike.
+
+A charger's timestamps are kept as it sent them (`*_charger`) next to our receive time (`*_received_at`);
+`started_at` / `stopped_at` are the charger's times clamped so that none lies in the future.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts.models import IdToken, Organisation
+from apps.accounts.tenancy import TenantQuerySet
+from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
+from apps.stations.choices import OcppProtocol
+from apps.stations.models import ChargePoint, Connector
+from cpo.models import TimeStampedModel
+
+OCPP16_TRANSACTION_SEQUENCE = "charging_ocpp16_transaction_id_seq"
+
+
+class ChargingSession(TimeStampedModel):
+    """One charging transaction on one EVSE, whichever OCPP version reported it."""
+
+    organisation = models.ForeignKey(Organisation, verbose_name=_("operator"), on_delete=models.PROTECT,
+                                     related_name="charging_sessions")
+    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.PROTECT,
+                                     related_name="charging_sessions")
+    evse_id = models.PositiveSmallIntegerField(_("EVSE number"))
+    connector = models.ForeignKey(Connector, verbose_name=_("connector"), null=True, blank=True,
+                                  on_delete=models.SET_NULL, related_name="charging_sessions")
+    protocol = models.CharField(_("protocol"), max_length=10, choices=OcppProtocol.choices)
+    transaction_ref = models.CharField(_("transaction id"), max_length=64,
+                                       help_text=_("The transaction id as the charger knows it."))
+    ocpp16_transaction_id = models.IntegerField(_("OCPP 1.6 transaction id"), null=True, blank=True, unique=True)
+    status = models.CharField(_("status"), max_length=10, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
+    id_tag = models.CharField(_("id tag"), max_length=36, blank=True)
+    id_token = models.ForeignKey(IdToken, verbose_name=_("id token"), null=True, blank=True,
+                                 on_delete=models.SET_NULL, related_name="charging_sessions")
+    auth_status = models.CharField(_("authorisation"), max_length=12, choices=AuthorizationStatus.choices)
+    reservation_id = models.IntegerField(_("reservation id"), null=True, blank=True)
+    meter_start_wh = models.BigIntegerField(_("meter start (Wh)"))
+    meter_stop_wh = models.BigIntegerField(_("meter stop (Wh)"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), db_index=True)
+    started_at_charger = models.DateTimeField(_("start time (charger clock)"))
+    start_received_at = models.DateTimeField(_("start received at"))
+    stopped_at = models.DateTimeField(_("stopped at"), null=True, blank=True)
+    stopped_at_charger = models.DateTimeField(_("stop time (charger clock)"), null=True, blank=True)
+    stop_received_at = models.DateTimeField(_("stop received at"), null=True, blank=True)
+    stop_reason = models.CharField(_("stop reason"), max_length=32, blank=True)
+    stop_id_tag = models.CharField(_("stopped by id tag"), max_length=36, blank=True)
+    timestamps_clamped = models.BooleanField(_("charger clock in the future"), default=False)
+    review_reason = models.CharField(_("needs review"), max_length=20, choices=ReviewReason.choices, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("charging session")
+        verbose_name_plural = _("charging sessions")
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["charge_point", "transaction_ref"], name="session_unique_tx_per_cp"),
+            # OCPP 1.6 StartTransaction replayed after a reconnect must find the same session.
+            models.UniqueConstraint(
+                fields=["charge_point", "evse_id", "id_tag", "started_at_charger", "meter_start_wh"],
+                condition=models.Q(protocol="ocpp1.6"), name="session_unique_ocpp16_start",
+            ),
+            models.CheckConstraint(condition=models.Q(evse_id__gte=1), name="session_evse_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["id_tag", "status"], name="session_idtag_status_idx"),
+            models.Index(fields=["charge_point", "status"], name="session_cp_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point_id}/{self.evse_id} tx {self.transaction_ref}"
+
+    @property
+    def energy_wh(self) -> int | None:
+        if self.meter_stop_wh is None:
+            return None
+        return max(0, self.meter_stop_wh - self.meter_start_wh)
+
+
+class MeterSample(models.Model):
+    """One sampled value, normalised: energy in Wh, power in W, current in A, voltage in V.
+    Signed meter data (OCPP format SignedData) is kept verbatim in `signed_data`."""
+
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="meter_samples")
+    evse_id = models.PositiveSmallIntegerField(_("EVSE number"), help_text=_("0 for the whole charge point."))
+    session = models.ForeignKey(ChargingSession, null=True, blank=True, on_delete=models.CASCADE,
+                                related_name="meter_samples")
+    sampled_at = models.DateTimeField(_("sampled at (charger clock)"))
+    received_at = models.DateTimeField(_("received at"))
+    measurand = models.CharField(_("measurand"), max_length=64)
+    phase = models.CharField(_("phase"), max_length=8, blank=True)
+    location = models.CharField(_("location"), max_length=8, blank=True)
+    context = models.CharField(_("context"), max_length=24, blank=True)
+    unit = models.CharField(_("unit"), max_length=16)
+    value = models.DecimalField(_("value"), max_digits=20, decimal_places=4, null=True, blank=True)
+    raw_value = models.CharField(_("value as sent"), max_length=64, blank=True)
+    raw_unit = models.CharField(_("unit as sent"), max_length=16, blank=True)
+    signed_data = models.TextField(_("signed data"), blank=True)
+
+    class Meta:
+        verbose_name = _("meter sample")
+        verbose_name_plural = _("meter samples")
+        ordering = ["sampled_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charge_point", "evse_id", "session", "sampled_at", "measurand", "phase", "location"],
+                name="metersample_natural_key", nulls_distinct=False,
+            ),
+        ]
+        indexes = [models.Index(fields=["session", "measurand", "sampled_at"], name="metersample_session_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.measurand}{'.' + self.phase if self.phase else ''}={self.value}{self.unit}"
+
+
+class OrphanStop(models.Model):
+    """A StopTransaction for a transaction we never saw start: answered normally, kept for review."""
+
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="orphan_stops")
+    transaction_ref = models.CharField(_("transaction id"), max_length=64)
+    payload = models.JSONField(_("message"))
+    received_at = models.DateTimeField(_("received at"))
+    resolved = models.BooleanField(_("resolved"), default=False)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "charge_point__organisation"
+
+    class Meta:
+        verbose_name = _("stop for an unknown transaction")
+        verbose_name_plural = _("stops for unknown transactions")
+        constraints = [
+            models.UniqueConstraint(fields=["charge_point", "transaction_ref"], name="orphanstop_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point_id} tx {self.transaction_ref}"

@@ -1,0 +1,225 @@
+"""Charging sessions as chargers report them. Version-agnostic: the OCPP 1.6 StartTransaction /
+StopTransaction / MeterValues flow and the 2.0.1 TransactionEvent flow call the same functions.
+
+Every write is idempotent on a natural key (never the OCPP message id, which resets on reboot), so a
+charger that repeats messages after a reconnect leaves the database as one clean delivery would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+
+from apps.accounts.models import IdToken
+from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
+from apps.charging.metering import Sample
+from apps.charging.models import OCPP16_TRANSACTION_SEQUENCE, ChargingSession, MeterSample, OrphanStop
+from apps.stations.choices import OcppProtocol
+from apps.stations.models import ChargePoint, Connector
+from apps.stations.services import clamp_charger_time
+from cpo import clock
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """What to tell a charger about a token (1.6 idTagInfo / 2.0.1 idTokenInfo)."""
+
+    status: str
+    group_id: str = ""
+    expires_at: datetime | None = None
+    token_id: int | None = None
+
+
+def _token_for(uid: str) -> IdToken | None:
+    return IdToken.objects.filter(uid=uid.strip().upper()).prefetch_related("valid_at").first()
+
+
+def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | None = None,
+                      exclude_session_id: int | None = None) -> AuthResult:
+    """The token's current status at this charge point: unknown → Invalid; expired → Expired; not valid
+    at this operator → Invalid; Accepted but charging elsewhere → ConcurrentTx."""
+    at = at or clock.now()
+    token = _token_for(uid)
+    if token is None:
+        return AuthResult(AuthorizationStatus.INVALID)
+    status = token.effective_status(at)
+    valid_at = {org.pk for org in token.valid_at.all()}
+    if valid_at and charge_point.organisation_id not in valid_at:
+        status = AuthorizationStatus.INVALID
+    if status == AuthorizationStatus.ACCEPTED:
+        active = ChargingSession.objects.filter(id_tag=token.uid, status=SessionStatus.ACTIVE)
+        if exclude_session_id is not None:
+            active = active.exclude(pk=exclude_session_id)
+        if active.exists():
+            status = AuthorizationStatus.CONCURRENT_TX
+    return AuthResult(status=status, group_id=token.group_id, expires_at=token.expires_at, token_id=token.pk)
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    session: ChargingSession
+    auth: AuthResult
+    created: bool
+
+
+def _connector(charge_point_id: int, evse_id: int, connector_id: int) -> Connector | None:
+    return Connector.objects.filter(
+        evse__charge_point_id=charge_point_id, evse__evse_id=evse_id, connector_id=connector_id
+    ).first()
+
+
+def _next_ocpp16_transaction_id() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT nextval(%s)", [OCPP16_TRANSACTION_SEQUENCE])
+        return int(cursor.fetchone()[0])
+
+
+def session_start(
+    *, charge_point_id: int, evse_id: int, id_tag: str, meter_start_wh: int, started_at_charger: datetime,
+    received_at: datetime, protocol: str, connector_id: int = 1, reservation_id: int | None = None,
+    transaction_ref: str | None = None,
+) -> StartResult:
+    """Record a transaction start and the token's status. OCPP 1.6 (no `transaction_ref`): a replay of
+    the same (charge point, connector, idTag, timestamp, meterStart) returns the same session and
+    transactionId; a new one takes the next id of a database sequence. Always succeeds: an unknown
+    or refused token is recorded and flagged for review, and answered with its status."""
+    if evse_id < 1:
+        raise ValueError("a transaction starts on EVSE/connector 1 or higher")
+    for _attempt in range(2):
+        try:
+            with transaction.atomic():
+                return _session_start(
+                    charge_point_id=charge_point_id, evse_id=evse_id, id_tag=id_tag, meter_start_wh=meter_start_wh,
+                    started_at_charger=started_at_charger, received_at=received_at, protocol=protocol,
+                    connector_id=connector_id, reservation_id=reservation_id, transaction_ref=transaction_ref,
+                )
+        except IntegrityError:
+            continue  # a concurrent duplicate won the insert; the retry finds it
+    raise RuntimeError("session_start: could not insert or find the session")
+
+
+def _session_start(*, charge_point_id: int, evse_id: int, id_tag: str, meter_start_wh: int,
+                   started_at_charger: datetime, received_at: datetime, protocol: str, connector_id: int,
+                   reservation_id: int | None, transaction_ref: str | None) -> StartResult:
+    cp = ChargePoint.objects.get(pk=charge_point_id)
+    uid = id_tag.strip().upper()
+    existing_qs = ChargingSession.objects.filter(charge_point_id=charge_point_id)
+    if transaction_ref is None:
+        existing = existing_qs.filter(
+            protocol=OcppProtocol.OCPP16, evse_id=evse_id, id_tag=uid, started_at_charger=started_at_charger,
+            meter_start_wh=meter_start_wh,
+        ).first()
+    else:
+        existing = existing_qs.filter(transaction_ref=transaction_ref).first()
+    if existing is not None:
+        auth = idtoken_authorize(uid=uid, charge_point=cp, at=received_at, exclude_session_id=existing.pk)
+        return StartResult(existing, auth, created=False)
+    auth = idtoken_authorize(uid=uid, charge_point=cp, at=received_at)
+    started_at, clamped = clamp_charger_time(started_at_charger, received_at)
+    review = ReviewReason.NONE
+    if auth.token_id is None:
+        review = ReviewReason.UNKNOWN_TOKEN
+    elif auth.status != AuthorizationStatus.ACCEPTED:
+        review = ReviewReason.TOKEN_NOT_ACCEPTED
+    ocpp16_id = None
+    if transaction_ref is None:
+        ocpp16_id = _next_ocpp16_transaction_id()
+        transaction_ref = str(ocpp16_id)
+    session = ChargingSession.objects.create(
+        organisation_id=cp.organisation_id, charge_point=cp, evse_id=evse_id,
+        connector=_connector(charge_point_id, evse_id, connector_id), protocol=protocol,
+        transaction_ref=transaction_ref, ocpp16_transaction_id=ocpp16_id, id_tag=uid, id_token_id=auth.token_id,
+        auth_status=auth.status, reservation_id=reservation_id, meter_start_wh=meter_start_wh,
+        started_at=started_at, started_at_charger=started_at_charger, start_received_at=received_at,
+        timestamps_clamped=clamped, review_reason=review,
+    )
+    return StartResult(session, auth, created=True)
+
+
+@dataclass(frozen=True, slots=True)
+class StopResult:
+    session: ChargingSession | None
+    auth: AuthResult | None
+    orphan: bool
+
+
+@transaction.atomic
+def session_stop(
+    *, charge_point_id: int, transaction_ref: str, meter_stop_wh: int, stopped_at_charger: datetime,
+    received_at: datetime, reason: str = "", id_tag: str = "", samples: list[Sample] | None = None,
+    raw: dict[str, Any] | None = None,
+) -> StopResult:
+    """Close a session. Safe to repeat: a completed session is returned unchanged. A stop for a
+    transaction we never saw is kept as an OrphanStop for an operator and still answered."""
+    session = (
+        ChargingSession.objects.select_for_update()
+        .filter(charge_point_id=charge_point_id, transaction_ref=transaction_ref)
+        .first()
+    )
+    auth = None
+    if id_tag:
+        cp = ChargePoint.objects.get(pk=charge_point_id)
+        auth = idtoken_authorize(uid=id_tag, charge_point=cp, at=received_at,
+                                 exclude_session_id=session.pk if session else None)
+    if session is None:
+        OrphanStop.objects.get_or_create(
+            charge_point_id=charge_point_id, transaction_ref=transaction_ref,
+            defaults={"payload": raw or {}, "received_at": received_at},
+        )
+        if samples:
+            meter_samples_record(charge_point_id=charge_point_id, evse_id=0, session=None, samples=samples,
+                                 received_at=received_at)
+        return StopResult(None, auth, orphan=True)
+    if samples:
+        meter_samples_record(charge_point_id=charge_point_id, evse_id=session.evse_id, session=session,
+                             samples=samples, received_at=received_at)
+    if session.status == SessionStatus.COMPLETED:
+        return StopResult(session, auth, orphan=False)
+    stopped_at, clamped = clamp_charger_time(stopped_at_charger, received_at)
+    session.status = SessionStatus.COMPLETED
+    session.meter_stop_wh = meter_stop_wh
+    session.stopped_at = max(stopped_at, session.started_at)
+    session.stopped_at_charger = stopped_at_charger
+    session.stop_received_at = received_at
+    session.stop_reason = (reason or "")[:32]
+    session.stop_id_tag = (id_tag or "").strip().upper()[:36]
+    session.timestamps_clamped = session.timestamps_clamped or clamped
+    if meter_stop_wh < session.meter_start_wh and not session.review_reason:
+        session.review_reason = ReviewReason.METER_WENT_BACKWARDS
+    session.save()
+    return StopResult(session, auth, orphan=False)
+
+
+def session_for_transaction(*, charge_point_id: int, transaction_ref: str) -> ChargingSession | None:
+    return ChargingSession.objects.filter(charge_point_id=charge_point_id, transaction_ref=transaction_ref).first()
+
+
+def meter_samples_record(*, charge_point_id: int, evse_id: int, session: ChargingSession | None,
+                         samples: list[Sample], received_at: datetime) -> None:
+    """Store samples; a sample already stored (same natural key) is skipped (ON CONFLICT DO NOTHING)."""
+    if not samples:
+        return
+    rows = [
+        MeterSample(
+            charge_point_id=charge_point_id, evse_id=evse_id, session=session, sampled_at=s.sampled_at,
+            received_at=received_at, measurand=s.measurand[:64], phase=s.phase[:8], location=s.location[:8],
+            context=s.context[:24], unit=s.unit[:16], value=s.value, raw_value=s.raw_value,
+            raw_unit=s.raw_unit, signed_data=s.signed_data,
+        )
+        for s in samples
+    ]
+    MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
+
+
+@transaction.atomic
+def meter_values_record(*, charge_point_id: int, evse_id: int, transaction_ref: str | None,
+                        samples: list[Sample], received_at: datetime) -> None:
+    """MeterValues: attach to the session when the transaction is known, else keep them unattached."""
+    session = None
+    if transaction_ref is not None:
+        session = session_for_transaction(charge_point_id=charge_point_id, transaction_ref=transaction_ref)
+    meter_samples_record(charge_point_id=charge_point_id, evse_id=evse_id, session=session,
+                         samples=samples, received_at=received_at)

@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class OcppGatewayConfig(AppConfig):
+    name = "apps.ocpp_gateway"
+    label = "ocpp_gateway"
+    verbose_name = _("OCPP gateway")
+
+    def ready(self) -> None:
+        # Validation in a thread pool costs more than it saves for OCPP-sized payloads (FIELD-NOTES:
+        # +74% throughput without it); validation itself still happens.
+        import ocpp.messages
+
+        ocpp.messages.ASYNC_VALIDATION = False

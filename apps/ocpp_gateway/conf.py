@@ -1,0 +1,58 @@
+"""Gateway settings, read once from Django settings with their defaults."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def get(name: str, default):  # noqa: ANN001, ANN201 - tiny accessor
+    return getattr(settings, name, default)
+
+
+def heartbeat_interval_s() -> int:
+    return int(get("CPO_OCPP_HEARTBEAT_INTERVAL_S", 300))
+
+
+def presence_ttl_s() -> int:
+    """A charger silent for this long is offline: two heartbeats plus a minute of slack."""
+    return int(get("CPO_OCPP_PRESENCE_TTL_S", heartbeat_interval_s() * 2 + 60))
+
+
+def presence_touch_every_s() -> float:
+    """Refresh the presence record at most this often per connection (not on every frame)."""
+    return float(get("CPO_OCPP_PRESENCE_TOUCH_S", 30))
+
+
+def allow_profile_0() -> bool:
+    return bool(get("CPO_OCPP_ALLOW_PROFILE_0", False))
+
+
+def unknown_chargers() -> str:
+    return str(get("CPO_OCPP_UNKNOWN_CHARGERS", "reject"))
+
+
+def auto_register_organisation() -> str:
+    return str(get("CPO_OCPP_AUTO_REGISTER_ORGANISATION", ""))
+
+
+def command_timeout_s() -> float:
+    return float(get("CPO_OCPP_COMMAND_TIMEOUT_S", 30))
+
+
+def max_frame_bytes() -> int:
+    return int(get("CPO_OCPP_MAX_FRAME_BYTES", 1024 * 1024))
+
+
+def message_log_enabled() -> bool:
+    return bool(get("CPO_OCPP_MESSAGE_LOG", True))
+
+
+def message_log_retention_days() -> int:
+    return int(get("CPO_OCPP_MESSAGE_LOG_DAYS", 30))
+
+
+def auth_failure_limit() -> tuple[int, int, int]:
+    """(failures per identity, failures per address, window in seconds) before handshakes are refused."""
+    return (int(get("CPO_OCPP_AUTH_FAILURES_PER_IDENTITY", 10)),
+            int(get("CPO_OCPP_AUTH_FAILURES_PER_ADDRESS", 50)),
+            int(get("CPO_OCPP_AUTH_FAILURE_WINDOW_S", 300)))

@@ -1,0 +1,292 @@
+"""One charger's OCPP-J conversation, independent of the transport.
+
+The consumer feeds every text frame to `receive()` and gives a `send` coroutine. Answers to our CALLs
+are resolved straight from `receive()`; the charger's own requests go to a per-connection worker task
+and our commands to another, so neither waits behind the other (consumer dispatch is sequential).
+At most one CALL per direction is outstanding: requests and commands are each handled in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from channels.db import database_sync_to_async
+from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
+from ocpp.exceptions import OCPPError
+from ocpp.routing import create_route_map
+
+from apps.ocpp_gateway import conf, messagelog, protocol
+from apps.ocpp_gateway.choices import CommandStatus, Direction
+from apps.ocpp_gateway.protocol import (
+    CALL,
+    CALLERROR,
+    CALLRESULT,
+    Call,
+    CallError,
+    CallResult,
+    ErrorCodes,
+    ProtocolViolation,
+    UnknownMessageType,
+    UnparsableFrame,
+)
+from cpo import clock
+
+logger = logging.getLogger(__name__)
+MAX_QUEUED_REQUESTS = 50
+
+
+class ConnectionClosed(Exception):
+    """The connection ended before the charger answered."""
+
+
+@dataclass
+class ConnectionContext:
+    """What the handlers know about the charger on the other end."""
+
+    identity: str
+    charge_point_id: int
+    organisation_id: int
+    subprotocol: str
+    registration_status: str
+    triggered: set[str] = field(default_factory=set)
+
+    @property
+    def version(self) -> str:
+        return protocol.SUBPROTOCOL_VERSIONS[self.subprotocol]
+
+
+@dataclass(frozen=True, slots=True)
+class CommandOutcome:
+    status: str
+    response: dict[str, Any] | None = None
+    error_code: str = ""
+    error_description: str = ""
+
+
+class OcppConnection:
+    def __init__(self, *, context: ConnectionContext, handlers_cls: type, known_actions: frozenset[str],
+                 send: Callable[[str], Awaitable[None]],
+                 record_outcome: Callable[[dict[str, Any], CommandOutcome], Awaitable[None]] | None = None) -> None:
+        self.ctx = context
+        self.codes = ErrorCodes(context.version)
+        self.handlers = handlers_cls(self)
+        self.route_map = create_route_map(self.handlers)
+        self.known_actions = known_actions
+        self._send = send
+        self._record_outcome = record_outcome
+        self.requests: asyncio.Queue[Call] = asyncio.Queue()
+        self.commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.pending: dict[str, tuple[str, asyncio.Future]] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.closed = False
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._request_worker(), name=f"ocpp-requests-{self.ctx.identity}"),
+            loop.create_task(self._command_worker(), name=f"ocpp-commands-{self.ctx.identity}"),
+        ]
+
+    async def close(self) -> list[dict[str, Any]]:
+        """Stop the workers; fail the outstanding CALL; return the commands never sent."""
+        self.closed = True
+        for _unique_id, (_action, future) in list(self.pending.items()):
+            if not future.done():
+                future.set_exception(ConnectionClosed())
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        unsent = []
+        while not self.commands.empty():
+            unsent.append(self.commands.get_nowait())
+        return unsent
+
+    # --- frames in ---------------------------------------------------------------------------------
+    def _log(self, direction: str, raw: str, message_type: int | None, action: str, unique_id: str) -> None:
+        messagelog.record(messagelog.Entry(
+            charge_point_id=self.ctx.charge_point_id, identity=self.ctx.identity, direction=direction,
+            message_type=message_type, action=action, unique_id=unique_id, frame=raw, at=clock.now(),
+        ))
+
+    async def send_frame(self, raw: str, message_type: int, action: str, unique_id: str) -> None:
+        self._log(Direction.OUT, raw, message_type, action, unique_id)
+        await self._send(raw)
+
+    async def receive(self, raw: str) -> None:
+        try:
+            frame = protocol.parse_frame(raw, self.codes)
+        except UnknownMessageType as exc:
+            self._log(Direction.IN, raw, None, "", exc.unique_id)
+            await self._on_unparsable(exc, unique_id=exc.unique_id, unknown_type=True)
+            return
+        except UnparsableFrame as exc:
+            self._log(Direction.IN, raw, None, "", "")
+            await self._on_unparsable(exc, unique_id=None, unknown_type=False)
+            return
+        except ProtocolViolation as exc:
+            self._log(Direction.IN, raw, None, "", exc.unique_id or "")
+            await self._send_error(exc.unique_id or "-1", exc.code, exc.description, exc.details, "")
+            return
+        if isinstance(frame, Call):
+            self._log(Direction.IN, raw, CALL, frame.action, frame.unique_id)
+            if self.requests.qsize() >= MAX_QUEUED_REQUESTS:
+                await self._send_error(frame.unique_id, self.codes.generic,
+                                       "Too many requests outstanding; send one at a time.", {}, frame.action)
+                return
+            self.requests.put_nowait(frame)
+            return
+        pending = self.pending.get(frame.unique_id)
+        action = pending[0] if pending else ""
+        self._log(Direction.IN, raw, CALLRESULT if isinstance(frame, CallResult) else CALLERROR, action,
+                  frame.unique_id)
+        if pending is None:
+            logger.warning("%s: answer to unknown or expired message id %s", self.ctx.identity, frame.unique_id)
+            return
+        if not pending[1].done():
+            pending[1].set_result(frame)
+
+    async def _on_unparsable(self, exc: Exception, *, unique_id: str | None, unknown_type: bool) -> None:
+        """OCPP 1.6 has no way to answer a frame without a readable id: log it and keep the connection."""
+        logger.warning("%s: unparsable frame: %s", self.ctx.identity, exc)
+
+    async def _send_error(self, unique_id: str, code: str, description: str, details: dict[str, Any],
+                          action: str) -> None:
+        await self.send_frame(protocol.error_frame(unique_id, code, description, details), CALLERROR, action,
+                              unique_id)
+
+    # --- the charger's requests --------------------------------------------------------------------
+    async def _request_worker(self) -> None:
+        while True:
+            call = await self.requests.get()
+            try:
+                await self._handle_call(call)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("%s: could not answer %s %s", self.ctx.identity, call.action, call.unique_id)
+
+    def allowed_before_acceptance(self, action: str) -> bool:
+        return action == "BootNotification"
+
+    async def _handle_call(self, call: Call) -> None:
+        codes = self.codes
+        handlers = self.route_map.get(call.action)
+        if handlers is None or "_on_action" not in handlers:
+            if call.action in self.known_actions:
+                await self._send_error(call.unique_id, codes.not_supported,
+                                       f"{call.action} is not a request a charger sends.", {}, call.action)
+            else:
+                await self._send_error(call.unique_id, codes.not_implemented,
+                                       f"Unknown action {call.action}.", {}, call.action)
+            return
+        if self.ctx.registration_status != "Accepted" and not self.allowed_before_acceptance(call.action):
+            if call.action in self.ctx.triggered:
+                self.ctx.triggered.discard(call.action)
+            else:
+                await self._send_error(
+                    call.unique_id, codes.security,
+                    f"The charge point is {self.ctx.registration_status}: only BootNotification (or a triggered "
+                    "message) is allowed.", {}, call.action,
+                )
+                return
+        try:
+            protocol.validate(call.action, call.payload, self.ctx.version, codes, unique_id=call.unique_id)
+            handler = handlers["_on_action"]
+            result = await handler(**camel_to_snake_case(call.payload))
+            payload = snake_to_camel_case(remove_nones(serialize_as_dict(result)))
+            if conf.get("CPO_OCPP_VALIDATE_RESPONSES", False):
+                protocol.validate(call.action, payload, self.ctx.version, codes, kind=CALLRESULT)
+        except ProtocolViolation as exc:
+            await self._send_error(call.unique_id, exc.code, exc.description, exc.details, call.action)
+            return
+        except OCPPError as exc:
+            await self._send_error(call.unique_id, exc.code, exc.description or exc.code, exc.details or {},
+                                   call.action)
+            return
+        except Exception as exc:
+            logger.exception("%s: %s failed inside the product", self.ctx.identity, call.action)
+            await self._keep_for_replay(call, exc)
+            await self._send_error(call.unique_id, codes.internal,
+                                   "The message could not be processed; it has been kept for replay.", {},
+                                   call.action)
+            return
+        await self.send_frame(protocol.result_frame(call.unique_id, payload), CALLRESULT, call.action,
+                              call.unique_id)
+
+    async def _keep_for_replay(self, call: Call, exc: Exception) -> None:
+        from apps.ocpp_gateway.services import failed_message_store
+
+        try:
+            await database_sync_to_async(failed_message_store)(
+                charge_point_id=self.ctx.charge_point_id, protocol=self.ctx.subprotocol, action=call.action,
+                unique_id=call.unique_id, payload=call.payload, error=f"{type(exc).__name__}: {exc}",
+            )
+        except Exception:
+            logger.exception("%s: could not keep failed %s for replay: %s", self.ctx.identity, call.action,
+                             protocol.dumps(call.payload)[:2000])
+
+    # --- our CALLs ---------------------------------------------------------------------------------
+    async def call(self, action: str, payload: dict[str, Any], *, timeout: float,
+                   unique_id: str | None = None) -> CallResult | CallError:
+        """Send a CALL and wait for its answer. Raises TimeoutError or ConnectionClosed."""
+        if self.closed:
+            raise ConnectionClosed()
+        unique_id = unique_id or str(uuid.uuid4())
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.pending[unique_id] = (action, future)
+        try:
+            await self.send_frame(protocol.call_frame(unique_id, action, payload), CALL, action, unique_id)
+            return await asyncio.wait_for(future, timeout=timeout)
+        finally:
+            self.pending.pop(unique_id, None)
+
+    def enqueue_command(self, command: dict[str, Any]) -> None:
+        self.commands.put_nowait(command)
+
+    async def _command_worker(self) -> None:
+        while True:
+            command = await self.commands.get()
+            outcome = await self.run_command(command)
+            if self._record_outcome is not None:
+                try:
+                    await self._record_outcome(command, outcome)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("%s: could not record the outcome of command %s", self.ctx.identity,
+                                     command.get("command_id"))
+
+    async def run_command(self, command: dict[str, Any]) -> CommandOutcome:
+        remaining = float(command["deadline_ts"]) - clock.now().timestamp()
+        if remaining <= 0:
+            return CommandOutcome(CommandStatus.TIMEOUT, error_description="deadline passed before sending")
+        action = command["action"]
+        try:
+            answer = await self.call(action, command["payload"], timeout=remaining, unique_id=command["unique_id"])
+        except TimeoutError:
+            return CommandOutcome(CommandStatus.TIMEOUT, error_description="no answer before the deadline")
+        except ConnectionClosed:
+            return CommandOutcome(CommandStatus.CHARGER_DISCONNECTED)
+        if isinstance(answer, CallError):
+            return CommandOutcome(CommandStatus.CALL_ERROR, error_code=answer.error_code,
+                                  error_description=answer.error_description[:500])
+        try:
+            protocol.validate(action, answer.payload, self.ctx.version, self.codes, kind=CALLRESULT)
+        except ProtocolViolation as exc:
+            return CommandOutcome(CommandStatus.CALL_ERROR, response=answer.payload if isinstance(
+                answer.payload, dict) else None, error_code="InvalidResponse", error_description=exc.description)
+        self.after_command(action, command["payload"], answer.payload)
+        return CommandOutcome(CommandStatus.ANSWERED, response=answer.payload)
+
+    def after_command(self, action: str, payload: dict[str, Any], response: dict[str, Any]) -> None:
+        """A TriggerMessage the charger accepted lets it send that message even while Pending."""
+        if action == "TriggerMessage" and response.get("status") == "Accepted":
+            requested = payload.get("requestedMessage")
+            if requested:
+                self.ctx.triggered.add(str(requested))

@@ -1,0 +1,136 @@
+"""The OCPP WebSocket endpoint: /ocpp/<identity>. Thin: negotiate the subprotocol, authenticate, claim
+presence, and feed frames to the version's OcppConnection. Commands for this charger arrive on this
+connection's own channel (`ocpp.command`), addressed by the presence record."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from apps.ocpp_gateway import auth, conf, presence
+from apps.ocpp_gateway.choices import CommandStatus
+from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
+from apps.ocpp_gateway.services import command_record_outcome
+from apps.ocpp_gateway.v16.handlers import KNOWN_ACTIONS as V16_ACTIONS
+from apps.ocpp_gateway.v16.handlers import ChargePointHandlers as V16Handlers
+from cpo import clock
+
+logger = logging.getLogger(__name__)
+IDENTITY_RE = re.compile(r"^[A-Za-z0-9._~\-]{1,48}$")
+
+# subprotocol -> (handler class, actions of that version); 2.0.1 joins here.
+VERSIONS: dict[str, tuple[type, frozenset[str]]] = {
+    "ocpp1.6": (V16Handlers, V16_ACTIONS),
+}
+
+
+def negotiate(offered: list[str]) -> str | None:
+    """The first subprotocol in the charger's list that we speak (the charger's preference wins)."""
+    for candidate in offered:
+        if candidate.strip().lower() in VERSIONS:
+            return candidate.strip().lower()
+    return None
+
+
+async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> None:
+    await database_sync_to_async(command_record_outcome)(
+        command_id=command["command_id"], status=outcome.status, response=outcome.response,
+        error_code=outcome.error_code, error_description=outcome.error_description,
+    )
+
+
+class OcppConsumer(AsyncWebsocketConsumer):
+    connection: OcppConnection | None = None
+    identity: str = ""
+    epoch: int = 0
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        self.connection = None
+        self.identity = self.scope["url_route"]["kwargs"]["identity"]
+        if not IDENTITY_RE.match(self.identity):
+            await self.deny(400, "invalid charge point identity in the URL")
+            return
+        subprotocol = negotiate(list(self.scope.get("subprotocols") or []))
+        if subprotocol is None:
+            await self.deny(400, "no supported OCPP subprotocol offered (ocpp1.6)")
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
+        client = self.scope.get("client") or ("", 0)
+        secure = self.scope.get("scheme") in ("wss", "https")
+        decision = await database_sync_to_async(auth.authenticate)(
+            identity=self.identity, authorization=headers.get("authorization"), address=str(client[0]), secure=secure,
+        )
+        if not decision.allowed:
+            logger.info("refused %s from %s: %s", self.identity, client[0], decision.reason)
+            await self.deny(decision.status, decision.reason)
+            return
+        self.epoch, previous = await presence.claim(self.identity, self.channel_name)
+        if previous is not None and previous.channel != self.channel_name:
+            await self.channel_layer.send(previous.channel, {"type": "ocpp.replaced", "epoch": previous.epoch})
+        handlers_cls, actions = VERSIONS[subprotocol]
+        context = ConnectionContext(
+            identity=self.identity, charge_point_id=decision.charge_point_id, organisation_id=decision.organisation_id,
+            subprotocol=subprotocol, registration_status=decision.registration_status,
+        )
+        self.connection = OcppConnection(context=context, handlers_cls=handlers_cls, known_actions=actions,
+                                         send=self._send_text, record_outcome=_record_outcome)
+        self._last_touch = clock.now().timestamp()
+        await self.accept(subprotocol=subprotocol)
+        self.connection.start()
+
+    async def deny(self, status: int, reason: str) -> None:
+        """Refuse the handshake with an HTTP status where the server supports it (uvicorn), else 403."""
+        if "websocket.http.response" in (self.scope.get("extensions") or {}):
+            body = reason.encode()
+            await self.base_send({"type": "websocket.http.response.start", "status": status,
+                                  "headers": [(b"content-type", b"text/plain"),
+                                              (b"content-length", str(len(body)).encode())]})
+            await self.base_send({"type": "websocket.http.response.body", "body": body})
+        else:
+            await self.close()
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.connection is None:
+            return
+        if text_data is None:
+            logger.warning("%s: binary frame ignored (OCPP-J is text)", self.identity)
+            return
+        if len(text_data) > conf.max_frame_bytes():
+            logger.warning("%s: frame of %d bytes exceeds the limit", self.identity, len(text_data))
+            await self.close(code=1009)
+            return
+        now = clock.now().timestamp()
+        if now - self._last_touch >= conf.presence_touch_every_s():
+            self._last_touch = now
+            if not await presence.touch(self.identity, self.epoch):
+                logger.info("%s: connection epoch %s was replaced; closing", self.identity, self.epoch)
+                await self.close(code=4000)
+                return
+        await self.connection.receive(text_data)
+
+    async def ocpp_command(self, event: dict[str, Any]) -> None:
+        if self.connection is None or event.get("epoch") != self.epoch:
+            await _record_outcome(event, CommandOutcome(CommandStatus.CHARGER_DISCONNECTED,
+                                                        error_description="connection was replaced"))
+            return
+        self.connection.enqueue_command(event)
+
+    async def ocpp_replaced(self, event: dict[str, Any]) -> None:
+        if event.get("epoch") == self.epoch:
+            await self.close(code=4000)
+
+    async def disconnect(self, code: int) -> None:
+        if self.connection is None:
+            return
+        connection, self.connection = self.connection, None
+        unsent = await connection.close()
+        for command in unsent:
+            await _record_outcome(command, CommandOutcome(CommandStatus.CHARGER_DISCONNECTED))
+        await presence.release(self.identity, self.epoch)

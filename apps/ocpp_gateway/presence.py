@@ -1,0 +1,103 @@
+"""Which connection holds which charger, kept in Redis only (never a database write per frame).
+
+    cpo:ocpp:presence:<identity>  hash {channel, epoch, server, connected_at, last_frame_at}, TTL
+    cpo:ocpp:epoch:<identity>     counter; every accepted connection takes the next epoch
+
+A new connection claims presence only after it has authenticated; the old connection is told to close.
+Touch and release compare the epoch, so a replaced socket's late traffic or disconnect never affects
+the connection that replaced it. A record whose TTL lapses means the charger is offline.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass
+
+from apps.ocpp_gateway import conf
+from apps.ocpp_gateway.redis_clients import async_redis, sync_redis
+
+PREFIX = "cpo:ocpp:presence:"
+EPOCH_PREFIX = "cpo:ocpp:epoch:"
+SERVER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+_TOUCH = """
+if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'last_frame_at', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    identity: str
+    channel: str
+    epoch: int
+    server: str
+    connected_at: float
+    last_frame_at: float
+
+
+def _parse(identity: str, data: dict[str, str]) -> Presence | None:
+    if not data or "channel" not in data:
+        return None
+    return Presence(identity=identity, channel=data["channel"], epoch=int(data["epoch"]), server=data.get("server", ""),
+                    connected_at=float(data.get("connected_at", 0)), last_frame_at=float(data.get("last_frame_at", 0)))
+
+
+async def claim(identity: str, channel: str) -> tuple[int, Presence | None]:
+    """Take over presence for `identity`; returns (our epoch, the presence we replaced)."""
+    r = async_redis()
+    key = PREFIX + identity
+    previous = _parse(identity, await r.hgetall(key))
+    epoch = await r.incr(EPOCH_PREFIX + identity)
+    now = time.time()
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping={"channel": channel, "epoch": epoch, "server": SERVER_ID, "connected_at": now,
+                                "last_frame_at": now})
+        pipe.expire(key, conf.presence_ttl_s())
+        await pipe.execute()
+    return int(epoch), previous
+
+
+async def touch(identity: str, epoch: int) -> bool:
+    """Refresh last frame time and TTL; False when another connection has taken over."""
+    r = async_redis()
+    result = await r.eval(_TOUCH, 1, PREFIX + identity, str(epoch), str(time.time()), str(conf.presence_ttl_s()))
+    return bool(result)
+
+
+async def release(identity: str, epoch: int) -> None:
+    await async_redis().eval(_RELEASE, 1, PREFIX + identity, str(epoch))
+
+
+def lookup(identity: str) -> Presence | None:
+    """The current connection of `identity`, or None when it is offline (sync; any process)."""
+    return _parse(identity, sync_redis().hgetall(PREFIX + identity))
+
+
+def scan_all() -> dict[str, Presence]:
+    """Every live presence record (for the periodic flush to PostgreSQL)."""
+    r = sync_redis()
+    found: dict[str, Presence] = {}
+    keys = list(r.scan_iter(match=PREFIX + "*", count=1000))
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        pipe = r.pipeline(transaction=False)
+        for key in chunk:
+            pipe.hgetall(key)
+        for key, data in zip(chunk, pipe.execute(), strict=True):
+            presence = _parse(key[len(PREFIX):], data)
+            if presence is not None:
+                found[presence.identity] = presence
+    return found

@@ -1,0 +1,198 @@
+"""Commands to chargers from any process, and the gateway's housekeeping.
+
+`command_send` records a command and hands it, on commit, to the connection that holds the charger's
+socket (named by its presence record, never a channel-layer group); `command_wait` blocks on a Redis
+list the consumer pushes the outcome to. Every command has a deadline; a command for a charger with no
+connection fails at once with `charger_offline`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import connection, transaction
+from django.utils.translation import gettext as _
+
+from apps.accounts.services import audit_record_create
+from apps.ocpp_gateway import conf, presence, protocol
+from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, CommandStatus
+from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage
+from apps.ocpp_gateway.redis_clients import sync_redis
+from apps.stations.choices import OcppProtocol
+from apps.stations.models import ChargePoint
+from cpo import clock
+from cpo.exceptions import NotFound, ValidationFailed
+
+logger = logging.getLogger(__name__)
+OUTCOME_KEY = "cpo:ocpp:command:{id}:outcome"
+OUTCOME_TTL_S = 3600
+
+# Configuration keys whose values are secrets: stored and logged masked.
+SECRET_KEYS = {"AuthorizationKey", "BasicAuthPassword"}
+
+
+def _masked(action: str, payload: dict[str, Any]) -> dict[str, Any]:
+    if action == "ChangeConfiguration" and payload.get("key") in SECRET_KEYS:
+        return {**payload, "value": "***"}
+    if action == "SetVariables":
+        items = []
+        for item in payload.get("setVariableData", []):
+            name = (item.get("variable") or {}).get("name")
+            items.append({**item, "attributeValue": "***"} if name in SECRET_KEYS else item)
+        return {**payload, "setVariableData": items}
+    return payload
+
+
+def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, Any], timeout_s: float | None = None,
+                 actor: Any = None, source: str = "service") -> OcppCommand:
+    """Record a command for `charge_point` and dispatch it on commit. Returns at once; the command is
+    already final (`charger_offline`) when no connection holds the charger. ValidationFailed when the
+    payload breaks the action's schema for the charger's protocol."""
+    subprotocol = charge_point.ocpp_protocol or OcppProtocol.OCPP16
+    version = protocol.SUBPROTOCOL_VERSIONS.get(subprotocol)
+    if version is None:
+        raise ValidationFailed(_("Commands to {protocol} chargers are not supported yet.").format(protocol=subprotocol))
+    if not protocol.has_schema(action, version):
+        raise ValidationFailed(_("{action} is not an OCPP {version} command.").format(action=action, version=version),
+                               code="unknown_action", fields={"action": [action]})
+    try:
+        protocol.validate(action, payload, version, protocol.ErrorCodes(version))
+    except protocol.ProtocolViolation as exc:
+        raise ValidationFailed(
+            _("The {action} payload is invalid: {problem}").format(action=action, problem=exc.description),
+            code="invalid_payload", fields={"payload": [exc.description]},
+        ) from exc
+    timeout_s = float(timeout_s if timeout_s is not None else conf.command_timeout_s())
+    if not 0 < timeout_s <= 3600:
+        raise ValidationFailed(_("A command timeout must be between 0 and 3600 seconds."), fields={"timeout": []})
+    now = clock.now()
+    holder = presence.lookup(charge_point.identity)
+    command = OcppCommand.objects.create(
+        charge_point=charge_point, action=action, payload=_masked(action, payload), unique_id=str(uuid.uuid4()),
+        created_at=now, deadline=now + timedelta(seconds=timeout_s),
+        requested_by=actor if getattr(actor, "pk", None) else None, source=source,
+    )
+    audit_record_create(actor=actor, action=f"ocpp.{action}", target=charge_point, source=source,
+                        detail={"command_id": command.pk})
+    if holder is None:
+        _finish(command, CommandStatus.CHARGER_OFFLINE, error_description="no connection holds this charger")
+        return command
+    message = {
+        "type": "ocpp.command", "command_id": command.pk, "unique_id": command.unique_id, "action": action,
+        "payload": payload, "deadline_ts": command.deadline.timestamp(), "epoch": holder.epoch,
+    }
+    transaction.on_commit(lambda: _dispatch(holder.channel, message, command.pk))
+    return command
+
+
+def _dispatch(channel: str, message: dict[str, Any], command_id: int) -> None:
+    try:
+        async_to_sync(get_channel_layer().send)(channel, message)
+        OcppCommand.objects.filter(pk=command_id, status=CommandStatus.PENDING).update(status=CommandStatus.SENT,
+                                                                                       sent_at=clock.now())
+    except Exception as exc:
+        logger.exception("command %s: could not reach channel %s", command_id, channel)
+        command_record_outcome(command_id=command_id, status=CommandStatus.CHARGER_OFFLINE,
+                               error_description=f"channel layer: {exc}")
+
+
+def _push_outcome(command: OcppCommand) -> None:
+    key = OUTCOME_KEY.format(id=command.pk)
+    r = sync_redis()
+    pipe = r.pipeline()
+    pipe.rpush(key, json.dumps(command.outcome()))
+    pipe.expire(key, OUTCOME_TTL_S)
+    pipe.execute()
+
+
+def _finish(command: OcppCommand, status: str, *, response: dict | None = None, error_code: str = "",
+            error_description: str = "") -> OcppCommand:
+    command.status, command.response = status, response
+    command.error_code, command.error_description = error_code[:64], error_description[:500]
+    command.completed_at = clock.now()
+    command.save(update_fields=["status", "response", "error_code", "error_description", "completed_at"])
+    _push_outcome(command)
+    return command
+
+
+@transaction.atomic
+def command_record_outcome(*, command_id: int, status: str, response: dict | None = None, error_code: str = "",
+                           error_description: str = "") -> OcppCommand | None:
+    """Record a command's final outcome once; later outcomes for the same command are ignored."""
+    command = OcppCommand.objects.select_for_update().filter(pk=command_id).first()
+    if command is None or command.status in FINAL_COMMAND_STATUSES:
+        return command
+    return _finish(command, status, response=response, error_code=error_code, error_description=error_description)
+
+
+def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str, Any]:
+    """Block until the command is final or `timeout_s` passes (default: until its deadline plus a second),
+    and return its outcome. A command still open past its deadline is recorded as timed out."""
+    command = OcppCommand.objects.filter(pk=command_id).first()
+    if command is None:
+        raise NotFound(_("No command with id {id}.").format(id=command_id), code="command_not_found")
+    if command.status in FINAL_COMMAND_STATUSES:
+        return command.outcome()
+    if timeout_s is None:
+        timeout_s = max(0.0, (command.deadline - clock.now()).total_seconds()) + 1.0
+    if timeout_s > 0:
+        item = sync_redis().blpop([OUTCOME_KEY.format(id=command_id)], timeout=max(1, round(timeout_s)))
+        if item is not None:
+            sync_redis().rpush(item[0], item[1])  # leave it for other waiters
+            return json.loads(item[1])
+    command.refresh_from_db()
+    if command.status not in FINAL_COMMAND_STATUSES and command.deadline <= clock.now():
+        command = command_record_outcome(command_id=command_id, status=CommandStatus.TIMEOUT,
+                                         error_description="no answer before the deadline") or command
+    return command.outcome()
+
+
+def commands_sweep(*, grace_s: float = 5.0) -> int:
+    """Time out commands still open well past their deadline (their connection died without saying)."""
+    cutoff = clock.now() - timedelta(seconds=grace_s)
+    stuck = list(OcppCommand.objects.filter(status__in=[CommandStatus.PENDING, CommandStatus.SENT],
+                                            deadline__lt=cutoff).values_list("pk", flat=True)[:1000])
+    for command_id in stuck:
+        command_record_outcome(command_id=command_id, status=CommandStatus.TIMEOUT,
+                               error_description="no outcome reported before the deadline")
+    return len(stuck)
+
+
+def failed_message_store(*, charge_point_id: int, protocol: str, action: str, unique_id: str, payload: Any,
+                         error: str) -> OcppFailedMessage:
+    return OcppFailedMessage.objects.create(
+        charge_point_id=charge_point_id, protocol=protocol, action=action, unique_id=unique_id,
+        payload=payload, error=error[:4000], received_at=clock.now(),
+    )
+
+
+def presence_flush() -> dict[str, int]:
+    """Copy live presence from Redis to PostgreSQL in bulk: last_seen_at and is_online. Chargers whose
+    presence lapsed are marked offline. Runs periodically (Celery beat), never per frame."""
+    from datetime import UTC, datetime
+
+    live = presence.scan_all()
+    identities = list(live)
+    seen = [datetime.fromtimestamp(live[i].last_frame_at, tz=UTC) for i in identities]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE stations_chargepoint AS cp SET last_seen_at = v.seen, is_online = true "
+            "FROM unnest(%s::text[], %s::timestamptz[]) AS v(identity, seen) WHERE cp.identity = v.identity",
+            [identities, seen],
+        )
+        online = cursor.rowcount
+    went_offline = ChargePoint.objects.filter(is_online=True).exclude(identity__in=identities).update(is_online=False)
+    return {"online": online, "went_offline": went_offline}
+
+
+def message_log_purge(*, days: int | None = None) -> int:
+    days = conf.message_log_retention_days() if days is None else days
+    cutoff = clock.now() - timedelta(days=days)
+    deleted, _ = OcppMessage.objects.filter(at__lt=cutoff).delete()
+    return deleted

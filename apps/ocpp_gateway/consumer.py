@@ -14,7 +14,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from apps.ocpp_gateway import auth, conf, presence
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
-from apps.ocpp_gateway.services import command_record_outcome
+from apps.ocpp_gateway.redis_clients import async_redis
+from apps.ocpp_gateway.services import OUTCOME_KEY, OUTCOME_TTL_S, command_record_outcome, outcome_message
 from apps.ocpp_gateway.v16.handlers import KNOWN_ACTIONS as V16_ACTIONS
 from apps.ocpp_gateway.v16.handlers import ChargePointHandlers as V16Handlers
 from cpo import clock
@@ -37,9 +38,19 @@ def negotiate(offered: list[str]) -> str | None:
 
 
 async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> None:
+    """Publish the outcome to waiters first (Redis; no database on that path, so a waiter in this very
+    process never waits behind the database thread), then record it in the command row."""
+    key = OUTCOME_KEY.format(id=command["command_id"])
+    message = outcome_message(command_id=command["command_id"], action=command.get("action", ""),
+                              status=outcome.status, response=outcome.response, error_code=outcome.error_code,
+                              error_description=outcome.error_description)
+    async with async_redis().pipeline(transaction=False) as pipe:
+        pipe.rpush(key, message)
+        pipe.expire(key, OUTCOME_TTL_S)
+        await pipe.execute()
     await database_sync_to_async(command_record_outcome)(
         command_id=command["command_id"], status=outcome.status, response=outcome.response,
-        error_code=outcome.error_code, error_description=outcome.error_description,
+        error_code=outcome.error_code, error_description=outcome.error_description, push=False,
     )
 
 

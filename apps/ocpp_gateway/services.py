@@ -112,23 +112,33 @@ def _push_outcome(command: OcppCommand) -> None:
 
 
 def _finish(command: OcppCommand, status: str, *, response: dict | None = None, error_code: str = "",
-            error_description: str = "") -> OcppCommand:
+            error_description: str = "", push: bool = True) -> OcppCommand:
     command.status, command.response = status, response
     command.error_code, command.error_description = error_code[:64], error_description[:500]
     command.completed_at = clock.now()
     command.save(update_fields=["status", "response", "error_code", "error_description", "completed_at"])
-    _push_outcome(command)
+    if push:
+        _push_outcome(command)
     return command
 
 
 @transaction.atomic
 def command_record_outcome(*, command_id: int, status: str, response: dict | None = None, error_code: str = "",
-                           error_description: str = "") -> OcppCommand | None:
-    """Record a command's final outcome once; later outcomes for the same command are ignored."""
+                           error_description: str = "", push: bool = True) -> OcppCommand | None:
+    """Record a command's final outcome once; later outcomes for the same command are ignored. `push=False`
+    when the caller has already published the outcome to waiters (the consumer does, before this write)."""
     command = OcppCommand.objects.select_for_update().filter(pk=command_id).first()
     if command is None or command.status in FINAL_COMMAND_STATUSES:
         return command
-    return _finish(command, status, response=response, error_code=error_code, error_description=error_description)
+    return _finish(command, status, response=response, error_code=error_code, error_description=error_description,
+                   push=push)
+
+
+def outcome_message(*, command_id: int, action: str, status: str, response: dict | None = None,
+                    error_code: str = "", error_description: str = "") -> str:
+    """The JSON a waiter reads (same shape as OcppCommand.outcome())."""
+    return json.dumps({"id": command_id, "action": action, "status": status, "response": response,
+                       "error_code": error_code[:64], "error_description": error_description[:500]})
 
 
 def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str, Any]:

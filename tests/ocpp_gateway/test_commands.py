@@ -1,0 +1,91 @@
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from django import db
+
+from apps.ocpp_gateway.choices import CommandStatus
+from apps.ocpp_gateway.services import command_send, command_wait
+from apps.stations.models import ChargePoint
+from tests.ocpp_gateway.conftest import Charger, connect
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+def wait(fn):
+    """A waiter is normally another process (admin, API, Celery, shell); here it runs in its own thread so
+    it does not hold the thread the consumer's database calls run in."""
+
+    def run(**kwargs):
+        try:
+            return fn(**kwargs)
+        finally:
+            db.connection.close()
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+def _send(action, payload, timeout_s=5.0):
+    cp = ChargePoint.objects.get(identity="CP-1")
+    return command_send(charge_point=cp, action=action, payload=payload, timeout_s=timeout_s).pk
+
+
+async def test_command_reaches_charger_and_answer_comes_back(charge_point):
+    comm, connected, _ = await connect()
+    assert connected
+    charger = Charger(comm)
+    await charger.call("BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "X"})
+    command_id = await database_sync_to_async(_send)("Reset", {"type": "Soft"})
+    call = await charger.receive()
+    assert call[0] == 2 and call[2] == "Reset" and call[3] == {"type": "Soft"}
+    await charger.send_raw(json.dumps([3, call[1], {"status": "Accepted"}]))
+    outcome = await wait(command_wait)(command_id=command_id, timeout_s=5)
+    assert outcome["status"] == CommandStatus.ANSWERED
+    assert outcome["response"] == {"status": "Accepted"}
+    await comm.disconnect()
+
+
+async def test_command_for_offline_charger_fails_at_once(charge_point):
+    command_id = await database_sync_to_async(_send)("Reset", {"type": "Soft"})
+    outcome = await wait(command_wait)(command_id=command_id, timeout_s=1)
+    assert outcome["status"] == CommandStatus.CHARGER_OFFLINE
+
+
+async def test_call_error_and_timeout_and_disconnect(charge_point):
+    comm, connected, _ = await connect()
+    charger = Charger(comm)
+    first = await database_sync_to_async(_send)("ClearCache", {})
+    call = await charger.receive()
+    await charger.send_raw(json.dumps([4, call[1], "NotSupported", "no cache", {}]))
+    outcome = await wait(command_wait)(command_id=first, timeout_s=5)
+    assert outcome["status"] == CommandStatus.CALL_ERROR and outcome["error_code"] == "NotSupported"
+
+    second = await database_sync_to_async(_send)("ClearCache", {}, 1)
+    await charger.receive()  # never answered
+    outcome = await wait(command_wait)(command_id=second, timeout_s=3)
+    assert outcome["status"] == CommandStatus.TIMEOUT
+
+    third = await database_sync_to_async(_send)("ClearCache", {}, 10)
+    await charger.receive()
+    await comm.disconnect()
+    outcome = await wait(command_wait)(command_id=third, timeout_s=5)
+    assert outcome["status"] == CommandStatus.CHARGER_DISCONNECTED
+
+
+async def test_commands_are_sent_one_at_a_time_in_order(charge_point):
+    comm, connected, _ = await connect()
+    charger = Charger(comm)
+    a = await database_sync_to_async(_send)("ClearCache", {})
+    b = await database_sync_to_async(_send)("Reset", {"type": "Hard"})
+    first = await charger.receive()
+    assert first[2] == "ClearCache"
+    assert await comm.receive_nothing(timeout=0.5)  # the second waits until the first is answered
+    await charger.send_raw(json.dumps([3, first[1], {"status": "Accepted"}]))
+    second = await charger.receive()
+    assert second[2] == "Reset"
+    await charger.send_raw(json.dumps([3, second[1], {"status": "Accepted"}]))
+    for command_id in (a, b):
+        outcome = await wait(command_wait)(command_id=command_id, timeout_s=5)
+        assert outcome["status"] == CommandStatus.ANSWERED
+    await comm.disconnect()

@@ -16,6 +16,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
@@ -24,7 +25,8 @@ from apps.ocpp_gateway import conf, presence, protocol
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage
 from apps.ocpp_gateway.redis_clients import sync_redis
-from apps.stations.choices import OcppProtocol
+from apps.stations import keys
+from apps.stations.choices import OcppProtocol, RegistrationStatus, SecurityProfile
 from apps.stations.models import ChargePoint
 from cpo import clock
 from cpo.exceptions import NotFound, ValidationFailed
@@ -71,12 +73,13 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
     timeout_s = float(timeout_s if timeout_s is not None else conf.command_timeout_s())
     if not 0 < timeout_s <= 3600:
         raise ValidationFailed(_("A command timeout must be between 0 and 3600 seconds."), fields={"timeout": []})
+    new_key_hash = _new_key_hash(action, payload)
     now = clock.now()
     holder = presence.lookup(charge_point.identity)
     command = OcppCommand.objects.create(
         charge_point=charge_point, action=action, payload=_masked(action, payload), unique_id=str(uuid.uuid4()),
         created_at=now, deadline=now + timedelta(seconds=timeout_s),
-        requested_by=actor if getattr(actor, "pk", None) else None, source=source,
+        requested_by=actor if getattr(actor, "pk", None) else None, source=source, new_key_hash=new_key_hash,
     )
     audit_record_create(actor=actor, action=f"ocpp.{action}", target=charge_point, source=source,
                         detail={"command_id": command.pk})
@@ -89,6 +92,17 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
     }
     transaction.on_commit(lambda: _dispatch(holder.channel, message, command.pk))
     return command
+
+
+def _new_key_hash(action: str, payload: dict[str, Any]) -> str:
+    """A ChangeConfiguration of AuthorizationKey carries the charger's next Basic-auth password: it must be
+    a valid key, and we keep only its hash until the charger accepts it."""
+    if action != "ChangeConfiguration" or payload.get("key") != "AuthorizationKey":
+        return ""
+    try:
+        return keys.hash_key(str(payload.get("value", "")))
+    except DjangoValidationError as exc:
+        raise ValidationFailed(exc.messages[0], code="invalid_key", fields={"value": exc.messages}) from exc
 
 
 def _dispatch(channel: str, message: dict[str, Any], command_id: int) -> None:
@@ -117,9 +131,46 @@ def _finish(command: OcppCommand, status: str, *, response: dict | None = None, 
     command.error_code, command.error_description = error_code[:64], error_description[:500]
     command.completed_at = clock.now()
     command.save(update_fields=["status", "response", "error_code", "error_description", "completed_at"])
+    if command.new_key_hash and status == CommandStatus.ANSWERED and (response or {}).get("status") == "Accepted":
+        _apply_new_key(command)
+    if status == CommandStatus.ANSWERED:
+        from apps.ocpp_gateway.outcomes import command_answered  # late: its follow-ups send commands too
+
+        command_answered(command=command)
     if push:
         _push_outcome(command)
     return command
+
+
+def _apply_new_key(command: OcppCommand) -> None:
+    """The charger stored its new AuthorizationKey: from now on it must present it (security profile >= 1)."""
+    cp = ChargePoint.objects.select_for_update().get(pk=command.charge_point_id)
+    cp.auth_key_hash = command.new_key_hash
+    cp.security_profile = max(cp.security_profile, SecurityProfile.BASIC)
+    cp.save(update_fields=["auth_key_hash", "security_profile", "updated_at"])
+    audit_record_create(actor=None, action="chargepoint.key_changed", target=cp, source="ocpp",
+                        detail={"command_id": command.pk})
+
+
+@transaction.atomic
+def chargepoint_accept(*, charge_point: ChargePoint, actor: Any = None, timeout_s: float | None = None
+                       ) -> tuple[ChargePoint, str, OcppCommand | None]:
+    """Accept a Pending charge point (e.g. one that registered itself). A random key is generated for it;
+    when it is connected, the key is sent as its AuthorizationKey and takes effect once it accepts
+    (until then it may keep connecting without credentials). Returns (charge point, key in clear text —
+    shown once, command or None when offline). Its next BootNotification is answered Accepted."""
+    cp = ChargePoint.objects.select_for_update().get(pk=charge_point.pk)
+    if cp.registration_status == RegistrationStatus.ACCEPTED and cp.security_profile != SecurityProfile.NONE:
+        raise ValidationFailed(_("{identity} is already accepted.").format(identity=cp.identity), code="already_accepted")
+    cp.registration_status = RegistrationStatus.ACCEPTED
+    cp.save(update_fields=["registration_status", "updated_at"])
+    audit_record_create(actor=actor, action="chargepoint.accept", target=cp, source="admin")
+    key = keys.generate_key()
+    command = None
+    if presence.lookup(cp.identity) is not None:
+        command = command_send(charge_point=cp, action="ChangeConfiguration",
+                               payload={"key": "AuthorizationKey", "value": key}, timeout_s=timeout_s, actor=actor)
+    return cp, key, command
 
 
 @transaction.atomic
@@ -155,7 +206,13 @@ def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str
         item = sync_redis().blpop([OUTCOME_KEY.format(id=command_id)], timeout=max(1, round(timeout_s)))
         if item is not None:
             sync_redis().rpush(item[0], item[1])  # leave it for other waiters
-            return json.loads(item[1])
+            outcome = json.loads(item[1])
+            # The consumer publishes before it writes the row; make the row final now so whoever
+            # reads the command next sees what the waiter saw (the first recorded outcome wins).
+            command_record_outcome(command_id=command_id, status=outcome["status"], response=outcome["response"],
+                                   error_code=outcome["error_code"], error_description=outcome["error_description"],
+                                   push=False)
+            return outcome
     command.refresh_from_db()
     if command.status not in FINAL_COMMAND_STATUSES and command.deadline <= clock.now():
         command = command_record_outcome(command_id=command_id, status=CommandStatus.TIMEOUT,

@@ -1,0 +1,21 @@
+"""Periodic gateway housekeeping (Celery beat). Each task is idempotent and safe to run concurrently."""
+
+from celery import shared_task
+
+from apps.ocpp_gateway import services
+
+
+@shared_task(name="ocpp_gateway.presence_flush", ignore_result=True)
+def presence_flush_task() -> dict[str, int]:
+    """Copy presence (last seen, online) from Redis to PostgreSQL; mark lapsed chargers offline."""
+    return services.presence_flush()
+
+
+@shared_task(name="ocpp_gateway.commands_sweep", ignore_result=True)
+def commands_sweep_task() -> int:
+    return services.commands_sweep()
+
+
+@shared_task(name="ocpp_gateway.message_log_purge", ignore_result=True)
+def message_log_purge_task() -> int:
+    return services.message_log_purge()

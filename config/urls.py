@@ -1,5 +1,4 @@
 from django.conf import settings
-from django.conf.urls.i18n import i18n_patterns
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -20,16 +19,19 @@ urlpatterns = [
     path("api/", include(schema_urlpatterns)),
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/verify-email/<uidb64>/<token>/", account_views.verify_email, name="verify-email"),
+    path("ocpp/", include("apps.ocpp_gateway.urls")),
 ]
 
-urlpatterns += i18n_patterns(
+# Not under i18n_patterns: with prefix_default_language=False, LocaleMiddleware ignores Accept-Language
+# and the language cookie on unprefixed paths, so staff would always get English. Plain paths take the
+# language from the cookie set by /i18n/setlang/ or from the browser's Accept-Language.
+urlpatterns += [
     path("admin/password_reset/", auth_views.PasswordResetView.as_view(), name="admin_password_reset"),
     path("admin/password_reset/done/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),
     path("admin/", admin.site.urls),
-    prefix_default_language=False,
-)
+]
 
 if settings.DEBUG:
     from django.conf.urls.static import static

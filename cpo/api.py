@@ -7,6 +7,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
+from django.utils.translation import gettext as _
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -29,7 +30,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(exc.as_dict(), status=exc.http_status)
     if isinstance(exc, DjangoValidationError):
         fields = validation_error_fields(exc)
-        return Response({"code": "validation_failed", "detail": "The input is invalid.", "fields": fields},
+        return Response({"code": "validation_failed", "detail": _("The input is invalid."), "fields": fields},
                         status=400)
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
@@ -39,7 +40,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         return None
     if isinstance(exc, drf_exceptions.ValidationError):
-        body = {"code": "validation_failed", "detail": "The input is invalid.", "fields": _flatten(exc.detail)}
+        body = {
+            "code": "validation_failed", "detail": _("The input is invalid."), "fields": _flatten(exc.detail)
+        }
     else:
         detail = exc.detail if isinstance(exc, drf_exceptions.APIException) else str(exc)
         code = exc.get_codes() if isinstance(exc, drf_exceptions.APIException) else "error"

@@ -48,6 +48,34 @@ def audit_record_create(
     )
 
 
+def audit_record_create_from_admin(
+    *, actor: Any, verb: str, target: models.Model, message: Any = None
+) -> AuditRecord:
+    """The CPO_AUDIT_HOOK: one record (source "admin") per add, change or delete made in the admin,
+    e.g. action "chargepoint.update". The organisation is found through the model's tenant_field, so
+    rows owned through a parent (an EVSE, a connector) are filed under their operator too."""
+    detail = {"changes": message} if message else {}
+    return audit_record_create(
+        actor=actor, action=f"{target._meta.model_name}.{verb}", target=target,
+        organisation_id=_tenant_organisation_id(target), source="admin", detail=detail,
+    )
+
+
+def _tenant_organisation_id(target: models.Model) -> int | None:
+    path = getattr(type(target), "tenant_field", None)
+    if not path:
+        return None
+    if path == "pk":
+        return target.pk
+    *parents, last = path.split("__")
+    owner: Any = target
+    for name in parents:
+        owner = getattr(owner, name, None)
+        if owner is None:
+            return None
+    return getattr(owner, f"{last}_id", None)
+
+
 @transaction.atomic
 def organisation_create(
     *, name: str, slug: str, country: str, invoice_prefix: str, parent: Organisation | None = None,

@@ -105,6 +105,9 @@ class MeterSample(models.Model):
     raw_unit = models.CharField(_("unit as sent"), max_length=16, blank=True)
     signed_data = models.TextField(_("signed data"), blank=True)
 
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "charge_point__organisation"
+
     class Meta:
         verbose_name = _("meter sample")
         verbose_name_plural = _("meter samples")

@@ -14,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 
 from apps.accounts.models import IdToken
+from apps.accounts.services import audit_record_create
 from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
 from apps.charging.metering import Sample
 from apps.charging.models import OCPP16_TRANSACTION_SEQUENCE, ChargingSession, MeterSample, OrphanStop
@@ -223,3 +224,20 @@ def meter_values_record(*, charge_point_id: int, evse_id: int, transaction_ref: 
         session = session_for_transaction(charge_point_id=charge_point_id, transaction_ref=transaction_ref)
     meter_samples_record(charge_point_id=charge_point_id, evse_id=evse_id, session=session,
                          samples=samples, received_at=received_at)
+
+
+@transaction.atomic
+def orphan_stop_resolve(*, orphan_stop: OrphanStop, actor: Any = None, source: str = "admin") -> bool:
+    """Mark a stop for an unknown transaction as reviewed. Returns False (and writes nothing) when it
+    was already resolved."""
+    updated = OrphanStop.objects.filter(pk=orphan_stop.pk, resolved=False).update(resolved=True)
+    if updated:
+        orphan_stop.resolved = True
+        audit_record_create(
+            actor=actor,
+            action="orphanstop.resolve",
+            target=orphan_stop.charge_point,
+            source=source,
+            detail={"orphan_stop_id": orphan_stop.pk, "transaction_ref": orphan_stop.transaction_ref},
+        )
+    return bool(updated)

@@ -8,7 +8,7 @@ import uuid
 from typing import Any, ClassVar
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.db import models
 from django.utils.text import get_valid_filename
 from django.utils.translation import gettext_lazy as _
@@ -122,7 +122,11 @@ class OcppFailedMessage(models.Model):
 
 
 def _safe_name(filename: str, fallback: str) -> str:
-    name = get_valid_filename(filename.rsplit("/", 1)[-1]) if filename else ""
+    """A storage-safe last path segment of a name a charger or operator chose ("..", "" → fallback)."""
+    try:
+        name = get_valid_filename(filename.rsplit("/", 1)[-1])
+    except SuspiciousFileOperation:
+        name = ""
     return (name or fallback)[:120]
 
 
@@ -132,8 +136,10 @@ def firmware_upload_to(instance: FirmwareFile, filename: str) -> str:
 
 def diagnostics_upload_to(instance: DiagnosticsUpload, filename: str) -> str:
     # A random directory per upload: the file is never reachable by guessing its name.
-    return (f"diagnostics/{instance.charge_point_id}/{clock.now():%Y/%m}/{secrets.token_hex(8)}/"
-            f"{_safe_name(filename, 'diagnostics.bin')}")
+    return (
+        f"diagnostics/{instance.charge_point_id}/{clock.now():%Y/%m}/{secrets.token_hex(8)}/"
+        f"{_safe_name(filename, 'diagnostics.bin')}"
+    )
 
 
 class FirmwareFile(TimeStampedModel):
@@ -141,12 +147,21 @@ class FirmwareFile(TimeStampedModel):
     (/ocpp/firmware/<public_id>/<filename>) that UpdateFirmware names; size and SHA-256 are computed
     from the stored file, never typed."""
 
-    organisation = models.ForeignKey(Organisation, verbose_name=_("operator"), on_delete=models.PROTECT,
-                                     related_name="firmware_files")
-    vendor = models.CharField(_("charger vendor"), max_length=50, blank=True,
-                              help_text=_("As the charger reports it in BootNotification; empty for any."))
-    model = models.CharField(_("charger model"), max_length=50, blank=True,
-                             help_text=_("As the charger reports it in BootNotification; empty for any."))
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("operator"), on_delete=models.PROTECT, related_name="firmware_files"
+    )
+    vendor = models.CharField(
+        _("charger vendor"),
+        max_length=50,
+        blank=True,
+        help_text=_("As the charger reports it in BootNotification; empty for any."),
+    )
+    model = models.CharField(
+        _("charger model"),
+        max_length=50,
+        blank=True,
+        help_text=_("As the charger reports it in BootNotification; empty for any."),
+    )
     version = models.CharField(_("firmware version"), max_length=50)
     file = models.FileField(_("file"), upload_to=firmware_upload_to, max_length=255)
     filename = models.CharField(_("file name"), max_length=255, editable=False)
@@ -164,7 +179,8 @@ class FirmwareFile(TimeStampedModel):
         ordering = ["vendor", "model", "-created_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organisation", "vendor", "model", "version"], name="firmwarefile_unique_version",
+                fields=["organisation", "vendor", "model", "version"],
+                name="firmwarefile_unique_version",
                 violation_error_message=_(
                     "This operator already has this firmware version for this charger model."
                 ),
@@ -181,13 +197,29 @@ class DiagnosticsUpload(models.Model):
     it uploaded. The upload URL carries a random token of which only the SHA-256 is stored; it is good
     for one upload and until `expires_at`."""
 
-    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE,
-                                     related_name="diagnostics_uploads")
-    command = models.OneToOneField(OcppCommand, verbose_name=_("command"), null=True, blank=True,
-                                   on_delete=models.SET_NULL, related_name="diagnostics_upload")
+    charge_point = models.ForeignKey(
+        ChargePoint,
+        verbose_name=_("charge point"),
+        on_delete=models.CASCADE,
+        related_name="diagnostics_uploads",
+    )
+    command = models.OneToOneField(
+        OcppCommand,
+        verbose_name=_("command"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="diagnostics_upload",
+    )
     token_hash = models.CharField(_("token (hashed)"), max_length=64, unique=True, editable=False)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("requested by"), null=True,
-                                     blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     created_at = models.DateTimeField(_("created at"), db_index=True)
     expires_at = models.DateTimeField(_("upload allowed until"))
     announced_filename = models.CharField(_("file name announced by the charger"), max_length=255, blank=True)
@@ -222,8 +254,9 @@ class LocalAuthList(TimeStampedModel):
     """A local authorisation list (OCPP SendLocalList) kept for one charger or a group of chargers.
     `version` grows by one with every change of its entries; a charger belongs to at most one list."""
 
-    organisation = models.ForeignKey(Organisation, verbose_name=_("operator"), on_delete=models.PROTECT,
-                                     related_name="local_auth_lists")
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("operator"), on_delete=models.PROTECT, related_name="local_auth_lists"
+    )
     name = models.CharField(_("name"), max_length=100)
     version = models.PositiveIntegerField(_("version"), default=1, editable=False)
 
@@ -236,7 +269,8 @@ class LocalAuthList(TimeStampedModel):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organisation", "name"], name="localauthlist_unique_name_per_org",
+                fields=["organisation", "name"],
+                name="localauthlist_unique_name_per_org",
                 violation_error_message=_(
                     "This operator already has a local authorisation list with this name."
                 ),
@@ -253,10 +287,17 @@ class LocalAuthListEntry(models.Model):
     differential update can tell chargers to delete it. `changed_version` is the list version that last
     changed the entry."""
 
-    local_list = models.ForeignKey(LocalAuthList, verbose_name=_("local list"), on_delete=models.CASCADE,
-                                   related_name="entries")
-    id_token = models.ForeignKey(IdToken, verbose_name=_("id token"), null=True, blank=True,
-                                 on_delete=models.SET_NULL, related_name="local_list_entries")
+    local_list = models.ForeignKey(
+        LocalAuthList, verbose_name=_("local list"), on_delete=models.CASCADE, related_name="entries"
+    )
+    id_token = models.ForeignKey(
+        IdToken,
+        verbose_name=_("id token"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="local_list_entries",
+    )
     id_tag = models.CharField(_("id tag"), max_length=36)
     info: Any = models.JSONField(_("authorisation info"), default=dict, blank=True)
     changed_version = models.PositiveIntegerField(_("changed in version"))
@@ -282,20 +323,33 @@ class LocalAuthListMember(models.Model):
     """A charge point on a local list, with what it holds of it: the version last sent, the version it
     last accepted (the base of a differential update; None when unknown) and the version it reported."""
 
-    local_list = models.ForeignKey(LocalAuthList, verbose_name=_("local list"), on_delete=models.CASCADE,
-                                   related_name="members")
-    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE,
-                                     related_name="local_list_memberships")
+    local_list = models.ForeignKey(
+        LocalAuthList, verbose_name=_("local list"), on_delete=models.CASCADE, related_name="members"
+    )
+    charge_point = models.ForeignKey(
+        ChargePoint,
+        verbose_name=_("charge point"),
+        on_delete=models.CASCADE,
+        related_name="local_list_memberships",
+    )
     sent_version = models.PositiveIntegerField(_("version sent"), null=True, blank=True)
     sent_update_type = models.CharField(_("update type sent"), max_length=12, blank=True)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
-    sent_command = models.ForeignKey(OcppCommand, verbose_name=_("last SendLocalList"), null=True, blank=True,
-                                     on_delete=models.SET_NULL, related_name="+")
+    sent_command = models.ForeignKey(
+        OcppCommand,
+        verbose_name=_("last SendLocalList"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     last_status = models.CharField(_("charger's last answer"), max_length=32, blank=True)
     accepted_version = models.PositiveIntegerField(_("version accepted"), null=True, blank=True)
     accepted_at = models.DateTimeField(_("accepted at"), null=True, blank=True)
     reported_version = models.IntegerField(
-        _("version reported"), null=True, blank=True,
+        _("version reported"),
+        null=True,
+        blank=True,
         help_text=_("From GetLocalListVersion; -1: no local list support."),
     )
     reported_at = models.DateTimeField(_("reported at"), null=True, blank=True)
@@ -309,7 +363,8 @@ class LocalAuthListMember(models.Model):
         ordering = ["charge_point__identity"]
         constraints = [
             models.UniqueConstraint(
-                fields=["charge_point"], name="localauthlistmember_one_list_per_cp",
+                fields=["charge_point"],
+                name="localauthlistmember_one_list_per_cp",
                 violation_error_message=_("This charge point is already on a local authorisation list."),
             ),
         ]
@@ -320,6 +375,12 @@ class LocalAuthListMember(models.Model):
     def clean(self) -> None:
         super().clean()
         cp, local_list = getattr(self, "charge_point", None), getattr(self, "local_list", None)
-        if cp is not None and local_list is not None and local_list.organisation_id \
-                and cp.organisation_id != local_list.organisation_id:
-            raise ValidationError({"charge_point": _("The charge point belongs to another operator than the list.")})
+        if (
+            cp is not None
+            and local_list is not None
+            and local_list.organisation_id
+            and cp.organisation_id != local_list.organisation_id
+        ):
+            raise ValidationError(
+                {"charge_point": _("The charge point belongs to another operator than the list.")}
+            )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from functools import cache
 from typing import Any
 
@@ -169,10 +170,22 @@ def _is_uri(value: Any) -> bool:
     return not isinstance(value, str) or ("://" in value or value.startswith(("urn:", "mailto:")))
 
 
+# 1.6 schemas with `multipleOf: 0.1`. The library reads them with Decimal floats (in binary floating point
+# 0.3 is no multiple of 0.1) and caches one validator per schema whatever `parse_float` asks: read them
+# the same way here, or the first reader decides for the whole process and the other one breaks.
+_DECIMAL_SCHEMAS = frozenset({("SetChargingProfile", CALL), ("RemoteStartTransaction", CALL),
+                              ("GetCompositeSchedule", CALLRESULT)})
+
+
+def _decimal_floats(action: str, version: str, kind: int) -> bool:
+    return version == "1.6" and (action, kind) in _DECIMAL_SCHEMAS
+
+
 @cache
 def _validator(action: str, version: str, kind: int) -> Draft4Validator:
     """The library's schema for (action, version, CALL/CALLRESULT), with format checking switched on."""
-    base = get_validator(kind, action, version)
+    parse_float = Decimal if _decimal_floats(action, version, kind) else float
+    base = get_validator(kind, action, version, parse_float=parse_float)
     return Draft4Validator(base.schema, format_checker=_format_checker)
 
 
@@ -199,6 +212,8 @@ def validate(action: str, payload: Any, version: str, codes: ErrorCodes, *, kind
     """Raise ProtocolViolation with the specification's error code if `payload` breaks the schema."""
     if not isinstance(payload, dict):
         raise ProtocolViolation(codes.formation, "The payload must be a JSON object.", unique_id)
+    if _decimal_floats(action, version, kind):
+        payload = json.loads(dumps(payload), parse_float=Decimal)
     errors = list(_validator(action, version, kind).iter_errors(payload))
     if not errors:
         return

@@ -57,6 +57,8 @@ INSTALLED_APPS = [
     "cpo",
     "apps.accounts",
     "apps.stations",
+    "apps.charging",
+    "apps.ocpp_gateway",
 ]
 
 MIDDLEWARE = [
@@ -114,7 +116,11 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict] = {
+    "ocpp-presence-flush": {"task": "ocpp_gateway.presence_flush", "schedule": 30.0},
+    "ocpp-commands-sweep": {"task": "ocpp_gateway.commands_sweep", "schedule": 15.0},
+    "ocpp-message-log-purge": {"task": "ocpp_gateway.message_log_purge", "schedule": 3600.0},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 
 # --- auth ----------------------------------------------------------------------------------------
@@ -172,6 +178,8 @@ IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "view"
 
 # --- product -------------------------------------------------------------------------------------
 CPO_HEALTH_TIMEOUT_S = float(ENV.get("CPO_HEALTH_TIMEOUT_S", "2"))
+# Called by cpo.admin.BaseModelAdmin for every admin add/change/delete (an AuditRecord, source="admin").
+CPO_AUDIT_HOOK = "apps.accounts.services.audit_record_create_from_admin"
 
 LOGGING = {
     "version": 1,
@@ -185,3 +193,16 @@ LOGGING = {
 # Debian 12 ships GDAL 3.6; geometries here come from our own forms and imports (points), never from
 # uploaded spatial files, so the GDAL >= 3.9 file-access guard is not needed.
 SILENCED_SYSTEM_CHECKS = ["gis.W001"]
+
+# --- OCPP gateway ------------------------------------------------------------------------------
+CPO_OCPP_HEARTBEAT_INTERVAL_S = int(ENV.get("CPO_OCPP_HEARTBEAT_INTERVAL_S", "300"))
+CPO_OCPP_ALLOW_PROFILE_0 = env_bool("CPO_OCPP_ALLOW_PROFILE_0", False)
+CPO_OCPP_UNKNOWN_CHARGERS = ENV.get("CPO_OCPP_UNKNOWN_CHARGERS", "reject")
+if CPO_OCPP_UNKNOWN_CHARGERS not in ("reject", "pending", "accept"):
+    raise ImproperlyConfigured("CPO_OCPP_UNKNOWN_CHARGERS must be reject, pending or accept")
+CPO_OCPP_AUTO_REGISTER_ORGANISATION = ENV.get("CPO_OCPP_AUTO_REGISTER_ORGANISATION", "")
+CPO_OCPP_COMMAND_TIMEOUT_S = float(ENV.get("CPO_OCPP_COMMAND_TIMEOUT_S", "30"))
+CPO_OCPP_MAX_FRAME_BYTES = int(ENV.get("CPO_OCPP_MAX_FRAME_BYTES", str(1024 * 1024)))
+CPO_OCPP_MESSAGE_LOG = env_bool("CPO_OCPP_MESSAGE_LOG", True)
+CPO_OCPP_MESSAGE_LOG_DAYS = int(ENV.get("CPO_OCPP_MESSAGE_LOG_DAYS", "30"))
+CPO_OCPP_VALIDATE_RESPONSES = env_bool("CPO_OCPP_VALIDATE_RESPONSES", False)

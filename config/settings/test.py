@@ -15,3 +15,6 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 CELERY_TASK_ALWAYS_EAGER = False
+
+# Every CALLRESULT the product sends is checked against the OCPP JSON schemas during tests.
+CPO_OCPP_VALIDATE_RESPONSES = True

@@ -149,3 +149,157 @@ TENANT_FACTORIES = {
         evse=EvseFactory(charge_point=ChargePointFactory(organisation=organisation))
     ),
 }
+
+
+# --- OCPP gateway and charging ---------------------------------------------------------------------
+
+from datetime import timedelta  # noqa: E402
+from uuid import uuid4  # noqa: E402
+
+from apps.charging.models import ChargingSession, MeterSample, OrphanStop  # noqa: E402
+from apps.ocpp_gateway.choices import CommandStatus, Direction  # noqa: E402
+from apps.ocpp_gateway.models import (  # noqa: E402
+    DiagnosticsUpload,
+    FirmwareFile,
+    LocalAuthList,
+    OcppCommand,
+    OcppFailedMessage,
+    OcppMessage,
+)
+from cpo import clock  # noqa: E402
+
+
+class OcppCommandFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OcppCommand
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    action = "Reset"
+    payload = factory.LazyFunction(lambda: {"type": "Soft"})
+    unique_id = factory.LazyFunction(lambda: str(uuid4()))
+    status = CommandStatus.ANSWERED
+    response = factory.LazyFunction(lambda: {"status": "Accepted"})
+    created_at = factory.LazyFunction(clock.now)
+    deadline = factory.LazyAttribute(lambda o: o.created_at + timedelta(seconds=30))
+    completed_at = factory.LazyAttribute(lambda o: o.created_at)
+
+
+class OcppMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OcppMessage
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    identity = factory.LazyAttribute(lambda o: o.charge_point.identity)
+    direction = Direction.IN
+    message_type = 2
+    action = "Heartbeat"
+    unique_id = factory.Sequence(lambda n: f"msg-{n}")
+    frame = factory.LazyAttribute(lambda o: f'[2,"{o.unique_id}","{o.action}",{{}}]')
+    at = factory.LazyFunction(clock.now)
+
+
+class OcppFailedMessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OcppFailedMessage
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    protocol = "ocpp1.6"
+    action = "Heartbeat"
+    unique_id = factory.Sequence(lambda n: f"failed-{n}")
+    payload = factory.LazyFunction(dict)
+    error = "RuntimeError: database went away"
+    received_at = factory.LazyFunction(clock.now)
+
+
+class FirmwareFileFactory(factory.django.DjangoModelFactory):
+    """A firmware record whose file name points nowhere (no file is written); tests that download
+    create a real file."""
+
+    class Meta:
+        model = FirmwareFile
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    vendor = "ACME"
+    model = "AC22"
+    version = factory.Sequence(lambda n: f"1.0.{n}")
+    file = factory.LazyAttribute(lambda o: f"firmware/{uuid4()}/acme-{o.version}.bin")
+    filename = factory.LazyAttribute(lambda o: f"acme-{o.version}.bin")
+    size = 8
+    sha256 = "0" * 64
+
+
+class DiagnosticsUploadFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DiagnosticsUpload
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    token_hash = factory.Sequence(lambda n: f"{n:064x}")
+    created_at = factory.LazyFunction(clock.now)
+    expires_at = factory.LazyAttribute(lambda o: o.created_at + timedelta(days=1))
+
+
+class LocalAuthListFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = LocalAuthList
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Local list {n}")
+
+
+class ChargingSessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChargingSession
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    organisation = factory.LazyAttribute(lambda o: o.charge_point.organisation)
+    evse_id = 1
+    protocol = "ocpp1.6"
+    transaction_ref = factory.Sequence(lambda n: f"tx-{n}")
+    id_tag = "04A1B2C3"
+    auth_status = "Accepted"
+    meter_start_wh = 1000
+    started_at = factory.LazyFunction(clock.now)
+    started_at_charger = factory.LazyAttribute(lambda o: o.started_at)
+    start_received_at = factory.LazyAttribute(lambda o: o.started_at)
+
+
+class MeterSampleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = MeterSample
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    evse_id = 1
+    sampled_at = factory.LazyFunction(clock.now)
+    received_at = factory.LazyAttribute(lambda o: o.sampled_at)
+    measurand = "Energy.Active.Import.Register"
+    unit = "Wh"
+    value = 1234
+
+
+class OrphanStopFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OrphanStop
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    transaction_ref = factory.Sequence(lambda n: str(7000 + n))
+    payload = factory.LazyFunction(lambda: {"transactionId": 7000, "meterStop": 2000})
+    received_at = factory.LazyFunction(clock.now)
+
+
+def _for_charger(factory_cls, **extra):
+    return lambda organisation: factory_cls(
+        charge_point=ChargePointFactory(organisation=organisation), **extra
+    )
+
+
+TENANT_FACTORIES.update({
+    OcppCommand: _for_charger(OcppCommandFactory),
+    OcppMessage: _for_charger(OcppMessageFactory),
+    OcppFailedMessage: _for_charger(OcppFailedMessageFactory),
+    DiagnosticsUpload: _for_charger(DiagnosticsUploadFactory),
+    FirmwareFile: _for_org(FirmwareFileFactory),
+    LocalAuthList: _for_org(LocalAuthListFactory),
+    ChargingSession: _for_charger(ChargingSessionFactory),
+    MeterSample: _for_charger(MeterSampleFactory),
+    OrphanStop: _for_charger(OrphanStopFactory),
+})

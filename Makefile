@@ -1,0 +1,48 @@
+# The two commands: `make run` (serve the product) and `make test` (the whole suite). See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+# Settings for manage.py calls that need no server (a secret must be set for settings to load).
+MANAGE := DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-make-only-not-secret} DJANGO_SETTINGS_MODULE=config.settings.local $(PY) manage.py
+
+.PHONY: help bootstrap run test bench lint messages clean-var
+
+help:
+	@echo "make run        install what is missing, then serve admin, API and OCPP on PORT (default 8000)"
+	@echo "make test       install what is missing, ensure PostgreSQL+PostGIS and Redis, run the whole suite"
+	@echo "make bench      run the benchmarks (python -m benchmarks; BENCH_ARGS=... passes options)"
+	@echo "make lint       ruff check + ruff format --check"
+	@echo "make messages   update the de/fr translation catalogues under locale/"
+	@echo "make clean-var  stop project-local servers and delete var/"
+
+bootstrap:
+	@scripts/bootstrap.sh
+
+run: bootstrap
+	@exec scripts/run.sh
+
+# pytest's exit status decides; pass options with PYTEST_ARGS="-k health -x".
+test: bootstrap
+	@source scripts/services.sh test; exec $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: bootstrap
+	@if [[ ! -f benchmarks/__main__.py ]]; then \
+		echo "make bench: benchmarks/__main__.py does not exist (no benchmark to run)" >&2; exit 1; fi
+	@# The bench uses the loopback servers (BENCH_DATABASE_URL / BENCH_REDIS_URL override): make sure they answer.
+	@env -u DATABASE_URL -u REDIS_URL -u CACHE_URL scripts/services.sh test >/dev/null
+	@exec $(PY) -m benchmarks $(BENCH_ARGS)
+
+lint: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+messages: bootstrap
+	mkdir -p locale
+	$(MANAGE) makemessages -l de -l fr --ignore '.venv/*' --ignore 'var/*' --ignore 'node_modules/*'
+
+clean-var:
+	scripts/services.sh stop
+	rm -rf var

@@ -1,0 +1,439 @@
+"""Admin for organisations, users and roles, drivers, customer accounts, id tokens and the audit trail.
+
+Everything is scoped through cpo.admin.BaseModelAdmin: staff of one organisation see that organisation
+and its sub-operators, the superuser sees everything. On top of that, staff cannot escalate: they
+cannot grant superuser status or single permissions, can assign only roles whose permissions they
+hold themselves, and cannot touch superusers or staff outside every organisation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts.models import AuditRecord, CustomerAccount, DriverProfile, IdToken, Organisation, User
+from apps.accounts.resources import IdTokenResource
+from apps.accounts.tenancy import organisation_ids_for, sees_everything
+from cpo import clock
+from cpo.admin import BaseModelAdmin, ScopedImportExportMixin
+
+_UID_SEPARATORS = re.compile(r"[\s:\-.]")
+
+# --- organisations -------------------------------------------------------------------------------
+
+
+class OrganisationAdminForm(forms.ModelForm):
+    """Only the superuser creates top-level organisations; staff add sub-operators under their own."""
+
+    actor: Any = None
+
+    class Meta:
+        model = Organisation
+        fields = (
+            "name",
+            "slug",
+            "parent",
+            "is_active",
+            "legal_name",
+            "vat_id",
+            "country",
+            "address",
+            "email",
+            "invoice_prefix",
+        )
+
+    def clean_parent(self) -> Organisation | None:
+        parent = self.cleaned_data.get("parent")
+        if parent is None and not sees_everything(self.actor):
+            raise ValidationError(
+                _("Only a superuser can create a top-level organisation; choose the parent organisation."),
+                code="parent_required",
+            )
+        return parent
+
+
+@admin.register(Organisation)
+class OrganisationAdmin(BaseModelAdmin):
+    form = OrganisationAdminForm
+    list_display = (
+        "name",
+        "slug",
+        "parent",
+        "country",
+        "invoice_prefix",
+        "sub_organisation_count",
+        "is_active",
+    )
+    list_filter = ("is_active", "country", "parent")
+    search_fields = ("name", "slug", "legal_name", "vat_id", "email")
+    prepopulated_fields = {"slug": ("name",)}
+    list_select_related = ("parent",)
+    readonly_fields = ("sub_organisations", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "slug", "parent", "sub_organisations", "is_active")}),
+        (
+            _("Legal and billing"),
+            {"fields": ("legal_name", "vat_id", "country", "address", "email", "invoice_prefix")},
+        ),
+        (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(sub_organisation_count=Count("children", distinct=True))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        # The top of a staff member's tree hangs from something they cannot see or change.
+        if (
+            obj is not None
+            and not sees_everything(request.user)
+            and obj.parent_id not in organisation_ids_for(request.user)
+        ):
+            fields.append("parent")
+        return fields
+
+    @admin.display(description=_("sub-organisations"), ordering="sub_organisation_count")
+    def sub_organisation_count(self, obj: Organisation) -> int:
+        return obj.sub_organisation_count
+
+    @admin.display(description=_("sub-organisations"))
+    def sub_organisations(self, obj: Organisation) -> str:
+        children = obj.children.order_by("name") if obj.pk else []
+        return (
+            format_html_join(
+                ", ",
+                '<a href="{}">{}</a>',
+                (
+                    (reverse("admin:accounts_organisation_change", args=[child.pk]), child.name)
+                    for child in children
+                ),
+            )
+            or "-"
+        )
+
+
+# --- users and roles -----------------------------------------------------------------------------
+
+
+class StaffNeedAnOrganisationMixin:
+    """Staff members created or edited by non-superusers belong to an organisation of the editor's."""
+
+    actor: Any = None
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()  # type: ignore[misc]
+        is_staff = cleaned.get("is_staff", getattr(self.instance, "is_staff", False))  # type: ignore[attr-defined]
+        if (
+            "organisation" in cleaned
+            and cleaned.get("organisation") is None
+            and is_staff
+            and not sees_everything(self.actor)
+        ):
+            self.add_error("organisation", _("Staff members need an organisation."))  # type: ignore[attr-defined]
+        return cleaned
+
+
+class UserCreationAdminForm(StaffNeedAnOrganisationMixin, AdminUserCreationForm):
+    """Create a user by e-mail address, optionally for an organisation."""
+
+    class Meta:
+        model = User
+        fields = ("email", "full_name", "organisation", "is_staff")
+        field_classes: dict[str, Any] = {}
+
+
+class UserChangeAdminForm(StaffNeedAnOrganisationMixin, UserChangeForm):
+    """Change a user; the password is changed through its own form (link on the password field)."""
+
+    class Meta:
+        model = User
+        fields = "__all__"
+        field_classes: dict[str, Any] = {}
+
+
+def assignable_groups(actor: Any) -> QuerySet[Group]:
+    """The role groups `actor` may hand out: those whose every permission the actor holds."""
+    if sees_everything(actor):
+        return Group.objects.all()
+    held = actor.get_all_permissions()
+    lacking = [
+        group_id
+        for group_id, app_label, codename in Permission.objects.filter(group__isnull=False).values_list(
+            "group", "content_type__app_label", "codename"
+        )
+        if f"{app_label}.{codename}" not in held
+    ]
+    return Group.objects.exclude(pk__in=lacking)
+
+
+@admin.register(User)
+class UserAdmin(BaseModelAdmin, DjangoUserAdmin):
+    form = UserChangeAdminForm
+    add_form = UserCreationAdminForm
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        (_("Personal info"), {"fields": ("full_name",)}),
+        (
+            _("Organisation and roles"),
+            {
+                "fields": (
+                    "organisation",
+                    "is_active",
+                    "is_staff",
+                    "is_superuser",
+                    "groups",
+                    "user_permissions",
+                ),
+            },
+        ),
+        (_("Important dates"), {"fields": ("last_login", "date_joined", "email_verified_at")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": (
+                    "email",
+                    "full_name",
+                    "organisation",
+                    "is_staff",
+                    "usable_password",
+                    "password1",
+                    "password2",
+                ),
+            },
+        ),
+    )
+    list_display = ("email", "full_name", "organisation", "is_staff", "email_verified", "is_active")
+    list_filter = ("is_staff", "is_superuser", "is_active", "groups", "organisation")
+    search_fields = ("email", "full_name")
+    ordering = ("email",)
+    list_select_related = ("organisation",)
+    readonly_fields = ("last_login", "date_joined", "email_verified_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not sees_everything(request.user):
+            fields += ["is_superuser", "user_permissions"]
+        return fields
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "groups":
+            kwargs["queryset"] = assignable_groups(request.user)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def _protected(self, request: HttpRequest, obj: Any) -> bool:
+        """Superusers, and staff outside every organisation, are changed only by a superuser."""
+        return (
+            obj is not None
+            and not sees_everything(request.user)
+            and (obj.is_superuser or (obj.is_staff and obj.organisation_id is None))
+        )
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not self._protected(request, obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return not self._protected(request, obj) and super().has_delete_permission(request, obj)
+
+    @admin.display(description=_("verified"), boolean=True, ordering="email_verified_at")
+    def email_verified(self, obj: User) -> bool:
+        return obj.email_verified
+
+
+admin.site.unregister(Group)
+
+
+@admin.register(Group)
+class GroupAdmin(BaseModelAdmin, DjangoGroupAdmin):
+    """Role groups (deployment-wide), with changes audited like every other admin change."""
+
+
+# --- drivers and customers -----------------------------------------------------------------------
+
+
+@admin.register(DriverProfile)
+class DriverProfileAdmin(BaseModelAdmin):
+    list_display = ("user", "phone", "preferred_language", "customer_account")
+    list_filter = ("preferred_language", "customer_account")
+    search_fields = ("user__email", "user__full_name", "phone")
+    list_select_related = ("user", "customer_account")
+    autocomplete_fields = ("user",)
+
+
+@admin.register(CustomerAccount)
+class CustomerAccountAdmin(BaseModelAdmin):
+    list_display = (
+        "name",
+        "organisation",
+        "vat_id",
+        "billing_email",
+        "city",
+        "country",
+        "payment_terms_days",
+        "driver_count",
+        "is_active",
+    )
+    list_filter = ("is_active", "country", "organisation")
+    search_fields = ("name", "vat_id", "billing_email", "city")
+    list_select_related = ("organisation",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(driver_count=Count("drivers", distinct=True))
+
+    @admin.display(description=_("drivers"), ordering="driver_count")
+    def driver_count(self, obj: CustomerAccount) -> int:
+        return obj.driver_count
+
+
+# --- id tokens -----------------------------------------------------------------------------------
+
+
+class IdTokenAdminForm(forms.ModelForm):
+    """Staff add tokens for their organisations. The uid is normalised by the model's clean(), so the
+    form stores, and then shows, the normalised value (and a bad uid gets the model's message)."""
+
+    actor: Any = None
+
+    class Meta:
+        model = IdToken
+        fields = (
+            "uid",
+            "type",
+            "status",
+            "expires_at",
+            "label",
+            "owner",
+            "customer_account",
+            "group_id",
+            "organisation",
+            "valid_at",
+        )
+        help_texts = {
+            "uid": _(
+                "Stored in upper case; RFID uids as hexadecimal without separators (04:a1:b2:c3 → 04A1B2C3)."
+            ),
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if (
+            self.instance.pk is None
+            and "organisation" in self.fields
+            and cleaned.get("organisation") is None
+            and not sees_everything(self.actor)
+        ):
+            self.add_error("organisation", _("Choose the organisation that issues this token."))
+        return cleaned
+
+
+class ExpiryListFilter(admin.SimpleListFilter):
+    """Tokens by expiry: already expired, expiring within 30 days, or never expiring."""
+
+    title = _("expiry")
+    parameter_name = "expiry"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return (
+            ("expired", _("Expired")),
+            ("soon", _("Expires within 30 days")),
+            ("never", _("Never expires")),
+        )
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        now = clock.now()
+        if self.value() == "expired":
+            return queryset.filter(expires_at__lte=now)
+        if self.value() == "soon":
+            return queryset.filter(expires_at__gt=now, expires_at__lte=now + timedelta(days=30))
+        if self.value() == "never":
+            return queryset.filter(expires_at__isnull=True)
+        return queryset
+
+
+@admin.register(IdToken)
+class IdTokenAdmin(ScopedImportExportMixin, BaseModelAdmin):
+    form = IdTokenAdminForm
+    resource_classes = [IdTokenResource]
+    list_display = ("uid", "type", "status", "expires_at", "owner", "organisation", "group_id")
+    list_filter = ("status", "type", ExpiryListFilter, "organisation", "valid_at")
+    search_fields = ("uid", "owner__email", "group_id", "label")
+    search_help_text = _("uid (with or without separators), owner e-mail, group id or label")
+    list_select_related = ("owner", "organisation")
+    autocomplete_fields = ("owner",)
+    filter_horizontal = ("valid_at",)
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("uid", "type", "status", "expires_at", "label")}),
+        (_("Owner"), {"fields": ("owner", "customer_account", "group_id")}),
+        (_("Where it is valid"), {"fields": ("organisation", "valid_at")}),
+        (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> Any:
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        compact = _UID_SEPARATORS.sub("", search_term)
+        if compact and compact != search_term.strip():
+            results = results | queryset.filter(uid__icontains=compact)
+        return results, may_have_duplicates
+
+
+# --- audit trail ---------------------------------------------------------------------------------
+
+
+@admin.register(AuditRecord)
+class AuditRecordAdmin(BaseModelAdmin):
+    """The audit trail, read-only for everyone (the database refuses changes anyway)."""
+
+    list_display = ("at", "actor_repr", "organisation", "action", "target_repr", "outcome", "source")
+    list_filter = ("outcome", "source", "action", ("at", admin.DateFieldListFilter), "organisation")
+    search_fields = ("actor_repr", "action", "target_repr", "target_id")
+    date_hierarchy = "at"
+    fields = (
+        "at",
+        "actor_repr",
+        "organisation",
+        "action",
+        "target_type",
+        "target_id",
+        "target_repr",
+        "outcome",
+        "source",
+        "detail_pretty",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # select_related keeps a record readable after its organisation or actor is gone (no FK constraint).
+        return super().get_queryset(request).select_related("organisation", "target_type")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description=_("detail"))
+    def detail_pretty(self, obj: AuditRecord) -> str:
+        return format_html(
+            "<pre>{}</pre>", json.dumps(obj.detail, indent=2, ensure_ascii=False, sort_keys=True)
+        )

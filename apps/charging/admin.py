@@ -1,0 +1,207 @@
+"""Admin of charging sessions, meter samples and stops for unknown transactions. Everything here is
+reported by chargers, so it is read-only; stops for unknown transactions are reviewed and marked
+resolved. Meter samples are the biggest table: their changelist never counts it in full."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+from ocpp.v16.enums import Measurand
+
+from apps.charging.models import ChargingSession, MeterSample, OrphanStop
+from apps.charging.services import orphan_stop_resolve
+from apps.ocpp_gateway.admin import (
+    CappedCountPaginator,
+    ChargePointListFilter,
+    ReadOnlyAdminMixin,
+    charge_point_link,
+    pretty_json,
+)
+from cpo.admin import BaseModelAdmin
+
+
+class NeedsReviewListFilter(admin.SimpleListFilter):
+    title = _("needs review")
+    parameter_name = "needs_review"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return (("yes", _("Yes")), ("no", _("No")))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.exclude(review_reason="")
+        if self.value() == "no":
+            return queryset.filter(review_reason="")
+        return queryset
+
+
+@admin.register(ChargingSession)
+class ChargingSessionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    """Charging sessions as chargers reported them."""
+
+    list_display = (
+        "started_at",
+        "charger",
+        "evse_id",
+        "transaction_ref",
+        "id_tag",
+        "status",
+        "stopped_at",
+        "energy",
+        "review_reason",
+    )
+    list_filter = (
+        "status",
+        NeedsReviewListFilter,
+        "review_reason",
+        "protocol",
+        "timestamps_clamped",
+        "organisation",
+        "started_at",
+        ChargePointListFilter,
+    )
+    search_fields = ("transaction_ref", "id_tag", "charge_point__identity")
+    search_help_text = _("transaction id, id tag or charger identity")
+    list_select_related = ("charge_point", "organisation")
+    date_hierarchy = "started_at"
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.concrete_fields if f.name != "id"] + [
+            "energy",
+            "meter_samples_link",
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("charge point"), ordering="charge_point__identity")
+    def charger(self, obj: ChargingSession) -> str:
+        return charge_point_link(obj.charge_point_id, obj.charge_point.identity)
+
+    @admin.display(description=_("energy (Wh)"))
+    def energy(self, obj: ChargingSession) -> int | None:
+        return obj.energy_wh
+
+    @admin.display(description=_("meter samples"))
+    def meter_samples_link(self, obj: ChargingSession) -> str:
+        url = reverse("admin:charging_metersample_changelist") + f"?session__id__exact={obj.pk}"
+        return format_html('<a href="{}">{}</a>', url, _("Meter samples of this session"))
+
+
+class MeasurandListFilter(admin.SimpleListFilter):
+    """Measurands from the protocol's list (not a DISTINCT over the big table)."""
+
+    title = _("measurand")
+    parameter_name = "measurand"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return [(m.value, m.value) for m in Measurand]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(measurand=self.value()) if self.value() else queryset
+
+
+class SessionListFilter(admin.SimpleListFilter):
+    """Samples of one session (reached from the session page; no list of choices)."""
+
+    title = _("session")
+    parameter_name = "session__id__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        value = self.value()
+        return [(value, _("Session {id}").format(id=value))] if value and str(value).isdigit() else []
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(session_id=int(value)) if value and str(value).isdigit() else queryset
+
+
+@admin.register(MeterSample)
+class MeterSampleAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    """Meter samples, normalised (Wh, W, A, V); signed meter data is kept verbatim."""
+
+    list_display = (
+        "sampled_at",
+        "charger",
+        "evse_id",
+        "session",
+        "measurand",
+        "phase",
+        "location",
+        "context",
+        "value",
+        "unit",
+        "signed",
+    )
+    list_filter = (
+        MeasurandListFilter,
+        "context",
+        "location",
+        "sampled_at",
+        ChargePointListFilter,
+        SessionListFilter,
+    )
+    list_select_related = ("charge_point", "session")
+    ordering = ("-pk",)
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    list_per_page = 100
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.concrete_fields if f.name != "id"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("charge point"), ordering="charge_point__identity")
+    def charger(self, obj: MeterSample) -> str:
+        return charge_point_link(obj.charge_point_id, obj.charge_point.identity)
+
+    @admin.display(description=_("signed"), boolean=True)
+    def signed(self, obj: MeterSample) -> bool:
+        return bool(obj.signed_data)
+
+
+@admin.register(OrphanStop)
+class OrphanStopAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    """StopTransactions for transactions we never saw start: answered normally, kept for review."""
+
+    list_display = ("received_at", "charger", "transaction_ref", "resolved")
+    list_filter = ("resolved", "received_at", ChargePointListFilter)
+    search_fields = ("transaction_ref", "charge_point__identity")
+    list_select_related = ("charge_point",)
+    actions = ["mark_resolved"]
+    fields = ("charge_point", "transaction_ref", "received_at", "resolved", "payload_pretty")
+    readonly_fields = fields
+
+    @admin.display(description=_("charge point"), ordering="charge_point__identity")
+    def charger(self, obj: OrphanStop) -> str:
+        return charge_point_link(obj.charge_point_id, obj.charge_point.identity)
+
+    @admin.display(description=_("message"))
+    def payload_pretty(self, obj: OrphanStop) -> str:
+        return pretty_json(obj.payload)
+
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description=_("Mark as resolved"), permissions=["resolve"])
+    def mark_resolved(self, request: HttpRequest, queryset: QuerySet) -> None:
+        resolved = sum(
+            orphan_stop_resolve(orphan_stop=stop, actor=request.user)
+            for stop in queryset.select_related("charge_point").order_by("pk")
+        )
+        messages.success(
+            request,
+            ngettext("%(n)d stop marked resolved.", "%(n)d stops marked resolved.", resolved)
+            % {"n": resolved},
+        )

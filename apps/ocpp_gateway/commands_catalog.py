@@ -1,0 +1,103 @@
+"""The catalogue of commands the product can send to a charger, per OCPP version: each with its typed
+form and a one-line description for operators. A charger is offered the commands of the version it
+speaks; OCPP 2.0.1 adds its own table here with the same mechanism.
+
+`command_send_form` is the one way an interface sends a command composed in a form: it prepares what the
+command refers to, sends it with `command_send` (which validates the payload, records the command and the
+audit record) and links the two, in one transaction, so a refused payload leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+
+from apps.ocpp_gateway import forms as f
+from apps.ocpp_gateway.models import OcppCommand
+from apps.ocpp_gateway.services import command_send
+from apps.stations.models import ChargePoint
+from cpo.exceptions import NotFound
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command of one OCPP version: its action name, form and what it does."""
+
+    action: str
+    version: str
+    form_class: type[f.CommandForm]
+    description: Any
+
+
+def _specs(version: str, *entries: tuple[type[f.CommandForm], Any]) -> dict[str, CommandSpec]:
+    return {
+        form.action: CommandSpec(form.action, version, form, description) for form, description in entries
+    }
+
+
+CATALOGUE: dict[str, dict[str, CommandSpec]] = {
+    "1.6": _specs(
+        "1.6",
+        (f.CancelReservationForm, _("Cancel a reservation.")),
+        (f.ChangeAvailabilityForm, _("Make a connector or the whole charger (in)operative.")),
+        (f.ChangeConfigurationForm, _("Set a configuration key.")),
+        (f.ClearCacheForm, _("Empty the charger's authorisation cache.")),
+        (f.ClearChargingProfileForm, _("Remove charging profiles.")),
+        (f.DataTransferForm, _("Send vendor-specific data.")),
+        (f.GetCompositeScheduleForm, _("Ask for the schedule that results from all charging profiles.")),
+        (f.GetConfigurationForm, _("Read configuration keys.")),
+        (f.GetDiagnosticsForm, _("Have the charger upload a diagnostics file.")),
+        (f.GetLocalListVersionForm, _("Ask for the version of the charger's local authorisation list.")),
+        (f.RemoteStartTransactionForm, _("Start charging for an id tag.")),
+        (f.RemoteStopTransactionForm, _("Stop a transaction.")),
+        (f.ReserveNowForm, _("Reserve a connector for an id tag.")),
+        (f.ResetForm, _("Restart the charger.")),
+        (f.SendLocalListForm, _("Send the charger its local authorisation list.")),
+        (f.SetChargingProfileForm, _("Install a charging profile.")),
+        (f.TriggerMessageForm, _("Have the charger send a message now.")),
+        (f.UnlockConnectorForm, _("Unlock a connector.")),
+        (f.UpdateFirmwareForm, _("Install an uploaded firmware file.")),
+    ),
+}
+
+
+def charge_point_version(charge_point: ChargePoint) -> str:
+    """The OCPP version the charger speaks (1.6 until it tells us otherwise)."""
+    return f.CommandContext(charge_point=charge_point).version
+
+
+def catalogue_for(charge_point: ChargePoint) -> dict[str, CommandSpec]:
+    """The commands the charger may be sent, by action name (empty for a version without a catalogue)."""
+    return CATALOGUE.get(charge_point_version(charge_point), {})
+
+
+def command_spec(*, charge_point: ChargePoint, action: str) -> CommandSpec:
+    """The catalogue entry for `action` at the charger's version. NotFound when there is none."""
+    spec = catalogue_for(charge_point).get(action)
+    if spec is None:
+        raise NotFound(
+            _("{action} is not a command for this charger's OCPP version.").format(action=action),
+            code="unknown_action",
+        )
+    return spec
+
+
+def command_send_form(*, form: f.CommandForm, source: str = "admin") -> OcppCommand:
+    """Send the command a valid form composed, as the form context's actor. Raises what `command_send`
+    raises (ValidationFailed for a payload the schema refuses); nothing is stored then."""
+    context = form.context
+    with transaction.atomic():
+        payload = form.prepare()
+        command = command_send(
+            charge_point=context.charge_point,
+            action=form.action,
+            payload=payload,
+            timeout_s=form.deadline(),
+            actor=context.actor,
+            source=source,
+        )
+        form.sent(command)
+    return command

@@ -1,0 +1,721 @@
+"""Forms of the OCPP gateway: one typed form per command a charger takes (what an operator fills in, and
+the payload it becomes), and the admin forms for firmware files and local authorisation lists.
+
+A command form builds its payload in `build_payload()` and checks it against the command's JSON schema
+in `clean()`, with the message `command_send` would give. Forms that need records to exist before the
+command goes out (a diagnostics upload slot, a local list version) create them in `prepare()`, which
+runs in the transaction that sends the command, and link them to it in `sent()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, cast
+
+from django import forms
+from django.contrib.admin.widgets import FilteredSelectMultiple
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext_lazy as _
+from ocpp.messages import get_validator
+from ocpp.v16 import enums as v16
+
+from apps.accounts.models import IdToken
+from apps.charging.choices import SessionStatus
+from apps.charging.models import ChargingSession
+from apps.ocpp_gateway import conf, localauth, protocol, transfers
+from apps.ocpp_gateway.handlers import iso
+from apps.ocpp_gateway.models import FirmwareFile, LocalAuthList, OcppCommand
+from apps.stations.models import ChargePoint, Evse
+from cpo import clock
+from cpo.exceptions import ApplicationError, ValidationFailed
+
+INT32_MAX = 2**31 - 1
+# Stands in for the upload link's random part while a GetDiagnostics form is checked.
+UPLOAD_PREVIEW_KEY = "pending"
+
+
+def payload_check(*, action: str, payload: dict[str, Any], version: str) -> None:
+    """ValidationFailed (with command_send's wording) when `payload` breaks the action's JSON schema."""
+    try:
+        protocol.validate(action, payload, version, protocol.ErrorCodes(version))
+    except protocol.ProtocolViolation as exc:
+        raise ValidationFailed(
+            _("The {action} payload is invalid: {problem}").format(action=action, problem=exc.description),
+            code="invalid_payload",
+            fields={"payload": [exc.description]},
+        ) from exc
+
+
+def schema_enum(action: str, version: str, *path: str) -> list[str]:
+    """The values the command's JSON schema allows at `path` (properties, then nested properties)."""
+    node: dict[str, Any] = get_validator(protocol.CALL, action, version).schema
+    for name in path:
+        node = node["properties"][name]
+    return list(node["enum"])
+
+
+def enum_choices(
+    values: Iterable[Any], labels: dict[str, Any] | None = None, allowed: Iterable[str] | None = None
+) -> list[tuple[str, Any]]:
+    """Choices from protocol enum values (the value is the protocol term); `allowed` narrows them to
+    what the schema accepts, `labels` explains some of them."""
+    keep = set(allowed) if allowed is not None else None
+    labels = labels or {}
+    return [(str(v), labels.get(str(v), str(v))) for v in values if keep is None or str(v) in keep]
+
+
+class DatalistInput(forms.TextInput):
+    """A text input that suggests values (an HTML datalist) and still accepts any other."""
+
+    def __init__(self, suggestions: Iterable[Any] = (), attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs)
+        self.suggestions = [str(s) for s in suggestions]
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        attrs = dict(attrs or {})
+        list_id = f"{attrs.get('id') or 'id_' + name}_suggestions"
+        attrs["list"] = list_id
+        html = super().render(name, value, attrs, renderer)
+        options = format_html_join("", '<option value="{}">', ((s,) for s in self.suggestions))
+        return format_html('{}<datalist id="{}">{}</datalist>', html, list_id, options)
+
+
+class DateTimeLocalInput(forms.DateTimeInput):
+    """The browser's own date-and-time picker; values are read in the server's time zone (UTC)."""
+
+    input_type = "datetime-local"
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs, format="%Y-%m-%dT%H:%M")
+
+
+def datetime_field(label: Any, *, required: bool = True, help_text: Any = "") -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label=label, required=required, widget=DateTimeLocalInput(), help_text=help_text or _("UTC.")
+    )
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """What a command form needs besides the operator's input: the charger, who asks, and the base URL
+    chargers reach us at (for upload and download links; None when unknown)."""
+
+    charge_point: ChargePoint
+    actor: Any = None
+    base_url: str | None = None
+
+    @property
+    def version(self) -> str:
+        subprotocol = self.charge_point.ocpp_protocol or "ocpp1.6"
+        return protocol.SUBPROTOCOL_VERSIONS.get(subprotocol, subprotocol)
+
+
+class CommandForm(forms.Form):
+    """Base of the command forms. Subclasses name their `action`, declare typed fields and implement
+    `build_payload()`; `payload` holds the checked payload after `is_valid()`."""
+
+    action: ClassVar[str] = ""
+    version: ClassVar[str] = "1.6"
+    # Fields that take a 1.6 connector id (= EVSE number): offered as a list of the charger's EVSEs.
+    connector_fields: ClassVar[dict[str, bool]] = {}  # name -> whether 0 (the whole charger) is allowed
+
+    timeout_s = forms.FloatField(
+        label=_("answer deadline (seconds)"),
+        min_value=1,
+        max_value=3600,
+        required=False,
+        help_text=_("How long the charger has to answer; the page waits a few seconds of it."),
+    )
+
+    def __init__(self, *args: Any, context: CommandContext, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context
+        self.payload: dict[str, Any] | None = None
+        self.notes: list[str] = []
+        self.fields["timeout_s"].initial = conf.command_timeout_s()
+        self._offer_connectors()
+        self.setup()
+        self.order_fields([name for name in self.fields if name != "timeout_s"])
+
+    def setup(self) -> None:
+        """Adjust fields to the charger (choices, initial values). Nothing to adjust by default."""
+
+    def _offer_connectors(self) -> None:
+        if not self.connector_fields:
+            return
+        evse_ids = list(
+            Evse.objects.filter(charge_point=self.context.charge_point)
+            .order_by("evse_id")
+            .values_list("evse_id", flat=True)
+        )
+        if not evse_ids:
+            return  # unknown layout: the number field stays
+        for name, allow_zero in self.connector_fields.items():
+            field = self.fields[name]
+            choices: list[tuple[Any, Any]] = [] if field.required else [("", "—")]
+            if allow_zero:
+                choices.append((0, _("0: the whole charge point")))
+            choices += [(n, _("Connector {n}").format(n=n)) for n in evse_ids]
+            self.fields[name] = forms.TypedChoiceField(
+                label=field.label,
+                required=field.required,
+                choices=choices,
+                coerce=int,
+                empty_value=None,
+                help_text=field.help_text,
+                initial=field.initial,
+            )
+
+    def build_payload(self) -> dict[str, Any] | None:
+        """The payload from cleaned_data; None when it can only be composed at send time (`prepare`)."""
+        raise NotImplementedError(f"{type(self).__name__} must build its payload")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if self.errors:
+            return cleaned
+        try:
+            payload = self.build_payload()
+            if payload is not None:
+                payload_check(action=self.action, payload=payload, version=self.version)
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.detail, code=exc.code) from exc
+        self.payload = payload
+        return cleaned
+
+    def prepare(self) -> dict[str, Any]:
+        """The payload to send. Runs in the sending transaction; may create what the command refers to."""
+        if self.payload is None:
+            raise ValueError("prepare() needs a valid form")
+        return self.payload
+
+    def sent(self, command: OcppCommand) -> None:
+        """Link what `prepare()` created to the command. Nothing to link by default."""
+
+    def deadline(self) -> float | None:
+        return self.cleaned_data.get("timeout_s")
+
+    @staticmethod
+    def optional(**values: Any) -> dict[str, Any]:
+        """The given payload members that have a value (None and empty strings are left out)."""
+        return {key: value for key, value in values.items() if value is not None and value != ""}
+
+
+def connector_field(
+    label: Any = None, *, required: bool = True, allow_zero: bool = False, help_text: Any = ""
+) -> forms.IntegerField:
+    return forms.IntegerField(
+        label=label or _("connector"),
+        required=required,
+        min_value=0 if allow_zero else 1,
+        max_value=INT32_MAX,
+        help_text=help_text,
+    )
+
+
+def id_tag_field(label: Any = None, *, required: bool = True) -> forms.CharField:
+    return forms.CharField(
+        label=label or _("id tag"),
+        required=required,
+        max_length=20,
+        help_text=_("The token uid (up to 20 characters in OCPP 1.6)."),
+    )
+
+
+def _int(label: Any, *, required: bool = True, min_value: int = 0, help_text: Any = "") -> forms.IntegerField:
+    return forms.IntegerField(
+        label=label, required=required, min_value=min_value, max_value=INT32_MAX, help_text=help_text
+    )
+
+
+def _utc(value: datetime | None) -> str | None:
+    return iso(value) if value is not None else None
+
+
+# --- OCPP 1.6 commands -----------------------------------------------------------------------------
+
+
+class CancelReservationForm(CommandForm):
+    action = "CancelReservation"
+    reservation_id = _int(_("reservation id"))
+
+    def build_payload(self) -> dict[str, Any]:
+        return {"reservationId": self.cleaned_data["reservation_id"]}
+
+
+class ChangeAvailabilityForm(CommandForm):
+    action = "ChangeAvailability"
+    connector_fields = {"connector_id": True}
+    connector_id = connector_field(allow_zero=True, help_text=_("0 changes the whole charge point."))
+    type = forms.ChoiceField(
+        label=_("availability"),
+        choices=enum_choices(
+            v16.AvailabilityType,
+            {"Operative": _("Operative: may charge"), "Inoperative": _("Inoperative: may not charge")},
+        ),
+    )
+
+    def build_payload(self) -> dict[str, Any]:
+        return {"connectorId": self.cleaned_data["connector_id"], "type": self.cleaned_data["type"]}
+
+
+class ChangeConfigurationForm(CommandForm):
+    action = "ChangeConfiguration"
+    key = forms.CharField(
+        label=_("key"),
+        max_length=50,
+        widget=DatalistInput(v16.ConfigurationKey),
+        help_text=_("A standard key (suggested) or the vendor's own."),
+    )
+    value = forms.CharField(label=_("value"), max_length=500, required=False, strip=False)
+
+    def build_payload(self) -> dict[str, Any]:
+        return {"key": self.cleaned_data["key"], "value": self.cleaned_data["value"]}
+
+
+class ClearCacheForm(CommandForm):
+    action = "ClearCache"
+
+    def build_payload(self) -> dict[str, Any]:
+        return {}
+
+
+class ClearChargingProfileForm(CommandForm):
+    action = "ClearChargingProfile"
+    connector_fields = {"connector_id": True}
+    profile_id = _int(_("charging profile id"), required=False, help_text=_("Empty: any profile."))
+    connector_id = connector_field(required=False, allow_zero=True, help_text=_("Empty: any connector."))
+    charging_profile_purpose = forms.ChoiceField(
+        label=_("purpose"),
+        required=False,
+        choices=[("", _("any")), *enum_choices(v16.ChargingProfilePurposeType)],
+    )
+    stack_level = _int(_("stack level"), required=False, help_text=_("Empty: any stack level."))
+
+    def build_payload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return self.optional(
+            id=data["profile_id"],
+            connectorId=data["connector_id"],
+            chargingProfilePurpose=data["charging_profile_purpose"],
+            stackLevel=data["stack_level"],
+        )
+
+
+class DataTransferForm(CommandForm):
+    action = "DataTransfer"
+    vendor_id = forms.CharField(label=_("vendor id"), max_length=255)
+    message_id = forms.CharField(label=_("message id"), max_length=50, required=False)
+    # Not named "data": that is the bound form's input.
+    vendor_data = forms.CharField(
+        label=_("data"),
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("Sent as text, exactly as typed."),
+    )
+
+    def build_payload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return self.optional(
+            vendorId=data["vendor_id"], messageId=data["message_id"], data=data["vendor_data"]
+        )
+
+
+class GetCompositeScheduleForm(CommandForm):
+    action = "GetCompositeSchedule"
+    connector_fields = {"connector_id": True}
+    connector_id = connector_field(allow_zero=True, help_text=_("0: the charge point's total."))
+    duration = _int(_("duration (seconds)"), min_value=1)
+    charging_rate_unit = forms.ChoiceField(
+        label=_("unit"),
+        required=False,
+        choices=[("", _("the charger's choice")), *enum_choices(v16.ChargingRateUnitType)],
+    )
+
+    def build_payload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return self.optional(
+            connectorId=data["connector_id"],
+            duration=data["duration"],
+            chargingRateUnit=data["charging_rate_unit"],
+        )
+
+
+class GetConfigurationForm(CommandForm):
+    action = "GetConfiguration"
+    keys = forms.CharField(
+        label=_("keys"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("One key per line; empty for all keys."),
+    )
+
+    def clean_keys(self) -> list[str]:
+        keys = [line.strip() for line in self.cleaned_data["keys"].splitlines() if line.strip()]
+        too_long = [key for key in keys if len(key) > 50]
+        if too_long:
+            raise forms.ValidationError(
+                _("Keys have at most 50 characters: {keys}").format(keys=", ".join(too_long))
+            )
+        return keys
+
+    def build_payload(self) -> dict[str, Any]:
+        keys = self.cleaned_data["keys"]
+        return {"key": keys} if keys else {}
+
+
+class GetDiagnosticsForm(CommandForm):
+    """The upload location is ours: a single-use link made when the command is sent."""
+
+    action = "GetDiagnostics"
+    start_time = datetime_field(_("from"), required=False, help_text=_("Oldest log entries wanted (UTC)."))
+    stop_time = datetime_field(_("until"), required=False, help_text=_("Newest log entries wanted (UTC)."))
+    retries = _int(_("retries"), required=False)
+    retry_interval = _int(_("retry interval (seconds)"), required=False)
+
+    def clean(self) -> dict[str, Any]:
+        start, stop = self.cleaned_data.get("start_time"), self.cleaned_data.get("stop_time")
+        if start and stop and stop <= start:
+            self.add_error("stop_time", _("The end must be after the start."))
+        if not self.context.base_url:
+            raise forms.ValidationError(_("The public base URL is unknown: set CPO_PUBLIC_BASE_URL."))
+        return super().clean()
+
+    def _payload(self, location: str) -> dict[str, Any]:
+        data = self.cleaned_data
+        return self.optional(
+            location=location,
+            retries=data["retries"],
+            retryInterval=data["retry_interval"],
+            startTime=_utc(data["start_time"]),
+            stopTime=_utc(data["stop_time"]),
+        )
+
+    def build_payload(self) -> dict[str, Any]:
+        # The real link is made when the command is sent; this one has the same shape.
+        return self._payload(
+            transfers.diagnostics_upload_url(base_url=str(self.context.base_url), token=UPLOAD_PREVIEW_KEY)
+        )
+
+    def prepare(self) -> dict[str, Any]:
+        self.issued = transfers.diagnostics_upload_issue(
+            charge_point=self.context.charge_point,
+            base_url=str(self.context.base_url),
+            actor=self.context.actor,
+        )
+        return self._payload(self.issued.url)
+
+    def sent(self, command: OcppCommand) -> None:
+        transfers.diagnostics_upload_link(upload=self.issued.upload, command=command)
+
+
+class GetLocalListVersionForm(CommandForm):
+    action = "GetLocalListVersion"
+
+    def build_payload(self) -> dict[str, Any]:
+        return {}
+
+
+class RemoteStartTransactionForm(CommandForm):
+    action = "RemoteStartTransaction"
+    connector_fields = {"connector_id": False}
+    id_tag = id_tag_field()
+    connector_id = connector_field(required=False, help_text=_("Empty: the charger chooses."))
+    charging_profile = forms.JSONField(
+        label=_("charging profile (JSON)"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "cols": 80}),
+        help_text=_(
+            'Optional OCPP ChargingProfile with purpose TxProfile, e.g. {"chargingProfileId": 1, '
+            '"stackLevel": 0, "chargingProfilePurpose": "TxProfile", "chargingProfileKind": "Relative", '
+            '"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": '
+            '[{"startPeriod": 0, "limit": 16.0}]}}'
+        ),
+    )
+
+    def clean_charging_profile(self) -> Any:
+        value = self.cleaned_data["charging_profile"]
+        if value is not None and not isinstance(value, dict):
+            raise forms.ValidationError(_("A charging profile is a JSON object."))
+        return value
+
+    def build_payload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return self.optional(
+            connectorId=data["connector_id"],
+            idTag=data["id_tag"],
+            chargingProfile=data["charging_profile"] or None,
+        )
+
+
+class RemoteStopTransactionForm(CommandForm):
+    action = "RemoteStopTransaction"
+    transaction_id = forms.IntegerField(label=_("transaction id"), min_value=-(2**31), max_value=INT32_MAX)
+
+    def setup(self) -> None:
+        active = list(
+            ChargingSession.objects.filter(
+                charge_point=self.context.charge_point,
+                status=SessionStatus.ACTIVE,
+                ocpp16_transaction_id__isnull=False,
+            )
+            .order_by("-started_at")
+            .values_list("ocpp16_transaction_id", flat=True)[:20]
+        )
+        self.fields["transaction_id"].widget = DatalistInput(active)
+        if len(active) == 1:
+            self.fields["transaction_id"].initial = active[0]
+        if active:
+            self.fields["transaction_id"].help_text = _("Active on this charger: {ids}").format(
+                ids=", ".join(str(tx) for tx in active)
+            )
+
+    def build_payload(self) -> dict[str, Any]:
+        return {"transactionId": self.cleaned_data["transaction_id"]}
+
+
+class ReserveNowForm(CommandForm):
+    action = "ReserveNow"
+    connector_fields = {"connector_id": True}
+    connector_id = connector_field(
+        allow_zero=True, help_text=_("0: any connector (if the charger allows it).")
+    )
+    expiry_date = datetime_field(_("reserved until"))
+    id_tag = id_tag_field()
+    parent_id_tag = id_tag_field(_("parent id tag"), required=False)
+    reservation_id = _int(_("reservation id"))
+
+    def clean_expiry_date(self) -> datetime:
+        value = self.cleaned_data["expiry_date"]
+        if value <= clock.now():
+            raise forms.ValidationError(_("The reservation must end in the future."))
+        return value
+
+    def build_payload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return self.optional(
+            connectorId=data["connector_id"],
+            expiryDate=_utc(data["expiry_date"]),
+            idTag=data["id_tag"],
+            parentIdTag=data["parent_id_tag"],
+            reservationId=data["reservation_id"],
+        )
+
+
+class ResetForm(CommandForm):
+    action = "Reset"
+    type = forms.ChoiceField(
+        label=_("type"),
+        initial="Soft",
+        choices=enum_choices(
+            v16.ResetType,
+            {"Soft": _("Soft: stop transactions and restart the software"), "Hard": _("Hard: reboot now")},
+        ),
+    )
+
+    def build_payload(self) -> dict[str, Any]:
+        return {"type": self.cleaned_data["type"]}
+
+
+class SendLocalListForm(CommandForm):
+    """The list comes from the charger's local authorisation list; the payload is composed when sent
+    (entries refreshed from their tokens, version taken then)."""
+
+    action = "SendLocalList"
+    update_type = forms.ChoiceField(
+        label=_("update"),
+        choices=enum_choices(
+            v16.UpdateType,
+            {
+                "Full": _("Full: replace the charger's list"),
+                "Differential": _("Differential: changes since its version"),
+            },
+        ),
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        try:
+            self.member = localauth.local_list_member_for(charge_point=self.context.charge_point)
+        except ApplicationError as exc:
+            raise forms.ValidationError(exc.detail, code=exc.code) from exc
+        if cleaned["update_type"] == localauth.DIFFERENTIAL and self.member.accepted_version is None:
+            self.add_error(
+                "update_type",
+                _("The charger has not accepted a version of its list yet: send a full update."),
+            )
+        return cleaned
+
+    def build_payload(self) -> None:
+        return None
+
+    def prepare(self) -> dict[str, Any]:
+        try:
+            self.prepared = localauth.local_list_payload(
+                member=self.member, update_type=self.cleaned_data["update_type"]
+            )
+        except ApplicationError as exc:
+            raise ValidationFailed(exc.detail, code=exc.code) from exc
+        if self.prepared.skipped:
+            self.notes.append(
+                str(
+                    _("Left out (longer than 20 characters): {tags}").format(
+                        tags=", ".join(self.prepared.skipped)
+                    )
+                )
+            )
+        return self.prepared.payload
+
+    def sent(self, command: OcppCommand) -> None:
+        localauth.local_list_sent(prepared=self.prepared, command=command)
+
+
+class SetChargingProfileForm(CommandForm):
+    action = "SetChargingProfile"
+    connector_fields = {"connector_id": True}
+    connector_id = connector_field(allow_zero=True, help_text=_("0: a limit for the whole charge point."))
+    cs_charging_profiles = forms.JSONField(
+        label=_("charging profile (JSON)"),
+        widget=forms.Textarea(attrs={"rows": 10, "cols": 80}),
+        help_text=_(
+            'An OCPP ChargingProfile, e.g. {"chargingProfileId": 1, "stackLevel": 0, '
+            '"chargingProfilePurpose": "TxDefaultProfile", "chargingProfileKind": "Relative", '
+            '"chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": '
+            '[{"startPeriod": 0, "limit": 16.0}]}}'
+        ),
+    )
+
+    def clean_cs_charging_profiles(self) -> Any:
+        value = self.cleaned_data["cs_charging_profiles"]
+        if not isinstance(value, dict):
+            raise forms.ValidationError(_("A charging profile is a JSON object."))
+        return value
+
+    def build_payload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {"connectorId": data["connector_id"], "csChargingProfiles": data["cs_charging_profiles"]}
+
+
+class TriggerMessageForm(CommandForm):
+    action = "TriggerMessage"
+    connector_fields = {"connector_id": True}
+    requested_message = forms.ChoiceField(
+        label=_("message"),
+        choices=enum_choices(
+            v16.MessageTrigger, allowed=schema_enum("TriggerMessage", "1.6", "requestedMessage")
+        ),
+    )
+    connector_id = connector_field(
+        required=False, allow_zero=True, help_text=_("For StatusNotification and MeterValues; empty: all.")
+    )
+
+    def build_payload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return self.optional(requestedMessage=data["requested_message"], connectorId=data["connector_id"])
+
+
+class UnlockConnectorForm(CommandForm):
+    action = "UnlockConnector"
+    connector_fields = {"connector_id": False}
+    connector_id = connector_field()
+
+    def build_payload(self) -> dict[str, Any]:
+        return {"connectorId": self.cleaned_data["connector_id"]}
+
+
+class UpdateFirmwareForm(CommandForm):
+    """The charger downloads an uploaded firmware file from its unguessable URL."""
+
+    action = "UpdateFirmware"
+    firmware = forms.ModelChoiceField(label=_("firmware file"), queryset=FirmwareFile.objects.none())
+    retrieve_date = datetime_field(_("download from"), help_text=_("UTC; now or later."))
+    retries = _int(_("retries"), required=False)
+    retry_interval = _int(_("retry interval (seconds)"), required=False)
+    ignore_model_mismatch = forms.BooleanField(
+        label=_("send even if the file is for another charger model"),
+        required=False,
+    )
+
+    def setup(self) -> None:
+        cp = self.context.charge_point
+        field = cast(forms.ModelChoiceField, self.fields["firmware"])
+        field.queryset = FirmwareFile.objects.for_actor(self.context.actor).filter(
+            organisation_id=cp.organisation_id
+        )
+        self.fields["retrieve_date"].initial = clock.now().replace(second=0, microsecond=0)
+
+    def clean(self) -> dict[str, Any]:
+        firmware, cp = self.cleaned_data.get("firmware"), self.context.charge_point
+        if firmware is not None and not self.cleaned_data.get("ignore_model_mismatch"):
+            for mine, theirs in ((firmware.vendor, cp.vendor), (firmware.model, cp.model)):
+                if mine and theirs and mine.casefold() != theirs.casefold():
+                    self.add_error(
+                        "firmware",
+                        _("This file is for {target}; the charger is {vendor} {model}.").format(
+                            target=f"{firmware.vendor} {firmware.model}".strip(),
+                            vendor=cp.vendor,
+                            model=cp.model,
+                        ),
+                    )
+                    break
+        if not self.context.base_url:
+            raise forms.ValidationError(_("The public base URL is unknown: set CPO_PUBLIC_BASE_URL."))
+        return super().clean()
+
+    def build_payload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        location = transfers.firmware_url(firmware=data["firmware"], base_url=str(self.context.base_url))
+        return self.optional(
+            location=location,
+            retrieveDate=_utc(data["retrieve_date"]),
+            retries=data["retries"],
+            retryInterval=data["retry_interval"],
+        )
+
+
+# --- admin forms -----------------------------------------------------------------------------------
+
+
+class FirmwareFileAdminForm(forms.ModelForm):
+    """Upload a firmware image; its size and SHA-256 are computed from the file."""
+
+    actor: Any = None
+
+    class Meta:
+        model = FirmwareFile
+        fields = ("organisation", "vendor", "model", "version", "file", "notes")
+
+
+class LocalAuthListAdminForm(forms.ModelForm):
+    """A local list and its tokens; saving goes through `local_list_set_members` (versioning)."""
+
+    members = forms.ModelMultipleChoiceField(
+        label=_("id tokens"),
+        queryset=IdToken.objects.none(),
+        required=False,
+        widget=FilteredSelectMultiple(_("id tokens"), is_stacked=False),
+    )
+    actor: Any = None
+
+    class Meta:
+        model = LocalAuthList
+        fields = ("organisation", "name")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        members = cast(forms.ModelMultipleChoiceField, self.fields["members"])
+        members.queryset = IdToken.objects.for_actor(self.actor).order_by("uid")
+        if self.instance.pk:
+            self.initial["members"] = list(
+                self.instance.entries.filter(removed=False, id_token__isnull=False).values_list(
+                    "id_token_id", flat=True
+                )
+            )

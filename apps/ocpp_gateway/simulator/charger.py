@@ -1,0 +1,936 @@
+"""One simulated OCPP 1.6J charger: connection, boot, heartbeat, charging sessions and metering.
+
+The charger outlives its connections. Each connection (`Link`) runs the `ocpp` library's receive loop
+(`SimulatedChargePoint.start()`, which answers the CSMS's commands, see `v16.py`), the boot sequence,
+the heartbeat and the drainer of the charger's ordered outgoing queue. Transaction-related messages
+(StartTransaction, periodic MeterValues, StopTransaction) wait in that queue across disconnects and are
+delivered in order once a new connection has been accepted, with the specification's retries
+(TransactionMessageAttempts / TransactionMessageRetryInterval); status notifications queued behind
+them are dropped with the connection (a fresh boot reports every status again).
+
+The library's receive loop handles one message at a time, so nothing that runs inside a command
+handler may wait for an answer from the CSMS: follow-up work runs in tasks (`spawn`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError, ValidationError
+from ocpp.v16 import call
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from apps.ocpp_gateway.simulator.backoff import Backoff
+from apps.ocpp_gateway.simulator.configuration import ConfigurationStore, default_values
+from apps.ocpp_gateway.simulator.meter import Meter
+from apps.ocpp_gateway.simulator.smartcharging import Profile, ProfileStore
+from apps.ocpp_gateway.simulator.state import (
+    Connector,
+    LocalAuthorisation,
+    Outgoing,
+    Reservation,
+    Stats,
+    Transaction,
+)
+from apps.ocpp_gateway.simulator.v16 import SimulatedChargePoint, iso
+from cpo import clock
+
+logger = logging.getLogger(__name__)
+SUBPROTOCOL = "ocpp1.6"
+# A request that reached the CSMS but failed there (CALLERROR, no answer in time, an invalid answer).
+REQUEST_FAILURES = (OCPPError, TimeoutError, ValidationError, UnknownCallErrorCodeError)
+HTTP_TIMEOUT_S = 30.0
+
+
+class NotConnected(Exception):
+    """There is no connection to send on, or it closed before the answer came."""
+
+
+@dataclass
+class ChargerOptions:
+    """How one simulated charger is built and behaves. `url` is the endpoint without the identity
+    (ws://host:port/ocpp); `key` the Basic-auth password (security profile 1), None for profile 0."""
+
+    identity: str
+    url: str
+    key: str | None = None
+    connectors: int = 2
+    vendor: str = "CPO-Sim"
+    model: str = "SIM-AC22"
+    firmware_version: str = "1.0.0"
+    heartbeat_interval_s: int = 300
+    meter_interval_s: int = 60
+    max_power_w: float = 11_000.0
+    phases: int = 3
+    voltage_v: float = 230.0
+    id_tags: tuple[str, ...] = ("04A1B2C3D4E5F6",)
+    sessions: bool = False
+    session_s: tuple[float, float] = (60.0, 300.0)
+    idle_s: tuple[float, float] = (30.0, 300.0)
+    authorize_before_start: bool = True
+    unplug_delay_s: float = 1.0
+    reconnect_base_s: float = 1.0
+    reconnect_max_s: float = 60.0
+    reboot_delay_s: float = 0.5
+    call_timeout_s: float = 30.0
+    connect_timeout_s: float = 10.0
+    seed: int | str | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.url.rstrip('/')}/{self.identity}"
+
+
+@dataclass(eq=False)
+class Link:
+    """One WebSocket connection and the tasks that live exactly as long as it does."""
+
+    ws: ClientConnection
+    cp: SimulatedChargePoint
+    receiver: asyncio.Task
+    tasks: set[asyncio.Task] = field(default_factory=set)
+    registration: str = ""
+    heartbeat: asyncio.Task | None = None
+
+
+class Charger:
+    """A simulated charger. `run()` connects and keeps reconnecting until `stop()`; the state (connectors,
+    configuration, queue of transaction messages) survives disconnects and reboots."""
+
+    def __init__(self, options: ChargerOptions) -> None:
+        if not 1 <= options.connectors <= 64:
+            raise ValueError("a simulated charger has 1 to 64 connectors")
+        self.options = options
+        self.identity = options.identity
+        self.rng = random.Random(options.seed if options.seed is not None else options.identity)
+        self.config = ConfigurationStore(
+            default_values(
+                connectors=options.connectors,
+                heartbeat_interval_s=options.heartbeat_interval_s,
+                meter_interval_s=options.meter_interval_s,
+                authorization_key=options.key,
+            )
+        )
+        self.connectors = {
+            n: Connector(
+                n,
+                Meter(
+                    energy_wh=float(self.rng.randrange(0, 2_000_000)),
+                    phases=options.phases,
+                    voltage_v=options.voltage_v,
+                ),
+            )
+            for n in range(1, options.connectors + 1)
+        }
+        self.operative = True
+        self.pending_operative: bool | None = None
+        self.profiles = ProfileStore(phases=options.phases, voltage_v=options.voltage_v)
+        self.auth = LocalAuthorisation()
+        self.stats = Stats()
+        self.backoff = Backoff(
+            base_s=options.reconnect_base_s, maximum_s=options.reconnect_max_s, rng=self.rng
+        )
+        self.firmware_version = options.firmware_version
+        self.firmware_status = "Idle"
+        self.diagnostics_status = "Idle"
+        self.registration = ""
+        self.last_refusal: int | None = None
+        self.link: Link | None = None
+        self._reported: dict[int, str] = {}
+        self._outbox: deque[Outgoing] = deque()
+        self._outbox_ready = asyncio.Event()
+        self._outbox_empty = asyncio.Event()
+        self._outbox_empty.set()
+        self._reconnect = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._boot_now = asyncio.Event()
+        self._reboot = False
+        self._next_delay_s: float | None = None
+        self._firmware_installed = False
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- life cycle --------------------------------------------------------------------------------
+    @property
+    def accepted(self) -> bool:
+        """Connected, and the current connection's BootNotification was accepted."""
+        return self.link is not None and self.link.registration == "Accepted"
+
+    async def run(self, *, initial_delay_s: float = 0.0) -> None:
+        """Connect, serve and reconnect (randomised exponential back-off) until `stop()`."""
+        try:
+            if initial_delay_s > 0 and await self._sleep(initial_delay_s):
+                return
+            if self.options.sessions:
+                for connector in self.connectors.values():
+                    self.spawn(self._session_loop(connector))
+            while not self._stopped.is_set():
+                await self._connect_and_serve()
+                if self._stopped.is_set():
+                    break
+                if self._reboot:
+                    self._reboot = False
+                    self.stats.reboots += 1
+                    delay = self.options.reboot_delay_s
+                elif self._next_delay_s is not None:
+                    delay, self._next_delay_s = self._next_delay_s, None
+                else:
+                    delay = self.backoff.next()
+                await self._sleep(delay)
+        finally:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def stop(self) -> None:
+        """Ask `run()` to close the connection and return."""
+        self._stopped.set()
+        self._reconnect.set()
+
+    def reboot(self) -> None:
+        """Close the connection and connect again after `reboot_delay_s`, booting again."""
+        self._reboot = True
+        self._reconnect.set()
+
+    def reconnect(self) -> None:
+        """Close the connection and connect again at once (e.g. with a new AuthorizationKey)."""
+        self._next_delay_s = 0.0
+        self._reconnect.set()
+
+    async def _sleep(self, seconds: float) -> bool:
+        """Sleep unless stopped first; True when stopped."""
+        try:
+            await asyncio.wait_for(self._stopped.wait(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return False
+        return True
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], *, link: Link | None = None) -> asyncio.Task:
+        """Run `coro` as a task of the charger (or of `link`, cancelled when it closes); a failure is
+        logged and counted as an error."""
+        task = asyncio.get_running_loop().create_task(coro)
+        owner = link.tasks if link is not None else self._tasks
+        owner.add(task)
+        task.add_done_callback(lambda t: self._task_done(t, owner))
+        return task
+
+    def _task_done(self, task: asyncio.Task, owner: set[asyncio.Task]) -> None:
+        owner.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.stats.errors += 1
+            logger.error("%s: task failed: %r", self.identity, exc, exc_info=exc)
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        headers = {}
+        key = self.config.get("AuthorizationKey")
+        if key:
+            token = base64.b64encode(f"{self.identity}:{key}".encode()).decode("ascii")
+            headers["Authorization"] = f"Basic {token}"
+        ping = self.config.integer("WebSocketPingInterval") or None
+        return {
+            "subprotocols": [SUBPROTOCOL],
+            "additional_headers": headers,
+            "compression": None,
+            "proxy": None,
+            "open_timeout": self.options.connect_timeout_s,
+            "ping_interval": ping,
+            "ping_timeout": ping,
+            "close_timeout": 5,
+            "max_queue": 8,
+            "user_agent_header": f"{self.options.vendor}/{self.options.model}",
+        }
+
+    async def _connect_and_serve(self) -> None:
+        self._reconnect.clear()
+        try:
+            ws = await connect(self.options.endpoint, **self._connect_kwargs())
+        except InvalidStatus as exc:
+            self.last_refusal = exc.response.status_code
+            self._connect_failed(f"handshake refused with HTTP {exc.response.status_code}")
+            return
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            self._connect_failed(f"cannot connect: {exc!r}")
+            return
+        link: Link | None = None
+        try:
+            if ws.subprotocol != SUBPROTOCOL:
+                self._connect_failed(f"the server did not accept subprotocol {SUBPROTOCOL}")
+                return
+            self.stats.connects += 1
+            self.last_refusal = None
+            cp = SimulatedChargePoint(self, ws)
+            link = Link(ws=ws, cp=cp, receiver=asyncio.get_running_loop().create_task(cp.start()))
+            self.link = link
+            self.spawn(self._boot(link), link=link)
+            reconnect = asyncio.get_running_loop().create_task(self._reconnect.wait())
+            try:
+                await asyncio.wait({link.receiver, reconnect}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                reconnect.cancel()
+            if link.receiver.done() and not link.receiver.cancelled():
+                self._receiver_ended(link.receiver.exception())
+        finally:
+            if link is not None:
+                await self._close_link(link)
+            await ws.close()
+
+    def _receiver_ended(self, exc: BaseException | None) -> None:
+        """The server closed the connection (normal), or the receive loop failed (a bug: counted)."""
+        if isinstance(exc, ConnectionClosed):
+            logger.info("%s: connection closed by the server: %s", self.identity, exc)
+        elif exc is not None:
+            self.stats.errors += 1
+            logger.error("%s: receive loop failed: %r", self.identity, exc, exc_info=exc)
+
+    def _connect_failed(self, reason: str) -> None:
+        self.stats.connect_failures += 1
+        self.stats.errors += 1
+        logger.info("%s: %s", self.identity, reason)
+
+    async def _close_link(self, link: Link) -> None:
+        if self.link is link:
+            self.link = None
+        tasks = [link.receiver, *link.tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._reported.clear()
+        self._outbox = deque(item for item in self._outbox if item.transactional)
+        if not self._outbox:
+            self._outbox_empty.set()
+
+    # --- requests to the CSMS ----------------------------------------------------------------------
+    async def request(self, payload: Any) -> Any:
+        """Send one request on the current connection and return the answer (a call_result dataclass).
+        Raises NotConnected, or one of REQUEST_FAILURES when the CSMS answered with an error or not at all."""
+        link = self.link
+        if link is None:
+            raise NotConnected()
+        pending = asyncio.ensure_future(link.cp.call(payload, suppress=False))
+        try:
+            done, _ = await asyncio.wait({pending, link.receiver}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            pending.cancel()
+            raise
+        if pending not in done:
+            pending.cancel()
+            raise NotConnected()
+        try:
+            answer = pending.result()
+        except ConnectionClosed as exc:
+            raise NotConnected() from exc
+        self.stats.messages_sent += 1
+        return answer
+
+    async def notify(self, payload: Any) -> Any | None:
+        """Send a notification now, outside the queue; None when it could not be delivered."""
+        try:
+            return await self.request(payload)
+        except NotConnected:
+            return None
+        except REQUEST_FAILURES as exc:
+            self.stats.errors += 1
+            logger.warning("%s: %s failed: %r", self.identity, type(payload).__name__, exc)
+            return None
+
+    def enqueue(self, item: Outgoing) -> None:
+        """Queue a message behind the transaction-related messages already waiting."""
+        self._outbox.append(item)
+        self._outbox_empty.clear()
+        self._outbox_ready.set()
+
+    async def wait_queue_empty(self, timeout_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self._outbox_empty.wait(), timeout=timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _drain(self) -> None:
+        """Deliver the queue in order while the connection lasts; a transaction-related message that
+        fails is retried TransactionMessageAttempts times, TransactionMessageRetryInterval times n apart."""
+        while True:
+            if not self._outbox:
+                self._outbox_empty.set()
+                self._outbox_ready.clear()
+                await self._outbox_ready.wait()
+                continue
+            item = self._outbox[0]
+            payload = item.build()
+            if payload is None:
+                self._outbox.popleft()
+                continue
+            try:
+                answer = await self.request(payload)
+            except NotConnected:
+                return
+            except REQUEST_FAILURES as exc:
+                self.stats.errors += 1
+                item.failures += 1
+                attempts = max(1, self.config.integer("TransactionMessageAttempts"))
+                logger.warning(
+                    "%s: %s failed (%d of %d): %r",
+                    self.identity,
+                    type(payload).__name__,
+                    item.failures,
+                    attempts,
+                    exc,
+                )
+                if not item.transactional or item.failures >= attempts:
+                    self._outbox.popleft()
+                else:
+                    await asyncio.sleep(
+                        self.config.integer("TransactionMessageRetryInterval") * item.failures
+                    )
+                continue
+            self._outbox.popleft()
+            if item.on_result is not None:
+                item.on_result(answer)
+
+    # --- boot, heartbeat, status -------------------------------------------------------------------
+    def boot_payload(self) -> call.BootNotification:
+        return call.BootNotification(
+            charge_point_model=self.options.model[:20],
+            charge_point_vendor=self.options.vendor[:20],
+            charge_point_serial_number=self.identity[:25],
+            firmware_version=self.firmware_version[:50],
+            meter_type="SIM-METER",
+        )
+
+    async def _boot(self, link: Link) -> None:
+        """BootNotification until Accepted (Pending: again after the interval; Rejected: disconnect and
+        come back after it), then report every status and start the heartbeat and the queue."""
+        while True:
+            try:
+                answer = await self.request(self.boot_payload())
+            except NotConnected:
+                return
+            except REQUEST_FAILURES as exc:
+                self.stats.errors += 1
+                logger.warning("%s: BootNotification failed: %r", self.identity, exc)
+                if await self._sleep(self.options.reconnect_max_s):
+                    return
+                continue
+            link.registration = self.registration = answer.status
+            if answer.status == "Accepted":
+                break
+            wait_s = answer.interval if answer.interval > 0 else 60
+            if answer.status == "Rejected":
+                self._next_delay_s = wait_s
+                self._reconnect.set()
+                return
+            self._boot_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._boot_now.wait(), timeout=wait_s)
+        if answer.interval > 0:
+            self.config.set("HeartbeatInterval", str(answer.interval))
+        self.stats.boots_accepted += 1
+        self.backoff.reset()
+        for connector_id in range(0, len(self.connectors) + 1):
+            status = self.status_of(connector_id)
+            self._reported[connector_id] = status
+            await self.notify(self.status_payload(connector_id, status))
+        if self._firmware_installed:
+            self._firmware_installed = False
+            await self.firmware_status_report("Installed")
+        self.restart_heartbeat()
+        self.spawn(self._drain(), link=link)
+
+    def wake_boot(self) -> None:
+        """A triggered BootNotification while Pending: send it now instead of after the interval."""
+        self._boot_now.set()
+
+    def restart_heartbeat(self) -> None:
+        link = self.link
+        if link is None or link.registration != "Accepted":
+            return
+        if link.heartbeat is not None:
+            link.heartbeat.cancel()
+        link.heartbeat = self.spawn(self._heartbeat(), link=link)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            interval = self.config.integer("HeartbeatInterval")
+            if interval <= 0:
+                return
+            await asyncio.sleep(interval)
+            answer = await self.notify(call.Heartbeat())
+            if answer is None and self.link is None:
+                return
+
+    def status_of(self, connector_id: int) -> str:
+        """The status a connector (0: the charge point) is in now."""
+        if connector_id == 0:
+            return "Available" if self.operative else "Unavailable"
+        connector = self.connectors[connector_id]
+        if connector.transaction is not None:
+            return "Charging" if connector.meter.power_w > 0 else "SuspendedEVSE"
+        if connector.phase:
+            return connector.phase
+        if not (self.operative and connector.operative):
+            return "Unavailable"
+        if connector.reservation is not None:
+            return "Reserved"
+        return "Available"
+
+    def status_payload(self, connector_id: int, status: str) -> call.StatusNotification:
+        return call.StatusNotification(
+            connector_id=connector_id, error_code="NoError", status=status, timestamp=iso(clock.now())
+        )
+
+    def refresh_statuses(self) -> None:
+        """Queue a StatusNotification for every connector whose status changed since it was reported."""
+        if not self.accepted:
+            return
+        for connector_id in range(0, len(self.connectors) + 1):
+            status = self.status_of(connector_id)
+            if self._reported.get(connector_id) != status:
+                self._reported[connector_id] = status
+                payload = self.status_payload(connector_id, status)
+                self.enqueue(Outgoing(build=lambda p=payload: p, transactional=False))
+
+    # --- authorisation -----------------------------------------------------------------------------
+    def _known(self, id_tag: str) -> dict[str, Any] | None:
+        return self.auth.lookup(
+            id_tag,
+            use_list=self.config.boolean("LocalAuthListEnabled"),
+            use_cache=self.config.boolean("AuthorizationCacheEnabled"),
+        )
+
+    def remember(self, id_tag: str | None, info: dict[str, Any] | None) -> None:
+        """Update the authorisation cache from an idTagInfo (not for tags on the local list)."""
+        if (
+            id_tag
+            and info
+            and self.config.boolean("AuthorizationCacheEnabled")
+            and id_tag not in self.auth.entries
+        ):
+            self.auth.cache[id_tag] = info
+
+    async def authorize(self, id_tag: str) -> str:
+        """Authorise like a charger: the local list or cache when pre-authorisation is on, else Authorize;
+        offline, the local list or cache (LocalAuthorizeOffline) or AllowOfflineTxForUnknownId."""
+        known = self._known(id_tag)
+        known_ok = known is not None and known.get("status") == "Accepted"
+        if known_ok and self.config.boolean("LocalPreAuthorize"):
+            return "Accepted"
+        try:
+            answer = await self.request(call.Authorize(id_tag=id_tag))
+        except NotConnected:
+            if known_ok and self.config.boolean("LocalAuthorizeOffline"):
+                return "Accepted"
+            if known is None and self.config.boolean("AllowOfflineTxForUnknownId"):
+                return "Accepted"
+            return "Invalid"
+        except REQUEST_FAILURES as exc:
+            self.stats.errors += 1
+            logger.warning("%s: Authorize failed: %r", self.identity, exc)
+            return "Invalid"
+        self.remember(id_tag, answer.id_tag_info)
+        return str(answer.id_tag_info.get("status", "Invalid"))
+
+    # --- transactions ------------------------------------------------------------------------------
+    def free_for(self, connector_id: int, id_tag: str) -> bool:
+        """Whether a transaction for `id_tag` may start on the connector now."""
+        connector = self.connectors.get(connector_id)
+        if connector is None or connector.transaction is not None or connector.phase:
+            return False
+        if not (self.operative and connector.operative):
+            return False
+        return connector.reservation is None or connector.reservation.id_tag == id_tag
+
+    def first_free_connector(self, id_tag: str) -> int | None:
+        return next((n for n in self.connectors if self.free_for(n, id_tag)), None)
+
+    def connector_with_transaction(self, transaction_id: int) -> int | None:
+        for connector in self.connectors.values():
+            if connector.transaction is not None and connector.transaction.transaction_id == transaction_id:
+                return connector.connector_id
+        return None
+
+    async def start_transaction(
+        self, connector_id: int, id_tag: str, *, authorize: bool, profile: Profile | None = None
+    ) -> bool:
+        """Plug in, authorise (when asked), start, and meter until stopped. False when it did not start."""
+        if not self.free_for(connector_id, id_tag):
+            return False
+        connector = self.connectors[connector_id]
+        connector.phase = "Preparing"
+        self.refresh_statuses()
+        if authorize and await self.authorize(id_tag) != "Accepted":
+            connector.phase = ""
+            self.refresh_statuses()
+            return False
+        connector.phase = ""
+        if not self.free_for(connector_id, id_tag):
+            self.refresh_statuses()
+            return False
+        reservation = connector.reservation
+        if reservation is not None:
+            self._drop_reservation(reservation)
+        now = clock.now()
+        connector.meter.advance()
+        tx = Transaction(
+            connector_id=connector_id,
+            id_tag=id_tag,
+            meter_start_wh=connector.meter.register_wh,
+            started_at=now,
+            reservation_id=reservation.reservation_id if reservation else None,
+        )
+        tx.begin_values = connector.meter.sampled_values(
+            self.config.items("StopTxnSampledData"), context="Transaction.Begin"
+        )
+        connector.transaction = tx
+        if profile is not None:
+            self.profiles.install(profile)
+        start = call.StartTransaction(
+            connector_id=connector_id,
+            id_tag=id_tag,
+            meter_start=tx.meter_start_wh,
+            timestamp=iso(now),
+            reservation_id=tx.reservation_id,
+        )
+        self.enqueue(
+            Outgoing(build=lambda: start, transactional=True, on_result=lambda a: self._started(tx, a))
+        )
+        self.stats.sessions_started += 1
+        self.update_power(connector)
+        self.refresh_statuses()
+        tx.meter_task = self.spawn(self._meter_loop(connector, tx))
+        return True
+
+    def _started(self, tx: Transaction, answer: Any) -> None:
+        tx.transaction_id = answer.transaction_id
+        info = answer.id_tag_info or {}
+        self.remember(tx.id_tag, info)
+        connector = self.connectors[tx.connector_id]
+        if (
+            info.get("status") != "Accepted"
+            and connector.transaction is tx
+            and self.config.boolean("StopTransactionOnInvalidId")
+        ):
+            self.stop_transaction(tx.connector_id, reason="DeAuthorized")
+
+    def stop_transaction(self, connector_id: int, *, reason: str, id_tag: str | None = None) -> bool:
+        """End the connector's transaction and queue its StopTransaction (with transactionData as
+        StopTxnSampledData asks). False when no transaction runs there."""
+        connector = self.connectors.get(connector_id)
+        if connector is None or connector.transaction is None:
+            return False
+        tx = connector.transaction
+        if tx.meter_task is not None:
+            tx.meter_task.cancel()
+        connector.meter.set_power(0.0, offered_a=connector.meter.offered_a)
+        stopped_at = clock.now()
+        meter_stop = connector.meter.register_wh
+        end_values = connector.meter.sampled_values(
+            self.config.items("StopTxnSampledData"), context="Transaction.End"
+        )
+        data = []
+        if tx.begin_values:
+            data.append({"timestamp": iso(tx.started_at), "sampledValue": tx.begin_values})
+        if end_values:
+            data.append({"timestamp": iso(stopped_at), "sampledValue": end_values})
+        connector.transaction = None
+        connector.phase = "Finishing"
+        self.profiles.end_transaction(connector_id)
+
+        def build() -> call.StopTransaction | None:
+            if tx.transaction_id is None:
+                logger.warning(
+                    "%s: StopTransaction dropped: its StartTransaction was never answered", self.identity
+                )
+                return None
+            return call.StopTransaction(
+                meter_stop=meter_stop,
+                timestamp=iso(stopped_at),
+                transaction_id=tx.transaction_id,
+                reason=reason,
+                id_tag=id_tag,
+                transaction_data=data or None,
+            )
+
+        self.enqueue(
+            Outgoing(
+                build=build, transactional=True, on_result=lambda a: self.remember(id_tag, a.id_tag_info)
+            )
+        )
+        self.stats.sessions_completed += 1
+        if connector.pending_operative is not None:
+            connector.operative, connector.pending_operative = connector.pending_operative, None
+        if self.pending_operative is not None and not any(c.transaction for c in self.connectors.values()):
+            self.operative, self.pending_operative = self.pending_operative, None
+        self.refresh_statuses()
+        self.spawn(self._unplug(connector))
+        return True
+
+    async def _unplug(self, connector: Connector) -> None:
+        await asyncio.sleep(self.options.unplug_delay_s)
+        if connector.phase == "Finishing":
+            connector.phase = ""
+            self.refresh_statuses()
+
+    def update_power(self, connector: Connector) -> None:
+        """Draw what the charging profiles allow (the physical maximum without one)."""
+        physical_a = self.options.max_power_w / (self.options.voltage_v * self.options.phases)
+        tx = connector.transaction
+        limit = self.profiles.limit_a(
+            connector.connector_id, clock.now(), transaction_start=tx.started_at if tx else None
+        )
+        offered_a = physical_a if limit is None else max(0.0, min(limit, physical_a))
+        power = offered_a * self.options.voltage_v * self.options.phases if tx is not None else 0.0
+        connector.meter.set_power(power, offered_a=offered_a)
+
+    def profiles_changed(self) -> None:
+        for connector in self.connectors.values():
+            if connector.transaction is not None:
+                self.update_power(connector)
+        self.refresh_statuses()
+
+    def meter_values_payload(
+        self, connector: Connector, *, context: str, tx: Transaction | None
+    ) -> call.MeterValues:
+        values = connector.meter.sampled_values(self.config.items("MeterValuesSampledData"), context=context)
+        return call.MeterValues(
+            connector_id=connector.connector_id,
+            meter_value=[{"timestamp": iso(clock.now()), "sampledValue": values}],
+            transaction_id=tx.transaction_id if tx is not None else None,
+        )
+
+    def queue_meter_values(self, connector: Connector, tx: Transaction) -> None:
+        values = connector.meter.sampled_values(
+            self.config.items("MeterValuesSampledData"), context="Sample.Periodic"
+        )
+        meter_value = [{"timestamp": iso(clock.now()), "sampledValue": values}]
+        self.enqueue(
+            Outgoing(
+                build=lambda: call.MeterValues(
+                    connector_id=connector.connector_id,
+                    meter_value=meter_value,
+                    transaction_id=tx.transaction_id,
+                ),
+                transactional=True,
+            )
+        )
+
+    async def _meter_loop(self, connector: Connector, tx: Transaction) -> None:
+        while connector.transaction is tx:
+            interval = self.config.integer("MeterValueSampleInterval")
+            await asyncio.sleep(interval if interval > 0 else 60)
+            if connector.transaction is not tx:
+                return
+            self.update_power(connector)
+            self.refresh_statuses()
+            if interval > 0:
+                self.queue_meter_values(connector, tx)
+
+    def restart_metering(self) -> None:
+        """MeterValueSampleInterval changed: sample at the new interval from now on."""
+        for connector in self.connectors.values():
+            tx = connector.transaction
+            if tx is not None:
+                if tx.meter_task is not None:
+                    tx.meter_task.cancel()
+                tx.meter_task = self.spawn(self._meter_loop(connector, tx))
+
+    async def _session_loop(self, connector: Connector) -> None:
+        """Automatic sessions: a car arrives after an idle while, charges for a while, and leaves. Connector
+        n uses the n-th of `id_tags` (cycling), so one driver does not charge at two connectors at once."""
+        tags = self.options.id_tags
+        id_tag = tags[(connector.connector_id - 1) % len(tags)]
+        while True:
+            await asyncio.sleep(self.rng.uniform(*self.options.idle_s))
+            if not self.accepted or not self.free_for(connector.connector_id, id_tag):
+                continue
+            if not await self.start_transaction(
+                connector.connector_id, id_tag, authorize=self.options.authorize_before_start
+            ):
+                continue
+            tx = connector.transaction
+            await asyncio.sleep(self.rng.uniform(*self.options.session_s))
+            if tx is not None and connector.transaction is tx:
+                self.stop_transaction(connector.connector_id, reason="Local", id_tag=id_tag)
+
+    async def reset(self, kind: str) -> None:
+        """Reset.req: stop every transaction, send the stops first when soft (a hard reset sends them
+        after the reboot), then reboot."""
+        reason = "SoftReset" if kind == "Soft" else "HardReset"
+        for connector_id in self.connectors:
+            self.stop_transaction(connector_id, reason=reason)
+        if kind == "Soft":
+            await self.wait_queue_empty(self.options.call_timeout_s)
+        self.reboot()
+
+    # --- availability and reservations -------------------------------------------------------------
+    def change_availability(self, connector_id: int, *, operative: bool) -> str:
+        """ChangeAvailability: Accepted, or Scheduled when a running transaction must end first."""
+        targets = list(self.connectors.values()) if connector_id == 0 else [self.connectors[connector_id]]
+        scheduled = False
+        for connector in targets:
+            if connector.transaction is not None and not operative:
+                connector.pending_operative = operative
+                scheduled = True
+            else:
+                connector.operative, connector.pending_operative = operative, None
+        if connector_id == 0:
+            if scheduled:
+                self.pending_operative = operative
+            else:
+                self.operative, self.pending_operative = operative, None
+        return "Scheduled" if scheduled else "Accepted"
+
+    def reserve(
+        self,
+        *,
+        reservation_id: int,
+        connector_id: int,
+        id_tag: str,
+        parent_id_tag: str | None,
+        expires_at: datetime,
+    ) -> str:
+        """ReserveNow: a reservation with the same id is replaced. Accepted, Occupied, Unavailable or
+        Rejected."""
+        for connector in self.connectors.values():
+            if connector.reservation is not None and connector.reservation.reservation_id == reservation_id:
+                self._drop_reservation(connector.reservation)
+        connector = self.connectors[connector_id]
+        if not (self.operative and connector.operative):
+            return "Unavailable"
+        if connector.transaction is not None or connector.phase or connector.reservation is not None:
+            return "Occupied"
+        if expires_at <= clock.now():
+            return "Rejected"
+        reservation = Reservation(
+            reservation_id=reservation_id,
+            connector_id=connector_id,
+            id_tag=id_tag,
+            parent_id_tag=parent_id_tag,
+            expires_at=expires_at,
+        )
+        connector.reservation = reservation
+        reservation.expiry_task = self.spawn(self._expire(reservation))
+        return "Accepted"
+
+    def cancel_reservation(self, reservation_id: int) -> bool:
+        for connector in self.connectors.values():
+            if connector.reservation is not None and connector.reservation.reservation_id == reservation_id:
+                self._drop_reservation(connector.reservation)
+                return True
+        return False
+
+    def _drop_reservation(self, reservation: Reservation) -> None:
+        connector = self.connectors[reservation.connector_id]
+        if connector.reservation is reservation:
+            connector.reservation = None
+        if reservation.expiry_task is not None and reservation.expiry_task is not asyncio.current_task():
+            reservation.expiry_task.cancel()
+
+    async def _expire(self, reservation: Reservation) -> None:
+        await asyncio.sleep(max(0.0, (reservation.expires_at - clock.now()).total_seconds()))
+        self._drop_reservation(reservation)
+        self.refresh_statuses()
+
+    # --- firmware and diagnostics ------------------------------------------------------------------
+    async def firmware_status_report(self, status: str) -> None:
+        self.firmware_status = status
+        await self.notify(call.FirmwareStatusNotification(status=status))
+        if status in ("Installed", "DownloadFailed", "InstallationFailed"):
+            self.firmware_status = "Idle"
+
+    async def diagnostics_status_report(self, status: str) -> None:
+        self.diagnostics_status = status
+        await self.notify(call.DiagnosticsStatusNotification(status=status))
+        if status in ("Uploaded", "UploadFailed"):
+            self.diagnostics_status = "Idle"
+
+    async def update_firmware(
+        self, *, location: str, retrieve_at: datetime, retries: int, retry_interval_s: int
+    ) -> None:
+        """UpdateFirmware: wait for retrieveDate, download (HTTP/HTTPS only), wait for transactions to
+        end, install, reboot; Installed is reported after the next accepted boot."""
+        await asyncio.sleep(max(0.0, (retrieve_at - clock.now()).total_seconds()))
+        await self.firmware_status_report("Downloading")
+        downloaded = False
+        for attempt in range(retries + 1):
+            downloaded = await asyncio.to_thread(http_transfer, location, None)
+            if downloaded or attempt == retries:
+                break
+            await asyncio.sleep(retry_interval_s)
+        if not downloaded:
+            await self.firmware_status_report("DownloadFailed")
+            return
+        await self.firmware_status_report("Downloaded")
+        while any(c.transaction is not None for c in self.connectors.values()):
+            await asyncio.sleep(1.0)
+        await self.firmware_status_report("Installing")
+        name = urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        self.firmware_version = (name or f"{self.firmware_version}+1")[:50]
+        self._firmware_installed = True
+        self.reboot()
+
+    async def upload_diagnostics(
+        self, *, location: str, file_name: str, retries: int, retry_interval_s: int
+    ) -> None:
+        """GetDiagnostics: Uploading, then an HTTP PUT of the file (a location ending in / gets the file
+        name appended), then Uploaded or UploadFailed. Only HTTP and HTTPS locations are supported."""
+        await self.diagnostics_status_report("Uploading")
+        url = location + file_name if location.endswith("/") else location
+        body = self.diagnostics_text().encode()
+        uploaded = False
+        for attempt in range(retries + 1):
+            uploaded = await asyncio.to_thread(http_transfer, url, body)
+            if uploaded or attempt == retries:
+                break
+            await asyncio.sleep(retry_interval_s)
+        await self.diagnostics_status_report("Uploaded" if uploaded else "UploadFailed")
+
+    def diagnostics_text(self) -> str:
+        lines = [
+            f"identity={self.identity}",
+            f"vendor={self.options.vendor}",
+            f"model={self.options.model}",
+            f"firmware={self.firmware_version}",
+            f"registration={self.registration}",
+            f"stats={self.stats}",
+        ]
+        for connector in self.connectors.values():
+            lines.append(
+                f"connector {connector.connector_id}: {self.status_of(connector.connector_id)} "
+                f"register={connector.meter.register_wh}Wh"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def http_transfer(url: str, body: bytes | None) -> bool:
+    """GET `url` (body None) or PUT `body` to it; True on a 2xx answer. Blocking: run it in a thread."""
+    if urlsplit(url).scheme not in ("http", "https"):
+        return False
+    headers = {"Content-Type": "text/plain; charset=utf-8"} if body is not None else {}
+    # The scheme is checked above: only http(s), never file: or custom schemes.
+    request = urllib.request.Request(  # noqa: S310
+        url, data=body, method="GET" if body is None else "PUT", headers=headers
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=HTTP_TIMEOUT_S) as response:
+            response.read()
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        logger.info("transfer to %s failed: %r", url, exc)
+        return False

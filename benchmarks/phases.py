@@ -1,0 +1,404 @@
+"""The four phases. Each starts its own servers and client processes, stays inside its time box, and
+stops everything it started before returning (Child.stop in finally blocks)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    HOST,
+    PY,
+    Child,
+    ChildFailed,
+    cpu_seconds,
+    free_port,
+    percentile,
+    r1,
+    rss_kb,
+    say,
+    wait_port,
+)
+
+
+class Ctx:
+    """What every phase needs: the environment, where logs go, and the global deadline."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path, deadline: float, server_kind: str,
+                 server_env: dict[str, str]) -> None:
+        self.env = env
+        self.server_env = server_env
+        self.log_dir = log_dir
+        self.deadline = deadline
+        self.server_kind = server_kind
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+# --- servers ---------------------------------------------------------------------------------------
+def start_stack_server(ctx: Ctx, name: str) -> tuple[Child, int]:
+    port = free_port()
+    bin_dir = Path(PY).parent
+    if ctx.server_kind == "daphne":
+        argv = [str(bin_dir / "daphne"), "-b", HOST, "-p", str(port), "--websocket_timeout", "-1",
+                "config.asgi:application"]
+    else:  # uvicorn as the product runs it; "uvicorn-sansio" tries uvicorn's newer websockets implementation
+        ws_impl = "websockets-sansio" if ctx.server_kind == "uvicorn-sansio" else "websockets"
+        argv = [str(bin_dir / "uvicorn"), "config.asgi:application", "--host", HOST, "--port", str(port),
+                "--ws", ws_impl, "--lifespan", "off", "--no-access-log", "--ws-max-size", "1048576"]
+    # The server dies with the bench (PR_SET_PDEATHSIG in the launcher) and is stopped by the phase.
+    child = Child(name, argv, env=ctx.server_env, log_dir=ctx.log_dir)
+    wait_port(port, 30, child)
+    return child, port
+
+
+def server_pid(child: Child) -> int:
+    """The server's pid (the launcher execs the server, so it is the child's own pid)."""
+    return child.pid
+
+
+def start_floor_server(ctx: Ctx, max_seconds: float, uvloop: bool = False) -> tuple[Child, int]:
+    port = free_port()
+    argv = [PY, "-m", "benchmarks.floor_server", "--port", str(port), "--max-seconds", str(int(max_seconds))]
+    if uvloop:
+        argv.append("--uvloop")
+    child = Child("floor-server" + ("-uvloop" if uvloop else ""), argv, env=ctx.env, log_dir=ctx.log_dir)
+    wait_port(port, 20, child)
+    return child, port
+
+
+def clients(ctx: Ctx, name: str, mode: str, port: int, first: int, count: int, *, auth: bool,
+            max_seconds: float, extra: list[str] | None = None) -> Child:
+    argv = [PY, "-m", "benchmarks.clients", mode, "--url", f"ws://{HOST}:{port}/ocpp/", "--first", str(first),
+            "--count", str(count), "--max-seconds", str(int(max_seconds)), *(extra or [])]
+    if auth:
+        argv.append("--auth")
+    return Child(name, argv, env=ctx.env, log_dir=ctx.log_dir, stdin=True)
+
+
+# --- phases 1 and 2: closed-loop heartbeat throughput -------------------------------------------------
+def load_run(ctx: Ctx, label: str, port: int, spid: int, *, auth: bool, n_clients: int, procs: int,
+             warmup: float, duration: float) -> dict[str, Any]:
+    """One closed-loop run: `procs` generator processes, n_clients in total, Heartbeat round trips that
+    complete within the measured window after `warmup`."""
+    per = [n_clients // procs + (1 if i < n_clients % procs else 0) for i in range(procs)]
+    gens, first = [], 0
+    try:
+        for i, count in enumerate(per):
+            gens.append(clients(ctx, f"{label}-gen{i}", "load", port, first, count, auth=auth,
+                                max_seconds=warmup + duration + 60))
+            first += count
+        ready = [g.expect("READY", 45) for g in gens]
+        connected = sum(r["connected"] for r in ready)
+        boots: dict[str, int] = {}
+        for r in ready:
+            for k, v in r["boot"].items():
+                boots[k] = boots.get(k, 0) + v
+        t0 = time.time() + warmup
+        t1 = t0 + duration
+        for g in gens:
+            g.send(f'GO {{"t0": {t0}, "t1": {t1}}}')
+        time.sleep(max(0.0, t0 - time.time()))
+        cpu0 = cpu_seconds(spid)
+        gcpu0 = [cpu_seconds(g.pid) for g in gens]
+        time.sleep(max(0.0, t1 - time.time()))
+        cpu1 = cpu_seconds(spid)
+        gcpu1 = [cpu_seconds(g.pid) for g in gens]
+        results = [g.expect("RESULT", 30) for g in gens]
+    finally:
+        for g in gens:
+            g.stop()
+    lat = [x / 1000 for r in results for x in r["lat_us"]]
+    count = sum(r["count"] for r in results)
+    errors = {}
+    for r in results:
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+    gen_cpu = sum((b or 0) - (a or 0) for a, b in zip(gcpu0, gcpu1, strict=True)) / duration
+    return {
+        "msgs_per_s": count / duration, "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
+        "connected": connected, "boot": boots, "errors": errors,
+        "server_cpu": ((cpu1 or 0) - (cpu0 or 0)) / duration, "generator_cpu": gen_cpu,
+    }
+
+
+def throughput(ctx: Ctx, targets: dict[str, tuple[Callable[[], tuple[Child, int]], bool]], *, runs: int,
+               n_clients: int, procs: int, warmup: float, duration: float, box: float) -> dict[str, dict[str, Any]]:
+    """Closed-loop runs against each target server, interleaved (A, B, A, B, ...) so that a neighbour's
+    load on this shared machine hits both alike; median of `runs` per target (fewer if the box runs out).
+    `targets` maps a label to (start the server, authenticate the clients). Servers idle between runs."""
+    box_end = min(time.monotonic() + box, ctx.deadline - 5)
+    per_run = warmup + duration + 8
+    started: dict[str, tuple[Child, int]] = {}
+    results: dict[str, list[dict[str, Any]]] = {label: [] for label in targets}
+    rss: dict[str, int | None] = {}
+    try:
+        for label, (start, _auth) in targets.items():
+            started[label] = start()
+        for i in range(runs):
+            if i and time.monotonic() + per_run * len(targets) > box_end:
+                say(f"  time box reached after {i} round(s)")
+                break
+            for label, (_start, auth) in targets.items():
+                server, port = started[label]
+                res = load_run(ctx, f"{label}{i + 1}", port, server_pid(server), auth=auth, n_clients=n_clients,
+                               procs=procs, warmup=warmup, duration=duration)
+                results[label].append(res)
+                say(f"  {label:5s} run {i + 1}: {res['msgs_per_s']:7,.0f} msgs/s  p50 {res['p50_ms']:5.1f} ms  "
+                    f"p99 {res['p99_ms']:6.1f} ms  server CPU {res['server_cpu']:4.0%} "
+                    f"({res['msgs_per_s'] / max(res['server_cpu'], 0.01):,.0f} msgs per CPU-second)  generators "
+                    f"CPU {res['generator_cpu']:.0%}  [{res['connected']}/{n_clients} connected, boot {res['boot']}"
+                    + (f", errors {res['errors']}" if any(res["errors"].values()) else "") + "]")
+        for label, (server, _port) in started.items():
+            rss[label] = rss_kb(server_pid(server))
+    finally:
+        for server, _port in started.values():
+            server.stop()
+    out: dict[str, dict[str, Any]] = {}
+    for label, res in results.items():
+        if not res:
+            continue
+        ordered = sorted(res, key=lambda r: r["msgs_per_s"])
+        median = ordered[len(ordered) // 2]
+        out[label] = {
+            "msgs_per_s": round(statistics.median(r["msgs_per_s"] for r in res)),
+            "p50_ms": r1(median["p50_ms"]), "p99_ms": r1(median["p99_ms"]),
+            "runs": [round(r["msgs_per_s"]) for r in res],
+            "server_cpu": round(median["server_cpu"], 2), "generator_cpu": round(median["generator_cpu"], 2),
+            # Throughput per second of server CPU: less sensitive to other work on the machine.
+            "msgs_per_cpu_s": round(statistics.median(r["msgs_per_s"] / max(r["server_cpu"], 0.01) for r in res)),
+            "server_rss_kb": rss.get(label),
+        }
+    return out
+
+
+# --- phase 3: idle connections ---------------------------------------------------------------------
+def idle(ctx: Ctx, *, target: int, procs: int, concurrency: int, box: float) -> dict[str, Any]:
+    box_end = min(time.monotonic() + box, ctx.deadline - 10)
+    server, port = start_stack_server(ctx, "idle-server")
+    spid = server_pid(server)
+    gens: list[Child] = []
+    try:
+        # Warm up (imports, database and Redis connections, caches), then take the baseline.
+        warm = clients(ctx, "idle-warmup", "idle", port, 0, 20, auth=True, max_seconds=60)
+        warm.expect("READY", 30)
+        warm.send("STOP")
+        warm.expect("RESULT", 10)
+        warm.stop()
+        time.sleep(2.0)
+        before = rss_kb(spid) or 0
+        say(f"  idle: server RSS before {before / 1024:,.1f} MB")
+        started = time.monotonic()
+        per = [target // procs + (1 if i < target % procs else 0) for i in range(procs)]
+        first = 0
+        progress: dict[str, dict[str, int]] = {}
+        for i, count in enumerate(per):
+            gens.append(clients(ctx, f"idle-gen{i}", "idle", port, first, count, auth=True,
+                                max_seconds=box + 20, extra=["--concurrency", str(concurrency)]))
+            first += count
+        ready: dict[str, dict[str, Any]] = {}
+        last_say = 0.0
+
+        def on_progress(name: str) -> Callable[[str, dict[str, Any]], None]:
+            def handler(kind: str, data: dict[str, Any]) -> None:
+                if kind == "PROGRESS":
+                    progress[name] = data
+            return handler
+
+        timed_out = False
+        while len(ready) < len(gens):
+            for g in gens:
+                if g.name in ready:
+                    continue
+                try:
+                    ready[g.name] = g.expect("READY", 1.0, on_other=on_progress(g.name))
+                except ChildFailed:
+                    if not g.alive():
+                        raise
+            if time.monotonic() - last_say >= 10:
+                last_say = time.monotonic()
+                done = sum(p.get("connected", 0) for p in progress.values())
+                say(f"  idle: {done:,} connected after {time.monotonic() - started:.0f} s, "
+                    f"server RSS {(rss_kb(spid) or 0) / 1024:,.0f} MB")
+            if len(ready) < len(gens) and time.monotonic() > box_end - 20:
+                say("  idle: time box reached while connecting; holding and measuring what is connected")
+                timed_out = True
+                for g in gens:
+                    if g.name not in ready:
+                        g.send("HOLD")
+                        ready[g.name] = g.expect("READY", 10, on_other=on_progress(g.name))
+        connect_s = time.monotonic() - started
+        connected = sum(r["connected"] for r in ready.values())
+        failed = sum(r["failed"] for r in ready.values())
+        errors: dict[str, int] = {}
+        for r in ready.values():
+            for k, v in r.get("errors", {}).items():
+                errors[k] = errors.get(k, 0) + v
+        time.sleep(3.0)  # let the server settle (buffers flushed, tasks parked)
+        after = rss_kb(spid) or 0
+        still_open = 0
+        for g in gens:
+            g.send("STOP")
+        for g in gens:
+            with contextlib.suppress(ChildFailed):
+                still_open += g.expect("RESULT", 10)["still_open"]
+    finally:
+        server.stop()
+        for g in gens:
+            g.stop()
+    per_conn = (after - before) / connected if connected else None
+    say(f"  idle: {connected:,} connected ({failed} failed{', ' + str(errors) if errors else ''}) in "
+        f"{connect_s:.0f} s ({connected / connect_s:,.0f}/s); RSS {before / 1024:,.1f} -> {after / 1024:,.1f} MB "
+        f"= {per_conn or 0:.1f} KB per connection; {still_open:,} still open at the end")
+    return {"idle_connections": connected, "rss_kb_per_connection": r1(per_conn), "rss_before_kb": before,
+            "rss_after_kb": after, "idle_failed": failed, "idle_connect_s": r1(connect_s),
+            "idle_still_open": still_open, "idle_timed_out": timed_out}
+
+
+# --- phase 4: commands from another process --------------------------------------------------------
+def commands(ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: float, hb_max: float,
+             box: float) -> dict[str, Any]:
+    from django.db import connections
+
+    from apps.ocpp_gateway import presence
+    from apps.ocpp_gateway.redis_clients import sync_redis
+    from apps.ocpp_gateway.services import command_send, command_wait
+    from apps.stations.models import ChargePoint
+    from benchmarks.clients import identity_for
+
+    box_end = min(time.monotonic() + box, ctx.deadline - 10)
+    servers: list[tuple[Child, int]] = []
+    fleets: list[Child] = []
+    try:
+        for i in range(2):
+            servers.append(start_stack_server(ctx, f"cmd-server{i}"))
+        half = chargers // 2
+        started = time.monotonic()
+        for i, (_srv, port) in enumerate(servers):
+            count = half if i == 0 else chargers - half
+            fleets.append(clients(ctx, f"fleet{i}", "fleet", port, i * half, count, auth=True,
+                                  max_seconds=box + 20,
+                                  extra=["--concurrency", "50", "--hb-min", str(hb_min), "--hb-max", str(hb_max)]))
+        ready = []
+        for f in fleets:
+            try:
+                ready.append(f.expect("READY", max(5.0, box_end - time.monotonic() - 70)))
+            except ChildFailed:
+                if not f.alive():
+                    raise
+                say(f"  commands: time box reached while {f.name} was connecting; going on with what is open")
+                f.send("NOW")
+                ready.append(f.expect("READY", 10))
+        connected = sum(r["connected"] for r in ready)
+        connect_s = time.monotonic() - started
+        say(f"  commands: {connected:,}/{chargers:,} chargers connected and booted in {connect_s:.0f} s "
+            f"({connected / connect_s:,.0f}/s over two servers); heartbeating every {hb_min:g}-{hb_max:g} s")
+        time.sleep(min(hb_max, 5.0))  # into the steady state
+        for f in fleets:
+            f.send("MARK")
+        cps = {cp.identity: cp for cp in ChargePoint.objects.filter(
+            identity__in=[identity_for(n) for n in range(chargers)])}
+        r = sync_redis()
+        pipe = r.pipeline(transaction=False)
+        for identity in cps:
+            pipe.exists(presence.PREFIX + identity)
+        targets = [i for i, live in zip(cps, pipe.execute(), strict=True) if live]  # connected chargers only
+        rng = random.Random(8)
+        cpu0 = [cpu_seconds(server_pid(s)) for s, _p in servers]
+        t_start = time.monotonic()
+        records: list[dict[str, Any]] = []
+        lock = threading.Lock()
+
+        def one(identity: str) -> None:
+            if time.monotonic() > box_end - 15:
+                return
+            t = time.perf_counter()
+            cmd = command_send(charge_point=cps[identity], action="ClearCache", payload={}, timeout_s=10,
+                               source="bench")
+            sent = time.perf_counter()
+            outcome = command_wait(command_id=cmd.pk, timeout_s=12)
+            done = time.perf_counter()
+            with lock:
+                records.append({"total_ms": (done - t) * 1000, "send_ms": (sent - t) * 1000,
+                                "status": outcome.get("status"), "server": 0 if identity < identity_for(half) else 1})
+
+        def sequential(items: list[str]) -> None:
+            try:
+                for identity in items:
+                    one(identity)
+            finally:
+                connections.close_all()
+
+        picks = [rng.choice(targets) for _ in range(n_commands)]
+        n_seq = n_commands // 2
+        seq_runner = threading.Thread(target=sequential, args=(picks[:n_seq],), name="bench-commands-seq")
+        seq_runner.start()
+        seq_runner.join(timeout=max(1.0, box_end - time.monotonic() - 5))
+        n_seq_done = len(records)
+        seq_records = list(records)
+        conc = picks[n_seq:]
+        chunks = [conc[i::threads] for i in range(threads)]
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bench-commands") as pool:
+            futures = [pool.submit(sequential, chunk) for chunk in chunks]
+            for fut in futures:
+                fut.result(timeout=max(1.0, box_end - time.monotonic()))
+        elapsed = time.monotonic() - t_start
+        cpu1 = [cpu_seconds(server_pid(s)) for s, _p in servers]
+        rss = [rss_kb(server_pid(s)) for s, _p in servers]
+        for f in fleets:
+            f.send("STOP")
+        fleet_results = []
+        for f in fleets:
+            try:
+                fleet_results.append(f.expect("RESULT", 15))
+            except ChildFailed as exc:
+                say(f"  commands: {exc}")
+    finally:
+        for f in fleets:
+            f.stop()
+        for s, _p in servers:
+            s.stop()
+    conc_records = records[n_seq_done:]
+
+    def summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
+        total = [r["total_ms"] for r in recs]
+        send = [r["send_ms"] for r in recs]
+        return {"n": len(recs), "p50_ms": r1(percentile(total, 50)), "p99_ms": r1(percentile(total, 99)),
+                "max_ms": r1(max(total) if total else None), "send_p50_ms": r1(percentile(send, 50)),
+                "send_p99_ms": r1(percentile(send, 99))}
+
+    statuses: dict[str, int] = {}
+    for r in records:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    all_s, seq_s, conc_s = summary(records), summary(seq_records), summary(conc_records)
+    hb_sent = sum(r["hb_sent"] for r in fleet_results)
+    hb_p99 = max((r["hb_p99_ms"] or 0) for r in fleet_results) if fleet_results else None
+    hb_p50 = max((r["hb_p50_ms"] or 0) for r in fleet_results) if fleet_results else None
+    heartbeating = sum(r["open"] for r in fleet_results)
+    server_cpu = [round(((b or 0) - (a or 0)) / elapsed, 2) for a, b in zip(cpu0, cpu1, strict=True)]
+    say(f"  commands: {all_s['n']} ClearCache in {elapsed:.1f} s, outcomes {statuses}")
+    say(f"    sequential  ({seq_s['n']}): p50 {seq_s['p50_ms']} ms  p99 {seq_s['p99_ms']} ms  max {seq_s['max_ms']} ms"
+        f"  (command_send alone p50 {seq_s['send_p50_ms']} ms, p99 {seq_s['send_p99_ms']} ms)")
+    say(f"    {threads} threads  ({conc_s['n']}): p50 {conc_s['p50_ms']} ms  p99 {conc_s['p99_ms']} ms  "
+        f"max {conc_s['max_ms']} ms  (command_send alone p50 {conc_s['send_p50_ms']} ms, p99 {conc_s['send_p99_ms']} ms)")
+    say(f"    all: p50 {all_s['p50_ms']} ms  p99 {all_s['p99_ms']} ms; heartbeats during the window: "
+        f"{hb_sent / elapsed:,.0f}/s, p50 {hb_p50} ms p99 {hb_p99} ms (worst server); {heartbeating:,} chargers "
+        f"still connected; server CPU {server_cpu}; server RSS {[round((x or 0) / 1024) for x in rss]} MB")
+    return {
+        "command_p50_ms": all_s["p50_ms"], "command_p99_ms": all_s["p99_ms"], "command_max_ms": all_s["max_ms"],
+        "command_sequential": seq_s, "command_concurrent": {**conc_s, "threads": threads},
+        "command_outcomes": statuses, "heartbeating_chargers": heartbeating,
+        "fleet_heartbeats_per_s": round(hb_sent / elapsed) if elapsed else None,
+        "fleet_heartbeat_p50_ms": hb_p50, "fleet_heartbeat_p99_ms": hb_p99,
+        "command_server_cpu": server_cpu,
+        "fleet_disconnected": sum(r["disconnected"] for r in fleet_results),
+        "fleet_connected": connected, "fleet_connect_per_s": round(connected / connect_s, 1),
+    }

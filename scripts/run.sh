@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# `make run` after bootstrap: servers, migrations, static files, demo data, then uvicorn + Celery worker +
+# Celery beat (Procfile, via honcho) in the foreground. Ctrl-C (or SIGTERM) stops everything it started,
+# including a project-local PostgreSQL/Redis under var/.
+set -euo pipefail
+
+CPO_LOG_PREFIX="run"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$CPO_ROOT"
+
+[[ -x "$CPO_PY" ]] || die "$CPO_PY is missing: run scripts/bootstrap.sh (or make run) first"
+
+export CPO_VAR_DIR="${CPO_VAR_DIR:-$CPO_ROOT/var}"
+export DJANGO_SETTINGS_MODULE="${DJANGO_SETTINGS_MODULE:-config.settings.local}"
+export PORT="${PORT:-8000}"
+export BIND="${BIND:-127.0.0.1}"
+export CPO_OCPP_ALLOW_PROFILE_0="${CPO_OCPP_ALLOW_PROFILE_0:-1}"
+export PYTHONUNBUFFERED=1
+export PATH="$CPO_VENV/bin:$PATH"
+mkdir -p "$CPO_VAR_DIR"
+
+if [[ -z "${DJANGO_SECRET_KEY:-}" ]]; then
+    key_file="$CPO_VAR_DIR/secret_key"
+    if [[ ! -s "$key_file" ]]; then
+        (umask 077 && "$CPO_PY" -c 'import secrets; print(secrets.token_urlsafe(50))' >"$key_file")
+        log "generated a secret key in $key_file"
+    fi
+    chmod 600 "$key_file"
+    DJANGO_SECRET_KEY="$(<"$key_file")"
+    export DJANGO_SECRET_KEY
+fi
+
+honcho_pid=""
+cleanup() {
+    local rc=$?
+    trap - EXIT
+    trap '' INT TERM # a second Ctrl-C must not skip stopping the servers
+    if [[ -n "$honcho_pid" ]] && kill -0 "$honcho_pid" 2>/dev/null; then
+        # honcho sends SIGTERM to each process group it started, and SIGKILL after 5 s.
+        kill -TERM "$honcho_pid" 2>/dev/null || true
+        wait "$honcho_pid" 2>/dev/null || true
+    fi
+    "$CPO_ROOT/scripts/services.sh" stop || true
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# shellcheck source=scripts/services.sh
+source "$CPO_ROOT/scripts/services.sh" run
+
+"$CPO_PY" manage.py check_services
+"$CPO_PY" manage.py migrate --noinput
+"$CPO_PY" manage.py collectstatic --noinput -v 0
+if "$CPO_PY" manage.py help load_demo >/dev/null 2>&1; then
+    "$CPO_PY" manage.py load_demo
+else
+    log "manage.py load_demo is not available yet: no demo data loaded"
+fi
+
+cat <<EOF
+
+  CPO is starting on http://127.0.0.1:$PORT/
+    admin:  http://127.0.0.1:$PORT/admin/
+    login:  admin@demo.cpo / demo-password-2026 (superuser); one demo user per staff role, same password
+    OCPP:   ws://127.0.0.1:$PORT/ocpp/<charge point id>
+    health: http://127.0.0.1:$PORT/livez  http://127.0.0.1:$PORT/readyz
+  Ctrl-C stops everything.
+
+EOF
+
+# Run honcho in the background and wait, so that a SIGTERM to this script is handled at once.
+honcho start -f "$CPO_ROOT/Procfile" -d "$CPO_ROOT" --port "$PORT" &
+honcho_pid=$!
+wait "$honcho_pid"

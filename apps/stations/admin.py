@@ -3,14 +3,13 @@ and connectors, plus CSV import/export of locations and charge points."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.gis.admin import GISModelAdmin
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -21,20 +20,8 @@ from apps.stations import keys
 from apps.stations.models import ChargePoint, Connector, Evse, Location
 from apps.stations.resources import ChargePointResource, LocationResource
 from apps.stations.services import chargepoint_apply_auth_key, chargepoint_generate_auth_key, make_point
-from cpo import clock
 from cpo.admin import BaseModelAdmin, BaseTabularInline, ScopedImportExportMixin
 from cpo.exceptions import ValidationFailed
-
-# Until chargers' configured heartbeat intervals are tracked, a charger counts as connected when it
-# spoke within two default heartbeat intervals.
-DEFAULT_HEARTBEAT_INTERVAL_S = 300
-ONLINE_WINDOW = timedelta(seconds=2 * DEFAULT_HEARTBEAT_INTERVAL_S)
-
-
-def online_since() -> Any:
-    """The last-seen time after which a charger counts as connected."""
-    return clock.now() - ONLINE_WINDOW
-
 
 # --- locations -----------------------------------------------------------------------------------
 
@@ -181,7 +168,7 @@ class ChargePointAdminForm(forms.ModelForm):
 
 
 class OnlineListFilter(admin.SimpleListFilter):
-    """Connected chargers: seen within two default heartbeat intervals."""
+    """Connected chargers, as the gateway's presence records say (copied to `is_online` periodically)."""
 
     title = _("connected")
     parameter_name = "connected"
@@ -191,9 +178,9 @@ class OnlineListFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if self.value() == "yes":
-            return queryset.filter(last_seen_at__gte=online_since())
+            return queryset.filter(is_online=True)
         if self.value() == "no":
-            return queryset.filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=online_since()))
+            return queryset.filter(is_online=False)
         return queryset
 
 
@@ -283,9 +270,9 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
     def vendor_model(self, obj: ChargePoint) -> str:
         return " / ".join(part for part in (obj.vendor, obj.model) if part) or "-"
 
-    @admin.display(description=_("connected"), boolean=True, ordering="last_seen_at")
+    @admin.display(description=_("connected"), boolean=True, ordering="is_online")
     def connected(self, obj: ChargePoint) -> bool:
-        return obj.last_seen_at is not None and obj.last_seen_at >= online_since()
+        return obj.is_online
 
     @admin.display(description=_("authorisation key set"), boolean=True)
     def has_auth_key(self, obj: ChargePoint) -> bool:

@@ -285,10 +285,10 @@ def test_generate_key_action_never_touches_another_operators_charge_point(client
     assert not AuditRecord.objects.filter(action="chargepoint.generate_key").exists()
 
 
-def test_connected_column_and_filter_follow_last_seen(admin_client, org_a):
+def test_connected_column_and_filter_follow_presence(admin_client, org_a):
     now = clock.now()
-    fresh = ChargePointFactory(organisation=org_a, last_seen_at=now - timedelta(seconds=500))
-    stale = ChargePointFactory(organisation=org_a, last_seen_at=now - timedelta(seconds=700))
+    fresh = ChargePointFactory(organisation=org_a, last_seen_at=now - timedelta(seconds=500), is_online=True)
+    stale = ChargePointFactory(organisation=org_a, last_seen_at=now - timedelta(seconds=700), is_online=False)
     never = ChargePointFactory(organisation=org_a, last_seen_at=None)
     changelist = reverse("admin:stations_chargepoint_changelist")
 

@@ -13,6 +13,7 @@ class SessionStatus(models.TextChoices):
 class AuthorizationStatus(models.TextChoices):
     """OCPP AuthorizationStatus (1.6 spelling; 2.0.1 maps onto it)."""
 
+    NOT_YET = "", _("Not yet authorised")
     ACCEPTED = "Accepted", _("Accepted")
     BLOCKED = "Blocked", _("Blocked")
     EXPIRED = "Expired", _("Expired")
@@ -25,3 +26,4 @@ class ReviewReason(models.TextChoices):
     UNKNOWN_TOKEN = "unknown_token", _("Started with a token we do not know")
     TOKEN_NOT_ACCEPTED = "token_not_accepted", _("Started with a token that is not accepted")
     METER_WENT_BACKWARDS = "meter_backwards", _("Meter stop below meter start")
+    MISSING_EVENTS = "missing_events", _("Transaction events missing (sequence gap)")

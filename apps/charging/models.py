@@ -39,7 +39,8 @@ class ChargingSession(TimeStampedModel):
     id_tag = models.CharField(_("id tag"), max_length=36, blank=True)
     id_token = models.ForeignKey(IdToken, verbose_name=_("id token"), null=True, blank=True,
                                  on_delete=models.SET_NULL, related_name="charging_sessions")
-    auth_status = models.CharField(_("authorisation"), max_length=12, choices=AuthorizationStatus.choices)
+    auth_status = models.CharField(_("authorisation"), max_length=12, choices=AuthorizationStatus.choices,
+                                   blank=True)
     reservation_id = models.IntegerField(_("reservation id"), null=True, blank=True)
     meter_start_wh = models.BigIntegerField(_("meter start (Wh)"))
     meter_stop_wh = models.BigIntegerField(_("meter stop (Wh)"), null=True, blank=True)
@@ -52,6 +53,11 @@ class ChargingSession(TimeStampedModel):
     stop_reason = models.CharField(_("stop reason"), max_length=32, blank=True)
     stop_id_tag = models.CharField(_("stopped by id tag"), max_length=36, blank=True)
     timestamps_clamped = models.BooleanField(_("charger clock in the future"), default=False)
+    charging_state = models.CharField(_("charging state"), max_length=16, blank=True,
+                                      help_text=_("OCPP 2.0.1 chargingState from the latest transaction event."))
+    remote_start_id = models.IntegerField(_("remote start id"), null=True, blank=True)
+    last_seq_no = models.IntegerField(_("last event sequence number"), null=True, blank=True)
+    missing_seq_nos = models.JSONField(_("missing event sequence numbers"), default=list, blank=True)
     review_reason = models.CharField(_("needs review"), max_length=20, choices=ReviewReason.choices, blank=True)
 
     objects = TenantQuerySet.as_manager()
@@ -122,6 +128,37 @@ class MeterSample(models.Model):
 
     def __str__(self) -> str:
         return f"{self.measurand}{'.' + self.phase if self.phase else ''}={self.value}{self.unit}"
+
+
+class TransactionEvent(models.Model):
+    """One OCPP 2.0.1 TransactionEvent as received: de-duplicated on (charge point, transaction, seqNo)
+    and used to detect gaps. The message id is never part of the key (it resets on reboot)."""
+
+    charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="transaction_events")
+    session = models.ForeignKey(ChargingSession, on_delete=models.CASCADE, related_name="events")
+    transaction_ref = models.CharField(_("transaction id"), max_length=64)
+    seq_no = models.IntegerField(_("sequence number"))
+    event_type = models.CharField(_("event type"), max_length=8)
+    trigger_reason = models.CharField(_("trigger reason"), max_length=32)
+    timestamp = models.DateTimeField(_("time (charger clock)"))
+    received_at = models.DateTimeField(_("received at"))
+    offline = models.BooleanField(_("queued while offline"), default=False)
+    payload = models.JSONField(_("message"))
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "charge_point__organisation"
+
+    class Meta:
+        verbose_name = _("transaction event")
+        verbose_name_plural = _("transaction events")
+        ordering = ["session", "seq_no"]
+        constraints = [
+            models.UniqueConstraint(fields=["charge_point", "transaction_ref", "seq_no"],
+                                    name="transactionevent_natural_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.transaction_ref} #{self.seq_no} {self.event_type}"
 
 
 class OrphanStop(models.Model):

@@ -16,8 +16,14 @@ from django.db import IntegrityError, connection, transaction
 from apps.accounts.models import IdToken
 from apps.accounts.services import audit_record_create
 from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
-from apps.charging.metering import Sample
-from apps.charging.models import OCPP16_TRANSACTION_SEQUENCE, ChargingSession, MeterSample, OrphanStop
+from apps.charging.metering import ENERGY_REGISTER, Sample, energy_register_wh
+from apps.charging.models import (
+    OCPP16_TRANSACTION_SEQUENCE,
+    ChargingSession,
+    MeterSample,
+    OrphanStop,
+    TransactionEvent,
+)
 from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint, Connector
 from apps.stations.services import clamp_charger_time
@@ -57,6 +63,12 @@ def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | Non
         if active.exists():
             status = AuthorizationStatus.CONCURRENT_TX
     return AuthResult(status=status, group_id=token.group_id, expires_at=token.expires_at, token_id=token.pk)
+
+
+def _authorize_if_token(uid: str, cp: ChargePoint, at: datetime, session_id: int | None) -> AuthResult:
+    if not uid:
+        return AuthResult(AuthorizationStatus.NOT_YET)
+    return idtoken_authorize(uid=uid, charge_point=cp, at=at, exclude_session_id=session_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +128,14 @@ def _session_start(*, charge_point_id: int, evse_id: int, id_tag: str, meter_sta
     else:
         existing = existing_qs.filter(transaction_ref=transaction_ref).first()
     if existing is not None:
-        auth = idtoken_authorize(uid=uid, charge_point=cp, at=received_at, exclude_session_id=existing.pk)
+        auth = _authorize_if_token(uid, cp, received_at, existing.pk)
         return StartResult(existing, auth, created=False)
-    auth = idtoken_authorize(uid=uid, charge_point=cp, at=received_at)
+    auth = _authorize_if_token(uid, cp, received_at, None)
     started_at, clamped = clamp_charger_time(started_at_charger, received_at)
     review = ReviewReason.NONE
-    if auth.token_id is None:
+    if not uid:
+        pass  # OCPP 2.0.1: a transaction may start (cable plugged in) before anyone is authorised
+    elif auth.token_id is None:
         review = ReviewReason.UNKNOWN_TOKEN
     elif auth.status != AuthorizationStatus.ACCEPTED:
         review = ReviewReason.TOKEN_NOT_ACCEPTED
@@ -241,3 +255,109 @@ def orphan_stop_resolve(*, orphan_stop: OrphanStop, actor: Any = None, source: s
             detail={"orphan_stop_id": orphan_stop.pk, "transaction_ref": orphan_stop.transaction_ref},
         )
     return bool(updated)
+
+
+# --- OCPP 2.0.1 TransactionEvent ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    session: ChargingSession
+    auth: AuthResult | None
+    duplicate: bool
+
+
+def _missing(seq_nos: list[int]) -> list[int]:
+    """Sequence numbers missing between 0 and the highest seen (a transaction's events start at 0)."""
+    if not seq_nos:
+        return []
+    seen = set(seq_nos)
+    return [n for n in range(0, max(seen)) if n not in seen][:100]
+
+
+def transaction_event_record(
+    *, charge_point_id: int, transaction_ref: str, seq_no: int, event_type: str, trigger_reason: str,
+    timestamp: datetime, received_at: datetime, evse_id: int | None = None, connector_id: int | None = None,
+    id_tag: str = "", charging_state: str = "", stopped_reason: str = "", remote_start_id: int | None = None,
+    reservation_id: int | None = None, offline: bool = False, samples: list[Sample] | None = None,
+    payload: dict[str, Any] | None = None,
+) -> EventResult:
+    """Apply one OCPP 2.0.1 TransactionEvent. Events are de-duplicated on (charge point, transaction,
+    seqNo) and may arrive late or out of order (offline queues): the first event of any type creates
+    the session; a token may arrive in a later event (authorised after plug-in); Ended closes it; state
+    is taken from the event with the highest seqNo; gaps are tracked and flagged at the end."""
+    samples = samples or []
+    with transaction.atomic():
+        session = ChargingSession.objects.select_for_update().filter(
+            charge_point_id=charge_point_id, transaction_ref=transaction_ref).first()
+    if session is None:
+        begin = [s for s in samples if s.context == "Transaction.Begin"] or samples
+        meter_start = energy_register_wh(begin)
+        session = session_start(
+            charge_point_id=charge_point_id, evse_id=evse_id or 1, connector_id=connector_id or 1,
+            id_tag=id_tag, meter_start_wh=meter_start if meter_start is not None else 0,
+            started_at_charger=timestamp, received_at=received_at, protocol=OcppProtocol.OCPP201,
+            reservation_id=reservation_id, transaction_ref=transaction_ref,
+        ).session
+    with transaction.atomic():
+        session = ChargingSession.objects.select_for_update().get(pk=session.pk)
+        cp = ChargePoint.objects.get(pk=charge_point_id)
+        _event, created = TransactionEvent.objects.get_or_create(
+            charge_point_id=charge_point_id, transaction_ref=transaction_ref, seq_no=seq_no,
+            defaults={"session": session, "event_type": event_type, "trigger_reason": trigger_reason[:32],
+                      "timestamp": timestamp, "received_at": received_at, "offline": offline,
+                      "payload": payload or {}},
+        )
+        auth = None
+        if id_tag:
+            auth = idtoken_authorize(uid=id_tag, charge_point=cp, at=received_at, exclude_session_id=session.pk)
+        if not created:
+            return EventResult(session, auth, duplicate=True)
+        changed: set[str] = set()
+        if id_tag and not session.id_tag:
+            assert auth is not None
+            session.id_tag, session.id_token_id, session.auth_status = id_tag.strip().upper(), auth.token_id, auth.status
+            if auth.token_id is None:
+                session.review_reason = session.review_reason or ReviewReason.UNKNOWN_TOKEN
+            elif auth.status != AuthorizationStatus.ACCEPTED:
+                session.review_reason = session.review_reason or ReviewReason.TOKEN_NOT_ACCEPTED
+            changed |= {"id_tag", "id_token", "auth_status", "review_reason"}
+        if remote_start_id is not None and session.remote_start_id is None:
+            session.remote_start_id = remote_start_id
+            changed.add("remote_start_id")
+        if session.last_seq_no is None or seq_no >= session.last_seq_no:
+            session.last_seq_no = seq_no
+            if charging_state:
+                session.charging_state = charging_state
+            changed |= {"last_seq_no", "charging_state"}
+        seq_nos = list(TransactionEvent.objects.filter(session=session).values_list("seq_no", flat=True))
+        session.missing_seq_nos = _missing(seq_nos)
+        changed.add("missing_seq_nos")
+        if samples:
+            meter_samples_record(charge_point_id=charge_point_id, evse_id=session.evse_id, session=session,
+                                 samples=samples, received_at=received_at)
+        ended = event_type == "Ended" or TransactionEvent.objects.filter(session=session, event_type="Ended").exists()
+        if ended:  # a gap at the end is worth an operator's look; a late event that fills it clears it
+            if session.missing_seq_nos and not session.review_reason:
+                session.review_reason = ReviewReason.MISSING_EVENTS
+            elif not session.missing_seq_nos and session.review_reason == ReviewReason.MISSING_EVENTS:
+                session.review_reason = ReviewReason.NONE
+            changed.add("review_reason")
+        session.save(update_fields=[*changed, "updated_at"])
+    if event_type == "Ended":
+        end = [s for s in samples if s.context == "Transaction.End"] or samples
+        meter_stop = energy_register_wh(end)
+        if meter_stop is None:
+            meter_stop = _last_register_wh(session)
+        result = session_stop(
+            charge_point_id=charge_point_id, transaction_ref=transaction_ref, meter_stop_wh=meter_stop,
+            stopped_at_charger=timestamp, received_at=received_at, reason=stopped_reason or "Local",
+        )
+        session = result.session or session
+    return EventResult(session, auth, duplicate=False)
+
+
+def _last_register_wh(session: ChargingSession) -> int:
+    last = (MeterSample.objects.filter(session=session, measurand=ENERGY_REGISTER, phase="", value__isnull=False)
+            .order_by("-sampled_at").values_list("value", flat=True).first())
+    return int(last) if last is not None else session.meter_start_wh

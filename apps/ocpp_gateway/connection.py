@@ -152,8 +152,16 @@ class OcppConnection:
             pending[1].set_result(frame)
 
     async def _on_unparsable(self, exc: Exception, *, unique_id: str | None, unknown_type: bool) -> None:
-        """OCPP 1.6 has no way to answer a frame without a readable id: log it and keep the connection."""
+        """OCPP 1.6 has no way to answer a frame without a readable id: log it and keep the connection.
+        OCPP 2.0.1 answers RpcFrameworkError (message id "-1" when none can be read) or, for an unknown
+        message type, MessageTypeNotSupported (part 4, 4.2.3 and 4.4)."""
         logger.warning("%s: unparsable frame: %s", self.ctx.identity, exc)
+        if self.ctx.version == "1.6":
+            return
+        if unknown_type and unique_id:
+            await self._send_error(unique_id, "MessageTypeNotSupported", str(exc), {}, "")
+        else:
+            await self._send_error(unique_id or "-1", "RpcFrameworkError", str(exc), {}, "")
 
     async def _send_error(self, unique_id: str, code: str, description: str, details: dict[str, Any],
                           action: str) -> None:

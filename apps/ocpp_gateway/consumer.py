@@ -18,14 +18,17 @@ from apps.ocpp_gateway.redis_clients import async_redis
 from apps.ocpp_gateway.services import OUTCOME_KEY, OUTCOME_TTL_S, command_record_outcome, outcome_message
 from apps.ocpp_gateway.v16.handlers import KNOWN_ACTIONS as V16_ACTIONS
 from apps.ocpp_gateway.v16.handlers import ChargePointHandlers as V16Handlers
+from apps.ocpp_gateway.v201.handlers import KNOWN_ACTIONS as V201_ACTIONS
+from apps.ocpp_gateway.v201.handlers import ChargingStationHandlers as V201Handlers
 from cpo import clock
 
 logger = logging.getLogger(__name__)
 IDENTITY_RE = re.compile(r"^[A-Za-z0-9._~\-]{1,48}$")
 
-# subprotocol -> (handler class, actions of that version); 2.0.1 joins here.
+# subprotocol -> (handler class, actions of that version)
 VERSIONS: dict[str, tuple[type, frozenset[str]]] = {
     "ocpp1.6": (V16Handlers, V16_ACTIONS),
+    "ocpp2.0.1": (V201Handlers, V201_ACTIONS),
 }
 
 
@@ -67,7 +70,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             return
         subprotocol = negotiate(list(self.scope.get("subprotocols") or []))
         if subprotocol is None:
-            await self.deny(400, "no supported OCPP subprotocol offered (ocpp1.6)")
+            await self.deny(400, "no supported OCPP subprotocol offered (ocpp1.6, ocpp2.0.1)")
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
         client = self.scope.get("client") or ("", 0)

@@ -274,3 +274,74 @@ class Connector(models.Model):
 
     def __str__(self) -> str:
         return f"{self.evse} / {self.connector_id}"
+
+
+class DeviceVariable(models.Model):
+    """One attribute of one variable of the charger's OCPP 2.0.1 device model, as NotifyReport (or a
+    GetVariables answer) last told us. Shown to operators; the charger stays the source of truth."""
+
+    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE,
+                                     related_name="device_variables")
+    component = models.CharField(_("component"), max_length=50)
+    component_instance = models.CharField(_("component instance"), max_length=50, blank=True)
+    evse_id = models.PositiveSmallIntegerField(_("EVSE"), null=True, blank=True)
+    connector_id = models.PositiveSmallIntegerField(_("connector"), null=True, blank=True)
+    variable = models.CharField(_("variable"), max_length=50)
+    variable_instance = models.CharField(_("variable instance"), max_length=50, blank=True)
+    attribute_type = models.CharField(_("attribute"), max_length=8, default="Actual")
+    value = models.CharField(_("value"), max_length=2500, blank=True)
+    mutability = models.CharField(_("mutability"), max_length=10, blank=True)
+    data_type = models.CharField(_("data type"), max_length=20, blank=True)
+    unit = models.CharField(_("unit"), max_length=16, blank=True)
+    values_list = models.CharField(_("allowed values"), max_length=1000, blank=True)
+    reported_at = models.DateTimeField(_("reported at"))
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "charge_point__organisation"
+
+    class Meta:
+        verbose_name = _("device model variable")
+        verbose_name_plural = _("device model variables")
+        ordering = ["charge_point", "component", "evse_id", "connector_id", "variable", "attribute_type"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charge_point", "component", "component_instance", "evse_id", "connector_id", "variable",
+                        "variable_instance", "attribute_type"],
+                name="devicevariable_natural_key", nulls_distinct=False,
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.component}.{self.variable}[{self.attribute_type}]={self.value}"
+
+
+class ChargerEvent(models.Model):
+    """A notable event a charger reported: OCPP 2.0.1 NotifyEvent data or a SecurityEventNotification."""
+
+    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE,
+                                     related_name="events")
+    kind = models.CharField(_("kind"), max_length=10, choices=[("event", _("Event")), ("security", _("Security"))])
+    event_id = models.IntegerField(_("event id"), null=True, blank=True)
+    occurred_at = models.DateTimeField(_("occurred at (charger clock)"))
+    received_at = models.DateTimeField(_("received at"))
+    trigger = models.CharField(_("trigger / type"), max_length=50)
+    component = models.CharField(_("component"), max_length=50, blank=True)
+    variable = models.CharField(_("variable"), max_length=50, blank=True)
+    actual_value = models.CharField(_("value"), max_length=2500, blank=True)
+    tech_info = models.CharField(_("details"), max_length=255, blank=True)
+    payload = models.JSONField(_("message"), default=dict)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "charge_point__organisation"
+
+    class Meta:
+        verbose_name = _("charger event")
+        verbose_name_plural = _("charger events")
+        ordering = ["-occurred_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["charge_point", "kind", "event_id", "occurred_at", "trigger"],
+                                    name="chargerevent_natural_key", nulls_distinct=False),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point_id} {self.kind} {self.trigger} {self.occurred_at:%Y-%m-%d %H:%M:%S}"

@@ -305,3 +305,48 @@ def chargepoint_record_diagnostics_status(*, charge_point_id: int, status: str, 
     ChargePoint.objects.filter(pk=charge_point_id).update(
         diagnostics_status=status[:32], diagnostics_status_at=received_at
     )
+
+
+def device_model_record(*, charge_point_id: int, report_data: list[dict[str, Any]], reported_at: Any) -> int:
+    """Upsert NotifyReport reportData (snake_case keys) into the stored device model. Returns rows written."""
+    from apps.stations.models import DeviceVariable
+
+    rows = []
+    for item in report_data:
+        component, variable = item.get("component") or {}, item.get("variable") or {}
+        evse = component.get("evse") or {}
+        chars = item.get("variable_characteristics") or {}
+        for attribute in item.get("variable_attribute") or []:
+            rows.append(DeviceVariable(
+                charge_point_id=charge_point_id, component=str(component.get("name", ""))[:50],
+                component_instance=str(component.get("instance") or "")[:50], evse_id=evse.get("id"),
+                connector_id=evse.get("connector_id"), variable=str(variable.get("name", ""))[:50],
+                variable_instance=str(variable.get("instance") or "")[:50],
+                attribute_type=str(attribute.get("type") or "Actual")[:8], value=str(attribute.get("value") or "")[:2500],
+                mutability=str(attribute.get("mutability") or "")[:10], data_type=str(chars.get("data_type") or "")[:20],
+                unit=str(chars.get("unit") or "")[:16], values_list=str(chars.get("values_list") or "")[:1000],
+                reported_at=reported_at,
+            ))
+    if rows:
+        DeviceVariable.objects.bulk_create(
+            rows, update_conflicts=True,
+            unique_fields=["charge_point", "component", "component_instance", "evse_id", "connector_id", "variable",
+                           "variable_instance", "attribute_type"],
+            update_fields=["value", "mutability", "data_type", "unit", "values_list", "reported_at"],
+        )
+    return len(rows)
+
+
+def charger_events_record(*, charge_point_id: int, kind: str, events: list[dict[str, Any]], received_at: Any) -> None:
+    """Store NotifyEvent eventData or a SecurityEventNotification; repeats are ignored (natural key)."""
+    from apps.stations.models import ChargerEvent
+
+    ChargerEvent.objects.bulk_create([
+        ChargerEvent(
+            charge_point_id=charge_point_id, kind=kind, event_id=e.get("event_id"), occurred_at=e["occurred_at"],
+            received_at=received_at, trigger=str(e.get("trigger", ""))[:50],
+            component=str(e.get("component", ""))[:50], variable=str(e.get("variable", ""))[:50],
+            actual_value=str(e.get("actual_value", ""))[:2500], tech_info=str(e.get("tech_info", ""))[:255],
+            payload=e.get("payload", {}),
+        ) for e in events
+    ], ignore_conflicts=True)

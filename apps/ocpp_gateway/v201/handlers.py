@@ -1,0 +1,175 @@
+"""OCPP 2.0.1: the charger's requests, translated to the same version-agnostic domain services as 1.6."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from ocpp.routing import on
+from ocpp.v201 import call_result
+from ocpp.v201.enums import Action
+
+from apps.charging import metering
+from apps.charging.services import AuthResult, idtoken_authorize, meter_values_record, transaction_event_record
+from apps.ocpp_gateway.handlers import HandlerBase, iso
+from apps.stations.choices import OcppProtocol, RegistrationStatus
+from apps.stations.models import ChargePoint
+from apps.stations.services import (
+    chargepoint_record_boot,
+    chargepoint_record_diagnostics_status,
+    chargepoint_record_firmware_status,
+    charger_events_record,
+    connector_status_record,
+    device_model_record,
+)
+from cpo import clock
+
+KNOWN_ACTIONS = frozenset(a.value for a in Action)
+
+
+def id_token_info(auth: AuthResult) -> dict[str, Any]:
+    """2.0.1 idTokenInfo. The group is answered as groupIdToken (type Central: our own identifier)."""
+    info: dict[str, Any] = {"status": auth.status or "Unknown"}
+    if auth.group_id:
+        info["group_id_token"] = {"id_token": auth.group_id, "type": "Central"}
+    if auth.expires_at is not None:
+        info["cache_expiry_date_time"] = iso(auth.expires_at)
+    return info
+
+
+def _authorize(*, uid: str, charge_point_id: int) -> AuthResult:
+    return idtoken_authorize(uid=uid, charge_point=ChargePoint.objects.get(pk=charge_point_id))
+
+
+class ChargingStationHandlers(HandlerBase):
+    @on(Action.boot_notification)
+    async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
+                                   **kwargs: Any) -> call_result.BootNotification:
+        modem = charging_station.get("modem") or {}
+        status = await database_sync_to_async(chargepoint_record_boot)(
+            charge_point_id=self.ctx.charge_point_id, protocol=OcppProtocol.OCPP201, received_at=clock.now(),
+            vendor=charging_station.get("vendor_name", ""), model=charging_station.get("model", ""),
+            serial_number=charging_station.get("serial_number") or "",
+            firmware_version=charging_station.get("firmware_version") or "", iccid=modem.get("iccid") or "",
+            imsi=modem.get("imsi") or "",
+        )
+        self.ctx.registration_status = status
+        interval = self.heartbeat_interval() if status == RegistrationStatus.ACCEPTED else 60
+        return call_result.BootNotification(current_time=iso(clock.now()), interval=interval, status=status)
+
+    @on(Action.heartbeat)
+    async def on_heartbeat(self, **kwargs: Any) -> call_result.Heartbeat:
+        return call_result.Heartbeat(current_time=iso(clock.now()))
+
+    @on(Action.status_notification)
+    async def on_status_notification(self, timestamp: str, connector_status: str, evse_id: int, connector_id: int,
+                                     **kwargs: Any) -> call_result.StatusNotification:
+        await database_sync_to_async(connector_status_record)(
+            charge_point_id=self.ctx.charge_point_id, evse_id=evse_id, connector_id=connector_id,
+            status=connector_status, received_at=clock.now(), charger_at=self.parse_time(timestamp, "timestamp"),
+        )
+        return call_result.StatusNotification()
+
+    @on(Action.authorize)
+    async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any) -> call_result.Authorize:
+        auth = await database_sync_to_async(_authorize)(uid=id_token["id_token"],
+                                                        charge_point_id=self.ctx.charge_point_id)
+        return call_result.Authorize(id_token_info=id_token_info(auth))
+
+    @on(Action.transaction_event)
+    async def on_transaction_event(self, event_type: str, timestamp: str, trigger_reason: str, seq_no: int,
+                                   transaction_info: dict[str, Any], **kwargs: Any) -> call_result.TransactionEvent:
+        evse = kwargs.get("evse") or {}
+        id_token = kwargs.get("id_token") or {}
+        # NoAuthorization tokens carry no identity: treat them as "no token" (free vend / plug and charge).
+        uid = id_token.get("id_token", "") if id_token.get("type") != "NoAuthorization" else ""
+        result = await database_sync_to_async(transaction_event_record)(
+            charge_point_id=self.ctx.charge_point_id, transaction_ref=transaction_info["transaction_id"],
+            seq_no=seq_no, event_type=event_type, trigger_reason=trigger_reason,
+            timestamp=self.parse_time(timestamp, "timestamp"), received_at=clock.now(), evse_id=evse.get("id"),
+            connector_id=evse.get("connector_id"), id_tag=uid,
+            charging_state=transaction_info.get("charging_state") or "",
+            stopped_reason=transaction_info.get("stopped_reason") or "",
+            remote_start_id=transaction_info.get("remote_start_id"), reservation_id=kwargs.get("reservation_id"),
+            offline=bool(kwargs.get("offline", False)), samples=self.samples(kwargs.get("meter_value") or []),
+            payload={"eventType": event_type, "seqNo": seq_no, "timestamp": timestamp, "triggerReason": trigger_reason},
+        )
+        if result.auth is None:
+            return call_result.TransactionEvent()
+        return call_result.TransactionEvent(id_token_info=id_token_info(result.auth))
+
+    @on(Action.meter_values)
+    async def on_meter_values(self, evse_id: int, meter_value: list[dict[str, Any]],
+                              **kwargs: Any) -> call_result.MeterValues:
+        await database_sync_to_async(meter_values_record)(
+            charge_point_id=self.ctx.charge_point_id, evse_id=evse_id, transaction_ref=None,
+            samples=self.samples(meter_value), received_at=clock.now(),
+        )
+        return call_result.MeterValues()
+
+    @on(Action.notify_report)
+    async def on_notify_report(self, request_id: int, generated_at: str, seq_no: int,
+                               **kwargs: Any) -> call_result.NotifyReport:
+        await database_sync_to_async(device_model_record)(
+            charge_point_id=self.ctx.charge_point_id, report_data=kwargs.get("report_data") or [],
+            reported_at=self.parse_time(generated_at, "generatedAt"),
+        )
+        return call_result.NotifyReport()
+
+    @on(Action.notify_event)
+    async def on_notify_event(self, generated_at: str, seq_no: int, event_data: list[dict[str, Any]],
+                              **kwargs: Any) -> call_result.NotifyEvent:
+        events = [{
+            "event_id": e["event_id"], "occurred_at": self.parse_time(e["timestamp"], "eventData.timestamp"),
+            "trigger": e["trigger"], "component": (e.get("component") or {}).get("name", ""),
+            "variable": (e.get("variable") or {}).get("name", ""), "actual_value": e.get("actual_value", ""),
+            "tech_info": e.get("tech_info") or e.get("tech_code") or "", "payload": e,
+        } for e in event_data]
+        await database_sync_to_async(charger_events_record)(
+            charge_point_id=self.ctx.charge_point_id, kind="event", events=events, received_at=clock.now())
+        return call_result.NotifyEvent()
+
+    @on(Action.security_event_notification)
+    async def on_security_event_notification(self, type: str, timestamp: str,
+                                             **kwargs: Any) -> call_result.SecurityEventNotification:
+        event = {"occurred_at": self.parse_time(timestamp, "timestamp"), "trigger": type,
+                 "tech_info": kwargs.get("tech_info") or "", "payload": {"type": type, "timestamp": timestamp}}
+        await database_sync_to_async(charger_events_record)(
+            charge_point_id=self.ctx.charge_point_id, kind="security", events=[event], received_at=clock.now())
+        return call_result.SecurityEventNotification()
+
+    @on(Action.firmware_status_notification)
+    async def on_firmware_status_notification(self, status: str,
+                                              **kwargs: Any) -> call_result.FirmwareStatusNotification:
+        await database_sync_to_async(chargepoint_record_firmware_status)(
+            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now())
+        return call_result.FirmwareStatusNotification()
+
+    @on(Action.log_status_notification)
+    async def on_log_status_notification(self, status: str, **kwargs: Any) -> call_result.LogStatusNotification:
+        await database_sync_to_async(chargepoint_record_diagnostics_status)(
+            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now())
+        return call_result.LogStatusNotification()
+
+    @on(Action.data_transfer)
+    async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
+        return call_result.DataTransfer(status="UnknownVendorId")
+
+    # --- translation helpers -----------------------------------------------------------------------
+    def samples(self, meter_values: list[dict[str, Any]]) -> list[metering.Sample]:
+        out: list[metering.Sample] = []
+        for mv in meter_values:
+            at = self.parse_time(mv["timestamp"], "meterValue.timestamp")
+            for sv in mv.get("sampled_value", []):
+                unit = sv.get("unit_of_measure") or {}
+                signed = sv.get("signed_meter_value") or {}
+                try:
+                    out.append(metering.normalise(
+                        sampled_at=at, value=sv.get("value"), measurand=sv.get("measurand"), unit=unit.get("unit"),
+                        multiplier=int(unit.get("multiplier") or 0), phase=sv.get("phase"),
+                        location=sv.get("location"), context=sv.get("context"),
+                        signed_data=signed.get("signed_meter_data", ""),
+                    ))
+                except ValueError as exc:
+                    raise self.violation(f"sampledValue.value: {exc}") from exc
+        return out

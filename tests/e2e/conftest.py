@@ -17,15 +17,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import ocpp
 import pytest
@@ -40,6 +37,7 @@ from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.ocpp_gateway.services import command_send, command_wait
 from apps.stations.models import ChargePoint
 from cpo.clock import parse_iso8601
+from tests.processes import database_url, free_port, tail, wait_for_status
 
 KEY = "0123456789abcdef0123"
 REPO = Path(settings.BASE_DIR)
@@ -80,11 +78,6 @@ class Server:
         """How the presence records in Redis name this process (apps.ocpp_gateway.presence.SERVER_ID)."""
         return f"{socket.gethostname()}:{self.process.pid}"
 
-    def log_tail(self, lines: int = 60) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
-
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -95,39 +88,22 @@ class Server:
                 self.process.wait(timeout=5)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _server_env() -> dict[str, str]:
-    """The test process's environment, pointed at the test database (which exists by now)."""
-    cfg = settings.DATABASES["default"]
-    credentials = quote(cfg["USER"] or "", safe="")
-    if cfg.get("PASSWORD"):
-        credentials += ":" + quote(cfg["PASSWORD"], safe="")
-    database_url = f"postgis://{credentials}@{cfg['HOST'] or '127.0.0.1'}:{cfg['PORT'] or 5432}/{cfg['NAME']}"
+def _server_env(media_root: Path) -> dict[str, str]:
+    """The test process's environment, pointed at the test database (which exists by now) and at a media
+    folder shared with the test process (diagnostics uploads, firmware files)."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": database_url(settings.DATABASES["default"]),
         "REDIS_URL": settings.REDIS_URL,
+        "DJANGO_MEDIA_ROOT": str(media_root),
         "PYTHONUNBUFFERED": "1",
     }
 
 
-def _livez(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def start_server(name: str, log_dir: Path) -> Server:
+def start_server(name: str, log_dir: Path, media_root: Path) -> Server:
     """Start uvicorn on a free port and wait (bounded) until /livez answers."""
-    port = _free_port()
+    port = free_port()
     log_path = log_dir / f"server-{name}-{port}.log"
     command = [
         str(Path(sys.executable).with_name("uvicorn")),
@@ -146,32 +122,33 @@ def start_server(name: str, log_dir: Path) -> Server:
         "5",
     ]
     with log_path.open("wb") as log:
-        process = subprocess.Popen(command, cwd=REPO, env=_server_env(), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=REPO, env=_server_env(media_root), stdout=log, stderr=subprocess.STDOUT
+        )
     server = Server(name=name, port=port, process=process, log_path=log_path)
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server {name} exited with {process.returncode}:\n{server.log_tail()}")
-        if _livez(port):
-            return server
-        time.sleep(0.2)
+    if wait_for_status(
+        f"http://127.0.0.1:{port}/livez",
+        200,
+        timeout=SERVER_START_TIMEOUT_S,
+        alive=lambda: process.poll() is None,
+    ):
+        return server
     server.stop()
-    raise RuntimeError(
-        f"server {name} did not answer /livez within {SERVER_START_TIMEOUT_S:g} s:\n{server.log_tail()}"
-    )
+    raise RuntimeError(f"server {name} did not start (exit code {process.returncode}):\n{tail(log_path)}")
 
 
 class ServerPool:
     """Servers by name, started on first use and stopped at the end of the session."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, media_root: Path) -> None:
         self.log_dir = log_dir
+        self.media_root = media_root
         self.servers: dict[str, Server] = {}
 
     def get(self, name: str) -> Server:
         server = self.servers.get(name)
         if server is None or server.process.poll() is not None:
-            server = self.servers[name] = start_server(name, self.log_dir)
+            server = self.servers[name] = start_server(name, self.log_dir, self.media_root)
         return server
 
     def stop_all(self) -> None:
@@ -181,18 +158,20 @@ class ServerPool:
 
 @pytest.fixture(scope="session")
 def servers(django_db_setup, tmp_path_factory) -> Iterator[ServerPool]:
-    pool = ServerPool(tmp_path_factory.mktemp("servers"))
+    pool = ServerPool(tmp_path_factory.mktemp("servers"), tmp_path_factory.mktemp("media"))
     yield pool
     pool.stop_all()
 
 
 @pytest.fixture
-def server(servers, transactional_db) -> Server:
+def server(servers, transactional_db, settings) -> Server:
+    settings.MEDIA_ROOT = servers.media_root
     return servers.get("a")
 
 
 @pytest.fixture
-def server_b(servers, transactional_db) -> Server:
+def server_b(servers, transactional_db, settings) -> Server:
+    settings.MEDIA_ROOT = servers.media_root
     return servers.get("b")
 
 

@@ -6,16 +6,21 @@ import logging
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from apps.charging.choices import SessionStatus
 from apps.charging.models import ChargingSession, MeterSample
-from apps.ocpp_gateway import presence
+from apps.ocpp_gateway import presence, transfers
 from apps.ocpp_gateway.choices import CommandStatus
+from apps.ocpp_gateway.models import DiagnosticsUpload, FirmwareFile, OcppCommand
 from apps.ocpp_gateway.simulator import Fleet
 from apps.ocpp_gateway.simulator.backoff import Backoff
+from apps.stations import keys
 from apps.stations.models import ChargePoint, Connector
 from tests.e2e.conftest import KEY, assert_schema_valid, command, eventually, orm
 from tests.factories import ChargePointFactory, IdTokenFactory, OrganisationFactory
@@ -415,3 +420,91 @@ async def test_every_command_is_answered_like_a_real_charger(fleet, file_server)
     assert charger.config.get("MeterValueSampleInterval") == "5"
     assert await ask("GetLocalListVersion", {}) == {"listVersion": 4}
     await asyncio.sleep(0)
+
+
+async def test_diagnostics_and_firmware_through_the_products_own_endpoints(fleet, server):
+    identity = "SIM-00003"
+    charger = fleet[identity]
+    base_url = f"http://127.0.0.1:{server.port}"
+
+    def issue_upload() -> tuple[int, str]:
+        issued = transfers.diagnostics_upload_issue(
+            charge_point=ChargePoint.objects.get(identity=identity), base_url=base_url
+        )
+        return issued.upload.pk, issued.url
+
+    upload_id, location = await orm(issue_upload)()
+    answer = answered(await command(identity, "GetDiagnostics", {"location": location}), "GetDiagnostics")
+    slot = await eventually(
+        orm(lambda: DiagnosticsUpload.objects.filter(pk=upload_id, uploaded_at__isnull=False).first()),
+        what="the diagnostics file stored by the product",
+    )
+    assert slot.filename == answer["fileName"]
+    # The server stores into the media folder this process shares with it.
+    assert (Path(settings.MEDIA_ROOT) / slot.file.name).read_text().startswith(f"identity={identity}\n")
+    await eventually(
+        orm(lambda: ChargePoint.objects.filter(identity=identity, diagnostics_status="Uploaded").exists()),
+        what="DiagnosticsStatusNotification Uploaded",
+    )
+
+    def add_firmware() -> str:
+        org = ChargePoint.objects.get(identity=identity).organisation
+        firmware = FirmwareFile(
+            organisation=org,
+            vendor="CPO-Sim",
+            model="SIM-AC22",
+            version="2.4.1",
+            file=SimpleUploadedFile("sim-2.4.1.bin", b"\x7fFIRMWARE" * 512),
+        )
+        transfers.firmware_fingerprint(firmware=firmware)
+        firmware.save()
+        return transfers.firmware_url(firmware=firmware, base_url=base_url)
+
+    url = await orm(add_firmware)()
+    answered(
+        await command(identity, "UpdateFirmware", {"location": url, "retrieveDate": "2020-01-01T00:00:00Z"}),
+        "UpdateFirmware",
+    )
+    await eventually(
+        orm(
+            lambda: ChargePoint.objects.filter(
+                identity=identity, firmware_status="Installed", firmware_version="sim-2.4.1"
+            ).exists()
+        ),
+        what="the firmware downloaded from the product, installed, and reported after the reboot",
+    )
+    assert charger.stats.reboots == 1
+
+
+async def test_a_new_authorization_key_is_used_on_the_next_connect(fleet):
+    identity = "SIM-00002"
+    charger = fleet[identity]
+    new_key = "fedcba9876543210fedcba9876543210"
+    answer = answered(
+        await command(identity, "ChangeConfiguration", {"key": "AuthorizationKey", "value": new_key}),
+        "ChangeConfiguration",
+    )
+    assert answer == {"status": "Accepted"}
+
+    # The charger disconnects and connects with the new key (security whitepaper A01); the product
+    # accepts only the new key from now on.
+    await eventually(
+        lambda: _async(charger.stats.boots_accepted == 2 and charger.accepted),
+        what="the charger back with its new key",
+    )
+    assert charger.config.get("AuthorizationKey") == new_key
+    stored = await orm(lambda: ChargePoint.objects.get(identity=identity).auth_key_hash)()
+    assert keys.verify_key(new_key, stored) and not keys.verify_key(KEY, stored)
+    stored_payload = await orm(
+        lambda: (
+            OcppCommand.objects.filter(charge_point__identity=identity, action="ChangeConfiguration")
+            .get()
+            .payload
+        )
+    )()
+    assert stored_payload == {"key": "AuthorizationKey", "value": "***"}
+
+    answer = answered(
+        await command(identity, "GetConfiguration", {"key": ["AuthorizationKey"]}), "GetConfiguration"
+    )
+    assert answer == {"configurationKey": [{"key": "AuthorizationKey", "readonly": False}]}

@@ -356,6 +356,7 @@ class Charger:
         self._outbox_ready.set()
 
     async def wait_queue_empty(self, timeout_s: float) -> bool:
+        """Wait until every queued message was delivered (or dropped); False after `timeout_s`."""
         try:
             await asyncio.wait_for(self._outbox_empty.wait(), timeout=timeout_s)
         except TimeoutError:
@@ -457,6 +458,7 @@ class Charger:
         self._boot_now.set()
 
     def restart_heartbeat(self) -> None:
+        """(Re)start the heartbeat at the current HeartbeatInterval, on an accepted connection only."""
         link = self.link
         if link is None or link.registration != "Accepted":
             return
@@ -556,9 +558,11 @@ class Charger:
         return connector.reservation is None or connector.reservation.id_tag == id_tag
 
     def first_free_connector(self, id_tag: str) -> int | None:
+        """The connector a RemoteStartTransaction without connectorId uses."""
         return next((n for n in self.connectors if self.free_for(n, id_tag)), None)
 
     def connector_with_transaction(self, transaction_id: int) -> int | None:
+        """The connector running the transaction the CSMS knows as `transaction_id`."""
         for connector in self.connectors.values():
             if connector.transaction is not None and connector.transaction.transaction_id == transaction_id:
                 return connector.connector_id
@@ -698,6 +702,7 @@ class Charger:
         connector.meter.set_power(power, offered_a=offered_a)
 
     def profiles_changed(self) -> None:
+        """Charging profiles were set or cleared: draw what they allow from now on."""
         for connector in self.connectors.values():
             if connector.transaction is not None:
                 self.update_power(connector)
@@ -714,6 +719,7 @@ class Charger:
         )
 
     def queue_meter_values(self, connector: Connector, tx: Transaction) -> None:
+        """Queue a periodic MeterValues of the transaction (its transactionId is read at send time)."""
         values = connector.meter.sampled_values(
             self.config.items("MeterValuesSampledData"), context="Sample.Periodic"
         )
@@ -828,6 +834,7 @@ class Charger:
         return "Accepted"
 
     def cancel_reservation(self, reservation_id: int) -> bool:
+        """CancelReservation: False when no reservation has that id."""
         for connector in self.connectors.values():
             if connector.reservation is not None and connector.reservation.reservation_id == reservation_id:
                 self._drop_reservation(connector.reservation)
@@ -848,12 +855,14 @@ class Charger:
 
     # --- firmware and diagnostics ------------------------------------------------------------------
     async def firmware_status_report(self, status: str) -> None:
+        """Send a FirmwareStatusNotification; after a final status the charger is Idle again."""
         self.firmware_status = status
         await self.notify(call.FirmwareStatusNotification(status=status))
         if status in ("Installed", "DownloadFailed", "InstallationFailed"):
             self.firmware_status = "Idle"
 
     async def diagnostics_status_report(self, status: str) -> None:
+        """Send a DiagnosticsStatusNotification; after a final status the charger is Idle again."""
         self.diagnostics_status = status
         await self.notify(call.DiagnosticsStatusNotification(status=status))
         if status in ("Uploaded", "UploadFailed"):
@@ -901,6 +910,7 @@ class Charger:
         await self.diagnostics_status_report("Uploaded" if uploaded else "UploadFailed")
 
     def diagnostics_text(self) -> str:
+        """The diagnostics file: identity, firmware, registration, counters and connector states."""
         lines = [
             f"identity={self.identity}",
             f"vendor={self.options.vendor}",

@@ -7,6 +7,7 @@ one process can hold thousands; `connect_rate` keeps a large fleet from arriving
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from apps.ocpp_gateway.simulator.charger import Charger, ChargerOptions
@@ -82,9 +83,8 @@ class Fleet:
         self.start()
         waiter = stop or asyncio.Event()
         try:
-            await asyncio.wait_for(waiter.wait(), timeout=duration_s)
-        except TimeoutError:
-            pass
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.wait(), timeout=duration_s)
         finally:
             await self.stop()
 

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from ocpp.v16.enums import Measurand
 
-from apps.charging.models import ChargingSession, MeterSample, OrphanStop
+from apps.charging.models import ChargingSession, MeterSample, OrphanStop, TransactionEvent
 from apps.charging.services import orphan_stop_resolve
 from apps.ocpp_gateway.admin import (
     CappedCountPaginator,
@@ -205,3 +205,25 @@ class OrphanStopAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
             ngettext("%(n)d stop marked resolved.", "%(n)d stops marked resolved.", resolved)
             % {"n": resolved},
         )
+
+
+@admin.register(TransactionEvent)
+class TransactionEventAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    """OCPP 2.0.1 TransactionEvents as received (de-duplicated on charger, transaction and seqNo)."""
+
+    list_display = ("timestamp", "charger", "transaction_ref", "seq_no", "event_type", "trigger_reason", "offline",
+                    "received_at")
+    list_filter = ("event_type", "trigger_reason", "offline", ChargePointListFilter, SessionListFilter)
+    search_fields = ("transaction_ref", "charge_point__identity")
+    list_select_related = ("charge_point",)
+    ordering = ("-pk",)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.concrete_fields if f.name != "id"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_fields(request, obj)
+
+    @admin.display(description=_("charge point"), ordering="charge_point__identity")
+    def charger(self, obj: TransactionEvent) -> str:
+        return charge_point_link(obj.charge_point_id, obj.charge_point.identity)

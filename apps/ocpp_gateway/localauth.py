@@ -20,6 +20,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import IdToken
+from apps.charging.choices import AuthorizationStatus
 from apps.ocpp_gateway.handlers import iso
 from apps.ocpp_gateway.models import LocalAuthList, LocalAuthListEntry, LocalAuthListMember, OcppCommand
 from apps.ocpp_gateway.services import command_send
@@ -38,7 +39,7 @@ def _token_info(token: IdToken, local_list: LocalAuthList) -> dict[str, Any]:
     status = token.effective_status()
     valid_at = {org.pk for org in token.valid_at.all()}
     if valid_at and local_list.organisation_id not in valid_at:
-        status = "Invalid"
+        status = AuthorizationStatus.INVALID
     return {
         "status": str(status),
         "group_id": token.group_id or "",

@@ -17,7 +17,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from apps.stations import keys
-from apps.stations.models import ChargePoint, Connector, Evse, Location
+from apps.stations.models import ChargePoint, ChargerEvent, Connector, DeviceVariable, Evse, Location
 from apps.stations.resources import ChargePointResource, LocationResource
 from apps.stations.services import chargepoint_apply_auth_key, chargepoint_generate_auth_key, make_point
 from cpo.admin import BaseModelAdmin, BaseTabularInline, ScopedImportExportMixin
@@ -251,7 +251,7 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
     search_help_text = _("identity, serial number, vendor, model or location name")
     list_select_related = ("organisation", "location")
     inlines = [EvseInline]
-    actions = ["generate_auth_key"]
+    actions = ["generate_auth_key", "accept_pending"]
 
     def reported_fields(self) -> list[str]:
         placed = {name for _title, names in CHARGE_POINT_SECTIONS for name in names}
@@ -294,6 +294,72 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
                     key=key,
                 ),
             )
+
+
+    @admin.action(description=_("Accept (registration) and give a new key"), permissions=["change"])
+    def accept_pending(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Accept chargers that registered themselves (Pending): each gets a random key, sent to it as its
+        AuthorizationKey when it is connected; it must use the key once it has accepted it."""
+        from apps.ocpp_gateway.services import chargepoint_accept
+
+        for charge_point in queryset.order_by("pk"):
+            try:
+                _cp, key, command = chargepoint_accept(charge_point=charge_point, actor=request.user)
+            except ValidationFailed as exc:
+                messages.error(request, exc.detail)
+                continue
+            sent = (_("sent to the charger as AuthorizationKey (command {id})").format(id=command.pk)
+                    if command is not None and command.status != "charger_offline"
+                    else _("the charger is offline: configure it by hand"))
+            messages.warning(request, format_html(
+                _("{identity} accepted. Its new authorisation key, {sent}: <code>{key}</code> "
+                  "It is not shown again."),
+                identity=charge_point.identity, sent=sent, key=key,
+            ))
+
+
+# --- device model and events ---------------------------------------------------------------------
+
+
+@admin.register(DeviceVariable)
+class DeviceVariableAdmin(BaseModelAdmin):
+    """The OCPP 2.0.1 device model as the charger last reported it (read-only)."""
+
+    list_display = ("charge_point", "component", "component_instance", "evse_id", "connector_id", "variable",
+                    "variable_instance", "attribute_type", "value", "mutability", "reported_at")
+    list_filter = ("component", "attribute_type", "mutability")
+    search_fields = ("charge_point__identity", "component", "variable", "value")
+    list_select_related = ("charge_point",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ChargerEvent)
+class ChargerEventAdmin(BaseModelAdmin):
+    """Events and security events chargers reported (read-only)."""
+
+    list_display = ("occurred_at", "charge_point", "kind", "trigger", "component", "variable", "actual_value",
+                    "tech_info", "received_at")
+    list_filter = ("kind", "trigger")
+    search_fields = ("charge_point__identity", "trigger", "component", "variable", "tech_info")
+    date_hierarchy = "occurred_at"
+    list_select_related = ("charge_point",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 # --- EVSEs and connectors ------------------------------------------------------------------------

@@ -303,3 +303,52 @@ TENANT_FACTORIES.update({
     MeterSample: _for_charger(MeterSampleFactory),
     OrphanStop: _for_charger(OrphanStopFactory),
 })
+
+
+from apps.charging.models import TransactionEvent  # noqa: E402
+from apps.stations.models import ChargerEvent, DeviceVariable  # noqa: E402
+
+
+class TransactionEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TransactionEvent
+
+    session = factory.SubFactory(ChargingSessionFactory, protocol="ocpp2.0.1")
+    charge_point = factory.LazyAttribute(lambda o: o.session.charge_point)
+    transaction_ref = factory.LazyAttribute(lambda o: o.session.transaction_ref)
+    seq_no = factory.Sequence(lambda n: n)
+    event_type = "Updated"
+    trigger_reason = "MeterValuePeriodic"
+    timestamp = factory.LazyFunction(clock.now)
+    received_at = factory.LazyAttribute(lambda o: o.timestamp)
+    payload = factory.LazyFunction(dict)
+
+
+class DeviceVariableFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DeviceVariable
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    component = "OCPPCommCtrlr"
+    variable = factory.Sequence(lambda n: f"Variable{n}")
+    value = "300"
+    reported_at = factory.LazyFunction(clock.now)
+
+
+class ChargerEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChargerEvent
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    kind = "security"
+    trigger = "StartupOfTheDevice"
+    occurred_at = factory.LazyFunction(clock.now)
+    received_at = factory.LazyAttribute(lambda o: o.occurred_at)
+
+
+TENANT_FACTORIES.update({
+    TransactionEvent: lambda organisation: TransactionEventFactory(
+        session=ChargingSessionFactory(charge_point=ChargePointFactory(organisation=organisation))),
+    DeviceVariable: _for_charger(DeviceVariableFactory),
+    ChargerEvent: _for_charger(ChargerEventFactory),
+})

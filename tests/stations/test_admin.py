@@ -398,3 +398,34 @@ def test_charge_point_page_lists_its_evses_with_connectors(admin_client):
     assert response.status_code == 200
     assert "1: IEC 62196 Type 2 (Unknown)" in response.content.decode()
     assert reverse("admin:stations_evse_change", args=[connector.evse.pk]) in response.content.decode()
+
+
+def test_accept_pending_action_gives_a_key_and_accepts(admin_client, org_a):
+    pending = ChargePointFactory(organisation=org_a, registration_status="Pending", security_profile=0,
+                                 auth_key_hash="")
+    accepted = ChargePointFactory(organisation=org_a)
+    response = admin_client.post(reverse("admin:stations_chargepoint_changelist"), {
+        "action": "accept_pending", "_selected_action": [pending.pk, accepted.pk]}, follow=True)
+    texts = [str(m) for m in get_messages(response.wsgi_request)]
+    pending.refresh_from_db()
+    assert pending.registration_status == "Accepted"
+    assert pending.security_profile == 0  # until the charger has stored its new key
+    assert any(pending.identity in t and "offline" in t and "<code>" in t for t in texts)
+    assert any(f"{accepted.identity} is already accepted." == t for t in texts)
+    assert AuditRecord.objects.filter(action="chargepoint.accept", target_id=str(pending.pk)).count() == 1
+    assert not AuditRecord.objects.filter(action="chargepoint.accept", target_id=str(accepted.pk)).exists()
+
+
+def test_change_page_links_to_commands_and_logs_for_permitted_users(admin_client, client, staff_a, org_a):
+    cp = ChargePointFactory(organisation=org_a)
+    url = reverse("admin:stations_chargepoint_change", args=[cp.pk])
+    page = admin_client.get(url).content.decode()
+    assert reverse("admin:ocpp_gateway_ocppcommand_send", args=[cp.pk]) in page
+    assert f"{reverse('admin:ocpp_gateway_ocppmessage_changelist')}?charge_point__id__exact={cp.pk}" in page
+    from django.contrib.auth.models import Group
+
+    technician = staff_a
+    technician.groups.set([Group.objects.get(name="Support")])
+    client.force_login(technician)
+    page = client.get(url).content.decode()
+    assert reverse("admin:ocpp_gateway_ocppcommand_send", args=[cp.pk]) not in page  # support may not send

@@ -303,7 +303,8 @@ class RawCharger:
 
 
 async def http_upgrade(
-    port: int, path: str, *, subprotocols: tuple[str, ...] = ("ocpp1.6",), authorization: str | None = None
+    port: int, path: str, *, subprotocols: tuple[str, ...] = ("ocpp1.6",), authorization: str | None = None,
+    extra_headers: tuple[str, ...] = (),
 ) -> tuple[int, dict[str, str]]:
     """Send a WebSocket upgrade request by hand and return the status and headers of the raw answer."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -320,6 +321,7 @@ async def http_upgrade(
             lines.append("Sec-WebSocket-Protocol: " + ", ".join(subprotocols))
         if authorization:
             lines.append(f"Authorization: {authorization}")
+        lines.extend(extra_headers)
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)

@@ -63,3 +63,24 @@ async def test_trailing_slash_is_accepted_and_the_charger_can_talk(server, charg
         await charger.boot()
     finally:
         await charger.close()
+
+
+@pytest.fixture
+def profile_2_charger(server):
+    from apps.stations import keys
+
+    return ChargePointFactory(identity="TLS-1", organisation=OrganisationFactory(slug="tls-org"),
+                              security_profile=2, auth_key_hash=keys.hash_key(KEY))
+
+
+async def test_profile_2_needs_tls_as_reported_by_a_trusted_proxy(server, profile_2_charger):
+    """Profile 2 is profile 1 behind TLS: a TLS-terminating proxy on loopback (trusted by uvicorn's
+    --forwarded-allow-ips default) says so with X-Forwarded-Proto (see docker/nginx/ocpp-tls.conf)."""
+    plain, _ = await http_upgrade(server.port, "/ocpp/TLS-1", authorization=basic_auth("TLS-1", KEY))
+    assert plain == 403
+    behind_tls, headers = await http_upgrade(server.port, "/ocpp/TLS-1", authorization=basic_auth("TLS-1", KEY),
+                                             extra_headers=("X-Forwarded-Proto: https",))
+    assert behind_tls == 101 and headers["sec-websocket-protocol"] == "ocpp1.6"
+    wrong_key, _ = await http_upgrade(server.port, "/ocpp/TLS-1", authorization=basic_auth("TLS-1", "x" * 20),
+                                      extra_headers=("X-Forwarded-Proto: https",))
+    assert wrong_key == 401

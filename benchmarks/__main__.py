@@ -40,50 +40,69 @@ def final_line(figures: dict[str, Any]) -> None:
 
 def git_head() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=5).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--budget", type=float, default=600, help="total seconds (default 600)")
     p.add_argument("--phases", default="floor,stack,idle,commands", help="comma-separated subset")
-    p.add_argument("--server", choices=["uvicorn", "uvicorn-sansio", "daphne"], default="uvicorn", help="ASGI server of the stack")
+    p.add_argument(
+        "--server",
+        choices=["uvicorn", "uvicorn-sansio", "daphne"],
+        default="uvicorn-sansio",
+        help="ASGI server of the stack",
+    )
     p.add_argument("--clients", type=int, default=100, help="closed-loop clients (floor and stack)")
     p.add_argument("--generators", type=int, default=2, help="load-generator processes")
     p.add_argument("--runs", type=int, default=3, help="runs per throughput phase (median)")
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
-    p.add_argument("--floor-uvloop", action="store_true",
-                   help="also measure the floor on uvloop (the event loop uvicorn uses)")
+    p.add_argument(
+        "--floor-uvloop",
+        action="store_true",
+        help="also measure the floor on uvloop (the event loop uvicorn uses)",
+    )
     p.add_argument("--idle", type=int, default=10_000, help="idle chargers to hold (max 10,000)")
     p.add_argument("--fleet", type=int, default=5_000, help="heartbeating chargers in the commands phase")
     p.add_argument("--commands", type=int, default=300)
     p.add_argument("--threads", type=int, default=10, help="threads for the concurrent half of the commands")
     p.add_argument("--hb-min", type=float, default=5.0)
     p.add_argument("--hb-max", type=float, default=10.0)
-    p.add_argument("--server-env", action="append", default=[], metavar="NAME=VALUE",
-                   help="extra environment for the product servers (experiments), e.g. DB_CONN_MAX_AGE=60")
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment for the product servers (experiments), e.g. CPO_OCPP_MESSAGE_LOG=0",
+    )
     args = p.parse_args()
     args.idle = max(1, min(args.idle, 10_000))
     args.budget = max(60.0, min(args.budget, 600.0))
     return args
 
 
-def main() -> int:  # noqa: C901, PLR0915 - one linear script
+def main() -> int:
     args = parse_args()
     started = time.monotonic()
     deadline = started + args.budget
     wanted = {p.strip() for p in args.phases.split(",") if p.strip()}
     env = setup.bench_env()
     server_env = dict(env)
-    # Persistent database connections for the servers unless told otherwise: with Django's default (0)
-    # every database call of a connecting charger opens a new PostgreSQL connection, which caps the
-    # connect rate at a few dozen per second (measured; see the report) and the phases would not fit.
-    server_overrides = {} if "DB_CONN_MAX_AGE" in os.environ else {"DB_CONN_MAX_AGE": "60"}
+    server_overrides: dict[str, str] = {}  # experiments only: --server-env NAME=VALUE
     for item in args.server_env:
         name, _, value = item.partition("=")
         server_overrides[name] = value
@@ -91,14 +110,28 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
     fd_limit = raise_fd_limit()
     log_dir = Path(tempfile.mkdtemp(prefix="cpo-bench-"))
     figures: dict[str, Any] = {
-        "floor_msgs_per_s": None, "stack_msgs_per_s": None, "ratio": None, "idle_connections": None,
-        "rss_kb_per_connection": None, "command_p50_ms": None, "command_p99_ms": None,
-        "server": {"uvicorn": "uvicorn (--ws websockets) + Channels + gateway",
-                   "uvicorn-sansio": "uvicorn (--ws websockets-sansio) + Channels + gateway",
-                   "daphne": "daphne + Channels + gateway"}[args.server],
-        "server_env": server_overrides or None, "security_profile": 1, "clients": args.clients, "generators": args.generators,
-        "git": git_head(), "cpus": os.cpu_count(), "python": platform.python_version(),
-        "floor_loop": "asyncio", "loadavg_start": [round(x, 2) for x in os.getloadavg()], "errors": [],
+        "floor_msgs_per_s": None,
+        "stack_msgs_per_s": None,
+        "ratio": None,
+        "idle_connections": None,
+        "rss_kb_per_connection": None,
+        "command_p50_ms": None,
+        "command_p99_ms": None,
+        "server": {
+            "uvicorn": "uvicorn (--ws websockets) + Channels + gateway",
+            "uvicorn-sansio": "uvicorn (--ws websockets-sansio) + Channels + gateway",
+            "daphne": "daphne + Channels + gateway",
+        }[args.server],
+        "server_env": server_overrides or None,
+        "security_profile": 1,
+        "clients": args.clients,
+        "generators": args.generators,
+        "git": git_head(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "floor_loop": "asyncio",
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "errors": [],
     }
 
     def abort(reason: str) -> None:
@@ -123,9 +156,13 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
     signal.signal(signal.SIGHUP, on_signal)
 
     ctx = phases.Ctx(env, log_dir, deadline, args.server, server_env)
-    say(f"CPO gateway benchmarks: budget {args.budget:.0f} s, phases {sorted(wanted)}, fd limit {fd_limit}, "
-        f"logs in {log_dir}")
-    say(f"  database {env['DATABASE_URL']}, Redis {env['REDIS_URL']}, load average {figures['loadavg_start']}")
+    say(
+        f"CPO gateway benchmarks: budget {args.budget:.0f} s, phases {sorted(wanted)}, fd limit {fd_limit}, "
+        f"logs in {log_dir}"
+    )
+    say(
+        f"  database {env['DATABASE_URL']}, Redis {env['REDIS_URL']}, load average {figures['loadavg_start']}"
+    )
 
     def phase(name: str, fn: Any, min_left: float) -> None:
         if not set(name.split("+")) & wanted:
@@ -142,7 +179,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
             fn()
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported; the other phases still run
+        except Exception as exc:
             figures["errors"].append(f"{name}: {type(exc).__name__}: {exc}")
             say(f"  {name} failed: {exc}")
             traceback.print_exc(file=sys.stdout)
@@ -151,16 +188,23 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
         say(f"  ({name} took {time.monotonic() - t:.0f} s)")
 
     try:
+
         def do_setup() -> None:
             setup.create_database(env["DATABASE_URL"])
             took = setup.migrate(env, timeout=90)
             setup.django_setup(env)
-            count = max(args.clients, args.idle if "idle" in wanted else 0,
-                        args.fleet if "commands" in wanted else 0, 20)
+            count = max(
+                args.clients,
+                args.idle if "idle" in wanted else 0,
+                args.fleet if "commands" in wanted else 0,
+                20,
+            )
             created = setup.ensure_charge_points(count)
             setup.flush_redis(env["REDIS_URL"])
-            say(f"  migrated in {took:.0f} s; charge points {created} (security profile 1, HTTP Basic keys "
-                f"hashed with keys.hash_key); Redis db flushed")
+            say(
+                f"  migrated in {took:.0f} s; charge points {created} (security profile 1, HTTP Basic keys "
+                f"hashed with keys.hash_key); Redis db flushed"
+            )
 
         say("\n[setup]")
         do_setup()
@@ -173,34 +217,66 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
                 targets["stack"] = (lambda: phases.start_stack_server(ctx, "stack-server"), True)
             if args.floor_uvloop and "floor" in wanted:
                 targets["floor-uvloop"] = (lambda: phases.start_floor_server(ctx, 300, uvloop=True), False)
-            say(f"  {args.clients} closed-loop clients in {args.generators} generator processes, Heartbeat round "
-                f"trips, {args.warmup:g} s warm-up + {args.duration:g} s measured per run; floor and stack "
-                "runs interleaved")
-            res = phases.throughput(ctx, targets, runs=args.runs, n_clients=args.clients, procs=args.generators,
-                                    warmup=args.warmup, duration=args.duration, box=190)
+            say(
+                f"  {args.clients} closed-loop clients in {args.generators} generator processes, "
+                f"Heartbeat round trips, {args.warmup:g} s warm-up + {args.duration:g} s measured per run; "
+                "floor and stack runs interleaved"
+            )
+            res = phases.throughput(
+                ctx,
+                targets,
+                runs=args.runs,
+                n_clients=args.clients,
+                procs=args.generators,
+                warmup=args.warmup,
+                duration=args.duration,
+                box=190,
+            )
             for label, key in (("floor", "floor"), ("stack", "stack"), ("floor-uvloop", "floor_uvloop")):
                 r = res.get(label)
                 if r is None:
                     continue
-                figures.update({f"{key}_msgs_per_s": r["msgs_per_s"], f"{key}_p50_ms": r["p50_ms"],
-                                f"{key}_p99_ms": r["p99_ms"], f"{key}_runs": r["runs"],
-                                f"{key}_server_cpu": r["server_cpu"], f"{key}_msgs_per_cpu_s": r["msgs_per_cpu_s"]})
-                say(f"  {label}: {r['msgs_per_s']:,} msgs/s (median of {r['runs']}), p50 {r['p50_ms']} ms, "
-                    f"p99 {r['p99_ms']} ms; {r['msgs_per_cpu_s']:,} msgs per server CPU-second")
+                figures.update(
+                    {
+                        f"{key}_msgs_per_s": r["msgs_per_s"],
+                        f"{key}_p50_ms": r["p50_ms"],
+                        f"{key}_p99_ms": r["p99_ms"],
+                        f"{key}_runs": r["runs"],
+                        f"{key}_server_cpu": r["server_cpu"],
+                        f"{key}_msgs_per_cpu_s": r["msgs_per_cpu_s"],
+                    }
+                )
+                say(
+                    f"  {label}: {r['msgs_per_s']:,} msgs/s (median of {r['runs']}), p50 {r['p50_ms']} ms, "
+                    f"p99 {r['p99_ms']} ms; {r['msgs_per_cpu_s']:,} msgs per server CPU-second"
+                )
             if res.get("floor") and res.get("stack"):
                 figures["ratio"] = round(res["stack"]["msgs_per_s"] / res["floor"]["msgs_per_s"], 3)
-                figures["ratio_per_cpu"] = round(res["stack"]["msgs_per_cpu_s"] / res["floor"]["msgs_per_cpu_s"], 3)
-                say(f"  ratio stack/floor: {figures['ratio']:.2f} (per server CPU-second: "
-                    f"{figures['ratio_per_cpu']:.2f})")
+                figures["ratio_per_cpu"] = round(
+                    res["stack"]["msgs_per_cpu_s"] / res["floor"]["msgs_per_cpu_s"], 3
+                )
+                say(
+                    f"  ratio stack/floor: {figures['ratio']:.2f} (per server CPU-second: "
+                    f"{figures['ratio_per_cpu']:.2f})"
+                )
 
         def do_idle() -> None:
-            box = min(220.0, deadline - time.monotonic() - (170 if "commands" in wanted else 10))
+            box = min(260.0, deadline - time.monotonic() - (200 if "commands" in wanted else 10))
             figures.update(phases.idle(ctx, target=args.idle, procs=2, concurrency=50, box=box))
 
         def do_commands() -> None:
             box = min(200.0, deadline - time.monotonic() - 8)
-            figures.update(phases.commands(ctx, chargers=args.fleet, n_commands=args.commands, threads=args.threads,
-                                           hb_min=args.hb_min, hb_max=args.hb_max, box=box))
+            figures.update(
+                phases.commands(
+                    ctx,
+                    chargers=args.fleet,
+                    n_commands=args.commands,
+                    threads=args.threads,
+                    hb_min=args.hb_min,
+                    hb_max=args.hb_max,
+                    box=box,
+                )
+            )
 
         if wanted & {"floor", "stack"}:
             phase("floor+stack", do_throughput, 40)
@@ -208,7 +284,7 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
         phase("commands", do_commands, 60)
     except KeyboardInterrupt as exc:
         figures["errors"].append(f"interrupted ({exc})")
-    except Exception as exc:  # noqa: BLE001 - the JSON line is still printed
+    except Exception as exc:
         figures["errors"].append(f"{type(exc).__name__}: {exc}")
         traceback.print_exc(file=sys.stdout)
     finally:
@@ -217,11 +293,18 @@ def main() -> int:  # noqa: C901, PLR0915 - one linear script
     figures["elapsed_s"] = round(time.monotonic() - started, 1)
     figures["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     figures["logs"] = str(log_dir)
-    say("\nsummary: floor {f} msgs/s, stack {s} msgs/s, ratio {r}; idle {i} connections at {k} KB each; "
+    say(
+        "\nsummary: floor {f} msgs/s, stack {s} msgs/s, ratio {r}; idle {i} connections at {k} KB each; "
         "commands p50 {c50} ms, p99 {c99} ms".format(
-            f=figures["floor_msgs_per_s"], s=figures["stack_msgs_per_s"], r=figures["ratio"],
-            i=figures["idle_connections"], k=figures["rss_kb_per_connection"], c50=figures["command_p50_ms"],
-            c99=figures["command_p99_ms"]))
+            f=figures["floor_msgs_per_s"],
+            s=figures["stack_msgs_per_s"],
+            r=figures["ratio"],
+            i=figures["idle_connections"],
+            k=figures["rss_kb_per_connection"],
+            c50=figures["command_p50_ms"],
+            c99=figures["command_p99_ms"],
+        )
+    )
     final_line(figures)
     return 0 if not figures["errors"] else 1
 

@@ -78,8 +78,14 @@ async def open_charger(base_url: str, identity: str, auth: bool, open_timeout: f
         token = base64.b64encode(f"{identity}:{key_for(identity)}".encode()).decode()
         headers["Authorization"] = f"Basic {token}"
     return await connect(
-        base_url.rstrip("/") + "/" + identity, subprotocols=["ocpp1.6"], additional_headers=headers,
-        compression=None, open_timeout=open_timeout, ping_interval=None, close_timeout=2, max_size=1024 * 1024,
+        base_url.rstrip("/") + "/" + identity,
+        subprotocols=["ocpp1.6"],
+        additional_headers=headers,
+        compression=None,
+        open_timeout=open_timeout,
+        ping_interval=None,
+        close_timeout=2,
+        max_size=1024 * 1024,
         user_agent_header=None,
     )
 
@@ -124,7 +130,7 @@ class Opener:
                     self.connected += 1
                     self.conns.append(ws)
                     return ws
-                except Exception as exc:  # noqa: BLE001 - counted and reported
+                except Exception as exc:
                     name = type(exc).__name__
                     self.errors[name] = self.errors.get(name, 0) + 1
                     if attempt == 0:
@@ -135,19 +141,28 @@ class Opener:
     async def all(self, progress: bool) -> list[ClientConnection | None]:
         reporter = None
         if progress:
+
             async def report() -> None:
                 while True:
                     await asyncio.sleep(1.0)
                     emit("PROGRESS", {"connected": self.connected, "failed": self.failed})
+
             reporter = asyncio.create_task(report())
         try:
-            return await asyncio.gather(*(self.one(n) for n in range(self.args.first, self.args.first + self.args.count)))
+            return await asyncio.gather(
+                *(self.one(n) for n in range(self.args.first, self.args.first + self.args.count))
+            )
         finally:
             if reporter is not None:
                 reporter.cancel()
 
     def summary(self) -> dict[str, Any]:
-        return {"connected": self.connected, "failed": self.failed, "errors": self.errors, "boot": self.boot_status}
+        return {
+            "connected": self.connected,
+            "failed": self.failed,
+            "errors": self.errors,
+            "boot": self.boot_status,
+        }
 
 
 async def close_all(conns: list[ClientConnection | None], timeout: float = 3.0) -> None:
@@ -190,8 +205,16 @@ async def run_load(args: argparse.Namespace, control: Control, deadline: float) 
             errors["closed"] += 1
 
     await asyncio.gather(*(client(ws) for ws in conns if ws is not None))
-    emit("RESULT", {"count": len(latencies), "window_s": t1 - t0, "lat_us": latencies, "errors": errors,
-                    **opener.summary()})
+    emit(
+        "RESULT",
+        {
+            "count": len(latencies),
+            "window_s": t1 - t0,
+            "lat_us": latencies,
+            "errors": errors,
+            **opener.summary(),
+        },
+    )
     await close_all(conns)
 
 
@@ -209,8 +232,10 @@ async def run_idle(args: argparse.Namespace, control: Control, deadline: float) 
         await asyncio.gather(opening, return_exceptions=True)
         command = asyncio.create_task(control.next(deadline - time.monotonic()))
     if complete or not command.done():
-        emit("READY", {**opener.summary(), "elapsed_s": round(time.monotonic() - started, 2),
-                       "complete": complete})
+        emit(
+            "READY",
+            {**opener.summary(), "elapsed_s": round(time.monotonic() - started, 2), "complete": complete},
+        )
         await command  # STOP, EOF or our own deadline
     still_open = sum(1 for ws in opener.conns if ws.state.name == "OPEN")
     emit("RESULT", {"still_open": still_open, "complete": complete, **opener.summary()})
@@ -274,21 +299,27 @@ async def run_fleet(args: argparse.Namespace, control: Control, deadline: float)
             tasks.append(asyncio.create_task(heartbeats(ws, pending)))
 
     started = time.monotonic()
-    opening = asyncio.create_task(asyncio.wait([asyncio.ensure_future(start_one(n))
-                                                for n in range(args.first, args.first + args.count)]))
+    opening = asyncio.create_task(
+        asyncio.wait(
+            [asyncio.ensure_future(start_one(n)) for n in range(args.first, args.first + args.count)]
+        )
+    )
     ready_sent = False
     command: asyncio.Task = asyncio.create_task(control.next(deadline - time.monotonic()))
     while True:
-        await asyncio.wait({opening, command} if not ready_sent else {command},
-                           return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {opening, command} if not ready_sent else {command}, return_when=asyncio.FIRST_COMPLETED
+        )
         if not command.done():  # all open
             emit("READY", {**opener.summary(), "elapsed_s": round(time.monotonic() - started, 2)})
             ready_sent = True
             continue
         word, _data = command.result()
         if word == "NOW" and not ready_sent:
-            emit("READY", {**opener.summary(), "elapsed_s": round(time.monotonic() - started, 2),
-                           "complete": False})
+            emit(
+                "READY",
+                {**opener.summary(), "elapsed_s": round(time.monotonic() - started, 2), "complete": False},
+            )
             ready_sent = True
         elif word == "MARK":  # measure the steady state only
             hb_lat.clear()
@@ -305,8 +336,18 @@ async def run_fleet(args: argparse.Namespace, control: Control, deadline: float)
     def pct(p: float) -> float | None:
         return round(hb_lat[min(len(hb_lat) - 1, int(p / 100 * len(hb_lat)))] / 1000, 2) if hb_lat else None
 
-    emit("RESULT", {**stats, "open": open_now, "calls": calls, "hb_p50_ms": pct(50), "hb_p99_ms": pct(99),
-                    "hb_max_ms": round(hb_lat[-1] / 1000, 2) if hb_lat else None, **opener.summary()})
+    emit(
+        "RESULT",
+        {
+            **stats,
+            "open": open_now,
+            "calls": calls,
+            "hb_p50_ms": pct(50),
+            "hb_p99_ms": pct(99),
+            "hb_max_ms": round(hb_lat[-1] / 1000, 2) if hb_lat else None,
+            **opener.summary(),
+        },
+    )
     sys.stdout.flush()
     os._exit(0)
 

@@ -3,6 +3,7 @@ the bench, line protocol with the client processes, RSS, percentiles."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -109,17 +110,24 @@ class Child:
     registry: list[Child] = []
     _lock = threading.Lock()
 
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_dir: Path,
-                 stdin: bool = False) -> None:
+    def __init__(
+        self, name: str, argv: list[str], *, env: dict[str, str], log_dir: Path, stdin: bool = False
+    ) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log = open(self.log_path, "a", buffering=1)  # noqa: SIM115 - closed in stop()
         self.lines: queue.Queue[tuple[str, Any]] = queue.Queue()
         with Child._lock:
-            self.proc = subprocess.Popen(
-                [PY, "-c", _LAUNCHER, str(os.getpid()), *argv], cwd=ROOT, env=env,
-                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=self._log, text=True, bufsize=1, start_new_session=True,
+            self.proc = subprocess.Popen(  # noqa: S603 - argv built by the bench itself
+                [PY, "-c", _LAUNCHER, str(os.getpid()), *argv],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                text=True,
+                bufsize=1,
+                start_new_session=True,
             )
             Child.registry.append(self)
         self.pid = self.proc.pid
@@ -152,7 +160,8 @@ class Child:
             pass
 
     def expect(self, kind: str, timeout: float, *, on_other: Any = None) -> dict[str, Any]:
-        """The next `kind` line's JSON; other kinds go to `on_other(kind, data)`. ChildFailed on timeout/exit."""
+        """The next `kind` line's JSON; other kinds go to `on_other(kind, data)`.
+        ChildFailed on timeout or exit."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -165,7 +174,9 @@ class Child:
             if got == kind:
                 return data
             if got == "EOF":
-                raise ChildFailed(f"{self.name}: exited ({self.proc.poll()}) before {kind} (log: {self.log_path})")
+                raise ChildFailed(
+                    f"{self.name}: exited ({self.proc.poll()}) before {kind} (log: {self.log_path})"
+                )
             if on_other is not None:
                 on_other(got, data)
 
@@ -175,22 +186,14 @@ class Child:
     def stop(self, grace: float = 3.0) -> None:
         """SIGTERM to the process group, SIGKILL after `grace` seconds."""
         if self.proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)  # stragglers in the group, if any
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
         for stream in (self.proc.stdin,):
             try:
                 if stream:
@@ -204,10 +207,8 @@ class Child:
     @classmethod
     def stop_all(cls, grace: float = 2.0) -> None:
         for child in list(cls.registry):
-            try:
+            with contextlib.suppress(Exception):
                 child.stop(grace)
-            except Exception:  # noqa: BLE001 - cleaning up whatever is left
-                pass
 
 
 def wait_port(port: int, timeout: float, child: Child | None = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 
 import ocpp.messages
@@ -27,21 +28,21 @@ def _now() -> str:
 
 class FloorChargePoint(ChargePoint):
     @on(Action.boot_notification)
-    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **kwargs):  # noqa: ANN003, ANN201
-        return call_result.BootNotification(current_time=_now(), interval=300, status=RegistrationStatus.accepted)
+    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str, **kwargs):
+        return call_result.BootNotification(
+            current_time=_now(), interval=300, status=RegistrationStatus.accepted
+        )
 
     @on(Action.heartbeat)
-    async def on_heartbeat(self, **kwargs):  # noqa: ANN003, ANN201
+    async def on_heartbeat(self, **kwargs):
         return call_result.Heartbeat(current_time=_now())
 
 
-async def handler(websocket) -> None:  # noqa: ANN001
+async def handler(websocket) -> None:
     identity = websocket.request.path.rstrip("/").rsplit("/", 1)[-1]
     cp = FloorChargePoint(identity, websocket)
-    try:
+    with contextlib.suppress(Exception):
         await cp.start()
-    except Exception:  # noqa: BLE001 - the connection closed; nothing to report in a floor server
-        pass
 
 
 async def main(port: int, max_seconds: float, max_size: int) -> None:

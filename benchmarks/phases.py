@@ -31,8 +31,14 @@ from benchmarks.common import (
 class Ctx:
     """What every phase needs: the environment, where logs go, and the global deadline."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, deadline: float, server_kind: str,
-                 server_env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        deadline: float,
+        server_kind: str,
+        server_env: dict[str, str],
+    ) -> None:
         self.env = env
         self.server_env = server_env
         self.log_dir = log_dir
@@ -48,12 +54,33 @@ def start_stack_server(ctx: Ctx, name: str) -> tuple[Child, int]:
     port = free_port()
     bin_dir = Path(PY).parent
     if ctx.server_kind == "daphne":
-        argv = [str(bin_dir / "daphne"), "-b", HOST, "-p", str(port), "--websocket_timeout", "-1",
-                "config.asgi:application"]
+        argv = [
+            str(bin_dir / "daphne"),
+            "-b",
+            HOST,
+            "-p",
+            str(port),
+            "--websocket_timeout",
+            "-1",
+            "config.asgi:application",
+        ]
     else:  # uvicorn as the product runs it; "uvicorn-sansio" tries uvicorn's newer websockets implementation
         ws_impl = "websockets-sansio" if ctx.server_kind == "uvicorn-sansio" else "websockets"
-        argv = [str(bin_dir / "uvicorn"), "config.asgi:application", "--host", HOST, "--port", str(port),
-                "--ws", ws_impl, "--lifespan", "off", "--no-access-log", "--ws-max-size", "1048576"]
+        argv = [
+            str(bin_dir / "uvicorn"),
+            "config.asgi:application",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--ws",
+            ws_impl,
+            "--lifespan",
+            "off",
+            "--no-access-log",
+            "--ws-max-size",
+            "1048576",
+        ]
     # The server dies with the bench (PR_SET_PDEATHSIG in the launcher) and is stopped by the phase.
     child = Child(name, argv, env=ctx.server_env, log_dir=ctx.log_dir)
     wait_port(port, 30, child)
@@ -75,26 +102,69 @@ def start_floor_server(ctx: Ctx, max_seconds: float, uvloop: bool = False) -> tu
     return child, port
 
 
-def clients(ctx: Ctx, name: str, mode: str, port: int, first: int, count: int, *, auth: bool,
-            max_seconds: float, extra: list[str] | None = None) -> Child:
-    argv = [PY, "-m", "benchmarks.clients", mode, "--url", f"ws://{HOST}:{port}/ocpp/", "--first", str(first),
-            "--count", str(count), "--max-seconds", str(int(max_seconds)), *(extra or [])]
+def clients(
+    ctx: Ctx,
+    name: str,
+    mode: str,
+    port: int,
+    first: int,
+    count: int,
+    *,
+    auth: bool,
+    max_seconds: float,
+    extra: list[str] | None = None,
+) -> Child:
+    argv = [
+        PY,
+        "-m",
+        "benchmarks.clients",
+        mode,
+        "--url",
+        f"ws://{HOST}:{port}/ocpp/",
+        "--first",
+        str(first),
+        "--count",
+        str(count),
+        "--max-seconds",
+        str(int(max_seconds)),
+        *(extra or []),
+    ]
     if auth:
         argv.append("--auth")
     return Child(name, argv, env=ctx.env, log_dir=ctx.log_dir, stdin=True)
 
 
 # --- phases 1 and 2: closed-loop heartbeat throughput -------------------------------------------------
-def load_run(ctx: Ctx, label: str, port: int, spid: int, *, auth: bool, n_clients: int, procs: int,
-             warmup: float, duration: float) -> dict[str, Any]:
+def load_run(
+    ctx: Ctx,
+    label: str,
+    port: int,
+    spid: int,
+    *,
+    auth: bool,
+    n_clients: int,
+    procs: int,
+    warmup: float,
+    duration: float,
+) -> dict[str, Any]:
     """One closed-loop run: `procs` generator processes, n_clients in total, Heartbeat round trips that
     complete within the measured window after `warmup`."""
     per = [n_clients // procs + (1 if i < n_clients % procs else 0) for i in range(procs)]
     gens, first = [], 0
     try:
         for i, count in enumerate(per):
-            gens.append(clients(ctx, f"{label}-gen{i}", "load", port, first, count, auth=auth,
-                                max_seconds=warmup + duration + 60))
+            gens.append(
+                clients(
+                    ctx,
+                    f"{label}-gen{i}",
+                    "load",
+                    port,
+                    first,
+                    count,
+                    auth=auth,
+                    max_seconds=warmup + duration + 60,
+                )
+            )
             first += count
         ready = [g.expect("READY", 45) for g in gens]
         connected = sum(r["connected"] for r in ready)
@@ -124,14 +194,28 @@ def load_run(ctx: Ctx, label: str, port: int, spid: int, *, auth: bool, n_client
             errors[k] = errors.get(k, 0) + v
     gen_cpu = sum((b or 0) - (a or 0) for a, b in zip(gcpu0, gcpu1, strict=True)) / duration
     return {
-        "msgs_per_s": count / duration, "p50_ms": percentile(lat, 50), "p99_ms": percentile(lat, 99),
-        "connected": connected, "boot": boots, "errors": errors,
-        "server_cpu": ((cpu1 or 0) - (cpu0 or 0)) / duration, "generator_cpu": gen_cpu,
+        "msgs_per_s": count / duration,
+        "p50_ms": percentile(lat, 50),
+        "p99_ms": percentile(lat, 99),
+        "connected": connected,
+        "boot": boots,
+        "errors": errors,
+        "server_cpu": ((cpu1 or 0) - (cpu0 or 0)) / duration,
+        "generator_cpu": gen_cpu,
     }
 
 
-def throughput(ctx: Ctx, targets: dict[str, tuple[Callable[[], tuple[Child, int]], bool]], *, runs: int,
-               n_clients: int, procs: int, warmup: float, duration: float, box: float) -> dict[str, dict[str, Any]]:
+def throughput(
+    ctx: Ctx,
+    targets: dict[str, tuple[Callable[[], tuple[Child, int]], bool]],
+    *,
+    runs: int,
+    n_clients: int,
+    procs: int,
+    warmup: float,
+    duration: float,
+    box: float,
+) -> dict[str, dict[str, Any]]:
     """Closed-loop runs against each target server, interleaved (A, B, A, B, ...) so that a neighbour's
     load on this shared machine hits both alike; median of `runs` per target (fewer if the box runs out).
     `targets` maps a label to (start the server, authenticate the clients). Servers idle between runs."""
@@ -149,14 +233,28 @@ def throughput(ctx: Ctx, targets: dict[str, tuple[Callable[[], tuple[Child, int]
                 break
             for label, (_start, auth) in targets.items():
                 server, port = started[label]
-                res = load_run(ctx, f"{label}{i + 1}", port, server_pid(server), auth=auth, n_clients=n_clients,
-                               procs=procs, warmup=warmup, duration=duration)
+                res = load_run(
+                    ctx,
+                    f"{label}{i + 1}",
+                    port,
+                    server_pid(server),
+                    auth=auth,
+                    n_clients=n_clients,
+                    procs=procs,
+                    warmup=warmup,
+                    duration=duration,
+                )
                 results[label].append(res)
-                say(f"  {label:5s} run {i + 1}: {res['msgs_per_s']:7,.0f} msgs/s  p50 {res['p50_ms']:5.1f} ms  "
-                    f"p99 {res['p99_ms']:6.1f} ms  server CPU {res['server_cpu']:4.0%} "
-                    f"({res['msgs_per_s'] / max(res['server_cpu'], 0.01):,.0f} msgs per CPU-second)  generators "
-                    f"CPU {res['generator_cpu']:.0%}  [{res['connected']}/{n_clients} connected, boot {res['boot']}"
-                    + (f", errors {res['errors']}" if any(res["errors"].values()) else "") + "]")
+                say(
+                    f"  {label:5s} run {i + 1}: {res['msgs_per_s']:7,.0f} msgs/s  "
+                    f"p50 {res['p50_ms']:5.1f} ms  p99 {res['p99_ms']:6.1f} ms  "
+                    f"server CPU {res['server_cpu']:4.0%} "
+                    f"({res['msgs_per_s'] / max(res['server_cpu'], 0.01):,.0f} msgs per CPU-second)  "
+                    f"generators CPU {res['generator_cpu']:.0%}  "
+                    f"[{res['connected']}/{n_clients} connected, boot {res['boot']}"
+                    + (f", errors {res['errors']}" if any(res["errors"].values()) else "")
+                    + "]"
+                )
         for label, (server, _port) in started.items():
             rss[label] = rss_kb(server_pid(server))
     finally:
@@ -170,11 +268,15 @@ def throughput(ctx: Ctx, targets: dict[str, tuple[Callable[[], tuple[Child, int]
         median = ordered[len(ordered) // 2]
         out[label] = {
             "msgs_per_s": round(statistics.median(r["msgs_per_s"] for r in res)),
-            "p50_ms": r1(median["p50_ms"]), "p99_ms": r1(median["p99_ms"]),
+            "p50_ms": r1(median["p50_ms"]),
+            "p99_ms": r1(median["p99_ms"]),
             "runs": [round(r["msgs_per_s"]) for r in res],
-            "server_cpu": round(median["server_cpu"], 2), "generator_cpu": round(median["generator_cpu"], 2),
+            "server_cpu": round(median["server_cpu"], 2),
+            "generator_cpu": round(median["generator_cpu"], 2),
             # Throughput per second of server CPU: less sensitive to other work on the machine.
-            "msgs_per_cpu_s": round(statistics.median(r["msgs_per_s"] / max(r["server_cpu"], 0.01) for r in res)),
+            "msgs_per_cpu_s": round(
+                statistics.median(r["msgs_per_s"] / max(r["server_cpu"], 0.01) for r in res)
+            ),
             "server_rss_kb": rss.get(label),
         }
     return out
@@ -201,8 +303,19 @@ def idle(ctx: Ctx, *, target: int, procs: int, concurrency: int, box: float) -> 
         first = 0
         progress: dict[str, dict[str, int]] = {}
         for i, count in enumerate(per):
-            gens.append(clients(ctx, f"idle-gen{i}", "idle", port, first, count, auth=True,
-                                max_seconds=box + 20, extra=["--concurrency", str(concurrency)]))
+            gens.append(
+                clients(
+                    ctx,
+                    f"idle-gen{i}",
+                    "idle",
+                    port,
+                    first,
+                    count,
+                    auth=True,
+                    max_seconds=box + 20,
+                    extra=["--concurrency", str(concurrency)],
+                )
+            )
             first += count
         ready: dict[str, dict[str, Any]] = {}
         last_say = 0.0
@@ -211,6 +324,7 @@ def idle(ctx: Ctx, *, target: int, procs: int, concurrency: int, box: float) -> 
             def handler(kind: str, data: dict[str, Any]) -> None:
                 if kind == "PROGRESS":
                     progress[name] = data
+
             return handler
 
         timed_out = False
@@ -226,8 +340,10 @@ def idle(ctx: Ctx, *, target: int, procs: int, concurrency: int, box: float) -> 
             if time.monotonic() - last_say >= 10:
                 last_say = time.monotonic()
                 done = sum(p.get("connected", 0) for p in progress.values())
-                say(f"  idle: {done:,} connected after {time.monotonic() - started:.0f} s, "
-                    f"server RSS {(rss_kb(spid) or 0) / 1024:,.0f} MB")
+                say(
+                    f"  idle: {done:,} connected after {time.monotonic() - started:.0f} s, "
+                    f"server RSS {(rss_kb(spid) or 0) / 1024:,.0f} MB"
+                )
             if len(ready) < len(gens) and time.monotonic() > box_end - 20:
                 say("  idle: time box reached while connecting; holding and measuring what is connected")
                 timed_out = True
@@ -255,17 +371,28 @@ def idle(ctx: Ctx, *, target: int, procs: int, concurrency: int, box: float) -> 
         for g in gens:
             g.stop()
     per_conn = (after - before) / connected if connected else None
-    say(f"  idle: {connected:,} connected ({failed} failed{', ' + str(errors) if errors else ''}) in "
-        f"{connect_s:.0f} s ({connected / connect_s:,.0f}/s); RSS {before / 1024:,.1f} -> {after / 1024:,.1f} MB "
-        f"= {per_conn or 0:.1f} KB per connection; {still_open:,} still open at the end")
-    return {"idle_connections": connected, "rss_kb_per_connection": r1(per_conn), "rss_before_kb": before,
-            "rss_after_kb": after, "idle_failed": failed, "idle_connect_s": r1(connect_s),
-            "idle_still_open": still_open, "idle_timed_out": timed_out}
+    say(
+        f"  idle: {connected:,} connected ({failed} failed{', ' + str(errors) if errors else ''}) in "
+        f"{connect_s:.0f} s ({connected / connect_s:,.0f}/s); "
+        f"RSS {before / 1024:,.1f} -> {after / 1024:,.1f} MB "
+        f"= {per_conn or 0:.1f} KB per connection; {still_open:,} still open at the end"
+    )
+    return {
+        "idle_connections": connected,
+        "rss_kb_per_connection": r1(per_conn),
+        "rss_before_kb": before,
+        "rss_after_kb": after,
+        "idle_failed": failed,
+        "idle_connect_s": r1(connect_s),
+        "idle_still_open": still_open,
+        "idle_timed_out": timed_out,
+    }
 
 
 # --- phase 4: commands from another process --------------------------------------------------------
-def commands(ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: float, hb_max: float,
-             box: float) -> dict[str, Any]:
+def commands(
+    ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: float, hb_max: float, box: float
+) -> dict[str, Any]:
     from django.db import connections
 
     from apps.ocpp_gateway import presence
@@ -284,9 +411,19 @@ def commands(ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: 
         started = time.monotonic()
         for i, (_srv, port) in enumerate(servers):
             count = half if i == 0 else chargers - half
-            fleets.append(clients(ctx, f"fleet{i}", "fleet", port, i * half, count, auth=True,
-                                  max_seconds=box + 20,
-                                  extra=["--concurrency", "50", "--hb-min", str(hb_min), "--hb-max", str(hb_max)]))
+            fleets.append(
+                clients(
+                    ctx,
+                    f"fleet{i}",
+                    "fleet",
+                    port,
+                    i * half,
+                    count,
+                    auth=True,
+                    max_seconds=box + 20,
+                    extra=["--concurrency", "50", "--hb-min", str(hb_min), "--hb-max", str(hb_max)],
+                )
+            )
         ready = []
         for f in fleets:
             try:
@@ -299,13 +436,17 @@ def commands(ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: 
                 ready.append(f.expect("READY", 10))
         connected = sum(r["connected"] for r in ready)
         connect_s = time.monotonic() - started
-        say(f"  commands: {connected:,}/{chargers:,} chargers connected and booted in {connect_s:.0f} s "
-            f"({connected / connect_s:,.0f}/s over two servers); heartbeating every {hb_min:g}-{hb_max:g} s")
+        say(
+            f"  commands: {connected:,}/{chargers:,} chargers connected and booted in {connect_s:.0f} s "
+            f"({connected / connect_s:,.0f}/s over two servers); heartbeating every {hb_min:g}-{hb_max:g} s"
+        )
         time.sleep(min(hb_max, 5.0))  # into the steady state
         for f in fleets:
             f.send("MARK")
-        cps = {cp.identity: cp for cp in ChargePoint.objects.filter(
-            identity__in=[identity_for(n) for n in range(chargers)])}
+        cps = {
+            cp.identity: cp
+            for cp in ChargePoint.objects.filter(identity__in=[identity_for(n) for n in range(chargers)])
+        }
         r = sync_redis()
         pipe = r.pipeline(transaction=False)
         for identity in cps:
@@ -321,14 +462,21 @@ def commands(ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: 
             if time.monotonic() > box_end - 15:
                 return
             t = time.perf_counter()
-            cmd = command_send(charge_point=cps[identity], action="ClearCache", payload={}, timeout_s=10,
-                               source="bench")
+            cmd = command_send(
+                charge_point=cps[identity], action="ClearCache", payload={}, timeout_s=10, source="bench"
+            )
             sent = time.perf_counter()
             outcome = command_wait(command_id=cmd.pk, timeout_s=12)
             done = time.perf_counter()
             with lock:
-                records.append({"total_ms": (done - t) * 1000, "send_ms": (sent - t) * 1000,
-                                "status": outcome.get("status"), "server": 0 if identity < identity_for(half) else 1})
+                records.append(
+                    {
+                        "total_ms": (done - t) * 1000,
+                        "send_ms": (sent - t) * 1000,
+                        "status": outcome.get("status"),
+                        "server": 0 if identity < identity_for(half) else 1,
+                    }
+                )
 
         def sequential(items: list[str]) -> None:
             try:
@@ -371,13 +519,18 @@ def commands(ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: 
     def summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
         total = [r["total_ms"] for r in recs]
         send = [r["send_ms"] for r in recs]
-        return {"n": len(recs), "p50_ms": r1(percentile(total, 50)), "p99_ms": r1(percentile(total, 99)),
-                "max_ms": r1(max(total) if total else None), "send_p50_ms": r1(percentile(send, 50)),
-                "send_p99_ms": r1(percentile(send, 99))}
+        return {
+            "n": len(recs),
+            "p50_ms": r1(percentile(total, 50)),
+            "p99_ms": r1(percentile(total, 99)),
+            "max_ms": r1(max(total) if total else None),
+            "send_p50_ms": r1(percentile(send, 50)),
+            "send_p99_ms": r1(percentile(send, 99)),
+        }
 
     statuses: dict[str, int] = {}
     for r in records:
-        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+        statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
     all_s, seq_s, conc_s = summary(records), summary(seq_records), summary(conc_records)
     hb_sent = sum(r["hb_sent"] for r in fleet_results)
     hb_p99 = max((r["hb_p99_ms"] or 0) for r in fleet_results) if fleet_results else None
@@ -385,20 +538,35 @@ def commands(ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: 
     heartbeating = sum(r["open"] for r in fleet_results)
     server_cpu = [round(((b or 0) - (a or 0)) / elapsed, 2) for a, b in zip(cpu0, cpu1, strict=True)]
     say(f"  commands: {all_s['n']} ClearCache in {elapsed:.1f} s, outcomes {statuses}")
-    say(f"    sequential  ({seq_s['n']}): p50 {seq_s['p50_ms']} ms  p99 {seq_s['p99_ms']} ms  max {seq_s['max_ms']} ms"
-        f"  (command_send alone p50 {seq_s['send_p50_ms']} ms, p99 {seq_s['send_p99_ms']} ms)")
-    say(f"    {threads} threads  ({conc_s['n']}): p50 {conc_s['p50_ms']} ms  p99 {conc_s['p99_ms']} ms  "
-        f"max {conc_s['max_ms']} ms  (command_send alone p50 {conc_s['send_p50_ms']} ms, p99 {conc_s['send_p99_ms']} ms)")
-    say(f"    all: p50 {all_s['p50_ms']} ms  p99 {all_s['p99_ms']} ms; heartbeats during the window: "
-        f"{hb_sent / elapsed:,.0f}/s, p50 {hb_p50} ms p99 {hb_p99} ms (worst server); {heartbeating:,} chargers "
-        f"still connected; server CPU {server_cpu}; server RSS {[round((x or 0) / 1024) for x in rss]} MB")
+    say(
+        f"    sequential  ({seq_s['n']}): p50 {seq_s['p50_ms']} ms  p99 {seq_s['p99_ms']} ms  "
+        f"max {seq_s['max_ms']} ms"
+        f"  (command_send alone p50 {seq_s['send_p50_ms']} ms, p99 {seq_s['send_p99_ms']} ms)"
+    )
+    say(
+        f"    {threads} threads  ({conc_s['n']}): p50 {conc_s['p50_ms']} ms  p99 {conc_s['p99_ms']} ms  "
+        f"max {conc_s['max_ms']} ms  (command_send alone p50 {conc_s['send_p50_ms']} ms, "
+        f"p99 {conc_s['send_p99_ms']} ms)"
+    )
+    say(
+        f"    all: p50 {all_s['p50_ms']} ms  p99 {all_s['p99_ms']} ms; heartbeats during the window: "
+        f"{hb_sent / elapsed:,.0f}/s, p50 {hb_p50} ms p99 {hb_p99} ms (worst server); "
+        f"{heartbeating:,} chargers still connected; server CPU {server_cpu}; "
+        f"server RSS {[round((x or 0) / 1024) for x in rss]} MB"
+    )
     return {
-        "command_p50_ms": all_s["p50_ms"], "command_p99_ms": all_s["p99_ms"], "command_max_ms": all_s["max_ms"],
-        "command_sequential": seq_s, "command_concurrent": {**conc_s, "threads": threads},
-        "command_outcomes": statuses, "heartbeating_chargers": heartbeating,
+        "command_p50_ms": all_s["p50_ms"],
+        "command_p99_ms": all_s["p99_ms"],
+        "command_max_ms": all_s["max_ms"],
+        "command_sequential": seq_s,
+        "command_concurrent": {**conc_s, "threads": threads},
+        "command_outcomes": statuses,
+        "heartbeating_chargers": heartbeating,
         "fleet_heartbeats_per_s": round(hb_sent / elapsed) if elapsed else None,
-        "fleet_heartbeat_p50_ms": hb_p50, "fleet_heartbeat_p99_ms": hb_p99,
+        "fleet_heartbeat_p50_ms": hb_p50,
+        "fleet_heartbeat_p99_ms": hb_p99,
         "command_server_cpu": server_cpu,
         "fleet_disconnected": sum(r["disconnected"] for r in fleet_results),
-        "fleet_connected": connected, "fleet_connect_per_s": round(connected / connect_s, 1),
+        "fleet_connected": connected,
+        "fleet_connect_per_s": round(connected / connect_s, 1),
     }

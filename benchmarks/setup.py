@@ -30,14 +30,17 @@ def bench_env() -> dict[str, str]:
     env = dict(os.environ)
     for name in ("CACHE_URL", "CPO_OCPP_ALLOW_PROFILE_0", "DJANGO_DEBUG"):
         env.pop(name, None)
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings.local",
-        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or "bench-only-secret-key-not-for-production-0123456789",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": str(ROOT),
-    })
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY")
+            or "bench-only-secret-key-not-for-production-0123456789",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     return env
 
 
@@ -46,20 +49,33 @@ def create_database(database_url: str) -> None:
 
     parts = urlsplit(database_url)
     name = parts.path.strip("/")
-    conninfo = dict(host=parts.hostname, port=parts.port or 5432, user=parts.username or "postgres",
-                    password=parts.password or None, dbname="postgres", connect_timeout=5)
+    conninfo = dict(
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username or "postgres",
+        password=parts.password or None,
+        dbname="postgres",
+        connect_timeout=5,
+    )
     with psycopg.connect(**{k: v for k, v in conninfo.items() if v is not None}, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{name}"')
-        with psycopg.connect(**{**{k: v for k, v in conninfo.items() if v is not None}, "dbname": name},
-                             autocommit=True) as db:
+        with psycopg.connect(
+            **{**{k: v for k, v in conninfo.items() if v is not None}, "dbname": name}, autocommit=True
+        ) as db:
             db.execute("CREATE EXTENSION IF NOT EXISTS postgis")
 
 
 def migrate(env: dict[str, str], timeout: float) -> float:
     started = time.monotonic()
-    proc = subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(  # noqa: S603 - fixed argv
+        [PY, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"migrate failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
     return time.monotonic() - started
@@ -84,20 +100,30 @@ def ensure_charge_points(count: int) -> dict[str, int]:
     from benchmarks.clients import identity_for, key_for
 
     org, _ = Organisation.objects.get_or_create(
-        slug=ORG_SLUG, defaults={"name": "Bench operator", "country": "DE", "invoice_prefix": "BENCH"})
+        slug=ORG_SLUG, defaults={"name": "Bench operator", "country": "DE", "invoice_prefix": "BENCH"}
+    )
     wanted = [identity_for(n) for n in range(count)]
     existing = dict(ChargePoint.objects.filter(identity__in=wanted).values_list("identity", "auth_key_hash"))
     stale = [i for i, h in existing.items() if not keys.verify_key(key_for(i), h)]
     missing = [i for i in wanted if i not in existing]
     ChargePoint.objects.bulk_create(
-        [ChargePoint(organisation=org, identity=i, security_profile=1, registration_status="Accepted",
-                     auth_key_hash=keys.hash_key(key_for(i))) for i in missing],
+        [
+            ChargePoint(
+                organisation=org,
+                identity=i,
+                security_profile=1,
+                registration_status="Accepted",
+                auth_key_hash=keys.hash_key(key_for(i)),
+            )
+            for i in missing
+        ],
         batch_size=2000,
     )
     for identity in stale:
         ChargePoint.objects.filter(identity=identity).update(auth_key_hash=keys.hash_key(key_for(identity)))
     ChargePoint.objects.filter(identity__in=wanted).update(
-        security_profile=1, registration_status="Accepted", is_online=False)
+        security_profile=1, registration_status="Accepted", is_online=False
+    )
     # Keep the bench database small between runs: the message log and commands of earlier runs go.
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE ocpp_gateway_ocppmessage")

@@ -45,9 +45,10 @@ def _token_for(uid: str) -> IdToken | None:
 
 
 def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | None = None,
-                      exclude_session_id: int | None = None) -> AuthResult:
+                      exclude_session_id: int | None = None, to_start: bool = True) -> AuthResult:
     """The token's current status at this charge point: unknown → Invalid; expired → Expired; not valid
-    at this operator → Invalid; Accepted but charging elsewhere → ConcurrentTx."""
+    at this operator → Invalid; Accepted but charging elsewhere → ConcurrentTx, only when it is presented
+    `to_start` charging (a token presented to stop a transaction may well have one of its own running)."""
     at = at or clock.now()
     token = _token_for(uid)
     if token is None:
@@ -56,7 +57,7 @@ def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | Non
     valid_at = {org.pk for org in token.valid_at.all()}
     if valid_at and charge_point.organisation_id not in valid_at:
         status = AuthorizationStatus.INVALID
-    if status == AuthorizationStatus.ACCEPTED:
+    if status == AuthorizationStatus.ACCEPTED and to_start:
         active = ChargingSession.objects.filter(id_tag=token.uid, status=SessionStatus.ACTIVE)
         if exclude_session_id is not None:
             active = active.exclude(pk=exclude_session_id)
@@ -178,7 +179,7 @@ def session_stop(
     if id_tag:
         cp = ChargePoint.objects.get(pk=charge_point_id)
         auth = idtoken_authorize(uid=id_tag, charge_point=cp, at=received_at,
-                                 exclude_session_id=session.pk if session else None)
+                                 exclude_session_id=session.pk if session else None, to_start=False)
     if session is None:
         OrphanStop.objects.get_or_create(
             charge_point_id=charge_point_id, transaction_ref=transaction_ref,
@@ -308,12 +309,18 @@ def transaction_event_record(
                       "timestamp": timestamp, "received_at": received_at, "offline": offline,
                       "payload": payload or {}},
         )
+        # A token in an Ended or StopAuthorized event is presented to stop the transaction.
+        stopping = event_type == "Ended" or trigger_reason == "StopAuthorized"
         auth = None
         if id_tag:
-            auth = idtoken_authorize(uid=id_tag, charge_point=cp, at=received_at, exclude_session_id=session.pk)
+            auth = idtoken_authorize(uid=id_tag, charge_point=cp, at=received_at,
+                                     exclude_session_id=session.pk, to_start=not stopping)
         if not created:
             return EventResult(session, auth, duplicate=True)
         changed: set[str] = set()
+        if id_tag and stopping:
+            session.stop_id_tag = id_tag.strip().upper()[:36]
+            changed.add("stop_id_tag")
         if id_tag and not session.id_tag:
             assert auth is not None
             session.id_tag, session.id_token_id, session.auth_status = id_tag.strip().upper(), auth.token_id, auth.status
@@ -333,6 +340,12 @@ def transaction_event_record(
         seq_nos = list(TransactionEvent.objects.filter(session=session).values_list("seq_no", flat=True))
         session.missing_seq_nos = _missing(seq_nos)
         changed.add("missing_seq_nos")
+        begin_wh = energy_register_wh([s for s in samples if s.context == "Transaction.Begin"])
+        if begin_wh is not None and begin_wh != session.meter_start_wh and not MeterSample.objects.filter(
+                session=session, context="Transaction.Begin").exists():
+            # The start register came after the first event (e.g. the EVSE became known on plug-in).
+            session.meter_start_wh = begin_wh
+            changed.add("meter_start_wh")
         if samples:
             meter_samples_record(charge_point_id=charge_point_id, evse_id=session.evse_id, session=session,
                                  samples=samples, received_at=received_at)
@@ -352,6 +365,7 @@ def transaction_event_record(
         result = session_stop(
             charge_point_id=charge_point_id, transaction_ref=transaction_ref, meter_stop_wh=meter_stop,
             stopped_at_charger=timestamp, received_at=received_at, reason=stopped_reason or "Local",
+            id_tag=session.stop_id_tag,
         )
         session = result.session or session
     return EventResult(session, auth, duplicate=False)

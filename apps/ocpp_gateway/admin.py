@@ -26,6 +26,7 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from ocpp.v16.enums import Action as V16Action
+from ocpp.v201.enums import Action as V201Action
 
 from apps.accounts.models import IdToken
 from apps.ocpp_gateway import conf, localauth, transfers
@@ -49,6 +50,17 @@ from cpo.exceptions import ApplicationError
 
 # Outcomes that are good news for the operator when the charger answers with them.
 GOOD_ANSWERS = frozenset({"Accepted", "Unlocked"})
+# OCPP 2.0.1 answers that report per variable instead of one status.
+RESULT_LISTS = ("getVariableResult", "setVariableResult")
+
+
+def is_good_answer(answer: dict[str, Any]) -> bool:
+    """Whether an answer is plain good news: its status (or every per-variable status) is a good one,
+    or it has no status at all."""
+    statuses = [str(answer["status"])] if "status" in answer else []
+    for name in RESULT_LISTS:
+        statuses += [str(result.get("attributeStatus")) for result in answer.get(name) or []]
+    return all(status in GOOD_ANSWERS for status in statuses)
 
 
 def admin_command_wait_s() -> float:
@@ -100,13 +112,14 @@ class ChargePointListFilter(admin.SimpleListFilter):
 
 
 class ActionListFilter(admin.SimpleListFilter):
-    """Filter by OCPP action, from the protocol's list of actions (not a DISTINCT over the big table)."""
+    """Filter by OCPP action, from the protocols' lists of actions (not a DISTINCT over the big table)."""
 
     title = _("action")
     parameter_name = "action"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
-        return [(action, action) for action in sorted(a.value for a in V16Action)]
+        actions = {a.value for a in V16Action} | {a.value for a in V201Action}
+        return [(action, action) for action in sorted(actions)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.filter(action=self.value()) if self.value() else queryset
@@ -319,8 +332,8 @@ class OcppCommandAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
             text = _("{action} to {identity}: answered {answer}").format(
                 answer=json.dumps(answer, ensure_ascii=False), **name
             )
-            good = answer.get("status") in GOOD_ANSWERS or "status" not in answer
-            messages.add_message(request, messages.SUCCESS if good else messages.WARNING, text)
+            level = messages.SUCCESS if is_good_answer(answer) else messages.WARNING
+            messages.add_message(request, level, text)
         elif status == CommandStatus.CALL_ERROR:
             messages.error(
                 request,
@@ -734,11 +747,12 @@ class LocalAuthListAdmin(BaseModelAdmin):
         elif result.command is not None and result.command.status == CommandStatus.CHARGER_OFFLINE:
             messages.warning(request, _("{identity} is offline: {name} was not sent.").format(**who))
         else:
+            payload = result.command.payload if result.command else {}
             messages.success(
                 request,
                 _("{name} sent to {identity} ({update}, version {version}).").format(
                     update=result.update_type,
-                    version=result.command.payload.get("listVersion") if result.command else "-",
+                    version=payload.get("listVersion", payload.get("versionNumber", "-")),
                     **who,
                 ),
             )

@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from django.db import IntegrityError
 
 from apps.accounts.models import Organisation
+from apps.accounts.services import audit_record_create
 from apps.ocpp_gateway import conf
+from apps.ocpp_gateway.choices import CommandStatus
+from apps.ocpp_gateway.models import OcppCommand
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.stations import keys
 from apps.stations.choices import RegistrationStatus, SecurityProfile
@@ -103,4 +106,24 @@ def authenticate(*, identity: str, authorization: str | None, address: str, secu
         if credentials is None or credentials[0] != identity or not keys.verify_key(credentials[1], cp.auth_key_hash):
             _count_failure(identity, address)
             return _deny(401, "missing or wrong credentials")
+        if secure and cp.security_profile < SecurityProfile.TLS_BASIC and _upgrade_requested(cp):
+            _hold_to_tls(cp)
     return Decision(True, 200, "", cp.pk, cp.organisation_id, cp.registration_status)
+
+
+def _upgrade_requested(cp: ChargePoint) -> bool:
+    """Whether the charger accepted a network profile of security profile 2 or higher (OCPP 2.0.1 A05)."""
+    return OcppCommand.objects.filter(
+        charge_point=cp, action="SetNetworkProfile", status=CommandStatus.ANSWERED,
+        response__status="Accepted", payload__connectionData__securityProfile__gte=SecurityProfile.TLS_BASIC,
+    ).exists()
+
+
+def _hold_to_tls(cp: ChargePoint) -> None:
+    """The upgraded charger is back over TLS with its credentials: from now on it must use TLS, and a
+    connection with the lower profile is refused (A05: no downgrade)."""
+    cp.security_profile = SecurityProfile.TLS_BASIC
+    cp.save(update_fields=["security_profile", "updated_at"])
+    audit_record_create(actor=None, action="chargepoint.security_profile_raised", target=cp, source="ocpp",
+                        detail={"security_profile": int(SecurityProfile.TLS_BASIC)})
+    logger.info("%s: security profile raised to 2 after its network profile upgrade", cp.identity)

@@ -1,6 +1,6 @@
 """The catalogue of commands the product can send to a charger, per OCPP version: each with its typed
 form and a one-line description for operators. A charger is offered the commands of the version it
-speaks; OCPP 2.0.1 adds its own table here with the same mechanism.
+speaks (its `ocpp_protocol`): OCPP 1.6 and 2.0.1 each have their table.
 
 `command_send_form` is the one way an interface sends a command composed in a form: it prepares what the
 command refers to, sends it with `command_send` (which validates the payload, records the command and the
@@ -60,6 +60,32 @@ CATALOGUE: dict[str, dict[str, CommandSpec]] = {
         (f.TriggerMessageForm, _("Have the charger send a message now.")),
         (f.UnlockConnectorForm, _("Unlock a connector.")),
         (f.UpdateFirmwareForm, _("Install an uploaded firmware file.")),
+    ),
+    "2.0.1": _specs(
+        "2.0.1",
+        (f.V201CancelReservationForm, _("Cancel a reservation.")),
+        (f.V201ChangeAvailabilityForm, _("Make the station, an EVSE or a connector (in)operative.")),
+        (f.V201ClearCacheForm, _("Empty the charger's authorisation cache.")),
+        (f.V201ClearChargingProfileForm, _("Remove charging profiles.")),
+        (f.V201CostUpdatedForm, _("Tell the charger the running cost of a transaction.")),
+        (f.V201DataTransferForm, _("Send vendor-specific data.")),
+        (f.V201GetBaseReportForm, _("Have the charger report its device model (stored as it arrives).")),
+        (f.V201GetChargingProfilesForm, _("Have the charger report its charging profiles.")),
+        (f.V201GetCompositeScheduleForm, _("Ask for the schedule that results from all charging profiles.")),
+        (f.V201GetLocalListVersionForm, _("Ask for the version of the charger's local authorisation list.")),
+        (f.V201GetLogForm, _("Have the charger upload a diagnostics or security log.")),
+        (f.V201GetReportForm, _("Have the charger report selected components and variables.")),
+        (f.V201GetVariablesForm, _("Read variables of the device model.")),
+        (f.V201RequestStartTransactionForm, _("Start charging for an id token.")),
+        (f.V201RequestStopTransactionForm, _("Stop a transaction.")),
+        (f.V201ReserveNowForm, _("Reserve an EVSE for an id token.")),
+        (f.V201ResetForm, _("Restart the station or one EVSE, now or once idle.")),
+        (f.V201SendLocalListForm, _("Send the charger its local authorisation list.")),
+        (f.V201SetChargingProfileForm, _("Install a charging profile.")),
+        (f.V201SetVariablesForm, _("Set variables of the device model, or a new Basic-auth password.")),
+        (f.V201TriggerMessageForm, _("Have the charger send a message now.")),
+        (f.V201UnlockConnectorForm, _("Unlock a connector.")),
+        (f.V201UpdateFirmwareForm, _("Install an uploaded firmware file.")),
     ),
 }
 

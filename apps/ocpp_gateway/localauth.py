@@ -1,5 +1,6 @@
 """Local authorisation lists: which id tokens a group of chargers may authorise offline (OCPP 1.6
-SendLocalList / GetLocalListVersion; 2.0.1 has the same pair with other field names).
+SendLocalList / GetLocalListVersion; 2.0.1 has the same pair with other field names: versionNumber,
+idToken {idToken, type} and idTokenInfo). Each charger is sent the shape of the version it speaks.
 
 The list's `version` grows by one with every change of its entries: tokens added or removed, and a
 token's status, group or expiry changing (noticed by `local_list_refresh`, which runs before every
@@ -19,8 +20,10 @@ from typing import Any
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from apps.accounts.choices import IdTokenType
 from apps.accounts.models import IdToken
 from apps.charging.choices import AuthorizationStatus
+from apps.ocpp_gateway import protocol
 from apps.ocpp_gateway.handlers import iso
 from apps.ocpp_gateway.models import LocalAuthList, LocalAuthListEntry, LocalAuthListMember, OcppCommand
 from apps.ocpp_gateway.services import command_send
@@ -35,7 +38,8 @@ V16_ID_TAG_MAX = 20
 
 
 def _token_info(token: IdToken, local_list: LocalAuthList) -> dict[str, Any]:
-    """What a charger should know about `token` now: status at the list's operator, group, expiry."""
+    """What a charger should know about `token` now: status at the list's operator, group, expiry, and
+    its type (2.0.1 names a token by uid and type)."""
     status = token.effective_status()
     valid_at = {org.pk for org in token.valid_at.all()}
     if valid_at and local_list.organisation_id not in valid_at:
@@ -44,6 +48,7 @@ def _token_info(token: IdToken, local_list: LocalAuthList) -> dict[str, Any]:
         "status": str(status),
         "group_id": token.group_id or "",
         "expires_at": iso(token.expires_at) if token.expires_at else "",
+        "type": str(token.type),
     }
 
 
@@ -109,6 +114,25 @@ def _v16_entry(entry: LocalAuthListEntry) -> dict[str, Any]:
     return {"idTag": entry.id_tag, "idTagInfo": info}
 
 
+def _v201_entry(entry: LocalAuthListEntry) -> dict[str, Any]:
+    """A 2.0.1 AuthorizationData element; without idTokenInfo it tells the charger to delete the token.
+    The group is sent as groupIdToken of type Central, as Authorize answers it."""
+    id_token = {"idToken": entry.id_tag, "type": entry.info.get("type") or str(IdTokenType.ISO14443)}
+    if entry.removed:
+        return {"idToken": id_token}
+    info: dict[str, Any] = {"status": entry.info.get("status", "Invalid")}
+    if entry.info.get("group_id"):
+        info["groupIdToken"] = {"idToken": entry.info["group_id"], "type": str(IdTokenType.CENTRAL)}
+    if entry.info.get("expires_at"):
+        info["cacheExpiryDateTime"] = entry.info["expires_at"]
+    return {"idToken": id_token, "idTokenInfo": info}
+
+
+def charger_version(charge_point: ChargePoint) -> str:
+    """The OCPP version whose list shape the charger takes (1.6 until it tells us otherwise)."""
+    return protocol.SUBPROTOCOL_VERSIONS.get(charge_point.ocpp_protocol or "ocpp1.6", "1.6")
+
+
 @dataclass
 class LocalListPayload:
     """A SendLocalList payload for one charger, with the entries that could not be included."""
@@ -136,10 +160,11 @@ def local_list_member_for(*, charge_point: ChargePoint) -> LocalAuthListMember:
 
 
 def local_list_payload(*, member: LocalAuthListMember, update_type: str) -> LocalListPayload:
-    """The OCPP 1.6 SendLocalList payload bringing `member`'s charger to the list's current version.
-    A Full update holds every active entry; a Differential one the entries changed since the version
-    the charger last accepted (Conflict when that version is unknown or not of this list's history).
-    Run inside the transaction that sends it: the entries are refreshed first."""
+    """The SendLocalList payload bringing `member`'s charger to the list's current version, in the shape
+    of the OCPP version the charger speaks. A Full update holds every active entry; a Differential one
+    the entries changed since the version the charger last accepted (Conflict when that version is
+    unknown or not of this list's history). Run inside the transaction that sends it: the entries are
+    refreshed first."""
     if update_type not in UPDATE_TYPES:
         raise Conflict(
             _("Unknown update type {value}.").format(value=update_type), code="invalid_update_type"
@@ -158,13 +183,26 @@ def local_list_payload(*, member: LocalAuthListMember, update_type: str) -> Loca
                 code="differential_impossible",
             )
         entries = entries.filter(changed_version__gt=base)
-    items, skipped = [], []
-    for entry in entries:
-        if len(entry.id_tag) > V16_ID_TAG_MAX:
-            skipped.append(entry.id_tag)
-            continue
-        items.append(_v16_entry(entry))
-    payload = {"listVersion": local_list.version, "updateType": update_type, "localAuthorizationList": items}
+    skipped: list[str] = []
+    payload: dict[str, Any]
+    if charger_version(member.charge_point) == "2.0.1":
+        items = [_v201_entry(entry) for entry in entries]
+        # The 2.0.1 list has at least one element when present: an empty one is left out.
+        payload = {"versionNumber": local_list.version, "updateType": update_type}
+        if items:
+            payload["localAuthorizationList"] = items
+    else:
+        items = []
+        for entry in entries:
+            if len(entry.id_tag) > V16_ID_TAG_MAX:
+                skipped.append(entry.id_tag)
+                continue
+            items.append(_v16_entry(entry))
+        payload = {
+            "listVersion": local_list.version,
+            "updateType": update_type,
+            "localAuthorizationList": items,
+        }
     return LocalListPayload(
         member=member, update_type=update_type, version=local_list.version, payload=payload, skipped=skipped
     )
@@ -213,7 +251,7 @@ def local_list_send(
                 prepared = local_list_payload(member=member, update_type=kind)
             if (
                 kind == DIFFERENTIAL
-                and not prepared.payload["localAuthorizationList"]
+                and not prepared.payload.get("localAuthorizationList")
                 and member.accepted_version == prepared.version
             ):
                 results.append(SendResult(member.charge_point, kind, None, prepared.skipped, up_to_date=True))

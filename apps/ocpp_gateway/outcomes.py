@@ -1,5 +1,6 @@
 """What the product learns from a charger's answer to a command, whoever sent it (admin, API, shell):
-the local list version it accepted or reports, the diagnostics file it announced.
+the local list version it accepted or reports, the diagnostics or log file it announced, and the device
+model variables it read out or accepted (OCPP 2.0.1 GetVariables / SetVariables).
 
 `command_answered` is called once per command, when its answer is recorded. A failure here is logged and
 never loses the outcome itself (it runs in a savepoint).
@@ -9,10 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.db import transaction
 
 from apps.ocpp_gateway.models import OcppCommand
+from cpo import clock
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +32,61 @@ def _diagnostics(command: OcppCommand) -> None:
     diagnostics_announced(command=command)
 
 
+def _variable_key(item: dict[str, Any]) -> tuple[Any, ...]:
+    """What identifies a device model attribute in a request item or its result (names are
+    case-insensitive in OCPP 2.0.1)."""
+    component, variable = item.get("component") or {}, item.get("variable") or {}
+    evse = component.get("evse") or {}
+    return (
+        str(component.get("name", "")).casefold(),
+        str(component.get("instance") or "").casefold(),
+        evse.get("id"),
+        evse.get("connectorId"),
+        str(variable.get("name", "")).casefold(),
+        str(variable.get("instance") or "").casefold(),
+        item.get("attributeType") or "Actual",
+    )
+
+
+def set_variables_applied(*, payload: dict[str, Any], response: dict[str, Any]) -> list[dict[str, Any]]:
+    """The values a SetVariables answer accepted, as GetVariableResult items (the requested value with the
+    charger's result). Secrets are left out: the stored payload holds them masked."""
+    from apps.ocpp_gateway.services import SECRET_KEYS
+
+    requested = {_variable_key(item): item for item in payload.get("setVariableData") or []}
+    applied = []
+    for result in response.get("setVariableResult") or []:
+        item = requested.get(_variable_key(result))
+        name = (result.get("variable") or {}).get("name")
+        if item is None or result.get("attributeStatus") != "Accepted" or name in SECRET_KEYS:
+            continue
+        applied.append({**result, "attributeValue": item.get("attributeValue")})
+    return applied
+
+
+def _device_model(command: OcppCommand) -> None:
+    from apps.stations.services import device_variables_record
+
+    response = command.response or {}
+    if command.action == "GetVariables":
+        results = response.get("getVariableResult") or []
+    else:
+        results = set_variables_applied(payload=command.payload or {}, response=response)
+    device_variables_record(
+        charge_point_id=command.charge_point_id,
+        results=results,
+        reported_at=command.completed_at or clock.now(),
+    )
+
+
 # action → follow-up; the same action names serve OCPP 1.6 and 2.0.1.
 FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "SendLocalList": _local_list,
     "GetLocalListVersion": _local_list,
     "GetDiagnostics": _diagnostics,
+    "GetLog": _diagnostics,
+    "GetVariables": _device_model,
+    "SetVariables": _device_model,
 }
 
 

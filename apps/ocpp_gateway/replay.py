@@ -51,7 +51,7 @@ async def _run(failed: OcppFailedMessage, charge_point: Any) -> dict[str, Any]:
     protocol.validate(
         failed.action, failed.payload, context.version, connection.codes, unique_id=failed.unique_id
     )
-    result = await handler(**camel_to_snake_case(failed.payload))
+    result = await handler(connection.handlers, **camel_to_snake_case(failed.payload))
     return snake_to_camel_case(remove_nones(serialize_as_dict(result)))
 
 

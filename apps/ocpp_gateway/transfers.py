@@ -1,9 +1,10 @@
-"""Files exchanged with chargers over HTTP: diagnostics they upload (GetDiagnostics) and firmware images
-they download (UpdateFirmware).
+"""Files exchanged with chargers over HTTP: diagnostics they upload (1.6 GetDiagnostics, 2.0.1 GetLog)
+and firmware images they download (UpdateFirmware, both versions).
 
-A GetDiagnostics command carries an upload URL with a random token; only the token's SHA-256 is stored,
-and it admits one upload before it expires. Firmware images are served at a URL containing a random
-UUID, which chargers can fetch without credentials (they have none for plain HTTP downloads).
+A GetDiagnostics or GetLog command carries an upload URL (GetLog: log.remoteLocation) with a random token;
+only the token's SHA-256 is stored, and it admits one upload before it expires. Firmware images are
+served at a URL containing a random UUID, which chargers can fetch without credentials (they have none
+for plain HTTP downloads).
 
 Settings (with defaults): CPO_PUBLIC_BASE_URL ("" = the base URL of the admin request that composed the
 command), CPO_DIAGNOSTICS_MAX_BYTES (50 MiB), CPO_DIAGNOSTICS_UPLOAD_TTL_S (24 hours).
@@ -74,7 +75,7 @@ def diagnostics_upload_issue(
     *, charge_point: ChargePoint, base_url: str, actor: Any = None, ttl_s: int | None = None
 ) -> IssuedUpload:
     """Create an upload slot for `charge_point` and return it with its URL (the only place the token
-    appears). Issue it in the transaction that sends the GetDiagnostics command."""
+    appears). Issue it in the transaction that sends the GetDiagnostics or GetLog command."""
     token = secrets.token_urlsafe(32)
     now = clock.now()
     upload = DiagnosticsUpload.objects.create(
@@ -88,8 +89,8 @@ def diagnostics_upload_issue(
 
 
 def diagnostics_upload_url(*, base_url: str, token: str) -> str:
-    """The location a GetDiagnostics command names: chargers PUT or POST their file there (PUT may
-    append the file name)."""
+    """The location a GetDiagnostics or GetLog command names: chargers PUT or POST their file there (PUT
+    may append the file name)."""
     return f"{base_url.rstrip('/')}{reverse('ocpp_gateway:diagnostics-upload', kwargs={'token': token})}"
 
 
@@ -146,8 +147,10 @@ def diagnostics_upload_store(
 
 
 def diagnostics_announced(*, command: OcppCommand) -> None:
-    """A charger answered GetDiagnostics: keep the file name it announced (none: nothing to upload)."""
-    file_name = (command.response or {}).get("fileName") or ""
+    """A charger answered GetDiagnostics (fileName) or GetLog (filename): keep the file name it announced
+    (none: nothing to upload)."""
+    response = command.response or {}
+    file_name = response.get("fileName") or response.get("filename") or ""
     if file_name:
         DiagnosticsUpload.objects.filter(command=command).update(announced_filename=str(file_name)[:255])
 

@@ -350,3 +350,40 @@ def charger_events_record(*, charge_point_id: int, kind: str, events: list[dict[
             payload=e.get("payload", {}),
         ) for e in events
     ], ignore_conflicts=True)
+
+
+def _device_variable_key(row: Any) -> tuple[Any, ...]:
+    return (row.component, row.component_instance, row.evse_id, row.connector_id, row.variable,
+            row.variable_instance, row.attribute_type)
+
+
+def device_variables_record(*, charge_point_id: int, results: list[dict[str, Any]], reported_at: Any) -> int:
+    """Upsert attribute values the charger confirmed into the stored device model. `results` are OCPP
+    2.0.1 GetVariableResult items as sent on the wire (attributeStatus, attributeType, attributeValue,
+    component, variable); only Accepted ones with a value are stored. What NotifyReport said about an
+    attribute (mutability, data type, unit) is kept. Returns the rows written."""
+    from apps.stations.models import DeviceVariable
+
+    rows: dict[tuple[Any, ...], DeviceVariable] = {}
+    for result in results:
+        if result.get("attributeStatus") != "Accepted" or result.get("attributeValue") is None:
+            continue
+        component, variable = result.get("component") or {}, result.get("variable") or {}
+        evse = component.get("evse") or {}
+        row = DeviceVariable(
+            charge_point_id=charge_point_id, component=str(component.get("name", ""))[:50],
+            component_instance=str(component.get("instance") or "")[:50], evse_id=evse.get("id"),
+            connector_id=evse.get("connectorId"), variable=str(variable.get("name", ""))[:50],
+            variable_instance=str(variable.get("instance") or "")[:50],
+            attribute_type=str(result.get("attributeType") or "Actual")[:8],
+            value=str(result["attributeValue"])[:2500], reported_at=reported_at,
+        )
+        rows[_device_variable_key(row)] = row  # one row per key: a statement may not update a row twice
+    if rows:
+        DeviceVariable.objects.bulk_create(
+            list(rows.values()), update_conflicts=True,
+            unique_fields=["charge_point", "component", "component_instance", "evse_id", "connector_id",
+                           "variable", "variable_instance", "attribute_type"],
+            update_fields=["value", "reported_at"],
+        )
+    return len(rows)

@@ -113,7 +113,7 @@ def start_server(name: str, log_dir: Path, media_root: Path) -> Server:
         "--port",
         str(port),
         "--ws",
-        "websockets",
+        "websockets-sansio",
         "--lifespan",
         "off",
         "--ws-max-size",

@@ -101,7 +101,7 @@ def test_register_then_run_sessions_and_print_a_summary(server, caplog):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--protocol", "ocpp2.0.1"], "not simulated yet"),
+        (["--protocol", "ocpp2.1"], "not simulated yet"),
         (["--protocol", "ocpp1.2"], "Unknown --protocol"),
         (["--count", "0"], "--count"),
         (["--id-tag-prefix", "XYZ"], "--id-tag-prefix"),

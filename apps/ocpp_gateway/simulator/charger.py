@@ -108,7 +108,13 @@ class Link:
 
 class Charger:
     """A simulated charger. `run()` connects and keeps reconnecting until `stop()`; the state (connectors,
-    configuration, queue of transaction messages) survives disconnects and reboots."""
+    configuration, queue of transaction messages) survives disconnects and reboots.
+
+    This class speaks OCPP 1.6; a subclass for another version sets `subprotocol` and `connection_class`
+    and overrides the message payloads and the transaction flow (see `station.py` for 2.0.1)."""
+
+    subprotocol = SUBPROTOCOL
+    connection_class: type[SimulatedChargePoint] = SimulatedChargePoint
 
     def __init__(self, options: ChargerOptions) -> None:
         if not 1 <= options.connectors <= 64:
@@ -244,7 +250,7 @@ class Charger:
             headers["Authorization"] = f"Basic {token}"
         ping = self.config.integer("WebSocketPingInterval") or None
         return {
-            "subprotocols": [SUBPROTOCOL],
+            "subprotocols": [self.subprotocol],
             "additional_headers": headers,
             "compression": None,
             "proxy": None,
@@ -269,12 +275,12 @@ class Charger:
             return
         link: Link | None = None
         try:
-            if ws.subprotocol != SUBPROTOCOL:
-                self._connect_failed(f"the server did not accept subprotocol {SUBPROTOCOL}")
+            if ws.subprotocol != self.subprotocol:
+                self._connect_failed(f"the server did not accept subprotocol {self.subprotocol}")
                 return
             self.stats.connects += 1
             self.last_refusal = None
-            cp = SimulatedChargePoint(self, ws)
+            cp = self.connection_class(self, ws)
             link = Link(ws=ws, cp=cp, receiver=asyncio.get_running_loop().create_task(cp.start()))
             self.link = link
             self.spawn(self._boot(link), link=link)
@@ -443,7 +449,8 @@ class Charger:
             self.config.set("HeartbeatInterval", str(answer.interval))
         self.stats.boots_accepted += 1
         self.backoff.reset()
-        for connector_id in range(0, len(self.connectors) + 1):
+        self.boot_accepted()
+        for connector_id in self.status_targets():
             status = self.status_of(connector_id)
             self._reported[connector_id] = status
             await self.notify(self.status_payload(connector_id, status))
@@ -452,6 +459,9 @@ class Charger:
             await self.firmware_status_report("Installed")
         self.restart_heartbeat()
         self.spawn(self._drain(), link=link)
+
+    def boot_accepted(self) -> None:
+        """Called once a BootNotification was accepted, before the statuses are reported."""
 
     def wake_boot(self) -> None:
         """A triggered BootNotification while Pending: send it now instead of after the interval."""
@@ -472,9 +482,16 @@ class Charger:
             if interval <= 0:
                 return
             await asyncio.sleep(interval)
-            answer = await self.notify(call.Heartbeat())
+            answer = await self.notify(self.heartbeat_payload())
             if answer is None and self.link is None:
                 return
+
+    def heartbeat_payload(self) -> Any:
+        return call.Heartbeat()
+
+    def status_targets(self) -> list[int]:
+        """What a status notification is sent for: 0 (the charge point) and every connector."""
+        return list(range(0, len(self.connectors) + 1))
 
     def status_of(self, connector_id: int) -> str:
         """The status a connector (0: the charge point) is in now."""
@@ -500,7 +517,7 @@ class Charger:
         """Queue a StatusNotification for every connector whose status changed since it was reported."""
         if not self.accepted:
             return
-        for connector_id in range(0, len(self.connectors) + 1):
+        for connector_id in self.status_targets():
             status = self.status_of(connector_id)
             if self._reported.get(connector_id) != status:
                 self._reported[connector_id] = status
@@ -569,9 +586,16 @@ class Charger:
         return None
 
     async def start_transaction(
-        self, connector_id: int, id_tag: str, *, authorize: bool, profile: Profile | None = None
+        self,
+        connector_id: int,
+        id_tag: str,
+        *,
+        authorize: bool,
+        profile: Profile | None = None,
+        remote_start_id: int | None = None,
     ) -> bool:
-        """Plug in, authorise (when asked), start, and meter until stopped. False when it did not start."""
+        """Plug in, authorise (when asked), start, and meter until stopped. False when it did not start.
+        `remote_start_id` is the CSMS's id of the remote start that asked for it (OCPP 2.0.1)."""
         if not self.free_for(connector_id, id_tag):
             return False
         connector = self.connectors[connector_id]
@@ -596,6 +620,7 @@ class Charger:
             meter_start_wh=connector.meter.register_wh,
             started_at=now,
             reservation_id=reservation.reservation_id if reservation else None,
+            remote_start_id=remote_start_id,
         )
         tx.begin_values = connector.meter.sampled_values(
             self.config.items("StopTxnSampledData"), context="Transaction.Begin"
@@ -603,21 +628,25 @@ class Charger:
         connector.transaction = tx
         if profile is not None:
             self.profiles.install(profile)
-        start = call.StartTransaction(
-            connector_id=connector_id,
-            id_tag=id_tag,
-            meter_start=tx.meter_start_wh,
-            timestamp=iso(now),
-            reservation_id=tx.reservation_id,
-        )
-        self.enqueue(
-            Outgoing(build=lambda: start, transactional=True, on_result=lambda a: self._started(tx, a))
-        )
+        self.send_started(tx)
         self.stats.sessions_started += 1
         self.update_power(connector)
         self.refresh_statuses()
         tx.meter_task = self.spawn(self._meter_loop(connector, tx))
         return True
+
+    def send_started(self, tx: Transaction) -> None:
+        """Queue the message that reports a transaction start (1.6: StartTransaction)."""
+        start = call.StartTransaction(
+            connector_id=tx.connector_id,
+            id_tag=tx.id_tag,
+            meter_start=tx.meter_start_wh,
+            timestamp=iso(tx.started_at),
+            reservation_id=tx.reservation_id,
+        )
+        self.enqueue(
+            Outgoing(build=lambda: start, transactional=True, on_result=lambda a: self._started(tx, a))
+        )
 
     def _started(self, tx: Transaction, answer: Any) -> None:
         tx.transaction_id = answer.transaction_id
@@ -646,14 +675,42 @@ class Charger:
         end_values = connector.meter.sampled_values(
             self.config.items("StopTxnSampledData"), context="Transaction.End"
         )
+        connector.transaction = None
+        connector.phase = "Finishing"
+        self.profiles.end_transaction(connector_id)
+        self.send_stopped(
+            tx,
+            reason=reason,
+            id_tag=id_tag,
+            stopped_at=stopped_at,
+            meter_stop=meter_stop,
+            end_values=end_values,
+        )
+        self.stats.sessions_completed += 1
+        if connector.pending_operative is not None:
+            connector.operative, connector.pending_operative = connector.pending_operative, None
+        if self.pending_operative is not None and not any(c.transaction for c in self.connectors.values()):
+            self.operative, self.pending_operative = self.pending_operative, None
+        self.refresh_statuses()
+        self.spawn(self._unplug(connector))
+        return True
+
+    def send_stopped(
+        self,
+        tx: Transaction,
+        *,
+        reason: str,
+        id_tag: str | None,
+        stopped_at: datetime,
+        meter_stop: int,
+        end_values: list[dict[str, Any]],
+    ) -> None:
+        """Queue the message that reports a transaction's end (1.6: StopTransaction with transactionData)."""
         data = []
         if tx.begin_values:
             data.append({"timestamp": iso(tx.started_at), "sampledValue": tx.begin_values})
         if end_values:
             data.append({"timestamp": iso(stopped_at), "sampledValue": end_values})
-        connector.transaction = None
-        connector.phase = "Finishing"
-        self.profiles.end_transaction(connector_id)
 
         def build() -> call.StopTransaction | None:
             if tx.transaction_id is None:
@@ -675,14 +732,6 @@ class Charger:
                 build=build, transactional=True, on_result=lambda a: self.remember(id_tag, a.id_tag_info)
             )
         )
-        self.stats.sessions_completed += 1
-        if connector.pending_operative is not None:
-            connector.operative, connector.pending_operative = connector.pending_operative, None
-        if self.pending_operative is not None and not any(c.transaction for c in self.connectors.values()):
-            self.operative, self.pending_operative = self.pending_operative, None
-        self.refresh_statuses()
-        self.spawn(self._unplug(connector))
-        return True
 
     async def _unplug(self, connector: Connector) -> None:
         await asyncio.sleep(self.options.unplug_delay_s)
@@ -857,16 +906,22 @@ class Charger:
     async def firmware_status_report(self, status: str) -> None:
         """Send a FirmwareStatusNotification; after a final status the charger is Idle again."""
         self.firmware_status = status
-        await self.notify(call.FirmwareStatusNotification(status=status))
+        await self.notify(self.firmware_status_payload(status))
         if status in ("Installed", "DownloadFailed", "InstallationFailed"):
             self.firmware_status = "Idle"
 
     async def diagnostics_status_report(self, status: str) -> None:
         """Send a DiagnosticsStatusNotification; after a final status the charger is Idle again."""
         self.diagnostics_status = status
-        await self.notify(call.DiagnosticsStatusNotification(status=status))
+        await self.notify(self.diagnostics_status_payload(status))
         if status in ("Uploaded", "UploadFailed"):
             self.diagnostics_status = "Idle"
+
+    def firmware_status_payload(self, status: str) -> Any:
+        return call.FirmwareStatusNotification(status=status)
+
+    def diagnostics_status_payload(self, status: str) -> Any:
+        return call.DiagnosticsStatusNotification(status=status)
 
     async def update_firmware(
         self, *, location: str, retrieve_at: datetime, retries: int, retry_interval_s: int

@@ -170,7 +170,7 @@ class ConfigurationStore:
             return "NotSupported"
         if spec.readonly:
             return "Rejected"
-        normalised = _normalise(spec, value)
+        normalised = normalise(spec, value)
         if normalised is None:
             return "Rejected"
         self._values[key] = normalised
@@ -193,7 +193,7 @@ class ConfigurationStore:
         return known, unknown
 
 
-def _normalise(spec: KeySpec, value: str) -> str | None:
+def normalise(spec: KeySpec, value: str) -> str | None:
     """The value in canonical form, or None when it does not fit the key."""
     text = value.strip()
     if spec.kind == "bool":

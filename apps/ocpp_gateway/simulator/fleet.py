@@ -12,6 +12,10 @@ from typing import Any
 
 from apps.ocpp_gateway.simulator.charger import Charger, ChargerOptions
 from apps.ocpp_gateway.simulator.state import Stats
+from apps.ocpp_gateway.simulator.station import ChargingStation
+
+# subprotocol → the class that simulates a charger speaking it
+PROTOCOLS: dict[str, type[Charger]] = {"ocpp1.6": Charger, "ocpp2.0.1": ChargingStation}
 
 
 def fleet_identities(prefix: str, count: int) -> list[str]:
@@ -28,8 +32,9 @@ def fleet_id_tags(prefix: str, number: int, connectors: int) -> tuple[str, ...]:
 
 
 class Fleet:
-    """`count` chargers named by `fleet_identities(prefix, count)`, all built with the same options; with
-    `id_tag_prefix`, each charger's automatic sessions use its own `fleet_id_tags`."""
+    """`count` chargers named by `fleet_identities(prefix, count)`, all built with the same options and
+    speaking `protocol` (ocpp1.6 or ocpp2.0.1); with `id_tag_prefix`, each charger's automatic sessions
+    use its own `fleet_id_tags`."""
 
     def __init__(
         self,
@@ -39,8 +44,11 @@ class Fleet:
         prefix: str = "SIM-",
         connect_rate: float = 100.0,
         id_tag_prefix: str | None = None,
+        protocol: str = "ocpp1.6",
         **charger_options: Any,
     ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"no simulator speaks {protocol}; choose one of {', '.join(PROTOCOLS)}")
         if count < 1:
             raise ValueError("a fleet has at least one charger")
         if connect_rate <= 0:
@@ -52,7 +60,7 @@ class Fleet:
             options = dict(charger_options)
             if id_tag_prefix is not None:
                 options["id_tags"] = fleet_id_tags(id_tag_prefix, number, connectors)
-            self.chargers.append(Charger(ChargerOptions(identity=identity, url=url, **options)))
+            self.chargers.append(PROTOCOLS[protocol](ChargerOptions(identity=identity, url=url, **options)))
         self._tasks: list[asyncio.Task] = []
 
     def __getitem__(self, identity: str) -> Charger:

@@ -33,17 +33,20 @@ class Stats:
 
 @dataclass
 class Transaction:
-    """A transaction as the charger knows it. `transaction_id` is None until StartTransaction is answered
-    (the start may be queued while offline); messages built later read it at send time."""
+    """A transaction as the charger knows it. OCPP 1.6: `transaction_id` is None until StartTransaction is
+    answered (the start may be queued while offline); messages built later read it at send time. OCPP
+    2.0.1: the station chooses the (string) transactionId itself and numbers the events by `seq_no`."""
 
     connector_id: int
     id_tag: str
     meter_start_wh: int
     started_at: datetime
     reservation_id: int | None = None
-    transaction_id: int | None = None
+    transaction_id: int | str | None = None
     begin_values: list[dict[str, Any]] = field(default_factory=list)
     meter_task: asyncio.Task | None = None
+    remote_start_id: int | None = None
+    seq_no: int = 0
 
 
 @dataclass

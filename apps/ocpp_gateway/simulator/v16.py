@@ -39,7 +39,7 @@ def iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def _soon(action: Callable[[], Any]) -> Followup:
+def soon(action: Callable[[], Any]) -> Followup:
     """A follow-up that only changes state (and queues messages), wrapped as a coroutine function."""
 
     async def run() -> None:
@@ -121,7 +121,7 @@ class SimulatedChargePoint(ChargePoint):
         return self._answer(
             call_unique_id,
             call_result.RemoteStopTransaction(status="Accepted"),
-            _soon(lambda: self.station.stop_transaction(connector_id, reason="Remote")),
+            soon(lambda: self.station.stop_transaction(connector_id, reason="Remote")),
         )
 
     @after(Action.remote_stop_transaction)
@@ -138,7 +138,7 @@ class SimulatedChargePoint(ChargePoint):
         return self._answer(
             call_unique_id,
             call_result.UnlockConnector(status="Unlocked"),
-            _soon(lambda: self.station.stop_transaction(connector_id, reason="UnlockCommand")),
+            soon(lambda: self.station.stop_transaction(connector_id, reason="UnlockCommand")),
         )
 
     @after(Action.unlock_connector)
@@ -166,7 +166,7 @@ class SimulatedChargePoint(ChargePoint):
         return self._answer(
             call_unique_id,
             call_result.ChangeAvailability(status=status),
-            _soon(self.station.refresh_statuses),
+            soon(self.station.refresh_statuses),
         )
 
     @after(Action.change_availability)
@@ -180,7 +180,7 @@ class SimulatedChargePoint(ChargePoint):
         status = self.station.config.change(key, value)
         followup = None
         if status == "Accepted":
-            followup = _soon(lambda: self._configuration_changed(key))
+            followup = soon(lambda: self._configuration_changed(key))
         return self._answer(call_unique_id, call_result.ChangeConfiguration(status=status), followup)
 
     def _configuration_changed(self, key: str) -> None:
@@ -349,7 +349,7 @@ class SimulatedChargePoint(ChargePoint):
             expires_at=clock.parse_iso8601(expiry_date),
         )
         return self._answer(
-            call_unique_id, call_result.ReserveNow(status=status), _soon(station.refresh_statuses)
+            call_unique_id, call_result.ReserveNow(status=status), soon(station.refresh_statuses)
         )
 
     @after(Action.reserve_now)
@@ -365,7 +365,7 @@ class SimulatedChargePoint(ChargePoint):
         return self._answer(
             call_unique_id,
             call_result.CancelReservation(status="Accepted"),
-            _soon(self.station.refresh_statuses),
+            soon(self.station.refresh_statuses),
         )
 
     @after(Action.cancel_reservation)
@@ -436,7 +436,7 @@ class SimulatedChargePoint(ChargePoint):
             station.profiles.profiles = before
             return self._answer(call_unique_id, rejected)
         return self._answer(
-            call_unique_id, call_result.SetChargingProfile(status="Accepted"), _soon(station.profiles_changed)
+            call_unique_id, call_result.SetChargingProfile(status="Accepted"), soon(station.profiles_changed)
         )
 
     def _profile_acceptable(self, profile: Profile) -> bool:
@@ -485,7 +485,7 @@ class SimulatedChargePoint(ChargePoint):
         return self._answer(
             call_unique_id,
             call_result.ClearChargingProfile(status="Accepted"),
-            _soon(self.station.profiles_changed),
+            soon(self.station.profiles_changed),
         )
 
     @after(Action.clear_charging_profile)

@@ -151,6 +151,14 @@ class ChargingStationHandlers(HandlerBase):
             charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now())
         return call_result.LogStatusNotification()
 
+    @on(Action.notify_customer_information)
+    async def on_notify_customer_information(self, data: str, seq_no: int, generated_at: str, request_id: int,
+                                             **kwargs: Any) -> call_result.NotifyCustomerInformation:
+        """A part of the report a CustomerInformation command asked for. Customer data is personal: it
+        stays in the message log (with its retention), where operators read it, and is copied nowhere."""
+        self.parse_time(generated_at, "generatedAt")
+        return call_result.NotifyCustomerInformation()
+
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
         return call_result.DataTransfer(status="UnknownVendorId")

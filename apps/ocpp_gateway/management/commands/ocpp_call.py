@@ -3,6 +3,11 @@
 Sends one command to a charger from the shell (through whichever server process holds its socket),
 waits for the outcome and prints it as JSON. Exit status: 0 answered, 1 CALLERROR, 2 invalid JSON or
 payload, 3 unknown charger, 4 timeout, 5 charger offline, 6 charger disconnected before answering.
+
+The payload is checked against the schema of the OCPP version the charger speaks (1.6 or 2.0.1). For a
+2.0.1 charger, RequestStartTransaction's remoteStartId and the requestId of GetBaseReport,
+GetChargingProfiles, GetLog, GetReport and UpdateFirmware may be left out: the command's id is used,
+e.g. `ocpp_call CS-1 RequestStartTransaction '{"idToken": {"idToken": "04A1B2C3", "type": "ISO14443"}}'`.
 """
 
 from __future__ import annotations
@@ -94,7 +99,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("identity", help="The charger's OCPP identity.")
-        parser.add_argument("action", help="The OCPP action, e.g. Reset.")
+        parser.add_argument(
+            "action", help="The OCPP action of the charger's version, e.g. Reset or RequestStartTransaction."
+        )
         parser.add_argument(
             "payload", nargs="?", default="{}", help="The payload as a JSON object (default {})."
         )

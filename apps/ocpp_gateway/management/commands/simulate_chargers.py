@@ -1,6 +1,6 @@
-"""`manage.py simulate_chargers`: run a fleet of simulated OCPP 1.6J chargers against a server.
+"""`manage.py simulate_chargers`: run a fleet of simulated OCPP 1.6J or 2.0.1 chargers against a server.
 
-    python manage.py simulate_chargers --url ws://127.0.0.1:8000/ocpp --count 10 --protocol ocpp1.6 \
+    python manage.py simulate_chargers --url ws://127.0.0.1:8000/ocpp --count 10 --protocol ocpp2.0.1 \
         --register --key 0123456789abcdef0123 --sessions --duration 120
 
 Runs until Ctrl-C (or SIGTERM) or --duration, then prints one summary line. `--register` first creates
@@ -25,12 +25,11 @@ from django.db import transaction
 from apps.accounts.choices import IdTokenType
 from apps.accounts.models import Organisation
 from apps.accounts.services import idtoken_upsert
-from apps.ocpp_gateway.simulator import Fleet, fleet_id_tags, fleet_identities
+from apps.ocpp_gateway.simulator import PROTOCOLS, Fleet, fleet_id_tags, fleet_identities
 from apps.stations.services import chargepoint_add_connectors, chargepoint_ensure
 from cpo.exceptions import ApplicationError
 
-PROTOCOLS = ("ocpp1.6",)
-LATER_PROTOCOLS = ("ocpp2.0.1", "ocpp2.1")
+LATER_PROTOCOLS = ("ocpp2.1",)
 ID_TAG_PREFIX = re.compile(r"^(?:[0-9A-F]{2}){0,6}$")
 
 
@@ -45,7 +44,11 @@ class Command(BaseCommand):
             "--url", required=True, help="OCPP endpoint without the identity, e.g. ws://host:8000/ocpp"
         )
         parser.add_argument("--count", type=int, default=1, help="Number of chargers (default 1).")
-        parser.add_argument("--protocol", default="ocpp1.6", help="OCPP subprotocol; only ocpp1.6 for now.")
+        parser.add_argument(
+            "--protocol",
+            default="ocpp1.6",
+            help=f"OCPP subprotocol: {' or '.join(PROTOCOLS)} (default ocpp1.6).",
+        )
         parser.add_argument("--prefix", default="SIM-", help="Identity prefix (default SIM-): SIM-00001, ...")
         auth = parser.add_mutually_exclusive_group()
         auth.add_argument(
@@ -100,11 +103,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         protocol = options["protocol"]
         if protocol in LATER_PROTOCOLS:
-            raise CommandError(
-                f"--protocol {protocol} is not simulated yet; only ocpp1.6 is supported for now."
-            )
+            raise CommandError(f"--protocol {protocol} is not simulated yet; use {' or '.join(PROTOCOLS)}.")
         if protocol not in PROTOCOLS:
-            raise CommandError(f"Unknown --protocol {protocol!r}; use ocpp1.6.")
+            raise CommandError(f"Unknown --protocol {protocol!r}; use {' or '.join(PROTOCOLS)}.")
         url = options["url"]
         if urlsplit(url).scheme not in ("ws", "wss"):
             raise CommandError("--url must be a ws:// or wss:// URL, e.g. ws://127.0.0.1:8000/ocpp")
@@ -131,6 +132,7 @@ class Command(BaseCommand):
         fleet = Fleet(
             url=url,
             count=count,
+            protocol=protocol,
             prefix=options["prefix"],
             connect_rate=options["connect_rate"],
             key=key,

@@ -110,22 +110,27 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
         payload = {**payload, own_id_field: command_pk}
     now = clock.now()
     holder = presence.lookup(charge_point.identity)
-    command = OcppCommand.objects.create(
-        pk=command_pk,
-        charge_point=charge_point, action=action, payload=_masked(action, payload), unique_id=str(uuid.uuid4()),
-        created_at=now, deadline=now + timedelta(seconds=timeout_s),
-        requested_by=actor if getattr(actor, "pk", None) else None, source=source, new_key_hash=new_key_hash,
-    )
-    audit_record_create(actor=actor, action=f"ocpp.{action}", target=charge_point, source=source,
-                        detail={"command_id": command.pk})
-    if holder is None:
-        _finish(command, CommandStatus.CHARGER_OFFLINE, error_description="no connection holds this charger")
-        return command
-    message = {
-        "type": "ocpp.command", "command_id": command.pk, "unique_id": command.unique_id, "action": action,
-        "payload": payload, "deadline_ts": command.deadline.timestamp(), "epoch": holder.epoch,
-    }
-    transaction.on_commit(lambda: _dispatch(holder.channel, message, command.pk))
+    # One transaction for the command and its audit record; it is handed to the connection on commit
+    # (status "sent" = dispatched to the connection holding the charger; a failed hand-over is recorded).
+    with transaction.atomic():
+        command = OcppCommand.objects.create(
+            pk=command_pk,
+            charge_point=charge_point, action=action, payload=_masked(action, payload), unique_id=str(uuid.uuid4()),
+            created_at=now, deadline=now + timedelta(seconds=timeout_s),
+            requested_by=actor if getattr(actor, "pk", None) else None, source=source, new_key_hash=new_key_hash,
+            status=CommandStatus.PENDING if holder is None else CommandStatus.SENT,
+            sent_at=None if holder is None else now,
+        )
+        audit_record_create(actor=actor, action=f"ocpp.{action}", target=charge_point, source=source,
+                            detail={"command_id": command.pk})
+        if holder is None:
+            _finish(command, CommandStatus.CHARGER_OFFLINE, error_description="no connection holds this charger")
+            return command
+        message = {
+            "type": "ocpp.command", "command_id": command.pk, "unique_id": command.unique_id, "action": action,
+            "payload": payload, "deadline_ts": command.deadline.timestamp(), "epoch": holder.epoch,
+        }
+        transaction.on_commit(lambda: _dispatch(holder.channel, message, command.pk))
     return command
 
 
@@ -208,8 +213,6 @@ _layer_sender = _LayerSender()
 def _dispatch(channel: str, message: dict[str, Any], command_id: int) -> None:
     try:
         _layer_sender.send(channel, message)
-        OcppCommand.objects.filter(pk=command_id, status=CommandStatus.PENDING).update(status=CommandStatus.SENT,
-                                                                                       sent_at=clock.now())
     except Exception as exc:
         logger.exception("command %s: could not reach channel %s", command_id, channel)
         command_record_outcome(command_id=command_id, status=CommandStatus.CHARGER_OFFLINE,

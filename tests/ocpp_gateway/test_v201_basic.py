@@ -111,3 +111,15 @@ async def test_v201_error_spellings(charge_point):
     assert (await charger.receive())[:3] == [4, "abc", "MessageTypeNotSupported"]
     assert (await charger.call("Heartbeat", {}))[0] == 3  # the connection is kept
     await comm.disconnect()
+
+
+async def test_report_charging_profiles_is_acknowledged(charge_point):
+    comm, charger = await v201(charge_point)
+    answer = await charger.call("ReportChargingProfiles", {
+        "requestId": 1, "chargingLimitSource": "CSO", "evseId": 1, "tbc": False,
+        "chargingProfile": [{"id": 1, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+                             "chargingProfileKind": "Absolute", "chargingSchedule": [{
+                                 "id": 1, "chargingRateUnit": "A",
+                                 "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}]}]}]})
+    assert answer[0] == 3 and answer[2] == {}
+    await comm.disconnect()

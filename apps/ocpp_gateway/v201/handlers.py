@@ -159,6 +159,14 @@ class ChargingStationHandlers(HandlerBase):
         self.parse_time(generated_at, "generatedAt")
         return call_result.NotifyCustomerInformation()
 
+    @on(Action.report_charging_profiles)
+    async def on_report_charging_profiles(self, request_id: int, charging_limit_source: str, evse_id: int,
+                                          charging_profile: list[dict[str, Any]],
+                                          **kwargs: Any) -> call_result.ReportChargingProfiles:
+        # The answer to our GetChargingProfiles: acknowledged; the profiles themselves stay in the message
+        # log until smart charging keeps its own record of what each charger holds.
+        return call_result.ReportChargingProfiles()
+
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:
         return call_result.DataTransfer(status="UnknownVendorId")

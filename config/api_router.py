@@ -1,15 +1,36 @@
-"""The driver API's routes under /api/v1/. Apps register their viewsets and views here."""
+"""The driver API's routes under /api/v1/ (paths without a trailing slash), the schema and its docs."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView
-from rest_framework.routers import DefaultRouter
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-router = DefaultRouter()
+from apps.accounts.api import views as accounts
+from apps.charging.api import views as charging
+from apps.stations.api import views as stations
 
 urlpatterns = [
-    *router.urls,
+    path("auth/register", accounts.RegisterView.as_view(), name="api-register"),
+    path("auth/token", accounts.LoginView.as_view(), name="api-token"),
+    path("auth/token/refresh", accounts.RefreshView.as_view(), name="api-token-refresh"),
+    path("auth/logout", accounts.LogoutView.as_view(), name="api-logout"),
+    path("auth/password/reset", accounts.PasswordResetView.as_view(), name="api-password-reset"),
+    path("auth/password/reset/confirm", accounts.PasswordResetConfirmView.as_view(),
+         name="api-password-reset-confirm"),
+    path("auth/email/verify", accounts.EmailVerifyView.as_view(), name="api-email-verify"),
+    path("auth/email/resend", accounts.EmailResendView.as_view(), name="api-email-resend"),
+    path("me", accounts.MeView.as_view(), name="api-me"),
+    path("me/export", charging.MeExportView.as_view(), name="api-me-export"),
+    path("tokens", accounts.TokenListView.as_view(), name="api-tokens"),
+    path("tokens/<int:pk>", accounts.TokenDetailView.as_view(), name="api-token-detail"),
+    path("chargers/nearby", stations.NearbyView.as_view(), name="api-chargers-nearby"),
+    path("chargers/<int:pk>", stations.ChargerDetailView.as_view(), name="api-charger-detail"),
+    path("sessions", charging.SessionListView.as_view(), name="api-sessions"),
+    path("sessions/<int:pk>", charging.SessionDetailView.as_view(), name="api-session-detail"),
+    path("sessions/<int:pk>/stop", charging.SessionStopView.as_view(), name="api-session-stop"),
+    path("sessions/<int:pk>/live", charging.session_live, name="api-session-live"),
+    path("sessions/<int:pk>/receipt", charging.SessionReceiptView.as_view(), name="api-session-receipt"),
 ]
 
 schema_urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions as drf_exceptions
+from rest_framework import pagination, serializers, throttling
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -49,3 +51,93 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = {"code": code if isinstance(code, str) else "error", "detail": str(detail), "fields": {}}
     response.data = body
     return response
+
+
+class CursorPagination(pagination.CursorPagination):
+    """Cursor pagination (stable under inserts) for every list; newest first unless a view says otherwise."""
+
+    ordering = ("-created_at", "-pk")
+    page_size_query_param = "page_size"
+    max_page_size = 100
+
+
+class _ScopedRateThrottle(throttling.SimpleRateThrottle):
+    """Rate limit for the view's `throttle_scope_base` (e.g. "start") keyed by `kind`, applied to the
+    methods in the view's `throttle_methods` (all when unset). Rates: REST_FRAMEWORK DEFAULT_THROTTLE_RATES
+    ["<base>-<kind>"]; a scope without a rate is not limited."""
+
+    kind = ""
+
+    def __init__(self) -> None:  # the rate is known only once the view is
+        pass
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        base = getattr(view, "throttle_scope_base", None)
+        methods = getattr(view, "throttle_methods", None)
+        if not base or (methods is not None and request.method not in methods):
+            return True
+        self.scope = f"{base}-{self.kind}"
+        if self.scope not in self.THROTTLE_RATES:
+            return True
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        ident = self.ident(request)
+        if not ident:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def ident(self, request: Any) -> str:
+        raise NotImplementedError  # each kind says what it counts by
+
+
+class UserRateThrottle(_ScopedRateThrottle):
+    """Per user: the signed-in user, or for a login the account asked for (its e-mail address)."""
+
+    kind = "user"
+
+    def ident(self, request: Any) -> str:
+        if request.user and request.user.is_authenticated:
+            return str(request.user.pk)
+        email = request.data.get("email") if hasattr(request, "data") and isinstance(request.data, dict) else None
+        return str(email).strip().lower()[:254] if email else ""
+
+
+class AddressRateThrottle(_ScopedRateThrottle):
+    """Per client address (NUM_PROXIES decides how far X-Forwarded-For is trusted)."""
+
+    kind = "address"
+
+    def ident(self, request: Any) -> str:
+        return self.get_ident(request)
+
+
+THROTTLES = [UserRateThrottle, AddressRateThrottle]
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape of the API."""
+
+    code = serializers.CharField(help_text="Stable machine-readable code; apps switch on it.")
+    detail = serializers.CharField(help_text="A sentence for people, in the request's language.")
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   help_text="Messages per input field ('__all__' for the whole input).")
+
+
+def error_responses(*statuses: int) -> dict[int, Any]:
+    """drf-spectacular `responses` entries for error statuses (all in the one error shape)."""
+    return {status: ErrorSerializer for status in statuses}
+
+
+def public_base_url(request: Any) -> str:
+    """Where people reach us: CPO_PUBLIC_BASE_URL, else the request's own scheme and host."""
+    return getattr(settings, "CPO_PUBLIC_BASE_URL", "") or request.build_absolute_uri("/")
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any, **kwargs: Any) -> dict[str, Any]:
+    """Run an input serializer; a failure is the API's 400 validation_failed with its fields."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.contrib.auth.tokens import PasswordResetTokenGenerator
+from django.contrib.auth.password_validation import validate_password
+from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_token_generator
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -17,9 +18,9 @@ from django.utils.translation import gettext as _
 
 from apps.accounts.choices import AuditOutcome, IdTokenStatus, IdTokenType
 from apps.accounts.idtokens import normalise_uid
-from apps.accounts.models import AuditRecord, IdToken, Organisation, User
+from apps.accounts.models import AuditRecord, DriverProfile, IdToken, Organisation, User
 from cpo import clock
-from cpo.exceptions import NotFound, ValidationFailed
+from cpo.exceptions import Conflict, NotFound, ValidationFailed
 from cpo.persistence import validated_save
 
 
@@ -193,3 +194,151 @@ def idtoken_upsert(
             detail={k: str(v) for k, v in changes.items()},
         )
     return token, created
+
+
+# --- drivers (the mobile API) ----------------------------------------------------------------------
+
+DRIVER_LANGUAGES = ("en", "de", "fr")
+
+
+def _password_checked(password: str, user: User) -> None:
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise ValidationFailed(exc.messages[0], code="password_too_weak", fields={"password": exc.messages}) from exc
+
+
+@transaction.atomic
+def driver_register(*, email: str, password: str, full_name: str = "", preferred_language: str = "en",
+                    base_url: str) -> User:
+    """Create a driver (no organisation, not staff) with a profile, and e-mail a verification link.
+    Errors: email_taken (the address is registered, whatever its case), password_too_weak."""
+    email = User.objects.normalize_email((email or "").strip())
+    if preferred_language not in DRIVER_LANGUAGES:
+        raise ValidationFailed(_("Unsupported language."), fields={"preferred_language": [_("Use en, de or fr.")]})
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationFailed(_("An account with this e-mail address exists."), code="email_taken",
+                               fields={"email": [_("Already registered.")]})
+    user = User(email=email, full_name=full_name.strip()[:200])
+    _password_checked(password, user)
+    user.set_password(password)
+    validated_save(user)
+    DriverProfile.objects.create(user=user, preferred_language=preferred_language)
+    audit_record_create(actor=user, action="driver.register", target=user, source="api")
+    transaction.on_commit(lambda: user_send_email_verification(user=user, base_url=base_url))
+    return user
+
+
+def user_send_password_reset(*, email: str, base_url: str) -> bool:
+    """E-mail a password reset link and code if an active account has this address. Says nothing to the
+    caller about whether it exists (no account enumeration); returns whether a mail went out."""
+    user = User.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
+    if user is None or not user.has_usable_password():
+        return False
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    link = base_url.rstrip("/") + reverse("password_reset_confirm", kwargs={"uidb64": uidb64, "token": token})
+    send_mail(
+        subject=_("Reset your password"),
+        message=_("Open this link to choose a new password: {link}\nOr enter in the app: uid {uid}, code {token}").format(
+            link=link, uid=uidb64, token=token),
+        from_email=None,
+        recipient_list=[user.email],
+    )
+    return True
+
+
+@transaction.atomic
+def user_reset_password(*, uidb64: str, token: str, new_password: str) -> User:
+    """Set a new password from a reset link/code (single use: the code dies with the old password).
+    Errors: reset_code_invalid, password_too_weak."""
+    try:
+        user = User.objects.select_for_update().get(pk=int(force_str(urlsafe_base64_decode(uidb64))), is_active=True)
+    except (ValueError, TypeError, OverflowError, User.DoesNotExist) as exc:
+        raise ValidationFailed(_("This reset code is invalid."), code="reset_code_invalid") from exc
+    if not default_token_generator.check_token(user, token):
+        raise ValidationFailed(_("This reset code is invalid, expired or already used."), code="reset_code_invalid")
+    _password_checked(new_password, user)
+    user.set_password(new_password)
+    user.save(update_fields=["password"])
+    audit_record_create(actor=user, action="user.reset_password", target=user, source="api")
+    return user
+
+
+@transaction.atomic
+def driver_update(*, user: User, full_name: str | None = None, phone: str | None = None,
+                  preferred_language: str | None = None) -> User:
+    """Change the driver's own profile fields (those given)."""
+    profile, _created = DriverProfile.objects.select_for_update().get_or_create(user=user)
+    if preferred_language is not None:
+        if preferred_language not in DRIVER_LANGUAGES:
+            raise ValidationFailed(_("Unsupported language."), fields={"preferred_language": [_("Use en, de or fr.")]})
+        profile.preferred_language = preferred_language
+    if phone is not None:
+        profile.phone = phone.strip()[:32]
+    profile.save()
+    if full_name is not None:
+        user.full_name = full_name.strip()[:200]
+        user.save(update_fields=["full_name"])
+    return user
+
+
+@transaction.atomic
+def driver_delete(*, user: User) -> None:
+    """Erase the driver's personal data and close the account. Sessions, CDRs and invoices stay (the law
+    asks to keep them) but point at an anonymous account; the driver's cards are released and blocked,
+    and every refresh token is revoked. The caller checks that no charge is running."""
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    user = User.objects.select_for_update().get(pk=user.pk)
+    audit_record_create(actor=user, action="driver.delete", target=user, source="api")
+    user.email = f"deleted-{user.pk}@invalid.invalid"
+    user.full_name = ""
+    user.is_active = False
+    user.email_verified_at = None
+    user.set_unusable_password()
+    user.save()
+    DriverProfile.objects.filter(user=user).update(phone="", customer_account=None)
+    IdToken.objects.filter(owner=user).update(owner=None, status=IdTokenStatus.BLOCKED, label="")
+    for outstanding in OutstandingToken.objects.filter(user=user):
+        BlacklistedToken.objects.get_or_create(token=outstanding)
+
+
+@transaction.atomic
+def driver_token_add(*, driver: User, uid: str, type: str = IdTokenType.ISO14443, label: str = "") -> tuple[IdToken, bool]:
+    """Link a card (or other token) to the driver; returns (token, created). A uid belongs to one driver:
+    another driver's, or one an operator issued, is token_taken (409). Adding your own again changes
+    nothing. A card a driver released earlier may be linked again (it is unblocked)."""
+    if type not in (IdTokenType.ISO14443, IdTokenType.ISO15693, IdTokenType.EMAID, IdTokenType.KEY_CODE):
+        raise ValidationFailed(_("Drivers may add RFID cards, contract ids and key codes."),
+                               code="token_type_not_allowed", fields={"type": [_("Not allowed.")]})
+    try:
+        normalised = normalise_uid(uid, type)
+    except ValidationError as exc:
+        raise ValidationFailed(exc.messages[0], code="token_uid_invalid", fields={"uid": exc.messages}) from exc
+    token = IdToken.objects.select_for_update().filter(uid=normalised).first()
+    if token is not None:
+        if token.owner_id == driver.pk:
+            return token, False
+        released = (token.owner_id is None and token.organisation_id is None and token.customer_account_id is None
+                    and token.type != IdTokenType.CENTRAL)
+        if not released:
+            raise Conflict(_("This card is linked to another account."), code="token_taken",
+                           fields={"uid": [_("Already linked.")]})
+        token.owner, token.status, token.label, token.type = driver, IdTokenStatus.ACCEPTED, label[:100], type
+        validated_save(token)
+        audit_record_create(actor=driver, action="idtoken.link", target=token, source="api")
+        return token, False
+    token = IdToken(uid=normalised, type=type, owner=driver, label=label[:100])
+    validated_save(token)
+    audit_record_create(actor=driver, action="idtoken.create", target=token, source="api")
+    return token, True
+
+
+@transaction.atomic
+def driver_token_remove(*, driver: User, token: IdToken) -> None:
+    """Unlink one of the driver's tokens: it stops working (blocked) and may be linked again later."""
+    token = IdToken.objects.select_for_update().get(pk=token.pk, owner=driver)
+    token.owner, token.status = None, IdTokenStatus.BLOCKED
+    token.save(update_fields=["owner", "status", "updated_at"])
+    audit_record_create(actor=driver, action="idtoken.unlink", target=token, source="api")

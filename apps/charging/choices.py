@@ -27,3 +27,35 @@ class ReviewReason(models.TextChoices):
     TOKEN_NOT_ACCEPTED = "token_not_accepted", _("Started with a token that is not accepted")
     METER_WENT_BACKWARDS = "meter_backwards", _("Meter stop below meter start")
     MISSING_EVENTS = "missing_events", _("Transaction events missing (sequence gap)")
+
+
+class DriverSessionStatus(models.TextChoices):
+    """A driver's charge as the driver API runs it: INITIATED → AUTHORISING → STARTING → ACTIVE →
+    STOPPING → COMPLETED, or FAILED (with a reason) before the charger started. A charge started at the
+    charger with the driver's card enters at ACTIVE."""
+
+    INITIATED = "INITIATED", _("Initiated")
+    AUTHORISING = "AUTHORISING", _("Authorising")
+    STARTING = "STARTING", _("Starting")
+    ACTIVE = "ACTIVE", _("Active")
+    STOPPING = "STOPPING", _("Stopping")
+    COMPLETED = "COMPLETED", _("Completed")
+    FAILED = "FAILED", _("Failed")
+
+
+DRIVER_SESSION_FINAL = frozenset({DriverSessionStatus.COMPLETED, DriverSessionStatus.FAILED})
+
+
+class DriverSessionFailure(models.TextChoices):
+    """Why a driver's charge failed to start (stable codes: the mobile app switches on them)."""
+
+    NONE = "", _("None")
+    CHARGER_OFFLINE = "charger_offline", _("The charger is offline")
+    CHARGER_REJECTED = "charger_rejected", _("The charger refused to start")
+    START_TIMEOUT = "start_timeout", _("The charger did not start in time")
+    NOT_AUTHORISED = "not_authorised", _("The driver's token was not accepted")
+
+
+class DriverSessionSource(models.TextChoices):
+    APP = "app", _("Started in the app")
+    CHARGER = "charger", _("Started at the charger")

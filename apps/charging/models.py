@@ -11,9 +11,16 @@ from typing import ClassVar
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from apps.accounts.models import IdToken, Organisation
+from apps.accounts.models import IdToken, Organisation, User
 from apps.accounts.tenancy import TenantQuerySet
-from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
+from apps.charging.choices import (
+    AuthorizationStatus,
+    DriverSessionFailure,
+    DriverSessionSource,
+    DriverSessionStatus,
+    ReviewReason,
+    SessionStatus,
+)
 from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint, Connector
 from cpo.models import TimeStampedModel
@@ -182,3 +189,81 @@ class OrphanStop(models.Model):
 
     def __str__(self) -> str:
         return f"{self.charge_point_id} tx {self.transaction_ref}"
+
+
+class DriverSession(TimeStampedModel):
+    """A driver's charge as the mobile API sees it, from the request in the app to the completed
+    charging session (or its failure before the charger started). One per ChargingSession at most;
+    a charge started at the charger with the driver's own token gets one too, so the app shows it.
+    `idempotency_key` is the app's Idempotency-Key header, unique per driver while it is kept (24 h)."""
+
+    driver = models.ForeignKey(User, verbose_name=_("driver"), on_delete=models.PROTECT,
+                               related_name="driver_sessions")
+    organisation = models.ForeignKey(Organisation, verbose_name=_("operator"), on_delete=models.PROTECT,
+                                     related_name="driver_sessions")
+    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.PROTECT,
+                                     related_name="driver_sessions")
+    evse_id = models.PositiveSmallIntegerField(_("EVSE number"))
+    connector = models.ForeignKey(Connector, verbose_name=_("connector"), null=True, blank=True,
+                                  on_delete=models.SET_NULL, related_name="+")
+    id_token = models.ForeignKey(IdToken, verbose_name=_("id token"), null=True, blank=True,
+                                 on_delete=models.SET_NULL, related_name="driver_sessions")
+    id_tag = models.CharField(_("id tag"), max_length=36, blank=True)
+    source = models.CharField(_("source"), max_length=8, choices=DriverSessionSource.choices,
+                              default=DriverSessionSource.APP)
+    status = models.CharField(_("status"), max_length=12, choices=DriverSessionStatus.choices,
+                              default=DriverSessionStatus.INITIATED)
+    failure_reason = models.CharField(_("failure reason"), max_length=20, choices=DriverSessionFailure.choices,
+                                      blank=True)
+    charging_session = models.OneToOneField(
+        ChargingSession, verbose_name=_("charging session"), null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="driver_session",
+    )
+    # OcppCommand ids (plain integers: the gateway app depends on this one, not the other way round).
+    start_command_id = models.BigIntegerField(_("start command"), null=True, blank=True)
+    stop_command_id = models.BigIntegerField(_("stop command"), null=True, blank=True)
+    start_deadline = models.DateTimeField(_("start deadline"), null=True, blank=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)
+    request_hash = models.CharField(_("request fingerprint"), max_length=64, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("driver session")
+        verbose_name_plural = _("driver sessions")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["driver", "idempotency_key"], condition=models.Q(idempotency_key__isnull=False),
+                name="driversession_unique_idempotency_key",
+            ),
+            models.CheckConstraint(condition=models.Q(evse_id__gte=1), name="driversession_evse_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["driver", "-created_at"], name="driversession_driver_idx"),
+            models.Index(fields=["charge_point", "status"], name="driversession_cp_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.driver_id} @ {self.charge_point_id}/{self.evse_id} ({self.status})"
+
+
+class DriverSessionTransition(models.Model):
+    """One step of a driver session's state machine, with its time and cause (append-only)."""
+
+    session = models.ForeignKey(DriverSession, on_delete=models.CASCADE, related_name="transitions")
+    from_status = models.CharField(_("from"), max_length=12, blank=True)
+    to_status = models.CharField(_("to"), max_length=12)
+    at = models.DateTimeField(_("at"))
+    cause = models.CharField(_("cause"), max_length=64)
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("driver session transition")
+        verbose_name_plural = _("driver session transitions")
+        ordering = ["session", "at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} → {self.to_status} ({self.cause})"

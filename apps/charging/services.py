@@ -15,6 +15,7 @@ from django.db import IntegrityError, connection, transaction
 
 from apps.accounts.models import IdToken
 from apps.accounts.services import audit_record_create
+from apps.charging import driver_services
 from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
 from apps.charging.metering import ENERGY_REGISTER, Sample, energy_register_wh
 from apps.charging.models import (
@@ -152,6 +153,7 @@ def _session_start(*, charge_point_id: int, evse_id: int, id_tag: str, meter_sta
         started_at=started_at, started_at_charger=started_at_charger, start_received_at=received_at,
         timestamps_clamped=clamped, review_reason=review,
     )
+    driver_services.driver_session_charging_started(charging=session)
     return StartResult(session, auth, created=True)
 
 
@@ -206,6 +208,7 @@ def session_stop(
     if meter_stop_wh < session.meter_start_wh and not session.review_reason:
         session.review_reason = ReviewReason.METER_WENT_BACKWARDS
     session.save()
+    driver_services.driver_session_charging_stopped(charging=session)
     return StopResult(session, auth, orphan=False)
 
 
@@ -239,6 +242,8 @@ def meter_values_record(*, charge_point_id: int, evse_id: int, transaction_ref: 
         session = session_for_transaction(charge_point_id=charge_point_id, transaction_ref=transaction_ref)
     meter_samples_record(charge_point_id=charge_point_id, evse_id=evse_id, session=session,
                          samples=samples, received_at=received_at)
+    if session is not None:
+        driver_services.driver_session_charging_updated(charging=session)
 
 
 @transaction.atomic
@@ -357,6 +362,10 @@ def transaction_event_record(
                 session.review_reason = ReviewReason.NONE
             changed.add("review_reason")
         session.save(update_fields=[*changed, "updated_at"])
+        if changed & {"id_tag", "remote_start_id"}:
+            driver_services.driver_session_charging_started(charging=session)
+        elif event_type == "Updated":
+            driver_services.driver_session_charging_updated(charging=session)
     if event_type == "Ended":
         end = [s for s in samples if s.context == "Transaction.End"] or samples
         meter_stop = energy_register_wh(end)

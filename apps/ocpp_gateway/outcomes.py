@@ -2,7 +2,8 @@
 the local list version it accepted or reports, the diagnostics or log file it announced, and the device
 model variables it read out or accepted (OCPP 2.0.1 GetVariables / SetVariables).
 
-`command_answered` is called once per command, when its answer is recorded. A failure here is logged and
+`command_answered` is called once per command, when its answer is recorded; `command_finished` once per
+command whatever its final outcome (the driver API's start and stop follow their commands this way). A failure here is logged and
 never loses the outcome itself (it runs in a savepoint).
 """
 
@@ -100,3 +101,30 @@ def command_answered(*, command: OcppCommand) -> None:
             follow_up(command)
     except Exception:
         logger.exception("command %s (%s): could not apply the answer", command.pk, command.action)
+
+
+def _driver_session(command: OcppCommand) -> None:
+    from apps.charging.driver_services import driver_session_command_finished
+
+    driver_session_command_finished(command=command)
+
+
+# action → what to do with any final outcome (answer, CALLERROR, timeout, offline, disconnected).
+FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
+    "RemoteStartTransaction": _driver_session,
+    "RequestStartTransaction": _driver_session,
+    "RemoteStopTransaction": _driver_session,
+    "RequestStopTransaction": _driver_session,
+}
+
+
+def command_finished(*, command: OcppCommand) -> None:
+    """Apply the follow-up for a command that reached any final outcome, if its action has one."""
+    follow_up = FINISHED_FOLLOW_UPS.get(command.action)
+    if follow_up is None:
+        return
+    try:
+        with transaction.atomic():
+            follow_up(command)
+    except Exception:
+        logger.exception("command %s (%s): could not apply the outcome", command.pk, command.action)

@@ -101,3 +101,13 @@ def scan_all() -> dict[str, Presence]:
             if presence is not None:
                 found[presence.identity] = presence
     return found
+
+
+def online(identities: list[str]) -> set[str]:
+    """Which of `identities` a connection holds right now (one Redis round trip)."""
+    if not identities:
+        return set()
+    pipe = sync_redis().pipeline(transaction=False)
+    for identity in identities:
+        pipe.exists(PREFIX + identity)
+    return {identity for identity, found in zip(identities, pipe.execute(), strict=True) if found}

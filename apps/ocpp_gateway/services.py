@@ -240,6 +240,9 @@ def _finish(command: OcppCommand, status: str, *, response: dict | None = None, 
         from apps.ocpp_gateway.outcomes import command_answered  # late: its follow-ups send commands too
 
         command_answered(command=command)
+    from apps.ocpp_gateway.outcomes import command_finished
+
+    command_finished(command=command)
     if push:
         _push_outcome(command)
     return command

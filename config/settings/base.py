@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -53,6 +54,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_gis",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "rest_framework_simplejwt.token_blacklist",
     "import_export",
     "cpo",
     "apps.accounts",
@@ -120,6 +123,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "ocpp-presence-flush": {"task": "ocpp_gateway.presence_flush", "schedule": 30.0},
     "ocpp-commands-sweep": {"task": "ocpp_gateway.commands_sweep", "schedule": 15.0},
     "ocpp-message-log-purge": {"task": "ocpp_gateway.message_log_purge", "schedule": 3600.0},
+    "driver-sessions-sweep": {"task": "charging.driver_sessions_sweep", "schedule": 15.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 
@@ -167,10 +171,66 @@ DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "CPO <no-reply@localhost>")
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "cpo.api.exception_handler",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "cpo.api.CursorPagination",
+    "PAGE_SIZE": 20,
+    # Per user AND per address (cpo.api throttles); the rates are per scope.
+    "DEFAULT_THROTTLE_RATES": {
+        "login-user": ENV.get("CPO_API_RATE_LOGIN_USER", "10/min"),
+        "login-address": ENV.get("CPO_API_RATE_LOGIN_ADDRESS", "30/min"),
+        "register-address": ENV.get("CPO_API_RATE_REGISTER_ADDRESS", "10/hour"),
+        "password-address": ENV.get("CPO_API_RATE_PASSWORD_ADDRESS", "10/hour"),
+        "start-user": ENV.get("CPO_API_RATE_START_USER", "20/min"),
+        "start-address": ENV.get("CPO_API_RATE_START_ADDRESS", "60/min"),
+        "stop-user": ENV.get("CPO_API_RATE_STOP_USER", "20/min"),
+        "stop-address": ENV.get("CPO_API_RATE_STOP_ADDRESS", "60/min"),
+    },
+    # One proxy hop in front (nginx in docker/): the client address is the last X-Forwarded-For entry.
+    "NUM_PROXIES": int(ENV["CPO_NUM_PROXIES"]) if ENV.get("CPO_NUM_PROXIES") else None,
 }
-SPECTACULAR_SETTINGS = {"TITLE": "CPO API", "VERSION": "1.0.0", "SERVE_INCLUDE_SCHEMA": False}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=int(ENV.get("CPO_JWT_ACCESS_MINUTES", "15"))),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=int(ENV.get("CPO_JWT_REFRESH_DAYS", "30"))),
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    "UPDATE_LAST_LOGIN": True,
+    "USER_ID_FIELD": "id",
+    "USER_ID_CLAIM": "user_id",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CPO driver API",
+    "DESCRIPTION": (
+        "The mobile app's API: accounts, charger discovery, charging sessions and receipts. Errors have one "
+        "shape, `{\"code\": ..., \"detail\": ..., \"fields\": {...}}`; apps switch on `code`."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "ConnectorStatusEnum": "apps.stations.choices.ConnectorStatus",
+        "SessionStatusEnum": "apps.charging.choices.DriverSessionStatus",
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.charging.api.schema.add_live_stream",
+    ],
+}
+
+# --- driver API ----------------------------------------------------------------------------------
+# How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
+CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
+# The live stream re-reads the session at least this often, even when no change was published.
+CPO_DRIVER_LIVE_POLL_S = float(ENV.get("CPO_DRIVER_LIVE_POLL_S", "15"))
 
 IMPORT_EXPORT_SKIP_ADMIN_LOG = False
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"

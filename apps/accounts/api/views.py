@@ -1,0 +1,199 @@
+"""Driver accounts: register, log in (JWT), password reset, e-mail verification, profile, tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import permissions, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from apps.accounts import services
+from apps.accounts.api.serializers import (
+    EmailInput,
+    EmailVerifyInput,
+    LogoutInput,
+    MeOutput,
+    MeUpdateInput,
+    PasswordResetConfirmInput,
+    RegisterInput,
+    TokenInput,
+    TokenOutput,
+)
+from apps.accounts.models import IdToken
+from cpo.api import THROTTLES, error_responses, public_base_url, validated
+from cpo.exceptions import Conflict, ValidationFailed
+
+TAG_AUTH = ["auth"]
+TAG_ME = ["me"]
+
+
+class RegisterView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list[Any] = []
+    throttle_classes = THROTTLES
+    throttle_scope_base = "register"
+
+    @extend_schema(tags=TAG_AUTH, request=RegisterInput, responses={201: MeOutput, **error_responses(400, 429)},
+                   summary="Create a driver account (a verification e-mail is sent)")
+    def post(self, request: Request) -> Response:
+        data = validated(RegisterInput, request.data)
+        user = services.driver_register(base_url=public_base_url(request), **data)
+        return Response(MeOutput.of(user), status=status.HTTP_201_CREATED)
+
+
+class LoginView(TokenObtainPairView):
+    """Exchange e-mail and password for an access and a refresh token."""
+
+    throttle_classes = THROTTLES
+    throttle_scope_base = "login"
+
+    @extend_schema(tags=TAG_AUTH, summary="Log in: e-mail and password for a JWT pair",
+                   responses={200: inline_serializer("TokenPair", {"access": serializers.CharField(),
+                                                                    "refresh": serializers.CharField()}),
+                              **error_responses(400, 401, 429)})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+
+class RefreshView(TokenRefreshView):
+    """A new access token (and a new refresh token: the old one is revoked) for a refresh token."""
+
+    @extend_schema(tags=TAG_AUTH, summary="Refresh the JWT pair",
+                   responses={200: inline_serializer("TokenRefreshed", {"access": serializers.CharField(),
+                                                                        "refresh": serializers.CharField()}),
+                              **error_responses(400, 401)})
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().post(request, *args, **kwargs)
+
+
+class LogoutView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(tags=TAG_AUTH, request=LogoutInput, responses={204: None, **error_responses(400)},
+                   summary="Log out: revoke a refresh token")
+    def post(self, request: Request) -> Response:
+        data = validated(LogoutInput, request.data)
+        try:
+            RefreshToken(data["refresh"]).blacklist()
+        except TokenError as exc:
+            raise ValidationFailed(_("This refresh token is invalid or expired."), code="token_not_valid",
+                                   fields={"refresh": [str(exc)]}) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordResetView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list[Any] = []
+    throttle_classes = THROTTLES
+    throttle_scope_base = "password"
+
+    @extend_schema(tags=TAG_AUTH, request=EmailInput, responses={202: None, **error_responses(400, 429)},
+                   summary="E-mail a password reset code (always 202: no account enumeration)")
+    def post(self, request: Request) -> Response:
+        data = validated(EmailInput, request.data)
+        services.user_send_password_reset(email=data["email"], base_url=public_base_url(request))
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+
+class PasswordResetConfirmView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list[Any] = []
+    throttle_classes = THROTTLES
+    throttle_scope_base = "password"
+
+    @extend_schema(tags=TAG_AUTH, request=PasswordResetConfirmInput, responses={204: None, **error_responses(400)},
+                   summary="Set a new password with the e-mailed uid and code")
+    def post(self, request: Request) -> Response:
+        data = validated(PasswordResetConfirmInput, request.data)
+        services.user_reset_password(uidb64=data["uid"], token=data["token"], new_password=data["new_password"])
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class EmailVerifyView(APIView):
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(tags=TAG_AUTH, request=EmailVerifyInput, responses={200: MeOutput, **error_responses(400)},
+                   summary="Confirm the e-mail address with the uid and code of the e-mailed link")
+    def post(self, request: Request) -> Response:
+        data = validated(EmailVerifyInput, request.data)
+        user = services.user_verify_email(uidb64=data["uid"], token=data["token"])
+        return Response(MeOutput.of(user))
+
+
+class EmailResendView(APIView):
+    throttle_classes = THROTTLES
+    throttle_scope_base = "password"
+
+    @extend_schema(tags=TAG_AUTH, request=None, responses={202: None, **error_responses(401, 409, 429)},
+                   summary="Send the verification e-mail again")
+    def post(self, request: Request) -> Response:
+        if request.user.email_verified:
+            raise Conflict(_("Your e-mail address is already verified."), code="email_already_verified")
+        services.user_send_email_verification(user=request.user, base_url=public_base_url(request))
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+
+class MeView(APIView):
+    @extend_schema(tags=TAG_ME, responses={200: MeOutput, **error_responses(401)}, summary="My profile")
+    def get(self, request: Request) -> Response:
+        return Response(MeOutput.of(request.user))
+
+    @extend_schema(tags=TAG_ME, request=MeUpdateInput, responses={200: MeOutput, **error_responses(400, 401)},
+                   summary="Change my profile")
+    def patch(self, request: Request) -> Response:
+        data = validated(MeUpdateInput, request.data)
+        user = services.driver_update(user=request.user, **data)
+        return Response(MeOutput.of(user))
+
+    @extend_schema(tags=TAG_ME, responses={204: None, **error_responses(401, 409)},
+                   summary="Delete my account (personal data erased; invoices and charge records kept)")
+    def delete(self, request: Request) -> Response:
+        from apps.charging.driver_selectors import driver_has_running_charge
+
+        with transaction.atomic():
+            if driver_has_running_charge(driver=request.user):
+                raise Conflict(_("Stop your running charge before deleting your account."), code="session_active")
+            services.driver_delete(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenListView(APIView):
+    @extend_schema(tags=TAG_ME, responses={200: TokenOutput(many=True), **error_responses(401)},
+                   summary="My cards and app tokens")
+    def get(self, request: Request) -> Response:
+        tokens = IdToken.objects.filter(owner=request.user).order_by("created_at", "pk")
+        return Response(TokenOutput(tokens, many=True).data)
+
+    @extend_schema(tags=TAG_ME, request=TokenInput, responses={201: TokenOutput, 200: TokenOutput,
+                                                              **error_responses(400, 401, 409)},
+                   summary="Link a card to my account")
+    def post(self, request: Request) -> Response:
+        data = validated(TokenInput, request.data)
+        token, created = services.driver_token_add(driver=request.user, **data)
+        return Response(TokenOutput(token).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class TokenDetailView(APIView):
+    @extend_schema(tags=TAG_ME, responses={200: TokenOutput, **error_responses(401, 404)}, summary="One of my tokens")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(TokenOutput(get_object_or_404(IdToken, pk=pk, owner=request.user)).data)
+
+    @extend_schema(tags=TAG_ME, responses={204: OpenApiResponse(description="Unlinked and blocked"),
+                                          **error_responses(401, 404)},
+                   summary="Unlink one of my tokens (it stops working)")
+    def delete(self, request: Request, pk: int) -> Response:
+        token = get_object_or_404(IdToken, pk=pk, owner=request.user)
+        services.driver_token_remove(driver=request.user, token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+

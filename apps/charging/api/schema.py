@@ -1,0 +1,32 @@
+"""OpenAPI additions drf-spectacular cannot infer: the Server-Sent Events stream (a plain async view)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LIVE_PATH = "/api/v1/sessions/{id}/live"
+
+
+def add_live_stream(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """Postprocessing hook: document GET sessions/{id}/live."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    result.setdefault("paths", {})[LIVE_PATH] = {
+        "get": {
+            "operationId": "sessions_live",
+            "summary": "Watch a session live (Server-Sent Events)",
+            "description": (
+                "A `text/event-stream`: an `event: session` with the session (status, energy_wh, power_w, "
+                "duration_s, cost) whenever it changes, comment lines as keep-alive, and a last `event: end` "
+                "once the session is COMPLETED or FAILED, after which the server closes the stream."
+            ),
+            "tags": ["sessions"],
+            "parameters": [{"in": "path", "name": "id", "required": True, "schema": {"type": "integer"}}],
+            "security": [{"jwtAuth": []}],
+            "responses": {
+                "200": {"description": "The event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "401": {"description": "Not authenticated", "content": error},
+                "404": {"description": "Not one of your sessions", "content": error},
+            },
+        }
+    }
+    return result

@@ -1,0 +1,89 @@
+"""Driver session shapes for the driver API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from apps.charging.choices import DriverSessionFailure, DriverSessionSource, DriverSessionStatus
+from apps.charging.driver_selectors import Usage, is_final, session_usage
+from apps.charging.models import DriverSession
+
+
+class SessionStartInput(serializers.Serializer):
+    charge_point = serializers.IntegerField(min_value=1, max_value=2**31 - 1, help_text="The charger's id.")
+    connector = serializers.IntegerField(min_value=1, max_value=255,
+                                         help_text="The connector number shown in the charger's `evses`.")
+
+
+class TransitionOutput(serializers.Serializer):
+    from_status = serializers.CharField()
+    to_status = serializers.CharField()
+    at = serializers.DateTimeField()
+    cause = serializers.CharField()
+
+
+class CostOutput(serializers.Serializer):
+    currency = serializers.CharField()
+    net = serializers.CharField()
+    gross = serializers.CharField()
+    final = serializers.BooleanField(help_text="True once the charge detail record is issued.")
+
+
+class SessionOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=DriverSessionStatus.choices)
+    failure_reason = serializers.ChoiceField(choices=DriverSessionFailure.choices,
+                                             help_text="Why it failed (empty unless FAILED).")
+    source = serializers.ChoiceField(choices=DriverSessionSource.choices)
+    charge_point = serializers.DictField(help_text="{id, identity}")
+    location = serializers.DictField(help_text="{id, name, city}")
+    connector = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    stopped_at = serializers.DateTimeField(allow_null=True)
+    energy_wh = serializers.IntegerField()
+    duration_s = serializers.IntegerField()
+    power_w = serializers.IntegerField(allow_null=True)
+    cost = CostOutput(allow_null=True)
+    final = serializers.BooleanField(help_text="COMPLETED or FAILED: nothing will change any more.")
+    transitions = TransitionOutput(many=True)
+
+
+def cost_data(usage: Usage, session: DriverSession) -> dict[str, Any] | None:
+    cost = usage.cost
+    if cost is None:
+        return None
+    charging = session.charging_session
+    issued = charging is not None and _has_cdr(charging)
+    return {"currency": cost.currency, "net": str(cost.net), "gross": str(cost.gross), "final": issued}
+
+
+def _has_cdr(charging: Any) -> bool:
+    from apps.tariffs.selectors import cdr_for_session
+
+    return cdr_for_session(session=charging) is not None
+
+
+def session_data(session: DriverSession, *, with_transitions: bool = True) -> dict[str, Any]:
+    usage = session_usage(session=session)
+    cp = session.charge_point
+    return {
+        "id": session.pk, "status": session.status, "failure_reason": session.failure_reason,
+        "source": session.source,
+        "charge_point": {"id": cp.pk, "identity": cp.identity},
+        "location": {"id": cp.location.pk, "name": cp.location.name, "city": cp.location.city},
+        "connector": session.evse_id, "created_at": session.created_at,
+        "started_at": usage.started_at, "stopped_at": usage.stopped_at,
+        "energy_wh": usage.energy_wh, "duration_s": usage.duration_s, "power_w": usage.power_w,
+        "cost": cost_data(usage, session), "final": is_final(session),
+        "transitions": [
+            {"from_status": t.from_status, "to_status": t.to_status, "at": t.at, "cause": t.cause}
+            for t in session.transitions.all()
+        ] if with_transitions else [],
+    }
+
+
+def session_json(session: DriverSession, **kwargs: Any) -> dict[str, Any]:
+    return SessionOutput(session_data(session, **kwargs)).data

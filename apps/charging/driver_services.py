@@ -1,0 +1,355 @@
+"""The driver's side of a charge: the state machine the mobile API runs on top of charging sessions.
+
+    INITIATED → AUTHORISING → STARTING → ACTIVE → STOPPING → COMPLETED
+                     └──────────┴──────→ FAILED (charger_offline | charger_rejected | start_timeout | not_authorised)
+
+Every transition takes the row lock of the driver session, is recorded (`DriverSessionTransition`) with
+its time and cause, and is published on commit to the live-view group `driver_session.<pk>`. The charger
+side feeds in through three calls made by the charging services and the command outcomes:
+`driver_session_charging_started`, `driver_session_charging_stopped`, `driver_session_command_finished`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+
+from apps.accounts.choices import IdTokenStatus, IdTokenType
+from apps.accounts.models import IdToken, User
+from apps.charging.choices import (
+    DRIVER_SESSION_FINAL,
+    DriverSessionFailure,
+    DriverSessionSource,
+    DriverSessionStatus,
+    SessionStatus,
+)
+from apps.charging.models import ChargingSession, DriverSession, DriverSessionTransition
+from apps.stations.choices import ConnectorStatus, OcppProtocol, RegistrationStatus
+from apps.stations.models import ChargePoint, Connector, Evse
+from cpo import clock, live
+from cpo.exceptions import Conflict, NotFound, ValidationFailed
+
+S = DriverSessionStatus
+START_ACTIONS = {OcppProtocol.OCPP16: "RemoteStartTransaction", OcppProtocol.OCPP201: "RequestStartTransaction"}
+STOP_ACTIONS = {OcppProtocol.OCPP16: "RemoteStopTransaction", OcppProtocol.OCPP201: "RequestStopTransaction"}
+# Connector states in which a new charge cannot begin.
+BUSY_STATUSES = frozenset({
+    ConnectorStatus.CHARGING, ConnectorStatus.SUSPENDED_EV, ConnectorStatus.SUSPENDED_EVSE,
+    ConnectorStatus.FINISHING, ConnectorStatus.OCCUPIED, ConnectorStatus.RESERVED,
+})
+DOWN_STATUSES = frozenset({ConnectorStatus.UNAVAILABLE, ConnectorStatus.FAULTED})
+APP_TOKEN_PREFIX = "APP"  # noqa: S105 - a uid prefix, not a secret
+
+
+def group_name(driver_session_id: int) -> str:
+    return f"driver_session.{driver_session_id}"
+
+
+def _publish_on_commit(driver_session_id: int) -> None:
+    transaction.on_commit(lambda: live.publish(group_name(driver_session_id), {"type": "session.update"}))
+
+
+def start_timeout_s() -> float:
+    return float(getattr(settings, "CPO_DRIVER_START_TIMEOUT_S", 120))
+
+
+def _transition(session: DriverSession, to: str, *, cause: str, at: datetime | None = None,
+                failure: str = "", detail: dict[str, Any] | None = None) -> None:
+    """Move a locked session to `to` and record it. Callers hold the row lock (select_for_update)."""
+    at = at or clock.now()
+    DriverSessionTransition.objects.create(session=session, from_status=session.status, to_status=to, at=at,
+                                           cause=cause[:64], detail=detail or {})
+    session.status = to
+    fields = ["status", "updated_at"]
+    if failure:
+        session.failure_reason = failure
+        fields.append("failure_reason")
+    if to in DRIVER_SESSION_FINAL:
+        session.completed_at = at
+        fields.append("completed_at")
+    session.save(update_fields=fields)
+    _publish_on_commit(session.pk)
+
+
+def _locked(pk: int) -> DriverSession:
+    return DriverSession.objects.select_for_update().get(pk=pk)
+
+
+# --- the driver's app token -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def driver_app_token(*, driver: User) -> IdToken:
+    """The driver's own app token (type Central), created on first use. Its uid fits OCPP 1.6's 20
+    characters. A blocked app token is not replaced: an operator blocked it on purpose."""
+    token = (IdToken.objects.select_for_update()
+             .filter(owner=driver, type=IdTokenType.CENTRAL, uid__startswith=APP_TOKEN_PREFIX)
+             .order_by("pk").first())
+    if token is None:
+        token = IdToken.objects.create(uid=APP_TOKEN_PREFIX + secrets.token_hex(8).upper(),
+                                       type=IdTokenType.CENTRAL, owner=driver, label=_("App"))
+    return token
+
+
+# --- start -------------------------------------------------------------------------------------------
+
+
+def request_fingerprint(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _charge_point_for_driver(charge_point_id: Any) -> ChargePoint:
+    cp = (ChargePoint.objects.select_related("location")
+          .filter(pk=charge_point_id, location__is_published=True,
+                  registration_status=RegistrationStatus.ACCEPTED).first())
+    if cp is None:
+        raise NotFound(_("No charger with id {id}.").format(id=charge_point_id), code="charger_not_found",
+                       fields={"charge_point": [_("No such charger.")]})
+    return cp
+
+
+def _check_connector(cp: ChargePoint, evse_id: int) -> Connector | None:
+    """Raise unless a new charge can begin on this EVSE. The caller holds the EVSE's row lock, so two
+    starts on one EVSE are decided one after the other."""
+    connectors = list(Connector.objects.filter(evse__charge_point=cp, evse__evse_id=evse_id).order_by("connector_id"))
+    if connectors and all(c.status in DOWN_STATUSES for c in connectors):
+        raise Conflict(_("Connector {no} is unavailable.").format(no=evse_id), code="connector_unavailable",
+                       fields={"connector": [_("Unavailable.")]})
+    busy = any(c.status in BUSY_STATUSES for c in connectors) or ChargingSession.objects.filter(
+        charge_point=cp, evse_id=evse_id, status=SessionStatus.ACTIVE).exists() or DriverSession.objects.filter(
+        charge_point=cp, evse_id=evse_id, status__in=[S.INITIATED, S.AUTHORISING, S.STARTING]).exists()
+    if busy:
+        raise Conflict(_("Connector {no} is in use.").format(no=evse_id), code="connector_occupied",
+                       fields={"connector": [_("In use.")]})
+    return connectors[0] if connectors else None
+
+
+def _existing_for_key(driver: User, key: str, fingerprint: str) -> DriverSession | None:
+    existing = DriverSession.objects.filter(driver=driver, idempotency_key=key).first()
+    if existing is not None and existing.request_hash != fingerprint:
+        raise Conflict(_("This Idempotency-Key was used for a different request."), code="idempotency_key_reused",
+                       fields={"Idempotency-Key": [_("Already used with other parameters.")]})
+    return existing
+
+
+def driver_session_start(*, driver: User, charge_point_id: Any, evse_id: int, idempotency_key: str
+                         ) -> tuple[DriverSession, bool]:
+    """Start a charge for `driver` on a connector; returns (session, created). The same Idempotency-Key
+    (per driver, kept 24 h) returns the session it created, also for concurrent duplicates (the unique
+    constraint makes the second insert wait for the first and then find it). The session comes back
+    STARTING (the start command is handed to the charger's connection on commit) or FAILED with
+    `charger_offline` when no connection holds the charger. Errors: charger_not_found,
+    connector_not_found (404), connector_unavailable, connector_occupied, idempotency_key_reused (409),
+    not_authorised (403)."""
+    if not idempotency_key or len(idempotency_key) > 255:
+        raise ValidationFailed(_("Send an Idempotency-Key header of 1 to 255 characters."),
+                               code="idempotency_key_required", fields={"Idempotency-Key": [_("Required.")]})
+    fingerprint = request_fingerprint({"charge_point": str(charge_point_id), "connector": evse_id})
+    existing = _existing_for_key(driver, idempotency_key, fingerprint)
+    if existing is not None:
+        return existing, False
+    cp = _charge_point_for_driver(charge_point_id)
+    token = driver_app_token(driver=driver)
+    try:
+        with transaction.atomic():
+            # The EVSE's row lock orders concurrent starts on it; after it, a duplicate request that
+            # committed first is visible and is answered with its session.
+            if Evse.objects.select_for_update().filter(charge_point=cp, evse_id=evse_id).first() is None:
+                raise NotFound(_("Charger {cp} has no connector {no}.").format(cp=cp.identity, no=evse_id),
+                               code="connector_not_found", fields={"connector": [_("No such connector.")]})
+            existing = _existing_for_key(driver, idempotency_key, fingerprint)
+            if existing is not None:
+                return existing, False
+            connector = _check_connector(cp, evse_id)
+            try:
+                with transaction.atomic():
+                    session = DriverSession.objects.create(
+                        driver=driver, organisation_id=cp.organisation_id, charge_point=cp, evse_id=evse_id,
+                        connector=connector, id_token=token, id_tag=token.uid, source=DriverSessionSource.APP,
+                        status=S.INITIATED, idempotency_key=idempotency_key, request_hash=fingerprint,
+                    )
+            except IntegrityError:
+                raise _KeyTaken() from None  # the same key, committed meanwhile for another EVSE
+            DriverSessionTransition.objects.create(session=session, from_status="", to_status=S.INITIATED,
+                                                   at=clock.now(), cause="requested")
+            session = _locked(session.pk)
+            _authorise_and_send(session, cp, token)
+            return session, True
+    except _KeyTaken:
+        existing = _existing_for_key(driver, idempotency_key, fingerprint)
+        if existing is None:  # pragma: no cover - the constraint names this exact key
+            raise
+        return existing, False
+
+
+class _KeyTaken(Exception):
+    """A concurrent request with the same Idempotency-Key committed first."""
+
+
+def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken) -> None:
+    from apps.ocpp_gateway.choices import CommandStatus
+    from apps.ocpp_gateway.services import command_send
+
+    # Payment pre-authorisation plugs in here; a driver billed on account needs none.
+    _transition(session, S.AUTHORISING, cause="authorise", detail={"payment": "account"})
+    if token.effective_status() != IdTokenStatus.ACCEPTED:
+        _transition(session, S.FAILED, cause="token_not_accepted", failure=DriverSessionFailure.NOT_AUTHORISED,
+                    detail={"token_status": token.effective_status()})
+        return
+    protocol = cp.ocpp_protocol or OcppProtocol.OCPP16
+    action = START_ACTIONS.get(protocol, START_ACTIONS[OcppProtocol.OCPP16])
+    if action == "RemoteStartTransaction":
+        payload: dict[str, Any] = {"connectorId": session.evse_id, "idTag": token.uid}
+    else:  # remoteStartId is filled with the command's id, which links the charger's transaction back
+        payload = {"idToken": {"idToken": token.uid, "type": IdTokenType.CENTRAL}, "evseId": session.evse_id}
+    command = command_send(charge_point=cp, action=action, payload=payload, actor=session.driver, source="api")
+    session.start_command_id = command.pk
+    session.start_deadline = clock.now() + timedelta(seconds=start_timeout_s())
+    session.save(update_fields=["start_command_id", "start_deadline", "updated_at"])
+    if command.status == CommandStatus.CHARGER_OFFLINE:
+        _transition(session, S.FAILED, cause="charger_offline", failure=DriverSessionFailure.CHARGER_OFFLINE,
+                    detail={"command_id": command.pk})
+    else:
+        _transition(session, S.STARTING, cause="start_sent", detail={"command_id": command.pk, "action": action})
+
+
+# --- stop --------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def driver_session_stop(*, session: DriverSession) -> DriverSession:
+    """Ask the charger to stop. Safe to repeat: a STOPPING or COMPLETED session is returned unchanged.
+    Errors (409): session_failed, session_starting (nothing to stop yet), charger_offline (the session
+    stays ACTIVE)."""
+    from apps.ocpp_gateway.choices import CommandStatus
+    from apps.ocpp_gateway.services import command_send
+
+    session = _locked(session.pk)
+    if session.status in (S.STOPPING, S.COMPLETED):
+        return session
+    if session.status == S.FAILED:
+        raise Conflict(_("This charge never started."), code="session_failed")
+    if session.status != S.ACTIVE or session.charging_session is None:
+        raise Conflict(_("The charger has not started yet; try again in a moment."), code="session_starting")
+    charging = session.charging_session
+    cp = session.charge_point
+    action = STOP_ACTIONS.get(charging.protocol, STOP_ACTIONS[OcppProtocol.OCPP16])
+    if action == "RemoteStopTransaction":
+        payload: dict[str, Any] = {"transactionId": charging.ocpp16_transaction_id}
+    else:
+        payload = {"transactionId": charging.transaction_ref}
+    command = command_send(charge_point=cp, action=action, payload=payload, actor=session.driver, source="api")
+    if command.status == CommandStatus.CHARGER_OFFLINE:
+        raise Conflict(_("The charger is offline; stop the charge at the charger."), code="charger_offline")
+    session.stop_command_id = command.pk
+    session.save(update_fields=["stop_command_id", "updated_at"])
+    _transition(session, S.STOPPING, cause="stop_sent", detail={"command_id": command.pk, "action": action})
+    return session
+
+
+# --- what the charger side reports -------------------------------------------------------------------
+
+
+def driver_session_charging_started(*, charging: ChargingSession) -> DriverSession | None:
+    """A charging session began (or learnt its token or remote start id): link it to the driver's session
+    that asked for it, or give the owner of the token a session of their own. Runs inside the caller's
+    transaction; idempotent."""
+    if DriverSession.objects.filter(charging_session=charging).exists():
+        return None
+    candidates = DriverSession.objects.select_for_update().filter(charge_point_id=charging.charge_point_id,
+                                                                    charging_session__isnull=True)
+    found = None
+    if charging.remote_start_id is not None:
+        found = candidates.filter(start_command_id=charging.remote_start_id).first()
+    if found is None and charging.id_tag:
+        # OCPP 1.6 says nothing of our request in StartTransaction: match connector and token. A start that
+        # we had given up on (start_timeout) is still the driver's: the charger did start it after all.
+        recent = clock.now() - timedelta(hours=1)
+        found = (candidates.filter(evse_id=charging.evse_id, id_tag=charging.id_tag, created_at__gte=recent)
+                 .filter(status=S.STARTING).order_by("-created_at").first()
+                 or candidates.filter(evse_id=charging.evse_id, id_tag=charging.id_tag, created_at__gte=recent,
+                                      status=S.FAILED, failure_reason=DriverSessionFailure.START_TIMEOUT)
+                 .order_by("-created_at").first())
+    if found is not None:
+        found.charging_session = charging
+        found.save(update_fields=["charging_session", "updated_at"])
+        _transition(found, S.ACTIVE, cause="charger_started", detail={"transaction": charging.transaction_ref})
+        return found
+    token = charging.id_token
+    if token is None or token.owner_id is None or not token.owner.is_active:
+        return None
+    session = DriverSession.objects.create(
+        driver_id=token.owner_id, organisation_id=charging.organisation_id, charge_point_id=charging.charge_point_id,
+        evse_id=charging.evse_id, connector=charging.connector, id_token=token, id_tag=charging.id_tag,
+        source=DriverSessionSource.CHARGER, status=S.ACTIVE, charging_session=charging,
+    )
+    DriverSessionTransition.objects.create(session=session, from_status="", to_status=S.ACTIVE,
+                                           at=charging.started_at, cause="started_at_charger",
+                                           detail={"transaction": charging.transaction_ref})
+    _publish_on_commit(session.pk)
+    return session
+
+
+def driver_session_charging_stopped(*, charging: ChargingSession) -> None:
+    """The charging session completed: so does the driver's. Runs inside the caller's transaction."""
+    session = DriverSession.objects.select_for_update().filter(charging_session=charging).first()
+    if session is None or session.status in DRIVER_SESSION_FINAL:
+        return
+    cause = "stopped_from_app" if session.status == S.STOPPING else "stopped_at_charger"
+    _transition(session, S.COMPLETED, cause=cause, at=charging.stopped_at,
+                detail={"reason": charging.stop_reason})
+
+
+def driver_session_charging_updated(*, charging: ChargingSession) -> None:
+    """New meter values or state for a charging session: tell the driver's live view, if there is one."""
+    pk = DriverSession.objects.filter(charging_session=charging).values_list("pk", flat=True).first()
+    if pk is not None:
+        _publish_on_commit(pk)
+
+
+def driver_session_command_finished(*, command: Any) -> None:
+    """A start or stop command reached its final outcome (answer, CALLERROR, timeout, offline)."""
+    from apps.ocpp_gateway.choices import CommandStatus
+
+    accepted = command.status == CommandStatus.ANSWERED and (command.response or {}).get("status") == "Accepted"
+    with transaction.atomic():
+        session = DriverSession.objects.select_for_update().filter(start_command_id=command.pk).first()
+        if session is not None:
+            if session.status == S.STARTING and not accepted:
+                failure, cause = {
+                    CommandStatus.CHARGER_OFFLINE: (DriverSessionFailure.CHARGER_OFFLINE, "charger_offline"),
+                    CommandStatus.CHARGER_DISCONNECTED: (DriverSessionFailure.CHARGER_OFFLINE, "charger_disconnected"),
+                    CommandStatus.TIMEOUT: (DriverSessionFailure.START_TIMEOUT, "no_answer"),
+                }.get(command.status, (DriverSessionFailure.CHARGER_REJECTED, "charger_rejected"))
+                _transition(session, S.FAILED, cause=cause, failure=failure,
+                            detail={"command_id": command.pk, "outcome": command.status,
+                                    "response": command.response, "error_code": command.error_code})
+            return
+        session = DriverSession.objects.select_for_update().filter(stop_command_id=command.pk).first()
+        if session is not None and session.status == S.STOPPING and not accepted:
+            # The charge goes on; the driver may try again (or stop at the charger).
+            _transition(session, S.ACTIVE, cause="stop_refused",
+                        detail={"command_id": command.pk, "outcome": command.status, "response": command.response})
+
+
+def driver_sessions_sweep(*, now: datetime | None = None) -> dict[str, int]:
+    """Periodic: fail starts the charger never began (start_timeout) and forget Idempotency-Keys older
+    than 24 h. Idempotent."""
+    now = now or clock.now()
+    timed_out = 0
+    for pk in DriverSession.objects.filter(status=S.STARTING, start_deadline__lt=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            session = _locked(pk)
+            if session.status == S.STARTING and session.charging_session_id is None:
+                _transition(session, S.FAILED, cause="start_timeout", failure=DriverSessionFailure.START_TIMEOUT)
+                timed_out += 1
+    forgotten = DriverSession.objects.filter(idempotency_key__isnull=False,
+                                             created_at__lt=now - timedelta(hours=24)).update(idempotency_key=None)
+    return {"start_timeout": timed_out, "keys_forgotten": forgotten}

@@ -1,0 +1,11 @@
+"""Periodic charging housekeeping (Celery beat). Each task is idempotent and safe to run concurrently."""
+
+from celery import shared_task
+
+from apps.charging import driver_services
+
+
+@shared_task(name="charging.driver_sessions_sweep", ignore_result=True)
+def driver_sessions_sweep_task() -> dict[str, int]:
+    """Fail driver starts the charger never began; forget Idempotency-Keys older than 24 h."""
+    return driver_services.driver_sessions_sweep()

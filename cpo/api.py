@@ -48,6 +48,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     else:
         detail = exc.detail if isinstance(exc, drf_exceptions.APIException) else str(exc)
         code = exc.get_codes() if isinstance(exc, drf_exceptions.APIException) else "error"
+        if isinstance(detail, dict) and "code" in detail:  # simplejwt: {"detail", "code", "messages"}
+            code, detail = detail["code"], detail.get("detail", "")
         body = {"code": code if isinstance(code, str) else "error", "detail": str(detail), "fields": {}}
     response.data = body
     return response

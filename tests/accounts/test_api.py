@@ -1,0 +1,266 @@
+"""Driver accounts over the API: register, JWT login/refresh/logout, password reset, e-mail verification,
+profile, deletion, cards. Every error path answers the one error shape with a stable code."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.core import mail
+from django.core.cache import cache
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from apps.accounts.choices import IdTokenStatus
+from apps.accounts.models import AuditRecord, DriverProfile, IdToken, User
+from tests.factories import DriverFactory, IdTokenFactory, OrganisationFactory
+
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def fresh_rate_limits():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def client():
+    return APIClient()
+
+
+def login(client: APIClient, email: str, password: str = PASSWORD) -> dict:
+    response = client.post("/api/v1/auth/token", {"email": email, "password": password}, format="json")
+    assert response.status_code == 200, response.content
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
+    return response.json()
+
+
+def assert_error(response, status: int, code: str, field: str | None = None) -> dict:
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert set(body) >= {"code", "detail", "fields"} and body["code"] == code, body
+    if field:
+        assert field in body["fields"], body
+    return body
+
+
+@pytest.mark.django_db
+class TestRegisterAndLogin:
+    def test_register_then_verify_then_log_in(self, client, django_capture_on_commit_callbacks):
+        with django_capture_on_commit_callbacks(execute=True):
+            response = client.post("/api/v1/auth/register", {"email": "Ada@Example.com",
+                                                             "password": "a-long-password-42",
+                                                             "full_name": "Ada", "preferred_language": "de"},
+                                   format="json")
+        assert response.status_code == 201, response.content
+        body = response.json()
+        assert body["email"] == "ada@example.com" and body["email_verified"] is False
+        assert body["preferred_language"] == "de"
+        user = User.objects.get(pk=body["id"])
+        assert not user.is_staff and user.organisation_id is None and DriverProfile.objects.filter(user=user).exists()
+        # the verification mail (sent on commit) carries uid and code for the app
+        assert len(mail.outbox) == 1
+        uid, token = re.search(r"/accounts/verify-email/([^/]+)/([^/]+)/", mail.outbox[0].body).groups()
+        verified = client.post("/api/v1/auth/email/verify", {"uid": uid, "token": token}, format="json")
+        assert verified.status_code == 200 and verified.json()["email_verified"] is True
+        assert_error(client.post("/api/v1/auth/email/verify", {"uid": uid, "token": token}, format="json"),
+                     400, "verification_link_invalid")
+        tokens = login(client, "ada@example.com", "a-long-password-42")
+        assert set(tokens) == {"access", "refresh"}
+        assert client.get("/api/v1/me").json()["full_name"] == "Ada"
+
+    @pytest.mark.parametrize("payload,field,code", [
+        ({"email": "not-an-email", "password": "a-long-password-42"}, "email", "validation_failed"),
+        ({"email": "x@example.com"}, "password", "validation_failed"),
+        ({"email": "x@example.com", "password": "short"}, "password", "password_too_weak"),
+        ({"email": "x@example.com", "password": "a-long-password-42", "preferred_language": "xx"},
+         "preferred_language", "validation_failed"),
+    ])
+    def test_bad_registrations(self, client, payload, field, code):
+        assert_error(client.post("/api/v1/auth/register", payload, format="json"), 400, code, field)
+        assert not User.objects.exists()
+
+    def test_an_address_registers_once_whatever_its_case(self, client):
+        DriverFactory(email="taken@example.com")
+        assert_error(client.post("/api/v1/auth/register", {"email": "TAKEN@example.com",
+                                                           "password": "a-long-password-42"}, format="json"),
+                     400, "email_taken", "email")
+        assert User.objects.count() == 1
+
+    def test_wrong_password_and_bad_json(self, client):
+        DriverFactory(email="d@example.com")
+        assert_error(client.post("/api/v1/auth/token", {"email": "d@example.com", "password": "nope"}, format="json"),
+                     401, "no_active_account")
+        response = client.post("/api/v1/auth/token", "{not json", content_type="application/json")
+        assert_error(response, 400, "parse_error")
+
+    def test_refresh_rotates_and_the_old_refresh_token_is_revoked(self, client):
+        DriverFactory(email="d@example.com")
+        pair = login(client, "d@example.com")
+        fresh = client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json")
+        assert fresh.status_code == 200 and set(fresh.json()) == {"access", "refresh"}
+        assert_error(client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
+                     401, "token_not_valid")
+
+    def test_logout_revokes_the_refresh_token(self, client):
+        DriverFactory(email="d@example.com")
+        pair = login(client, "d@example.com")
+        assert client.post("/api/v1/auth/logout", {"refresh": pair["refresh"]}, format="json").status_code == 204
+        assert_error(client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
+                     401, "token_not_valid")
+        assert_error(client.post("/api/v1/auth/logout", {"refresh": "garbage"}, format="json"), 400, "token_not_valid")
+
+    def test_no_or_bad_token_is_401(self, client):
+        assert_error(client.get("/api/v1/me"), 401, "not_authenticated")
+        client.credentials(HTTP_AUTHORIZATION="Bearer not-a-jwt")
+        assert_error(client.get("/api/v1/me"), 401, "token_not_valid")
+
+    @override_settings(REST_FRAMEWORK={**__import__("django.conf").conf.settings.REST_FRAMEWORK,
+                                       "DEFAULT_THROTTLE_RATES": {"login-user": "3/min", "login-address": "100/min"}})
+    def test_login_is_rate_limited_per_account(self, client):
+        from rest_framework.settings import api_settings
+
+        api_settings.reload()
+        from cpo.api import _ScopedRateThrottle
+
+        _ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+        try:
+            DriverFactory(email="d@example.com")
+            for _ in range(3):
+                client.post("/api/v1/auth/token", {"email": "d@example.com", "password": "wrong"}, format="json")
+            response = client.post("/api/v1/auth/token", {"email": "d@example.com", "password": PASSWORD},
+                                   format="json")
+            assert_error(response, 429, "throttled")
+            assert int(response["Retry-After"]) > 0
+            # another account from the same address is not limited by this one
+            DriverFactory(email="e@example.com")
+            login(client, "e@example.com")
+        finally:
+            api_settings.reload()
+            _ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+
+    def test_login_is_rate_limited_per_address(self, client):
+        from cpo.api import _ScopedRateThrottle
+
+        saved = _ScopedRateThrottle.THROTTLE_RATES
+        _ScopedRateThrottle.THROTTLE_RATES = {**saved, "login-user": "100/min", "login-address": "2/min"}
+        try:
+            for n in range(2):
+                client.post("/api/v1/auth/token", {"email": f"u{n}@example.com", "password": "x"}, format="json")
+            assert_error(client.post("/api/v1/auth/token", {"email": "u9@example.com", "password": "x"},
+                                     format="json"), 429, "throttled")
+            other = APIClient(REMOTE_ADDR="10.1.2.3")
+            assert other.post("/api/v1/auth/token", {"email": "u9@example.com", "password": "x"},
+                              format="json").status_code == 401
+        finally:
+            _ScopedRateThrottle.THROTTLE_RATES = saved
+
+
+@pytest.mark.django_db
+class TestPasswordReset:
+    def test_reset_with_the_mailed_code(self, client):
+        DriverFactory(email="d@example.com")
+        assert client.post("/api/v1/auth/password/reset", {"email": "d@example.com"}, format="json").status_code == 202
+        uid, code = re.search(r"uid (\S+), code (\S+)", mail.outbox[0].body).groups()
+        done = client.post("/api/v1/auth/password/reset/confirm",
+                           {"uid": uid, "token": code, "new_password": "another-long-pass-7"}, format="json")
+        assert done.status_code == 204
+        login(client, "d@example.com", "another-long-pass-7")
+        # single use
+        assert_error(client.post("/api/v1/auth/password/reset/confirm",
+                                 {"uid": uid, "token": code, "new_password": "yet-another-pass-8"}, format="json"),
+                     400, "reset_code_invalid")
+
+    def test_unknown_address_looks_the_same_and_sends_nothing(self, client):
+        assert client.post("/api/v1/auth/password/reset", {"email": "nobody@example.com"},
+                           format="json").status_code == 202
+        assert mail.outbox == []
+
+    def test_weak_new_password_keeps_the_old_one(self, client):
+        DriverFactory(email="d@example.com")
+        client.post("/api/v1/auth/password/reset", {"email": "d@example.com"}, format="json")
+        uid, code = re.search(r"uid (\S+), code (\S+)", mail.outbox[0].body).groups()
+        assert_error(client.post("/api/v1/auth/password/reset/confirm",
+                                 {"uid": uid, "token": code, "new_password": "123"}, format="json"),
+                     400, "password_too_weak", "password")
+        login(client, "d@example.com")
+
+
+@pytest.mark.django_db
+class TestMe:
+    def test_patch_profile(self, client):
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        response = client.patch("/api/v1/me", {"full_name": "Dee", "phone": "+49 30 1234",
+                                               "preferred_language": "fr"}, format="json")
+        assert response.status_code == 200
+        assert {k: response.json()[k] for k in ("full_name", "phone", "preferred_language")} == {
+            "full_name": "Dee", "phone": "+49 30 1234", "preferred_language": "fr"}
+        assert_error(client.patch("/api/v1/me", {"phone": "call me"}, format="json"), 400, "validation_failed", "phone")
+
+    def test_delete_anonymises_and_closes_the_account(self, client):
+        driver = DriverFactory(email="d@example.com", full_name="Dee Driver")
+        card = IdTokenFactory(owner=driver)
+        pair = login(client, "d@example.com")
+        assert client.delete("/api/v1/me").status_code == 204
+        driver.refresh_from_db()
+        assert driver.email == f"deleted-{driver.pk}@invalid.invalid" and driver.full_name == ""
+        assert not driver.is_active and not driver.has_usable_password()
+        card.refresh_from_db()
+        assert card.owner is None and card.status == IdTokenStatus.BLOCKED
+        assert AuditRecord.objects.filter(action="driver.delete", target_id=str(driver.pk)).exists()
+        # the tokens die with it
+        assert_error(client.get("/api/v1/me"), 401, "user_inactive")
+        assert_error(client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
+                     401, "token_not_valid")
+        assert_error(APIClient().post("/api/v1/auth/token", {"email": "d@example.com", "password": PASSWORD},
+                                      format="json"), 401, "no_active_account")
+
+
+@pytest.mark.django_db
+class TestTokens:
+    def test_link_list_and_unlink_a_card(self, client):
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        created = client.post("/api/v1/tokens", {"uid": "04:a1:b2:c3", "label": "Blue card"}, format="json")
+        assert created.status_code == 201
+        assert created.json()["uid"] == "04A1B2C3" and created.json()["status"] == "Accepted"
+        again = client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json")
+        assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
+        assert [t["uid"] for t in client.get("/api/v1/tokens").json()] == ["04A1B2C3"]
+        assert client.delete(f"/api/v1/tokens/{created.json()['id']}").status_code == 204
+        assert client.get("/api/v1/tokens").json() == []
+        token = IdToken.objects.get(uid="04A1B2C3")
+        assert token.owner is None and token.status == IdTokenStatus.BLOCKED
+        # linking it again works (and unblocks it)
+        assert client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json").json()["status"] == "Accepted"
+
+    def test_a_card_belongs_to_one_driver(self, client):
+        IdTokenFactory(uid="04A1B2C3", owner=DriverFactory())
+        IdTokenFactory(uid="04A1B2C4", organisation=OrganisationFactory())
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json"), 409, "token_taken", "uid")
+        assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C4"}, format="json"), 409, "token_taken", "uid")
+        assert IdToken.objects.get(uid="04A1B2C3").owner.email != "d@example.com"
+
+    @pytest.mark.parametrize("payload,code,field", [
+        ({"uid": "zz-not-hex"}, "token_uid_invalid", "uid"),
+        ({"uid": "04A1B2C3", "type": "Central"}, "validation_failed", "type"),
+        ({}, "validation_failed", "uid"),
+    ])
+    def test_bad_cards(self, client, payload, code, field):
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        assert_error(client.post("/api/v1/tokens", payload, format="json"), 400, code, field)
+
+    def test_another_drivers_token_is_404(self, client):
+        other = IdTokenFactory(owner=DriverFactory())
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        assert_error(client.get(f"/api/v1/tokens/{other.pk}"), 404, "not_found")
+        assert_error(client.delete(f"/api/v1/tokens/{other.pk}"), 404, "not_found")
+        other.refresh_from_db()
+        assert other.owner is not None and other.status == IdTokenStatus.ACCEPTED

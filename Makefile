@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Settings for manage.py calls that need no server (a secret must be set for settings to load).
 MANAGE := DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-make-only-not-secret} DJANGO_SETTINGS_MODULE=config.settings.local $(PY) manage.py
 
-.PHONY: help bootstrap run test bench lint messages clean-var
+.PHONY: help bootstrap run test bench lint messages schema clean-var
 
 help:
 	@echo "make run        install what is missing, then serve admin, API and OCPP on PORT (default 8000)"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench      run the benchmarks (python -m benchmarks; BENCH_ARGS=... passes options)"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make messages   update the de/fr translation catalogues under locale/"
+	@echo "make schema     regenerate the committed driver API schema (config/openapi.yaml)"
 	@echo "make clean-var  stop project-local servers and delete var/"
 
 bootstrap:
@@ -42,6 +43,9 @@ lint: bootstrap
 messages: bootstrap
 	mkdir -p locale
 	$(MANAGE) makemessages -l de -l fr --ignore '.venv/*' --ignore 'var/*' --ignore 'node_modules/*'
+
+schema: bootstrap
+	$(MANAGE) spectacular --validate --fail-on-warn --lang en --file config/openapi.yaml
 
 clean-var:
 	scripts/services.sh stop

@@ -10,6 +10,7 @@ generator stays cheap). One process runs one mode and talks to the bench over st
     python -m benchmarks.clients fleet ... --count 2500 --hb-min 5 --hb-max 10
         connect + boot, then heartbeat every hb-min..hb-max s and answer every CALL from the CSMS at once
         ({"status": "Accepted"}); print READY once all are up (or at once on NOW), RESULT on STOP.
+        --calls-log FILE records when each CALL arrived.
 
 Every mode exits by itself after --max-seconds, or when the bench goes away (stdin closed).
 Chargers are BENCH-00000, BENCH-00001, ...; with --auth the HTTP Basic password is key_for(identity).
@@ -251,11 +252,15 @@ async def run_fleet(args: argparse.Namespace, control: Control, deadline: float)
     calls: dict[str, int] = {}
     stop = asyncio.Event()
 
-    async def reader(ws: ClientConnection, pending: dict[str, float]) -> None:
+    calls_log = open(args.calls_log, "a", buffering=1) if args.calls_log else None  # noqa: SIM115
+
+    async def reader(ws: ClientConnection, pending: dict[str, float], identity: str) -> None:
         try:
             async for raw in ws:
                 msg = json.loads(raw)
                 if msg[0] == 2:
+                    if calls_log is not None:  # when each CALL arrived (driver start latency)
+                        calls_log.write(f"{identity} {msg[2]} {time.time():.6f}\n")
                     await ws.send(json.dumps([3, msg[1], {"status": "Accepted"}]))
                     stats["calls_answered"] += 1
                     calls[msg[2]] = calls.get(msg[2], 0) + 1
@@ -295,7 +300,7 @@ async def run_fleet(args: argparse.Namespace, control: Control, deadline: float)
         ws = await opener.one(n)
         if ws is not None:
             pending: dict[str, float] = {}
-            tasks.append(asyncio.create_task(reader(ws, pending)))
+            tasks.append(asyncio.create_task(reader(ws, pending, identity_for(n))))
             tasks.append(asyncio.create_task(heartbeats(ws, pending)))
 
     started = time.monotonic()
@@ -376,6 +381,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hb-min", type=float, default=5)
     parser.add_argument("--hb-max", type=float, default=10)
     parser.add_argument("--max-seconds", type=float, default=120)
+    parser.add_argument("--calls-log", default="", help="fleet: append '<identity> <action> <unix time>' per CALL")
     return parser.parse_args(argv)
 
 

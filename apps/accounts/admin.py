@@ -15,6 +15,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
@@ -437,3 +438,10 @@ class AuditRecordAdmin(BaseModelAdmin):
         return format_html(
             "<pre>{}</pre>", json.dumps(obj.detail, indent=2, ensure_ascii=False, sort_keys=True)
         )
+
+
+# simplejwt's blacklist registers its tables in the admin; they hold drivers' refresh tokens (bearer
+# secrets) across every tenant, which no staff member needs to read. Revocation goes through the API.
+for _jwt_model in (OutstandingToken, BlacklistedToken):
+    if admin.site.is_registered(_jwt_model):
+        admin.site.unregister(_jwt_model)

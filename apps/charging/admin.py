@@ -15,7 +15,14 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from ocpp.v16.enums import Measurand
 
-from apps.charging.models import ChargingSession, MeterSample, OrphanStop, TransactionEvent
+from apps.charging.models import (
+    ChargingSession,
+    DriverSession,
+    DriverSessionTransition,
+    MeterSample,
+    OrphanStop,
+    TransactionEvent,
+)
 from apps.charging.services import orphan_stop_resolve
 from apps.ocpp_gateway.admin import (
     CappedCountPaginator,
@@ -227,3 +234,34 @@ class TransactionEventAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     @admin.display(description=_("charge point"), ordering="charge_point__identity")
     def charger(self, obj: TransactionEvent) -> str:
         return charge_point_link(obj.charge_point_id, obj.charge_point.identity)
+
+
+class DriverSessionTransitionInline(admin.TabularInline):
+    model = DriverSessionTransition
+    fields = ("at", "from_status", "to_status", "cause", "detail")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DriverSession)
+class DriverSessionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    """Charges drivers asked for in the app (and charges started with a driver's card), with every step
+    of their state machine: what support looks at when a driver says "it did not start"."""
+
+    list_display = ("created_at", "driver", "charger", "evse_id", "source", "status", "failure_reason",
+                    "charging_session")
+    list_filter = ("status", "failure_reason", "source", "organisation", "created_at", ChargePointListFilter)
+    search_fields = ("driver__email", "charge_point__identity", "id_tag")
+    search_help_text = _("driver e-mail, charger identity or id tag")
+    list_select_related = ("driver", "charge_point", "charging_session")
+    date_hierarchy = "created_at"
+    inlines = [DriverSessionTransitionInline]
+    exclude = ("idempotency_key", "request_hash")
+
+    @admin.display(description=_("charger"), ordering="charge_point__identity")
+    def charger(self, obj: DriverSession) -> Any:
+        return charge_point_link(obj.charge_point_id, obj.charge_point)

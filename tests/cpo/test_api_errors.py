@@ -163,8 +163,9 @@ def test_django_and_drf_errors(error, status, body):
 
 
 def test_unauthenticated(db):
+    # JWT is the first authentication class: it names a scheme (WWW-Authenticate), so this is 401.
     assert call(_Private.as_view()) == (
-        403,
+        401,
         error_body("not_authenticated", "Authentication credentials were not provided."),
     )
 

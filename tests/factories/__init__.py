@@ -352,3 +352,22 @@ TENANT_FACTORIES.update({
     DeviceVariable: _for_charger(DeviceVariableFactory),
     ChargerEvent: _for_charger(ChargerEventFactory),
 })
+
+
+# --- driver API ------------------------------------------------------------------------------------
+
+from apps.charging.models import DriverSession  # noqa: E402
+
+
+class DriverSessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = DriverSession
+
+    driver = factory.SubFactory(DriverFactory)
+    charge_point = factory.SubFactory(ChargePointFactory)
+    organisation = factory.LazyAttribute(lambda o: o.charge_point.organisation)
+    evse_id = 1
+    status = "ACTIVE"
+
+
+TENANT_FACTORIES[DriverSession] = _for_charger(DriverSessionFactory)

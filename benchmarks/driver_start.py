@@ -1,0 +1,215 @@
+"""Driver start latency: from `POST /api/v1/sessions` to the charger receiving its RemoteStartTransaction,
+with `chargers` chargers connected to the server that also serves the API (one uvicorn process).
+
+Each start is a different driver on a different charger (as in real life; it also keeps every start
+legitimate: an EVSE with a start in progress refuses a second one). The chargers are the bench's fleet
+clients, which log the arrival time of every CALL (`--calls-log`); the latency is that time minus the
+time the HTTP request was sent, both read from the same host clock. API rate limits per address are
+lifted for the bench server (every request comes from 127.0.0.1): the bench measures the start path,
+not the limiter.
+
+    python -m benchmarks.driver_start [--chargers 1000] [--starts 200] [--callers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Child, ChildFailed, percentile, r1, say
+
+DRIVER_EMAIL = "bench-driver-{n}@bench.invalid"
+RATE_OVERRIDES = {"CPO_API_RATE_START_ADDRESS": "1000000/min", "CPO_API_RATE_START_USER": "1000000/min"}
+
+
+def prepare(chargers: int, starts: int) -> tuple[list[int], list[str]]:
+    """A published location, one EVSE with one Available connector per bench charger, `starts` drivers;
+    returns (charge point ids in identity order, JWT access tokens). Leftover starts of earlier runs go."""
+    from django.contrib.gis.geos import Point
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    from apps.accounts.models import Organisation, User
+    from apps.charging.models import DriverSession, DriverSessionTransition
+    from apps.stations.models import ChargePoint, Connector, Evse, Location
+    from benchmarks.clients import identity_for
+    from benchmarks.setup import ORG_SLUG
+
+    org = Organisation.objects.get(slug=ORG_SLUG)
+    location, _ = Location.objects.get_or_create(
+        organisation=org, name="Bench site",
+        defaults={"address": "Benchstrasse 1", "city": "Berlin", "country": "DE", "time_zone": "Europe/Berlin",
+                  "point": Point(13.4132, 52.5219, srid=4326)},
+    )
+    identities = [identity_for(n) for n in range(chargers)]
+    ChargePoint.objects.filter(identity__in=identities).update(location=location, ocpp_protocol="ocpp1.6")
+    cps = dict(ChargePoint.objects.filter(identity__in=identities).values_list("identity", "pk"))
+    have = set(Evse.objects.filter(charge_point_id__in=cps.values(), evse_id=1).values_list("charge_point_id", flat=True))
+    Evse.objects.bulk_create([Evse(charge_point_id=pk, evse_id=1) for pk in cps.values() if pk not in have],
+                             batch_size=2000)
+    evses = dict(Evse.objects.filter(charge_point_id__in=cps.values(), evse_id=1).values_list("charge_point_id", "pk"))
+    have = set(Connector.objects.filter(evse_id__in=evses.values()).values_list("evse_id", flat=True))
+    Connector.objects.bulk_create([Connector(evse_id=pk, connector_id=1) for pk in evses.values() if pk not in have],
+                                  batch_size=2000)
+    Connector.objects.filter(evse_id__in=evses.values()).update(status="Available")
+    DriverSessionTransition.objects.filter(session__charge_point_id__in=cps.values()).delete()
+    DriverSession.objects.filter(charge_point_id__in=cps.values()).delete()
+    emails = [DRIVER_EMAIL.format(n=n) for n in range(starts)]
+    existing = set(User.objects.filter(email__in=emails).values_list("email", flat=True))
+    User.objects.bulk_create([User(email=e, password="!") for e in emails if e not in existing], batch_size=2000)
+    users = {u.email: u for u in User.objects.filter(email__in=emails)}
+    tokens = [str(AccessToken.for_user(users[e])) for e in emails]
+    return [cps[i] for i in identities], tokens
+
+
+def measure(*, base_url: str, charge_point_ids: list[int], tokens: list[str], callers: int,
+            deadline: float) -> list[dict[str, Any]]:
+    """POST one start per token, `callers` at a time; returns what each request did."""
+    import requests
+
+    records: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    work = list(enumerate(tokens))
+
+    def caller() -> None:
+        http = requests.Session()
+        while time.monotonic() < deadline:
+            with lock:
+                if not work:
+                    return
+                n, token = work.pop(0)
+            cp_id = charge_point_ids[n]
+            sent = time.time()
+            response = http.post(f"{base_url}/api/v1/sessions", json={"charge_point": cp_id, "connector": 1},
+                                 headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
+                                 timeout=10)
+            answered = time.time()
+            with lock:
+                records.append({"n": n, "sent": sent, "http_ms": (answered - sent) * 1000,
+                                "status": response.status_code,
+                                "state": (response.json() if response.content else {}).get("status")})
+            time.sleep(0.02)  # people, not a tight loop
+
+    threads = [threading.Thread(target=caller, name=f"driver-start-{i}") for i in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=max(1.0, deadline - time.monotonic() + 5))
+    return records
+
+
+def received_at(calls_log: Path, action: str) -> dict[str, float]:
+    """identity → first arrival time of `action` in the fleet's calls log."""
+    found: dict[str, float] = {}
+    for line in calls_log.read_text().splitlines():
+        identity, name, at = line.split(" ")
+        if name == action and identity not in found:
+            found[identity] = float(at)
+    return found
+
+
+def run(ctx: Any, *, chargers: int, starts: int, callers: int, box: float) -> dict[str, Any]:
+    """The phase: one stack server, `chargers` fleet chargers on it, `starts` driver starts."""
+    from benchmarks.clients import identity_for
+    from benchmarks.phases import clients, start_stack_server
+
+    box_end = min(time.monotonic() + box, ctx.deadline - 10)
+    starts = min(starts, chargers)
+    cp_ids, tokens = prepare(chargers, starts)
+    saved_env = ctx.server_env
+    ctx.server_env = {**saved_env, **RATE_OVERRIDES}
+    calls_log = Path(tempfile.mkdtemp(prefix="cpo-bench-calls-")) / "calls.log"
+    server = fleet = None
+    try:
+        server, port = start_stack_server(ctx, "driver-server")
+        fleet = clients(ctx, "driver-fleet", "fleet", port, 0, chargers, auth=True, max_seconds=box + 20,
+                        extra=["--concurrency", "50", "--hb-min", "5", "--hb-max", "10",
+                               "--calls-log", str(calls_log)])
+        try:
+            ready = fleet.expect("READY", max(5.0, box_end - time.monotonic() - 40))
+        except ChildFailed:
+            if not fleet.alive():
+                raise
+            fleet.send("NOW")
+            ready = fleet.expect("READY", 10)
+        say(f"  driver start: {ready['connected']:,}/{chargers:,} chargers connected")
+        time.sleep(3.0)  # into the steady state (heartbeats flowing)
+        records = measure(base_url=f"http://127.0.0.1:{port}", charge_point_ids=cp_ids, tokens=tokens,
+                          callers=callers, deadline=box_end - 10)
+        time.sleep(1.0)  # the last commands reach their chargers
+        fleet.send("STOP")
+        try:
+            fleet.expect("RESULT", 15)
+        except ChildFailed as exc:
+            say(f"  driver start: {exc}")
+    finally:
+        ctx.server_env = saved_env
+        if fleet is not None:
+            fleet.stop()
+        if server is not None:
+            server.stop()
+    arrivals = received_at(calls_log, "RemoteStartTransaction") if calls_log.exists() else {}
+    latencies = [arrivals[identity_for(r["n"])] * 1000 - r["sent"] * 1000 for r in records
+                 if identity_for(r["n"]) in arrivals]
+    http = [r["http_ms"] for r in records]
+    statuses: dict[str, int] = {}
+    for r in records:
+        key = f"{r['status']} {r['state']}"
+        statuses[key] = statuses.get(key, 0) + 1
+    result = {
+        "driver_start_n": len(latencies),
+        "driver_start_p50_ms": r1(percentile(latencies, 50)),
+        "driver_start_p99_ms": r1(percentile(latencies, 99)),
+        "driver_start_max_ms": r1(max(latencies) if latencies else None),
+        "driver_start_http_p99_ms": r1(percentile(http, 99)),
+        "driver_start_outcomes": statuses,
+        "driver_start_chargers": ready["connected"] if records else 0,
+        "driver_start_callers": callers,
+    }
+    say(f"  driver start: {len(latencies)}/{len(records)} starts reached their charger; POST → charger "
+        f"p50 {result['driver_start_p50_ms']} ms, p99 {result['driver_start_p99_ms']} ms, "
+        f"max {result['driver_start_max_ms']} ms (HTTP answer p99 {result['driver_start_http_p99_ms']} ms); "
+        f"answers {statuses}")
+    return result
+
+
+def main() -> int:
+    import os
+
+    from benchmarks import setup
+    from benchmarks.common import raise_fd_limit
+    from benchmarks.phases import Ctx
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.driver_start")
+    parser.add_argument("--chargers", type=int, default=1000)
+    parser.add_argument("--starts", type=int, default=200)
+    parser.add_argument("--callers", type=int, default=4)
+    parser.add_argument("--budget", type=float, default=180)
+    args = parser.parse_args()
+    env = setup.bench_env()
+    raise_fd_limit()
+    setup.create_database(env["DATABASE_URL"])
+    setup.migrate(env, timeout=300)
+    setup.flush_redis(env["REDIS_URL"])
+    setup.django_setup(env)
+    setup.ensure_charge_points(args.chargers)
+    log_dir = Path(tempfile.mkdtemp(prefix="cpo-bench-"))
+    ctx = Ctx(env=env, log_dir=log_dir, deadline=time.monotonic() + args.budget, server_kind="uvicorn-sansio",
+              server_env=dict(env))
+    try:
+        figures = run(ctx, chargers=args.chargers, starts=args.starts, callers=args.callers, box=args.budget - 20)
+    finally:
+        Child.stop_all(grace=1.0)
+    figures["logs"] = str(log_dir)
+    figures["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

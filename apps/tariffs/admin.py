@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
 from apps.stations.models import Location
@@ -118,20 +118,6 @@ class TariffAssignmentInline(BaseTabularInline):
         if self.fk_name in fields:
             fields.remove(self.fk_name)
         return fields
-
-
-class LocationTariffInline(TariffAssignmentInline):
-    fk_name = "location"
-    fields = ("tariff", "customer_account", "token_group_id")
-    verbose_name = _("tariff at this location")
-    verbose_name_plural = _("tariffs at this location")
-
-
-class ChargePointTariffInline(TariffAssignmentInline):
-    fk_name = "charge_point"
-    fields = ("tariff", "customer_account", "token_group_id")
-    verbose_name = _("tariff at this charge point")
-    verbose_name_plural = _("tariffs at this charge point")
 
 
 class TariffAssignmentsOfTariffInline(TariffAssignmentInline):
@@ -293,7 +279,7 @@ class TariffAdmin(BaseModelAdmin):
 @admin.register(TariffAssignment)
 class TariffAssignmentAdmin(BaseModelAdmin):
     list_display = ("tariff", "place", "organisation", "customer_account", "token_group_id")
-    list_filter = ("organisation", "tariff")
+    list_filter = ("organisation", "tariff", "location", "charge_point")
     search_fields = ("tariff__name", "location__name", "charge_point__identity", "token_group_id")
     list_select_related = (
         "tariff",
@@ -363,18 +349,6 @@ class ChargeDetailRecordAdmin(BaseModelAdmin):
 
     @admin.display(description=_("lines"))
     def lines(self, obj: ChargeDetailRecord) -> str:
-        rows = [
-            format_html(
-                "<tr><td>{}</td><td>{} {}</td><td>{}</td><td>{} %</td><td>{}</td></tr>",
-                line["component"],
-                line["quantity"],
-                line["unit"],
-                line["price"],
-                line["vat"],
-                line["net"],
-            )
-            for line in obj.breakdown.get("lines", [])
-        ]
         head = format_html(
             "<tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
             _("component"),
@@ -383,7 +357,15 @@ class ChargeDetailRecordAdmin(BaseModelAdmin):
             _("VAT"),
             _("net"),
         )
-        return format_html("<table>{}{}</table>", head, format_html("".join(str(r) for r in rows)))
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{} {}</td><td>{}</td><td>{} %</td><td>{}</td></tr>",
+            (
+                (line["component"], line["quantity"], line["unit"], line["price"], line["vat"], line["net"])
+                for line in obj.breakdown.get("lines", [])
+            ),
+        )
+        return format_html("<table>{}{}</table>", head, rows)
 
     def _each(self, request: HttpRequest, queryset: QuerySet, reissue: bool) -> None:
         done = 0
@@ -410,17 +392,30 @@ class ChargeDetailRecordAdmin(BaseModelAdmin):
 
 
 def tariff_in_force_display(obj: Any) -> str:
-    """For the location and charge point pages: the tariff a driver without an override gets now."""
+    """For the location and charge point pages: the tariff a driver without an override gets now, and a
+    link to the tariff assignments made there."""
     from apps.stations.models import ChargePoint
 
     if obj is None or obj.pk is None:
         return "-"
     if isinstance(obj, ChargePoint):
         tariff = selectors.tariff_in_force(charge_point=obj)
+        query = f"?charge_point__id__exact={obj.pk}"
     else:
         tariff = selectors.tariff_in_force(location=obj)
+        query = f"?location__id__exact={obj.pk}"
+    assignments = reverse("admin:tariffs_tariffassignment_changelist") + query
     if tariff is None:
-        return str(_("none: sessions here are not priced"))
+        return format_html(
+            '{} · <a href="{}">{}</a>',
+            _("none: sessions here are not priced"),
+            assignments,
+            _("assignments here"),
+        )
     return format_html(
-        '<a href="{}">{}</a>', reverse("admin:tariffs_tariff_change", args=[tariff.pk]), tariff
+        '<a href="{}">{}</a> · <a href="{}">{}</a>',
+        reverse("admin:tariffs_tariff_change", args=[tariff.pk]),
+        tariff,
+        assignments,
+        _("assignments here"),
     )

@@ -19,8 +19,8 @@ from django.test import RequestFactory
 from django.urls import reverse
 
 from apps.accounts.models import DriverProfile, Organisation
-from cpo.admin import BaseModelAdmin
 from apps.tariffs.models import VatRate
+from cpo.admin import BaseModelAdmin
 from tests.factories import TENANT_FACTORIES, DriverProfileFactory, StaffUserFactory, VatRateFactory
 
 pytestmark = pytest.mark.django_db

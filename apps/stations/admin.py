@@ -271,7 +271,8 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [*super().get_readonly_fields(request, obj), "has_auth_key", "tariff_in_force", *self.reported_fields()]
+        return [*super().get_readonly_fields(request, obj), "has_auth_key", "tariff_in_force",
+                *self.reported_fields()]
 
     @admin.display(description=_("tariff in force"))
     def tariff_in_force(self, obj: ChargePoint) -> str:

@@ -417,7 +417,8 @@ class ChargeDetailRecordFactory(factory.django.DjangoModelFactory):
     tax = Decimal("0.57")
     gross = Decimal("3.57")
     breakdown = factory.LazyFunction(
-        lambda: {"currency": "EUR", "net": "3.00", "vat": "0.57", "gross": "3.57", "lines": [], "vat_lines": []}
+        lambda: {"currency": "EUR", "net": "3.00", "vat": "0.57", "gross": "3.57", "lines": [],
+                 "vat_lines": []}
     )
     tariff_spec = factory.LazyFunction(dict)
 

@@ -39,6 +39,11 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("stations", "chargepoint", CRUD),
         *_perms("stations", "evse", CRUD),
         *_perms("stations", "connector", CRUD),
+        *_perms("tariffs", "tariff", CRUD),
+        *_perms("tariffs", "tariffelement", CRUD),
+        *_perms("tariffs", "tariffassignment", CRUD),
+        *_perms("tariffs", "vatrate", VIEW),
+        *_perms("tariffs", "chargedetailrecord", ("view", "change")),
     ],
     Role.TECHNICIAN: [
         *_perms("ocpp_gateway", "ocppcommand", ("view", "add")),
@@ -74,6 +79,10 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("stations", "chargepoint", VIEW),
         *_perms("stations", "evse", VIEW),
         *_perms("stations", "connector", VIEW),
+        *_perms("tariffs", "tariff", VIEW),
+        *_perms("tariffs", "tariffelement", VIEW),
+        *_perms("tariffs", "tariffassignment", VIEW),
+        *_perms("tariffs", "chargedetailrecord", VIEW),
     ],
     Role.FINANCE: [
         *_perms("charging", "chargingsession", VIEW),
@@ -84,6 +93,11 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("accounts", "auditrecord", VIEW),
         *_perms("stations", "location", VIEW),
         *_perms("stations", "chargepoint", VIEW),
+        *_perms("tariffs", "tariff", VIEW),
+        *_perms("tariffs", "tariffelement", VIEW),
+        *_perms("tariffs", "tariffassignment", VIEW),
+        *_perms("tariffs", "vatrate", VIEW),
+        *_perms("tariffs", "chargedetailrecord", ("view", "change")),
     ],
 }
 

@@ -28,6 +28,12 @@ from apps.charging.models import (
 from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint, Connector
 from apps.stations.services import clamp_charger_time
+from apps.tariffs.services import (
+    session_activity_from_event,
+    session_tariff_driver_known,
+    session_tariff_on_stop,
+    session_tariff_snapshot,
+)
 from cpo import clock
 
 
@@ -39,6 +45,7 @@ class AuthResult:
     group_id: str = ""
     expires_at: datetime | None = None
     token_id: int | None = None
+    customer_account_id: int | None = None
 
 
 def _token_for(uid: str) -> IdToken | None:
@@ -64,7 +71,8 @@ def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | Non
             active = active.exclude(pk=exclude_session_id)
         if active.exists():
             status = AuthorizationStatus.CONCURRENT_TX
-    return AuthResult(status=status, group_id=token.group_id, expires_at=token.expires_at, token_id=token.pk)
+    return AuthResult(status=status, group_id=token.group_id, expires_at=token.expires_at, token_id=token.pk,
+                      customer_account_id=token.customer_account_id)
 
 
 def _authorize_if_token(uid: str, cp: ChargePoint, at: datetime, session_id: int | None) -> AuthResult:
@@ -154,6 +162,9 @@ def _session_start(*, charge_point_id: int, evse_id: int, id_tag: str, meter_sta
         timestamps_clamped=clamped, review_reason=review,
     )
     driver_services.driver_session_charging_started(charging=session)
+    # The tariff in force now is frozen with the session, in the same transaction.
+    session_tariff_snapshot(session=session, charge_point=cp, token_group_id=auth.group_id,
+                            customer_account_id=auth.customer_account_id)
     return StartResult(session, auth, created=True)
 
 
@@ -209,6 +220,7 @@ def session_stop(
         session.review_reason = ReviewReason.METER_WENT_BACKWARDS
     session.save()
     driver_services.driver_session_charging_stopped(charging=session)
+    session_tariff_on_stop(session=session, reason=session.stop_reason)
     return StopResult(session, auth, orphan=False)
 
 
@@ -323,6 +335,8 @@ def transaction_event_record(
         if not created:
             return EventResult(session, auth, duplicate=True)
         changed: set[str] = set()
+        previous_state = session.charging_state
+        driver_known = False
         if id_tag and stopping:
             session.stop_id_tag = id_tag.strip().upper()[:36]
             changed.add("stop_id_tag")
@@ -334,6 +348,7 @@ def transaction_event_record(
             elif auth.status != AuthorizationStatus.ACCEPTED:
                 session.review_reason = session.review_reason or ReviewReason.TOKEN_NOT_ACCEPTED
             changed |= {"id_tag", "id_token", "auth_status", "review_reason"}
+            driver_known = auth.token_id is not None
         if remote_start_id is not None and session.remote_start_id is None:
             session.remote_start_id = remote_start_id
             changed.add("remote_start_id")
@@ -366,6 +381,13 @@ def transaction_event_record(
             driver_services.driver_session_charging_started(charging=session)
         elif event_type == "Updated":
             driver_services.driver_session_charging_updated(charging=session)
+        if driver_known and auth is not None:
+            session_tariff_driver_known(session=session, token_group_id=auth.group_id,
+                                        customer_account_id=auth.customer_account_id)
+        session_activity_from_event(
+            session=session, at=clamp_charger_time(timestamp, received_at)[0], charging_state=charging_state,
+            previous_state=previous_state, trigger_reason=trigger_reason, stopped_reason=stopped_reason,
+        )
     if event_type == "Ended":
         end = [s for s in samples if s.context == "Transaction.End"] or samples
         meter_stop = energy_register_wh(end)

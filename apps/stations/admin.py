@@ -20,6 +20,7 @@ from apps.stations import keys
 from apps.stations.models import ChargePoint, ChargerEvent, Connector, DeviceVariable, Evse, Location
 from apps.stations.resources import ChargePointResource, LocationResource
 from apps.stations.services import chargepoint_apply_auth_key, chargepoint_generate_auth_key, make_point
+from apps.tariffs.admin import tariff_in_force_display
 from cpo.admin import BaseModelAdmin, BaseTabularInline, ScopedImportExportMixin
 from cpo.exceptions import ValidationFailed
 
@@ -80,14 +81,19 @@ class LocationAdmin(ScopedImportExportMixin, BaseModelAdmin, GISModelAdmin):
     list_filter = ("country", "organisation", "is_published", "time_zone")
     search_fields = ("name", "address", "city", "postal_code")
     list_select_related = ("organisation",)
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "tariff_in_force")
     fieldsets = (
         (None, {"fields": ("organisation", "name", "is_published")}),
         (_("Address"), {"fields": ("address", "postal_code", "city", "country", "time_zone")}),
         (_("Position"), {"fields": ("latitude", "longitude", "point")}),
         (_("Opening hours"), {"fields": ("opening_hours",)}),
+        (_("Tariff"), {"fields": ("tariff_in_force",)}),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
+
+    @admin.display(description=_("tariff in force"))
+    def tariff_in_force(self, obj: Location) -> str:
+        return tariff_in_force_display(obj)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return (
@@ -260,11 +266,17 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets: list[Any] = [(title, {"fields": names}) for title, names in CHARGE_POINT_SECTIONS]
         if obj is not None:
+            fieldsets.append((_("Tariff"), {"fields": ("tariff_in_force",)}))
             fieldsets.append((_("Reported by the charger"), {"fields": self.reported_fields()}))
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [*super().get_readonly_fields(request, obj), "has_auth_key", *self.reported_fields()]
+        return [*super().get_readonly_fields(request, obj), "has_auth_key", "tariff_in_force",
+                *self.reported_fields()]
+
+    @admin.display(description=_("tariff in force"))
+    def tariff_in_force(self, obj: ChargePoint) -> str:
+        return tariff_in_force_display(obj)
 
     @admin.display(description=_("vendor / model"), ordering="vendor")
     def vendor_model(self, obj: ChargePoint) -> str:

@@ -283,6 +283,11 @@ def connector_status_record(
         return True
     if skew_fields:
         cp.save(update_fields=skew_fields)
+    # Parking time and departure of the session on this EVSE (a report kept out of the current status
+    # because it is older is still a fact about that time).
+    from apps.tariffs.services import session_activity_from_status
+
+    session_activity_from_status(charge_point_id=charge_point_id, evse_id=evse_id, status=status, at=at)
     evse, _ = Evse.objects.get_or_create(charge_point=cp, evse_id=evse_id)
     connector = Connector.objects.select_for_update().filter(evse=evse, connector_id=connector_id).first()
     if connector is None:

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.stations",
     "apps.charging",
+    "apps.tariffs",
     "apps.ocpp_gateway",
 ]
 
@@ -124,6 +125,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "ocpp-commands-sweep": {"task": "ocpp_gateway.commands_sweep", "schedule": 15.0},
     "ocpp-message-log-purge": {"task": "ocpp_gateway.message_log_purge", "schedule": 3600.0},
     "driver-sessions-sweep": {"task": "charging.driver_sessions_sweep", "schedule": 15.0},
+    "tariffs-cdr-sweep": {"task": "tariffs.cdr_sweep", "schedule": 300.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 
@@ -271,3 +273,8 @@ CPO_PUBLIC_BASE_URL = ENV.get("CPO_PUBLIC_BASE_URL", "")
 CPO_DIAGNOSTICS_MAX_BYTES = int(ENV.get("CPO_DIAGNOSTICS_MAX_BYTES", str(50 * 1024 * 1024)))
 CPO_DIAGNOSTICS_UPLOAD_TTL_S = int(ENV.get("CPO_DIAGNOSTICS_UPLOAD_TTL_S", str(24 * 3600)))
 CPO_ADMIN_COMMAND_WAIT_S = float(ENV.get("CPO_ADMIN_COMMAND_WAIT_S", "5"))
+
+# --- tariffs -------------------------------------------------------------------------------------
+# A completed session whose car was never reported leaving gets its CDR after this many hours, with
+# parking counted only up to the end of the transaction (we cannot prove more).
+CPO_TARIFFS_DEPARTURE_TIMEOUT_H = float(ENV.get("CPO_TARIFFS_DEPARTURE_TIMEOUT_H", "24"))

@@ -371,3 +371,83 @@ class DriverSessionFactory(factory.django.DjangoModelFactory):
 
 
 TENANT_FACTORIES[DriverSession] = _for_charger(DriverSessionFactory)
+
+# --- tariffs -----------------------------------------------------------------------------------------
+
+from decimal import Decimal  # noqa: E402
+
+from apps.tariffs.models import ChargeDetailRecord, Tariff, TariffAssignment, TariffElement, VatRate  # noqa: E402
+
+
+class TariffFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tariff
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Tariff {n}")
+    currency = "EUR"
+
+
+class TariffElementFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = TariffElement
+
+    tariff = factory.SubFactory(TariffFactory)
+    energy_price = Decimal("0.30")
+
+
+class TariffAssignmentFactory(factory.django.DjangoModelFactory):
+    """The operator's default tariff unless a place is given."""
+
+    class Meta:
+        model = TariffAssignment
+
+    tariff = factory.SubFactory(TariffFactory)
+    organisation = factory.LazyAttribute(lambda o: o.tariff.organisation)
+
+
+class VatRateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = VatRate
+        django_get_or_create = ("country", "valid_from")
+
+    country = "XA"
+    rate = Decimal("19.00")
+    valid_from = factory.LazyFunction(lambda: clock.now().date().replace(year=2000))
+
+
+class ChargeDetailRecordFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChargeDetailRecord
+
+    session = factory.SubFactory(ChargingSessionFactory, status="COMPLETED", meter_stop_wh=11000)
+    organisation = factory.LazyAttribute(lambda o: o.session.organisation)
+    charge_point = factory.LazyAttribute(lambda o: o.session.charge_point)
+    evse_id = 1
+    currency = "EUR"
+    started_at = factory.LazyAttribute(lambda o: o.session.started_at)
+    stopped_at = factory.LazyAttribute(lambda o: o.session.started_at + timedelta(hours=1))
+    ended_at = factory.LazyAttribute(lambda o: o.stopped_at)
+    energy_wh = 10000
+    charging_seconds = 3600
+    parking_seconds = 0
+    net = Decimal("3.00")
+    tax = Decimal("0.57")
+    gross = Decimal("3.57")
+    breakdown = factory.LazyFunction(
+        lambda: {"currency": "EUR", "net": "3.00", "vat": "0.57", "gross": "3.57", "lines": [],
+                 "vat_lines": []}
+    )
+    tariff_spec = factory.LazyFunction(dict)
+
+
+TENANT_FACTORIES.update({
+    Tariff: _for_org(TariffFactory),
+    TariffElement: lambda organisation: TariffElementFactory(tariff=TariffFactory(organisation=organisation)),
+    TariffAssignment: lambda organisation: TariffAssignmentFactory(
+        tariff=TariffFactory(organisation=organisation)
+    ),
+    ChargeDetailRecord: lambda organisation: ChargeDetailRecordFactory(
+        session=ChargingSessionFactory(charge_point=ChargePointFactory(organisation=organisation),
+                                       status="COMPLETED", meter_stop_wh=11000)),
+})

@@ -36,6 +36,8 @@ class ReceiptLine:
 @dataclass(frozen=True)
 class Receipt:
     number: str
+    issued_at: datetime
+    issued: str
     issued_by: str
     issuer_address: str
     issuer_vat_id: str
@@ -94,7 +96,7 @@ def receipt_for(*, session: DriverSession) -> Receipt:
     )
     vat_lines = tuple((_number(v.vat, 2), str(v.net), str(v.tax), str(v.gross)) for v in cost.vat_lines)
     return Receipt(
-        number=f"{org.invoice_prefix or 'R'}-{cdr.pk:08d}" if hasattr(org, "invoice_prefix") else str(cdr.pk),
+        number=f"{org.invoice_prefix or 'CDR'}-{cdr.pk:08d}", issued_at=cdr.issued_at, issued=_local(cdr.issued_at, tz),
         issued_by=org.legal_name or org.name, issuer_address=org.address, issuer_vat_id=org.vat_id,
         driver=session.driver.full_name or session.driver.email,
         location=f"{location.name}, {location.address}, {location.postal_code} {location.city}".replace(" ,", ","),
@@ -120,7 +122,7 @@ def receipt_pdf(*, session: DriverSession) -> bytes:
     pdf = FPDF(format="A4")
     pdf.core_fonts_encoding = "windows-1252"
     pdf.set_title(_latin(_("Receipt {number}").format(number=r.number)))
-    pdf.set_creation_date(None) if hasattr(pdf, "set_creation_date") else None
+    pdf.set_creation_date(r.issued_at)  # the same receipt gives the same bytes
     pdf.add_page()
     pdf.set_font("helvetica", "B", 16)
     pdf.cell(0, 10, _latin(_("Receipt {number}").format(number=r.number)), new_x="LMARGIN", new_y="NEXT")
@@ -131,7 +133,7 @@ def receipt_pdf(*, session: DriverSession) -> bytes:
             pdf.multi_cell(0, 5, _latin(text), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     facts = [
-        (_("Driver"), r.driver), (_("Location"), r.location), (_("Charger"), f"{r.charger} / {r.connector}"),
+        (_("Issued"), r.issued), (_("Driver"), r.driver), (_("Location"), r.location), (_("Charger"), f"{r.charger} / {r.connector}"),
         (_("Started"), r.started), (_("Stopped"), r.stopped), (_("Energy"), f"{r.energy_kwh} kWh"),
         (_("Duration"), r.duration),
     ]

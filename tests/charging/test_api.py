@@ -267,9 +267,9 @@ async def test_live_stream_follows_the_session_to_its_end():
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     session_id = (await sync_to_async(start)(api, cp)).json()["id"]
-    client = AsyncClient(headers={"Authorization": f"Bearer {token}"})
-    response = await client.get(f"/api/v1/sessions/{session_id}/live")
-    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream"
+    response = await AsyncClient().get(f"/api/v1/sessions/{session_id}/live",
+                                       headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200 and response["Content-Type"] == "text/event-stream", response.content
     first = await _events(response, 1)
     assert first[0][0] == "session" and first[0][1]["status"] == "STARTING"
     charging = await sync_to_async(charger_starts)(cp, session_id, meter_start=0)
@@ -294,8 +294,42 @@ async def test_live_stream_needs_my_token_and_my_session():
     response = await AsyncClient().get(f"/api/v1/sessions/{theirs.pk}/live")
     assert response.status_code == 401 and json.loads(response.content)["code"] == "not_authenticated"
     me = await sync_to_async(DriverFactory)()
-    client = AsyncClient(headers={"Authorization": f"Bearer {AccessToken.for_user(me)}"})
-    response = await client.get(f"/api/v1/sessions/{theirs.pk}/live")
+    response = await AsyncClient().get(f"/api/v1/sessions/{theirs.pk}/live",
+                                       headers={"Authorization": f"Bearer {AccessToken.for_user(me)}"})
     assert response.status_code == 404 and json.loads(response.content)["code"] == "session_not_found"
-    bad = AsyncClient(headers={"Authorization": "Bearer nonsense"})
-    assert (await bad.get(f"/api/v1/sessions/{theirs.pk}/live")).status_code == 401
+    bad = await AsyncClient().get(f"/api/v1/sessions/{theirs.pk}/live", headers={"Authorization": "Bearer nonsense"})
+    assert bad.status_code == 401
+
+
+class TestReceipt:
+    def test_receipt_of_a_priced_session(self, api, cp):
+        from apps.tariffs.services import cdr_issue
+        from tests.factories import TariffAssignmentFactory, TariffElementFactory, TariffFactory
+
+        tariff = TariffFactory(organisation=cp.organisation)
+        TariffElementFactory(tariff=tariff, energy_price=Decimal("0.30"), flat_price=Decimal("1.00"),
+                             energy_vat=Decimal("19"), flat_vat=Decimal("19"))
+        TariffAssignmentFactory(tariff=tariff)
+        session_id = start(api, cp).json()["id"]
+        charging = charger_starts(cp, session_id, meter_start=100_000)
+        meter(cp, charging, 110_000)
+        running = api.get(f"/api/v1/sessions/{session_id}").json()
+        # so far: 1.00 + 10 kWh × 0.30 = 4.00 net, 4.76 gross; not final yet
+        assert running["cost"] == {"currency": "EUR", "net": "4.00", "gross": "4.76", "final": False}
+        session_stop(charge_point_id=cp.pk, transaction_ref=charging.transaction_ref, meter_stop_wh=131_400,
+                     stopped_at_charger=clock.now(), received_at=clock.now(), reason="Local")
+        cdr_issue(session_id=charging.pk)
+        # 1.00 + 31.4 kWh × 0.30 = 10.42 net; VAT 19 % = 1.98; 12.40 gross
+        final = api.get(f"/api/v1/sessions/{session_id}").json()
+        assert final["cost"] == {"currency": "EUR", "net": "10.42", "gross": "12.40", "final": True}
+        html = api.get(f"/api/v1/sessions/{session_id}/receipt")
+        assert html.status_code == 200 and html["Content-Type"].startswith("text/html")
+        text = html.content.decode()
+        assert "31.4 kWh" in text and '<span class="gross">12.40</span> EUR' in text and "9.42" in text
+        pdf = api.get(f"/api/v1/sessions/{session_id}/receipt", {"format": "pdf"})
+        assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+        assert pdf.content.startswith(b"%PDF")
+        by_accept = api.get(f"/api/v1/sessions/{session_id}/receipt", HTTP_ACCEPT="application/pdf")
+        assert by_accept.content.startswith(b"%PDF")
+        bad = api.get(f"/api/v1/sessions/{session_id}/receipt", {"format": "doc"})
+        assert (bad.status_code, bad.json()["code"]) == (400, "validation_failed")

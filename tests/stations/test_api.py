@@ -153,3 +153,21 @@ def test_the_spatial_index_serves_the_search(db):
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "ST_DWithin" in plan or "&&" in plan, plan
     assert "Index" in plan and "point" in plan, plan
+
+
+def test_gross_price_summary_from_the_tariff_in_force(api):
+    from decimal import Decimal
+
+    from tests.factories import TariffAssignmentFactory, TariffElementFactory, TariffFactory
+
+    cp = charger(100)
+    tariff = TariffFactory(organisation=cp.organisation, alt_text={"en": "0.36/kWh"})
+    TariffElementFactory(tariff=tariff, energy_price=Decimal("0.30"), flat_price=Decimal("1.00"),
+                         energy_vat=Decimal("19"), flat_vat=Decimal("19"))
+    TariffAssignmentFactory(tariff=tariff)
+    body = nearby(api).json()[0]
+    price = body["price"]
+    assert price["currency"] == "EUR" and price["tariff_id"] == tariff.pk
+    assert Decimal(price["energy_per_kwh"]) == Decimal("0.357") and Decimal(price["session_fee"]) == Decimal("1.19")
+    assert body["evses"][0]["connectors"][0]["price"] == price
+    assert api.get(f"/api/v1/chargers/{cp.pk}").json()["price"] == price

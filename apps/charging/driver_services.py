@@ -168,19 +168,22 @@ def driver_session_start(*, driver: User, charge_point_id: Any, evse_id: int, id
             if existing is not None:
                 return existing, False
             connector = _check_connector(cp, evse_id)
+            session = DriverSession(
+                driver=driver, organisation_id=cp.organisation_id, charge_point=cp, evse_id=evse_id,
+                connector=connector, id_token=token, id_tag=token.uid, source=DriverSessionSource.APP,
+                status=S.INITIATED, idempotency_key=idempotency_key, request_hash=fingerprint,
+            )
+            # The steps up to the start command are decided first and written at once (one insert for the
+            # session, one for its transitions): this is the path a driver waits on.
+            steps = _authorise_and_send(session, cp, token)
             try:
                 with transaction.atomic():
-                    session = DriverSession.objects.create(
-                        driver=driver, organisation_id=cp.organisation_id, charge_point=cp, evse_id=evse_id,
-                        connector=connector, id_token=token, id_tag=token.uid, source=DriverSessionSource.APP,
-                        status=S.INITIATED, idempotency_key=idempotency_key, request_hash=fingerprint,
-                    )
+                    session.save(force_insert=True)
             except IntegrityError:
                 raise _KeyTaken() from None  # the same key, committed meanwhile for another EVSE
-            DriverSessionTransition.objects.create(session=session, from_status="", to_status=S.INITIATED,
-                                                   at=clock.now(), cause="requested")
-            session = _locked(session.pk)
-            _authorise_and_send(session, cp, token)
+            DriverSessionTransition.objects.bulk_create(
+                [DriverSessionTransition(session=session, **step) for step in steps])
+            _publish_on_commit(session.pk)
             return session, True
     except _KeyTaken:
         existing = _existing_for_key(driver, idempotency_key, fingerprint)
@@ -193,16 +196,29 @@ class _KeyTaken(Exception):
     """A concurrent request with the same Idempotency-Key committed first."""
 
 
-def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken) -> None:
+def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken) -> list[dict[str, Any]]:
+    """Authorise and, if that passes, send the start command. Sets the new session's final status and
+    returns the transitions that led there (not saved yet)."""
     from apps.ocpp_gateway.choices import CommandStatus
     from apps.ocpp_gateway.services import command_send
 
+    now = clock.now()
+    steps: list[dict[str, Any]] = [{"from_status": "", "to_status": S.INITIATED, "cause": "requested", "detail": {}}]
+
+    def step(to: str, cause: str, detail: dict[str, Any], failure: str = "") -> None:
+        steps.append({"from_status": steps[-1]["to_status"], "to_status": to, "cause": cause, "detail": detail})
+        session.status = to
+        if failure:
+            session.failure_reason = failure
+        if to in DRIVER_SESSION_FINAL:
+            session.completed_at = now
+
     # Payment pre-authorisation plugs in here; a driver billed on account needs none.
-    _transition(session, S.AUTHORISING, cause="authorise", detail={"payment": "account"})
-    if token.effective_status() != IdTokenStatus.ACCEPTED:
-        _transition(session, S.FAILED, cause="token_not_accepted", failure=DriverSessionFailure.NOT_AUTHORISED,
-                    detail={"token_status": token.effective_status()})
-        return
+    step(S.AUTHORISING, "authorise", {"payment": "account"})
+    status = token.effective_status(now)
+    if status != IdTokenStatus.ACCEPTED:
+        step(S.FAILED, "token_not_accepted", {"token_status": status}, DriverSessionFailure.NOT_AUTHORISED)
+        return [{**s, "at": now} for s in steps]
     protocol = cp.ocpp_protocol or OcppProtocol.OCPP16
     action = START_ACTIONS.get(protocol, START_ACTIONS[OcppProtocol.OCPP16])
     if action == "RemoteStartTransaction":
@@ -211,13 +227,12 @@ def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken)
         payload = {"idToken": {"idToken": token.uid, "type": IdTokenType.CENTRAL}, "evseId": session.evse_id}
     command = command_send(charge_point=cp, action=action, payload=payload, actor=session.driver, source="api")
     session.start_command_id = command.pk
-    session.start_deadline = clock.now() + timedelta(seconds=start_timeout_s())
-    session.save(update_fields=["start_command_id", "start_deadline", "updated_at"])
+    session.start_deadline = now + timedelta(seconds=start_timeout_s())
     if command.status == CommandStatus.CHARGER_OFFLINE:
-        _transition(session, S.FAILED, cause="charger_offline", failure=DriverSessionFailure.CHARGER_OFFLINE,
-                    detail={"command_id": command.pk})
+        step(S.FAILED, "charger_offline", {"command_id": command.pk}, DriverSessionFailure.CHARGER_OFFLINE)
     else:
-        _transition(session, S.STARTING, cause="start_sent", detail={"command_id": command.pk, "action": action})
+        step(S.STARTING, "start_sent", {"command_id": command.pk, "action": action})
+    return [{**s, "at": now} for s in steps]
 
 
 # --- stop --------------------------------------------------------------------------------------------

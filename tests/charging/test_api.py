@@ -333,3 +333,20 @@ class TestReceipt:
         assert by_accept.content.startswith(b"%PDF")
         bad = api.get(f"/api/v1/sessions/{session_id}/receipt", {"format": "doc"})
         assert (bad.status_code, bad.json()["code"]) == (400, "validation_failed")
+
+
+def test_stop_is_rate_limited_per_user(api, cp):
+    from cpo.api import _ScopedRateThrottle
+
+    session_id = start(api, cp).json()["id"]
+    charger_starts(cp, session_id)
+    saved = _ScopedRateThrottle.THROTTLE_RATES
+    _ScopedRateThrottle.THROTTLE_RATES = {**saved, "stop-user": "2/min"}
+    try:
+        assert api.post(f"/api/v1/sessions/{session_id}/stop").status_code == 202
+        assert api.delete(f"/api/v1/sessions/{session_id}").status_code == 202
+        response = api.post(f"/api/v1/sessions/{session_id}/stop")
+        assert (response.status_code, response.json()["code"]) == (429, "throttled")
+        assert api.get(f"/api/v1/sessions/{session_id}").status_code == 200
+    finally:
+        _ScopedRateThrottle.THROTTLE_RATES = saved

@@ -16,6 +16,7 @@ import requests
 from django.contrib.gis.geos import Point
 
 from apps.charging.models import DriverSession
+from apps.ocpp_gateway.models import OcppCommand
 from apps.ocpp_gateway.simulator import Fleet
 from tests.e2e.conftest import KEY, eventually, orm
 from tests.factories import (
@@ -100,11 +101,24 @@ async def test_register_find_start_watch_stop_and_get_the_receipt(server, charge
     assert found["identity"] == IDENTITY and 150 < found["distance_m"] < 300
     assert Decimal(found["price"]["energy_per_kwh"]) == Decimal("35.7")  # 30.00 + 19 % VAT, per kWh
 
+    # The app's start, sent five times at once with one Idempotency-Key (a flaky network retrying):
+    # one session, one start command, the same answer to all.
     key = str(uuid.uuid4())
-    started = _http("POST", f"{base}/sessions", token, json={"charge_point": found["id"], "connector": 1},
-                    headers={"Idempotency-Key": key})
-    assert started.status_code == 201, started.text
-    session_id = started.json()["id"]
+    answers: list[requests.Response] = []
+
+    def post() -> None:
+        answers.append(_http("POST", f"{base}/sessions", token, json={"charge_point": found["id"], "connector": 1},
+                             headers={"Idempotency-Key": key}))
+
+    posts = [threading.Thread(target=post) for _ in range(5)]
+    for t in posts:
+        t.start()
+    for t in posts:
+        t.join(timeout=30)
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 200, 201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    session_id = answers[0].json()["id"]
+    assert await orm(lambda: OcppCommand.objects.filter(action="RemoteStartTransaction").count())() == 1
     replay = _http("POST", f"{base}/sessions", token, json={"charge_point": found["id"], "connector": 1},
                    headers={"Idempotency-Key": key})
     assert replay.json()["id"] == session_id and replay.headers["Idempotent-Replayed"] == "true"

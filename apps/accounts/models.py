@@ -235,6 +235,10 @@ class IdToken(TimeStampedModel):
         help_text=_("Organisations whose chargers accept this token; empty means all."),
     )
     label = models.CharField(_("label"), max_length=100, blank=True)
+    released_at = models.DateTimeField(
+        _("released by its driver at"), null=True, blank=True,
+        help_text=_("A driver unlinked this card; another driver may link it again. Cleared when linked."),
+    )
 
     objects = TenantQuerySet.as_manager()
     tenant_field: ClassVar[str] = "organisation"

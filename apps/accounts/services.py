@@ -261,6 +261,7 @@ def user_reset_password(*, uidb64: str, token: str, new_password: str) -> User:
     _password_checked(new_password, user)
     user.set_password(new_password)
     user.save(update_fields=["password"])
+    user_revoke_refresh_tokens(user=user)  # whoever knew the old password loses their sessions too
     audit_record_create(actor=user, action="user.reset_password", target=user, source="api")
     return user
 
@@ -288,10 +289,7 @@ def driver_delete(*, user: User) -> None:
     """Erase the driver's personal data and close the account. Sessions, CDRs and invoices stay (the law
     asks to keep them) but point at an anonymous account; the driver's cards are released and blocked,
     and every refresh token is revoked. The caller checks that no charge is running."""
-    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-
     user = User.objects.select_for_update().get(pk=user.pk)
-    audit_record_create(actor=user, action="driver.delete", target=user, source="api")
     user.email = f"deleted-{user.pk}@invalid.invalid"
     user.full_name = ""
     user.is_active = False
@@ -299,9 +297,22 @@ def driver_delete(*, user: User) -> None:
     user.set_unusable_password()
     user.save()
     DriverProfile.objects.filter(user=user).update(phone="", customer_account=None)
-    IdToken.objects.filter(owner=user).update(owner=None, status=IdTokenStatus.BLOCKED, label="")
-    for outstanding in OutstandingToken.objects.filter(user=user):
+    IdToken.objects.filter(owner=user).update(owner=None, status=IdTokenStatus.BLOCKED, label="",
+                                              released_at=clock.now())
+    user_revoke_refresh_tokens(user=user)
+    # Written after the erasure, so the record names the anonymous account, not the person.
+    audit_record_create(actor=user, action="driver.delete", target=user, source="api")
+
+
+def user_revoke_refresh_tokens(*, user: User) -> int:
+    """Blacklist every refresh token issued to `user` (its access tokens die within minutes)."""
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
+
+    revoked = 0
+    for outstanding in OutstandingToken.objects.filter(user=user, blacklistedtoken__isnull=True):
         BlacklistedToken.objects.get_or_create(token=outstanding)
+        revoked += 1
+    return revoked
 
 
 @transaction.atomic
@@ -320,12 +331,14 @@ def driver_token_add(*, driver: User, uid: str, type: str = IdTokenType.ISO14443
     if token is not None:
         if token.owner_id == driver.pk:
             return token, False
-        released = (token.owner_id is None and token.organisation_id is None and token.customer_account_id is None
-                    and token.type != IdTokenType.CENTRAL)
+        # Only a card its driver released may change hands: not one an operator manages or blocked.
+        released = (token.released_at is not None and token.owner_id is None and token.organisation_id is None
+                    and token.customer_account_id is None and token.type != IdTokenType.CENTRAL)
         if not released:
             raise Conflict(_("This card is linked to another account."), code="token_taken",
                            fields={"uid": [_("Already linked.")]})
         token.owner, token.status, token.label, token.type = driver, IdTokenStatus.ACCEPTED, label[:100], type
+        token.released_at, token.group_id = None, ""
         validated_save(token)
         audit_record_create(actor=driver, action="idtoken.link", target=token, source="api")
         return token, False
@@ -339,6 +352,6 @@ def driver_token_add(*, driver: User, uid: str, type: str = IdTokenType.ISO14443
 def driver_token_remove(*, driver: User, token: IdToken) -> None:
     """Unlink one of the driver's tokens: it stops working (blocked) and may be linked again later."""
     token = IdToken.objects.select_for_update().get(pk=token.pk, owner=driver)
-    token.owner, token.status = None, IdTokenStatus.BLOCKED
-    token.save(update_fields=["owner", "status", "updated_at"])
+    token.owner, token.status, token.released_at = None, IdTokenStatus.BLOCKED, clock.now()
+    token.save(update_fields=["owner", "status", "released_at", "updated_at"])
     audit_record_create(actor=driver, action="idtoken.unlink", target=token, source="api")

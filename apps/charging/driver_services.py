@@ -34,7 +34,7 @@ from apps.charging.models import ChargingSession, DriverSession, DriverSessionTr
 from apps.stations.choices import ConnectorStatus, OcppProtocol, RegistrationStatus
 from apps.stations.models import ChargePoint, Connector, Evse
 from cpo import clock, live
-from cpo.exceptions import Conflict, NotFound, ValidationFailed
+from cpo.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 
 S = DriverSessionStatus
 START_ACTIONS = {OcppProtocol.OCPP16: "RemoteStartTransaction", OcppProtocol.OCPP201: "RequestStartTransaction"}
@@ -66,13 +66,14 @@ def _transition(session: DriverSession, to: str, *, cause: str, at: datetime | N
     at = at or clock.now()
     DriverSessionTransition.objects.create(session=session, from_status=session.status, to_status=to, at=at,
                                            cause=cause[:64], detail=detail or {})
+    leaving_failed = session.status == S.FAILED and to != S.FAILED
     session.status = to
     fields = ["status", "updated_at"]
-    if failure:
+    if failure or leaving_failed:  # a start given up on that the charger did begin after all is no failure
         session.failure_reason = failure
         fields.append("failure_reason")
-    if to in DRIVER_SESSION_FINAL:
-        session.completed_at = at
+    if to in DRIVER_SESSION_FINAL or leaving_failed:
+        session.completed_at = at if to in DRIVER_SESSION_FINAL else None
         fields.append("completed_at")
     session.save(update_fields=fields)
     _publish_on_commit(session.pk)
@@ -117,14 +118,20 @@ def _charge_point_for_driver(charge_point_id: Any) -> ChargePoint:
 
 def _check_connector(cp: ChargePoint, evse_id: int) -> Connector | None:
     """Raise unless a new charge can begin on this EVSE. The caller holds the EVSE's row lock, so two
-    starts on one EVSE are decided one after the other."""
+    starts on one EVSE are decided one after the other. A 2.0.1 connector reports Occupied as soon as a
+    car is plugged in, and may already run a transaction nobody has authorised (TxStartPoint
+    EVConnected): both wait for a driver, so a start is welcome then."""
     connectors = list(Connector.objects.filter(evse__charge_point=cp, evse__evse_id=evse_id).order_by("connector_id"))
     if connectors and all(c.status in DOWN_STATUSES for c in connectors):
         raise Conflict(_("Connector {no} is unavailable.").format(no=evse_id), code="connector_unavailable",
                        fields={"connector": [_("Unavailable.")]})
-    busy = any(c.status in BUSY_STATUSES for c in connectors) or ChargingSession.objects.filter(
-        charge_point=cp, evse_id=evse_id, status=SessionStatus.ACTIVE).exists() or DriverSession.objects.filter(
-        charge_point=cp, evse_id=evse_id, status__in=[S.INITIATED, S.AUTHORISING, S.STARTING]).exists()
+    busy_statuses = BUSY_STATUSES
+    if cp.ocpp_protocol == OcppProtocol.OCPP201:
+        busy_statuses = BUSY_STATUSES - {ConnectorStatus.OCCUPIED}
+    busy = any(c.status in busy_statuses for c in connectors) or ChargingSession.objects.filter(
+        charge_point=cp, evse_id=evse_id, status=SessionStatus.ACTIVE).exclude(id_tag="").exists() or (
+        DriverSession.objects.filter(charge_point=cp, evse_id=evse_id,
+                                     status__in=[S.INITIATED, S.AUTHORISING, S.STARTING]).exists())
     if busy:
         raise Conflict(_("Connector {no} is in use.").format(no=evse_id), code="connector_occupied",
                        fields={"connector": [_("In use.")]})
@@ -159,9 +166,14 @@ def driver_session_start(*, driver: User, charge_point_id: Any, evse_id: int, id
     token = driver_app_token(driver=driver)
     try:
         with transaction.atomic():
+            # The driver's row lock orders a start against the account's deletion (which takes it too).
+            if not User.objects.select_for_update(no_key=True).filter(pk=driver.pk, is_active=True).exists():
+                raise PermissionDenied(_("This account is closed."), code="account_closed")
             # The EVSE's row lock orders concurrent starts on it; after it, a duplicate request that
             # committed first is visible and is answered with its session.
-            if Evse.objects.select_for_update().filter(charge_point=cp, evse_id=evse_id).first() is None:
+            # FOR NO KEY UPDATE: a connector inserted for this EVSE meanwhile (its foreign key check takes
+            # a KEY SHARE lock) need not wait for us, nor we for it.
+            if Evse.objects.select_for_update(no_key=True).filter(charge_point=cp, evse_id=evse_id).first() is None:
                 raise NotFound(_("Charger {cp} has no connector {no}.").format(cp=cp.identity, no=evse_id),
                                code="connector_not_found", fields={"connector": [_("No such connector.")]})
             existing = _existing_for_key(driver, idempotency_key, fingerprint)

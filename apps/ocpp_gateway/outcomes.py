@@ -91,16 +91,20 @@ FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
 }
 
 
-def command_answered(*, command: OcppCommand) -> None:
-    """Apply the follow-up for an answered command, if its action has one."""
-    follow_up = FOLLOW_UPS.get(command.action)
+def _apply(follow_ups: dict[str, Callable[[OcppCommand], None]], command: OcppCommand, what: str) -> None:
+    follow_up = follow_ups.get(command.action)
     if follow_up is None:
         return
     try:
         with transaction.atomic():
             follow_up(command)
     except Exception:
-        logger.exception("command %s (%s): could not apply the answer", command.pk, command.action)
+        logger.exception("command %s (%s): could not apply the %s", command.pk, command.action, what)
+
+
+def command_answered(*, command: OcppCommand) -> None:
+    """Apply the follow-up for an answered command, if its action has one."""
+    _apply(FOLLOW_UPS, command, "answer")
 
 
 def _driver_session(command: OcppCommand) -> None:
@@ -120,11 +124,4 @@ FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
 
 def command_finished(*, command: OcppCommand) -> None:
     """Apply the follow-up for a command that reached any final outcome, if its action has one."""
-    follow_up = FINISHED_FOLLOW_UPS.get(command.action)
-    if follow_up is None:
-        return
-    try:
-        with transaction.atomic():
-            follow_up(command)
-    except Exception:
-        logger.exception("command %s (%s): could not apply the outcome", command.pk, command.action)
+    _apply(FINISHED_FOLLOW_UPS, command, "outcome")

@@ -192,9 +192,12 @@ REST_FRAMEWORK = {
         "start-address": ENV.get("CPO_API_RATE_START_ADDRESS", "60/min"),
         "stop-user": ENV.get("CPO_API_RATE_STOP_USER", "20/min"),
         "stop-address": ENV.get("CPO_API_RATE_STOP_ADDRESS", "60/min"),
+        "token-user": ENV.get("CPO_API_RATE_TOKEN_USER", "10/min"),
+        "token-address": ENV.get("CPO_API_RATE_TOKEN_ADDRESS", "30/min"),
     },
     # One proxy hop in front (nginx in docker/): the client address is the last X-Forwarded-For entry.
-    "NUM_PROXIES": int(ENV["CPO_NUM_PROXIES"]) if ENV.get("CPO_NUM_PROXIES") else None,
+    # 0 (the default): the socket's address, never a client-supplied X-Forwarded-For.
+    "NUM_PROXIES": int(ENV.get("CPO_NUM_PROXIES", "0")),
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=int(ENV.get("CPO_JWT_ACCESS_MINUTES", "15"))),
@@ -233,6 +236,8 @@ SPECTACULAR_SETTINGS = {
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 # The live stream re-reads the session at least this often, even when no change was published.
 CPO_DRIVER_LIVE_POLL_S = float(ENV.get("CPO_DRIVER_LIVE_POLL_S", "15"))
+# A live stream ends (event `timeout`) after this long; the app reconnects for more.
+CPO_DRIVER_LIVE_MAX_S = float(ENV.get("CPO_DRIVER_LIVE_MAX_S", "3600"))
 
 IMPORT_EXPORT_SKIP_ADMIN_LOG = False
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"

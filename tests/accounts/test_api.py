@@ -96,6 +96,13 @@ class TestRegisterAndLogin:
         response = client.post("/api/v1/auth/token", "{not json", content_type="application/json")
         assert_error(response, 400, "parse_error")
 
+    def test_staff_do_not_get_driver_tokens(self, client):
+        from tests.factories import StaffUserFactory
+
+        StaffUserFactory(email="ops@example.com", organisation=OrganisationFactory(), role="Support")
+        assert_error(client.post("/api/v1/auth/token", {"email": "ops@example.com", "password": PASSWORD},
+                                 format="json"), 401, "no_active_account")
+
     def test_refresh_rotates_and_the_old_refresh_token_is_revoked(self, client):
         DriverFactory(email="d@example.com")
         pair = login(client, "d@example.com")
@@ -173,6 +180,16 @@ class TestPasswordReset:
                                  {"uid": uid, "token": code, "new_password": "yet-another-pass-8"}, format="json"),
                      400, "reset_code_invalid")
 
+    def test_a_reset_revokes_the_refresh_tokens(self, client):
+        DriverFactory(email="d@example.com")
+        pair = login(client, "d@example.com")
+        client.post("/api/v1/auth/password/reset", {"email": "d@example.com"}, format="json")
+        uid, code = re.search(r"uid (\S+), code (\S+)", mail.outbox[0].body).groups()
+        client.post("/api/v1/auth/password/reset/confirm",
+                    {"uid": uid, "token": code, "new_password": "another-long-pass-7"}, format="json")
+        assert_error(client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
+                     401, "token_not_valid")
+
     def test_unknown_address_looks_the_same_and_sends_nothing(self, client):
         assert client.post("/api/v1/auth/password/reset", {"email": "nobody@example.com"},
                            format="json").status_code == 202
@@ -240,10 +257,14 @@ class TestTokens:
     def test_a_card_belongs_to_one_driver(self, client):
         IdTokenFactory(uid="04A1B2C3", owner=DriverFactory())
         IdTokenFactory(uid="04A1B2C4", organisation=OrganisationFactory())
+        # blocked by an operator, owned by nobody: not a card a driver released, so not to be claimed
+        IdTokenFactory(uid="04A1B2C5", status=IdTokenStatus.BLOCKED)
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
         assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json"), 409, "token_taken", "uid")
         assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C4"}, format="json"), 409, "token_taken", "uid")
+        assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C5"}, format="json"), 409, "token_taken", "uid")
+        assert IdToken.objects.get(uid="04A1B2C5").status == IdTokenStatus.BLOCKED
         assert IdToken.objects.get(uid="04A1B2C3").owner.email != "d@example.com"
 
     @pytest.mark.parametrize("payload,code,field", [

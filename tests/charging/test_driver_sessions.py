@@ -130,6 +130,32 @@ class TestStart:
         assert exc.value.code == code
         assert not DriverSession.objects.exists() and not OcppCommand.objects.exists()
 
+    def test_201_plugged_in_first_may_still_be_started(self):
+        """A 2.0.1 connector says Occupied once a car is plugged in, and may run an unauthorised transaction."""
+        cp = _charger(OcppProtocol.OCPP201)
+        cp.evses.get(evse_id=1).connectors.update(status=ConnectorStatus.OCCUPIED)
+        now = clock.now()
+        transaction_event_record(charge_point_id=cp.pk, transaction_ref="plug-1", seq_no=0, event_type="Started",
+                                 trigger_reason="CablePluggedIn", timestamp=now, received_at=now, evse_id=1)
+        session, created = _start(DriverFactory(), cp)
+        assert created and session.status == S.STARTING
+
+    def test_16_occupied_stays_refused(self):
+        cp = _charger()
+        cp.evses.get(evse_id=1).connectors.update(status=ConnectorStatus.OCCUPIED)
+        with pytest.raises(Conflict):
+            _start(DriverFactory(), cp)
+
+    def test_a_closed_account_cannot_start(self):
+        from cpo.exceptions import PermissionDenied
+
+        driver = DriverFactory()
+        driver.is_active = False
+        driver.save()
+        with pytest.raises(PermissionDenied) as exc:
+            _start(driver, _charger())
+        assert exc.value.code == "account_closed" and not DriverSession.objects.exists()
+
     def test_a_second_start_on_a_starting_connector_is_refused(self):
         cp = _charger()
         _start(DriverFactory(), cp)
@@ -314,6 +340,7 @@ class TestSweep:
         _start_16(cp, session)  # the charger did start it after all: it is the driver's charge
         session.refresh_from_db()
         assert session.status == S.ACTIVE
+        assert session.failure_reason == "" and session.completed_at is None
 
     def test_keys_are_forgotten_after_24_hours(self):
         driver, cp = DriverFactory(), _charger()

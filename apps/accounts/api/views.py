@@ -12,7 +12,8 @@ from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, TokenError
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
@@ -28,7 +29,7 @@ from apps.accounts.api.serializers import (
     TokenInput,
     TokenOutput,
 )
-from apps.accounts.models import IdToken
+from apps.accounts.models import IdToken, User
 from cpo.api import THROTTLES, error_responses, public_base_url, validated
 from cpo.exceptions import Conflict, ValidationFailed
 
@@ -50,9 +51,21 @@ class RegisterView(APIView):
         return Response(MeOutput.of(user), status=status.HTTP_201_CREATED)
 
 
+class DriverTokenObtainSerializer(TokenObtainPairSerializer):
+    """Only drivers get JWTs: staff accounts (staff flag or an organisation) use the admin, where their
+    permissions and audit trail live; to them this answers as to a wrong password."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        data = super().validate(attrs)
+        if self.user.is_staff or self.user.organisation_id is not None:
+            raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")
+        return data
+
+
 class LoginView(TokenObtainPairView):
     """Exchange e-mail and password for an access and a refresh token."""
 
+    serializer_class = DriverTokenObtainSerializer
     throttle_classes = THROTTLES
     throttle_scope_base = "login"
 
@@ -162,6 +175,8 @@ class MeView(APIView):
         from apps.charging.driver_selectors import driver_has_running_charge
 
         with transaction.atomic():
+            # The driver's row lock: a start that comes in meanwhile waits and then finds the account closed.
+            User.objects.select_for_update().filter(pk=request.user.pk).first()
             if driver_has_running_charge(driver=request.user):
                 raise Conflict(_("Stop your running charge before deleting your account."), code="session_active")
             services.driver_delete(user=request.user)
@@ -169,6 +184,10 @@ class MeView(APIView):
 
 
 class TokenListView(APIView):
+    throttle_classes = THROTTLES
+    throttle_scope_base = "token"
+    throttle_methods = ("POST",)
+
     @extend_schema(tags=TAG_ME, responses={200: TokenOutput(many=True), **error_responses(401)},
                    summary="My cards and app tokens")
     def get(self, request: Request) -> Response:

@@ -17,7 +17,9 @@ def add_live_stream(result: dict[str, Any], generator: Any, request: Any, public
             "description": (
                 "A `text/event-stream`: an `event: session` with the session (status, energy_wh, power_w, "
                 "duration_s, cost) whenever it changes, comment lines as keep-alive, and a last `event: end` "
-                "once the session is COMPLETED or FAILED, after which the server closes the stream."
+                "once the session is COMPLETED or FAILED, after which the server closes the stream. A stream "
+                "that has run for CPO_DRIVER_LIVE_MAX_S (an hour by default) ends with `event: timeout`: "
+                "reconnect to go on."
             ),
             "tags": ["sessions"],
             "parameters": [{"in": "path", "name": "id", "required": True, "schema": {"type": "integer"}}],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,7 +13,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.db import close_old_connections
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -32,6 +35,7 @@ from cpo.api import THROTTLES, CursorPagination, error_responses, validated
 from cpo.exceptions import ApplicationError, Conflict, PermissionDenied, ValidationFailed
 
 TAGS = ["sessions"]
+logger = logging.getLogger(__name__)
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
     description="A key the app makes per start attempt (e.g. a UUID). Repeating it within 24 h returns the "
@@ -39,8 +43,9 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 # FAILED at once: the status and code the start request answers with.
 _FAILED_AT_START = {
-    DriverSessionFailure.CHARGER_OFFLINE: (Conflict, "charger_offline", _("The charger is offline.")),
-    DriverSessionFailure.NOT_AUTHORISED: (PermissionDenied, "not_authorised", _("Your app token is not accepted.")),
+    DriverSessionFailure.CHARGER_OFFLINE: (Conflict, "charger_offline", gettext_lazy("The charger is offline.")),
+    DriverSessionFailure.NOT_AUTHORISED: (PermissionDenied, "not_authorised",
+                                          gettext_lazy("Your app token is not accepted.")),
 }
 
 
@@ -197,9 +202,13 @@ async def session_live(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _snapshot(user: Any, pk: int) -> tuple[dict[str, Any], bool]:
-    session = driver_session_get(driver=user, pk=pk)
-    body = session_json(session, with_transitions=False)
-    return body, is_final(session)
+    try:
+        session = driver_session_get(driver=user, pk=pk)
+        body = session_json(session, with_transitions=False)
+        return body, is_final(session)
+    finally:
+        # A stream lasts as long as a charge: hand the connection back to the pool between reads.
+        close_old_connections()
 
 
 async def _live_events(user: Any, pk: int) -> AsyncIterator[bytes]:
@@ -208,26 +217,36 @@ async def _live_events(user: Any, pk: int) -> AsyncIterator[bytes]:
     group = driver_services.group_name(pk)
     await layer.group_add(group, channel)
     poll_s = float(getattr(settings, "CPO_DRIVER_LIVE_POLL_S", 15))
+    ends_at = asyncio.get_running_loop().time() + float(getattr(settings, "CPO_DRIVER_LIVE_MAX_S", 3600))
     receiving: asyncio.Future[Any] | None = None
     try:
         last = None
         while True:
-            body, final = await sync_to_async(_snapshot)(user, pk)
+            body, final = await sync_to_async(_snapshot, thread_sensitive=False)(user, pk)
             if body != last:
                 yield _sse("session", body)
                 last = body
             if final:
                 yield _sse("end", {"id": pk, "status": body["status"]})
                 return
+            if asyncio.get_running_loop().time() >= ends_at:  # the app reconnects for more
+                yield _sse("timeout", {"id": pk, "status": body["status"]})
+                return
             if receiving is None:
                 receiving = asyncio.ensure_future(layer.receive(channel))
             done, _pending = await asyncio.wait({receiving}, timeout=poll_s)
-            if done:
-                receiving = None
-            else:
+            if not done:
                 yield b": keep-alive\n\n"
+                continue
+            failed = receiving.exception()
+            receiving = None
+            if failed is not None:  # the channel layer is down: keep going by polling, without spinning
+                logger.warning("live stream of session %s: channel layer receive failed: %r", pk, failed)
+                await asyncio.sleep(poll_s)
     finally:
         if receiving is not None:
             receiving.cancel()
-        await layer.group_discard(group, channel)
-
+        try:
+            await layer.group_discard(group, channel)
+        except Exception:
+            logger.warning("live stream of session %s: could not leave %s", pk, group, exc_info=True)

@@ -23,13 +23,17 @@ TAGS = ["chargers"]
 
 
 def _charger_list_data(chargers: list[ChargePoint], request: Request) -> list[dict[str, Any]]:
+    from apps.accounts.choices import IdTokenType
     from apps.accounts.models import IdToken
+    from apps.charging.driver_services import APP_TOKEN_PREFIX
     from apps.tariffs.selectors import price_summary_for_connectors
 
     now = clock.now()
     connected = presence.online([cp.identity for cp in chargers])
     connector_ids = [c.pk for cp in chargers for e in cp.evses.all() for c in e.connectors.all()]
-    token = IdToken.objects.filter(owner=request.user).order_by("pk").first() if request.user.is_authenticated else None
+    # Priced for the token an app start uses (the driver's app token), so the price shown is the price charged.
+    token = (IdToken.objects.filter(owner=request.user, type=IdTokenType.CENTRAL, uid__startswith=APP_TOKEN_PREFIX)
+             .order_by("pk").first() if request.user.is_authenticated else None)
     prices = price_summary_for_connectors(connector_ids=connector_ids, id_token=token, at=now) if connector_ids else {}
     return [charger_data(cp, online=cp.identity in connected, prices=prices, now=now) for cp in chargers]
 

@@ -52,6 +52,7 @@ class Usage:
     started_at: datetime | None
     stopped_at: datetime | None
     cost: Any  # PriceBreakdown or None
+    final: bool = False  # the cost is the issued charge detail record's
 
 
 def _last_value(charging: ChargingSession, measurand: str) -> Any:
@@ -61,7 +62,8 @@ def _last_value(charging: ChargingSession, measurand: str) -> Any:
 
 def session_usage(*, session: DriverSession, now: datetime | None = None) -> Usage:
     """Energy (Wh), duration, latest power and cost of a driver session: final once completed, else so far."""
-    from apps.tariffs.selectors import session_cost
+    from apps.tariffs.pricing import PriceBreakdown
+    from apps.tariffs.selectors import cdr_for_session, session_cost
 
     now = now or clock.now()
     charging = session.charging_session
@@ -77,9 +79,11 @@ def session_usage(*, session: DriverSession, now: datetime | None = None) -> Usa
     if charging.stopped_at is None:
         last_power = _last_value(charging, POWER)
         power = int(last_power) if last_power is not None else None
+    cdr = cdr_for_session(charging) if charging.stopped_at is not None else None
+    cost = PriceBreakdown.from_dict(cdr.breakdown) if cdr is not None else session_cost(session=charging)
     return Usage(energy_wh=energy, duration_s=max(0, int((end - charging.started_at).total_seconds())),
                  power_w=power, started_at=charging.started_at, stopped_at=charging.stopped_at,
-                 cost=session_cost(session=charging))
+                 cost=cost, final=cdr is not None)
 
 
 def is_final(session: DriverSession) -> bool:

@@ -51,19 +51,11 @@ class SessionOutput(serializers.Serializer):
     transitions = TransitionOutput(many=True)
 
 
-def cost_data(usage: Usage, session: DriverSession) -> dict[str, Any] | None:
+def cost_data(usage: Usage) -> dict[str, Any] | None:
     cost = usage.cost
     if cost is None:
         return None
-    charging = session.charging_session
-    issued = charging is not None and _has_cdr(charging)
-    return {"currency": cost.currency, "net": str(cost.net), "gross": str(cost.gross), "final": issued}
-
-
-def _has_cdr(charging: Any) -> bool:
-    from apps.tariffs.selectors import cdr_for_session
-
-    return cdr_for_session(session=charging) is not None
+    return {"currency": cost.currency, "net": str(cost.net), "gross": str(cost.gross), "final": usage.final}
 
 
 def session_data(session: DriverSession, *, with_transitions: bool = True) -> dict[str, Any]:
@@ -77,7 +69,7 @@ def session_data(session: DriverSession, *, with_transitions: bool = True) -> di
         "connector": session.evse_id, "created_at": session.created_at,
         "started_at": usage.started_at, "stopped_at": usage.stopped_at,
         "energy_wh": usage.energy_wh, "duration_s": usage.duration_s, "power_w": usage.power_w,
-        "cost": cost_data(usage, session), "final": is_final(session),
+        "cost": cost_data(usage), "final": is_final(session),
         "transitions": [
             {"from_status": t.from_status, "to_status": t.to_status, "at": t.at, "cause": t.cause}
             for t in session.transitions.all()

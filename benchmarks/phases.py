@@ -4,6 +4,7 @@ stops everything it started before returning (Child.stop in finally blocks)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import statistics
 import threading
@@ -390,6 +391,89 @@ def idle(ctx: Ctx, *, target: int, procs: int, concurrency: int, box: float) -> 
 
 
 # --- phase 4: commands from another process --------------------------------------------------------
+class _StageStamps:
+    """Wall-clock stamps of one command's path in the caller thread, for the per-stage breakdown.
+
+    Wraps (in the bench process only, while installed) the gateway's seams a command passes through:
+    the presence lookup, the on-commit hand-over to the channel layer, the wake-up of the waiter and
+    its final write. The charger simulator stamps when the CALL arrived and when it answered."""
+
+    SEAMS = (
+        ("presence", "lookup", "presence"),
+        ("services", "_dispatch", "dispatch"),
+        ("services", "command_record_outcome", "record"),
+    )
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        from apps.ocpp_gateway import presence, services
+
+        modules = {"presence": presence, "services": services}
+        for module_name, attr, label in self.SEAMS:
+            module = modules[module_name]
+            original = getattr(module, attr)
+            self._saved.append((module, attr, original))
+            setattr(module, attr, self._wrap(original, label))
+
+    def uninstall(self) -> None:
+        for module, attr, original in reversed(self._saved):
+            setattr(module, attr, original)
+        self._saved.clear()
+
+    def _wrap(self, fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.mark(f"{label}_start")
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.mark(f"{label}_end")
+
+        return wrapper
+
+    def begin(self) -> None:
+        self._local.stamps = {"start": time.time()}
+
+    def mark(self, name: str) -> None:
+        stamps = getattr(self._local, "stamps", None)
+        if stamps is not None:
+            stamps.setdefault(name, time.time())
+
+    def take(self) -> dict[str, float]:
+        stamps, self._local.stamps = getattr(self._local, "stamps", {}), None
+        return stamps or {}
+
+
+# (stage, from stamp, to stamp): the caller's stamps plus the simulator's "charger_received" and
+# "charger_answered". Stages with a missing stamp are left out for that command.
+COMMAND_STAGES = (
+    ("caller_prepare", "start", "presence_end"),  # schema validation, presence lookup (Redis)
+    ("caller_transaction", "presence_end", "dispatch_start"),  # INSERT command + audit, COMMIT
+    ("caller_layer_send", "dispatch_start", "dispatch_end"),  # channel-layer send (sender thread)
+    ("to_charger", "dispatch_end", "charger_received"),  # server: layer receive -> consumer -> frame
+    ("charger", "charger_received", "charger_answered"),  # simulator's own answer
+    ("to_waiter", "charger_answered", "record_start"),  # server: answer -> Redis push; BLPOP wakes
+    ("caller_record", "record_start", "record_end"),  # waiter's final write of the outcome row
+    ("total", "start", "wait_returned"),
+)
+
+
+def stage_summary(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for stage, a, b in COMMAND_STAGES:
+        values = [
+            (r["stamps"][b] - r["stamps"][a]) * 1000 for r in records if a in r["stamps"] and b in r["stamps"]
+        ]
+        out[stage] = {
+            "n": len(values),
+            "p50_ms": r1(percentile(values, 50)),
+            "p99_ms": r1(percentile(values, 99)),
+        }
+    return out
+
+
 def commands(
     ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: float, hb_max: float, box: float
 ) -> dict[str, Any]:
@@ -458,16 +542,21 @@ def commands(
         records: list[dict[str, Any]] = []
         lock = threading.Lock()
 
+        stamps = _StageStamps()
+
         def one(identity: str) -> None:
             if time.monotonic() > box_end - 15:
                 return
+            stamps.begin()
             t = time.perf_counter()
             cmd = command_send(
                 charge_point=cps[identity], action="ClearCache", payload={}, timeout_s=10, source="bench"
             )
             sent = time.perf_counter()
+            stamps.mark("send_returned")
             outcome = command_wait(command_id=cmd.pk, timeout_s=12)
             done = time.perf_counter()
+            stamps.mark("wait_returned")
             with lock:
                 records.append(
                     {
@@ -475,6 +564,9 @@ def commands(
                         "send_ms": (sent - t) * 1000,
                         "status": outcome.get("status"),
                         "server": 0 if identity < identity_for(half) else 1,
+                        "unique_id": cmd.unique_id,
+                        "command_id": cmd.pk,
+                        "stamps": stamps.take(),
                     }
                 )
 
@@ -485,6 +577,9 @@ def commands(
             finally:
                 connections.close_all()
 
+        stamps.install()
+        fleet_cpu0 = [cpu_seconds(f.pid) for f in fleets]
+        own_cpu0 = time.process_time()
         picks = [rng.choice(targets) for _ in range(n_commands)]
         n_seq = n_commands // 2
         seq_runner = threading.Thread(target=sequential, args=(picks[:n_seq],), name="bench-commands-seq")
@@ -499,7 +594,10 @@ def commands(
             for fut in futures:
                 fut.result(timeout=max(1.0, box_end - time.monotonic()))
         elapsed = time.monotonic() - t_start
+        stamps.uninstall()
         cpu1 = [cpu_seconds(server_pid(s)) for s, _p in servers]
+        fleet_cpu1 = [cpu_seconds(f.pid) for f in fleets]
+        own_cpu = (time.process_time() - own_cpu0) / elapsed
         rss = [rss_kb(server_pid(s)) for s, _p in servers]
         for f in fleets:
             f.send("STOP")
@@ -515,6 +613,13 @@ def commands(
         for s, _p in servers:
             s.stop()
     conc_records = records[n_seq_done:]
+    call_times: dict[str, list[float]] = {}
+    for fr in fleet_results:
+        call_times.update(fr.get("call_times") or {})
+    for rec in records:
+        answered = call_times.get(rec["unique_id"])
+        if answered:
+            rec["stamps"]["charger_received"], rec["stamps"]["charger_answered"] = answered
 
     def summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
         total = [r["total_ms"] for r in recs]
@@ -537,6 +642,10 @@ def commands(
     hb_p50 = max((r["hb_p50_ms"] or 0) for r in fleet_results) if fleet_results else None
     heartbeating = sum(r["open"] for r in fleet_results)
     server_cpu = [round(((b or 0) - (a or 0)) / elapsed, 2) for a, b in zip(cpu0, cpu1, strict=True)]
+    fleet_cpu = [
+        round(((b or 0) - (a or 0)) / elapsed, 2) for a, b in zip(fleet_cpu0, fleet_cpu1, strict=True)
+    ]
+    seq_stages, conc_stages = stage_summary(seq_records), stage_summary(conc_records)
     say(f"  commands: {all_s['n']} ClearCache in {elapsed:.1f} s, outcomes {statuses}")
     say(
         f"    sequential  ({seq_s['n']}): p50 {seq_s['p50_ms']} ms  p99 {seq_s['p99_ms']} ms  "
@@ -552,8 +661,16 @@ def commands(
         f"    all: p50 {all_s['p50_ms']} ms  p99 {all_s['p99_ms']} ms; heartbeats during the window: "
         f"{hb_sent / elapsed:,.0f}/s, p50 {hb_p50} ms p99 {hb_p99} ms (worst server); "
         f"{heartbeating:,} chargers still connected; server CPU {server_cpu}; "
-        f"server RSS {[round((x or 0) / 1024) for x in rss]} MB"
+        f"server RSS {[round((x or 0) / 1024) for x in rss]} MB; fleet CPU {fleet_cpu}; "
+        f"caller CPU {own_cpu:.2f}; load average {[round(x, 2) for x in os.getloadavg()]}"
     )
+    say("    stages, p50 / p99 ms (sequential | concurrent):")
+    for stage, _a, _b in COMMAND_STAGES:
+        q, c = seq_stages[stage], conc_stages[stage]
+        say(
+            f"      {stage:20s} {q['p50_ms']!s:>7} / {q['p99_ms']!s:>7}   "
+            f"| {c['p50_ms']!s:>7} / {c['p99_ms']!s:>7}"
+        )
     return {
         "command_p50_ms": all_s["p50_ms"],
         "command_p99_ms": all_s["p99_ms"],
@@ -566,6 +683,9 @@ def commands(
         "fleet_heartbeat_p50_ms": hb_p50,
         "fleet_heartbeat_p99_ms": hb_p99,
         "command_server_cpu": server_cpu,
+        "command_fleet_cpu": fleet_cpu,
+        "command_caller_cpu": round(own_cpu, 2),
+        "command_stages": {"sequential": seq_stages, "concurrent": conc_stages},
         "fleet_disconnected": sum(r["disconnected"] for r in fleet_results),
         "fleet_connected": connected,
         "fleet_connect_per_s": round(connected / connect_s, 1),

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import uuid
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
@@ -119,16 +121,49 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
         )
         audit_record_create(actor=actor, action=f"ocpp.{action}", target=charge_point, source=source,
                             detail={"command_id": command.pk})
+        follow_up = outcome_needs_follow_up(action=action, has_new_key=bool(new_key_hash))
+        deadline_ts = command.deadline.timestamp()
         if holder is None:
             _finish(command, CommandStatus.CHARGER_OFFLINE, error_description="no connection holds this charger")
+            transaction.on_commit(lambda: _sent_here.add(command.pk, deadline_ts, follow_up))
             return command
         message = {
             "type": "ocpp.command", "command_id": command.pk, "unique_id": command.unique_id, "action": action,
-            "payload": payload, "deadline_ts": command.deadline.timestamp(), "epoch": holder.epoch,
-            "follow_up": outcome_needs_follow_up(action=action, has_new_key=bool(new_key_hash)),
+            "payload": payload, "deadline_ts": deadline_ts, "epoch": holder.epoch, "follow_up": follow_up,
         }
-        transaction.on_commit(lambda: _dispatch(holder.channel, message, command.pk))
+
+        def hand_over() -> None:
+            _sent_here.add(command.pk, deadline_ts, follow_up)
+            _dispatch(holder.channel, message, command.pk)
+
+        transaction.on_commit(hand_over)
     return command
+
+
+class _SentHere:
+    """What `command_wait` needs to know about commands this process sent (deadline, whether recording an
+    answer needs a follow-up), so that a waiter in the sending process (an admin action, the API,
+    ocpp_call) goes straight to Redis instead of reading the row first: every final outcome is published
+    there (kept OUTCOME_TTL_S). Known only once the command is committed; bounded, oldest forgotten."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[int, tuple[float, bool]] = OrderedDict()
+
+    def add(self, command_id: int, deadline_ts: float, follow_up: bool) -> None:
+        with self._lock:
+            self._items[command_id] = (deadline_ts, follow_up)
+            while len(self._items) > self.MAX:
+                self._items.popitem(last=False)
+
+    def take(self, command_id: int) -> tuple[float, bool] | None:
+        with self._lock:
+            return self._items.pop(command_id, None)
+
+
+_sent_here = _SentHere()
 
 
 def _command_id_reserve() -> int:
@@ -309,13 +344,20 @@ def outcome_message(*, command_id: int, action: str, status: str, response: dict
 def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str, Any]:
     """Block until the command is final or `timeout_s` passes (default: until its deadline plus a second),
     and return its outcome. A command still open past its deadline is recorded as timed out."""
-    command = OcppCommand.objects.filter(pk=command_id).first()
-    if command is None:
-        raise NotFound(_("No command with id {id}.").format(id=command_id), code="command_not_found")
-    if command.status in FINAL_COMMAND_STATUSES:
-        return command.outcome()
+    known = _sent_here.take(command_id)
+    command = None
+    if known is None:
+        command = OcppCommand.objects.filter(pk=command_id).first()
+        if command is None:
+            raise NotFound(_("No command with id {id}.").format(id=command_id), code="command_not_found")
+        if command.status in FINAL_COMMAND_STATUSES:
+            return command.outcome()
+        deadline_ts = command.deadline.timestamp()
+        follow_up = outcome_needs_follow_up(action=command.action, has_new_key=bool(command.new_key_hash))
+    else:
+        deadline_ts, follow_up = known
     if timeout_s is None:
-        timeout_s = max(0.0, (command.deadline - clock.now()).total_seconds()) + 1.0
+        timeout_s = max(0.0, deadline_ts - clock.now().timestamp()) + 1.0
     if timeout_s > 0:
         key = OUTCOME_KEY.format(id=command_id)
         # BLMOVE from the list to itself: wait for the outcome and leave it for other waiters, in one
@@ -328,11 +370,13 @@ def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str
             command_outcome_store(
                 command_id=command_id, status=outcome["status"], response=outcome["response"],
                 error_code=outcome["error_code"], error_description=outcome["error_description"],
-                follow_up=outcome_needs_follow_up(action=command.action,
-                                                  has_new_key=bool(command.new_key_hash)),
+                follow_up=follow_up,
             )
             return outcome
-    command.refresh_from_db()
+    if command is None:
+        command = OcppCommand.objects.get(pk=command_id)
+    else:
+        command.refresh_from_db()
     if command.status not in FINAL_COMMAND_STATUSES and command.deadline <= clock.now():
         command = command_record_outcome(command_id=command_id, status=CommandStatus.TIMEOUT,
                                          error_description="no answer before the deadline") or command

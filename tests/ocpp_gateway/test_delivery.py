@@ -5,26 +5,31 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import AuditRecord
-from apps.ocpp_gateway import delivery, layers
+from apps.ocpp_gateway import delivery, layers, presence
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.models import OcppCommand
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.ocpp_gateway.services import (
     OUTCOME_KEY,
     command_outcome_store,
+    command_send,
     command_wait,
     outcome_message,
     outcome_needs_follow_up,
 )
 from apps.stations import keys
+from cpo.exceptions import NotFound
 from tests.factories import ChargePointFactory, OcppCommandFactory
 
 NEW_KEY = "fedcba9876543210fedcba98"
@@ -216,3 +221,89 @@ def test_every_waiter_gets_the_outcome(db):
     second = command_wait(command_id=command.pk, timeout_s=2)  # the row is final by now
     assert first == second == json.loads(message)
     assert sync_redis().lrange(OUTCOME_KEY.format(id=command.pk), 0, -1) == [message]
+
+
+@pytest.mark.asyncio
+async def test_messages_waiting_together_are_taken_in_one_round_trip(monkeypatch):
+    layer = _layer()
+    monkeypatch.setattr(delivery, "get_channel_layer", lambda: layer)
+    channels = [await layer.new_channel() for _ in range(5)]
+    for n, channel in enumerate(channels):
+        await sync_to_async(delivery.send_to_channel)(channel, {"type": "x", "n": n})
+    connection = layer.connection(0)
+    evals = []
+    original_eval = connection.eval
+
+    async def counting_eval(*args, **kwargs):
+        evals.append(args[0][:20])
+        return await original_eval(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "eval", counting_eval)
+    got = [(await asyncio.wait_for(layer.receive(c), 5))["n"] for c in channels]
+    assert got == [0, 1, 2, 3, 4]
+    assert len(evals) == 1
+    await layer.flush()
+
+
+# --- waiting in the process that sent ------------------------------------------------------------------
+def _online(identity: str) -> None:
+    sync_redis().hset(
+        presence.PREFIX + identity,
+        mapping={
+            "channel": "specific.test!nobody",
+            "epoch": 1,
+            "server": "test",
+            "connected_at": 0,
+            "last_frame_at": 0,
+        },
+    )
+
+
+def test_the_sending_process_waits_without_reading_the_row_first(transactional_db):
+    cp = ChargePointFactory()
+    _online(cp.identity)
+    command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+    message = outcome_message(
+        command_id=command.pk,
+        action="ClearCache",
+        status=CommandStatus.ANSWERED,
+        response={"status": "Accepted"},
+    )
+    sync_redis().rpush(OUTCOME_KEY.format(id=command.pk), message)
+    with CaptureQueriesContext(connection) as queries:
+        outcome = command_wait(command_id=command.pk, timeout_s=2)
+    assert outcome["status"] == CommandStatus.ANSWERED
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE"]
+    command.refresh_from_db()
+    assert command.status == CommandStatus.ANSWERED
+
+
+def test_an_offline_charger_fails_at_once_for_the_sending_process_too(transactional_db):
+    cp = ChargePointFactory()
+    command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+    started = time.monotonic()
+    assert command_wait(command_id=command.pk)["status"] == CommandStatus.CHARGER_OFFLINE
+    assert time.monotonic() - started < 1
+
+
+def test_a_command_rolled_back_with_its_transaction_is_not_found(transactional_db):
+    cp = ChargePointFactory()
+    _online(cp.identity)
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+        raise Rollback
+    with pytest.raises(NotFound):
+        command_wait(command_id=command.pk, timeout_s=1)
+
+
+def test_a_command_that_times_out_is_recorded_so_for_the_sending_process(transactional_db):
+    cp = ChargePointFactory()
+    _online(cp.identity)
+    command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=1)
+    assert command_wait(command_id=command.pk)["status"] == CommandStatus.TIMEOUT
+    command.refresh_from_db()
+    assert command.status == CommandStatus.TIMEOUT

@@ -4,6 +4,7 @@ stops everything it started before returning (Child.stop in finally blocks)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import statistics
@@ -451,6 +452,57 @@ class _StageStamps:
         return stamps or {}
 
 
+class CommandRunner:
+    """Sends ClearCache commands and waits for each (command_send, then command_wait, as an admin action
+    does), recording latency and stage stamps; `run` is one caller (a thread or a process)."""
+
+    def __init__(self, cps: dict[str, Any], *, box_end: float, second_server_from: str) -> None:
+        self.cps = cps
+        self.box_end = box_end
+        self.second_server_from = second_server_from
+        self.stamps = _StageStamps()
+        self.lock = threading.Lock()
+        self.records: list[dict[str, Any]] = []
+
+    def one(self, identity: str) -> None:
+        from apps.ocpp_gateway.services import command_send, command_wait
+
+        if time.monotonic() > self.box_end - 15:
+            return
+        stamps = self.stamps
+        stamps.begin()
+        t = time.perf_counter()
+        cmd = command_send(
+            charge_point=self.cps[identity], action="ClearCache", payload={}, timeout_s=10, source="bench"
+        )
+        sent = time.perf_counter()
+        stamps.mark("send_returned")
+        outcome = command_wait(command_id=cmd.pk, timeout_s=12)
+        done = time.perf_counter()
+        stamps.mark("wait_returned")
+        with self.lock:
+            self.records.append(
+                {
+                    "total_ms": (done - t) * 1000,
+                    "send_ms": (sent - t) * 1000,
+                    "status": outcome.get("status"),
+                    "server": 0 if identity < self.second_server_from else 1,
+                    "unique_id": cmd.unique_id,
+                    "command_id": cmd.pk,
+                    "stamps": stamps.take(),
+                }
+            )
+
+    def run(self, items: list[str]) -> None:
+        from django.db import connections
+
+        try:
+            for identity in items:
+                self.one(identity)
+        finally:
+            connections.close_all()
+
+
 # (stage, from stamp, to stamp): the caller's stamps plus the simulator's "charger_received" and
 # "charger_answered". Stages with a missing stamp are left out for that command.
 COMMAND_STAGES = (
@@ -480,19 +532,34 @@ def stage_summary(records: list[dict[str, Any]]) -> dict[str, dict[str, float | 
 
 
 def commands(
-    ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: float, hb_max: float, box: float
+    ctx: Ctx,
+    *,
+    chargers: int,
+    n_commands: int,
+    threads: int,
+    hb_min: float,
+    hb_max: float,
+    box: float,
+    caller_procs: int = 0,
 ) -> dict[str, Any]:
+    """Commands from another process to chargers held by two servers while the fleet heartbeats: half
+    sent one after the other, half from `threads` threads of this process at once (the `command_*`
+    figures); then, with `caller_procs`, as many again from that many separate caller processes at once
+    (`command_processes`: the product's callers are several processes, each with its own interpreter)."""
     from django.db import connections
 
     from apps.ocpp_gateway import presence
     from apps.ocpp_gateway.redis_clients import sync_redis
-    from apps.ocpp_gateway.services import command_send, command_wait
     from apps.stations.models import ChargePoint
     from benchmarks.clients import identity_for
 
     box_end = min(time.monotonic() + box, ctx.deadline - 10)
     servers: list[tuple[Child, int]] = []
     fleets: list[Child] = []
+    callers: list[Child] = []
+    proc_records: list[dict[str, Any]] = []
+    proc_cpu_s = 0.0
+    machine_p = None
     try:
         for i in range(2):
             servers.append(start_stack_server(ctx, f"cmd-server{i}"))
@@ -529,7 +596,27 @@ def commands(
             f"  commands: {connected:,}/{chargers:,} chargers connected and booted in {connect_s:.0f} s "
             f"({connected / connect_s:,.0f}/s over two servers); heartbeating every {hb_min:g}-{hb_max:g} s"
         )
+        for i in range(caller_procs):
+            callers.append(
+                Child(
+                    f"caller{i}",
+                    [
+                        PY,
+                        "-m",
+                        "benchmarks.callers",
+                        "--second-server-from",
+                        identity_for(half),
+                        "--max-seconds",
+                        str(int(max(30.0, box_end - time.monotonic()))),
+                    ],
+                    env=ctx.env,
+                    log_dir=ctx.log_dir,
+                    stdin=True,
+                )
+            )
         time.sleep(min(hb_max, 5.0))  # into the steady state
+        for c in callers:
+            c.expect("READY", max(5.0, min(60.0, box_end - time.monotonic() - 60)))
         for f in fleets:
             f.send("MARK")
         cps = {
@@ -549,45 +636,11 @@ def commands(
         cpu0 = [cpu_seconds(server_pid(s)) for s, _p in servers]
         t_start = time.monotonic()
         machine0 = machine_cpu()
-        records: list[dict[str, Any]] = []
-        lock = threading.Lock()
+        runner = CommandRunner(cps, box_end=box_end, second_server_from=identity_for(half))
+        records = runner.records
+        sequential = runner.run
 
-        stamps = _StageStamps()
-
-        def one(identity: str) -> None:
-            if time.monotonic() > box_end - 15:
-                return
-            stamps.begin()
-            t = time.perf_counter()
-            cmd = command_send(
-                charge_point=cps[identity], action="ClearCache", payload={}, timeout_s=10, source="bench"
-            )
-            sent = time.perf_counter()
-            stamps.mark("send_returned")
-            outcome = command_wait(command_id=cmd.pk, timeout_s=12)
-            done = time.perf_counter()
-            stamps.mark("wait_returned")
-            with lock:
-                records.append(
-                    {
-                        "total_ms": (done - t) * 1000,
-                        "send_ms": (sent - t) * 1000,
-                        "status": outcome.get("status"),
-                        "server": 0 if identity < identity_for(half) else 1,
-                        "unique_id": cmd.unique_id,
-                        "command_id": cmd.pk,
-                        "stamps": stamps.take(),
-                    }
-                )
-
-        def sequential(items: list[str]) -> None:
-            try:
-                for identity in items:
-                    one(identity)
-            finally:
-                connections.close_all()
-
-        stamps.install()
+        runner.stamps.install()
         fleet_cpu0 = [cpu_seconds(f.pid) for f in fleets]
         own_cpu0 = time.process_time()
         picks = [rng.choice(targets) for _ in range(n_commands)]
@@ -604,9 +657,23 @@ def commands(
             futures = [pool.submit(sequential, chunk) for chunk in chunks]
             for fut in futures:
                 fut.result(timeout=max(1.0, box_end - time.monotonic()))
-        elapsed = time.monotonic() - t_start
         machine2 = machine_cpu()
-        stamps.uninstall()
+        if callers:
+            conc_p = [rng.choice(targets) for _ in range(n_commands - n_seq)]
+            for i, c in enumerate(callers):
+                go = {"identities": conc_p[i :: len(callers)], "box_s": box_end - time.monotonic()}
+                c.send("GO " + json.dumps(go))
+            for c in callers:
+                try:
+                    result = c.expect("RESULT", max(1.0, box_end - time.monotonic()))
+                except ChildFailed as exc:
+                    say(f"  commands: {exc}")
+                    continue
+                proc_records.extend(result["records"])
+                proc_cpu_s += result["cpu_s"]
+            machine_p = machine_cpu_share(machine2, machine_cpu())
+        elapsed = time.monotonic() - t_start
+        runner.stamps.uninstall()
         cpu1 = [cpu_seconds(server_pid(s)) for s, _p in servers]
         fleet_cpu1 = [cpu_seconds(f.pid) for f in fleets]
         own_cpu = (time.process_time() - own_cpu0) / elapsed
@@ -620,6 +687,8 @@ def commands(
             except ChildFailed as exc:
                 say(f"  commands: {exc}")
     finally:
+        for c in callers:
+            c.stop()
         for f in fleets:
             f.stop()
         for s, _p in servers:
@@ -628,7 +697,7 @@ def commands(
     call_times: dict[str, list[float]] = {}
     for fr in fleet_results:
         call_times.update(fr.get("call_times") or {})
-    for rec in records:
+    for rec in records + proc_records:
         answered = call_times.get(rec["unique_id"])
         if answered:
             rec["stamps"]["charger_received"], rec["stamps"]["charger_answered"] = answered
@@ -681,6 +750,23 @@ def commands(
         "concurrent": machine_cpu_share(machine1, machine2),
     }
     say(f"    machine CPU during the commands: {machine}")
+    procs_s = None
+    if callers:
+        procs_s = {
+            **summary(proc_records),
+            "processes": len(callers),
+            "caller_cpu_ms_per_command": r1(proc_cpu_s * 1000 / max(1, len(proc_records))),
+            "machine_cpu": machine_p,
+            "stages": stage_summary(proc_records),
+        }
+        say(
+            f"    {len(callers)} caller processes at once ({procs_s['n']}): p50 {procs_s['p50_ms']} ms  "
+            f"p99 {procs_s['p99_ms']} ms  max {procs_s['max_ms']} ms  (command_send alone p50 "
+            f"{procs_s['send_p50_ms']} ms, p99 {procs_s['send_p99_ms']} ms); machine CPU {machine_p}"
+        )
+        for stage, _a, _b in COMMAND_STAGES:
+            st = procs_s["stages"][stage]
+            say(f"      {stage:20s} {st['p50_ms']!s:>7} / {st['p99_ms']!s:>7}")
     say("    stages, p50 / p99 ms (sequential | concurrent):")
     for stage, _a, _b in COMMAND_STAGES:
         q, c = seq_stages[stage], conc_stages[stage]
@@ -704,6 +790,7 @@ def commands(
         "command_caller_cpu": round(own_cpu, 2),
         "command_stages": {"sequential": seq_stages, "concurrent": conc_stages},
         "command_machine_cpu": machine,
+        "command_processes": procs_s,
         "fleet_disconnected": sum(r["disconnected"] for r in fleet_results),
         "fleet_connected": connected,
         "fleet_connect_per_s": round(connected / connect_s, 1),

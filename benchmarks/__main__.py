@@ -80,6 +80,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--fleet", type=int, default=5_000, help="heartbeating chargers in the commands phase")
     p.add_argument("--commands", type=int, default=300)
     p.add_argument("--threads", type=int, default=10, help="threads for the concurrent half of the commands")
+    p.add_argument(
+        "--caller-procs",
+        type=int,
+        default=10,
+        help="then as many commands again from this many caller processes at once (0: skip)",
+    )
     p.add_argument("--hb-min", type=float, default=5.0)
     p.add_argument("--hb-max", type=float, default=10.0)
     p.add_argument(
@@ -272,6 +278,7 @@ def main() -> int:
                     chargers=args.fleet,
                     n_commands=args.commands,
                     threads=args.threads,
+                    caller_procs=args.caller_procs,
                     hb_min=args.hb_min,
                     hb_max=args.hb_max,
                     box=box,

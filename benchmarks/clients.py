@@ -250,6 +250,9 @@ async def run_fleet(args: argparse.Namespace, control: Control, deadline: float)
     stats = {"hb_sent": 0, "hb_answered": 0, "calls_answered": 0, "callerrors": 0, "disconnected": 0}
     hb_lat: list[int] = []
     calls: dict[str, int] = {}
+    # When each CALL from the CSMS arrived and was answered (wall clock, comparable across the bench's
+    # processes): the bench splits a command's latency into stages with these.
+    call_times: dict[str, list[float]] = {}
     stop = asyncio.Event()
 
     calls_log = open(args.calls_log, "a", buffering=1) if args.calls_log else None  # noqa: SIM115
@@ -259,9 +262,11 @@ async def run_fleet(args: argparse.Namespace, control: Control, deadline: float)
             async for raw in ws:
                 msg = json.loads(raw)
                 if msg[0] == 2:
+                    received = time.time()
                     if calls_log is not None:  # when each CALL arrived (driver start latency)
-                        calls_log.write(f"{identity} {msg[2]} {time.time():.6f}\n")
+                        calls_log.write(f"{identity} {msg[2]} {received:.6f}\n")
                     await ws.send(json.dumps([3, msg[1], {"status": "Accepted"}]))
+                    call_times[msg[1]] = [received, time.time()]
                     stats["calls_answered"] += 1
                     calls[msg[2]] = calls.get(msg[2], 0) + 1
                 elif msg[0] == 3:
@@ -328,6 +333,7 @@ async def run_fleet(args: argparse.Namespace, control: Control, deadline: float)
             ready_sent = True
         elif word == "MARK":  # measure the steady state only
             hb_lat.clear()
+            call_times.clear()
             for key in stats:
                 if key != "disconnected":
                     stats[key] = 0
@@ -347,6 +353,7 @@ async def run_fleet(args: argparse.Namespace, control: Control, deadline: float)
             **stats,
             "open": open_now,
             "calls": calls,
+            "call_times": call_times,
             "hb_p50_ms": pct(50),
             "hb_p99_ms": pct(99),
             "hb_max_ms": round(hb_lat[-1] / 1000, 2) if hb_lat else None,

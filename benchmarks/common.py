@@ -83,6 +83,29 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def machine_cpu() -> list[int] | None:
+    """The machine's CPU time counters (/proc/stat "cpu" line: user nice system idle iowait irq softirq
+    steal ...), in clock ticks; see machine_cpu_share."""
+    try:
+        return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def machine_cpu_share(before: list[int] | None, after: list[int] | None) -> dict[str, float] | None:
+    """How the machine's CPUs spent an interval: busy (user+system+irq), idle, steal (taken by the host
+    for other guests: on a shared machine it says how much of the wall clock was not ours)."""
+    if not before or not after:
+        return None
+    d = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(d[:8]) or 1
+    return {
+        "busy": round((d[0] + d[1] + d[2] + d[5] + d[6]) / total, 2),
+        "idle": round((d[3] + d[4]) / total, 2),
+        "steal": round(d[7] / total, 2) if len(d) > 7 else 0.0,
+    }
+
+
 def percentile(values: Sequence[float], p: float) -> float | None:
     if not values:
         return None

@@ -4,6 +4,8 @@ stops everything it started before returning (Child.stop in finally blocks)."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import random
 import statistics
 import threading
@@ -20,6 +22,8 @@ from benchmarks.common import (
     ChildFailed,
     cpu_seconds,
     free_port,
+    machine_cpu,
+    machine_cpu_share,
     percentile,
     r1,
     rss_kb,
@@ -390,20 +394,172 @@ def idle(ctx: Ctx, *, target: int, procs: int, concurrency: int, box: float) -> 
 
 
 # --- phase 4: commands from another process --------------------------------------------------------
+class _StageStamps:
+    """Wall-clock stamps of one command's path in the caller thread, for the per-stage breakdown.
+
+    Wraps (in the bench process only, while installed) the gateway's seams a command passes through:
+    the presence lookup, the on-commit hand-over to the channel layer, the wake-up of the waiter and
+    its final write. The charger simulator stamps when the CALL arrived and when it answered."""
+
+    SEAMS = (
+        ("presence", "lookup", "presence"),
+        ("services", "_dispatch", "dispatch"),
+        ("services", "command_record_outcome", "record"),
+        ("services", "command_outcome_store", "record"),
+    )
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def install(self) -> None:
+        from apps.ocpp_gateway import presence, services
+
+        modules = {"presence": presence, "services": services}
+        for module_name, attr, label in self.SEAMS:
+            module = modules[module_name]
+            original = getattr(module, attr, None)
+            if original is None:  # a seam this version of the gateway does not have
+                continue
+            self._saved.append((module, attr, original))
+            setattr(module, attr, self._wrap(original, label))
+
+    def uninstall(self) -> None:
+        for module, attr, original in reversed(self._saved):
+            setattr(module, attr, original)
+        self._saved.clear()
+
+    def _wrap(self, fn: Callable[..., Any], label: str) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self.mark(f"{label}_start")
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.mark(f"{label}_end")
+
+        return wrapper
+
+    def begin(self) -> None:
+        self._local.stamps = {"start": time.time()}
+
+    def mark(self, name: str) -> None:
+        stamps = getattr(self._local, "stamps", None)
+        if stamps is not None:
+            stamps.setdefault(name, time.time())
+
+    def take(self) -> dict[str, float]:
+        stamps, self._local.stamps = getattr(self._local, "stamps", {}), None
+        return stamps or {}
+
+
+class CommandRunner:
+    """Sends ClearCache commands and waits for each (command_send, then command_wait, as an admin action
+    does), recording latency and stage stamps; `run` is one caller (a thread or a process)."""
+
+    def __init__(self, cps: dict[str, Any], *, box_end: float, second_server_from: str) -> None:
+        self.cps = cps
+        self.box_end = box_end
+        self.second_server_from = second_server_from
+        self.stamps = _StageStamps()
+        self.lock = threading.Lock()
+        self.records: list[dict[str, Any]] = []
+
+    def one(self, identity: str) -> None:
+        from apps.ocpp_gateway.services import command_send, command_wait
+
+        if time.monotonic() > self.box_end - 15:
+            return
+        stamps = self.stamps
+        stamps.begin()
+        t = time.perf_counter()
+        cmd = command_send(
+            charge_point=self.cps[identity], action="ClearCache", payload={}, timeout_s=10, source="bench"
+        )
+        sent = time.perf_counter()
+        stamps.mark("send_returned")
+        outcome = command_wait(command_id=cmd.pk, timeout_s=12)
+        done = time.perf_counter()
+        stamps.mark("wait_returned")
+        with self.lock:
+            self.records.append(
+                {
+                    "total_ms": (done - t) * 1000,
+                    "send_ms": (sent - t) * 1000,
+                    "status": outcome.get("status"),
+                    "server": 0 if identity < self.second_server_from else 1,
+                    "unique_id": cmd.unique_id,
+                    "command_id": cmd.pk,
+                    "stamps": stamps.take(),
+                }
+            )
+
+    def run(self, items: list[str]) -> None:
+        from django.db import connections
+
+        try:
+            for identity in items:
+                self.one(identity)
+        finally:
+            connections.close_all()
+
+
+# (stage, from stamp, to stamp): the caller's stamps plus the simulator's "charger_received" and
+# "charger_answered". Stages with a missing stamp are left out for that command.
+COMMAND_STAGES = (
+    ("caller_prepare", "start", "presence_end"),  # schema validation, presence lookup (Redis)
+    ("caller_transaction", "presence_end", "dispatch_start"),  # INSERT command + audit, COMMIT
+    ("caller_layer_send", "dispatch_start", "dispatch_end"),  # channel-layer send (sender thread)
+    ("to_charger", "dispatch_end", "charger_received"),  # server: layer receive -> consumer -> frame
+    ("charger", "charger_received", "charger_answered"),  # simulator's own answer
+    ("to_waiter", "charger_answered", "record_start"),  # server: answer -> Redis push; BLPOP wakes
+    ("caller_record", "record_start", "record_end"),  # waiter's final write of the outcome row
+    ("total", "start", "wait_returned"),
+)
+
+
+def stage_summary(records: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for stage, a, b in COMMAND_STAGES:
+        values = [
+            (r["stamps"][b] - r["stamps"][a]) * 1000 for r in records if a in r["stamps"] and b in r["stamps"]
+        ]
+        out[stage] = {
+            "n": len(values),
+            "p50_ms": r1(percentile(values, 50)),
+            "p99_ms": r1(percentile(values, 99)),
+        }
+    return out
+
+
 def commands(
-    ctx: Ctx, *, chargers: int, n_commands: int, threads: int, hb_min: float, hb_max: float, box: float
+    ctx: Ctx,
+    *,
+    chargers: int,
+    n_commands: int,
+    threads: int,
+    hb_min: float,
+    hb_max: float,
+    box: float,
+    caller_procs: int = 0,
 ) -> dict[str, Any]:
+    """Commands from another process to chargers held by two servers while the fleet heartbeats: half
+    sent one after the other, half from `threads` threads of this process at once (the `command_*`
+    figures); then, with `caller_procs`, as many again from that many separate caller processes at once
+    (`command_processes`: the product's callers are several processes, each with its own interpreter)."""
     from django.db import connections
 
     from apps.ocpp_gateway import presence
     from apps.ocpp_gateway.redis_clients import sync_redis
-    from apps.ocpp_gateway.services import command_send, command_wait
     from apps.stations.models import ChargePoint
     from benchmarks.clients import identity_for
 
     box_end = min(time.monotonic() + box, ctx.deadline - 10)
     servers: list[tuple[Child, int]] = []
     fleets: list[Child] = []
+    callers: list[Child] = []
+    proc_records: list[dict[str, Any]] = []
+    proc_cpu_s = 0.0
+    machine_p = None
     try:
         for i in range(2):
             servers.append(start_stack_server(ctx, f"cmd-server{i}"))
@@ -440,7 +596,27 @@ def commands(
             f"  commands: {connected:,}/{chargers:,} chargers connected and booted in {connect_s:.0f} s "
             f"({connected / connect_s:,.0f}/s over two servers); heartbeating every {hb_min:g}-{hb_max:g} s"
         )
+        for i in range(caller_procs):
+            callers.append(
+                Child(
+                    f"caller{i}",
+                    [
+                        PY,
+                        "-m",
+                        "benchmarks.callers",
+                        "--second-server-from",
+                        identity_for(half),
+                        "--max-seconds",
+                        str(int(max(30.0, box_end - time.monotonic()))),
+                    ],
+                    env=ctx.env,
+                    log_dir=ctx.log_dir,
+                    stdin=True,
+                )
+            )
         time.sleep(min(hb_max, 5.0))  # into the steady state
+        for c in callers:
+            c.expect("READY", max(5.0, min(60.0, box_end - time.monotonic() - 60)))
         for f in fleets:
             f.send("MARK")
         cps = {
@@ -452,45 +628,28 @@ def commands(
         for identity in cps:
             pipe.exists(presence.PREFIX + identity)
         targets = [i for i, live in zip(cps, pipe.execute(), strict=True) if live]  # connected chargers only
+        # Give this thread's database connection back to the pool (DB_POOL_MAX_SIZE, 10 by default): the
+        # caller threads hold one each, as requests and tasks do while they run, and an eleventh would wait
+        # for a whole chunk of commands to end (measured: 1.5 s stalls with 10 threads).
+        connections.close_all()
         rng = random.Random(8)
         cpu0 = [cpu_seconds(server_pid(s)) for s, _p in servers]
         t_start = time.monotonic()
-        records: list[dict[str, Any]] = []
-        lock = threading.Lock()
+        machine0 = machine_cpu()
+        runner = CommandRunner(cps, box_end=box_end, second_server_from=identity_for(half))
+        records = runner.records
+        sequential = runner.run
 
-        def one(identity: str) -> None:
-            if time.monotonic() > box_end - 15:
-                return
-            t = time.perf_counter()
-            cmd = command_send(
-                charge_point=cps[identity], action="ClearCache", payload={}, timeout_s=10, source="bench"
-            )
-            sent = time.perf_counter()
-            outcome = command_wait(command_id=cmd.pk, timeout_s=12)
-            done = time.perf_counter()
-            with lock:
-                records.append(
-                    {
-                        "total_ms": (done - t) * 1000,
-                        "send_ms": (sent - t) * 1000,
-                        "status": outcome.get("status"),
-                        "server": 0 if identity < identity_for(half) else 1,
-                    }
-                )
-
-        def sequential(items: list[str]) -> None:
-            try:
-                for identity in items:
-                    one(identity)
-            finally:
-                connections.close_all()
-
+        runner.stamps.install()
+        fleet_cpu0 = [cpu_seconds(f.pid) for f in fleets]
+        own_cpu0 = time.process_time()
         picks = [rng.choice(targets) for _ in range(n_commands)]
         n_seq = n_commands // 2
         seq_runner = threading.Thread(target=sequential, args=(picks[:n_seq],), name="bench-commands-seq")
         seq_runner.start()
         seq_runner.join(timeout=max(1.0, box_end - time.monotonic() - 5))
         n_seq_done = len(records)
+        machine1 = machine_cpu()
         seq_records = list(records)
         conc = picks[n_seq:]
         chunks = [conc[i::threads] for i in range(threads)]
@@ -498,8 +657,26 @@ def commands(
             futures = [pool.submit(sequential, chunk) for chunk in chunks]
             for fut in futures:
                 fut.result(timeout=max(1.0, box_end - time.monotonic()))
+        machine2 = machine_cpu()
+        if callers:
+            conc_p = [rng.choice(targets) for _ in range(n_commands - n_seq)]
+            for i, c in enumerate(callers):
+                go = {"identities": conc_p[i :: len(callers)], "box_s": box_end - time.monotonic()}
+                c.send("GO " + json.dumps(go))
+            for c in callers:
+                try:
+                    result = c.expect("RESULT", max(1.0, box_end - time.monotonic()))
+                except ChildFailed as exc:
+                    say(f"  commands: {exc}")
+                    continue
+                proc_records.extend(result["records"])
+                proc_cpu_s += result["cpu_s"]
+            machine_p = machine_cpu_share(machine2, machine_cpu())
         elapsed = time.monotonic() - t_start
+        runner.stamps.uninstall()
         cpu1 = [cpu_seconds(server_pid(s)) for s, _p in servers]
+        fleet_cpu1 = [cpu_seconds(f.pid) for f in fleets]
+        own_cpu = (time.process_time() - own_cpu0) / elapsed
         rss = [rss_kb(server_pid(s)) for s, _p in servers]
         for f in fleets:
             f.send("STOP")
@@ -510,11 +687,20 @@ def commands(
             except ChildFailed as exc:
                 say(f"  commands: {exc}")
     finally:
+        for c in callers:
+            c.stop()
         for f in fleets:
             f.stop()
         for s, _p in servers:
             s.stop()
     conc_records = records[n_seq_done:]
+    call_times: dict[str, list[float]] = {}
+    for fr in fleet_results:
+        call_times.update(fr.get("call_times") or {})
+    for rec in records + proc_records:
+        answered = call_times.get(rec["unique_id"])
+        if answered:
+            rec["stamps"]["charger_received"], rec["stamps"]["charger_answered"] = answered
 
     def summary(recs: list[dict[str, Any]]) -> dict[str, Any]:
         total = [r["total_ms"] for r in recs]
@@ -537,6 +723,10 @@ def commands(
     hb_p50 = max((r["hb_p50_ms"] or 0) for r in fleet_results) if fleet_results else None
     heartbeating = sum(r["open"] for r in fleet_results)
     server_cpu = [round(((b or 0) - (a or 0)) / elapsed, 2) for a, b in zip(cpu0, cpu1, strict=True)]
+    fleet_cpu = [
+        round(((b or 0) - (a or 0)) / elapsed, 2) for a, b in zip(fleet_cpu0, fleet_cpu1, strict=True)
+    ]
+    seq_stages, conc_stages = stage_summary(seq_records), stage_summary(conc_records)
     say(f"  commands: {all_s['n']} ClearCache in {elapsed:.1f} s, outcomes {statuses}")
     say(
         f"    sequential  ({seq_s['n']}): p50 {seq_s['p50_ms']} ms  p99 {seq_s['p99_ms']} ms  "
@@ -552,8 +742,38 @@ def commands(
         f"    all: p50 {all_s['p50_ms']} ms  p99 {all_s['p99_ms']} ms; heartbeats during the window: "
         f"{hb_sent / elapsed:,.0f}/s, p50 {hb_p50} ms p99 {hb_p99} ms (worst server); "
         f"{heartbeating:,} chargers still connected; server CPU {server_cpu}; "
-        f"server RSS {[round((x or 0) / 1024) for x in rss]} MB"
+        f"server RSS {[round((x or 0) / 1024) for x in rss]} MB; fleet CPU {fleet_cpu}; "
+        f"caller CPU {own_cpu:.2f}; load average {[round(x, 2) for x in os.getloadavg()]}"
     )
+    machine = {
+        "sequential": machine_cpu_share(machine0, machine1),
+        "concurrent": machine_cpu_share(machine1, machine2),
+    }
+    say(f"    machine CPU during the commands: {machine}")
+    procs_s = None
+    if callers:
+        procs_s = {
+            **summary(proc_records),
+            "processes": len(callers),
+            "caller_cpu_ms_per_command": r1(proc_cpu_s * 1000 / max(1, len(proc_records))),
+            "machine_cpu": machine_p,
+            "stages": stage_summary(proc_records),
+        }
+        say(
+            f"    {len(callers)} caller processes at once ({procs_s['n']}): p50 {procs_s['p50_ms']} ms  "
+            f"p99 {procs_s['p99_ms']} ms  max {procs_s['max_ms']} ms  (command_send alone p50 "
+            f"{procs_s['send_p50_ms']} ms, p99 {procs_s['send_p99_ms']} ms); machine CPU {machine_p}"
+        )
+        for stage, _a, _b in COMMAND_STAGES:
+            st = procs_s["stages"][stage]
+            say(f"      {stage:20s} {st['p50_ms']!s:>7} / {st['p99_ms']!s:>7}")
+    say("    stages, p50 / p99 ms (sequential | concurrent):")
+    for stage, _a, _b in COMMAND_STAGES:
+        q, c = seq_stages[stage], conc_stages[stage]
+        say(
+            f"      {stage:20s} {q['p50_ms']!s:>7} / {q['p99_ms']!s:>7}   "
+            f"| {c['p50_ms']!s:>7} / {c['p99_ms']!s:>7}"
+        )
     return {
         "command_p50_ms": all_s["p50_ms"],
         "command_p99_ms": all_s["p99_ms"],
@@ -566,6 +786,11 @@ def commands(
         "fleet_heartbeat_p50_ms": hb_p50,
         "fleet_heartbeat_p99_ms": hb_p99,
         "command_server_cpu": server_cpu,
+        "command_fleet_cpu": fleet_cpu,
+        "command_caller_cpu": round(own_cpu, 2),
+        "command_stages": {"sequential": seq_stages, "concurrent": conc_stages},
+        "command_machine_cpu": machine,
+        "command_processes": procs_s,
         "fleet_disconnected": sum(r["disconnected"] for r in fleet_results),
         "fleet_connected": connected,
         "fleet_connect_per_s": round(connected / connect_s, 1),

@@ -17,7 +17,7 @@ from apps.ocpp_gateway import auth, conf, presence
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
 from apps.ocpp_gateway.redis_clients import async_redis
-from apps.ocpp_gateway.services import OUTCOME_KEY, OUTCOME_TTL_S, command_record_outcome, outcome_message
+from apps.ocpp_gateway.services import OUTCOME_KEY, OUTCOME_TTL_S, command_outcome_store, outcome_message
 from apps.ocpp_gateway.v16.handlers import KNOWN_ACTIONS as V16_ACTIONS
 from apps.ocpp_gateway.v16.handlers import ChargePointHandlers as V16Handlers
 from apps.ocpp_gateway.v201.handlers import KNOWN_ACTIONS as V201_ACTIONS
@@ -53,9 +53,10 @@ async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> N
         pipe.rpush(key, message)
         pipe.expire(key, OUTCOME_TTL_S)
         await pipe.execute()
-    await database_sync_to_async(command_record_outcome)(
+    await database_sync_to_async(command_outcome_store)(
         command_id=command["command_id"], status=outcome.status, response=outcome.response,
-        error_code=outcome.error_code, error_description=outcome.error_description, push=False,
+        error_code=outcome.error_code, error_description=outcome.error_description,
+        follow_up=command.get("follow_up"),
     )
 
 

@@ -12,22 +12,20 @@ TransactionEvent, NotifyReport or status notification that follows names the com
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import threading
 import uuid
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from apps.accounts.services import audit_record_create
-from apps.ocpp_gateway import conf, presence, protocol
+from apps.ocpp_gateway import conf, delivery, presence, protocol
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage
 from apps.ocpp_gateway.redis_clients import sync_redis
@@ -123,15 +121,49 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
         )
         audit_record_create(actor=actor, action=f"ocpp.{action}", target=charge_point, source=source,
                             detail={"command_id": command.pk})
+        follow_up = outcome_needs_follow_up(action=action, has_new_key=bool(new_key_hash))
+        deadline_ts = command.deadline.timestamp()
         if holder is None:
             _finish(command, CommandStatus.CHARGER_OFFLINE, error_description="no connection holds this charger")
+            transaction.on_commit(lambda: _sent_here.add(command.pk, deadline_ts, follow_up))
             return command
         message = {
             "type": "ocpp.command", "command_id": command.pk, "unique_id": command.unique_id, "action": action,
-            "payload": payload, "deadline_ts": command.deadline.timestamp(), "epoch": holder.epoch,
+            "payload": payload, "deadline_ts": deadline_ts, "epoch": holder.epoch, "follow_up": follow_up,
         }
-        transaction.on_commit(lambda: _dispatch(holder.channel, message, command.pk))
+
+        def hand_over() -> None:
+            _sent_here.add(command.pk, deadline_ts, follow_up)
+            _dispatch(holder.channel, message, command.pk)
+
+        transaction.on_commit(hand_over)
     return command
+
+
+class _SentHere:
+    """What `command_wait` needs to know about commands this process sent (deadline, whether recording an
+    answer needs a follow-up), so that a waiter in the sending process (an admin action, the API,
+    ocpp_call) goes straight to Redis instead of reading the row first: every final outcome is published
+    there (kept OUTCOME_TTL_S). Known only once the command is committed; bounded, oldest forgotten."""
+
+    MAX = 10_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[int, tuple[float, bool]] = OrderedDict()
+
+    def add(self, command_id: int, deadline_ts: float, follow_up: bool) -> None:
+        with self._lock:
+            self._items[command_id] = (deadline_ts, follow_up)
+            while len(self._items) > self.MAX:
+                self._items.popitem(last=False)
+
+    def take(self, command_id: int) -> tuple[float, bool] | None:
+        with self._lock:
+            return self._items.pop(command_id, None)
+
+
+_sent_here = _SentHere()
 
 
 def _command_id_reserve() -> int:
@@ -183,36 +215,9 @@ def _new_key_accepted(command: OcppCommand, response: dict[str, Any]) -> bool:
     return response.get("status") == "Accepted"
 
 
-class _LayerSender:
-    """Sends to the channel layer from sync code through one long-lived event loop per process.
-    async_to_sync would build a new loop and Redis connection per command (3.8 ms against 0.6 ms)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pid = 0
-
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None or self._pid != os.getpid() or not self._thread.is_alive():
-                self._loop = asyncio.new_event_loop()
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._loop.run_forever, name="channel-layer-sender",
-                                                daemon=True)
-                self._thread.start()
-            return self._loop
-
-    def send(self, channel: str, message: dict[str, Any], timeout_s: float = 5.0) -> None:
-        future = asyncio.run_coroutine_threadsafe(get_channel_layer().send(channel, message), self._ensure_loop())
-        future.result(timeout=timeout_s)
-
-
-_layer_sender = _LayerSender()
-
-
 def _dispatch(channel: str, message: dict[str, Any], command_id: int) -> None:
     try:
-        _layer_sender.send(channel, message)
+        delivery.send_to_channel(channel, message)
     except Exception as exc:
         logger.exception("command %s: could not reach channel %s", command_id, channel)
         command_record_outcome(command_id=command_id, status=CommandStatus.CHARGER_OFFLINE,
@@ -303,6 +308,41 @@ def command_record_outcome(*, command_id: int, status: str, response: dict | Non
                    push=push)
 
 
+def outcome_needs_follow_up(*, action: str, has_new_key: bool) -> bool:
+    """Whether recording an answer to this command does more than write the row: apply a new key the
+    charger accepted, or a follow-up of the action (outcomes.FOLLOW_UPS, and FINISHED_FOLLOW_UPS which
+    follow every outcome, e.g. a driver's start)."""
+    from apps.ocpp_gateway.outcomes import FINISHED_FOLLOW_UPS, FOLLOW_UPS
+
+    return has_new_key or action in FOLLOW_UPS or action in FINISHED_FOLLOW_UPS
+
+
+def command_outcome_store(*, command_id: int, status: str, follow_up: bool | None,
+                          response: dict | None = None, error_code: str = "", error_description: str = "") -> None:
+    """Record an outcome that waiters already have (the consumer and `command_wait` publish or read it
+    from Redis first); the first recorded outcome wins. `follow_up` says whether an answer to this command
+    needs more than the row written (`outcome_needs_follow_up`; None when not known). When it does not, the
+    row is made final in one conditional UPDATE (one round trip, the row locked for that statement only)
+    rather than a SELECT ... FOR UPDATE transaction, which the consumer and the waiter both run for every
+    command and which made one wait for the other."""
+    from apps.ocpp_gateway.outcomes import FINISHED_FOLLOW_UPS, FOLLOW_UPS
+
+    if follow_up is True or (follow_up is None and status == CommandStatus.ANSWERED):
+        command_record_outcome(command_id=command_id, status=status, response=response, error_code=error_code,
+                               error_description=error_description, push=False)
+        return
+    rows = OcppCommand.objects.filter(pk=command_id).exclude(status__in=FINAL_COMMAND_STATUSES)
+    # Whatever the hint said, never skip a key change or a follow-up.
+    rows = rows.exclude(action__in=list(FINISHED_FOLLOW_UPS))
+    if status == CommandStatus.ANSWERED:
+        rows = rows.filter(new_key_hash="").exclude(action__in=list(FOLLOW_UPS))
+    updated = rows.update(status=status, response=response, error_code=error_code[:64],
+                          error_description=error_description[:500], completed_at=clock.now())
+    if not updated:  # final already (nothing to do), or an outcome that needs its follow-ups after all
+        command_record_outcome(command_id=command_id, status=status, response=response, error_code=error_code,
+                               error_description=error_description, push=False)
+
+
 def outcome_message(*, command_id: int, action: str, status: str, response: dict | None = None,
                     error_code: str = "", error_description: str = "") -> str:
     """The JSON a waiter reads (same shape as OcppCommand.outcome())."""
@@ -313,25 +353,39 @@ def outcome_message(*, command_id: int, action: str, status: str, response: dict
 def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str, Any]:
     """Block until the command is final or `timeout_s` passes (default: until its deadline plus a second),
     and return its outcome. A command still open past its deadline is recorded as timed out."""
-    command = OcppCommand.objects.filter(pk=command_id).first()
-    if command is None:
-        raise NotFound(_("No command with id {id}.").format(id=command_id), code="command_not_found")
-    if command.status in FINAL_COMMAND_STATUSES:
-        return command.outcome()
+    known = _sent_here.take(command_id)
+    command = None
+    if known is None:
+        command = OcppCommand.objects.filter(pk=command_id).first()
+        if command is None:
+            raise NotFound(_("No command with id {id}.").format(id=command_id), code="command_not_found")
+        if command.status in FINAL_COMMAND_STATUSES:
+            return command.outcome()
+        deadline_ts = command.deadline.timestamp()
+        follow_up = outcome_needs_follow_up(action=command.action, has_new_key=bool(command.new_key_hash))
+    else:
+        deadline_ts, follow_up = known
     if timeout_s is None:
-        timeout_s = max(0.0, (command.deadline - clock.now()).total_seconds()) + 1.0
+        timeout_s = max(0.0, deadline_ts - clock.now().timestamp()) + 1.0
     if timeout_s > 0:
-        item = sync_redis().blpop([OUTCOME_KEY.format(id=command_id)], timeout=max(1, round(timeout_s)))
+        key = OUTCOME_KEY.format(id=command_id)
+        # BLMOVE from the list to itself: wait for the outcome and leave it for other waiters, in one
+        # round trip and atomically (BLPOP then RPUSH took two, with the list empty in between).
+        item = sync_redis().blmove(key, key, max(1, round(timeout_s)), "LEFT", "RIGHT")
         if item is not None:
-            sync_redis().rpush(item[0], item[1])  # leave it for other waiters
-            outcome = json.loads(item[1])
+            outcome = json.loads(item)
             # The consumer publishes before it writes the row; make the row final now so whoever
             # reads the command next sees what the waiter saw (the first recorded outcome wins).
-            command_record_outcome(command_id=command_id, status=outcome["status"], response=outcome["response"],
-                                   error_code=outcome["error_code"], error_description=outcome["error_description"],
-                                   push=False)
+            command_outcome_store(
+                command_id=command_id, status=outcome["status"], response=outcome["response"],
+                error_code=outcome["error_code"], error_description=outcome["error_description"],
+                follow_up=follow_up,
+            )
             return outcome
-    command.refresh_from_db()
+    if command is None:
+        command = OcppCommand.objects.get(pk=command_id)
+    else:
+        command.refresh_from_db()
     if command.status not in FINAL_COMMAND_STATUSES and command.deadline <= clock.now():
         command = command_record_outcome(command_id=command_id, status=CommandStatus.TIMEOUT,
                                          error_description="no answer before the deadline") or command

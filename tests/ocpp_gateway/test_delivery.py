@@ -1,0 +1,309 @@
+"""The command path's plumbing: the one-round-trip send to a connection's channel, the layer's receive of
+process-specific channels, and the one-statement record of an outcome that needs no follow-up."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from apps.accounts.models import AuditRecord
+from apps.ocpp_gateway import delivery, layers, presence
+from apps.ocpp_gateway.choices import CommandStatus
+from apps.ocpp_gateway.models import OcppCommand
+from apps.ocpp_gateway.redis_clients import sync_redis
+from apps.ocpp_gateway.services import (
+    OUTCOME_KEY,
+    command_outcome_store,
+    command_send,
+    command_wait,
+    outcome_message,
+    outcome_needs_follow_up,
+)
+from apps.stations import keys
+from cpo.exceptions import NotFound
+from tests.factories import ChargePointFactory, OcppCommandFactory
+
+NEW_KEY = "fedcba9876543210fedcba98"
+
+
+def _layer(**config) -> layers.RedisChannelLayer:
+    hosts = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    return layers.RedisChannelLayer(hosts=hosts, **config)
+
+
+def test_the_product_runs_the_gateway_layer():
+    assert isinstance(get_channel_layer(), layers.RedisChannelLayer)
+
+
+@pytest.mark.asyncio
+async def test_send_to_channel_is_received_on_that_channel_only():
+    layer = get_channel_layer()
+    one, two = await layer.new_channel(), await layer.new_channel()
+    message = {"type": "ocpp.command", "command_id": 7, "payload": {"évse": [1, 2]}, "deadline_ts": 1.5}
+    await sync_to_async(delivery.send_to_channel)(one, message)
+    assert await asyncio.wait_for(layer.receive(one), 5) == message
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(two), 0.3)
+
+
+@pytest.mark.asyncio
+async def test_send_to_a_full_channel_raises_channel_full(monkeypatch):
+    layer = _layer(capacity=2, expiry=60)
+    monkeypatch.setattr(delivery, "get_channel_layer", lambda: layer)
+    channel = await layer.new_channel()
+    for n in range(2):
+        await sync_to_async(delivery.send_to_channel)(channel, {"type": "x", "n": n})
+    with pytest.raises(ChannelFull):
+        await sync_to_async(delivery.send_to_channel)(channel, {"type": "x", "n": 2})
+    assert [(await layer.receive(channel))["n"] for _ in range(2)] == [0, 1]
+    await layer.flush()
+
+
+def test_other_layers_are_sent_to_through_their_own_send(monkeypatch):
+    sent = []
+
+    class OtherLayer:
+        async def send(self, channel, message):
+            sent.append((channel, message))
+
+    monkeypatch.setattr(delivery, "get_channel_layer", lambda: OtherLayer())
+    delivery.send_to_channel("specific.abc!def", {"type": "ocpp.command"})
+    assert sent == [("specific.abc!def", {"type": "ocpp.command"})]
+
+
+@pytest.mark.asyncio
+async def test_a_burst_to_many_connections_is_received_once_each_in_order(monkeypatch):
+    layer = _layer()
+    channels = [await layer.new_channel() for _ in range(20)]
+    received: dict[str, list[int]] = {c: [] for c in channels}
+
+    async def consumer(channel):
+        while True:
+            received[channel].append((await layer.receive(channel))["n"])
+
+    tasks = [asyncio.create_task(consumer(c)) for c in channels]
+    try:
+
+        def burst():
+            for n in range(3):
+                for c in channels:
+                    delivery.send_to_channel(c, {"type": "x", "n": n}, timeout_s=5)
+
+        monkeypatch.setattr(delivery, "get_channel_layer", lambda: layer)
+        await sync_to_async(burst)()
+        for _ in range(100):
+            if all(len(v) == 3 for v in received.values()):
+                break
+            await asyncio.sleep(0.05)
+        assert received == {c: [0, 1, 2] for c in channels}
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await layer.flush()
+
+
+@pytest.mark.asyncio
+async def test_a_message_left_in_the_backup_by_a_cancelled_receive_is_received_later():
+    layer = _layer()
+    channel = await layer.new_channel()
+    channel_key = layer.prefix + layer.non_local_name(channel)
+    backup_key = layer._backup_channel_name(channel_key)
+    r = sync_redis()
+    # As a receive cancelled after taking the message leaves it: popped, and copied to the backup.
+    member = layer.serialize({"type": "x", "n": 1, "__asgi_channel__": channel})
+    r.zadd(backup_key, {member: 1.0})
+    assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 1
+    # The next receive removes the delivered message from the backup and does not deliver it again.
+    await sync_to_async(delivery.send_to_channel)(channel, {"type": "x", "n": 2})
+    assert (await asyncio.wait_for(layer.receive(channel), 5))["n"] == 2
+    assert r.zcard(backup_key) == 1  # only the message just delivered
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(channel), 0.3)
+    await layer.flush()
+
+
+# --- recording outcomes --------------------------------------------------------------------------------
+def _open_command(**kwargs) -> OcppCommand:
+    return OcppCommandFactory(status=CommandStatus.SENT, response=None, completed_at=None, **kwargs)
+
+
+def test_outcome_without_follow_up_is_recorded_once(db):
+    command = _open_command(action="ClearCache", payload={})
+    follow_up = outcome_needs_follow_up(action="ClearCache", has_new_key=False)
+    assert follow_up is False
+    command_outcome_store(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response={"status": "Accepted"},
+        follow_up=follow_up,
+    )
+    command.refresh_from_db()
+    assert command.status == CommandStatus.ANSWERED and command.response == {"status": "Accepted"}
+    assert command.completed_at is not None
+    # The first recorded outcome wins.
+    command_outcome_store(command_id=command.pk, status=CommandStatus.TIMEOUT, follow_up=False)
+    command.refresh_from_db()
+    assert command.status == CommandStatus.ANSWERED
+
+
+def test_answer_with_a_new_key_takes_the_full_path(db):
+    cp = ChargePointFactory()
+    command = _open_command(
+        charge_point=cp,
+        action="ChangeConfiguration",
+        payload={"key": "AuthorizationKey", "value": "***"},
+        new_key_hash=keys.hash_key(NEW_KEY),
+    )
+    follow_up = outcome_needs_follow_up(action="ChangeConfiguration", has_new_key=True)
+    assert follow_up is True
+    command_outcome_store(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response={"status": "Accepted"},
+        follow_up=follow_up,
+    )
+    cp.refresh_from_db()
+    assert keys.verify_key(NEW_KEY, cp.auth_key_hash)
+    assert AuditRecord.objects.filter(action="chargepoint.key_changed").exists()
+
+
+def test_a_wrong_no_follow_up_hint_never_skips_a_key_change(db):
+    cp = ChargePointFactory()
+    command = _open_command(
+        charge_point=cp,
+        action="ChangeConfiguration",
+        payload={"key": "AuthorizationKey", "value": "***"},
+        new_key_hash=keys.hash_key(NEW_KEY),
+    )
+    command_outcome_store(
+        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, follow_up=False
+    )
+    command.refresh_from_db()
+    assert command.status == CommandStatus.SENT  # left for the full path (the other recorder, or the sweep)
+
+
+def test_an_unknown_hint_takes_the_full_path(db):
+    command = _open_command(action="GetLocalListVersion", payload={})
+    command_outcome_store(
+        command_id=command.pk, status=CommandStatus.ANSWERED, response={"listVersion": 3}, follow_up=None
+    )
+    command.refresh_from_db()
+    assert command.status == CommandStatus.ANSWERED
+
+
+def test_failures_never_need_a_follow_up(db):
+    command = _open_command(action="GetLocalListVersion", payload={})
+    command_outcome_store(command_id=command.pk, status=CommandStatus.CHARGER_DISCONNECTED, follow_up=None)
+    command.refresh_from_db()
+    assert command.status == CommandStatus.CHARGER_DISCONNECTED
+
+
+def test_every_waiter_gets_the_outcome(db):
+    command = _open_command(action="ClearCache", payload={})
+    message = outcome_message(
+        command_id=command.pk,
+        action="ClearCache",
+        status=CommandStatus.ANSWERED,
+        response={"status": "Accepted"},
+    )
+    sync_redis().rpush(OUTCOME_KEY.format(id=command.pk), message)
+    first = command_wait(command_id=command.pk, timeout_s=2)
+    second = command_wait(command_id=command.pk, timeout_s=2)  # the row is final by now
+    assert first == second == json.loads(message)
+    assert sync_redis().lrange(OUTCOME_KEY.format(id=command.pk), 0, -1) == [message]
+
+
+@pytest.mark.asyncio
+async def test_messages_waiting_together_are_taken_in_one_round_trip(monkeypatch):
+    layer = _layer()
+    monkeypatch.setattr(delivery, "get_channel_layer", lambda: layer)
+    channels = [await layer.new_channel() for _ in range(5)]
+    for n, channel in enumerate(channels):
+        await sync_to_async(delivery.send_to_channel)(channel, {"type": "x", "n": n})
+    connection = layer.connection(0)
+    evals = []
+    original_eval = connection.eval
+
+    async def counting_eval(*args, **kwargs):
+        evals.append(args[0][:20])
+        return await original_eval(*args, **kwargs)
+
+    monkeypatch.setattr(connection, "eval", counting_eval)
+    got = [(await asyncio.wait_for(layer.receive(c), 5))["n"] for c in channels]
+    assert got == [0, 1, 2, 3, 4]
+    assert len(evals) == 1
+    await layer.flush()
+
+
+# --- waiting in the process that sent ------------------------------------------------------------------
+def _online(identity: str) -> None:
+    sync_redis().hset(
+        presence.PREFIX + identity,
+        mapping={
+            "channel": "specific.test!nobody",
+            "epoch": 1,
+            "server": "test",
+            "connected_at": 0,
+            "last_frame_at": 0,
+        },
+    )
+
+
+def test_the_sending_process_waits_without_reading_the_row_first(transactional_db):
+    cp = ChargePointFactory()
+    _online(cp.identity)
+    command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+    message = outcome_message(
+        command_id=command.pk,
+        action="ClearCache",
+        status=CommandStatus.ANSWERED,
+        response={"status": "Accepted"},
+    )
+    sync_redis().rpush(OUTCOME_KEY.format(id=command.pk), message)
+    with CaptureQueriesContext(connection) as queries:
+        outcome = command_wait(command_id=command.pk, timeout_s=2)
+    assert outcome["status"] == CommandStatus.ANSWERED
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE"]
+    command.refresh_from_db()
+    assert command.status == CommandStatus.ANSWERED
+
+
+def test_an_offline_charger_fails_at_once_for_the_sending_process_too(transactional_db):
+    cp = ChargePointFactory()
+    command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+    started = time.monotonic()
+    assert command_wait(command_id=command.pk)["status"] == CommandStatus.CHARGER_OFFLINE
+    assert time.monotonic() - started < 1
+
+
+def test_a_command_rolled_back_with_its_transaction_is_not_found(transactional_db):
+    cp = ChargePointFactory()
+    _online(cp.identity)
+
+    class Rollback(Exception):
+        pass
+
+    with pytest.raises(Rollback), transaction.atomic():
+        command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+        raise Rollback
+    with pytest.raises(NotFound):
+        command_wait(command_id=command.pk, timeout_s=1)
+
+
+def test_a_command_that_times_out_is_recorded_so_for_the_sending_process(transactional_db):
+    cp = ChargePointFactory()
+    _online(cp.identity)
+    command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=1)
+    assert command_wait(command_id=command.pk)["status"] == CommandStatus.TIMEOUT
+    command.refresh_from_db()
+    assert command.status == CommandStatus.TIMEOUT

@@ -1,3 +1,4 @@
+import asyncio
 import json
 
 import pytest
@@ -88,4 +89,47 @@ async def test_commands_are_sent_one_at_a_time_in_order(charge_point):
     for command_id in (a, b):
         outcome = await wait(command_wait)(command_id=command_id, timeout_s=5)
         assert outcome["status"] == CommandStatus.ANSWERED
+    await comm.disconnect()
+
+
+@pytest.mark.parametrize("answer,failure", [
+    ([3, None, {"status": "Rejected"}], "charger_rejected"),
+    ([4, None, "InternalError", "busy", {}], "charger_rejected"),
+])
+async def test_a_drivers_start_follows_the_chargers_answer(charge_point, answer, failure):
+    """A driver's RemoteStartTransaction answered Rejected or with a CALLERROR fails the driver's session,
+    through the real consumer and whichever of the consumer and the waiter records the outcome first."""
+    from apps.charging.driver_services import driver_session_start
+    from apps.charging.models import DriverSession
+    from apps.stations.models import Connector, Evse
+    from tests.factories import DriverFactory
+
+    def setup():
+        cp = ChargePoint.objects.get(identity="CP-1")
+        Connector.objects.create(evse=Evse.objects.create(charge_point=cp, evse_id=1), connector_id=1,
+                                 status="Available")
+        session, _ = driver_session_start(driver=DriverFactory(), charge_point_id=cp.pk, evse_id=1,
+                                          idempotency_key="k")
+        return session
+
+    comm, connected, _ = await connect()
+    charger = Charger(comm)
+    await charger.call("BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "X"})
+    session = await database_sync_to_async(setup)()
+    call = await charger.receive()
+    assert call[2] == "RemoteStartTransaction"
+    answer[1] = call[1]
+    await charger.send_raw(json.dumps(answer))
+    await wait(command_wait)(command_id=session.start_command_id, timeout_s=5)
+
+    async def failed():
+        for _ in range(100):
+            s = await database_sync_to_async(DriverSession.objects.get)(pk=session.pk)
+            if s.status == "FAILED":
+                return s
+            await asyncio.sleep(0.05)
+        return s
+
+    s = await failed()
+    assert (s.status, s.failure_reason) == ("FAILED", failure)
     await comm.disconnect()

@@ -38,9 +38,10 @@ class LayerSender:
                 self._thread.start()
             return self._loop
 
-    def send(self, channel: str, message: dict[str, Any], timeout_s: float = 5.0) -> None:
+    def send(self, channel: str, message: dict[str, Any], timeout_s: float = 5.0, *, layer: Any = None) -> None:
         """Deliver to one channel; raises when the layer does not take it within `timeout_s`."""
-        future = asyncio.run_coroutine_threadsafe(get_channel_layer().send(channel, message), self._ensure_loop())
+        layer = layer or get_channel_layer()
+        future = asyncio.run_coroutine_threadsafe(layer.send(channel, message), self._ensure_loop())
         future.result(timeout=timeout_s)
 
     def group_send(self, group: str, message: dict[str, Any], timeout_s: float = 5.0) -> None:

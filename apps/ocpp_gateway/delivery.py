@@ -14,7 +14,6 @@ process, which the loop thread must win the GIL from after every reply).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import threading
 import time
@@ -23,6 +22,8 @@ from typing import Any
 import redis
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+
+from cpo.live import layer_sender
 
 # Same steps as channels_redis.core.RedisChannelLayer.send(), atomically. KEYS[1] the channel's key;
 # ARGV: expired-before score, capacity, score, serialized message, expiry in seconds.
@@ -35,37 +36,6 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 return 1
 """
-
-
-class _LoopSender:
-    """Runs `channel_layer.send()` on one long-lived event loop per process (any channel layer).
-    async_to_sync would build a new loop and Redis connection per command (3.8 ms against 0.6 ms)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if (
-                self._loop is None
-                or self._thread is None
-                or self._pid != os.getpid()
-                or not self._thread.is_alive()
-            ):
-                self._loop = asyncio.new_event_loop()
-                self._pid = os.getpid()
-                self._thread = threading.Thread(
-                    target=self._loop.run_forever, name="channel-layer-sender", daemon=True
-                )
-                self._thread.start()
-            return self._loop
-
-    def send(self, layer: Any, channel: str, message: dict[str, Any], timeout_s: float) -> None:
-        future = asyncio.run_coroutine_threadsafe(layer.send(channel, message), self._ensure_loop())
-        future.result(timeout=timeout_s)
 
 
 class _RedisSender:
@@ -121,7 +91,6 @@ class _RedisSender:
         return True
 
 
-_loop_sender = _LoopSender()
 _redis_sender = _RedisSender()
 
 
@@ -140,4 +109,4 @@ def send_to_channel(channel: str, message: dict[str, Any], timeout_s: float = 5.
     layer = get_channel_layer()
     if "!" in channel and _is_redis_layer(layer) and _redis_sender.send(layer, channel, message, timeout_s):
         return
-    _loop_sender.send(layer, channel, message, timeout_s)
+    layer_sender.send(channel, message, timeout_s, layer=layer)

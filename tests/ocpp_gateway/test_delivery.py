@@ -189,7 +189,10 @@ def test_a_wrong_no_follow_up_hint_never_skips_a_key_change(db):
         command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, follow_up=False
     )
     command.refresh_from_db()
-    assert command.status == CommandStatus.SENT  # left for the full path (the other recorder, or the sweep)
+    cp.refresh_from_db()
+    # the fast path refused the row, so the full path ran: the answer and the key change are both recorded
+    assert command.status == CommandStatus.ANSWERED
+    assert keys.verify_key(NEW_KEY, cp.auth_key_hash)
 
 
 def test_an_unknown_hint_takes_the_full_path(db):

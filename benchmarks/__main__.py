@@ -1,4 +1,5 @@
-"""`python -m benchmarks` (`make bench`): floor vs stack throughput, idle RSS, command latency.
+"""`python -m benchmarks` (`make bench`): floor vs stack throughput, idle RSS, command latency, driver start
+latency (POST /api/v1/sessions to the charger receiving its start command, benchmarks/driver_start.py).
 
 Bounded to --budget seconds (600 by default) with a time box per phase; a watchdog stops everything
 and still prints the JSON line if the budget runs out. Every server and client runs on 127.0.0.1 in
@@ -59,7 +60,7 @@ def parse_args() -> argparse.Namespace:
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--budget", type=float, default=600, help="total seconds (default 600)")
-    p.add_argument("--phases", default="floor,stack,idle,commands", help="comma-separated subset")
+    p.add_argument("--phases", default="floor,stack,idle,commands,driver", help="comma-separated subset")
     p.add_argument(
         "--server",
         choices=["uvicorn", "uvicorn-sansio", "daphne"],
@@ -86,6 +87,9 @@ def parse_args() -> argparse.Namespace:
         default=10,
         help="then as many commands again from this many caller processes at once (0: skip)",
     )
+    p.add_argument("--driver-chargers", type=int, default=1000, help="chargers connected in the driver phase")
+    p.add_argument("--driver-starts", type=int, default=200, help="driver starts (POST /api/v1/sessions)")
+    p.add_argument("--driver-callers", type=int, default=4, help="concurrent drivers starting")
     p.add_argument("--hb-min", type=float, default=5.0)
     p.add_argument("--hb-max", type=float, default=10.0)
     p.add_argument(
@@ -123,6 +127,7 @@ def main() -> int:
         "rss_kb_per_connection": None,
         "command_p50_ms": None,
         "command_p99_ms": None,
+        "driver_start_p99_ms": None,
         "server": {
             "uvicorn": "uvicorn (--ws websockets) + Channels + gateway",
             "uvicorn-sansio": "uvicorn (--ws websockets-sansio) + Channels + gateway",
@@ -203,6 +208,7 @@ def main() -> int:
                 args.clients,
                 args.idle if "idle" in wanted else 0,
                 args.fleet if "commands" in wanted else 0,
+                args.driver_chargers if "driver" in wanted else 0,
                 20,
             )
             created = setup.ensure_charge_points(count)
@@ -267,11 +273,12 @@ def main() -> int:
                 )
 
         def do_idle() -> None:
-            box = min(260.0, deadline - time.monotonic() - (200 if "commands" in wanted else 10))
+            reserve = (200 if "commands" in wanted else 10) + (120 if "driver" in wanted else 0)
+            box = min(260.0, deadline - time.monotonic() - reserve)
             figures.update(phases.idle(ctx, target=args.idle, procs=2, concurrency=50, box=box))
 
         def do_commands() -> None:
-            box = min(200.0, deadline - time.monotonic() - 8)
+            box = min(200.0, deadline - time.monotonic() - (125 if "driver" in wanted else 8))
             figures.update(
                 phases.commands(
                     ctx,
@@ -289,6 +296,16 @@ def main() -> int:
             phase("floor+stack", do_throughput, 40)
         phase("idle", do_idle, 60)
         phase("commands", do_commands, 60)
+
+        def do_driver() -> None:
+            from benchmarks import driver_start
+
+            box = min(120.0, deadline - time.monotonic() - 8)
+            figures.update(driver_start.run(ctx, chargers=args.driver_chargers, starts=args.driver_starts,
+                                            callers=args.driver_callers, box=box))
+
+        if "driver" in wanted:
+            phase("driver", do_driver, 50)
     except KeyboardInterrupt as exc:
         figures["errors"].append(f"interrupted ({exc})")
     except Exception as exc:
@@ -302,7 +319,7 @@ def main() -> int:
     figures["logs"] = str(log_dir)
     say(
         "\nsummary: floor {f} msgs/s, stack {s} msgs/s, ratio {r}; idle {i} connections at {k} KB each; "
-        "commands p50 {c50} ms, p99 {c99} ms".format(
+        "commands p50 {c50} ms, p99 {c99} ms; driver start p50 {d50} ms, p99 {d99} ms".format(
             f=figures["floor_msgs_per_s"],
             s=figures["stack_msgs_per_s"],
             r=figures["ratio"],
@@ -310,6 +327,8 @@ def main() -> int:
             k=figures["rss_kb_per_connection"],
             c50=figures["command_p50_ms"],
             c99=figures["command_p99_ms"],
+            d50=figures.get("driver_start_p50_ms"),
+            d99=figures.get("driver_start_p99_ms"),
         )
     )
     final_line(figures)

@@ -89,7 +89,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--driver-chargers", type=int, default=1000, help="chargers connected in the driver phase")
     p.add_argument("--driver-starts", type=int, default=200, help="driver starts (POST /api/v1/sessions)")
-    p.add_argument("--driver-callers", type=int, default=4, help="concurrent drivers starting")
+    p.add_argument("--driver-rate", type=float, default=10.0, help="driver starts per second (open loop)")
     p.add_argument("--hb-min", type=float, default=5.0)
     p.add_argument("--hb-max", type=float, default=10.0)
     p.add_argument(
@@ -302,7 +302,7 @@ def main() -> int:
 
             box = min(120.0, deadline - time.monotonic() - 8)
             figures.update(driver_start.run(ctx, chargers=args.driver_chargers, starts=args.driver_starts,
-                                            callers=args.driver_callers, box=box))
+                                            rate=args.driver_rate, box=box))
 
         if "driver" in wanted:
             phase("driver", do_driver, 50)

@@ -159,9 +159,6 @@ def driver_session_start(*, driver: User, charge_point_id: Any, evse_id: int, id
         raise ValidationFailed(_("Send an Idempotency-Key header of 1 to 255 characters."),
                                code="idempotency_key_required", fields={"Idempotency-Key": [_("Required.")]})
     fingerprint = request_fingerprint({"charge_point": str(charge_point_id), "connector": evse_id})
-    existing = _existing_for_key(driver, idempotency_key, fingerprint)
-    if existing is not None:
-        return existing, False
     cp = _charge_point_for_driver(charge_point_id)
     token = driver_app_token(driver=driver)
     try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db.models import Q
 from django.utils import translation
+from django.utils.translation import gettext as _
 
 from apps.charging.choices import SessionStatus
 from apps.charging.metering import ENERGY_REGISTER
@@ -534,3 +535,37 @@ def session_cost(*, session: ChargingSession) -> PriceBreakdown | None:
         return None
     spec = TariffSpec.from_dict(snapshot.spec)
     return pricing.price_session(tariff=spec, usage=session_usage(session=session, snapshot=snapshot))
+
+
+# --- what a charger's display shows (OCPP 2.0.1 TransactionEventResponse) ----------------------------
+
+PERSONAL_MESSAGE_MAX = 512  # MessageContentType.content
+
+
+def session_price_text(*, session: ChargingSession) -> str:
+    """The prices of the tariff a session was started under, for the charger's display: the tariff's own
+    text in the active language when it has one, else the gross prices. '' when the session has no tariff."""
+    snapshot = SessionTariff.objects.filter(session=session).first()
+    if snapshot is None:
+        return ""
+    summary = price_summary_of(spec=TariffSpec.from_dict(snapshot.spec), at=session.started_at)
+    if summary.text:
+        return summary.text[:PERSONAL_MESSAGE_MAX]
+    prices = summary.as_dict()
+    cur = summary.currency
+    parts = []
+    if summary.energy_per_kwh:
+        parts.append(_("{price} {currency}/kWh").format(price=prices["energy_per_kwh"], currency=cur))
+    if summary.time_per_minute:
+        parts.append(_("{price} {currency}/min").format(price=prices["time_per_minute"], currency=cur))
+    if summary.session_fee:
+        parts.append(_("{price} {currency} per session").format(price=prices["session_fee"], currency=cur))
+    if summary.idle_per_minute:
+        parts.append(_("parking {price} {currency}/min").format(price=prices["idle_per_minute"], currency=cur))
+    return ", ".join(parts)[:PERSONAL_MESSAGE_MAX]
+
+
+def session_total_gross(*, session: ChargingSession) -> Decimal | None:
+    """The session's total, VAT included, rounded to the currency's minor unit (None without a tariff)."""
+    cost = session_cost(session=session)
+    return None if cost is None else cost.gross.quantize(pricing.quantum(cost.currency), rounding=ROUND_HALF_UP)

@@ -235,6 +235,8 @@ SPECTACULAR_SETTINGS = {
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 # The live stream re-reads the session at least this often, even when no change was published.
+# Driver API views run in the thread pool, not Django's one shared sync thread (cpo.api.parallel_view).
+CPO_API_PARALLEL_VIEWS = env_bool("CPO_API_PARALLEL_VIEWS", True)
 CPO_DRIVER_LIVE_POLL_S = float(ENV.get("CPO_DRIVER_LIVE_POLL_S", "15"))
 # A live stream ends (event `timeout`) after this long; the app reconnects for more.
 CPO_DRIVER_LIVE_MAX_S = float(ENV.get("CPO_DRIVER_LIVE_MAX_S", "3600"))

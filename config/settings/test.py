@@ -18,3 +18,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 # Every CALLRESULT the product sends is checked against the OCPP JSON schemas during tests.
 CPO_OCPP_VALIDATE_RESPONSES = True
+
+# In-process tests read what the API wrote inside their own transaction; the servers that end-to-end
+# tests start set CPO_API_PARALLEL_VIEWS=1 and serve the API as production does.
+CPO_API_PARALLEL_VIEWS = env_bool("CPO_API_PARALLEL_VIEWS", False)

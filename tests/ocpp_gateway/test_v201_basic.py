@@ -123,3 +123,31 @@ async def test_report_charging_profiles_is_acknowledged(charge_point):
                                  "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}]}]}]})
     assert answer[0] == 3 and answer[2] == {}
     await comm.disconnect()
+
+
+async def test_the_chargers_display_gets_the_prices_and_the_total(charge_point):
+    """TransactionEventResponse: the tariff's gross prices at the start (updatedPersonalMessage), the total
+    with VAT at the end (totalCost); every answer is checked against the schema by the test settings."""
+    from decimal import Decimal
+
+    from tests.factories import TariffAssignmentFactory, TariffElementFactory, TariffFactory
+
+    def tariff():
+        t = TariffFactory(organisation=charge_point.organisation)
+        TariffElementFactory(tariff=t, energy_price=Decimal("0.30"), flat_price=Decimal("1.00"),
+                             energy_vat=Decimal("19"), flat_vat=Decimal("19"))
+        TariffAssignmentFactory(tariff=t)
+
+    await database_sync_to_async(tariff)()
+    comm, charger = await v201(charge_point)
+    started = await charger.call("TransactionEvent", event("Started", 0, energy=1000, context="Transaction.Begin",
+                                                           evse={"id": 1, "connectorId": 1},
+                                                           trigger="CablePluggedIn"))
+    message = started[2]["updatedPersonalMessage"]
+    assert message["format"] == "UTF8" and message["content"] == "0.3570 EUR/kWh, 1.19 EUR per session"
+    ended = await charger.call("TransactionEvent", event("Ended", 1, energy=11000, context="Transaction.End",
+                                                         trigger="EVDeparted", ts="2026-11-20T11:00:00Z",
+                                                         info={"stoppedReason": "EVDisconnected"}))
+    # 1.00 + 10 kWh × 0.30 = 4.00 net, 4.76 with 19 % VAT
+    assert ended[2] == {"totalCost": 4.76}
+    await comm.disconnect()

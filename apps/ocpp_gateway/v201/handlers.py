@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from channels.db import database_sync_to_async
+from django.utils import translation
 from ocpp.routing import on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
 
 from apps.charging import metering
-from apps.charging.services import AuthResult, idtoken_authorize, meter_values_record, transaction_event_record
+from apps.charging.services import (
+    AuthResult,
+    idtoken_authorize,
+    meter_values_record,
+    transaction_event_record,
+)
 from apps.ocpp_gateway.handlers import HandlerBase, iso
 from apps.stations.choices import OcppProtocol, RegistrationStatus
 from apps.stations.models import ChargePoint
@@ -39,6 +45,22 @@ def id_token_info(auth: AuthResult) -> dict[str, Any]:
 
 def _authorize(*, uid: str, charge_point_id: int) -> AuthResult:
     return idtoken_authorize(uid=uid, charge_point=ChargePoint.objects.get(pk=charge_point_id))
+
+
+def _charger_display(*, session: Any, ended: bool) -> dict[str, Any]:
+    """What the charger shows the driver (TransactionEventResponse): the prices the transaction runs at
+    when it starts (updatedPersonalMessage), its total cost with VAT when it ends (totalCost, which the
+    specification allows only then). Nothing for a session without a tariff."""
+    from apps.tariffs.selectors import session_price_text, session_total_gross
+
+    if ended:
+        total = session_total_gross(session=session)
+        return {} if total is None else {"total_cost": float(total)}
+    text = session_price_text(session=session)
+    if not text:
+        return {}
+    return {"updated_personal_message": {"format": "UTF8", "language": translation.get_language() or "en",
+                                         "content": text}}
 
 
 class ChargingStationHandlers(HandlerBase):
@@ -94,9 +116,13 @@ class ChargingStationHandlers(HandlerBase):
             offline=bool(kwargs.get("offline", False)), samples=self.samples(kwargs.get("meter_value") or []),
             payload={"eventType": event_type, "seqNo": seq_no, "timestamp": timestamp, "triggerReason": trigger_reason},
         )
-        if result.auth is None:
-            return call_result.TransactionEvent()
-        return call_result.TransactionEvent(id_token_info=id_token_info(result.auth))
+        answer: dict[str, Any] = {}
+        if result.auth is not None:
+            answer["id_token_info"] = id_token_info(result.auth)
+        if not result.duplicate and event_type in ("Started", "Ended"):
+            answer.update(await database_sync_to_async(_charger_display)(session=result.session,
+                                                                         ended=event_type == "Ended"))
+        return call_result.TransactionEvent(**answer)
 
     @on(Action.meter_values)
     async def on_meter_values(self, evse_id: int, meter_value: list[dict[str, Any]],

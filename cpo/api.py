@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
@@ -108,7 +109,10 @@ class UserRateThrottle(_ScopedRateThrottle):
         if request.user and request.user.is_authenticated:
             return str(request.user.pk)
         email = request.data.get("email") if hasattr(request, "data") and isinstance(request.data, dict) else None
-        return str(email).strip().lower()[:254] if email else ""
+        if not isinstance(email, str) or not email.strip():
+            return ""
+        # hashed: any text makes a safe cache key, and no address is written to the cache
+        return "e" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
 
 
 class AddressRateThrottle(_ScopedRateThrottle):

@@ -124,7 +124,7 @@ def user_verify_email(*, uidb64: str, token: str) -> User:
     """Mark the address verified. Raises ValidationFailed for a bad, used or expired link."""
     try:
         pk = int(force_str(urlsafe_base64_decode(uidb64)))
-        user = User.objects.select_for_update().get(pk=pk)
+        user = User.objects.select_for_update(no_key=True).get(pk=pk)
     except (ValueError, TypeError, OverflowError, User.DoesNotExist) as exc:
         raise ValidationFailed(_("This verification link is invalid."), code="verification_link_invalid") from exc
     if not email_verification_tokens.check_token(user, token):
@@ -174,7 +174,7 @@ def idtoken_upsert(
         if owner is None:
             raise NotFound(_("No user with the e-mail address {email}.").format(email=owner_email),
                            code="owner_not_found", fields={"owner": [_("No such user.")]})
-    token = IdToken.objects.select_for_update().filter(uid=normalised).first()
+    token = IdToken.objects.select_for_update(no_key=True).filter(uid=normalised).first()
     created = token is None
     if created:
         token = IdToken(uid=normalised, type=type, organisation=organisation)
@@ -253,7 +253,7 @@ def user_reset_password(*, uidb64: str, token: str, new_password: str) -> User:
     """Set a new password from a reset link/code (single use: the code dies with the old password).
     Errors: reset_code_invalid, password_too_weak."""
     try:
-        user = User.objects.select_for_update().get(pk=int(force_str(urlsafe_base64_decode(uidb64))), is_active=True)
+        user = User.objects.select_for_update(no_key=True).get(pk=int(force_str(urlsafe_base64_decode(uidb64))), is_active=True)
     except (ValueError, TypeError, OverflowError, User.DoesNotExist) as exc:
         raise ValidationFailed(_("This reset code is invalid."), code="reset_code_invalid") from exc
     if not default_token_generator.check_token(user, token):
@@ -270,7 +270,7 @@ def user_reset_password(*, uidb64: str, token: str, new_password: str) -> User:
 def driver_update(*, user: User, full_name: str | None = None, phone: str | None = None,
                   preferred_language: str | None = None) -> User:
     """Change the driver's own profile fields (those given)."""
-    profile, _created = DriverProfile.objects.select_for_update().get_or_create(user=user)
+    profile, _created = DriverProfile.objects.select_for_update(no_key=True).get_or_create(user=user)
     if preferred_language is not None:
         if preferred_language not in DRIVER_LANGUAGES:
             raise ValidationFailed(_("Unsupported language."), fields={"preferred_language": [_("Use en, de or fr.")]})
@@ -289,7 +289,7 @@ def driver_delete(*, user: User) -> None:
     """Erase the driver's personal data and close the account. Sessions, CDRs and invoices stay (the law
     asks to keep them) but point at an anonymous account; the driver's cards are released and blocked,
     and every refresh token is revoked. The caller checks that no charge is running."""
-    user = User.objects.select_for_update().get(pk=user.pk)
+    user = User.objects.select_for_update(no_key=True).get(pk=user.pk)
     user.email = f"deleted-{user.pk}@invalid.invalid"
     user.full_name = ""
     user.is_active = False
@@ -327,7 +327,7 @@ def driver_token_add(*, driver: User, uid: str, type: str = IdTokenType.ISO14443
         normalised = normalise_uid(uid, type)
     except ValidationError as exc:
         raise ValidationFailed(exc.messages[0], code="token_uid_invalid", fields={"uid": exc.messages}) from exc
-    token = IdToken.objects.select_for_update().filter(uid=normalised).first()
+    token = IdToken.objects.select_for_update(no_key=True).filter(uid=normalised).first()
     if token is not None:
         if token.owner_id == driver.pk:
             return token, False
@@ -351,7 +351,7 @@ def driver_token_add(*, driver: User, uid: str, type: str = IdTokenType.ISO14443
 @transaction.atomic
 def driver_token_remove(*, driver: User, token: IdToken) -> None:
     """Unlink one of the driver's tokens: it stops working (blocked) and may be linked again later."""
-    token = IdToken.objects.select_for_update().get(pk=token.pk, owner=driver)
+    token = IdToken.objects.select_for_update(no_key=True).get(pk=token.pk, owner=driver)
     token.owner, token.status, token.released_at = None, IdTokenStatus.BLOCKED, clock.now()
     token.save(update_fields=["owner", "status", "released_at", "updated_at"])
     audit_record_create(actor=driver, action="idtoken.unlink", target=token, source="api")

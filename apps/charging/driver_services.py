@@ -80,7 +80,7 @@ def _transition(session: DriverSession, to: str, *, cause: str, at: datetime | N
 
 
 def _locked(pk: int) -> DriverSession:
-    return DriverSession.objects.select_for_update().get(pk=pk)
+    return DriverSession.objects.select_for_update(no_key=True).get(pk=pk)
 
 
 # --- the driver's app token -------------------------------------------------------------------------
@@ -90,7 +90,7 @@ def _locked(pk: int) -> DriverSession:
 def driver_app_token(*, driver: User) -> IdToken:
     """The driver's own app token (type Central), created on first use. Its uid fits OCPP 1.6's 20
     characters. A blocked app token is not replaced: an operator blocked it on purpose."""
-    token = (IdToken.objects.select_for_update()
+    token = (IdToken.objects.select_for_update(no_key=True)
              .filter(owner=driver, type=IdTokenType.CENTRAL, uid__startswith=APP_TOKEN_PREFIX)
              .order_by("pk").first())
     if token is None:
@@ -287,7 +287,7 @@ def driver_session_charging_started(*, charging: ChargingSession) -> DriverSessi
     transaction; idempotent."""
     if DriverSession.objects.filter(charging_session=charging).exists():
         return None
-    candidates = DriverSession.objects.select_for_update().filter(charge_point_id=charging.charge_point_id,
+    candidates = DriverSession.objects.select_for_update(no_key=True).filter(charge_point_id=charging.charge_point_id,
                                                                     charging_session__isnull=True)
     found = None
     if charging.remote_start_id is not None:
@@ -323,7 +323,7 @@ def driver_session_charging_started(*, charging: ChargingSession) -> DriverSessi
 
 def driver_session_charging_stopped(*, charging: ChargingSession) -> None:
     """The charging session completed: so does the driver's. Runs inside the caller's transaction."""
-    session = DriverSession.objects.select_for_update().filter(charging_session=charging).first()
+    session = DriverSession.objects.select_for_update(no_key=True).filter(charging_session=charging).first()
     if session is None or session.status in DRIVER_SESSION_FINAL:
         return
     cause = "stopped_from_app" if session.status == S.STOPPING else "stopped_at_charger"
@@ -344,7 +344,7 @@ def driver_session_command_finished(*, command: Any) -> None:
 
     accepted = command.status == CommandStatus.ANSWERED and (command.response or {}).get("status") == "Accepted"
     with transaction.atomic():
-        session = DriverSession.objects.select_for_update().filter(start_command_id=command.pk).first()
+        session = DriverSession.objects.select_for_update(no_key=True).filter(start_command_id=command.pk).first()
         if session is not None:
             if session.status == S.STARTING and not accepted:
                 failure, cause = {
@@ -356,7 +356,7 @@ def driver_session_command_finished(*, command: Any) -> None:
                             detail={"command_id": command.pk, "outcome": command.status,
                                     "response": command.response, "error_code": command.error_code})
             return
-        session = DriverSession.objects.select_for_update().filter(stop_command_id=command.pk).first()
+        session = DriverSession.objects.select_for_update(no_key=True).filter(stop_command_id=command.pk).first()
         if session is not None and session.status == S.STOPPING and not accepted:
             # The charge goes on; the driver may try again (or stop at the charger).
             _transition(session, S.ACTIVE, cause="stop_refused",

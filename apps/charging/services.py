@@ -184,7 +184,7 @@ def session_stop(
     """Close a session. Safe to repeat: a completed session is returned unchanged. A stop for a
     transaction we never saw is kept as an OrphanStop for an operator and still answered."""
     session = (
-        ChargingSession.objects.select_for_update()
+        ChargingSession.objects.select_for_update(no_key=True)
         .filter(charge_point_id=charge_point_id, transaction_ref=transaction_ref)
         .first()
     )
@@ -306,7 +306,7 @@ def transaction_event_record(
     is taken from the event with the highest seqNo; gaps are tracked and flagged at the end."""
     samples = samples or []
     with transaction.atomic():
-        session = ChargingSession.objects.select_for_update().filter(
+        session = ChargingSession.objects.select_for_update(no_key=True).filter(
             charge_point_id=charge_point_id, transaction_ref=transaction_ref).first()
     if session is None:
         begin = [s for s in samples if s.context == "Transaction.Begin"] or samples
@@ -318,7 +318,7 @@ def transaction_event_record(
             reservation_id=reservation_id, transaction_ref=transaction_ref,
         ).session
     with transaction.atomic():
-        session = ChargingSession.objects.select_for_update().get(pk=session.pk)
+        session = ChargingSession.objects.select_for_update(no_key=True).get(pk=session.pk)
         cp = ChargePoint.objects.get(pk=charge_point_id)
         _event, created = TransactionEvent.objects.get_or_create(
             charge_point_id=charge_point_id, transaction_ref=transaction_ref, seq_no=seq_no,

@@ -53,7 +53,7 @@ def _token_info(token: IdToken, local_list: LocalAuthList) -> dict[str, Any]:
 
 
 def _locked(local_list: LocalAuthList) -> LocalAuthList:
-    return LocalAuthList.objects.select_for_update().get(pk=local_list.pk)
+    return LocalAuthList.objects.select_for_update(no_key=True).get(pk=local_list.pk)
 
 
 @transaction.atomic
@@ -298,7 +298,7 @@ def local_list_command_answered(*, command: OcppCommand) -> None:
     update we composed from the list (the member's last sent command) may set the accepted version; any
     other accepted list, a failure, or a reported version that differs makes it unknown."""
     member = (
-        LocalAuthListMember.objects.select_for_update()
+        LocalAuthListMember.objects.select_for_update(no_key=True)
         .filter(charge_point_id=command.charge_point_id)
         .first()
     )

@@ -256,7 +256,7 @@ def _finish(command: OcppCommand, status: str, *, response: dict | None = None, 
 def _apply_new_key(command: OcppCommand) -> None:
     """The charger stored its new key (1.6 AuthorizationKey, 2.0.1 BasicAuthPassword): from now on it must
     present it (security profile >= 1)."""
-    cp = ChargePoint.objects.select_for_update().get(pk=command.charge_point_id)
+    cp = ChargePoint.objects.select_for_update(no_key=True).get(pk=command.charge_point_id)
     cp.auth_key_hash = command.new_key_hash
     cp.security_profile = max(cp.security_profile, SecurityProfile.BASIC)
     cp.save(update_fields=["auth_key_hash", "security_profile", "updated_at"])
@@ -272,7 +272,7 @@ def chargepoint_accept(*, charge_point: ChargePoint, actor: Any = None, timeout_
     and takes effect once it accepts (until then it may keep connecting without credentials). Returns
     (charge point, key in clear text — shown once, command or None when offline). Its next
     BootNotification is answered Accepted."""
-    cp = ChargePoint.objects.select_for_update().get(pk=charge_point.pk)
+    cp = ChargePoint.objects.select_for_update(no_key=True).get(pk=charge_point.pk)
     if cp.registration_status == RegistrationStatus.ACCEPTED and cp.security_profile != SecurityProfile.NONE:
         raise ValidationFailed(_("{identity} is already accepted.").format(identity=cp.identity), code="already_accepted")
     cp.registration_status = RegistrationStatus.ACCEPTED
@@ -301,7 +301,7 @@ def command_record_outcome(*, command_id: int, status: str, response: dict | Non
                            error_description: str = "", push: bool = True) -> OcppCommand | None:
     """Record a command's final outcome once; later outcomes for the same command are ignored. `push=False`
     when the caller has already published the outcome to waiters (the consumer does, before this write)."""
-    command = OcppCommand.objects.select_for_update().filter(pk=command_id).first()
+    command = OcppCommand.objects.select_for_update(no_key=True).filter(pk=command_id).first()
     if command is None or command.status in FINAL_COMMAND_STATUSES:
         return command
     return _finish(command, status, response=response, error_code=error_code, error_description=error_description,

@@ -135,7 +135,7 @@ def diagnostics_upload_store(
     """Store an uploaded diagnostics file in the slot named by `token`. The slot row is locked, so of two
     concurrent uploads only one is stored; the other gets PermissionDenied like any reused token."""
     slot = diagnostics_upload_check(token=token)
-    slot = DiagnosticsUpload.objects.select_for_update().get(pk=slot.pk)
+    slot = DiagnosticsUpload.objects.select_for_update(no_key=True).get(pk=slot.pk)
     if slot.uploaded_at is not None:
         raise PermissionDenied(_("This upload link is unknown, used or expired."), code="upload_refused")
     name = (filename or slot.announced_filename or f"diagnostics-{clock.now():%Y%m%dT%H%M%SZ}.bin")[:255]

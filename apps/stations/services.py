@@ -100,7 +100,7 @@ def chargepoint_ensure(
     """Create the charge point or bring it to what is asked (location, key). Idempotent: returns
     (charge_point, changes) where changes is empty when nothing had to change. A new key is applied
     only when it differs from the stored one."""
-    existing = ChargePoint.objects.select_for_update().filter(identity__iexact=identity).first()
+    existing = ChargePoint.objects.select_for_update(no_key=True).filter(identity__iexact=identity).first()
     if location is not None and organisation is not None and location.organisation_id != organisation.pk:
         raise ValidationFailed(_("The location belongs to another operator."), fields={"location": []})
     if existing is None:
@@ -146,7 +146,7 @@ def chargepoint_ensure(
 def chargepoint_generate_auth_key(*, charge_point: ChargePoint, actor: Any = None) -> str:
     """Give the charge point a new random key and return it in clear text (shown once)."""
     key = keys.generate_key()
-    charge_point = ChargePoint.objects.select_for_update().get(pk=charge_point.pk)
+    charge_point = ChargePoint.objects.select_for_update(no_key=True).get(pk=charge_point.pk)
     _set_key(charge_point, key)
     if charge_point.security_profile == SecurityProfile.NONE:
         charge_point.security_profile = SecurityProfile.BASIC
@@ -227,7 +227,7 @@ def chargepoint_record_boot(
     meter_type: str = "", meter_serial_number: str = "",
 ) -> str:
     """Record a BootNotification and return the registration status to answer with."""
-    cp = ChargePoint.objects.select_for_update().get(pk=charge_point_id)
+    cp = ChargePoint.objects.select_for_update(no_key=True).get(pk=charge_point_id)
     reported = {
         "ocpp_protocol": protocol, "vendor": vendor[:50], "model": model[:50], "serial_number": serial_number[:50],
         "firmware_version": firmware_version[:50], "iccid": iccid[:20], "imsi": imsi[:20],
@@ -264,7 +264,7 @@ def connector_status_record(
     """Record a status report. evse_id 0 is the charge point as a whole (OCPP 1.6 connector 0).
     An unknown EVSE/connector is registered on first report. Returns False for a stale report
     (older than the stored one within the same boot), which is kept out of the current status."""
-    cp = ChargePoint.objects.select_for_update().get(pk=charge_point_id)
+    cp = ChargePoint.objects.select_for_update(no_key=True).get(pk=charge_point_id)
     at, _clamped = clamp_charger_time(charger_at, received_at)
     skew_fields: list[str] = []
     if charger_at is not None:
@@ -289,7 +289,7 @@ def connector_status_record(
 
     session_activity_from_status(charge_point_id=charge_point_id, evse_id=evse_id, status=status, at=at)
     evse, _ = Evse.objects.get_or_create(charge_point=cp, evse_id=evse_id)
-    connector = Connector.objects.select_for_update().filter(evse=evse, connector_id=connector_id).first()
+    connector = Connector.objects.select_for_update(no_key=True).filter(evse=evse, connector_id=connector_id).first()
     if connector is None:
         connector = Connector(evse=evse, connector_id=connector_id)
     elif not _is_newer(stored_charger_at=connector.status_charger_at,

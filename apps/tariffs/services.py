@@ -260,7 +260,7 @@ def cdr_issue(*, session_id: int, now: datetime | None = None) -> ChargeDetailRe
     CPO_TARIFFS_DEPARTURE_TIMEOUT_H: parking then counts only until the transaction ended).
     Idempotent: returns the CDR already issued. None when not complete yet or without a tariff."""
     now = now or clock.now()
-    session = ChargingSession.objects.select_for_update().filter(pk=session_id).first()
+    session = ChargingSession.objects.select_for_update(no_key=True).filter(pk=session_id).first()
     if session is None or session.status != SessionStatus.COMPLETED:
         return None
     existing = (
@@ -286,7 +286,7 @@ def cdr_credit(
     *, cdr: ChargeDetailRecord, reason: str, actor: Any = None, source: str = "admin"
 ) -> ChargeDetailRecord:
     """Cancel a CDR with a credit record (its amounts negated). A CDR is credited at most once."""
-    cdr = ChargeDetailRecord.objects.select_for_update().get(pk=cdr.pk)
+    cdr = ChargeDetailRecord.objects.select_for_update(no_key=True).get(pk=cdr.pk)
     if cdr.kind != CdrKind.CDR:
         raise Conflict(_("A credit cannot be credited."), code="cdr_is_credit")
     if ChargeDetailRecord.objects.filter(credits=cdr).exists():
@@ -333,7 +333,7 @@ def cdr_reissue(
     """Correct a CDR: credit it and issue the next revision, priced again from the session as it is
     stored now (e.g. after a meter correction) under the same frozen tariff."""
     credit = cdr_credit(cdr=cdr, reason=reason, actor=actor, source=source)
-    session = ChargingSession.objects.select_for_update().get(pk=cdr.session_id)
+    session = ChargingSession.objects.select_for_update(no_key=True).get(pk=cdr.session_id)
     snapshot = SessionTariff.objects.get(session=session)
     usage = selectors.session_usage(session=session, snapshot=snapshot, until=cdr.ended_at)
     breakdown = pricing.price_session(tariff=pricing.TariffSpec.from_dict(cdr.tariff_spec), usage=usage)

@@ -176,7 +176,7 @@ class MeView(APIView):
 
         with transaction.atomic():
             # The driver's row lock: a start that comes in meanwhile waits and then finds the account closed.
-            User.objects.select_for_update().filter(pk=request.user.pk).first()
+            User.objects.select_for_update(no_key=True).filter(pk=request.user.pk).first()
             if driver_has_running_charge(driver=request.user):
                 raise Conflict(_("Stop your running charge before deleting your account."), code="session_active")
             services.driver_delete(user=request.user)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import functools
 import hashlib
 from typing import Any
@@ -68,7 +69,7 @@ class CursorPagination(pagination.CursorPagination):
     max_page_size = 100
 
 
-class _ScopedRateThrottle(throttling.SimpleRateThrottle):
+class _ScopedRateThrottle(throttling.SimpleRateThrottle, metaclass=abc.ABCMeta):
     """Rate limit for the view's `throttle_scope_base` (e.g. "start") keyed by `kind`, applied to the
     methods in the view's `throttle_methods` (all when unset). Rates: REST_FRAMEWORK DEFAULT_THROTTLE_RATES
     ["<base>-<kind>"]; a scope without a rate is not limited."""
@@ -96,8 +97,9 @@ class _ScopedRateThrottle(throttling.SimpleRateThrottle):
             return None
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
+    @abc.abstractmethod
     def ident(self, request: Any) -> str:
-        raise NotImplementedError  # each kind says what it counts by
+        """What this kind counts by ('' for nothing to count: the request is not limited)."""
 
 
 class UserRateThrottle(_ScopedRateThrottle):

@@ -148,6 +148,16 @@ async def test_register_find_start_watch_stop_and_get_the_receipt(server, charge
     assert any(e[1]["energy_wh"] > 0 for e in live.events if e[0] == "session")
     assert live.events[-1][0] == "end"
 
+    # The car leaves (the simulator unplugs after the stop): wait until the server has recorded it, so that
+    # nothing of this charge is still being written when the CDR is issued or the test database is emptied.
+    def departed() -> bool:
+        from apps.tariffs.models import SessionTariff
+
+        charging = DriverSession.objects.get(pk=session_id).charging_session
+        return SessionTariff.objects.filter(session=charging, departed_at__isnull=False).exists()
+
+    await eventually(orm(departed), timeout=20, what="the car's departure recorded")
+
     # The CDR: a Celery worker runs this task when the car has left; here the test is the worker.
     def issue() -> int:
         from apps.tariffs.services import cdr_issue

@@ -58,6 +58,7 @@ def main() -> None:
         cps, box_end=time.monotonic() + float(go["box_s"]), second_server_from=args.second_server_from
     )
     chunks = [identities[i :: args.threads] for i in range(args.threads)]
+    runner.warm(args.threads)
     runner.stamps.install()
     started = time.process_time()
     workers = [threading.Thread(target=runner.run, args=(chunk,)) for chunk in chunks]

@@ -493,6 +493,34 @@ class CommandRunner:
                 }
             )
 
+    @staticmethod
+    def warm(threads: int) -> None:
+        """Open the database and Redis connections `threads` callers hold at once, and hand them back to
+        their pools, as they are in a worker that has been serving for a while: psycopg's pool starts
+        with one connection (min_size) and keeps the ones it grew to, so a cold pool would put a new
+        PostgreSQL connection (backend start and authentication) into the first command of each thread."""
+        from django.db import connection, connections
+
+        from apps.ocpp_gateway.redis_clients import sync_redis
+
+        barrier = threading.Barrier(threads)
+
+        def hold() -> None:
+            try:
+                barrier.wait(timeout=30)
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT 1")
+                sync_redis().ping()
+                barrier.wait(timeout=30)  # all held at once: each pool grows to `threads`
+            finally:
+                connections.close_all()
+
+        workers = [threading.Thread(target=hold, name=f"bench-warm-{i}") for i in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+
     def run(self, items: list[str]) -> None:
         from django.db import connections
 
@@ -633,6 +661,7 @@ def commands(
         # for a whole chunk of commands to end (measured: 1.5 s stalls with 10 threads).
         connections.close_all()
         rng = random.Random(8)
+        CommandRunner.warm(threads)
         cpu0 = [cpu_seconds(server_pid(s)) for s, _p in servers]
         t_start = time.monotonic()
         machine0 = machine_cpu()

@@ -322,25 +322,53 @@ def command_outcome_store(*, command_id: int, status: str, follow_up: bool | Non
     """Record an outcome that waiters already have (the consumer and `command_wait` publish or read it
     from Redis first); the first recorded outcome wins. `follow_up` says whether an answer to this command
     needs more than the row written (`outcome_needs_follow_up`; None when not known). When it does not, the
-    row is made final in one conditional UPDATE (one round trip, the row locked for that statement only)
-    rather than a SELECT ... FOR UPDATE transaction, which the consumer and the waiter both run for every
-    command and which made one wait for the other."""
-    from apps.ocpp_gateway.outcomes import FINISHED_FOLLOW_UPS, FOLLOW_UPS
-
+    row is made final in one statement (`_outcome_store_fast`: one round trip, the row locked for that
+    statement only) rather than a SELECT ... FOR UPDATE transaction. Both the consumer and the waiter store
+    every outcome, so one of them usually finds the row final already: that, too, costs one round trip."""
     if follow_up is True or (follow_up is None and status == CommandStatus.ANSWERED):
         command_record_outcome(command_id=command_id, status=status, response=response, error_code=error_code,
                                error_description=error_description, push=False)
         return
-    rows = OcppCommand.objects.filter(pk=command_id).exclude(status__in=FINAL_COMMAND_STATUSES)
-    # Whatever the hint said, never skip a key change or a follow-up.
-    rows = rows.exclude(action__in=list(FINISHED_FOLLOW_UPS))
-    if status == CommandStatus.ANSWERED:
-        rows = rows.filter(new_key_hash="").exclude(action__in=list(FOLLOW_UPS))
-    updated = rows.update(status=status, response=response, error_code=error_code[:64],
-                          error_description=error_description[:500], completed_at=clock.now())
-    if not updated:  # final already (nothing to do), or an outcome that needs its follow-ups after all
-        command_record_outcome(command_id=command_id, status=status, response=response, error_code=error_code,
-                               error_description=error_description, push=False)
+    if _outcome_store_fast(command_id=command_id, status=status, response=response, error_code=error_code,
+                           error_description=error_description):
+        return
+    # Open, but the fast path may not finish it (a key change or a follow-up the hint did not know of),
+    # or it became final while this statement waited for the row: the full path sorts out which.
+    command_record_outcome(command_id=command_id, status=status, response=response, error_code=error_code,
+                           error_description=error_description, push=False)
+
+
+def _outcome_store_fast(*, command_id: int, status: str, response: dict | None, error_code: str,
+                        error_description: str) -> bool:
+    """Make an open command final with this outcome in one statement, unless it needs the full path (a
+    new key, or an action with follow-ups: whatever the caller's hint said, those are never skipped).
+    True when the row is final afterwards (made so now, or already final before this statement began)."""
+    from apps.ocpp_gateway.outcomes import FINISHED_FOLLOW_UPS, FOLLOW_UPS
+
+    table = connection.ops.quote_name(OcppCommand._meta.db_table)
+    open_statuses = [CommandStatus.PENDING.value, CommandStatus.SENT.value]
+    never_fast = sorted(FINISHED_FOLLOW_UPS)
+    answer_not_fast = sorted(set(FOLLOW_UPS) | set(FINISHED_FOLLOW_UPS))
+    sql = (
+        f"WITH before AS (SELECT status FROM {table} WHERE id = %(id)s), "
+        f"done AS (UPDATE {table} SET status = %(status)s, response = %(response)s::jsonb, "
+        "error_code = %(error_code)s, error_description = %(error_description)s, completed_at = %(now)s "
+        "WHERE id = %(id)s AND status = ANY(%(open)s) AND NOT (action = ANY(%(never_fast)s)) "
+        "AND (%(status)s <> %(answered)s OR (new_key_hash = '' AND NOT (action = ANY(%(answer_not_fast)s)))) "
+        "RETURNING 1) "
+        "SELECT (SELECT count(*) FROM done), (SELECT status FROM before)"
+    )
+    params = {
+        "id": command_id, "status": status, "response": None if response is None else json.dumps(response),
+        "error_code": error_code[:64], "error_description": error_description[:500], "now": clock.now(),
+        "open": open_statuses, "never_fast": never_fast, "answered": CommandStatus.ANSWERED.value,
+        "answer_not_fast": answer_not_fast,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        updated, status_before = cursor.fetchone()
+    # A row missing altogether has nothing to record either.
+    return bool(updated) or status_before is None or status_before not in open_statuses
 
 
 def outcome_message(*, command_id: int, action: str, status: str, response: dict | None = None,

@@ -156,6 +156,32 @@ def test_outcome_without_follow_up_is_recorded_once(db):
     assert command.status == CommandStatus.ANSWERED
 
 
+def test_outcome_store_costs_one_statement_for_the_winner_and_for_the_loser(db, django_assert_num_queries):
+    """The consumer and the waiter both store every outcome: whichever comes second finds the row final
+    in the same single statement, without a locking transaction of its own."""
+    command = _open_command(action="ClearCache", payload={})
+    with django_assert_num_queries(1):
+        command_outcome_store(command_id=command.pk, status=CommandStatus.ANSWERED,
+                              response={"status": "Accepted"}, follow_up=False)
+    with django_assert_num_queries(1):
+        command_outcome_store(command_id=command.pk, status=CommandStatus.ANSWERED,
+                              response={"status": "Accepted"}, follow_up=False)
+    command.refresh_from_db()
+    assert command.status == CommandStatus.ANSWERED and command.response == {"status": "Accepted"}
+
+
+def test_outcome_store_without_response_keeps_sql_null(db):
+    command = _open_command(action="ClearCache", payload={})
+    command_outcome_store(command_id=command.pk, status=CommandStatus.CHARGER_DISCONNECTED, follow_up=False,
+                          error_description="gone")
+    assert OcppCommand.objects.filter(pk=command.pk, response__isnull=True, error_description="gone").exists()
+
+
+def test_outcome_store_for_a_missing_command_does_nothing(db, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        command_outcome_store(command_id=987654, status=CommandStatus.TIMEOUT, follow_up=False)
+
+
 def test_answer_with_a_new_key_takes_the_full_path(db):
     cp = ChargePointFactory()
     command = _open_command(
@@ -276,7 +302,9 @@ def test_the_sending_process_waits_without_reading_the_row_first(transactional_d
     with CaptureQueriesContext(connection) as queries:
         outcome = command_wait(command_id=command.pk, timeout_s=2)
     assert outcome["status"] == CommandStatus.ANSWERED
-    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE"]
+    # one statement: the conditional UPDATE of the row (no SELECT of it first)
+    assert len(queries.captured_queries) == 1
+    assert "(UPDATE " in queries.captured_queries[0]["sql"] and "FOR UPDATE" not in queries.captured_queries[0]["sql"]
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED
 

@@ -83,6 +83,24 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def cpu_seconds_by_name(names: Sequence[str]) -> dict[str, float]:
+    """utime + stime summed over every process whose command name is one of `names` (e.g. the
+    PostgreSQL backends, Redis), in seconds."""
+    out = dict.fromkeys(names, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.find("(") + 1 : stat.rfind(")")]
+        if name in out:
+            fields = stat.rsplit(")", 1)[1].split()
+            out[name] += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def machine_cpu() -> list[int] | None:
     """The machine's CPU time counters (/proc/stat "cpu" line: user nice system idle iowait irq softirq
     steal ...), in clock ticks; see machine_cpu_share."""

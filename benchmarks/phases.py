@@ -21,6 +21,7 @@ from benchmarks.common import (
     Child,
     ChildFailed,
     cpu_seconds,
+    cpu_seconds_by_name,
     free_port,
     machine_cpu,
     machine_cpu_share,
@@ -398,14 +399,12 @@ class _StageStamps:
     """Wall-clock stamps of one command's path in the caller thread, for the per-stage breakdown.
 
     Wraps (in the bench process only, while installed) the gateway's seams a command passes through:
-    the presence lookup, the on-commit hand-over to the channel layer, the wake-up of the waiter and
-    its final write. The charger simulator stamps when the CALL arrived and when it answered."""
+    the presence lookup and the on-commit hand-over to the channel layer. The charger simulator stamps
+    when the CALL arrived and when it answered."""
 
     SEAMS = (
         ("presence", "lookup", "presence"),
         ("services", "_dispatch", "dispatch"),
-        ("services", "command_record_outcome", "record"),
-        ("services", "command_outcome_store", "record"),
     )
 
     def __init__(self) -> None:
@@ -539,8 +538,7 @@ COMMAND_STAGES = (
     ("caller_layer_send", "dispatch_start", "dispatch_end"),  # channel-layer send (sender thread)
     ("to_charger", "dispatch_end", "charger_received"),  # server: layer receive -> consumer -> frame
     ("charger", "charger_received", "charger_answered"),  # simulator's own answer
-    ("to_waiter", "charger_answered", "record_start"),  # server: answer -> Redis push; BLPOP wakes
-    ("caller_record", "record_start", "record_end"),  # waiter's final write of the outcome row
+    ("to_waiter", "charger_answered", "wait_returned"),  # server: answer -> row final -> Redis; BLMOVE wakes
     ("total", "start", "wait_returned"),
 )
 
@@ -557,6 +555,26 @@ def stage_summary(records: list[dict[str, Any]]) -> dict[str, dict[str, float | 
             "p99_ms": r1(percentile(values, 99)),
         }
     return out
+
+
+def _cpu_split(servers: list[tuple[Child, int]], fleets: list[Child]) -> dict[str, float]:
+    """CPU seconds used so far by each part of the commands phase: the two servers, the caller (this
+    process), the fleets, the PostgreSQL backends and Redis, and the machine as a whole."""
+    split = {f"server{i}": cpu_seconds(server_pid(s)) or 0.0 for i, (s, _p) in enumerate(servers)}
+    split["caller"] = time.process_time()
+    split["fleets"] = sum(cpu_seconds(f.pid) or 0.0 for f in fleets)
+    split.update(cpu_seconds_by_name(["postgres", "redis-server"]))
+    counters = machine_cpu() or []
+    ticks = os.sysconf("SC_CLK_TCK")
+    busy = [counters[i] for i in (0, 1, 2, 5, 6) if i < len(counters)]
+    split["machine"] = sum(busy) / ticks
+    return split
+
+
+def _cpu_split_rate(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    rates = {k: round((after[k] - before[k]) / max(seconds, 1e-6), 2) for k in before}
+    rates["other"] = round(rates["machine"] - sum(v for k, v in rates.items() if k != "machine"), 2)
+    return rates
 
 
 def commands(
@@ -682,11 +700,14 @@ def commands(
         seq_records = list(records)
         conc = picks[n_seq:]
         chunks = [conc[i::threads] for i in range(threads)]
+        split0 = _cpu_split(servers, fleets)
+        c_start = time.monotonic()
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bench-commands") as pool:
             futures = [pool.submit(sequential, chunk) for chunk in chunks]
             for fut in futures:
                 fut.result(timeout=max(1.0, box_end - time.monotonic()))
         machine2 = machine_cpu()
+        conc_split = _cpu_split_rate(split0, _cpu_split(servers, fleets), time.monotonic() - c_start)
         if callers:
             conc_p = [rng.choice(targets) for _ in range(n_commands - n_seq)]
             for i, c in enumerate(callers):
@@ -779,6 +800,7 @@ def commands(
         "concurrent": machine_cpu_share(machine1, machine2),
     }
     say(f"    machine CPU during the commands: {machine}")
+    say(f"    CPU during the concurrent half, in cores: {conc_split}")
     procs_s = None
     if callers:
         procs_s = {
@@ -819,6 +841,7 @@ def commands(
         "command_caller_cpu": round(own_cpu, 2),
         "command_stages": {"sequential": seq_stages, "concurrent": conc_stages},
         "command_machine_cpu": machine,
+        "command_concurrent_cpu_cores": conc_split,
         "command_processes": procs_s,
         "fleet_disconnected": sum(r["disconnected"] for r in fleet_results),
         "fleet_connected": connected,

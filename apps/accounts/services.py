@@ -29,12 +29,24 @@ def audit_record_create(
     organisation_id: int | None = None, source: str = "service", detail: dict[str, Any] | None = None,
 ) -> AuditRecord:
     """Append one audit record. `actor` may be a User, None (system) or anonymous."""
+    record = audit_record_build(actor=actor, action=action, outcome=outcome, target=target,
+                                organisation_id=organisation_id, source=source, detail=detail)
+    record.save(force_insert=True)
+    return record
+
+
+def audit_record_build(
+    *, actor: Any, action: str, outcome: str = AuditOutcome.SUCCEEDED, target: models.Model | None = None,
+    organisation_id: int | None = None, source: str = "service", detail: dict[str, Any] | None = None,
+) -> AuditRecord:
+    """The audit record `audit_record_create` would append, unsaved: for a caller that inserts it in one
+    statement with the row it audits (cpo.persistence.objects_insert_together)."""
     user = actor if isinstance(actor, User) else None
     if organisation_id is None and target is not None:
         organisation_id = getattr(target, "organisation_id", None)
         if organisation_id is None and isinstance(target, Organisation):
             organisation_id = target.pk
-    return AuditRecord.objects.create(
+    return AuditRecord(
         at=clock.now(),
         actor=user,
         actor_repr=str(user) if user else (str(actor) if actor else "system"),

@@ -14,6 +14,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -79,6 +80,17 @@ def _route_map(handlers_cls: type) -> dict[str, dict[str, Any]]:
     if routes is None:
         routes = _ROUTE_MAPS[handlers_cls] = create_route_map(handlers_cls)
     return routes
+
+
+# Outcome recordings in flight, held until done (the event loop keeps only weak references to tasks).
+_RECORDING: set[asyncio.Future] = set()
+
+
+def _recorded(identity: str, command_id: Any, recording: asyncio.Future) -> None:
+    _RECORDING.discard(recording)
+    if not recording.cancelled() and recording.exception() is not None:
+        logger.error("%s: could not record the outcome of command %s", identity, command_id,
+                     exc_info=recording.exception())
 
 
 class OcppConnection:
@@ -282,13 +294,12 @@ class OcppConnection:
             command = self.commands.popleft()
             outcome = await self.run_command(command)
             if self._record_outcome is not None:
-                try:
-                    await self._record_outcome(command, outcome)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    logger.exception("%s: could not record the outcome of command %s", self.ctx.identity,
-                                     command.get("command_id"))
+                # Shielded: a charger that closes right after answering (e.g. to reconnect with the key it
+                # just accepted) cancels this worker, but the outcome it answered is still recorded.
+                recording = asyncio.ensure_future(self._record_outcome(command, outcome))
+                _RECORDING.add(recording)
+                recording.add_done_callback(partial(_recorded, self.ctx.identity, command.get("command_id")))
+                await asyncio.shield(recording)
 
     async def run_command(self, command: dict[str, Any]) -> CommandOutcome:
         remaining = float(command["deadline_ts"]) - clock.now().timestamp()

@@ -43,21 +43,25 @@ def negotiate(offered: list[str]) -> str | None:
 
 
 async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> None:
-    """Publish the outcome to waiters first (Redis; no database on that path, so a waiter in this very
-    process never waits behind the database thread), then record it in the command row."""
+    """Record the outcome in the command row, then publish it to waiters (Redis): a waiter returns what it
+    reads there without touching the row, and whoever reads the row after it sees the same outcome. A
+    failed write is logged and the outcome still published (the charger did answer); the row is then
+    timed out by the sweep."""
     key = OUTCOME_KEY.format(id=command["command_id"])
     message = outcome_message(command_id=command["command_id"], action=command.get("action", ""),
                               status=outcome.status, response=outcome.response, error_code=outcome.error_code,
                               error_description=outcome.error_description)
-    async with async_redis().pipeline(transaction=False) as pipe:
-        pipe.rpush(key, message)
-        pipe.expire(key, OUTCOME_TTL_S)
-        await pipe.execute()
-    await database_sync_to_async(command_outcome_store)(
-        command_id=command["command_id"], status=outcome.status, response=outcome.response,
-        error_code=outcome.error_code, error_description=outcome.error_description,
-        follow_up=command.get("follow_up"),
-    )
+    try:
+        await database_sync_to_async(command_outcome_store)(
+            command_id=command["command_id"], status=outcome.status, response=outcome.response,
+            error_code=outcome.error_code, error_description=outcome.error_description,
+            follow_up=command.get("follow_up"),
+        )
+    finally:
+        async with async_redis().pipeline(transaction=False) as pipe:
+            pipe.rpush(key, message)
+            pipe.expire(key, OUTCOME_TTL_S)
+            await pipe.execute()
 
 
 class OcppConsumer(AsyncWebsocketConsumer):

@@ -24,7 +24,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
-from apps.accounts.services import audit_record_create
+from apps.accounts.services import audit_record_build, audit_record_create
 from apps.ocpp_gateway import conf, delivery, presence, protocol
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage
@@ -34,6 +34,7 @@ from apps.stations.choices import OcppProtocol, RegistrationStatus, SecurityProf
 from apps.stations.models import ChargePoint
 from cpo import clock
 from cpo.exceptions import NotFound, ValidationFailed
+from cpo.persistence import IdBlock, objects_insert_together
 
 logger = logging.getLogger(__name__)
 OUTCOME_KEY = "cpo:ocpp:command:{id}:outcome"
@@ -102,47 +103,49 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
     if not 0 < timeout_s <= 3600:
         raise ValidationFailed(_("A command timeout must be between 0 and 3600 seconds."), fields={"timeout": []})
     new_key_hash = _new_key_hash(action, payload)
-    command_pk = None
+    command_pk = _command_ids.take()
     if fill_own_id:
-        command_pk = _command_id_reserve()
         payload = {**payload, own_id_field: command_pk}
     now = clock.now()
     holder = presence.lookup(charge_point.identity)
-    # One transaction for the command and its audit record; it is handed to the connection on commit
-    # (status "sent" = dispatched to the connection holding the charger; a failed hand-over is recorded).
-    with transaction.atomic():
-        command = OcppCommand.objects.create(
-            pk=command_pk,
-            charge_point=charge_point, action=action, payload=_masked(action, payload), unique_id=str(uuid.uuid4()),
-            created_at=now, deadline=now + timedelta(seconds=timeout_s),
-            requested_by=actor if getattr(actor, "pk", None) else None, source=source, new_key_hash=new_key_hash,
-            status=CommandStatus.PENDING if holder is None else CommandStatus.SENT,
-            sent_at=None if holder is None else now,
-        )
-        audit_record_create(actor=actor, action=f"ocpp.{action}", target=charge_point, source=source,
-                            detail={"command_id": command.pk})
-        follow_up = outcome_needs_follow_up(action=action, has_new_key=bool(new_key_hash))
-        deadline_ts = command.deadline.timestamp()
-        if holder is None:
+    command = OcppCommand(
+        pk=command_pk,
+        charge_point=charge_point, action=action, payload=_masked(action, payload), unique_id=str(uuid.uuid4()),
+        created_at=now, deadline=now + timedelta(seconds=timeout_s),
+        requested_by=actor if getattr(actor, "pk", None) else None, source=source, new_key_hash=new_key_hash,
+        status=CommandStatus.PENDING if holder is None else CommandStatus.SENT,
+        sent_at=None if holder is None else now,
+    )
+    audit = audit_record_build(actor=actor, action=f"ocpp.{action}", target=charge_point, source=source,
+                               detail={"command_id": command_pk})
+    follow_up = outcome_needs_follow_up(action=action, has_new_key=bool(new_key_hash))
+    deadline_ts = command.deadline.timestamp()
+    if holder is None:
+        with transaction.atomic():
+            objects_insert_together(command, audit)
             _finish(command, CommandStatus.CHARGER_OFFLINE, error_description="no connection holds this charger")
-            transaction.on_commit(lambda: _sent_here.add(command.pk, deadline_ts, follow_up))
-            return command
-        message = {
-            "type": "ocpp.command", "command_id": command.pk, "unique_id": command.unique_id, "action": action,
-            "payload": payload, "deadline_ts": deadline_ts, "epoch": holder.epoch, "follow_up": follow_up,
-        }
+            transaction.on_commit(lambda: _sent_here.add(command.pk, deadline_ts))
+        return command
+    message = {
+        "type": "ocpp.command", "command_id": command.pk, "unique_id": command.unique_id, "action": action,
+        "payload": payload, "deadline_ts": deadline_ts, "epoch": holder.epoch, "follow_up": follow_up,
+    }
 
-        def hand_over() -> None:
-            _sent_here.add(command.pk, deadline_ts, follow_up)
-            _dispatch(holder.channel, message, command.pk)
+    def hand_over() -> None:
+        _sent_here.add(command.pk, deadline_ts)
+        _dispatch(holder.channel, message, command.pk)
 
-        transaction.on_commit(hand_over)
+    # The command and its audit record in one statement: one round trip, atomic by itself (no BEGIN and
+    # COMMIT of our own), part of the caller's transaction when there is one. The command is handed to
+    # the connection once committed: at once here, or when the caller's transaction commits (status
+    # "sent" = dispatched to the connection holding the charger; a failed hand-over is recorded).
+    objects_insert_together(command, audit)
+    transaction.on_commit(hand_over)
     return command
 
 
 class _SentHere:
-    """What `command_wait` needs to know about commands this process sent (deadline, whether recording an
-    answer needs a follow-up), so that a waiter in the sending process (an admin action, the API,
+    """What `command_wait` needs to know about commands this process sent (their deadline), so that a waiter in the sending process (an admin action, the API,
     ocpp_call) goes straight to Redis instead of reading the row first: every final outcome is published
     there (kept OUTCOME_TTL_S). Known only once the command is committed; bounded, oldest forgotten."""
 
@@ -150,15 +153,15 @@ class _SentHere:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[int, tuple[float, bool]] = OrderedDict()
+        self._items: OrderedDict[int, float] = OrderedDict()
 
-    def add(self, command_id: int, deadline_ts: float, follow_up: bool) -> None:
+    def add(self, command_id: int, deadline_ts: float) -> None:
         with self._lock:
-            self._items[command_id] = (deadline_ts, follow_up)
+            self._items[command_id] = deadline_ts
             while len(self._items) > self.MAX:
                 self._items.popitem(last=False)
 
-    def take(self, command_id: int) -> tuple[float, bool] | None:
+    def take(self, command_id: int) -> float | None:
         with self._lock:
             return self._items.pop(command_id, None)
 
@@ -166,11 +169,9 @@ class _SentHere:
 _sent_here = _SentHere()
 
 
-def _command_id_reserve() -> int:
-    """Take the next command id from the table's sequence, for a payload that must carry it."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, 'id'))", [OcppCommand._meta.db_table])
-        return int(cursor.fetchone()[0])
+# Command ids are taken ahead (a block per process), so that the command row and its audit record go to
+# the database in one statement. Commands are ordered by created_at, never by id.
+_command_ids = IdBlock(OcppCommand, size=50)
 
 
 def _is_password_item(item: dict[str, Any]) -> bool:
@@ -249,7 +250,8 @@ def _finish(command: OcppCommand, status: str, *, response: dict | None = None, 
 
     command_finished(command=command)
     if push:
-        _push_outcome(command)
+        # Waiters return what they read from Redis without reading the row: publish once it is committed.
+        transaction.on_commit(lambda: _push_outcome(command))
     return command
 
 
@@ -299,8 +301,9 @@ def _key_change_command(charge_point: ChargePoint, key: str) -> tuple[str, dict[
 @transaction.atomic
 def command_record_outcome(*, command_id: int, status: str, response: dict | None = None, error_code: str = "",
                            error_description: str = "", push: bool = True) -> OcppCommand | None:
-    """Record a command's final outcome once; later outcomes for the same command are ignored. `push=False`
-    when the caller has already published the outcome to waiters (the consumer does, before this write)."""
+    """Record a command's final outcome once; later outcomes for the same command are ignored. The outcome
+    is published to waiters once committed, unless `push=False` (the consumer publishes it itself, after
+    this write)."""
     command = OcppCommand.objects.select_for_update(no_key=True).filter(pk=command_id).first()
     if command is None or command.status in FINAL_COMMAND_STATUSES:
         return command
@@ -319,12 +322,12 @@ def outcome_needs_follow_up(*, action: str, has_new_key: bool) -> bool:
 
 def command_outcome_store(*, command_id: int, status: str, follow_up: bool | None,
                           response: dict | None = None, error_code: str = "", error_description: str = "") -> None:
-    """Record an outcome that waiters already have (the consumer and `command_wait` publish or read it
-    from Redis first); the first recorded outcome wins. `follow_up` says whether an answer to this command
-    needs more than the row written (`outcome_needs_follow_up`; None when not known). When it does not, the
-    row is made final in one statement (`_outcome_store_fast`: one round trip, the row locked for that
-    statement only) rather than a SELECT ... FOR UPDATE transaction. Both the consumer and the waiter store
-    every outcome, so one of them usually finds the row final already: that, too, costs one round trip."""
+    """Record an outcome without publishing it (the consumer publishes it to waiters right after this
+    write, so a waiter never needs to read or write the row); the first recorded outcome wins. `follow_up`
+    says whether an answer to this command needs more than the row written (`outcome_needs_follow_up`;
+    None when not known). When it does not, the row is made final in one statement (`_outcome_store_fast`:
+    one round trip, the row locked for that statement only) rather than a SELECT ... FOR UPDATE
+    transaction; a row already final costs that one round trip too."""
     if follow_up is True or (follow_up is None and status == CommandStatus.ANSWERED):
         command_record_outcome(command_id=command_id, status=status, response=response, error_code=error_code,
                                error_description=error_description, push=False)
@@ -390,26 +393,19 @@ def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str
         if command.status in FINAL_COMMAND_STATUSES:
             return command.outcome()
         deadline_ts = command.deadline.timestamp()
-        follow_up = outcome_needs_follow_up(action=command.action, has_new_key=bool(command.new_key_hash))
     else:
-        deadline_ts, follow_up = known
+        deadline_ts = known
     if timeout_s is None:
         timeout_s = max(0.0, deadline_ts - clock.now().timestamp()) + 1.0
     if timeout_s > 0:
         key = OUTCOME_KEY.format(id=command_id)
         # BLMOVE from the list to itself: wait for the outcome and leave it for other waiters, in one
         # round trip and atomically (BLPOP then RPUSH took two, with the list empty in between).
+        # Every outcome is published only once its row is final (the consumer writes, then publishes;
+        # command_record_outcome publishes on commit), so the row already says what the waiter reads here.
         item = sync_redis().blmove(key, key, max(1, round(timeout_s)), "LEFT", "RIGHT")
         if item is not None:
-            outcome = json.loads(item)
-            # The consumer publishes before it writes the row; make the row final now so whoever
-            # reads the command next sees what the waiter saw (the first recorded outcome wins).
-            command_outcome_store(
-                command_id=command_id, status=outcome["status"], response=outcome["response"],
-                error_code=outcome["error_code"], error_description=outcome["error_description"],
-                follow_up=follow_up,
-            )
-            return outcome
+            return json.loads(item)
     if command is None:
         command = OcppCommand.objects.get(pk=command_id)
     else:

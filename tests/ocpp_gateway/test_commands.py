@@ -133,3 +133,27 @@ async def test_a_drivers_start_follows_the_chargers_answer(charge_point, answer,
     s = await failed()
     assert (s.status, s.failure_reason) == ("FAILED", failure)
     await comm.disconnect()
+
+
+async def test_an_answer_followed_at_once_by_a_disconnect_is_still_recorded(charge_point):
+    """A charger that accepts a new AuthorizationKey closes its socket right after answering, to connect
+    with the new key: the disconnect stops the connection's workers, but the answer (and the key change it
+    brings) is recorded and published all the same."""
+    from apps.ocpp_gateway.models import OcppCommand
+    from apps.stations import keys
+
+    new_key = "fedcba9876543210fedcba9876543210"
+    comm, connected, _ = await connect()
+    assert connected
+    charger = Charger(comm)
+    command_id = await database_sync_to_async(_send)(
+        "ChangeConfiguration", {"key": "AuthorizationKey", "value": new_key}
+    )
+    call = await charger.receive()
+    await charger.send_raw(json.dumps([3, call[1], {"status": "Accepted"}]))
+    await comm.disconnect()
+    outcome = await wait(command_wait)(command_id=command_id, timeout_s=5)
+    assert outcome["status"] == CommandStatus.ANSWERED
+    command = await database_sync_to_async(OcppCommand.objects.select_related("charge_point").get)(pk=command_id)
+    assert command.status == CommandStatus.ANSWERED
+    assert keys.verify_key(new_key, command.charge_point.auth_key_hash)

@@ -23,6 +23,7 @@ from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.ocpp_gateway.services import (
     OUTCOME_KEY,
     command_outcome_store,
+    command_record_outcome,
     command_send,
     command_wait,
     outcome_message,
@@ -288,10 +289,15 @@ def _online(identity: str) -> None:
     )
 
 
-def test_the_sending_process_waits_without_reading_the_row_first(transactional_db):
+def test_the_sending_process_waits_without_reading_or_writing_the_row(transactional_db):
+    """The consumer makes the row final and then publishes the outcome, so the waiter in the process that
+    sent the command returns what it reads from Redis and never touches the database."""
     cp = ChargePointFactory()
     _online(cp.identity)
     command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+    command_outcome_store(
+        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, follow_up=False
+    )
     message = outcome_message(
         command_id=command.pk,
         action="ClearCache",
@@ -301,12 +307,21 @@ def test_the_sending_process_waits_without_reading_the_row_first(transactional_d
     sync_redis().rpush(OUTCOME_KEY.format(id=command.pk), message)
     with CaptureQueriesContext(connection) as queries:
         outcome = command_wait(command_id=command.pk, timeout_s=2)
-    assert outcome["status"] == CommandStatus.ANSWERED
-    # one statement: the conditional UPDATE of the row (no SELECT of it first)
-    assert len(queries.captured_queries) == 1
-    assert "(UPDATE " in queries.captured_queries[0]["sql"] and "FOR UPDATE" not in queries.captured_queries[0]["sql"]
+    assert outcome["status"] == CommandStatus.ANSWERED and outcome["response"] == {"status": "Accepted"}
+    assert queries.captured_queries == []
     command.refresh_from_db()
-    assert command.status == CommandStatus.ANSWERED
+    assert command.outcome() == outcome
+
+
+def test_an_outcome_recorded_in_a_transaction_is_published_only_on_commit(transactional_db):
+    """command_record_outcome publishes on commit: a waiter woken by it finds the row final already."""
+    command = _open_command(action="ClearCache", payload={})
+    key = OUTCOME_KEY.format(id=command.pk)
+    with transaction.atomic():
+        command_record_outcome(command_id=command.pk, status=CommandStatus.TIMEOUT, error_description="late")
+        assert sync_redis().llen(key) == 0
+    assert json.loads(sync_redis().lindex(key, 0))["status"] == CommandStatus.TIMEOUT
+    assert OcppCommand.objects.get(pk=command.pk).status == CommandStatus.TIMEOUT
 
 
 def test_an_offline_charger_fails_at_once_for_the_sending_process_too(transactional_db):
@@ -338,3 +353,25 @@ def test_a_command_that_times_out_is_recorded_so_for_the_sending_process(transac
     assert command_wait(command_id=command.pk)["status"] == CommandStatus.TIMEOUT
     command.refresh_from_db()
     assert command.status == CommandStatus.TIMEOUT
+
+
+def test_command_send_records_the_command_and_its_audit_record_in_one_statement(transactional_db):
+    cp = ChargePointFactory()
+    _online(cp.identity)
+    command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)  # the id block is taken
+    with CaptureQueriesContext(connection) as queries:
+        command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+    assert len(queries.captured_queries) == 1  # no BEGIN/COMMIT round trips of its own either
+    assert OcppCommand.objects.get(pk=command.pk).status == CommandStatus.SENT
+    record = AuditRecord.objects.get(action="ocpp.ClearCache", detail__command_id=command.pk)
+    assert record.target_id == str(cp.pk)
+
+
+def test_command_send_inside_a_failed_transaction_leaves_neither_row(transactional_db):
+    cp = ChargePointFactory()
+    _online(cp.identity)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+        raise RuntimeError("the caller's transaction fails")
+    assert not OcppCommand.objects.filter(pk=command.pk).exists()
+    assert not AuditRecord.objects.filter(detail__command_id=command.pk).exists()

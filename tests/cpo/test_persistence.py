@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import IntegrityError, connection, transaction
@@ -37,22 +37,15 @@ def test_an_id_block_reserves_from_the_sequence_once_per_block(db):
 
 def test_an_id_block_is_safe_across_threads(transactional_db):
     block = IdBlock(OcppCommand, size=7)
-    taken: list[int] = []
-    lock = threading.Lock()
 
-    def take() -> None:
+    def take(_n: int) -> list[int]:
         try:
-            mine = [block.take() for _ in range(20)]
-            with lock:
-                taken.extend(mine)
+            return [block.take() for _ in range(20)]
         finally:
             connection.close()
 
-    workers = [threading.Thread(target=take) for _ in range(6)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        taken = [i for ids in pool.map(take, range(6)) for i in ids]
     assert len(taken) == 120 and len(set(taken)) == 120
 
 

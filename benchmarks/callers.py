@@ -41,10 +41,13 @@ def main() -> None:
     from apps.ocpp_gateway.redis_clients import sync_redis
     from apps.stations.models import ChargePoint
     from benchmarks.phases import CommandRunner
+    from cpo.runtime import tune_gc
 
-    # Warm, as a long-running worker is: database and Redis connections open, code imported.
+    # Warm, as a long-running worker is: database and Redis connections open, code imported, the
+    # collector tuned as the product's processes tune it (cpo.runtime).
     ChargePoint.objects.exists()
     sync_redis().ping()
+    tune_gc()
     emit("READY", {"pid": os.getpid()})
     line = sys.stdin.readline()
     word, _, rest = line.strip().partition(" ")

@@ -1,0 +1,32 @@
+"""cpo.runtime.tune_gc: the collector settings of the product's long-running processes."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from cpo.runtime import DEFAULT_GC_THRESHOLDS, tune_gc
+
+
+@pytest.fixture
+def restored_gc():
+    before = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*before)
+
+
+def test_tune_gc_freezes_start_up_objects_and_raises_the_thresholds(restored_gc, monkeypatch):
+    monkeypatch.delenv("CPO_GC_THRESHOLDS", raising=False)
+    assert tune_gc() == tuple(int(n) for n in DEFAULT_GC_THRESHOLDS.split(","))
+    assert gc.get_threshold() == (50000, 20, 100)
+    assert gc.get_freeze_count() > 0
+
+
+def test_tune_gc_follows_the_setting_and_an_empty_one_keeps_pythons_defaults(restored_gc, monkeypatch):
+    monkeypatch.setenv("CPO_GC_THRESHOLDS", "1000,5,5")
+    assert tune_gc() == (1000, 5, 5) and gc.get_threshold() == (1000, 5, 5)
+    gc.set_threshold(700, 10, 10)
+    monkeypatch.setenv("CPO_GC_THRESHOLDS", "")
+    assert tune_gc() is None and gc.get_threshold() == (700, 10, 10)

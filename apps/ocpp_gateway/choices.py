@@ -14,7 +14,8 @@ class CommandStatus(models.TextChoices):
     CHARGER_DISCONNECTED = "charger_disconnected", _("Charger disconnected before answering")
 
 
-FINAL_COMMAND_STATUSES = frozenset(CommandStatus.values) - {CommandStatus.PENDING, CommandStatus.SENT}
+OPEN_COMMAND_STATUSES = frozenset({CommandStatus.PENDING, CommandStatus.SENT})
+FINAL_COMMAND_STATUSES = frozenset(CommandStatus.values) - OPEN_COMMAND_STATUSES
 
 
 class Direction(models.TextChoices):

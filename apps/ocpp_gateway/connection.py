@@ -9,6 +9,7 @@ At most one CALL per direction is outstanding: requests and commands are each ha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections import deque
@@ -299,7 +300,8 @@ class OcppConnection:
                 recording = asyncio.ensure_future(self._record_outcome(command, outcome))
                 _RECORDING.add(recording)
                 recording.add_done_callback(partial(_recorded, self.ctx.identity, command.get("command_id")))
-                await asyncio.shield(recording)
+                with contextlib.suppress(Exception):  # logged by _recorded; go on with the next command
+                    await asyncio.shield(recording)
 
     async def run_command(self, command: dict[str, Any]) -> CommandOutcome:
         remaining = float(command["deadline_ts"]) - clock.now().timestamp()

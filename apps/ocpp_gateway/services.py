@@ -26,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from apps.accounts.services import audit_record_build, audit_record_create
 from apps.ocpp_gateway import conf, delivery, presence, protocol
-from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, CommandStatus
+from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.stations import keys
@@ -145,9 +145,9 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
 
 
 class _SentHere:
-    """What `command_wait` needs to know about commands this process sent (their deadline), so that a waiter in the sending process (an admin action, the API,
-    ocpp_call) goes straight to Redis instead of reading the row first: every final outcome is published
-    there (kept OUTCOME_TTL_S). Known only once the command is committed; bounded, oldest forgotten."""
+    """What `command_wait` needs to know about commands this process sent (their deadline), so that a
+    waiter in the sending process (an admin action, the API, ocpp_call) goes straight to Redis instead of
+    reading the row first: every final outcome is published there (kept OUTCOME_TTL_S). Known only once the command is committed; bounded, oldest forgotten."""
 
     MAX = 10_000
 
@@ -349,7 +349,7 @@ def _outcome_store_fast(*, command_id: int, status: str, response: dict | None, 
     from apps.ocpp_gateway.outcomes import FINISHED_FOLLOW_UPS, FOLLOW_UPS
 
     table = connection.ops.quote_name(OcppCommand._meta.db_table)
-    open_statuses = [CommandStatus.PENDING.value, CommandStatus.SENT.value]
+    open_statuses = sorted(OPEN_COMMAND_STATUSES)
     never_fast = sorted(FINISHED_FOLLOW_UPS)
     answer_not_fast = sorted(set(FOLLOW_UPS) | set(FINISHED_FOLLOW_UPS))
     sql = (

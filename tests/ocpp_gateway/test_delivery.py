@@ -158,8 +158,8 @@ def test_outcome_without_follow_up_is_recorded_once(db):
 
 
 def test_outcome_store_costs_one_statement_for_the_winner_and_for_the_loser(db, django_assert_num_queries):
-    """The consumer and the waiter both store every outcome: whichever comes second finds the row final
-    in the same single statement, without a locking transaction of its own."""
+    """A second store of an outcome (e.g. the sweep's timeout racing the consumer's answer) finds the row
+    final in the same single statement, without a locking transaction of its own."""
     command = _open_command(action="ClearCache", payload={})
     with django_assert_num_queries(1):
         command_outcome_store(command_id=command.pk, status=CommandStatus.ANSWERED,

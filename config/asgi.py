@@ -11,13 +11,15 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.websocket_urls import websocket_urlpatterns  # noqa: E402
+from cpo.asgi_limits import BodyLimitMiddleware  # noqa: E402
 from cpo.runtime import tune_gc  # noqa: E402
 
 tune_gc()  # see cpo.runtime: full collections of a gateway's long-lived objects stalled the event loop
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Bodies over their route's limit are refused before Django reads them (cpo.asgi_limits).
+        "http": BodyLimitMiddleware(django_asgi_app),
         "websocket": URLRouter(websocket_urlpatterns),
     }
 )

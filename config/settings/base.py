@@ -281,6 +281,27 @@ CPO_DIAGNOSTICS_MAX_BYTES = int(ENV.get("CPO_DIAGNOSTICS_MAX_BYTES", str(50 * 10
 CPO_DIAGNOSTICS_UPLOAD_TTL_S = int(ENV.get("CPO_DIAGNOSTICS_UPLOAD_TTL_S", str(24 * 3600)))
 CPO_ADMIN_COMMAND_WAIT_S = float(ENV.get("CPO_ADMIN_COMMAND_WAIT_S", "5"))
 
+# --- request body limits (cpo.asgi_limits, in front of Django) ------------------------------------
+# A body over its route's limit gets 413 before it is read (Content-Length) or as soon as it passes the
+# limit (chunked). The API takes small JSON documents; the admin takes import files (CSV/XLSX/JSON) and,
+# on the firmware page, firmware images; chargers upload diagnostics (CPO_DIAGNOSTICS_MAX_BYTES, plus room
+# for a multipart envelope, so that the upload view's own 413 applies at its limit); everything else
+# (language switch, password reset confirmation, health) is a small form or nothing.
+CPO_HTTP_MAX_BODY_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_BYTES", str(64 * 1024)))
+CPO_HTTP_MAX_BODY_API_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_API_BYTES", str(64 * 1024)))
+CPO_HTTP_MAX_BODY_ADMIN_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_ADMIN_BYTES", str(10 * 1024 * 1024)))
+CPO_HTTP_MAX_BODY_FIRMWARE_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_FIRMWARE_BYTES", str(256 * 1024 * 1024)))
+CPO_HTTP_BODY_LIMITS = [  # (path prefix, bytes): the longest matching prefix applies
+    ("/api/", CPO_HTTP_MAX_BODY_API_BYTES),
+    ("/admin/", CPO_HTTP_MAX_BODY_ADMIN_BYTES),
+    ("/admin/ocpp_gateway/firmwarefile/", CPO_HTTP_MAX_BODY_FIRMWARE_BYTES),
+    ("/ocpp/uploads/diagnostics/", CPO_DIAGNOSTICS_MAX_BYTES + 64 * 1024),
+]
+# Django's own limits behind it: form fields / request.body (RequestDataTooBig, 413 in the API) and the
+# size above which a body or an uploaded file goes to a temporary file instead of memory.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(ENV.get("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
+FILE_UPLOAD_MAX_MEMORY_SIZE = int(ENV.get("DJANGO_FILE_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))
+
 # --- tariffs -------------------------------------------------------------------------------------
 # A completed session whose car was never reported leaving gets its CDR after this many hours, with
 # parking counted only up to the end of the transaction (we cannot prove more).

@@ -11,6 +11,7 @@ from asgiref.sync import markcoroutinefunction, sync_to_async
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import close_old_connections
 from django.http import Http404
@@ -20,6 +21,7 @@ from rest_framework import pagination, serializers, throttling
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from cpo.asgi_limits import request_too_large_detail
 from cpo.exceptions import ApplicationError, validation_error_fields
 
 
@@ -36,6 +38,9 @@ def _flatten(detail: Any) -> dict[str, list[str]]:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(exc.as_dict(), status=exc.http_status)
+    if isinstance(exc, RequestDataTooBig):  # a body over DATA_UPLOAD_MAX_MEMORY_SIZE: not Django's HTML 400
+        detail = request_too_large_detail(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        return Response({"code": "request_too_large", "detail": detail, "fields": {}}, status=413)
     if isinstance(exc, DjangoValidationError):
         fields = validation_error_fields(exc)
         return Response({"code": "validation_failed", "detail": _("The input is invalid."), "fields": fields},

@@ -37,6 +37,13 @@ API_PREFIX = "/api/"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
+def request_too_large_detail(limit: int) -> str:
+    """The sentence of a 413 request_too_large (here and in cpo.api: one message to translate)."""
+    return _("The request body is larger than the limit of {limit} bytes for this address.").format(
+        limit=limit
+    )
+
+
 def _content_length(scope: Scope) -> int | None:
     """The declared Content-Length, or None when absent or not a plain number (the server rejects those)."""
     for name, value in scope.get("headers", ()):
@@ -138,9 +145,7 @@ class BodyLimitMiddleware:
     async def _reject(self, scope: Scope, send: Send, limit: int) -> None:
         """Answer 413 and ask the server to close the connection (the rest of the body is never read)."""
         with translation.override(_language(scope)):
-            detail = _("The request body is larger than the limit of {limit} bytes for this address.").format(
-                limit=limit
-            )
+            detail = request_too_large_detail(limit)
         if scope.get("path", "").startswith(API_PREFIX):
             body = json.dumps({"code": "request_too_large", "detail": detail, "fields": {}}).encode()
             content_type = b"application/json"

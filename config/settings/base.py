@@ -179,7 +179,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["cpo.parsers.JSONParser"],  # JSON nested at most CPO_API_MAX_JSON_DEPTH levels
     "DEFAULT_PAGINATION_CLASS": "cpo.api.CursorPagination",
     "PAGE_SIZE": 20,
     # Per user AND per address (cpo.api throttles); the rates are per scope.
@@ -232,6 +232,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- driver API ----------------------------------------------------------------------------------
+# JSON input nested deeper than this is a 400 parse_error (cpo.parsers.JSONParser); the API's inputs are flat.
+CPO_API_MAX_JSON_DEPTH = int(ENV.get("CPO_API_MAX_JSON_DEPTH", "32"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 # The live stream re-reads the session at least this often, even when no change was published.

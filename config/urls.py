@@ -4,12 +4,15 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from apps.accounts import views as account_views
+from apps.accounts.forms import AdminLoginForm
 from config.api_router import schema_urlpatterns
 from cpo import health
 
 admin.site.site_header = "CPO"
 admin.site.site_title = "CPO operations"
 admin.site.index_title = "Operations"
+# Sign-in failures are throttled and audited (apps.accounts.login_throttle).
+admin.site.login_form = AdminLoginForm
 
 urlpatterns = [
     path("livez", health.livez, name="livez"),
@@ -26,7 +29,9 @@ urlpatterns = [
 # and the language cookie on unprefixed paths, so staff would always get English. Plain paths take the
 # language from the cookie set by /i18n/setlang/ or from the browser's Accept-Language.
 urlpatterns += [
-    path("admin/password_reset/", auth_views.PasswordResetView.as_view(), name="admin_password_reset"),
+    path(
+        "admin/password_reset/", account_views.AdminPasswordResetView.as_view(), name="admin_password_reset"
+    ),
     path("admin/password_reset/done/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path("reset/<uidb64>/<token>/", auth_views.PasswordResetConfirmView.as_view(), name="password_reset_confirm"),
     path("reset/done/", auth_views.PasswordResetCompleteView.as_view(), name="password_reset_complete"),

@@ -139,6 +139,22 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 LOGIN_URL = "admin:login"
 PASSWORD_RESET_TIMEOUT = 60 * 60 * 24
+# Brute-force protection of the admin sign-in and password reset pages (apps.accounts.login_throttle).
+# Failed sign-ins per window: per (account, address) and per address, the address waits for the window to
+# end; per account from everywhere, a higher ceiling past which addresses the account has not signed in
+# from get one attempt per CPO_ADMIN_LOGIN_SLOWDOWN_S (a slow-down, never a lock-out of the real user).
+CPO_ADMIN_LOGIN_WINDOW_S = int(ENV.get("CPO_ADMIN_LOGIN_WINDOW_S", "900"))
+CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT_ADDRESS = int(
+    ENV.get("CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT_ADDRESS", "5")
+)
+CPO_ADMIN_LOGIN_MAX_FAILURES_ADDRESS = int(ENV.get("CPO_ADMIN_LOGIN_MAX_FAILURES_ADDRESS", "20"))
+CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT = int(ENV.get("CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT", "50"))
+CPO_ADMIN_LOGIN_SLOWDOWN_S = int(ENV.get("CPO_ADMIN_LOGIN_SLOWDOWN_S", "30"))
+CPO_ADMIN_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_ADMIN_LOGIN_KNOWN_ADDRESS_DAYS", "30"))
+# Password reset requests per window, per address typed and per client address.
+CPO_ADMIN_PASSWORD_RESET_WINDOW_S = int(ENV.get("CPO_ADMIN_PASSWORD_RESET_WINDOW_S", "3600"))
+CPO_ADMIN_PASSWORD_RESET_MAX_ACCOUNT = int(ENV.get("CPO_ADMIN_PASSWORD_RESET_MAX_ACCOUNT", "3"))
+CPO_ADMIN_PASSWORD_RESET_MAX_ADDRESS = int(ENV.get("CPO_ADMIN_PASSWORD_RESET_MAX_ADDRESS", "10"))
 
 # --- i18n / time ---------------------------------------------------------------------------------
 LANGUAGE_CODE = "en"

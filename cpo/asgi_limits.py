@@ -18,8 +18,10 @@ through untouched (OCPP frames have their own size limit).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from django.conf import settings
@@ -61,9 +63,16 @@ def _header(scope: Scope, wanted: bytes) -> str:
 
 
 def _language(scope: Scope) -> str:
-    """The language the client asks for (Accept-Language) among LANGUAGES; the default otherwise.
-    (LocaleMiddleware has not run: this answer is given before Django sees the request.)"""
-    for code, _quality in parse_accept_lang_header(_header(scope, b"accept-language")):
+    """The language the client chose (the language cookie /i18n/setlang/ sets, else Accept-Language) among
+    LANGUAGES; the default otherwise. (LocaleMiddleware has not run: this answer is given before Django
+    sees the request.)"""
+    cookies = SimpleCookie()
+    with contextlib.suppress(CookieError):
+        cookies.load(_header(scope, b"cookie"))
+    chosen = cookies.get(settings.LANGUAGE_COOKIE_NAME)
+    wanted = [chosen.value] if chosen is not None else []
+    wanted += [code for code, _quality in parse_accept_lang_header(_header(scope, b"accept-language"))]
+    for code in wanted:
         if code == "*":
             break
         try:

@@ -14,6 +14,7 @@ from channels.testing import ApplicationCommunicator
 from django.conf import settings
 from django.utils import translation
 
+from cpo import asgi_limits
 from cpo.asgi_limits import BodyLimitMiddleware
 
 LIMIT = 1000
@@ -160,15 +161,20 @@ async def test_the_longest_matching_prefix_sets_the_limit(limited, recorder):
 
 
 @pytest.mark.asyncio
-async def test_the_413_speaks_the_language_the_client_asks_for(limited):
+@pytest.mark.parametrize(
+    "header",
+    [(b"accept-language", b"de-DE,de;q=0.9"), (b"cookie", b"django_language=de; csrftoken=abc")],
+)
+async def test_the_413_speaks_the_language_the_client_chose(limited, header):
     scope = http_scope("/elsewhere", content_length=LIMIT)
-    scope["headers"].append((b"accept-language", b"de-DE,de;q=0.9"))
+    scope["headers"].append(header)
     with translation.override("de"):
         expected = translation.gettext(
             "The request body is larger than the limit of {limit} bytes for this address."
         ).format(limit=LIMIT // 2)
     status, _headers, body = await response_of(ApplicationCommunicator(limited, scope))
     assert status == 413 and body.decode().strip() == expected
+    assert asgi_limits._language(scope) == "de"
 
 
 @pytest.mark.asyncio

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from urllib.parse import urlsplit
@@ -62,6 +63,16 @@ def _spare_redis_db(url: str) -> str:
     return redis_url_with_db(url, 14 if current == 15 else 15)
 
 
+def _status_for_declared_body(port: int, path: str, size: int) -> int:
+    """The status of a POST that declares a body of `size` bytes and sends none of it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {size}\r\n\r\n".encode()
+        )
+        return int(sock.recv(100).split(b" ")[1])
+
+
 def test_make_run_serves_and_stops_everything_on_ctrl_c(tmp_path):
     server, smoke_db = _smoke_database()
     _drop_database(server, smoke_db)
@@ -99,6 +110,8 @@ def test_make_run_serves_and_stops_everything_on_ctrl_c(tmp_path):
         assert up, f"make run did not serve /healthz within {BOOT_TIMEOUT_S} s:\n{tail(log)}"
         assert http_get(f"{base}/admin/login/")[0] == 200
         assert http_get(f"{base}/readyz")[0] == 200
+        # the served application refuses a body over its route's limit before reading it (cpo.asgi_limits)
+        assert _status_for_declared_body(port, "/api/v1/auth/token", 1024**3) == 413
 
         # Every process make run started, with its command line.
         deadline = time.monotonic() + 30

@@ -11,20 +11,29 @@ size. `BodyLimitMiddleware` wraps the "http" application in config/asgi.py (the 
   never receives the rest; the 413 asks the server to close the connection.
 
 The limits come from settings: CPO_HTTP_BODY_LIMITS, a list of (path prefix, bytes) where the longest
-matching prefix applies, and CPO_HTTP_MAX_BODY_BYTES for every other path. The 413 is the API's JSON
-error shape for /api/ paths and a short plain-text answer elsewhere. WebSocket and lifespan traffic pass
-through untouched (OCPP frames have their own size limit).
+matching prefix applies, and CPO_HTTP_MAX_BODY_BYTES for every other path. An entry (path prefix, bytes,
+"signed_in") applies only to requests that carry the session of a signed-in user (staff: only the admin
+has sessions), so that anonymous clients cannot make the server spool the admin's larger uploads
+(firmware images); the session is looked up only for a body that may exceed the other limit.
+
+The 413 is the API's JSON error shape for /api/ paths and a short plain-text answer elsewhere. WebSocket
+and lifespan traffic pass through untouched (OCPP frames have their own size limit).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http.cookies import CookieError, SimpleCookie
+from importlib import import_module
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.db import connections
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation.trans_real import parse_accept_lang_header
@@ -35,7 +44,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+logger = logging.getLogger(__name__)
+
 API_PREFIX = "/api/"
+SIGNED_IN = "signed_in"  # the third element of a CPO_HTTP_BODY_LIMITS entry that only signed-in users get
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 
 
@@ -82,6 +94,31 @@ def _language(scope: Scope) -> str:
     return settings.LANGUAGE_CODE
 
 
+async def _signed_in(scope: Scope) -> bool:
+    """True when the request carries the session cookie of a signed-in user."""
+    cookies = SimpleCookie()
+    with contextlib.suppress(CookieError):
+        cookies.load(_header(scope, b"cookie"))
+    morsel = cookies.get(settings.SESSION_COOKIE_NAME)
+    if morsel is None or not morsel.value:
+        return False
+    try:
+        return bool(await sync_to_async(_session_user_id, thread_sensitive=False)(morsel.value))
+    except Exception:  # a session store that does not answer: the smaller limit applies
+        logger.warning("body limits: the session store did not answer", exc_info=True)
+        return False
+
+
+def _session_user_id(session_key: str) -> Any:
+    """The signed-in user's id in a session (None if none). Runs in a worker thread: a session not in the
+    cache is read from the database, and that connection goes back to the pool at once, never held by a
+    thread that no request cycle closes."""
+    try:
+        return import_module(settings.SESSION_ENGINE).SessionStore(session_key).get(SESSION_KEY)
+    finally:
+        connections.close_all()
+
+
 class BodyLimitMiddleware:
     """ASGI middleware: per-route request body limits (see the module docstring)."""
 
@@ -89,7 +126,7 @@ class BodyLimitMiddleware:
         self,
         app: ASGIApp,
         *,
-        limits: Iterable[tuple[str, int]] | None = None,
+        limits: Iterable[tuple[Any, ...]] | None = None,
         default: int | None = None,
     ) -> None:
         self.app = app
@@ -97,16 +134,15 @@ class BodyLimitMiddleware:
             limits = getattr(settings, "CPO_HTTP_BODY_LIMITS", ())
         if default is None:
             default = int(getattr(settings, "CPO_HTTP_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
+        entries = [(str(p), int(n), SIGNED_IN in rest) for p, n, *rest in limits]
         # longest prefix first, so that the most specific route wins
-        self.limits = sorted(
-            ((str(p), int(n)) for p, n in limits), key=lambda item: len(item[0]), reverse=True
-        )
+        self.limits = sorted(entries, key=lambda item: len(item[0]), reverse=True)
         self.default = default
 
-    def limit_for(self, path: str) -> int:
-        """The body limit in bytes for a request to `path`."""
-        for prefix, limit in self.limits:
-            if path.startswith(prefix):
+    def limit_for(self, path: str, *, signed_in: bool = False) -> int:
+        """The body limit in bytes for a request to `path` (by a signed-in user, or not)."""
+        for prefix, limit, needs_session in self.limits:
+            if path.startswith(prefix) and (signed_in or not needs_session):
                 return limit
         return self.default
 
@@ -114,8 +150,14 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope.get("path", ""))
+        path = scope.get("path", "")
+        limit = self.limit_for(path)
         declared = _content_length(scope)
+        chunked = declared is None and bool(_header(scope, b"transfer-encoding"))
+        if chunked or (declared is not None and declared > limit):
+            larger = self.limit_for(path, signed_in=True)
+            if larger > limit and await _signed_in(scope):
+                limit = larger
         if declared is not None and declared > limit:
             await self._reject(scope, send, limit)
             return

@@ -309,10 +309,11 @@ CPO_HTTP_MAX_BODY_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_BYTES", str(64 * 1024))
 CPO_HTTP_MAX_BODY_API_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_API_BYTES", str(64 * 1024)))
 CPO_HTTP_MAX_BODY_ADMIN_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_ADMIN_BYTES", str(10 * 1024 * 1024)))
 CPO_HTTP_MAX_BODY_FIRMWARE_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_FIRMWARE_BYTES", str(256 * 1024 * 1024)))
-CPO_HTTP_BODY_LIMITS = [  # (path prefix, bytes): the longest matching prefix applies
+CPO_HTTP_BODY_LIMITS = [  # (path prefix, bytes[, "signed_in"]): the longest matching prefix applies
     ("/api/", CPO_HTTP_MAX_BODY_API_BYTES),
     ("/admin/", CPO_HTTP_MAX_BODY_ADMIN_BYTES),
-    ("/admin/ocpp_gateway/firmwarefile/", CPO_HTTP_MAX_BODY_FIRMWARE_BYTES),
+    # firmware images only from a signed-in admin session: anyone else gets the admin limit
+    ("/admin/ocpp_gateway/firmwarefile/", CPO_HTTP_MAX_BODY_FIRMWARE_BYTES, "signed_in"),
     ("/ocpp/uploads/diagnostics/", CPO_DIAGNOSTICS_MAX_BYTES + 64 * 1024),
 ]
 # Django's own limits behind it: form fields / request.body (RequestDataTooBig, 413 in the API) and the

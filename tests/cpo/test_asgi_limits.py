@@ -7,15 +7,20 @@ limit. The served application (config.asgi) has the middleware in front of Djang
 from __future__ import annotations
 
 import json
+from importlib import import_module
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.testing import ApplicationCommunicator
+from django import db
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.utils import translation
 
 from cpo import asgi_limits
 from cpo.asgi_limits import BodyLimitMiddleware
+from tests.factories import StaffUserFactory
 
 LIMIT = 1000
 CHUNK = 400
@@ -191,10 +196,9 @@ def test_the_settings_give_each_route_its_limit():
     assert (
         middleware.limit_for("/admin/stations/chargepoint/import/") == settings.CPO_HTTP_MAX_BODY_ADMIN_BYTES
     )
-    assert (
-        middleware.limit_for("/admin/ocpp_gateway/firmwarefile/add/")
-        == settings.CPO_HTTP_MAX_BODY_FIRMWARE_BYTES
-    )
+    firmware = "/admin/ocpp_gateway/firmwarefile/add/"
+    assert middleware.limit_for(firmware) == settings.CPO_HTTP_MAX_BODY_ADMIN_BYTES  # anonymous
+    assert middleware.limit_for(firmware, signed_in=True) == settings.CPO_HTTP_MAX_BODY_FIRMWARE_BYTES
     assert middleware.limit_for("/ocpp/uploads/diagnostics/abc/") > settings.CPO_DIAGNOSTICS_MAX_BYTES
     assert middleware.limit_for("/i18n/setlang/") == settings.CPO_HTTP_MAX_BODY_BYTES
     # the diagnostics upload is larger than the admin, the admin larger than the API
@@ -203,6 +207,43 @@ def test_the_settings_give_each_route_its_limit():
         > settings.CPO_HTTP_MAX_BODY_ADMIN_BYTES
         > settings.CPO_HTTP_MAX_BODY_API_BYTES
     )
+
+
+def _signed_in_session_key() -> str:
+    try:
+        user = StaffUserFactory(email="fw@example.com", is_superuser=True)
+        session = import_module(settings.SESSION_ENGINE).SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session.save()
+        return session.session_key
+    finally:
+        db.connection.close()  # this thread's connection: the test database is dropped at the end
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_the_larger_firmware_limit_is_only_for_a_signed_in_session(recorder):
+    middleware = BodyLimitMiddleware(
+        recorder, limits=[("/admin/", LIMIT), ("/admin/fw/", 10 * LIMIT, "signed_in")], default=LIMIT // 2
+    )
+    key = await sync_to_async(_signed_in_session_key)()
+
+    async def status_for(size: int, cookie: str | None, *, chunked: bool = False) -> int:
+        scope = http_scope("/admin/fw/add/", content_length=None if chunked else size)
+        if cookie is not None:
+            scope["headers"].append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
+        communicator = ApplicationCommunicator(middleware, scope)
+        await feed(communicator, size)
+        status = (await response_of(communicator))[0]
+        await communicator.wait(timeout=5)
+        return status
+
+    assert await status_for(5 * LIMIT, None) == 413  # anonymous: the admin limit
+    assert await status_for(5 * LIMIT, "not-a-session") == 413
+    assert await status_for(5 * LIMIT, None, chunked=True) == 413
+    assert await status_for(5 * LIMIT, key) == 200
+    assert await status_for(5 * LIMIT, key, chunked=True) == 200
+    assert await status_for(11 * LIMIT, key) == 413  # the firmware limit holds for staff too
 
 
 # --- the served application (config.asgi): the middleware is in front of Django ---------------------------

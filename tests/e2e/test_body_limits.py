@@ -7,12 +7,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 
 import pytest
+import requests
 from django.conf import settings
 
-from tests.e2e.conftest import Server
+from apps.accounts.models import User
+from apps.ocpp_gateway.models import FirmwareFile
+from tests.e2e.conftest import Server, orm
+from tests.factories import OrganisationFactory
 from tests.processes import http_get
+
+PASSWORD = "a-long-admin-password-42"
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio]
 
@@ -92,3 +99,55 @@ async def test_a_chunked_body_gets_413_once_past_the_limit_without_its_end(serve
     finally:
         await _close(writer)
     assert http_get(f"http://127.0.0.1:{server.port}/livez")[0] == 200
+
+
+def _csrf(session: requests.Session, url: str) -> str:
+    page = session.get(url, timeout=30)
+    assert page.status_code == 200, page.status_code
+    return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+
+
+def _staff_with_organisation() -> int:
+    organisation = OrganisationFactory(name="Firmware Org", slug="fw-org")
+    User.objects.create_superuser(email="fw-admin@example.com", password=PASSWORD)
+    return organisation.pk
+
+
+async def test_a_firmware_image_larger_than_the_admin_limit_needs_a_signed_in_session(server):
+    """The firmware page takes images above the admin's limit from signed-in staff only."""
+    organisation_id = await orm(_staff_with_organisation)()
+    base = f"http://127.0.0.1:{server.port}"
+    image = b"\x7fFW" * (settings.CPO_HTTP_MAX_BODY_ADMIN_BYTES // 3 + 1024)  # just over the admin limit
+    add = f"{base}/admin/ocpp_gateway/firmwarefile/add/"
+
+    def upload(session: requests.Session, token: str) -> requests.Response:
+        return session.post(
+            add,
+            data={"csrfmiddlewaretoken": token, "organisation": organisation_id, "version": "9.9.9"},
+            files={"file": ("fw.bin", image, "application/octet-stream")},
+            headers={"Referer": add},
+            allow_redirects=False,
+            timeout=60,
+        )
+
+    def run() -> tuple[int, int, int]:
+        anonymous = requests.Session()
+        refused = upload(anonymous, "not-checked").status_code
+        staff = requests.Session()
+        token = _csrf(staff, f"{base}/admin/login/")
+        signed_in = staff.post(
+            f"{base}/admin/login/",
+            data={"csrfmiddlewaretoken": token, "username": "fw-admin@example.com", "password": PASSWORD},
+            headers={"Referer": f"{base}/admin/login/"},
+            allow_redirects=False,
+            timeout=30,
+        ).status_code
+        stored = upload(staff, _csrf(staff, add)).status_code
+        return refused, signed_in, stored
+
+    refused, signed_in, stored = await asyncio.to_thread(run)
+    assert refused == 413
+    assert signed_in == 302
+    assert stored == 302  # saved, back to the list
+    firmware = await orm(lambda: FirmwareFile.objects.get(version="9.9.9"))()
+    assert firmware.size == len(image)

@@ -248,8 +248,6 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- driver API ----------------------------------------------------------------------------------
-# JSON input nested deeper than this is a 400 parse_error (cpo.parsers.JSONParser); the API's inputs are flat.
-CPO_API_MAX_JSON_DEPTH = int(ENV.get("CPO_API_MAX_JSON_DEPTH", "32"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 # The live stream re-reads the session at least this often, even when no change was published.
@@ -316,6 +314,8 @@ CPO_HTTP_BODY_LIMITS = [  # (path prefix, bytes[, "signed_in"]): the longest mat
     ("/admin/ocpp_gateway/firmwarefile/", CPO_HTTP_MAX_BODY_FIRMWARE_BYTES, "signed_in"),
     ("/ocpp/uploads/diagnostics/", CPO_DIAGNOSTICS_MAX_BYTES + 64 * 1024),
 ]
+# API JSON nested deeper than this is a 400 parse_error (cpo.parsers.JSONParser); the API's inputs are flat.
+CPO_API_MAX_JSON_DEPTH = int(ENV.get("CPO_API_MAX_JSON_DEPTH", "32"))
 # Django's own limits behind it: form fields / request.body (RequestDataTooBig, 413 in the API) and the
 # size above which a body or an uploaded file goes to a temporary file instead of memory.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(ENV.get("DJANGO_DATA_UPLOAD_MAX_MEMORY_SIZE", str(1024 * 1024)))

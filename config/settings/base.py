@@ -173,10 +173,8 @@ DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "CPO <no-reply@localhost>")
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "cpo.api.exception_handler",
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
+    # Drivers' JWTs only: never the admin's session cookie (staff use the admin, not the driver API).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.api.authentication.DriverJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
@@ -207,6 +205,8 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": True,
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
+    # Login and refresh: drivers only (staff accounts and members of an organisation are refused).
+    "USER_AUTHENTICATION_RULE": "apps.accounts.api.authentication.driver_authentication_rule",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CPO driver API",

@@ -18,6 +18,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from apps.accounts import services
+from apps.accounts.api.authentication import driver_authentication_rule
 from apps.accounts.api.serializers import (
     EmailInput,
     EmailVerifyInput,
@@ -56,8 +57,8 @@ class DriverTokenObtainSerializer(TokenObtainPairSerializer):
     permissions and audit trail live; to them this answers as to a wrong password."""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        data = super().validate(attrs)
-        if self.user.is_staff or self.user.organisation_id is not None:
+        data = super().validate(attrs)  # USER_AUTHENTICATION_RULE refuses them already; kept explicit
+        if not driver_authentication_rule(self.user):
             raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")
         return data
 

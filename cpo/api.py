@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import hashlib
+import math
+import re
+import time
 from typing import Any
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import close_old_connections
@@ -103,18 +109,14 @@ class _ScopedRateThrottle(throttling.SimpleRateThrottle, metaclass=abc.ABCMeta):
 
 
 class UserRateThrottle(_ScopedRateThrottle):
-    """Per user: the signed-in user, or for a login the account asked for (its e-mail address)."""
+    """Per signed-in user (a request without one is not counted here; logins: LoginFailureLimit)."""
 
     kind = "user"
 
     def ident(self, request: Any) -> str:
         if request.user and request.user.is_authenticated:
             return str(request.user.pk)
-        email = request.data.get("email") if hasattr(request, "data") and isinstance(request.data, dict) else None
-        if not isinstance(email, str) or not email.strip():
-            return ""
-        # hashed: any text makes a safe cache key, and no address is written to the cache
-        return "e" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        return ""
 
 
 class AddressRateThrottle(_ScopedRateThrottle):
@@ -127,6 +129,107 @@ class AddressRateThrottle(_ScopedRateThrottle):
 
 
 THROTTLES = [UserRateThrottle, AddressRateThrottle]
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """A rate as (count, seconds): "10/min", "10/15m", "100/h", "5/2d"."""
+    match = _RATE.match(rate or "")
+    if not match:
+        raise ImproperlyConfigured(f"Not a rate: {rate!r} (use e.g. 10/min, 10/15m, 100/h)")
+    count, multiple, unit = match.groups()
+    return int(count), int(multiple or 1) * _SECONDS[unit]
+
+
+class LoginFailureLimit:
+    """Failed logins, counted per (account, address) and per account, so that a guesser slows down without
+    locking the driver out. A success does not count (and clears its address's failures).
+
+    - `<base>-failures-pair` per (account, address): a guesser at one address is stopped here; the driver
+      elsewhere is not affected.
+    - `<base>-failures-account` per account, a much higher ceiling against guessing from many addresses;
+      it does not apply to an address the account logged in from within CPO_API_LOGIN_KNOWN_ADDRESS_DAYS.
+    - The per-address rate of all attempts is AddressRateThrottle's `<base>-address`.
+
+    An attempt is counted before the password is checked (an atomic increment: parallel guesses cannot
+    slip past the count) and uncounted when it succeeds or never reached the password check. Counts are
+    fixed windows in the cache; a refusal is 429 `throttled` with Retry-After (the window's end)."""
+
+    def __init__(self, request: Any, *, base: str = "login") -> None:
+        email = request.data.get("email") if isinstance(request.data, dict) else None
+        email = email.strip().lower() if isinstance(email, str) else ""
+        # hashed: any text makes a safe cache key, and no address is written to the cache
+        self.account = hashlib.sha256(email.encode()).hexdigest()[:32] if email else ""
+        self.address = throttling.BaseThrottle().get_ident(request) or "-"
+        self.base = base
+        self.counted: list[str] = []
+        self.known_key = f"{base}-known:{self.account}:{self.address}"
+
+    def _window(self, kind: str) -> tuple[str, int, float] | None:
+        rate = _ScopedRateThrottle.THROTTLE_RATES.get(f"{self.base}-failures-{kind}")
+        if not rate:
+            return None
+        limit, duration = parse_rate(rate)
+        now = time.time()
+        window = int(now // duration)
+        ident = f"{self.account}:{self.address}" if kind == "pair" else self.account
+        wait = (window + 1) * duration - now
+        return f"{self.base}-failures-{kind}:{ident}:{duration}:{window}", limit, wait
+
+    def _count(self, key: str, wait: float) -> int:
+        for _attempt in range(3):
+            cache.add(key, 0, timeout=int(wait) + 2)
+            try:
+                return int(cache.incr(key))
+            except ValueError:  # expired between add and incr: a new window
+                continue
+        raise RuntimeError("the login failure counter could not be incremented")
+
+    def _uncount(self, key: str) -> None:
+        with contextlib.suppress(ValueError):  # gone with its window: nothing to take back
+            cache.decr(key)
+
+    def begin(self) -> None:
+        """Count this attempt as a failure in advance; raise Throttled when a limit is reached."""
+        if not self.account:
+            return  # no account named: the input is invalid and the login view says so
+        for kind in ("pair", "account"):
+            if kind == "account" and cache.get(self.known_key):
+                continue
+            window = self._window(kind)
+            if window is None:
+                continue
+            key, limit, wait = window
+            if self._count(key, wait) > limit:
+                self._uncount(key)
+                self.abandon()
+                raise drf_exceptions.Throttled(
+                    wait=math.ceil(wait),
+                    detail=_("Too many failed log-ins for this account from this address.") if kind == "pair"
+                    else _("Too many failed log-ins for this account."),
+                )
+            self.counted.append(key)
+
+    def abandon(self) -> None:
+        """The password was not checked (invalid input, refused): take the attempt back."""
+        for key in self.counted:
+            self._uncount(key)
+        self.counted = []
+
+    def succeeded(self) -> None:
+        """The right password: not a failure; this address's failures for the account are forgiven and the
+        address is known to the account from now on."""
+        for key in self.counted:
+            if key.startswith(f"{self.base}-failures-pair:"):
+                cache.delete(key)
+            else:
+                self._uncount(key)
+        self.counted = []
+        days = int(getattr(settings, "CPO_API_LOGIN_KNOWN_ADDRESS_DAYS", 30))
+        if self.account and days > 0:
+            cache.set(self.known_key, 1, timeout=days * 86400)
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -182,7 +182,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     # Per user AND per address (cpo.api throttles); the rates are per scope.
     "DEFAULT_THROTTLE_RATES": {
-        "login-user": ENV.get("CPO_API_RATE_LOGIN_USER", "10/min"),
+        # Logins: failures per (account, address) and per account (cpo.api.LoginFailureLimit: successes do
+        # not count; the account ceiling spares addresses it logged in from), all attempts per address.
+        "login-failures-pair": ENV.get("CPO_API_RATE_LOGIN_FAILURES_PAIR", "10/15m"),
+        "login-failures-account": ENV.get("CPO_API_RATE_LOGIN_FAILURES_ACCOUNT", "100/h"),
         "login-address": ENV.get("CPO_API_RATE_LOGIN_ADDRESS", "30/min"),
         "register-address": ENV.get("CPO_API_RATE_REGISTER_ADDRESS", "10/hour"),
         "password-address": ENV.get("CPO_API_RATE_PASSWORD_ADDRESS", "10/hour"),
@@ -232,6 +235,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- driver API ----------------------------------------------------------------------------------
+# An address a driver logged in from is spared the per-account failure ceiling for this long.
+CPO_API_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_API_LOGIN_KNOWN_ADDRESS_DAYS", "30"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 # The live stream re-reads the session at least this often, even when no change was published.

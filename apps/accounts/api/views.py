@@ -8,6 +8,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions as drf_exceptions
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -31,7 +32,14 @@ from apps.accounts.api.serializers import (
     TokenOutput,
 )
 from apps.accounts.models import IdToken, User
-from cpo.api import THROTTLES, error_responses, public_base_url, validated
+from cpo.api import (
+    THROTTLES,
+    AddressRateThrottle,
+    LoginFailureLimit,
+    error_responses,
+    public_base_url,
+    validated,
+)
 from cpo.exceptions import Conflict, ValidationFailed
 
 TAG_AUTH = ["auth"]
@@ -64,10 +72,11 @@ class DriverTokenObtainSerializer(TokenObtainPairSerializer):
 
 
 class LoginView(TokenObtainPairView):
-    """Exchange e-mail and password for an access and a refresh token."""
+    """Exchange e-mail and password for an access and a refresh token. Failed attempts are limited per
+    account and address and, much higher, per account (429 with Retry-After); a success never counts."""
 
     serializer_class = DriverTokenObtainSerializer
-    throttle_classes = THROTTLES
+    throttle_classes = [AddressRateThrottle]
     throttle_scope_base = "login"
 
     @extend_schema(tags=TAG_AUTH, summary="Log in: e-mail and password for a JWT pair",
@@ -75,7 +84,17 @@ class LoginView(TokenObtainPairView):
                                                                     "refresh": serializers.CharField()}),
                               **error_responses(400, 401, 429)})
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+        limit = LoginFailureLimit(request, base=self.throttle_scope_base)
+        limit.begin()
+        try:
+            response = super().post(request, *args, **kwargs)
+        except drf_exceptions.AuthenticationFailed:
+            raise  # a wrong password (or not a driver): it stays counted
+        except BaseException:
+            limit.abandon()
+            raise
+        limit.succeeded()
+        return response
 
 
 class RefreshView(TokenRefreshView):

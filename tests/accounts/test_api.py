@@ -53,12 +53,11 @@ class TestRegisterAndLogin:
                                                              "password": "a-long-password-42",
                                                              "full_name": "Ada", "preferred_language": "de"},
                                    format="json")
-        assert response.status_code == 201, response.content
-        body = response.json()
-        assert body["email"] == "ada@example.com" and body["email_verified"] is False
-        assert body["preferred_language"] == "de"
-        user = User.objects.get(pk=body["id"])
-        assert not user.is_staff and user.organisation_id is None and DriverProfile.objects.filter(user=user).exists()
+        assert response.status_code == 202, response.content
+        assert response.content == b""
+        user = User.objects.get(email="ada@example.com")
+        assert not user.is_staff and user.organisation_id is None and user.email_verified_at is None
+        assert DriverProfile.objects.get(user=user).preferred_language == "de"
         # the verification mail (sent on commit) carries uid and code for the app
         assert len(mail.outbox) == 1
         uid, token = re.search(r"/accounts/verify-email/([^/]+)/([^/]+)/", mail.outbox[0].body).groups()
@@ -68,7 +67,8 @@ class TestRegisterAndLogin:
                      400, "verification_link_invalid")
         tokens = login(client, "ada@example.com", "a-long-password-42")
         assert set(tokens) == {"access", "refresh"}
-        assert client.get("/api/v1/me").json()["full_name"] == "Ada"
+        me = client.get("/api/v1/me").json()
+        assert (me["full_name"], me["email"], me["email_verified"]) == ("Ada", "ada@example.com", True)
 
     @pytest.mark.parametrize("payload,field,code", [
         ({"email": "not-an-email", "password": "a-long-password-42"}, "email", "validation_failed"),
@@ -81,12 +81,49 @@ class TestRegisterAndLogin:
         assert_error(client.post("/api/v1/auth/register", payload, format="json"), 400, code, field)
         assert not User.objects.exists()
 
-    def test_an_address_registers_once_whatever_its_case(self, client):
+    @pytest.mark.parametrize("owner", ["driver", "staff"])
+    def test_a_taken_address_answers_as_a_free_one_and_only_its_owner_learns(
+            self, client, owner, django_capture_on_commit_callbacks):
+        from tests.factories import StaffUserFactory
+
+        def register(email: str):
+            with django_capture_on_commit_callbacks(execute=True):
+                return client.post("/api/v1/auth/register", {"email": email, "password": "a-long-password-42",
+                                                             "full_name": "Mallory"}, format="json")
+
+        factory = DriverFactory if owner == "driver" else lambda **kw: StaffUserFactory(
+            organisation=OrganisationFactory(), **kw)
+        taken = factory(email="taken@example.com", full_name="Tess")
+        before = User.objects.values().get(pk=taken.pk)
+        answer_taken = register("TAKEN@example.com")
+        answer_free = register("free@example.com")
+        # the same answer: status, body and headers that could tell them apart
+        taken_answer = (answer_taken.status_code, answer_taken.content)
+        assert taken_answer == (answer_free.status_code, answer_free.content)
+        assert answer_taken.status_code == 202 and answer_taken.content == b""
+        # nothing created or changed for the taken address; the free one is a new driver
+        assert User.objects.filter(email__iexact="taken@example.com").count() == 1
+        assert User.objects.values().get(pk=taken.pk) == before
+        assert User.objects.filter(email="free@example.com").exists()
+        # the owner is told, with a way back in (a password reset); nobody else learns anything
+        notice, verification = mail.outbox
+        assert notice.to == ["taken@example.com"] and "tried to" in notice.subject
+        uid, code = re.search(r"uid (\S+), code (\S+)", notice.body).groups()
+        assert APIClient().post("/api/v1/auth/password/reset/confirm",
+                                {"uid": uid, "token": code, "new_password": "another-long-pass-7"},
+                                format="json").status_code == 204
+        assert verification.to == ["free@example.com"] and "/accounts/verify-email/" in verification.body
+        # the attacker's password does not open the existing account
+        assert_error(client.post("/api/v1/auth/token", {"email": "taken@example.com",
+                                                        "password": "a-long-password-42"}, format="json"),
+                     401, "no_active_account")
+
+    def test_a_weak_password_is_refused_alike_for_taken_and_free_addresses(self, client):
         DriverFactory(email="taken@example.com")
-        assert_error(client.post("/api/v1/auth/register", {"email": "TAKEN@example.com",
-                                                           "password": "a-long-password-42"}, format="json"),
-                     400, "email_taken", "email")
-        assert User.objects.count() == 1
+        for email in ("taken@example.com", "free@example.com"):
+            assert_error(client.post("/api/v1/auth/register", {"email": email, "password": "short"},
+                                     format="json"), 400, "password_too_weak", "password")
+        assert User.objects.count() == 1 and mail.outbox == []
 
     def test_wrong_password_and_bad_json(self, client):
         DriverFactory(email="d@example.com")
@@ -236,9 +273,13 @@ class TestTokens:
         IdTokenFactory(uid="04A1B2C5", status=IdTokenStatus.BLOCKED)
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
-        assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json"), 409, "token_taken", "uid")
-        assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C4"}, format="json"), 409, "token_taken", "uid")
-        assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C5"}, format="json"), 409, "token_taken", "uid")
+        # one neutral refusal, whoever has the card: the body says nothing about another account
+        refusals = [client.post("/api/v1/tokens", {"uid": uid}, format="json") for uid in
+                    ("04A1B2C3", "04A1B2C4", "04A1B2C5")]
+        for refusal in refusals:
+            assert_error(refusal, 409, "token_not_linkable", "uid")
+        assert len({r.content for r in refusals}) == 1
+        assert "another" not in refusals[0].json()["detail"]
         assert IdToken.objects.get(uid="04A1B2C5").status == IdTokenStatus.BLOCKED
         assert IdToken.objects.get(uid="04A1B2C3").owner.email != "d@example.com"
 

@@ -46,18 +46,28 @@ TAG_AUTH = ["auth"]
 TAG_ME = ["me"]
 
 
+REGISTER_ACCEPTED = (
+    "An e-mail went to the address: the verification link for a new account (log in with the password "
+    "meanwhile); for an address already registered, a note to its owner"
+)
+
+
 class RegisterView(APIView):
     permission_classes = [permissions.AllowAny]
     authentication_classes: list[Any] = []
     throttle_classes = THROTTLES
     throttle_scope_base = "register"
 
-    @extend_schema(tags=TAG_AUTH, request=RegisterInput, responses={201: MeOutput, **error_responses(400, 429)},
-                   summary="Create a driver account (a verification e-mail is sent)")
+    @extend_schema(
+        tags=TAG_AUTH, request=RegisterInput,
+        responses={202: OpenApiResponse(description=REGISTER_ACCEPTED), **error_responses(400, 429)},
+        summary="Create a driver account (always 202: no account enumeration)",
+    )
     def post(self, request: Request) -> Response:
         data = validated(RegisterInput, request.data)
-        user = services.driver_register(base_url=public_base_url(request), **data)
-        return Response(MeOutput.of(user), status=status.HTTP_201_CREATED)
+        # The same answer whether or not the address was free: only its owner learns, by e-mail.
+        services.driver_register(base_url=public_base_url(request), **data)
+        return Response(status=status.HTTP_202_ACCEPTED)
 
 
 class DriverTokenObtainSerializer(TokenObtainPairSerializer):

@@ -143,6 +143,57 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), int(multiple or 1) * _SECONDS[unit]
 
 
+class FailureBudget:
+    """At most the rate of `scope` (a DEFAULT_THROTTLE_RATES key: "10/15m") failures per `ident`, in fixed
+    windows in the cache; a scope without a rate is not limited. An attempt is counted before it is judged
+    (an atomic increment: parallel attempts cannot slip past the count) and refunded when it turns out not
+    to be a failure. Over budget: 429 `throttled` with Retry-After (the window's end)."""
+
+    def __init__(self, scope: str, ident: str, *, detail: str | None = None) -> None:
+        self.scope, self.ident, self.detail = scope, ident, detail
+        self.key: str | None = None
+
+    def spend(self) -> None:
+        rate = _ScopedRateThrottle.THROTTLE_RATES.get(self.scope)
+        if not rate or not self.ident:
+            return
+        limit, duration = parse_rate(rate)
+        now = time.time()
+        window = int(now // duration)
+        wait = (window + 1) * duration - now
+        key = f"{self.scope}:{self.ident}:{duration}:{window}"
+        if self._count(key, wait) > limit:
+            self._uncount(key)
+            raise drf_exceptions.Throttled(wait=math.ceil(wait), detail=self.detail)
+        self.key = key
+
+    def refund(self) -> None:
+        if self.key:
+            self._uncount(self.key)
+            self.key = None
+
+    def reset(self) -> None:
+        """Forget every failure of this window (e.g. the right password was given)."""
+        if self.key:
+            cache.delete(self.key)
+            self.key = None
+
+    @staticmethod
+    def _count(key: str, wait: float) -> int:
+        for _attempt in range(3):
+            cache.add(key, 0, timeout=int(wait) + 2)
+            try:
+                return int(cache.incr(key))
+            except ValueError:  # expired between add and incr: a new window
+                continue
+        raise RuntimeError(f"the failure counter {key} could not be incremented")
+
+    @staticmethod
+    def _uncount(key: str) -> None:
+        with contextlib.suppress(ValueError):  # gone with its window: nothing to take back
+            cache.decr(key)
+
+
 class LoginFailureLimit:
     """Failed logins, counted per (account, address) and per account, so that a guesser slows down without
     locking the driver out. A success does not count (and clears its address's failures).
@@ -153,9 +204,8 @@ class LoginFailureLimit:
       it does not apply to an address the account logged in from within CPO_API_LOGIN_KNOWN_ADDRESS_DAYS.
     - The per-address rate of all attempts is AddressRateThrottle's `<base>-address`.
 
-    An attempt is counted before the password is checked (an atomic increment: parallel guesses cannot
-    slip past the count) and uncounted when it succeeds or never reached the password check. Counts are
-    fixed windows in the cache; a refusal is 429 `throttled` with Retry-After (the window's end)."""
+    Each attempt spends from both budgets before the password is checked (FailureBudget) and is refunded
+    when it succeeds or never reached the password check."""
 
     def __init__(self, request: Any, *, base: str = "login") -> None:
         email = request.data.get("email") if isinstance(request.data, dict) else None
@@ -163,70 +213,34 @@ class LoginFailureLimit:
         # hashed: any text makes a safe cache key, and no address is written to the cache
         self.account = hashlib.sha256(email.encode()).hexdigest()[:32] if email else ""
         self.address = throttling.BaseThrottle().get_ident(request) or "-"
-        self.base = base
-        self.counted: list[str] = []
         self.known_key = f"{base}-known:{self.account}:{self.address}"
-
-    def _window(self, kind: str) -> tuple[str, int, float] | None:
-        rate = _ScopedRateThrottle.THROTTLE_RATES.get(f"{self.base}-failures-{kind}")
-        if not rate:
-            return None
-        limit, duration = parse_rate(rate)
-        now = time.time()
-        window = int(now // duration)
-        ident = f"{self.account}:{self.address}" if kind == "pair" else self.account
-        wait = (window + 1) * duration - now
-        return f"{self.base}-failures-{kind}:{ident}:{duration}:{window}", limit, wait
-
-    def _count(self, key: str, wait: float) -> int:
-        for _attempt in range(3):
-            cache.add(key, 0, timeout=int(wait) + 2)
-            try:
-                return int(cache.incr(key))
-            except ValueError:  # expired between add and incr: a new window
-                continue
-        raise RuntimeError("the login failure counter could not be incremented")
-
-    def _uncount(self, key: str) -> None:
-        with contextlib.suppress(ValueError):  # gone with its window: nothing to take back
-            cache.decr(key)
+        self.pair = FailureBudget(f"{base}-failures-pair", f"{self.account}:{self.address}",
+                                  detail=_("Too many failed log-ins for this account from this address."))
+        self.per_account = FailureBudget(f"{base}-failures-account", self.account,
+                                         detail=_("Too many failed log-ins for this account."))
 
     def begin(self) -> None:
         """Count this attempt as a failure in advance; raise Throttled when a limit is reached."""
         if not self.account:
             return  # no account named: the input is invalid and the login view says so
-        for kind in ("pair", "account"):
-            if kind == "account" and cache.get(self.known_key):
-                continue
-            window = self._window(kind)
-            if window is None:
-                continue
-            key, limit, wait = window
-            if self._count(key, wait) > limit:
-                self._uncount(key)
-                self.abandon()
-                raise drf_exceptions.Throttled(
-                    wait=math.ceil(wait),
-                    detail=_("Too many failed log-ins for this account from this address.") if kind == "pair"
-                    else _("Too many failed log-ins for this account."),
-                )
-            self.counted.append(key)
+        self.pair.spend()
+        if not cache.get(self.known_key):
+            try:
+                self.per_account.spend()
+            except drf_exceptions.Throttled:
+                self.pair.refund()
+                raise
 
     def abandon(self) -> None:
         """The password was not checked (invalid input, refused): take the attempt back."""
-        for key in self.counted:
-            self._uncount(key)
-        self.counted = []
+        self.pair.refund()
+        self.per_account.refund()
 
     def succeeded(self) -> None:
         """The right password: not a failure; this address's failures for the account are forgiven and the
         address is known to the account from now on."""
-        for key in self.counted:
-            if key.startswith(f"{self.base}-failures-pair:"):
-                cache.delete(key)
-            else:
-                self._uncount(key)
-        self.counted = []
+        self.pair.reset()
+        self.per_account.refund()
         days = int(getattr(settings, "CPO_API_LOGIN_KNOWN_ADDRESS_DAYS", 30))
         if self.account and days > 0:
             cache.set(self.known_key, 1, timeout=days * 86400)

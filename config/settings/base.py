@@ -194,6 +194,8 @@ REST_FRAMEWORK = {
         "stop-user": ENV.get("CPO_API_RATE_STOP_USER", "20/min"),
         "stop-address": ENV.get("CPO_API_RATE_STOP_ADDRESS", "60/min"),
         "token-user": ENV.get("CPO_API_RATE_TOKEN_USER", "10/min"),
+        # cards a driver tried to link that someone else holds (token_not_linkable): few, they probe
+        "token-refusals-user": ENV.get("CPO_API_RATE_TOKEN_REFUSALS_USER", "10/d"),
         "token-address": ENV.get("CPO_API_RATE_TOKEN_ADDRESS", "30/min"),
     },
     # One proxy hop in front (nginx in docker/): the client address is the last X-Forwarded-For entry.

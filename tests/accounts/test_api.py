@@ -283,6 +283,33 @@ class TestTokens:
         assert IdToken.objects.get(uid="04A1B2C5").status == IdTokenStatus.BLOCKED
         assert IdToken.objects.get(uid="04A1B2C3").owner.email != "d@example.com"
 
+    def test_probing_for_others_cards_is_limited_per_driver(self, client, monkeypatch):
+        from cpo.api import _ScopedRateThrottle
+
+        monkeypatch.setattr(_ScopedRateThrottle, "THROTTLE_RATES", {
+            **_ScopedRateThrottle.THROTTLE_RATES, "token-user": "1000/min", "token-refusals-user": "3/d"})
+        for n in range(5):
+            IdTokenFactory(uid=f"04A1B2D{n}", owner=DriverFactory())
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        for n in range(3):
+            assert_error(client.post("/api/v1/tokens", {"uid": f"04A1B2D{n}"}, format="json"), 409,
+                         "token_not_linkable")
+        limited = client.post("/api/v1/tokens", {"uid": "04A1B2D3"}, format="json")
+        assert_error(limited, 429, "throttled")
+        assert int(limited["Retry-After"]) > 0
+        assert IdToken.objects.get(uid="04A1B2D3").owner.email != "d@example.com"
+        # linking or re-adding one's own cards and invalid input do not spend the budget: another driver's
+        # budget is their own
+        other = APIClient()
+        DriverFactory(email="e@example.com")
+        login(other, "e@example.com")
+        for n in range(5):
+            assert other.post("/api/v1/tokens", {"uid": f"04C0FFE{n}"}, format="json").status_code == 201
+            assert_error(other.post("/api/v1/tokens", {"uid": "zz"}, format="json"), 400, "token_uid_invalid")
+        refused = other.post("/api/v1/tokens", {"uid": "04A1B2D4"}, format="json")
+        assert_error(refused, 409, "token_not_linkable")
+
     @pytest.mark.parametrize("payload,code,field", [
         ({"uid": "zz-not-hex"}, "token_uid_invalid", "uid"),
         ({"uid": "04A1B2C3", "type": "Central"}, "validation_failed", "type"),

@@ -35,12 +35,13 @@ from apps.accounts.models import IdToken, User
 from cpo.api import (
     THROTTLES,
     AddressRateThrottle,
+    FailureBudget,
     LoginFailureLimit,
     error_responses,
     public_base_url,
     validated,
 )
-from cpo.exceptions import Conflict, ValidationFailed
+from cpo.exceptions import ApplicationError, Conflict, ValidationFailed
 
 TAG_AUTH = ["auth"]
 TAG_ME = ["me"]
@@ -225,11 +226,24 @@ class TokenListView(APIView):
         return Response(TokenOutput(tokens, many=True).data)
 
     @extend_schema(tags=TAG_ME, request=TokenInput, responses={201: TokenOutput, 200: TokenOutput,
-                                                              **error_responses(400, 401, 409)},
+                                                              **error_responses(400, 401, 409, 429)},
                    summary="Link a card to my account")
     def post(self, request: Request) -> Response:
         data = validated(TokenInput, request.data)
-        token, created = services.driver_token_add(driver=request.user, **data)
+        # Without proof of possession a refusal still tells a known uid from an unknown one: few per driver.
+        refusals = FailureBudget("token-refusals-user", str(request.user.pk),
+                                 detail=_("Too many cards could not be linked to your account."))
+        refusals.spend()
+        try:
+            token, created = services.driver_token_add(driver=request.user, **data)
+        except ApplicationError as exc:
+            if exc.code != "token_not_linkable":
+                refusals.refund()
+            raise
+        except BaseException:
+            refusals.refund()
+            raise
+        refusals.refund()
         return Response(TokenOutput(token).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import hashlib
+import math
+import re
+import time
 from typing import Any
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
 
 from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -108,18 +114,14 @@ class _ScopedRateThrottle(throttling.SimpleRateThrottle, metaclass=abc.ABCMeta):
 
 
 class UserRateThrottle(_ScopedRateThrottle):
-    """Per user: the signed-in user, or for a login the account asked for (its e-mail address)."""
+    """Per signed-in user (a request without one is not counted here; logins: LoginFailureLimit)."""
 
     kind = "user"
 
     def ident(self, request: Any) -> str:
         if request.user and request.user.is_authenticated:
             return str(request.user.pk)
-        email = request.data.get("email") if hasattr(request, "data") and isinstance(request.data, dict) else None
-        if not isinstance(email, str) or not email.strip():
-            return ""
-        # hashed: any text makes a safe cache key, and no address is written to the cache
-        return "e" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
+        return ""
 
 
 class AddressRateThrottle(_ScopedRateThrottle):
@@ -132,6 +134,121 @@ class AddressRateThrottle(_ScopedRateThrottle):
 
 
 THROTTLES = [UserRateThrottle, AddressRateThrottle]
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*([smhd])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """A rate as (count, seconds): "10/min", "10/15m", "100/h", "5/2d"."""
+    match = _RATE.match(rate or "")
+    if not match:
+        raise ImproperlyConfigured(f"Not a rate: {rate!r} (use e.g. 10/min, 10/15m, 100/h)")
+    count, multiple, unit = match.groups()
+    return int(count), int(multiple or 1) * _SECONDS[unit]
+
+
+class FailureBudget:
+    """At most the rate of `scope` (a DEFAULT_THROTTLE_RATES key: "10/15m") failures per `ident`, in fixed
+    windows in the cache; a scope without a rate is not limited. An attempt is counted before it is judged
+    (an atomic increment: parallel attempts cannot slip past the count) and refunded when it turns out not
+    to be a failure. Over budget: 429 `throttled` with Retry-After (the window's end)."""
+
+    def __init__(self, scope: str, ident: str, *, detail: str | None = None) -> None:
+        self.scope, self.ident, self.detail = scope, ident, detail
+        self.key: str | None = None
+
+    def spend(self) -> None:
+        rate = _ScopedRateThrottle.THROTTLE_RATES.get(self.scope)
+        if not rate or not self.ident:
+            return
+        limit, duration = parse_rate(rate)
+        now = time.time()
+        window = int(now // duration)
+        wait = (window + 1) * duration - now
+        key = f"{self.scope}:{self.ident}:{duration}:{window}"
+        if self._count(key, wait) > limit:
+            self._uncount(key)
+            raise drf_exceptions.Throttled(wait=math.ceil(wait), detail=self.detail)
+        self.key = key
+
+    def refund(self) -> None:
+        if self.key:
+            self._uncount(self.key)
+            self.key = None
+
+    def reset(self) -> None:
+        """Forget every failure of this window (e.g. the right password was given)."""
+        if self.key:
+            cache.delete(self.key)
+            self.key = None
+
+    @staticmethod
+    def _count(key: str, wait: float) -> int:
+        for _attempt in range(3):
+            cache.add(key, 0, timeout=int(wait) + 2)
+            try:
+                return int(cache.incr(key))
+            except ValueError:  # expired between add and incr: a new window
+                continue
+        raise RuntimeError(f"the failure counter {key} could not be incremented")
+
+    @staticmethod
+    def _uncount(key: str) -> None:
+        with contextlib.suppress(ValueError):  # gone with its window: nothing to take back
+            cache.decr(key)
+
+
+class LoginFailureLimit:
+    """Failed logins, counted per (account, address) and per account, so that a guesser slows down without
+    locking the driver out. A success does not count (and clears its address's failures).
+
+    - `<base>-failures-pair` per (account, address): a guesser at one address is stopped here; the driver
+      elsewhere is not affected.
+    - `<base>-failures-account` per account, a much higher ceiling against guessing from many addresses;
+      it does not apply to an address the account logged in from within CPO_API_LOGIN_KNOWN_ADDRESS_DAYS.
+    - The per-address rate of all attempts is AddressRateThrottle's `<base>-address`.
+
+    Each attempt spends from both budgets before the password is checked (FailureBudget) and is refunded
+    when it succeeds or never reached the password check."""
+
+    def __init__(self, request: Any, *, base: str = "login") -> None:
+        email = request.data.get("email") if isinstance(request.data, dict) else None
+        email = email.strip().lower() if isinstance(email, str) else ""
+        # hashed: any text makes a safe cache key, and no address is written to the cache
+        self.account = hashlib.sha256(email.encode()).hexdigest()[:32] if email else ""
+        self.address = throttling.BaseThrottle().get_ident(request) or "-"
+        self.known_key = f"{base}-known:{self.account}:{self.address}"
+        self.pair = FailureBudget(f"{base}-failures-pair", f"{self.account}:{self.address}",
+                                  detail=_("Too many failed log-ins for this account from this address."))
+        self.per_account = FailureBudget(f"{base}-failures-account", self.account,
+                                         detail=_("Too many failed log-ins for this account."))
+
+    def begin(self) -> None:
+        """Count this attempt as a failure in advance; raise Throttled when a limit is reached."""
+        if not self.account:
+            return  # no account named: the input is invalid and the login view says so
+        self.pair.spend()
+        if not cache.get(self.known_key):
+            try:
+                self.per_account.spend()
+            except drf_exceptions.Throttled:
+                self.pair.refund()
+                raise
+
+    def abandon(self) -> None:
+        """The password was not checked (invalid input, refused): take the attempt back."""
+        self.pair.refund()
+        self.per_account.refund()
+
+    def succeeded(self) -> None:
+        """The right password: not a failure; this address's failures for the account are forgiven and the
+        address is known to the account from now on."""
+        self.pair.reset()
+        self.per_account.refund()
+        days = int(getattr(settings, "CPO_API_LOGIN_KNOWN_ADDRESS_DAYS", 30))
+        if self.account and days > 0:
+            cache.set(self.known_key, 1, timeout=days * 86400)
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -222,23 +222,64 @@ def _password_checked(password: str, user: User) -> None:
 
 @transaction.atomic
 def driver_register(*, email: str, password: str, full_name: str = "", preferred_language: str = "en",
-                    base_url: str) -> User:
-    """Create a driver (no organisation, not staff) with a profile, and e-mail a verification link.
-    Errors: email_taken (the address is registered, whatever its case), password_too_weak."""
+                    base_url: str) -> User | None:
+    """Register a driver without telling the caller whether the address is taken (no account enumeration).
+    A new address gets the account (no organisation, not staff, with a profile) and the verification
+    e-mail. A taken address (a driver's or a staff member's, whatever its case) gets an e-mail telling its
+    owner that someone tried to register with it, with a password reset link; nothing is created and the
+    existing account is not changed. Returns the new user, or None when the address was taken.
+    Errors, the same either way (checked before the address is looked at): password_too_weak, language."""
     email = User.objects.normalize_email((email or "").strip())
     if preferred_language not in DRIVER_LANGUAGES:
         raise ValidationFailed(_("Unsupported language."), fields={"preferred_language": [_("Use en, de or fr.")]})
-    if User.objects.filter(email__iexact=email).exists():
-        raise ValidationFailed(_("An account with this e-mail address exists."), code="email_taken",
-                               fields={"email": [_("Already registered.")]})
     user = User(email=email, full_name=full_name.strip()[:200])
     _password_checked(password, user)
-    user.set_password(password)
-    validated_save(user)
+    user.set_password(password)  # hashed in both cases: the time taken tells nothing either
+    existing = User.objects.filter(email__iexact=email).first()
+    if existing is None:
+        try:
+            validated_save(user)
+        except (Conflict, ValidationFailed):
+            existing = User.objects.filter(email__iexact=email).first()  # lost a race for the address
+            if existing is None:
+                raise
+    if existing is not None:
+        audit_record_create(actor=None, action="driver.register_address_taken", outcome=AuditOutcome.DENIED,
+                            target=existing, source="api")
+        transaction.on_commit(lambda: user_send_registration_notice(user=existing, base_url=base_url))
+        return None
     DriverProfile.objects.create(user=user, preferred_language=preferred_language)
     audit_record_create(actor=user, action="driver.register", target=user, source="api")
     transaction.on_commit(lambda: user_send_email_verification(user=user, base_url=base_url))
     return user
+
+
+def _password_reset_link(*, user: User, base_url: str) -> tuple[str, str, str]:
+    """(link, uid, code) of a single-use password reset for `user`."""
+    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
+    token = default_token_generator.make_token(user)
+    link = base_url.rstrip("/") + reverse("password_reset_confirm", kwargs={"uidb64": uidb64, "token": token})
+    return link, uidb64, token
+
+
+def user_send_registration_notice(*, user: User, base_url: str) -> bool:
+    """Tell the owner of an existing account that someone tried to register with its address, with a link
+    to reset the password (if it was them and they forgot it). Nothing about the account changes. An
+    inactive account gets no mail. Returns whether a mail went out."""
+    if not user.is_active:
+        return False
+    message = _("Someone tried to create an account with this e-mail address. You already have one, so "
+                "nothing was created or changed.")
+    if user.has_usable_password():
+        link, uidb64, token = _password_reset_link(user=user, base_url=base_url)
+        message += "\n\n" + _(
+            "If it was you and you forgot your password, open this link to choose a new one: {link}\n"
+            "Or enter in the app: uid {uid}, code {token}"
+        ).format(link=link, uid=uidb64, token=token)
+    message += "\n\n" + _("If it was not you, you can ignore this e-mail.")
+    send_mail(subject=_("Someone tried to register with your e-mail address"), message=message,
+              from_email=None, recipient_list=[user.email])
+    return True
 
 
 def user_send_password_reset(*, email: str, base_url: str) -> bool:
@@ -247,9 +288,7 @@ def user_send_password_reset(*, email: str, base_url: str) -> bool:
     user = User.objects.filter(email__iexact=(email or "").strip(), is_active=True).first()
     if user is None or not user.has_usable_password():
         return False
-    uidb64 = urlsafe_base64_encode(force_bytes(user.pk))
-    token = default_token_generator.make_token(user)
-    link = base_url.rstrip("/") + reverse("password_reset_confirm", kwargs={"uidb64": uidb64, "token": token})
+    link, uidb64, token = _password_reset_link(user=user, base_url=base_url)
     send_mail(
         subject=_("Reset your password"),
         message=_("Open this link to choose a new password: {link}\nOr enter in the app: uid {uid}, code {token}").format(
@@ -329,9 +368,12 @@ def user_revoke_refresh_tokens(*, user: User) -> int:
 
 @transaction.atomic
 def driver_token_add(*, driver: User, uid: str, type: str = IdTokenType.ISO14443, label: str = "") -> tuple[IdToken, bool]:
-    """Link a card (or other token) to the driver; returns (token, created). A uid belongs to one driver:
-    another driver's, or one an operator issued, is token_taken (409). Adding your own again changes
-    nothing. A card a driver released earlier may be linked again (it is unblocked)."""
+    """Link a card (or other token) to the driver; returns (token, created). Adding your own again changes
+    nothing; a card a driver released earlier may be linked again (it is unblocked). Any other card we know
+    (another driver's, one an operator issued or blocked) is token_not_linkable (409), one neutral answer
+    that says nothing about whose it is. There is no proof of possession (the uid is typed in), so a uid
+    we have never seen is linked: an unknown uid and a known one still answer differently (see the
+    README's security section)."""
     if type not in (IdTokenType.ISO14443, IdTokenType.ISO15693, IdTokenType.EMAID, IdTokenType.KEY_CODE):
         raise ValidationFailed(_("Drivers may add RFID cards, contract ids and key codes."),
                                code="token_type_not_allowed", fields={"type": [_("Not allowed.")]})
@@ -347,8 +389,9 @@ def driver_token_add(*, driver: User, uid: str, type: str = IdTokenType.ISO14443
         released = (token.released_at is not None and token.owner_id is None and token.organisation_id is None
                     and token.customer_account_id is None and token.type != IdTokenType.CENTRAL)
         if not released:
-            raise Conflict(_("This card is linked to another account."), code="token_taken",
-                           fields={"uid": [_("Already linked.")]})
+            raise Conflict(_("This card cannot be linked to your account. If it is yours, ask the operator "
+                             "that issued it."), code="token_not_linkable",
+                           fields={"uid": [_("Cannot be linked.")]})
         token.owner, token.status, token.label, token.type = driver, IdTokenStatus.ACCEPTED, label[:100], type
         token.released_at, token.group_id = None, ""
         validated_save(token)

@@ -189,10 +189,8 @@ DEFAULT_FROM_EMAIL = ENV.get("DEFAULT_FROM_EMAIL", "CPO <no-reply@localhost>")
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "cpo.api.exception_handler",
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
-    ],
+    # Drivers' JWTs only: never the admin's session cookie (staff use the admin, not the driver API).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.api.authentication.DriverJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["cpo.parsers.JSONParser"],  # JSON nested at most CPO_API_MAX_JSON_DEPTH levels
@@ -200,7 +198,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 20,
     # Per user AND per address (cpo.api throttles); the rates are per scope.
     "DEFAULT_THROTTLE_RATES": {
-        "login-user": ENV.get("CPO_API_RATE_LOGIN_USER", "10/min"),
+        # Logins: failures per (account, address) and per account (cpo.api.LoginFailureLimit: successes do
+        # not count; the account ceiling spares addresses it logged in from), all attempts per address.
+        "login-failures-pair": ENV.get("CPO_API_RATE_LOGIN_FAILURES_PAIR", "10/15m"),
+        "login-failures-account": ENV.get("CPO_API_RATE_LOGIN_FAILURES_ACCOUNT", "100/h"),
         "login-address": ENV.get("CPO_API_RATE_LOGIN_ADDRESS", "30/min"),
         "register-address": ENV.get("CPO_API_RATE_REGISTER_ADDRESS", "10/hour"),
         "password-address": ENV.get("CPO_API_RATE_PASSWORD_ADDRESS", "10/hour"),
@@ -209,6 +210,8 @@ REST_FRAMEWORK = {
         "stop-user": ENV.get("CPO_API_RATE_STOP_USER", "20/min"),
         "stop-address": ENV.get("CPO_API_RATE_STOP_ADDRESS", "60/min"),
         "token-user": ENV.get("CPO_API_RATE_TOKEN_USER", "10/min"),
+        # cards a driver tried to link that someone else holds (token_not_linkable): few, they probe
+        "token-refusals-user": ENV.get("CPO_API_RATE_TOKEN_REFUSALS_USER", "10/d"),
         "token-address": ENV.get("CPO_API_RATE_TOKEN_ADDRESS", "30/min"),
     },
     # One proxy hop in front (nginx in docker/): the client address is the last X-Forwarded-For entry.
@@ -223,6 +226,8 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": True,
     "USER_ID_FIELD": "id",
     "USER_ID_CLAIM": "user_id",
+    # Login and refresh: drivers only (staff accounts and members of an organisation are refused).
+    "USER_AUTHENTICATION_RULE": "apps.accounts.api.authentication.driver_authentication_rule",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CPO driver API",
@@ -248,6 +253,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- driver API ----------------------------------------------------------------------------------
+# An address a driver logged in from is spared the per-account failure ceiling for this long.
+CPO_API_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_API_LOGIN_KNOWN_ADDRESS_DAYS", "30"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 # The live stream re-reads the session at least this often, even when no change was published.

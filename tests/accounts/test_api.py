@@ -8,7 +8,6 @@ import re
 import pytest
 from django.core import mail
 from django.core.cache import cache
-from django.test import override_settings
 from rest_framework.test import APIClient
 
 from apps.accounts.choices import IdTokenStatus
@@ -54,12 +53,11 @@ class TestRegisterAndLogin:
                                                              "password": "a-long-password-42",
                                                              "full_name": "Ada", "preferred_language": "de"},
                                    format="json")
-        assert response.status_code == 201, response.content
-        body = response.json()
-        assert body["email"] == "ada@example.com" and body["email_verified"] is False
-        assert body["preferred_language"] == "de"
-        user = User.objects.get(pk=body["id"])
-        assert not user.is_staff and user.organisation_id is None and DriverProfile.objects.filter(user=user).exists()
+        assert response.status_code == 202, response.content
+        assert response.content == b""
+        user = User.objects.get(email="ada@example.com")
+        assert not user.is_staff and user.organisation_id is None and user.email_verified_at is None
+        assert DriverProfile.objects.get(user=user).preferred_language == "de"
         # the verification mail (sent on commit) carries uid and code for the app
         assert len(mail.outbox) == 1
         uid, token = re.search(r"/accounts/verify-email/([^/]+)/([^/]+)/", mail.outbox[0].body).groups()
@@ -69,7 +67,8 @@ class TestRegisterAndLogin:
                      400, "verification_link_invalid")
         tokens = login(client, "ada@example.com", "a-long-password-42")
         assert set(tokens) == {"access", "refresh"}
-        assert client.get("/api/v1/me").json()["full_name"] == "Ada"
+        me = client.get("/api/v1/me").json()
+        assert (me["full_name"], me["email"], me["email_verified"]) == ("Ada", "ada@example.com", True)
 
     @pytest.mark.parametrize("payload,field,code", [
         ({"email": "not-an-email", "password": "a-long-password-42"}, "email", "validation_failed"),
@@ -82,12 +81,49 @@ class TestRegisterAndLogin:
         assert_error(client.post("/api/v1/auth/register", payload, format="json"), 400, code, field)
         assert not User.objects.exists()
 
-    def test_an_address_registers_once_whatever_its_case(self, client):
+    @pytest.mark.parametrize("owner", ["driver", "staff"])
+    def test_a_taken_address_answers_as_a_free_one_and_only_its_owner_learns(
+            self, client, owner, django_capture_on_commit_callbacks):
+        from tests.factories import StaffUserFactory
+
+        def register(email: str):
+            with django_capture_on_commit_callbacks(execute=True):
+                return client.post("/api/v1/auth/register", {"email": email, "password": "a-long-password-42",
+                                                             "full_name": "Mallory"}, format="json")
+
+        factory = DriverFactory if owner == "driver" else lambda **kw: StaffUserFactory(
+            organisation=OrganisationFactory(), **kw)
+        taken = factory(email="taken@example.com", full_name="Tess")
+        before = User.objects.values().get(pk=taken.pk)
+        answer_taken = register("TAKEN@example.com")
+        answer_free = register("free@example.com")
+        # the same answer: status, body and headers that could tell them apart
+        taken_answer = (answer_taken.status_code, answer_taken.content)
+        assert taken_answer == (answer_free.status_code, answer_free.content)
+        assert answer_taken.status_code == 202 and answer_taken.content == b""
+        # nothing created or changed for the taken address; the free one is a new driver
+        assert User.objects.filter(email__iexact="taken@example.com").count() == 1
+        assert User.objects.values().get(pk=taken.pk) == before
+        assert User.objects.filter(email="free@example.com").exists()
+        # the owner is told, with a way back in (a password reset); nobody else learns anything
+        notice, verification = mail.outbox
+        assert notice.to == ["taken@example.com"] and "tried to" in notice.subject
+        uid, code = re.search(r"uid (\S+), code (\S+)", notice.body).groups()
+        assert APIClient().post("/api/v1/auth/password/reset/confirm",
+                                {"uid": uid, "token": code, "new_password": "another-long-pass-7"},
+                                format="json").status_code == 204
+        assert verification.to == ["free@example.com"] and "/accounts/verify-email/" in verification.body
+        # the attacker's password does not open the existing account
+        assert_error(client.post("/api/v1/auth/token", {"email": "taken@example.com",
+                                                        "password": "a-long-password-42"}, format="json"),
+                     401, "no_active_account")
+
+    def test_a_weak_password_is_refused_alike_for_taken_and_free_addresses(self, client):
         DriverFactory(email="taken@example.com")
-        assert_error(client.post("/api/v1/auth/register", {"email": "TAKEN@example.com",
-                                                           "password": "a-long-password-42"}, format="json"),
-                     400, "email_taken", "email")
-        assert User.objects.count() == 1
+        for email in ("taken@example.com", "free@example.com"):
+            assert_error(client.post("/api/v1/auth/register", {"email": email, "password": "short"},
+                                     format="json"), 400, "password_too_weak", "password")
+        assert User.objects.count() == 1 and mail.outbox == []
 
     def test_wrong_password_and_bad_json(self, client):
         DriverFactory(email="d@example.com")
@@ -124,35 +160,11 @@ class TestRegisterAndLogin:
         client.credentials(HTTP_AUTHORIZATION="Bearer not-a-jwt")
         assert_error(client.get("/api/v1/me"), 401, "token_not_valid")
 
-    @override_settings(REST_FRAMEWORK={**__import__("django.conf").conf.settings.REST_FRAMEWORK,
-                                       "DEFAULT_THROTTLE_RATES": {"login-user": "3/min", "login-address": "100/min"}})
-    def test_login_is_rate_limited_per_account(self, client):
-        from rest_framework.settings import api_settings
-
-        api_settings.reload()
-        from cpo.api import _ScopedRateThrottle
-
-        _ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-        try:
-            DriverFactory(email="d@example.com")
-            for _ in range(3):
-                client.post("/api/v1/auth/token", {"email": "d@example.com", "password": "wrong"}, format="json")
-            response = client.post("/api/v1/auth/token", {"email": "d@example.com", "password": PASSWORD},
-                                   format="json")
-            assert_error(response, 429, "throttled")
-            assert int(response["Retry-After"]) > 0
-            # another account from the same address is not limited by this one
-            DriverFactory(email="e@example.com")
-            login(client, "e@example.com")
-        finally:
-            api_settings.reload()
-            _ScopedRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-
     def test_login_is_rate_limited_per_address(self, client):
         from cpo.api import _ScopedRateThrottle
 
         saved = _ScopedRateThrottle.THROTTLE_RATES
-        _ScopedRateThrottle.THROTTLE_RATES = {**saved, "login-user": "100/min", "login-address": "2/min"}
+        _ScopedRateThrottle.THROTTLE_RATES = {**saved, "login-address": "2/min"}
         try:
             for n in range(2):
                 client.post("/api/v1/auth/token", {"email": f"u{n}@example.com", "password": "x"}, format="json")
@@ -261,11 +273,42 @@ class TestTokens:
         IdTokenFactory(uid="04A1B2C5", status=IdTokenStatus.BLOCKED)
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
-        assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json"), 409, "token_taken", "uid")
-        assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C4"}, format="json"), 409, "token_taken", "uid")
-        assert_error(client.post("/api/v1/tokens", {"uid": "04A1B2C5"}, format="json"), 409, "token_taken", "uid")
+        # one neutral refusal, whoever has the card: the body says nothing about another account
+        refusals = [client.post("/api/v1/tokens", {"uid": uid}, format="json") for uid in
+                    ("04A1B2C3", "04A1B2C4", "04A1B2C5")]
+        for refusal in refusals:
+            assert_error(refusal, 409, "token_not_linkable", "uid")
+        assert len({r.content for r in refusals}) == 1
+        assert "another" not in refusals[0].json()["detail"]
         assert IdToken.objects.get(uid="04A1B2C5").status == IdTokenStatus.BLOCKED
         assert IdToken.objects.get(uid="04A1B2C3").owner.email != "d@example.com"
+
+    def test_probing_for_others_cards_is_limited_per_driver(self, client, monkeypatch):
+        from cpo.api import _ScopedRateThrottle
+
+        monkeypatch.setattr(_ScopedRateThrottle, "THROTTLE_RATES", {
+            **_ScopedRateThrottle.THROTTLE_RATES, "token-user": "1000/min", "token-refusals-user": "3/d"})
+        for n in range(5):
+            IdTokenFactory(uid=f"04A1B2D{n}", owner=DriverFactory())
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        for n in range(3):
+            assert_error(client.post("/api/v1/tokens", {"uid": f"04A1B2D{n}"}, format="json"), 409,
+                         "token_not_linkable")
+        limited = client.post("/api/v1/tokens", {"uid": "04A1B2D3"}, format="json")
+        assert_error(limited, 429, "throttled")
+        assert int(limited["Retry-After"]) > 0
+        assert IdToken.objects.get(uid="04A1B2D3").owner.email != "d@example.com"
+        # linking or re-adding one's own cards and invalid input do not spend the budget: another driver's
+        # budget is their own
+        other = APIClient()
+        DriverFactory(email="e@example.com")
+        login(other, "e@example.com")
+        for n in range(5):
+            assert other.post("/api/v1/tokens", {"uid": f"04C0FFE{n}"}, format="json").status_code == 201
+            assert_error(other.post("/api/v1/tokens", {"uid": "zz"}, format="json"), 400, "token_uid_invalid")
+        refused = other.post("/api/v1/tokens", {"uid": "04A1B2D4"}, format="json")
+        assert_error(refused, 409, "token_not_linkable")
 
     @pytest.mark.parametrize("payload,code,field", [
         ({"uid": "zz-not-hex"}, "token_uid_invalid", "uid"),

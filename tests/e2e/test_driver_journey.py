@@ -93,7 +93,7 @@ async def test_register_find_start_watch_stop_and_get_the_receipt(server, charge
     base = f"http://127.0.0.1:{server.port}/api/v1"
     registered = _http("POST", f"{base}/auth/register", json={"email": "journey@example.com",
                                                               "password": "a-long-password-42"})
-    assert registered.status_code == 201, registered.text
+    assert registered.status_code == 202, registered.text
     token = _http("POST", f"{base}/auth/token", json={"email": "journey@example.com",
                                                       "password": "a-long-password-42"}).json()["access"]
 

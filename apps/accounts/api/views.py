@@ -8,6 +8,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions as drf_exceptions
 from rest_framework import permissions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,6 +19,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from apps.accounts import services
+from apps.accounts.api.authentication import driver_authentication_rule
 from apps.accounts.api.serializers import (
     EmailInput,
     EmailVerifyInput,
@@ -30,11 +32,25 @@ from apps.accounts.api.serializers import (
     TokenOutput,
 )
 from apps.accounts.models import IdToken, User
-from cpo.api import THROTTLES, error_responses, public_base_url, validated
-from cpo.exceptions import Conflict, ValidationFailed
+from cpo.api import (
+    THROTTLES,
+    AddressRateThrottle,
+    FailureBudget,
+    LoginFailureLimit,
+    error_responses,
+    public_base_url,
+    validated,
+)
+from cpo.exceptions import ApplicationError, Conflict, ValidationFailed
 
 TAG_AUTH = ["auth"]
 TAG_ME = ["me"]
+
+
+REGISTER_ACCEPTED = (
+    "An e-mail went to the address: the verification link for a new account (log in with the password "
+    "meanwhile); for an address already registered, a note to its owner"
+)
 
 
 class RegisterView(APIView):
@@ -43,12 +59,16 @@ class RegisterView(APIView):
     throttle_classes = THROTTLES
     throttle_scope_base = "register"
 
-    @extend_schema(tags=TAG_AUTH, request=RegisterInput, responses={201: MeOutput, **error_responses(400, 429)},
-                   summary="Create a driver account (a verification e-mail is sent)")
+    @extend_schema(
+        tags=TAG_AUTH, request=RegisterInput,
+        responses={202: OpenApiResponse(description=REGISTER_ACCEPTED), **error_responses(400, 429)},
+        summary="Create a driver account (always 202: no account enumeration)",
+    )
     def post(self, request: Request) -> Response:
         data = validated(RegisterInput, request.data)
-        user = services.driver_register(base_url=public_base_url(request), **data)
-        return Response(MeOutput.of(user), status=status.HTTP_201_CREATED)
+        # The same answer whether or not the address was free: only its owner learns, by e-mail.
+        services.driver_register(base_url=public_base_url(request), **data)
+        return Response(status=status.HTTP_202_ACCEPTED)
 
 
 class DriverTokenObtainSerializer(TokenObtainPairSerializer):
@@ -56,17 +76,18 @@ class DriverTokenObtainSerializer(TokenObtainPairSerializer):
     permissions and audit trail live; to them this answers as to a wrong password."""
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        data = super().validate(attrs)
-        if self.user.is_staff or self.user.organisation_id is not None:
+        data = super().validate(attrs)  # USER_AUTHENTICATION_RULE refuses them already; kept explicit
+        if not driver_authentication_rule(self.user):
             raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account")
         return data
 
 
 class LoginView(TokenObtainPairView):
-    """Exchange e-mail and password for an access and a refresh token."""
+    """Exchange e-mail and password for an access and a refresh token. Failed attempts are limited per
+    account and address and, much higher, per account (429 with Retry-After); a success never counts."""
 
     serializer_class = DriverTokenObtainSerializer
-    throttle_classes = THROTTLES
+    throttle_classes = [AddressRateThrottle]
     throttle_scope_base = "login"
 
     @extend_schema(tags=TAG_AUTH, summary="Log in: e-mail and password for a JWT pair",
@@ -74,7 +95,17 @@ class LoginView(TokenObtainPairView):
                                                                     "refresh": serializers.CharField()}),
                               **error_responses(400, 401, 429)})
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().post(request, *args, **kwargs)
+        limit = LoginFailureLimit(request, base=self.throttle_scope_base)
+        limit.begin()
+        try:
+            response = super().post(request, *args, **kwargs)
+        except drf_exceptions.AuthenticationFailed:
+            raise  # a wrong password (or not a driver): it stays counted
+        except BaseException:
+            limit.abandon()
+            raise
+        limit.succeeded()
+        return response
 
 
 class RefreshView(TokenRefreshView):
@@ -195,11 +226,24 @@ class TokenListView(APIView):
         return Response(TokenOutput(tokens, many=True).data)
 
     @extend_schema(tags=TAG_ME, request=TokenInput, responses={201: TokenOutput, 200: TokenOutput,
-                                                              **error_responses(400, 401, 409)},
+                                                              **error_responses(400, 401, 409, 429)},
                    summary="Link a card to my account")
     def post(self, request: Request) -> Response:
         data = validated(TokenInput, request.data)
-        token, created = services.driver_token_add(driver=request.user, **data)
+        # Without proof of possession a refusal still tells a known uid from an unknown one: few per driver.
+        refusals = FailureBudget("token-refusals-user", str(request.user.pk),
+                                 detail=_("Too many cards could not be linked to your account."))
+        refusals.spend()
+        try:
+            token, created = services.driver_token_add(driver=request.user, **data)
+        except ApplicationError as exc:
+            if exc.code != "token_not_linkable":
+                refusals.refund()
+            raise
+        except BaseException:
+            refusals.refund()
+            raise
+        refusals.refund()
         return Response(TokenOutput(token).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -23,9 +23,9 @@ from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
 
+from apps.accounts.api.authentication import DriverJWTAuthentication
 from apps.charging import driver_services
 from apps.charging.api.serializers import SessionOutput, SessionStartInput, session_json
 from apps.charging.choices import DriverSessionFailure, DriverSessionStatus
@@ -169,7 +169,7 @@ class MeExportView(APIView):
 def _authenticate(request: HttpRequest) -> Any:
     """The JWT user of a plain Django request (the SSE view is not a DRF view: DRF has no async views)."""
     try:
-        result = JWTAuthentication().authenticate(Request(request))
+        result = DriverJWTAuthentication().authenticate(Request(request))
     except (InvalidToken, AuthenticationFailed) as exc:
         raise ApplicationError(str(exc.detail), code="not_authenticated") from exc
     if result is None:

@@ -269,6 +269,13 @@ class IdToken(TimeStampedModel):
         except ValidationError as exc:
             raise ValidationError({"uid": exc.messages}) from exc
 
+    def is_valid_at(self, organisation_id: int | None) -> bool:
+        """Whether chargers of `organisation_id` accept this token (its network): `valid_at` empty means
+        every operator's chargers, otherwise only those of the organisations it names. Uses a prefetched
+        `valid_at` when there is one. Its group (parentIdTag / groupIdToken) goes only to such chargers."""
+        valid_at = {org.pk for org in self.valid_at.all()}
+        return not valid_at or organisation_id in valid_at
+
     def effective_status(self, at: Any = None) -> str:
         """The status to answer a charger with at time `at` (expiry turns Accepted into Expired)."""
         at = at or clock.now()

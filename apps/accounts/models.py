@@ -76,13 +76,13 @@ class UserQuerySet(TenantQuerySet):
     """Users as tenancy sees them: staff of the actor's organisations and the drivers linked to them
     (tenancy.register_shared_link), never a superuser nor staff outside every organisation."""
 
-    def for_actor(self, user: Any) -> UserQuerySet:
+    def for_actor(self, user: Any) -> TenantQuerySet:
         if sees_everything(user):
             return self
         visible = super().for_actor(user).exclude(is_superuser=True)
         return visible.exclude(is_staff=True, organisation__isnull=True)
 
-    def writable_by(self, user: Any) -> UserQuerySet:
+    def writable_by(self, user: Any) -> TenantQuerySet:
         if sees_everything(user):
             return self
         return super().writable_by(user).exclude(is_superuser=True)

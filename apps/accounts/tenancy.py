@@ -83,13 +83,17 @@ def sees_everything(user: Any) -> bool:
     return bool(getattr(user, "is_active", False) and getattr(user, "is_superuser", False))
 
 
+def _tenant_field(model: type[models.Model]) -> str:
+    return str(model.tenant_field)  # type: ignore[attr-defined]
+
+
 class TenantQuerySet(models.QuerySet):
     def for_actor(self, user: User | Any) -> TenantQuerySet:
         """The rows `user` may see. Anonymous and inactive users see nothing; shared rows (no
         organisation) only where linked to one of the user's organisations."""
         if sees_everything(user):
             return self
-        field = self.model.tenant_field
+        field = _tenant_field(self.model)
         ids = organisation_ids_for(user)
         condition = Q(**{f"{field}__in": ids})
         if (
@@ -107,7 +111,7 @@ class TenantQuerySet(models.QuerySet):
         everything for the superuser."""
         if sees_everything(user):
             return self
-        return self.filter(**{f"{self.model.tenant_field}__in": organisation_ids_for(user)})
+        return self.filter(**{f"{_tenant_field(self.model)}__in": organisation_ids_for(user)})
 
     def for_organisation(self, organisation_id: int) -> TenantQuerySet:
-        return self.filter(**{self.model.tenant_field: organisation_id})
+        return self.filter(**{_tenant_field(self.model): organisation_id})

@@ -440,3 +440,21 @@ def test_staff_cannot_create_a_driver(world, client):
         "Drivers register through the app; users you create belong to one of your organisations."
     ]
     assert not User.objects.filter(email="new.driver@example.com").exists()
+
+
+@pytest.mark.parametrize("role", ACTORS)
+def test_linked_staff_actions_leave_drivers_and_their_cards_alone(world, client, role):
+    staff = _linked(world, role)
+    client.force_login(staff)
+    before = world.snapshot()
+
+    for model in (User, IdToken, DriverProfile):
+        visible = list(model._default_manager.for_actor(staff).values_list("pk", flat=True))
+        for action in admin.site._registry[model].get_actions(actor_request(staff)):
+            client.post(
+                admin_url(model, "changelist"),
+                {"action": action, "_selected_action": visible, "index": "0", "post": "yes"},
+            )
+
+    # Django refuses a bulk deletion that holds any row the user may not delete: nothing went.
+    assert world.snapshot() == before

@@ -2,7 +2,9 @@
 and an audit hook for every add, change and delete made in the admin.
 
 Scoping is duck-typed so the kernel never imports apps: a queryset that has ``for_actor(user)`` is
-narrowed to what ``user`` may see. That applies to the changelist, the change/delete/history pages
+narrowed to what ``user`` may see, and for models with shared rows (``tenant_shared_when_null``)
+``writable_by(user)`` says which of those the user may change or delete (the others are
+read-only). That applies to the changelist, the change/delete/history pages
 (another tenant's object is a 404, never a redirect that confirms it exists), the choices of
 foreign-key and many-to-many fields, inlines, and the options of related list filters.
 
@@ -33,6 +35,19 @@ def scope_queryset(queryset: models.QuerySet, user: Any) -> models.QuerySet:
     """`queryset` narrowed to what `user` may see, when its model is tenant-aware."""
     for_actor = getattr(queryset, "for_actor", None)
     return for_actor(user) if callable(for_actor) else queryset
+
+
+def may_write(obj: models.Model, user: Any) -> bool:
+    """Whether `user` may change or delete `obj`. A model whose queryset has ``writable_by(user)`` (one
+    with shared rows, which staff may see without owning) decides; any other row the user can reach
+    is theirs to change, as far as their permissions go."""
+    model = type(obj)
+    if not getattr(model, "tenant_shared_when_null", False):
+        return True
+    writable_by = getattr(model._default_manager.all(), "writable_by", None)
+    if not callable(writable_by):
+        return True
+    return writable_by(user).filter(pk=obj.pk).exists()
 
 
 def audit_hook() -> Callable[..., Any] | None:
@@ -102,6 +117,25 @@ class BaseModelAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
                 % {"name": self.opts.verbose_name, "key": object_id}
             )
         return obj
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Rows the user sees but does not own (a driver, a driver's card) are read-only to them."""
+        if obj is not None and not may_write(obj, request.user):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and not may_write(obj, request.user):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        """Bulk deletion deletes only rows the user may delete (Django asks per object first; this
+        holds even if an action hands over more)."""
+        writable_by = getattr(queryset, "writable_by", None)
+        if callable(writable_by) and getattr(self.model, "tenant_shared_when_null", False):
+            queryset = queryset.filter(pk__in=writable_by(request.user).values("pk"))
+        super().delete_queryset(request, queryset)
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)

@@ -18,10 +18,10 @@ from django.db import models
 from django.test import RequestFactory
 from django.urls import reverse
 
-from apps.accounts.models import DriverProfile, Organisation
+from apps.accounts.models import Organisation
 from apps.tariffs.models import VatRate
 from cpo.admin import BaseModelAdmin
-from tests.factories import TENANT_FACTORIES, DriverProfileFactory, StaffUserFactory, VatRateFactory
+from tests.factories import TENANT_FACTORIES, StaffUserFactory, VatRateFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,14 +31,12 @@ _group_numbers = itertools.count(1)
 # Each takes the organisation the test runs in, which these models ignore.
 OTHER_FACTORIES: dict[type[models.Model], Callable[[Organisation], models.Model]] = {
     Group: lambda organisation: Group.objects.create(name=f"Test role {next(_group_numbers)}"),
-    DriverProfile: lambda organisation: DriverProfileFactory(),
     VatRate: lambda organisation: VatRateFactory(),
 }
 
 # Registered models without a tenant_field, and why every staff member may see all their rows.
 NOT_TENANT_OWNED: dict[type[models.Model], str] = {
     Group: "Role groups are deployment-wide permission sets, the same for every operator.",
-    DriverProfile: "Drivers belong to the deployment, not to an operator (DESIGN.md).",
     VatRate: "VAT rates are the law of each country, the same for every operator.",
 }
 

@@ -3,7 +3,11 @@
 Everything is scoped through cpo.admin.BaseModelAdmin: staff of one organisation see that organisation
 and its sub-operators, the superuser sees everything. On top of that, staff cannot escalate: they
 cannot grant superuser status or single permissions, can assign only roles whose permissions they
-hold themselves, and cannot touch superusers or staff outside every organisation.
+hold themselves, and cannot touch superusers or staff outside every organisation (nor see them).
+
+Drivers, their profiles and their personal cards have no organisation: staff see them only where they
+are linked to their organisation (apps.accounts.tenancy) and never change them: a driver's e-mail,
+password, status, groups and cards are the driver's (through the API) or a superuser's.
 """
 
 from __future__ import annotations
@@ -132,20 +136,23 @@ class OrganisationAdmin(BaseModelAdmin):
 
 
 class StaffNeedAnOrganisationMixin:
-    """Staff members created or edited by non-superusers belong to an organisation of the editor's."""
+    """Users created or edited by non-superusers belong to an organisation of the editor's: staff never
+    create drivers (drivers register through the app) nor turn a colleague into one."""
 
     actor: Any = None
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()  # type: ignore[misc]
         is_staff = cleaned.get("is_staff", getattr(self.instance, "is_staff", False))  # type: ignore[attr-defined]
-        if (
-            "organisation" in cleaned
-            and cleaned.get("organisation") is None
-            and is_staff
-            and not sees_everything(self.actor)
-        ):
-            self.add_error("organisation", _("Staff members need an organisation."))  # type: ignore[attr-defined]
+        missing = "organisation" in cleaned and cleaned.get("organisation") is None
+        if missing and not sees_everything(self.actor):
+            if is_staff:
+                message = _("Staff members need an organisation.")
+            else:
+                message = _(
+                    "Drivers register through the app; users you create belong to one of your organisations."
+                )
+            self.add_error("organisation", message)  # type: ignore[attr-defined]
         return cleaned
 
 
@@ -271,11 +278,21 @@ class GroupAdmin(BaseModelAdmin, DjangoGroupAdmin):
 
 @admin.register(DriverProfile)
 class DriverProfileAdmin(BaseModelAdmin):
+    """Staff see the profiles of drivers linked to their organisations (tenancy) and change only those in
+    their customer accounts, and there only the customer account: the login, phone and language are the
+    driver's (changed through the app) or a superuser's."""
+
     list_display = ("user", "phone", "preferred_language", "customer_account")
     list_filter = ("preferred_language", "customer_account")
     search_fields = ("user__email", "user__full_name", "phone")
     list_select_related = ("user", "customer_account")
     autocomplete_fields = ("user",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not sees_everything(request.user):
+            fields += ["user", "phone", "preferred_language"]
+        return fields
 
 
 @admin.register(CustomerAccount)
@@ -334,9 +351,9 @@ class IdTokenAdminForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        # Staff never make a card shared (no organisation): a card without an issuer is a driver's own.
         if (
-            self.instance.pk is None
-            and "organisation" in self.fields
+            "organisation" in self.fields
             and cleaned.get("organisation") is None
             and not sees_everything(self.actor)
         ):
@@ -386,6 +403,17 @@ class IdTokenAdmin(ScopedImportExportMixin, BaseModelAdmin):
         (_("Where it is valid"), {"fields": ("organisation", "valid_at")}),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
+
+    # What support (change without add) may edit on its organisation's cards: block or unblock, expiry
+    # and label. Who holds a card and where it is valid is managed by those who issue cards (add).
+    SUPPORT_EDITABLE = ("status", "expires_at", "label")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and not sees_everything(request.user) and not self.has_add_permission(request):
+            form_fields = [name for name in IdTokenAdminForm.Meta.fields if name not in self.SUPPORT_EDITABLE]
+            fields += [name for name in form_fields if name not in fields]
+        return fields
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str) -> Any:
         results, may_have_duplicates = super().get_search_results(request, queryset, search_term)

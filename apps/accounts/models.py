@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.choices import AuditOutcome, IdTokenStatus, IdTokenType
 from apps.accounts.idtokens import normalise_uid
-from apps.accounts.tenancy import TenantQuerySet
+from apps.accounts.tenancy import TenantQuerySet, sees_everything
 from cpo import clock
 from cpo.models import TimeStampedModel
 
@@ -73,7 +73,19 @@ class Organisation(TimeStampedModel):
 
 
 class UserQuerySet(TenantQuerySet):
-    pass
+    """Users as tenancy sees them: staff of the actor's organisations and the drivers linked to them
+    (tenancy.register_shared_link), never a superuser nor staff outside every organisation."""
+
+    def for_actor(self, user: Any) -> TenantQuerySet:
+        if sees_everything(user):
+            return self
+        visible = super().for_actor(user).exclude(is_superuser=True)
+        return visible.exclude(is_staff=True, organisation__isnull=True)
+
+    def writable_by(self, user: Any) -> TenantQuerySet:
+        if sees_everything(user):
+            return self
+        return super().writable_by(user).exclude(is_superuser=True)
 
 
 class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[misc]
@@ -189,7 +201,9 @@ class CustomerAccount(TimeStampedModel):
 
 
 class DriverProfile(TimeStampedModel):
-    """What we keep about a driver beyond the login. Drivers belong to the deployment, not a tenant."""
+    """What we keep about a driver beyond the login. Drivers belong to the deployment, not a tenant:
+    a profile in a customer account is that account's operator's; any other is shared, seen by staff
+    only where the driver is linked to their organisation (see tenancy)."""
 
     user = models.OneToOneField(User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="driver_profile")
     phone = models.CharField(_("phone"), max_length=32, blank=True)
@@ -198,6 +212,10 @@ class DriverProfile(TimeStampedModel):
         CustomerAccount, verbose_name=_("customer account"), null=True, blank=True,
         on_delete=models.SET_NULL, related_name="drivers",
     )
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "customer_account__organisation"
+    tenant_shared_when_null: ClassVar[bool] = True
 
     class Meta:
         verbose_name = _("driver profile")
@@ -268,6 +286,13 @@ class IdToken(TimeStampedModel):
             self.uid = normalise_uid(self.uid, self.type)
         except ValidationError as exc:
             raise ValidationError({"uid": exc.messages}) from exc
+
+    def is_valid_at(self, organisation_id: int | None) -> bool:
+        """Whether chargers of `organisation_id` accept this token (its network): `valid_at` empty means
+        every operator's chargers, otherwise only those of the organisations it names. Uses a prefetched
+        `valid_at` when there is one. Its group (parentIdTag / groupIdToken) goes only to such chargers."""
+        valid_at = {org.pk for org in self.valid_at.all()}
+        return not valid_at or organisation_id in valid_at
 
     def effective_status(self, at: Any = None) -> str:
         """The status to answer a charger with at time `at` (expiry turns Accepted into Expired)."""

@@ -139,6 +139,10 @@ class TenantResource(resources.ModelResource):
         """Why the actor may not write this row, or None."""
         if self.actor is None or sees_everything(self.actor):
             return None
+        if instance.pk is not None and not self._stored_row_writable(instance):
+            return _("You may not change the row “{row}”: it is not your organisation's.").format(
+                row=instance
+            )
         organisation_id = getattr(instance, "organisation_id", None)
         if organisation_id is None:
             return _("Name the organisation (its slug) this row belongs to.")
@@ -146,6 +150,14 @@ class TenantResource(resources.ModelResource):
             slug = Organisation.objects.filter(pk=organisation_id).values_list("slug", flat=True).first()
             return _("You may not import rows for the organisation “{slug}”.").format(slug=slug)
         return None
+
+    def _stored_row_writable(self, instance: models.Model) -> bool:
+        """Whether the row as stored (before this import changed it) may be changed by the actor."""
+        queryset = type(instance)._default_manager.all()
+        writable_by = getattr(queryset, "writable_by", None)
+        if not callable(writable_by):
+            return True
+        return writable_by(self.actor).filter(pk=instance.pk).exists()
 
     def validate_instance(
         self, instance: Any, import_validation_errors: Any = None, validate_unique: bool = True

@@ -1,5 +1,7 @@
-"""Staff roles as permission groups. `sync_roles` is called by migrations (with the historical app
-registry) so that every database has the groups, and again by later apps' migrations as they add models."""
+"""Staff roles as permission groups. A permission applies only to rows the member may write
+(tenancy.TenantQuerySet.writable_by): never to drivers, their personal cards or other organisations'.
+`sync_roles` is called by migrations (with the historical app registry) so that every database has the
+groups, and again by later apps' migrations as they add models."""
 
 from __future__ import annotations
 
@@ -31,9 +33,13 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("stations", "devicevariable", VIEW),
         *_perms("stations", "chargerevent", VIEW),
         *_perms("accounts", "organisation", ("view", "change")),
+        # Its organisation's staff. Drivers (linked to it: tenancy) are read-only: their login, e-mail and
+        # password are theirs (API) or a superuser's; never the superuser nor other organisations' staff.
         *_perms("accounts", "user", CRUD),
         *_perms("accounts", "customeraccount", CRUD),
+        # Only the customer account, of profiles in its own customer accounts.
         *_perms("accounts", "driverprofile", ("view", "change")),
+        # Its organisation's cards; drivers' personal cards are read-only.
         *_perms("accounts", "idtoken", CRUD),
         *_perms("accounts", "auditrecord", VIEW),
         *_perms("stations", "location", CRUD),
@@ -75,6 +81,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("accounts", "user", VIEW),
         *_perms("accounts", "driverprofile", VIEW),
         *_perms("accounts", "customeraccount", VIEW),
+        # Block / unblock, expiry and label of its organisation's cards (IdTokenAdmin: who holds a card and
+        # where it is valid need the add permission); drivers' personal cards are read-only.
         *_perms("accounts", "idtoken", ("view", "change")),
         *_perms("accounts", "auditrecord", VIEW),
         *_perms("stations", "location", VIEW),

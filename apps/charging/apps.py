@@ -6,3 +6,10 @@ class ChargingConfig(AppConfig):
     name = "apps.charging"
     label = "charging"
     verbose_name = _("Charging")
+
+    def ready(self) -> None:
+        from apps.accounts.tenancy import register_shared_link
+        from apps.charging import selectors
+
+        register_shared_link("accounts.User", selectors.driver_link_by_sessions_q)
+        register_shared_link("accounts.IdToken", selectors.idtoken_link_by_sessions_q)

@@ -39,7 +39,8 @@ from cpo import clock
 
 @dataclass(frozen=True, slots=True)
 class AuthResult:
-    """What to tell a charger about a token (1.6 idTagInfo / 2.0.1 idTokenInfo)."""
+    """What to tell a charger about a token (1.6 idTagInfo / 2.0.1 idTokenInfo). `group_id` is empty
+    where the token is Invalid (unknown, or not valid at the charger's operator)."""
 
     status: str
     group_id: str = ""
@@ -62,8 +63,7 @@ def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | Non
     if token is None:
         return AuthResult(AuthorizationStatus.INVALID)
     status = token.effective_status(at)
-    valid_at = {org.pk for org in token.valid_at.all()}
-    if valid_at and charge_point.organisation_id not in valid_at:
+    if not token.is_valid_at(charge_point.organisation_id):
         status = AuthorizationStatus.INVALID
     if status == AuthorizationStatus.ACCEPTED and to_start:
         active = ChargingSession.objects.filter(id_tag=token.uid, status=SessionStatus.ACTIVE)
@@ -71,7 +71,9 @@ def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | Non
             active = active.exclude(pk=exclude_session_id)
         if active.exists():
             status = AuthorizationStatus.CONCURRENT_TX
-    return AuthResult(status=status, group_id=token.group_id, expires_at=token.expires_at, token_id=token.pk,
+    # The fleet group is the card's network's business: never told to a charger where the card is invalid.
+    group_id = token.group_id if status != AuthorizationStatus.INVALID else ""
+    return AuthResult(status=status, group_id=group_id, expires_at=token.expires_at, token_id=token.pk,
                       customer_account_id=token.customer_account_id)
 
 

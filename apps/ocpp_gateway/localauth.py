@@ -41,12 +41,12 @@ def _token_info(token: IdToken, local_list: LocalAuthList) -> dict[str, Any]:
     """What a charger should know about `token` now: status at the list's operator, group, expiry, and
     its type (2.0.1 names a token by uid and type)."""
     status = token.effective_status()
-    valid_at = {org.pk for org in token.valid_at.all()}
-    if valid_at and local_list.organisation_id not in valid_at:
+    if not token.is_valid_at(local_list.organisation_id):
         status = AuthorizationStatus.INVALID
     return {
         "status": str(status),
-        "group_id": token.group_id or "",
+        # as Authorize answers it: no group to chargers where the card is not valid
+        "group_id": (token.group_id or "") if status != AuthorizationStatus.INVALID else "",
         "expires_at": iso(token.expires_at) if token.expires_at else "",
         "type": str(token.type),
     }

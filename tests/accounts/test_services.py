@@ -380,15 +380,17 @@ def test_inactive_superuser_sees_nothing(tree):
     assert _visible(superuser) == set()
 
 
-def test_shared_rows_are_visible_to_staff_only(tree):
+def test_shared_rows_are_visible_to_linked_staff_only(tree):
     parent, *_ = tree
-    IdTokenFactory(uid="04000001", organisation=None)
+    IdTokenFactory(uid="04000001", organisation=None)  # a driver's card valid everywhere: no one's to browse
     IdTokenFactory(uid="04000002", organisation=parent)
     IdTokenFactory(uid="04000003", organisation=OrganisationFactory(slug="elsewhere"))
+    IdTokenFactory(uid="04000004", organisation=None).valid_at.add(parent)  # restricted to parent's network
     staff = StaffUserFactory(organisation=parent)
     driver = UserFactory()
 
-    assert set(IdToken.objects.for_actor(staff).values_list("uid", flat=True)) == {"04000001", "04000002"}
+    assert set(IdToken.objects.for_actor(staff).values_list("uid", flat=True)) == {"04000002", "04000004"}
+    assert set(IdToken.objects.writable_by(staff).values_list("uid", flat=True)) == {"04000002"}
     assert set(IdToken.objects.for_actor(driver).values_list("uid", flat=True)) == set()
 
 

@@ -140,6 +140,9 @@ TENANT_FACTORIES = {
     Organisation: lambda organisation: OrganisationFactory(parent=organisation),
     User: lambda organisation: StaffUserFactory(organisation=organisation),
     CustomerAccount: _for_org(CustomerAccountFactory),
+    DriverProfile: lambda organisation: DriverProfileFactory(
+        customer_account=CustomerAccountFactory(organisation=organisation)
+    ),
     IdToken: _for_org(IdTokenFactory),
     AuditRecord: _for_org(AuditRecordFactory),
     Location: _for_org(LocationFactory),

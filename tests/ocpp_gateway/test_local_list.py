@@ -278,8 +278,9 @@ def test_admin_creates_a_list_with_tokens_and_chargers(client, staff_a):
     user = grant(staff_a, "add_localauthlist", "change_localauthlist", "view_localauthlist", "view_idtoken")
     tokens = [
         IdTokenFactory(uid="04BB0001", organisation=staff_a.organisation),
-        IdTokenFactory(uid="04BB0002"),
+        IdTokenFactory(uid="04BB0002"),  # a driver's own card, restricted to this operator's network
     ]
+    tokens[1].valid_at.add(staff_a.organisation)
     cp = ChargePointFactory(organisation=staff_a.organisation)
     client.force_login(user)
     response = client.post(

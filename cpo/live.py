@@ -104,17 +104,25 @@ return redis.call('ZCOUNT', KEYS[1], now, '+inf')
 """
 LEASE_PREFIX = "cpo:live:"
 
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+# Per event loop: its Redis client and the scripts registered on it.
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _async_client() -> tuple[Any, dict[str, Any]]:
+    loop = asyncio.get_running_loop()
+    found = _async_clients.get(loop)
+    if found is None:
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=15, socket_connect_timeout=5, max_connections=10000
+        )
+        found = _async_clients[loop] = (client, {})
+    return found
 
 
 def _async_redis() -> Any:
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=15, socket_connect_timeout=5,
-                                         max_connections=10000)
-        _async_clients[loop] = client
-    return client
+    return _async_client()[0]
 
 
 @functools.cache
@@ -138,14 +146,13 @@ class StreamLease:
 
     async def acquire(self) -> bool:
         """True once the place is taken; False when `cap` places are taken already. Redis errors raise."""
-        keys = self.keys
-        taken = await _async_redis().eval(_ACQUIRE, len(keys), *keys, self.member, self.cap, self.ttl_s)
+        taken = await _script(_ACQUIRE)(keys=self.keys, args=[self.member, self.cap, self.ttl_s])
         self._held = bool(taken)
         return self._held
 
     async def refresh(self) -> None:
         if self._held:
-            await _async_redis().eval(_REFRESH, len(self.keys), *self.keys, self.member, self.ttl_s)
+            await _script(_REFRESH)(keys=self.keys, args=[self.member, self.ttl_s])
 
     def _take(self) -> bool:
         with self._lock:
@@ -167,11 +174,24 @@ class StreamLease:
             pipe.execute()
 
 
+def _script(source: str) -> Any:
+    """The Lua script on this loop's client (sent by its SHA once Redis knows it)."""
+    client, scripts = _async_client()
+    if source not in scripts:
+        scripts[source] = client.register_script(source)
+    return scripts[source]
+
+
+@functools.cache
+def _count_sync() -> Any:
+    return _sync_redis().register_script(_COUNT)
+
+
 def watched(key: str) -> bool:
     """Whether any open stream holds a lease with `key` among its watch keys (sync: for publishers)."""
-    return bool(_sync_redis().eval(_COUNT, 1, LEASE_PREFIX + key))
+    return bool(_count_sync()(keys=[LEASE_PREFIX + key]))
 
 
 async def lease_count(key: str) -> int:
     """Open leases under `key` (lapsed ones not counted)."""
-    return int(await _async_redis().eval(_COUNT, 1, LEASE_PREFIX + key))
+    return int(await _script(_COUNT)(keys=[LEASE_PREFIX + key]))

@@ -268,9 +268,14 @@ class _Slots:
             logger.warning("live stream lease not released", exc_info=True)
 
 
+def _lease_refresh_s() -> float:
+    """How often a stream refreshes its lease: every fourth keep-alive (a minute by default)."""
+    return 4 * float(getattr(settings, "CPO_DRIVER_LIVE_POLL_S", 15))
+
+
 def _lease_ttl_s() -> float:
-    """A stream refreshes its lease every CPO_DRIVER_LIVE_POLL_S; a dead process's leases lapse after this."""
-    return 3 * float(getattr(settings, "CPO_DRIVER_LIVE_POLL_S", 15)) + 1
+    """A dead process's leases lapse after this (three missed refreshes)."""
+    return 3 * _lease_refresh_s() + 1
 
 
 async def session_live(request: HttpRequest, pk: int) -> HttpResponse:
@@ -322,7 +327,8 @@ async def _live_events(slots: _Slots, pk: int) -> AsyncIterator[bytes]:
     ends_at = loop.time() + float(getattr(settings, "CPO_DRIVER_LIVE_MAX_S", 3600))
     # Spread the re-reads of streams opened together (a reconnect wave) over the interval.
     reread_at = loop.time() + reread_s * random.uniform(0.5, 1.0)
-    refresh_at = loop.time() + poll_s
+    refresh_s = _lease_refresh_s()
+    refresh_at = loop.time() + refresh_s
     receiving: asyncio.Future[Any] | None = None
     try:
         channel = await layer.new_channel()
@@ -345,7 +351,7 @@ async def _live_events(slots: _Slots, pk: int) -> AsyncIterator[bytes]:
                 yield _sse("timeout", {"id": pk, "status": body["status"]})
                 return
             if now >= refresh_at:
-                refresh_at = now + poll_s
+                refresh_at = now + refresh_s
                 with contextlib.suppress(Exception):  # a lapsed lease only loosens the cap for a while
                     await slots.lease.refresh()
             if reread_due or now >= reread_at:
@@ -362,7 +368,7 @@ async def _live_events(slots: _Slots, pk: int) -> AsyncIterator[bytes]:
                 continue
             if receiving is None:
                 receiving = asyncio.ensure_future(layer.receive(channel))
-            wait_s = max(0.0, min(refresh_at, reread_at, ends_at) - now)
+            wait_s = max(0.0, min(now + poll_s, refresh_at, reread_at, ends_at) - now)
             done, _pending = await asyncio.wait({receiving}, timeout=wait_s)
             if not done:
                 yield b": keep-alive\n\n"

@@ -231,6 +231,16 @@ def _probe(base_url: str, targets: list[tuple[int, str]], rate: float, seconds: 
     return [f.result() for f in futures]
 
 
+def _threads(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 class _Background(threading.Thread):
     """Runs `step` every `every` seconds until stopped."""
 
@@ -375,7 +385,11 @@ def run(
             pool_samples[:idle_pool_samples],
             pg_samples[:idle_pool_samples],
         )  # judge the pool with the streams
+        holder_cpu0 = cpu_seconds(holder.pid)
         loaded, loaded_cost = window(probe_targets, min(seconds, max(5.0, box_end - time.monotonic() - 15)))
+        holder_cpu = cpu_seconds(holder.pid)
+        loaded_pool_samples, loaded_pg_samples = list(pool_samples), list(pg_samples)
+        threads = _threads(server.pid)
         rss_streams = rss_kb(server.pid)
         holder.send("STOP")
         held = holder.expect("RESULT", 20)
@@ -392,6 +406,7 @@ def run(
         idle_after: list[float] = []
         if box_end - time.monotonic() > seconds + 3:
             idle_after, _cost = window(probe_targets, seconds)
+        pool_samples, pg_samples = loaded_pool_samples, loaded_pg_samples
         free = [p["max"] - p["size"] + p["available"] for p in pool_samples if p]
         idle_p99, loaded_p99 = percentile(idle, 99), percentile(loaded, 99)
         result = {
@@ -408,6 +423,10 @@ def run(
             "live_streams_api_requests": [len(idle), len(loaded)],
             "live_streams_updates_published": loaded_cost["published"],
             "live_streams_server_cpu": [idle_cost["server_cpu"], loaded_cost["server_cpu"]],
+            "live_streams_holder_cpu": r1((holder_cpu - holder_cpu0) / seconds, 2)
+            if holder_cpu is not None and holder_cpu0 is not None
+            else None,
+            "live_streams_server_threads": threads,
             "live_streams_machine_busy": [(c["machine"] or {}).get("busy") for c in (idle_cost, loaded_cost)],
             "live_streams_updates_received": held["updates"],
             "live_streams_pool_max": pool_samples[0].get("max") if pool_samples else None,

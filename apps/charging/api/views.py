@@ -233,11 +233,6 @@ def _give_process_slot() -> None:
         _open_streams -= 1
 
 
-def open_stream_count() -> int:
-    """Live streams open in this process."""
-    return _open_streams
-
-
 class _Slots:
     """A stream's process slot and Redis lease, given back exactly once: by the stream when it ends, or
     by the response's closer if the stream never started."""

@@ -146,6 +146,7 @@ class StreamLease:
 
     async def acquire(self) -> bool:
         """True once the place is taken; False when `cap` places are taken already. Redis errors raise."""
+        self._held = True  # until Redis answers: a call that fails or is cancelled may have taken it even so
         taken = await _script(_ACQUIRE)(keys=self.keys, args=[self.member, self.cap, self.ttl_s])
         self._held = bool(taken)
         return self._held

@@ -295,7 +295,7 @@ async def session_live(request: HttpRequest, pk: int) -> HttpResponse:
     slots = _Slots(lease)
     try:
         taken = await lease.acquire()
-    except BaseException as exc:  # also a cancellation: the lease may be taken even so
+    except BaseException as exc:  # also a cancellation: give back what may have been taken
         await asyncio.shield(slots.release())
         if isinstance(exc, Exception):
             logger.warning("live stream of session %s: Redis did not answer: %r", session_id, exc)
@@ -307,6 +307,7 @@ async def session_live(request: HttpRequest, pk: int) -> HttpResponse:
         return _too_many(_("You are watching too many sessions at once; close one and try again."))
     response = StreamingHttpResponse(_live_events(slots, session_id), content_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # Django closes the response (running its resource closers) even when the stream never started.
     response._resource_closers.append(slots.release_sync)
     return response
 

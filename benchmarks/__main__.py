@@ -1,5 +1,7 @@
 """`python -m benchmarks` (`make bench`): floor vs stack throughput, idle RSS, command latency, driver start
-latency (POST /api/v1/sessions to the charger receiving its start command, benchmarks/driver_start.py).
+latency (POST /api/v1/sessions to the charger receiving its start command, benchmarks/driver_start.py),
+driver API latency with 2,000 live streams open on one process (benchmarks/live_streams.py).
+Select phases with --phases (BENCH_ARGS="--phases live" runs the live streams alone).
 
 Bounded to --budget seconds (600 by default) with a time box per phase; a watchdog stops everything
 and still prints the JSON line if the budget runs out. Every server and client runs on 127.0.0.1 in
@@ -26,6 +28,7 @@ from benchmarks import phases, setup
 from benchmarks.common import ROOT, Child, raise_fd_limit, say
 
 _print_lock = threading.Lock()
+LIVE_BOX = 130.0  # seconds the live streams phase may take (about 100 s here)
 _printed = False
 
 
@@ -60,7 +63,7 @@ def parse_args() -> argparse.Namespace:
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--budget", type=float, default=600, help="total seconds (default 600)")
-    p.add_argument("--phases", default="floor,stack,idle,commands,driver", help="comma-separated subset")
+    p.add_argument("--phases", default="floor,stack,idle,commands,driver,live", help="comma-separated subset")
     p.add_argument(
         "--server",
         choices=["uvicorn", "uvicorn-sansio", "daphne"],
@@ -90,6 +93,14 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--driver-chargers", type=int, default=1000, help="chargers connected in the driver phase")
     p.add_argument("--driver-starts", type=int, default=200, help="driver starts (POST /api/v1/sessions)")
     p.add_argument("--driver-rate", type=float, default=10.0, help="driver starts per second (open loop)")
+    p.add_argument("--live-streams", type=int, default=2000, help="live streams held open in the live phase")
+    p.add_argument("--live-rate", type=float, default=25.0, help="driver API reads per second (open loop)")
+    p.add_argument(
+        "--live-publish-rate", type=float, default=20.0, help="session changes published per second"
+    )
+    p.add_argument(
+        "--live-seconds", type=float, default=15.0, help="measured seconds per window (idle, streams, idle)"
+    )
     p.add_argument("--hb-min", type=float, default=5.0)
     p.add_argument("--hb-max", type=float, default=10.0)
     p.add_argument(
@@ -128,6 +139,9 @@ def main() -> int:
         "command_p50_ms": None,
         "command_p99_ms": None,
         "driver_start_p99_ms": None,
+        "live_streams": None,
+        "live_streams_api_p99_ms": None,
+        "live_streams_api_idle_p99_ms": None,
         "server": {
             "uvicorn": "uvicorn (--ws websockets) + Channels + gateway",
             "uvicorn-sansio": "uvicorn (--ws websockets-sansio) + Channels + gateway",
@@ -209,6 +223,7 @@ def main() -> int:
                 args.idle if "idle" in wanted else 0,
                 args.fleet if "commands" in wanted else 0,
                 args.driver_chargers if "driver" in wanted else 0,
+                min(args.live_streams, 1000) if "live" in wanted else 0,
                 20,
             )
             created = setup.ensure_charge_points(count)
@@ -273,12 +288,20 @@ def main() -> int:
                 )
 
         def do_idle() -> None:
+            # The live streams phase comes last and takes what the others leave (it needs about 100 s;
+            # the phases before it rarely use their whole boxes): it reserves nothing here.
             reserve = (200 if "commands" in wanted else 10) + (120 if "driver" in wanted else 0)
             box = min(260.0, deadline - time.monotonic() - reserve)
             figures.update(phases.idle(ctx, target=args.idle, procs=2, concurrency=50, box=box))
 
         def do_commands() -> None:
-            box = min(200.0, deadline - time.monotonic() - (125 if "driver" in wanted else 8))
+            box = min(
+                200.0,
+                deadline
+                - time.monotonic()
+                - (125 if "driver" in wanted else 8)
+                - (LIVE_BOX / 2 if "live" in wanted else 0),
+            )
             figures.update(
                 phases.commands(
                     ctx,
@@ -300,12 +323,37 @@ def main() -> int:
         def do_driver() -> None:
             from benchmarks import driver_start
 
-            box = min(120.0, deadline - time.monotonic() - 8)
-            figures.update(driver_start.run(ctx, chargers=args.driver_chargers, starts=args.driver_starts,
-                                            rate=args.driver_rate, box=box))
+            box = min(120.0, deadline - time.monotonic() - 8 - (LIVE_BOX / 2 if "live" in wanted else 0))
+            figures.update(
+                driver_start.run(
+                    ctx,
+                    chargers=args.driver_chargers,
+                    starts=args.driver_starts,
+                    rate=args.driver_rate,
+                    box=box,
+                )
+            )
 
         if "driver" in wanted:
             phase("driver", do_driver, 50)
+
+        def do_live() -> None:
+            from benchmarks import live_streams
+
+            box = min(LIVE_BOX, deadline - time.monotonic() - 5)
+            figures.update(
+                live_streams.run(
+                    ctx,
+                    streams=args.live_streams,
+                    rate=args.live_rate,
+                    publish_rate=args.live_publish_rate,
+                    seconds=args.live_seconds,
+                    box=box,
+                )
+            )
+
+        if "live" in wanted:
+            phase("live", do_live, 60)
     except KeyboardInterrupt as exc:
         figures["errors"].append(f"interrupted ({exc})")
     except Exception as exc:
@@ -319,7 +367,8 @@ def main() -> int:
     figures["logs"] = str(log_dir)
     say(
         "\nsummary: floor {f} msgs/s, stack {s} msgs/s, ratio {r}; idle {i} connections at {k} KB each; "
-        "commands p50 {c50} ms, p99 {c99} ms; driver start p50 {d50} ms, p99 {d99} ms".format(
+        "commands p50 {c50} ms, p99 {c99} ms; driver start p50 {d50} ms, p99 {d99} ms; {ls} live streams: "
+        "API p99 {lp} ms (idle {li} ms)".format(
             f=figures["floor_msgs_per_s"],
             s=figures["stack_msgs_per_s"],
             r=figures["ratio"],
@@ -329,6 +378,9 @@ def main() -> int:
             c99=figures["command_p99_ms"],
             d50=figures.get("driver_start_p50_ms"),
             d99=figures.get("driver_start_p99_ms"),
+            ls=figures.get("live_streams"),
+            lp=figures.get("live_streams_api_p99_ms"),
+            li=figures.get("live_streams_api_idle_p99_ms"),
         )
     )
     final_line(figures)

@@ -3,7 +3,8 @@
 /livez answers 200 whenever the process serves requests and depends on nothing else, so an outage of
 PostgreSQL or Redis never makes an orchestrator restart every process (and reconnect every charger).
 /readyz checks the database, the channel layer and the Celery broker in parallel, each within
-CPO_HEALTH_TIMEOUT_S, and answers 503 naming each failing part.
+CPO_HEALTH_TIMEOUT_S, and answers 503 naming each failing part. It also shows this process's database
+pool (connections open, free, requests waiting for one), read before the checks take a connection.
 """
 
 from __future__ import annotations
@@ -63,6 +64,21 @@ CHECKS: dict[str, Callable[[], None]] = {
 }
 
 
+def database_pool_stats() -> dict[str, int] | None:
+    """This process's psycopg pool: max, open (size), free (available) connections and waiting requests;
+    None without a pool (DB_POOL_MAX_SIZE=0)."""
+    pool = connections["default"].pool
+    if pool is None:
+        return None
+    stats = pool.get_stats()
+    return {
+        "max": stats.get("pool_max", 0),
+        "size": stats.get("pool_size", 0),
+        "available": stats.get("pool_available", 0),
+        "waiting": stats.get("requests_waiting", 0),
+    }
+
+
 def run_checks() -> dict[str, str]:
     """{part: "ok" | "error: ..."}; a part that does not answer in time is reported as a timeout."""
     futures = {name: _pool.submit(check) for name, check in CHECKS.items()}
@@ -86,9 +102,13 @@ def livez(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
+    pool = database_pool_stats()
     results = run_checks()
     failing = sorted(name for name, result in results.items() if result != "ok")
     if failing:
         logger.warning("not ready: %s", results)
-        return JsonResponse({"status": "unavailable", "failing": failing, "checks": results}, status=503)
-    return JsonResponse({"status": "ok", "checks": results})
+        return JsonResponse(
+            {"status": "unavailable", "failing": failing, "checks": results, "database_pool": pool},
+            status=503,
+        )
+    return JsonResponse({"status": "ok", "checks": results, "database_pool": pool})

@@ -4,8 +4,9 @@
                      └──────────┴──────→ FAILED (charger_offline | charger_rejected | start_timeout | not_authorised)
 
 Every transition takes the row lock of the driver session, is recorded (`DriverSessionTransition`) with
-its time and cause, and is published on commit to the live-view group `driver_session.<pk>`. The charger
-side feeds in through three calls made by the charging services and the command outcomes:
+its time and cause, and is published on commit (with the session's body, apps.charging.live) to the
+live-view group `driver_session.<pk>`. The charger side feeds in through three calls made by the
+charging services and the command outcomes:
 `driver_session_charging_started`, `driver_session_charging_stopped`, `driver_session_command_finished`.
 """
 
@@ -23,6 +24,7 @@ from django.utils.translation import gettext as _
 
 from apps.accounts.choices import IdTokenStatus, IdTokenType
 from apps.accounts.models import IdToken, User
+from apps.charging import live as driver_live
 from apps.charging.choices import (
     DRIVER_SESSION_FINAL,
     DriverSessionFailure,
@@ -33,7 +35,7 @@ from apps.charging.choices import (
 from apps.charging.models import ChargingSession, DriverSession, DriverSessionTransition
 from apps.stations.choices import ConnectorStatus, OcppProtocol, RegistrationStatus
 from apps.stations.models import ChargePoint, Connector, Evse
-from cpo import clock, live
+from cpo import clock
 from cpo.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 
 S = DriverSessionStatus
@@ -48,12 +50,8 @@ DOWN_STATUSES = frozenset({ConnectorStatus.UNAVAILABLE, ConnectorStatus.FAULTED}
 APP_TOKEN_PREFIX = "APP"  # noqa: S105 - a uid prefix, not a secret
 
 
-def group_name(driver_session_id: int) -> str:
-    return f"driver_session.{driver_session_id}"
-
-
 def _publish_on_commit(driver_session_id: int) -> None:
-    transaction.on_commit(lambda: live.publish(group_name(driver_session_id), {"type": "session.update"}))
+    transaction.on_commit(lambda: driver_live.session_publish(driver_session_id))
 
 
 def start_timeout_s() -> float:

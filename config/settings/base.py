@@ -257,12 +257,20 @@ SPECTACULAR_SETTINGS = {
 CPO_API_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_API_LOGIN_KNOWN_ADDRESS_DAYS", "30"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
-# The live stream re-reads the session at least this often, even when no change was published.
 # Driver API views run in the thread pool, not Django's one shared sync thread (cpo.api.parallel_view).
 CPO_API_PARALLEL_VIEWS = env_bool("CPO_API_PARALLEL_VIEWS", True)
+# A live stream (GET sessions/{id}/live) holds no database connection while it waits: changes arrive
+# with their session body over the channel layer. It sends a keep-alive comment every POLL_S seconds
+# (and re-reads that often only while the channel layer fails), and re-reads the session briefly about
+# every REREAD_S seconds in case a message was lost.
 CPO_DRIVER_LIVE_POLL_S = float(ENV.get("CPO_DRIVER_LIVE_POLL_S", "15"))
+CPO_DRIVER_LIVE_REREAD_S = float(ENV.get("CPO_DRIVER_LIVE_REREAD_S", "300"))
 # A live stream ends (event `timeout`) after this long; the app reconnects for more.
 CPO_DRIVER_LIVE_MAX_S = float(ENV.get("CPO_DRIVER_LIVE_MAX_S", "3600"))
+# Open live streams allowed per driver (over all processes, counted in Redis) and per process; beyond
+# them the API answers 429 too_many_streams.
+CPO_DRIVER_LIVE_MAX_PER_DRIVER = int(ENV.get("CPO_DRIVER_LIVE_MAX_PER_DRIVER", "5"))
+CPO_DRIVER_LIVE_MAX_PER_PROCESS = int(ENV.get("CPO_DRIVER_LIVE_MAX_PER_PROCESS", "5000"))
 
 IMPORT_EXPORT_SKIP_ADMIN_LOG = False
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "add"

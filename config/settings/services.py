@@ -67,7 +67,12 @@ def database_settings(env: Mapping[str, str]) -> dict[str, Any]:
         # A new PostgreSQL connection costs ~9 ms here (PostGIS type look-ups included) against ~0.5 ms
         # for a query; without a pool every ORM call of the OCPP gateway would pay it. DB_POOL_MAX_SIZE=0
         # switches the pool off (e.g. behind PgBouncer in transaction mode).
-        config["OPTIONS"]["pool"] = {"min_size": 1, "max_size": pool_size, "timeout": 10}
+        # DB_POOL_TIMEOUT_S: how long a request waits for a free connection before it fails.
+        config["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": pool_size,
+            "timeout": float(env.get("DB_POOL_TIMEOUT_S", "10")),
+        }
     config["OPTIONS"].setdefault("connect_timeout", int(env.get("DB_CONNECT_TIMEOUT", "5")))
     config["OPTIONS"].setdefault("application_name", env.get("DB_APPLICATION_NAME", "cpo"))
     return config

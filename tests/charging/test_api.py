@@ -301,6 +301,86 @@ async def test_live_stream_needs_my_token_and_my_session():
     assert bad.status_code == 401
 
 
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_live_streams_per_process_are_capped_with_429(settings):
+    settings.CPO_DRIVER_LIVE_MAX_PER_PROCESS = 1
+    cp = await sync_to_async(ChargePointFactory)()
+    sessions = await sync_to_async(lambda: [DriverSession.objects.create(
+        driver=DriverFactory(), organisation=cp.organisation, charge_point=cp, evse_id=n, status=S.ACTIVE)
+        for n in (1, 2)])()
+    tokens = [str(await sync_to_async(AccessToken.for_user)(s.driver)) for s in sessions]
+
+    def get(n):
+        return AsyncClient().get(f"/api/v1/sessions/{sessions[n].pk}/live",
+                                 headers={"Authorization": f"Bearer {tokens[n]}"})
+
+    first = await get(0)
+    assert first.status_code == 200
+    refused = await get(1)
+    assert refused.status_code == 429
+    body = json.loads(refused.content)
+    assert body["code"] == "too_many_streams" and body["fields"] == {} and body["detail"]
+    await sync_to_async(first.close)()  # a stream that never started gives its place back when closed
+    second = await get(1)
+    assert second.status_code == 200
+    assert (await _events(second, 1))[0][0] == "session"
+    await second.streaming_content.aclose()  # a stream that ran gives it back when it ends
+    await sync_to_async(second.close)()
+    third = await get(0)
+    assert third.status_code == 200
+    await sync_to_async(third.close)()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_changes_are_published_with_the_session_body_while_a_stream_watches():
+    from channels.layers import get_channel_layer
+
+    from apps.charging import live as driver_live
+    from cpo.live import layer_sender
+
+    cp = await sync_to_async(lambda: ChargePointFactory(ocpp_protocol=OcppProtocol.OCPP16))()
+    await sync_to_async(lambda: ConnectorFactory(evse=EvseFactory(charge_point=cp, evse_id=1),
+                                                 status=ConnectorStatus.AVAILABLE))()
+    online(cp)
+    driver = await sync_to_async(DriverFactory)()
+    token = str(AccessToken.for_user(driver))
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    session_id = (await sync_to_async(start)(api, cp)).json()["id"]
+
+    def publish_counting_queries() -> int:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as queries:
+            driver_live.session_publish(session_id)
+        return len(queries)
+
+    assert await sync_to_async(publish_counting_queries)() == 0  # nobody watches: nothing read, nothing sent
+    response = await AsyncClient().get(f"/api/v1/sessions/{session_id}/live",
+                                       headers={"Authorization": f"Bearer {token}"})
+    assert (await _events(response, 1))[0][1]["status"] == "STARTING"
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(driver_live.group_name(session_id), channel)
+    # the charger starts: the message carries what the stream shows, so no stream reads the database for it
+    await sync_to_async(charger_starts)(cp, session_id, meter_start=0)
+    message = await asyncio.wait_for(layer.receive(channel), timeout=10)
+    assert message["type"] == "session.update"
+    assert (message["session"]["id"], message["session"]["status"], message["session"]["transitions"]) == (
+        session_id, "ACTIVE", [])
+    assert (await _events(response, 1))[0][1] == message["session"]
+    # a message without the body (as a process of the previous release sends it): the stream re-reads
+    await sync_to_async(DriverSession.objects.filter(pk=session_id).update)(status=S.STOPPING)
+    await sync_to_async(layer_sender.group_send)(driver_live.group_name(session_id),
+                                                 {"type": "session.update"})
+    assert (await _events(response, 1))[0][1]["status"] == "STOPPING"
+    await layer.group_discard(driver_live.group_name(session_id), channel)
+    await sync_to_async(response.close)()
+
+
 class TestReceipt:
     def test_receipt_of_a_priced_session(self, api, cp):
         from apps.tariffs.services import cdr_issue

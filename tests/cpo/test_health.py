@@ -35,10 +35,14 @@ def test_readyz_answers_200_when_every_server_answers(client):
     response = client.get("/readyz")
 
     assert response.status_code == 200, response.content
-    assert response.json() == {
+    body = response.json()
+    pool = body.pop("database_pool")
+    assert body == {
         "status": "ok",
         "checks": {"database": "ok", "channel_layer": "ok", "broker": "ok"},
     }
+    assert set(pool) == {"max", "size", "available", "waiting"}
+    assert pool["max"] == settings.DATABASES["default"]["OPTIONS"]["pool"]["max_size"]
 
 
 @pytest.mark.django_db

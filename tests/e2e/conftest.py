@@ -106,8 +106,8 @@ def _server_env(media_root: Path) -> dict[str, str]:
     }
 
 
-def start_server(name: str, log_dir: Path, media_root: Path) -> Server:
-    """Start uvicorn on a free port and wait (bounded) until /livez answers."""
+def start_server(name: str, log_dir: Path, media_root: Path, env: dict[str, str] | None = None) -> Server:
+    """Start uvicorn on a free port and wait (bounded) until /livez answers; `env` adds to the environment."""
     port = free_port()
     log_path = log_dir / f"server-{name}-{port}.log"
     command = [
@@ -128,7 +128,11 @@ def start_server(name: str, log_dir: Path, media_root: Path) -> Server:
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command, cwd=REPO, env=_server_env(media_root), stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=REPO,
+            env={**_server_env(media_root), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     server = Server(name=name, port=port, process=process, log_path=log_path)
     if wait_for_status(
@@ -150,10 +154,11 @@ class ServerPool:
         self.media_root = media_root
         self.servers: dict[str, Server] = {}
 
-    def get(self, name: str) -> Server:
+    def get(self, name: str, env: dict[str, str] | None = None) -> Server:
+        """The server `name`, started on first use (with `env` added to its environment)."""
         server = self.servers.get(name)
         if server is None or server.process.poll() is not None:
-            server = self.servers[name] = start_server(name, self.log_dir, self.media_root)
+            server = self.servers[name] = start_server(name, self.log_dir, self.media_root, env)
         return server
 
     def stop_all(self) -> None:

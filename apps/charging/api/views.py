@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import random
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,8 +15,8 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.db import close_old_connections
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -27,12 +30,14 @@ from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidTok
 
 from apps.accounts.api.authentication import DriverJWTAuthentication
 from apps.charging import driver_services
+from apps.charging import live as driver_live
 from apps.charging.api.serializers import SessionOutput, SessionStartInput, session_json
 from apps.charging.choices import DriverSessionFailure, DriverSessionStatus
-from apps.charging.driver_selectors import driver_export, driver_session_get, driver_session_list, is_final
+from apps.charging.driver_selectors import driver_export, driver_session_get, driver_session_list
 from apps.charging.receipts import receipt_html, receipt_pdf
 from cpo.api import THROTTLES, CursorPagination, error_responses, validated
-from cpo.exceptions import ApplicationError, Conflict, PermissionDenied, ValidationFailed
+from cpo.exceptions import ApplicationError, Conflict, PermissionDenied, ServiceUnavailable, ValidationFailed
+from cpo.live import StreamLease
 
 TAGS = ["sessions"]
 logger = logging.getLogger(__name__)
@@ -164,6 +169,13 @@ class MeExportView(APIView):
 
 
 # --- live stream (Server-Sent Events) ----------------------------------------------------------------
+# A stream holds no database connection while it waits. Authentication and every read run in the thread
+# pool (never the request's thread-sensitive thread, whose connection Django gives back only when the
+# response ends) and hand the connection back at once; changes arrive with their body over the channel
+# layer (apps.charging.live). Open streams are capped per driver (over all processes, Redis leases that
+# lapse when a process dies) and per process (this counter).
+_open_streams = 0
+_open_streams_lock = threading.Lock()
 
 
 def _authenticate(request: HttpRequest) -> Any:
@@ -177,76 +189,207 @@ def _authenticate(request: HttpRequest) -> Any:
     return result[0]
 
 
+def _open(request: HttpRequest, pk: int) -> tuple[int, int]:
+    """(driver id, session id) of the driver's own session; runs in the thread pool."""
+    try:
+        user = _authenticate(request)
+        return user.pk, driver_session_get(driver=user, pk=pk).pk
+    finally:
+        close_old_connections()  # CONN_MAX_AGE is 0 with the pool: the connection goes back to it now
+
+
+def _read(pk: int) -> tuple[dict[str, Any], bool] | None:
+    """A brief read of what the stream shows; runs in the thread pool."""
+    try:
+        return driver_live.session_body_read(pk)
+    finally:
+        close_old_connections()
+
+
 def _error(exc: ApplicationError, status_code: int) -> JsonResponse:
     return JsonResponse(exc.as_dict(), status=status_code)
+
+
+def _too_many(detail: Any) -> JsonResponse:
+    return JsonResponse({"code": "too_many_streams", "detail": str(detail), "fields": {}}, status=429)
 
 
 def _sse(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, cls=DjangoJSONEncoder)}\n\n".encode()
 
 
+def _take_process_slot() -> bool:
+    global _open_streams
+    with _open_streams_lock:
+        if _open_streams >= int(getattr(settings, "CPO_DRIVER_LIVE_MAX_PER_PROCESS", 5000)):
+            return False
+        _open_streams += 1
+        return True
+
+
+def _give_process_slot() -> None:
+    global _open_streams
+    with _open_streams_lock:
+        _open_streams -= 1
+
+
+class _Slots:
+    """A stream's process slot and Redis lease, given back exactly once: by the stream when it ends, or
+    by the response's closer if the stream never started."""
+
+    def __init__(self, lease: StreamLease) -> None:
+        self.lease = lease
+        self._process = True
+        self._lock = threading.Lock()
+
+    def _give_process(self) -> None:
+        with self._lock:
+            had, self._process = self._process, False
+        if had:
+            _give_process_slot()
+
+    async def release(self) -> None:
+        self._give_process()
+        try:
+            await self.lease.release()
+        except Exception:  # the lease lapses by itself within its ttl
+            logger.warning("live stream lease not released", exc_info=True)
+
+    def release_sync(self) -> None:
+        self._give_process()
+        try:
+            self.lease.release_sync()
+        except Exception:
+            logger.warning("live stream lease not released", exc_info=True)
+
+
+def _lease_refresh_s() -> float:
+    """How often a stream refreshes its lease: every fourth keep-alive (a minute by default)."""
+    return 4 * float(getattr(settings, "CPO_DRIVER_LIVE_POLL_S", 15))
+
+
+def _lease_ttl_s() -> float:
+    """A dead process's leases lapse after this (three missed refreshes)."""
+    return 3 * _lease_refresh_s() + 1
+
+
 async def session_live(request: HttpRequest, pk: int) -> HttpResponse:
     """GET /api/v1/sessions/{id}/live: `session` events (status, energy, power, cost) whenever the session
     changes, `end` when it is COMPLETED or FAILED, a comment line as keep-alive. Fed by the channel layer
-    group driver_session.<id>; the state is re-read at least every CPO_DRIVER_LIVE_POLL_S seconds, so a
-    lost message only delays an update."""
+    group driver_session.<id> (messages carry the session's body); the state is re-read briefly about every
+    CPO_DRIVER_LIVE_REREAD_S seconds, so a lost message only delays an update. 429 too_many_streams beyond
+    CPO_DRIVER_LIVE_MAX_PER_DRIVER open streams of one driver or CPO_DRIVER_LIVE_MAX_PER_PROCESS of one
+    process."""
     if request.method != "GET":
-        return JsonResponse({"code": "method_not_allowed", "detail": _("Only GET."), "fields": {}}, status=405)
+        return JsonResponse({"code": "method_not_allowed", "detail": _("Only GET."), "fields": {}},
+                            status=405)
     try:
-        user = await sync_to_async(_authenticate)(request)
-        session = await sync_to_async(driver_session_get)(driver=user, pk=pk)
+        driver_id, session_id = await sync_to_async(_open, thread_sensitive=False)(request, pk)
     except ApplicationError as exc:
         return _error(exc, 401 if exc.code == "not_authenticated" else exc.http_status)
-    return StreamingHttpResponse(_live_events(user, session.pk), content_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-def _snapshot(user: Any, pk: int) -> tuple[dict[str, Any], bool]:
+    if not _take_process_slot():
+        return _too_many(_("This server watches as many sessions as it can; try again in a minute."))
+    lease = StreamLease(capped_key=driver_live.driver_key(driver_id),
+                        cap=int(getattr(settings, "CPO_DRIVER_LIVE_MAX_PER_DRIVER", 5)),
+                        watch_keys=(driver_live.watch_key(session_id),), ttl_s=_lease_ttl_s())
+    slots = _Slots(lease)
     try:
-        session = driver_session_get(driver=user, pk=pk)
-        body = session_json(session, with_transitions=False)
-        return body, is_final(session)
-    finally:
-        # A stream lasts as long as a charge: hand the connection back to the pool between reads.
-        close_old_connections()
+        taken = await lease.acquire()
+    except BaseException as exc:  # also a cancellation: give back what may have been taken
+        await asyncio.shield(slots.release())
+        if isinstance(exc, Exception):
+            logger.warning("live stream of session %s: Redis did not answer: %r", session_id, exc)
+            failed = ServiceUnavailable(_("Live updates are unavailable right now; try again in a minute."))
+            return _error(failed, failed.http_status)
+        raise
+    if not taken:
+        slots._give_process()
+        return _too_many(_("You are watching too many sessions at once; close one and try again."))
+    response = StreamingHttpResponse(_live_events(slots, session_id), content_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # Django closes the response (running its resource closers) even when the stream never started.
+    response._resource_closers.append(slots.release_sync)
+    return response
 
 
-async def _live_events(user: Any, pk: int) -> AsyncIterator[bytes]:
+async def _live_events(slots: _Slots, pk: int) -> AsyncIterator[bytes]:
+    """The stream. Never raises (Django would skip closing the response): a failure ends it, logged."""
     layer = get_channel_layer()
-    channel = await layer.new_channel()
-    group = driver_services.group_name(pk)
-    await layer.group_add(group, channel)
+    group = driver_live.group_name(pk)
+    channel = ""
     poll_s = float(getattr(settings, "CPO_DRIVER_LIVE_POLL_S", 15))
-    ends_at = asyncio.get_running_loop().time() + float(getattr(settings, "CPO_DRIVER_LIVE_MAX_S", 3600))
+    reread_s = float(getattr(settings, "CPO_DRIVER_LIVE_REREAD_S", 300))
+    loop = asyncio.get_running_loop()
+    ends_at = loop.time() + float(getattr(settings, "CPO_DRIVER_LIVE_MAX_S", 3600))
+    # Spread the re-reads of streams opened together (a reconnect wave) over the interval.
+    reread_at = loop.time() + reread_s * random.uniform(0.5, 1.0)
+    refresh_s = _lease_refresh_s()
+    refresh_at = loop.time() + refresh_s
     receiving: asyncio.Future[Any] | None = None
     try:
-        last = None
+        channel = await layer.new_channel()
+        await layer.group_add(group, channel)  # before the first read: no change falls in between
+        read = await sync_to_async(_read, thread_sensitive=False)(pk)
+        if read is None:
+            return
+        body, final = read
+        last: dict[str, Any] | None = None
+        reread_due = False
         while True:
-            body, final = await sync_to_async(_snapshot, thread_sensitive=False)(user, pk)
             if body != last:
                 yield _sse("session", body)
                 last = body
             if final:
                 yield _sse("end", {"id": pk, "status": body["status"]})
                 return
-            if asyncio.get_running_loop().time() >= ends_at:  # the app reconnects for more
+            now = loop.time()
+            if now >= ends_at:  # the app reconnects for more
                 yield _sse("timeout", {"id": pk, "status": body["status"]})
                 return
+            if now >= refresh_at:
+                refresh_at = now + refresh_s
+                with contextlib.suppress(Exception):  # a lapsed lease only loosens the cap for a while
+                    await slots.lease.refresh()
+            if reread_due or now >= reread_at:
+                # a message without a body (from an older process), a lost message, or no channel layer
+                reread_due, reread_at = False, now + reread_s
+                try:
+                    read = await sync_to_async(_read, thread_sensitive=False)(pk)
+                except Exception as exc:  # e.g. the pool timed out: try again at the next re-read
+                    logger.warning("live stream of session %s: re-read failed: %r", pk, exc)
+                    continue
+                if read is None:
+                    return
+                body, final = read
+                continue
             if receiving is None:
                 receiving = asyncio.ensure_future(layer.receive(channel))
-            done, _pending = await asyncio.wait({receiving}, timeout=poll_s)
+            wait_s = max(0.0, min(now + poll_s, refresh_at, reread_at, ends_at) - now)
+            done, _pending = await asyncio.wait({receiving}, timeout=wait_s)
             if not done:
                 yield b": keep-alive\n\n"
                 continue
             failed = receiving.exception()
+            message = receiving.result() if failed is None else None
             receiving = None
-            if failed is not None:  # the channel layer is down: keep going by polling, without spinning
+            if failed is not None:  # the channel layer is down: keep going by re-reading, without spinning
                 logger.warning("live stream of session %s: channel layer receive failed: %r", pk, failed)
                 await asyncio.sleep(poll_s)
+                yield b": keep-alive\n\n"
+                reread_due = True
+            elif isinstance(message.get("session"), dict):
+                body = message["session"]
+                final = bool(body.get("final"))
+            else:
+                reread_due = True
+    except Exception:
+        logger.exception("live stream of session %s failed", pk)
     finally:
         if receiving is not None:
             receiving.cancel()
-        try:
-            await layer.group_discard(group, channel)
-        except Exception:
-            logger.warning("live stream of session %s: could not leave %s", pk, group, exc_info=True)
+        await slots.release()
+        if channel:
+            try:
+                await layer.group_discard(group, channel)
+            except Exception:
+                logger.warning("live stream of session %s: could not leave %s", pk, group, exc_info=True)

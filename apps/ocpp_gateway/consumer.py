@@ -4,6 +4,7 @@ connection's own channel (`ocpp.command`), addressed by the presence record."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Any
@@ -16,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from apps.ocpp_gateway import auth, conf, presence
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
+from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.redis_clients import async_redis
 from apps.ocpp_gateway.services import OUTCOME_KEY, OUTCOME_TTL_S, command_outcome_store, outcome_message
 from apps.ocpp_gateway.v16.handlers import KNOWN_ACTIONS as V16_ACTIONS
@@ -46,7 +48,10 @@ async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> N
     """Record the outcome in the command row, then publish it to waiters (Redis): a waiter returns what it
     reads there without touching the row, and whoever reads the row after it sees the same outcome. A
     failed write is logged and the outcome still published (the charger did answer); the row is then
-    timed out by the sweep."""
+    timed out by the sweep. A charger key in the answer (GetConfiguration, GetVariables) is masked
+    before either sees it."""
+    if outcome.response is not None:
+        outcome = dataclasses.replace(outcome, response=mask_payload(outcome.response))
     key = OUTCOME_KEY.format(id=command["command_id"])
     message = outcome_message(command_id=command["command_id"], action=command.get("action", ""),
                               status=outcome.status, response=outcome.response, error_code=outcome.error_code,

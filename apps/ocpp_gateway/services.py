@@ -27,6 +27,7 @@ from django.utils.translation import gettext as _
 from apps.accounts.services import audit_record_build, audit_record_create
 from apps.ocpp_gateway import conf, delivery, presence, protocol
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATUSES, CommandStatus
+from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.stations import keys
@@ -40,8 +41,6 @@ logger = logging.getLogger(__name__)
 OUTCOME_KEY = "cpo:ocpp:command:{id}:outcome"
 OUTCOME_TTL_S = 3600
 
-# Configuration keys whose values are secrets: stored and logged masked.
-SECRET_KEYS = {"AuthorizationKey", "BasicAuthPassword"}
 # OCPP 2.0.1: the payload member that takes the command's own id when the caller leaves it out.
 COMMAND_ID_FIELDS: dict[str, dict[str, str]] = {
     "2.0.1": {
@@ -61,18 +60,6 @@ KEY_ACCEPTED_ATTRIBUTE_STATUSES = frozenset({"Accepted", "RebootRequired"})
 def command_id_field(*, action: str, version: str) -> str:
     """The payload member `command_send` fills with the command's id when it is missing ("" for none)."""
     return COMMAND_ID_FIELDS.get(version, {}).get(action, "")
-
-
-def _masked(action: str, payload: dict[str, Any]) -> dict[str, Any]:
-    if action == "ChangeConfiguration" and payload.get("key") in SECRET_KEYS:
-        return {**payload, "value": "***"}
-    if action == "SetVariables":
-        items = []
-        for item in payload.get("setVariableData", []):
-            name = (item.get("variable") or {}).get("name")
-            items.append({**item, "attributeValue": "***"} if name in SECRET_KEYS else item)
-        return {**payload, "setVariableData": items}
-    return payload
 
 
 def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, Any], timeout_s: float | None = None,
@@ -110,7 +97,7 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
     holder = presence.lookup(charge_point.identity)
     command = OcppCommand(
         pk=command_pk,
-        charge_point=charge_point, action=action, payload=_masked(action, payload), unique_id=str(uuid.uuid4()),
+        charge_point=charge_point, action=action, payload=mask_payload(payload), unique_id=str(uuid.uuid4()),
         created_at=now, deadline=now + timedelta(seconds=timeout_s),
         requested_by=actor if getattr(actor, "pk", None) else None, source=source, new_key_hash=new_key_hash,
         status=CommandStatus.PENDING if holder is None else CommandStatus.SENT,

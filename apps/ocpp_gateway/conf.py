@@ -52,7 +52,9 @@ def message_log_retention_days() -> int:
 
 
 def auth_failure_limit() -> tuple[int, int, int]:
-    """(failures per identity, failures per address, window in seconds) before handshakes are refused."""
-    return (int(get("CPO_OCPP_AUTH_FAILURES_PER_IDENTITY", 10)),
+    """(failures per identity and address, failures per address, window in seconds) before handshakes
+    from that address are refused (429). Chargers behind one carrier-grade NAT share an address: the
+    per-address figure must leave room for their occasional failures."""
+    return (int(get("CPO_OCPP_AUTH_FAILURES_PER_IDENTITY_ADDRESS", 10)),
             int(get("CPO_OCPP_AUTH_FAILURES_PER_ADDRESS", 50)),
             int(get("CPO_OCPP_AUTH_FAILURE_WINDOW_S", 300)))

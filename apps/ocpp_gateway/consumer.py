@@ -100,7 +100,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             identity=self.identity, authorization=headers.get("authorization"), address=str(client[0]), secure=secure,
         )
         if not decision.allowed:
-            logger.info("refused %s from %s: %s", self.identity, client[0], decision.reason)
+            logger.info("refused %s from %s: %s", self.identity, client[0],
+                        decision.log_reason or decision.reason)
             await self.deny(decision.status, decision.reason)
             return
         self.epoch, previous = await presence.claim(self.identity, self.channel_name)

@@ -43,6 +43,11 @@ def max_frame_bytes() -> int:
     return int(get("CPO_OCPP_MAX_FRAME_BYTES", 1024 * 1024))
 
 
+def max_json_depth() -> int:
+    """Deepest nesting of arrays/objects accepted in a frame (the deepest OCPP 2.0.1 message needs 14)."""
+    return int(get("CPO_OCPP_MAX_JSON_DEPTH", 32))
+
+
 def message_log_enabled() -> bool:
     return bool(get("CPO_OCPP_MESSAGE_LOG", True))
 

@@ -145,7 +145,7 @@ class OcppConnection:
 
     async def receive(self, raw: str) -> None:
         try:
-            frame = protocol.parse_frame(raw, self.codes)
+            frame = protocol.parse_frame(raw, self.codes, max_depth=conf.max_json_depth())
         except UnknownMessageType as exc:
             self._log(Direction.IN, raw, None, "", exc.unique_id)
             await self._on_unparsable(exc, unique_id=exc.unique_id, unknown_type=True)

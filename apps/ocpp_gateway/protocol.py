@@ -104,12 +104,12 @@ def nesting_exceeds(raw: str, limit: int) -> bool:
         return False
     depth = 0
     for match in _DEPTH_TOKENS.finditer(raw):
-        token = match.group()
-        if token in "[{":
+        bracket = match.group()
+        if bracket in "[{":
             depth += 1
             if depth > limit:
                 return True
-        elif token in "]}":
+        elif bracket in "]}":
             depth -= 1
     return False
 

@@ -174,3 +174,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
         for command in unsent:
             await _record_outcome(command, CommandOutcome(CommandStatus.CHARGER_DISCONNECTED))
         await presence.release(self.identity, self.epoch)
+
+
+class NotFoundConsumer(OcppConsumer):
+    """Any other WebSocket path (e.g. /ocpp/..%2Fx, which arrives decoded as /ocpp/../x): a handshake
+    refused with 404, where an unrouted path used to end in a 500."""
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        await self.deny(404, "not found")

@@ -1,5 +1,7 @@
 """The OCPP WebSocket handshake over a real uvicorn server, read from the raw HTTP answer."""
 
+import asyncio
+
 import pytest
 
 from tests.e2e.conftest import KEY, RawCharger, basic_auth, http_upgrade, http_upgrade_answer
@@ -106,3 +108,20 @@ async def test_profile_2_needs_tls_as_reported_by_a_trusted_proxy(server, profil
     wrong_key, _ = await http_upgrade(server.port, "/ocpp/TLS-1", authorization=basic_auth("TLS-1", "x" * 20),
                                       extra_headers=("X-Forwarded-Proto: https",))
     assert wrong_key == 401
+
+
+@pytest.mark.parametrize("path", ["/ocpp/..%2Fx", "/ocpp/..%2F..%2Fadmin", "/ocpp/a%2Fb", "/ocpp/HS-1/x/y",
+                                  "/ocpp/%2e%2e/x", "/elsewhere"])
+async def test_odd_paths_are_a_clean_404(server, charge_point, path):
+    """Encoded slashes and dot segments under /ocpp/: a refused handshake with 404 (WebSocket) and a 404
+    page (plain GET), never a 500."""
+    status, _ = await http_upgrade(server.port, path, authorization=basic_auth("HS-1", KEY))
+    assert status == 404
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout=10)
+    finally:
+        writer.close()
+    assert head.split()[1] == b"404", head

@@ -41,6 +41,7 @@ class Decision:
     organisation_id: int | None = None
     registration_status: str = ""
     log_reason: str = ""  # what the server log says (the answer's `reason` may say less)
+    authenticated: bool = False  # the charger presented its key (not profile 0 / a Pending one without key)
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -125,7 +126,8 @@ def authenticate(*, identity: str, authorization: str | None, address: str, secu
         if cp is None:
             return _refused(identity, address, "unknown charge point (could not auto-register)")
         logger.info("auto-registered unknown charge point %s as %s", identity, cp.registration_status)
-    if cp.security_profile == SecurityProfile.NONE:
+    authenticated = cp.security_profile != SecurityProfile.NONE
+    if not authenticated:
         if not (conf.allow_profile_0() or cp.registration_status == RegistrationStatus.PENDING):
             return _refused(identity, address, "security profile 0 is not allowed on this server")
     else:
@@ -136,7 +138,8 @@ def authenticate(*, identity: str, authorization: str | None, address: str, secu
             return Decision(False, 403, "this charge point must connect over TLS (security profile 2)")
         if secure and cp.security_profile < SecurityProfile.TLS_BASIC and _upgrade_requested(cp):
             _hold_to_tls(cp)
-    return Decision(True, 200, "", cp.pk, cp.organisation_id, cp.registration_status)
+    return Decision(True, 200, "", cp.pk, cp.organisation_id, cp.registration_status,
+                    authenticated=authenticated)
 
 
 def _upgrade_requested(cp: ChargePoint) -> bool:

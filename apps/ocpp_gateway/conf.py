@@ -23,6 +23,12 @@ def presence_touch_every_s() -> float:
     return float(get("CPO_OCPP_PRESENCE_TOUCH_S", 30))
 
 
+def unauthenticated_takeover_after_s() -> float:
+    """A connection without credentials may replace the charger's current one only when that one has
+    sent nothing for this long (default: a heartbeat interval and a minute); before, it is refused."""
+    return float(get("CPO_OCPP_UNAUTHENTICATED_TAKEOVER_AFTER_S", heartbeat_interval_s() + 60))
+
+
 def allow_profile_0() -> bool:
     return bool(get("CPO_OCPP_ALLOW_PROFILE_0", False))
 

@@ -104,7 +104,19 @@ class OcppConsumer(AsyncWebsocketConsumer):
                         decision.log_reason or decision.reason)
             await self.deny(decision.status, decision.reason)
             return
-        self.epoch, previous = await presence.claim(self.identity, self.channel_name)
+        try:
+            self.epoch, previous = await presence.claim(
+                self.identity, self.channel_name, address=str(client[0]),
+                authenticated=decision.authenticated,
+                unless_alive_since=None if decision.authenticated
+                else clock.now().timestamp() - conf.unauthenticated_takeover_after_s(),
+            )
+        except presence.Held:
+            # Without credentials, a newcomer never replaces a live connection (it could be anyone).
+            logger.warning("refused %s from %s: unauthenticated, and a live connection holds it",
+                           self.identity, client[0])
+            await self.deny(409, "another connection holds this charge point")
+            return
         if previous is not None and previous.channel != self.channel_name:
             try:
                 await self.channel_layer.send(previous.channel, {"type": "ocpp.replaced", "epoch": previous.epoch})
@@ -115,12 +127,24 @@ class OcppConsumer(AsyncWebsocketConsumer):
         context = ConnectionContext(
             identity=self.identity, charge_point_id=decision.charge_point_id, organisation_id=decision.organisation_id,
             subprotocol=subprotocol, registration_status=decision.registration_status,
+            on_boot=self._note_boot,
         )
         self.connection = OcppConnection(context=context, handlers_cls=handlers_cls, known_actions=actions,
                                          send=self._send_text, record_outcome=_record_outcome)
         self._last_touch = clock.now().timestamp()
         await self.accept(subprotocol=subprotocol)
         self.connection.start()
+
+    async def _note_boot(self, payload: dict[str, Any]) -> None:
+        """Keep what this connection's BootNotification said in its presence record (the accept page)."""
+        station = payload.get("chargingStation") or {}
+        await presence.note_boot(
+            self.identity, self.epoch,
+            vendor=str(payload.get("chargePointVendor") or station.get("vendorName") or ""),
+            model=str(payload.get("chargePointModel") or station.get("model") or ""),
+            serial=str(payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber")
+                       or station.get("serialNumber") or ""),
+        )
 
     async def deny(self, status: int, reason: str) -> None:
         """Refuse the handshake with an HTTP status where the server supports it (uvicorn), else 403."""

@@ -3,7 +3,7 @@
 The secrets are the charger's Basic-auth password: 1.6 configuration key ``AuthorizationKey`` and 2.0.1
 ``SecurityCtrlr.BasicAuthPassword``. They travel in both directions: in our ChangeConfiguration and
 SetVariables, and in what a charger answers or reports (GetConfiguration results, GetVariables results,
-NotifyReport). Rather than a list per action, `mask_payload` walks the JSON and masks the value of any
+NotifyReport, NotifyEvent). Rather than a list per action, `mask_payload` walks the JSON and masks the value of any
 object that names a secret, so a new action carrying one is covered too. Pure, no ORM.
 """
 
@@ -18,8 +18,10 @@ MASK = "***"
 SECRET_KEYS = frozenset({"AuthorizationKey", "BasicAuthPassword"})
 _SECRET_NAMES = frozenset(name.casefold() for name in SECRET_KEYS)
 _NAMES_A_SECRET = re.compile("|".join(re.escape(name) for name in sorted(SECRET_KEYS)), re.IGNORECASE)
-# Members that carry a value next to the member naming it.
-_VALUE_MEMBERS = ("value", "attributeValue")
+# Members that carry a value next to the member naming it, as on the wire and as the handlers get them
+# (snake_case keyword arguments).
+_VALUE_MEMBERS = ("value", "attributeValue", "attribute_value", "actualValue", "actual_value")
+_ATTRIBUTE_LISTS = ("variableAttribute", "variable_attribute")
 WITHHELD = '"frame withheld: it names a charger key and is not valid JSON"'
 
 
@@ -53,8 +55,9 @@ def mask_payload(payload: Any) -> Any:
         for member in _VALUE_MEMBERS:
             if member in masked:
                 masked[member] = MASK
-        if "variableAttribute" in masked:
-            masked["variableAttribute"] = _mask_attributes(masked["variableAttribute"])
+        for member in _ATTRIBUTE_LISTS:
+            if member in masked:
+                masked[member] = _mask_attributes(masked[member])
     return masked
 
 

@@ -12,6 +12,7 @@ from apps.ocpp_gateway import masking, messagelog
 from apps.ocpp_gateway.models import OcppMessage
 from apps.ocpp_gateway.services import message_log_purge
 from apps.stations import keys
+from apps.stations.models import DeviceVariable
 from cpo import clock
 from tests.factories import ChargePointFactory, OcppMessageFactory, OrganisationFactory
 from tests.ocpp_gateway.conftest import KEY, Charger, connect
@@ -174,3 +175,6 @@ async def test_charger_keys_are_masked_in_the_log_both_ways_v201(transactional_d
     stored = await _all_logged_and_recorded()
     assert secret not in stored
     assert stored.count('"***"') >= 3
+    # Nor in the device model the report and the GetVariables answer update (readable in the admin).
+    values = await database_sync_to_async(lambda: list(DeviceVariable.objects.values_list("value", flat=True)))()
+    assert values and secret not in values

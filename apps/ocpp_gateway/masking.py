@@ -3,8 +3,8 @@
 The secrets are the charger's Basic-auth password: 1.6 configuration key ``AuthorizationKey`` and 2.0.1
 ``SecurityCtrlr.BasicAuthPassword``. They travel in both directions: in our ChangeConfiguration and
 SetVariables, and in what a charger answers or reports (GetConfiguration results, GetVariables results,
-NotifyReport, NotifyEvent). Rather than a list per action, `mask_payload` walks the JSON and masks the value of any
-object that names a secret, so a new action carrying one is covered too. Pure, no ORM.
+NotifyReport, NotifyEvent). Rather than a list per action, `mask_payload` walks the JSON and masks the
+value of any object that names a secret, so a new action carrying one is covered too. Pure, no ORM.
 """
 
 from __future__ import annotations

@@ -176,5 +176,6 @@ async def test_charger_keys_are_masked_in_the_log_both_ways_v201(transactional_d
     assert secret not in stored
     assert stored.count('"***"') >= 3
     # Nor in the device model the report and the GetVariables answer update (readable in the admin).
-    values = await database_sync_to_async(lambda: list(DeviceVariable.objects.values_list("value", flat=True)))()
+    values = await database_sync_to_async(
+        lambda: list(DeviceVariable.objects.values_list("value", flat=True)))()
     assert values and secret not in values

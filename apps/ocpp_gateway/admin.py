@@ -10,6 +10,7 @@ that use indexes (direction, action and charge point from fixed lists, date rang
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -29,7 +30,7 @@ from ocpp.v16.enums import Action as V16Action
 from ocpp.v201.enums import Action as V201Action
 
 from apps.accounts.models import IdToken
-from apps.ocpp_gateway import conf, localauth, transfers
+from apps.ocpp_gateway import conf, localauth, presence, transfers
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.commands_catalog import catalogue_for, command_send_form
 from apps.ocpp_gateway.forms import CommandContext, FirmwareFileAdminForm, LocalAuthListAdminForm
@@ -43,7 +44,7 @@ from apps.ocpp_gateway.models import (
     OcppMessage,
 )
 from apps.ocpp_gateway.replay import failed_message_replay
-from apps.ocpp_gateway.services import command_wait
+from apps.ocpp_gateway.services import chargepoint_accept, command_wait
 from apps.stations.models import ChargePoint
 from cpo.admin import BaseModelAdmin, BaseTabularInline
 from cpo.exceptions import ApplicationError
@@ -66,6 +67,15 @@ def is_good_answer(answer: dict[str, Any]) -> bool:
 def admin_command_wait_s() -> float:
     """How long the send page waits for the charger's answer before showing what it has."""
     return float(conf.get("CPO_ADMIN_COMMAND_WAIT_S", 5))
+
+
+def _timestamp(value: float) -> datetime:
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def accept_url(charge_point: ChargePoint | int) -> str:
+    pk = charge_point.pk if isinstance(charge_point, ChargePoint) else charge_point
+    return reverse("admin:ocpp_gateway_ocppcommand_accept", args=[pk])
 
 
 def send_command_url(charge_point: ChargePoint | int) -> str:
@@ -232,6 +242,11 @@ class OcppCommandAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
                 self.admin_site.admin_view(self.send_view),
                 name="ocpp_gateway_ocppcommand_send",
             ),
+            path(
+                "accept/<int:charge_point_id>/",
+                self.admin_site.admin_view(self.accept_view),
+                name="ocpp_gateway_ocppcommand_accept",
+            ),
             *super().get_urls(),
         ]
 
@@ -262,6 +277,46 @@ class OcppCommandAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
             if charger is not None:
                 extra["send_url"], extra["send_to"] = send_command_url(charger), charger.identity
         return super().changelist_view(request, extra)
+
+    def accept_view(self, request: HttpRequest, charge_point_id: int) -> HttpResponse:
+        """Accept a Pending charge point and give its key to the connection shown on this page (address,
+        what its BootNotification said, when), and to no other: the form carries that connection's epoch,
+        and if the charger's connection changed in between nothing is accepted or sent."""
+        charge_point = ChargePoint.objects.for_actor(request.user).filter(pk=charge_point_id).first()
+        if charge_point is None:
+            raise Http404(_("No charge point with id {id} that you may see.").format(id=charge_point_id))
+        if not request.user.has_perm("stations.change_chargepoint"):
+            raise PermissionDenied
+        holder = presence.lookup(charge_point.identity)
+        if request.method == "POST":
+            raw_epoch = request.POST.get("epoch", "")
+            try:
+                _cp, key, command = chargepoint_accept(
+                    charge_point=charge_point, actor=request.user,
+                    epoch=int(raw_epoch) if raw_epoch.isdigit() else 0,
+                )
+            except ApplicationError as exc:
+                messages.error(request, exc.detail)
+                return HttpResponseRedirect(request.path)
+            sent = (_("sent to the connection shown (command {id})").format(id=command.pk)
+                    if command is not None and command.status != CommandStatus.CHARGER_OFFLINE
+                    else _("the charger is offline: configure it by hand"))
+            messages.warning(request, format_html(
+                _("{identity} accepted. Its new authorisation key, {sent}: <code>{key}</code> "
+                  "It is not shown again."),
+                identity=charge_point.identity, sent=sent, key=key,
+            ))
+            return HttpResponseRedirect(reverse("admin:stations_chargepoint_change", args=[charge_point.pk]))
+        page = {
+            **self.admin_site.each_context(request),
+            "title": _("Accept {identity} and give it a new key").format(identity=charge_point.identity),
+            "opts": self.opts,
+            "charge_point": charge_point,
+            "holder": holder,
+            "connected_at": _timestamp(holder.connected_at) if holder else None,
+            "booted_at": _timestamp(holder.booted_at) if holder and holder.booted_at else None,
+        }
+        return TemplateResponse(request, "admin/ocpp_gateway/chargepoint_accept.html", page)
 
     def send_view(self, request: HttpRequest, charge_point_id: int) -> HttpResponse:
         """Choose a command, fill its form, send it, wait a few seconds and show the outcome."""

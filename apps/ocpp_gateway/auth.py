@@ -1,5 +1,10 @@
 """Who may open an OCPP connection: security profiles 0-2, unknown chargers, failed-attempt limits.
 
+An unknown identity and a wrong key get the same answer (401, same body, same hashing work), so the
+handshake does not list the fleet. Failed attempts are limited per (identity, address) and per address
+(CPO_OCPP_AUTH_FAILURES_PER_IDENTITY_ADDRESS, CPO_OCPP_AUTH_FAILURES_PER_ADDRESS within
+CPO_OCPP_AUTH_FAILURE_WINDOW_S), never per identity alone.
+
 Runs off the event loop (it reads the database). The key check is a salted HMAC, microseconds per
 attempt, so a reconnect storm of thousands of chargers costs nothing notable.
 """
@@ -35,10 +40,8 @@ class Decision:
     charge_point_id: int | None = None
     organisation_id: int | None = None
     registration_status: str = ""
-
-
-def _deny(status: int, reason: str) -> Decision:
-    return Decision(False, status, reason)
+    log_reason: str = ""  # what the server log says (the answer's `reason` may say less)
+    authenticated: bool = False  # the charger presented its key (not profile 0 / a Pending one without key)
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -52,20 +55,31 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
+def _failure_keys(identity: str, address: str) -> tuple[str, str]:
+    return (FAIL_KEY.format(kind="id-ip", value=f"{identity}|{address}"),
+            FAIL_KEY.format(kind="ip", value=address))
+
+
 def _too_many_failures(identity: str, address: str) -> bool:
-    per_identity, per_address, _window = conf.auth_failure_limit()
-    r = sync_redis()
-    values = r.mget(FAIL_KEY.format(kind="id", value=identity), FAIL_KEY.format(kind="ip", value=address))
-    return int(values[0] or 0) >= per_identity or int(values[1] or 0) >= per_address
+    """Failures are counted per (identity, address) and per address, never per identity alone: someone
+    failing from elsewhere can never lock the real charger out (see `authenticate`)."""
+    per_identity_address, per_address, _window = conf.auth_failure_limit()
+    values = sync_redis().mget(*_failure_keys(identity, address))
+    return int(values[0] or 0) >= per_identity_address or int(values[1] or 0) >= per_address
 
 
 def _count_failure(identity: str, address: str) -> None:
     _p1, _p2, window = conf.auth_failure_limit()
     pipe = sync_redis().pipeline()
-    for key in (FAIL_KEY.format(kind="id", value=identity), FAIL_KEY.format(kind="ip", value=address)):
+    for key in _failure_keys(identity, address):
         pipe.incr(key)
-        pipe.expire(key, window)
+        pipe.expire(key, window, nx=True)  # a fixed window from the first failure, not extended by more
     pipe.execute()
+
+
+# Checked against when the identity is unknown, so that an unknown identity costs the same hashing work
+# as a wrong key and the two cannot be told apart by timing either.
+_UNKNOWN_HASH = keys.hash_key(keys.generate_key())
 
 
 def _auto_register(identity: str, status: str) -> ChargePoint | None:
@@ -82,33 +96,50 @@ def _auto_register(identity: str, status: str) -> ChargePoint | None:
         return ChargePoint.objects.filter(identity=identity).first()
 
 
+def _refused(identity: str, address: str, reason: str) -> Decision:
+    """Unknown identity, missing or wrong credentials, a profile this server refuses: one answer for all
+    (status and body), so that the answer never tells whether an identity exists. The reason is logged."""
+    _count_failure(identity, address)
+    return Decision(False, 401, REFUSED_BODY, log_reason=reason)
+
+
+REFUSED_BODY = "missing or wrong credentials"
+
+
 def authenticate(*, identity: str, authorization: str | None, address: str, secure: bool) -> Decision:
-    """Decide a handshake. 401 for missing/wrong credentials, 403 for a profile the connection does not
-    meet, 404 for an unknown identity under the `reject` policy, 429 after too many failures."""
+    """Decide a handshake: 401 for an unknown identity and for missing/wrong credentials alike, 403 for
+    the right credentials over a connection that does not meet the charger's security profile (TLS), 429
+    after too many failures from this address (per identity and address, and per address alone; a
+    correct key from any other address always gets in)."""
     if _too_many_failures(identity, address):
-        return _deny(429, "too many failed attempts; try later")
+        return Decision(False, 429, "too many failed attempts; try later", log_reason="failure limit reached")
+    credentials = parse_basic(authorization)
     cp = ChargePoint.objects.filter(identity=identity).first()
     if cp is None:
         policy = conf.unknown_chargers()
         if policy not in ("pending", "accept"):
-            return _deny(404, "unknown charge point")
-        cp = _auto_register(identity, RegistrationStatus.PENDING if policy == "pending" else RegistrationStatus.ACCEPTED)
+            # The same work as for a known identity.
+            keys.verify_key(credentials[1] if credentials else "", _UNKNOWN_HASH)
+            return _refused(identity, address, "unknown charge point")
+        cp = _auto_register(identity, RegistrationStatus.PENDING if policy == "pending"
+                            else RegistrationStatus.ACCEPTED)
         if cp is None:
-            return _deny(404, "unknown charge point")
+            return _refused(identity, address, "unknown charge point (could not auto-register)")
         logger.info("auto-registered unknown charge point %s as %s", identity, cp.registration_status)
-    if cp.security_profile == SecurityProfile.NONE:
+    authenticated = cp.security_profile != SecurityProfile.NONE
+    if not authenticated:
         if not (conf.allow_profile_0() or cp.registration_status == RegistrationStatus.PENDING):
-            return _deny(401, "security profile 0 is not allowed on this server")
+            return _refused(identity, address, "security profile 0 is not allowed on this server")
     else:
+        valid = keys.verify_key(credentials[1] if credentials else "", cp.auth_key_hash)
+        if credentials is None or credentials[0] != identity or not valid:
+            return _refused(identity, address, "missing or wrong credentials")
         if cp.security_profile >= SecurityProfile.TLS_BASIC and not secure:
-            return _deny(403, "this charge point must connect over TLS (security profile 2)")
-        credentials = parse_basic(authorization)
-        if credentials is None or credentials[0] != identity or not keys.verify_key(credentials[1], cp.auth_key_hash):
-            _count_failure(identity, address)
-            return _deny(401, "missing or wrong credentials")
+            return Decision(False, 403, "this charge point must connect over TLS (security profile 2)")
         if secure and cp.security_profile < SecurityProfile.TLS_BASIC and _upgrade_requested(cp):
             _hold_to_tls(cp)
-    return Decision(True, 200, "", cp.pk, cp.organisation_id, cp.registration_status)
+    return Decision(True, 200, "", cp.pk, cp.organisation_id, cp.registration_status,
+                    authenticated=authenticated)
 
 
 def _upgrade_requested(cp: ChargePoint) -> bool:

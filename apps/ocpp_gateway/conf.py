@@ -23,6 +23,12 @@ def presence_touch_every_s() -> float:
     return float(get("CPO_OCPP_PRESENCE_TOUCH_S", 30))
 
 
+def unauthenticated_takeover_after_s() -> float:
+    """A connection without credentials may replace the charger's current one only when that one has
+    sent nothing for this long (default: a heartbeat interval and a minute); before, it is refused."""
+    return float(get("CPO_OCPP_UNAUTHENTICATED_TAKEOVER_AFTER_S", heartbeat_interval_s() + 60))
+
+
 def allow_profile_0() -> bool:
     return bool(get("CPO_OCPP_ALLOW_PROFILE_0", False))
 
@@ -43,6 +49,11 @@ def max_frame_bytes() -> int:
     return int(get("CPO_OCPP_MAX_FRAME_BYTES", 1024 * 1024))
 
 
+def max_json_depth() -> int:
+    """Deepest nesting of arrays/objects accepted in a frame (the deepest OCPP 2.0.1 message needs 14)."""
+    return int(get("CPO_OCPP_MAX_JSON_DEPTH", 32))
+
+
 def message_log_enabled() -> bool:
     return bool(get("CPO_OCPP_MESSAGE_LOG", True))
 
@@ -52,7 +63,9 @@ def message_log_retention_days() -> int:
 
 
 def auth_failure_limit() -> tuple[int, int, int]:
-    """(failures per identity, failures per address, window in seconds) before handshakes are refused."""
-    return (int(get("CPO_OCPP_AUTH_FAILURES_PER_IDENTITY", 10)),
+    """(failures per identity and address, failures per address, window in seconds) before handshakes
+    from that address are refused (429). Chargers behind one carrier-grade NAT share an address: the
+    per-address figure must leave room for their occasional failures."""
+    return (int(get("CPO_OCPP_AUTH_FAILURES_PER_IDENTITY_ADDRESS", 10)),
             int(get("CPO_OCPP_AUTH_FAILURES_PER_ADDRESS", 50)),
             int(get("CPO_OCPP_AUTH_FAILURE_WINDOW_S", 300)))

@@ -57,6 +57,8 @@ class ConnectionContext:
     subprotocol: str
     registration_status: str
     triggered: set[str] = field(default_factory=set)
+    # Told what each BootNotification answered Accepted or Pending said (the consumer notes it in presence).
+    on_boot: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     @property
     def version(self) -> str:
@@ -145,7 +147,7 @@ class OcppConnection:
 
     async def receive(self, raw: str) -> None:
         try:
-            frame = protocol.parse_frame(raw, self.codes)
+            frame = protocol.parse_frame(raw, self.codes, max_depth=conf.max_json_depth())
         except UnknownMessageType as exc:
             self._log(Direction.IN, raw, None, "", exc.unique_id)
             await self._on_unparsable(exc, unique_id=exc.unique_id, unknown_type=True)
@@ -253,6 +255,11 @@ class OcppConnection:
                                    "The message could not be processed; it has been kept for replay.", {},
                                    call.action)
             return
+        if call.action == "BootNotification" and self.ctx.on_boot is not None:
+            try:  # before the answer: once the charger has it, the accept page shows this boot
+                await self.ctx.on_boot(call.payload)
+            except Exception:
+                logger.exception("%s: could not note the BootNotification", self.ctx.identity)
         await self.send_frame(protocol.result_frame(call.unique_id, payload), CALLRESULT, call.action,
                               call.unique_id)
 

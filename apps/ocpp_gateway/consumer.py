@@ -4,6 +4,7 @@ connection's own channel (`ocpp.command`), addressed by the presence record."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Any
@@ -16,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from apps.ocpp_gateway import auth, conf, presence
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
+from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.redis_clients import async_redis
 from apps.ocpp_gateway.services import OUTCOME_KEY, OUTCOME_TTL_S, command_outcome_store, outcome_message
 from apps.ocpp_gateway.v16.handlers import KNOWN_ACTIONS as V16_ACTIONS
@@ -46,7 +48,10 @@ async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> N
     """Record the outcome in the command row, then publish it to waiters (Redis): a waiter returns what it
     reads there without touching the row, and whoever reads the row after it sees the same outcome. A
     failed write is logged and the outcome still published (the charger did answer); the row is then
-    timed out by the sweep."""
+    timed out by the sweep. A charger key in the answer (GetConfiguration, GetVariables) is masked
+    before either sees it."""
+    if outcome.response is not None:
+        outcome = dataclasses.replace(outcome, response=mask_payload(outcome.response))
     key = OUTCOME_KEY.format(id=command["command_id"])
     message = outcome_message(command_id=command["command_id"], action=command.get("action", ""),
                               status=outcome.status, response=outcome.response, error_code=outcome.error_code,
@@ -95,10 +100,23 @@ class OcppConsumer(AsyncWebsocketConsumer):
             identity=self.identity, authorization=headers.get("authorization"), address=str(client[0]), secure=secure,
         )
         if not decision.allowed:
-            logger.info("refused %s from %s: %s", self.identity, client[0], decision.reason)
+            logger.info("refused %s from %s: %s", self.identity, client[0],
+                        decision.log_reason or decision.reason)
             await self.deny(decision.status, decision.reason)
             return
-        self.epoch, previous = await presence.claim(self.identity, self.channel_name)
+        try:
+            self.epoch, previous = await presence.claim(
+                self.identity, self.channel_name, address=str(client[0]),
+                authenticated=decision.authenticated,
+                unless_alive_since=None if decision.authenticated
+                else clock.now().timestamp() - conf.unauthenticated_takeover_after_s(),
+            )
+        except presence.Held:
+            # Without credentials, a newcomer never replaces a live connection (it could be anyone).
+            logger.warning("refused %s from %s: unauthenticated, and a live connection holds it",
+                           self.identity, client[0])
+            await self.deny(409, "another connection holds this charge point")
+            return
         if previous is not None and previous.channel != self.channel_name:
             try:
                 await self.channel_layer.send(previous.channel, {"type": "ocpp.replaced", "epoch": previous.epoch})
@@ -109,12 +127,24 @@ class OcppConsumer(AsyncWebsocketConsumer):
         context = ConnectionContext(
             identity=self.identity, charge_point_id=decision.charge_point_id, organisation_id=decision.organisation_id,
             subprotocol=subprotocol, registration_status=decision.registration_status,
+            on_boot=self._note_boot,
         )
         self.connection = OcppConnection(context=context, handlers_cls=handlers_cls, known_actions=actions,
                                          send=self._send_text, record_outcome=_record_outcome)
         self._last_touch = clock.now().timestamp()
         await self.accept(subprotocol=subprotocol)
         self.connection.start()
+
+    async def _note_boot(self, payload: dict[str, Any]) -> None:
+        """Keep what this connection's BootNotification said in its presence record (the accept page)."""
+        station = payload.get("chargingStation") or {}
+        await presence.note_boot(
+            self.identity, self.epoch,
+            vendor=str(payload.get("chargePointVendor") or station.get("vendorName") or ""),
+            model=str(payload.get("chargePointModel") or station.get("model") or ""),
+            serial=str(payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber")
+                       or station.get("serialNumber") or ""),
+        )
 
     async def deny(self, status: int, reason: str) -> None:
         """Refuse the handshake with an HTTP status where the server supports it (uvicorn), else 403."""
@@ -168,3 +198,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
         for command in unsent:
             await _record_outcome(command, CommandOutcome(CommandStatus.CHARGER_DISCONNECTED))
         await presence.release(self.identity, self.epoch)
+
+
+class NotFoundConsumer(OcppConsumer):
+    """Any other WebSocket path (e.g. /ocpp/..%2Fx, which arrives decoded as /ocpp/../x): a handshake
+    refused with 404, where an unrouted path used to end in a 500."""
+
+    async def websocket_connect(self, message: dict[str, Any]) -> None:
+        await self.deny(404, "not found")

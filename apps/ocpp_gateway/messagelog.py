@@ -19,6 +19,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from apps.ocpp_gateway import conf
+from apps.ocpp_gateway.masking import mask_frame
 
 logger = logging.getLogger(__name__)
 FLUSH_EVERY_S = 1.0
@@ -113,7 +114,10 @@ def message_log() -> MessageLog:
 
 
 def record(entry: Entry) -> None:
+    """Buffer a frame for the log, charger keys masked first (`masking.mask_frame`): the buffer, the
+    table and everyone who reads the log see only the mask."""
     if conf.message_log_enabled():
+        entry.frame = mask_frame(entry.frame)
         message_log().append(entry)
 
 

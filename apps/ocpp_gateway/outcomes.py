@@ -52,14 +52,14 @@ def _variable_key(item: dict[str, Any]) -> tuple[Any, ...]:
 def set_variables_applied(*, payload: dict[str, Any], response: dict[str, Any]) -> list[dict[str, Any]]:
     """The values a SetVariables answer accepted, as GetVariableResult items (the requested value with the
     charger's result). Secrets are left out: the stored payload holds them masked."""
-    from apps.ocpp_gateway.services import SECRET_KEYS
+    from apps.ocpp_gateway.masking import is_secret_name
 
     requested = {_variable_key(item): item for item in payload.get("setVariableData") or []}
     applied = []
     for result in response.get("setVariableResult") or []:
         item = requested.get(_variable_key(result))
         name = (result.get("variable") or {}).get("name")
-        if item is None or result.get("attributeStatus") != "Accepted" or name in SECRET_KEYS:
+        if item is None or result.get("attributeStatus") != "Accepted" or is_secret_name(name):
             continue
         applied.append({**result, "attributeValue": item.get("attributeValue")})
     return applied

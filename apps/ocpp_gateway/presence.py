@@ -1,11 +1,18 @@
 """Which connection holds which charger, kept in Redis only (never a database write per frame).
 
-    cpo:ocpp:presence:<identity>  hash {channel, epoch, server, connected_at, last_frame_at}, TTL
+    cpo:ocpp:presence:<identity>  hash {channel, epoch, server, connected_at, last_frame_at, address,
+                                  authenticated, boot_vendor, boot_model, boot_serial, booted_at}, TTL
     cpo:ocpp:epoch:<identity>     counter; every accepted connection takes the next epoch
 
 A new connection claims presence only after it has authenticated; the old connection is told to close.
 Touch and release compare the epoch, so a replaced socket's late traffic or disconnect never affects
 the connection that replaced it. A record whose TTL lapses means the charger is offline.
+
+A connection without credentials (profile 0, a Pending charger without a key) never replaces a live one
+(`claim(..., unless_alive_since=...)`): whoever knows an identity could otherwise take a Pending
+charger's place and receive its key when the operator accepts it. The operator's accept page shows the
+connection's address and what its own BootNotification said (`note_boot`), and the key is bound to
+that connection's epoch.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+
+from redis.exceptions import WatchError
 
 from apps.ocpp_gateway import conf
 from apps.ocpp_gateway.redis_clients import async_redis, sync_redis
@@ -26,6 +35,14 @@ _TOUCH = """
 if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'last_frame_at', ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return 1
+end
+return 0
+"""
+_NOTE_BOOT = """
+if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'boot_vendor', ARGV[2], 'boot_model', ARGV[3], 'boot_serial', ARGV[4],
+             'booted_at', ARGV[5])
   return 1
 end
 return 0
@@ -46,28 +63,65 @@ class Presence:
     server: str
     connected_at: float
     last_frame_at: float
+    address: str = ""
+    authenticated: bool = True
+    boot_vendor: str = ""
+    boot_model: str = ""
+    boot_serial: str = ""
+    booted_at: float = 0.0
 
 
 def _parse(identity: str, data: dict[str, str]) -> Presence | None:
     if not data or "channel" not in data:
         return None
-    return Presence(identity=identity, channel=data["channel"], epoch=int(data["epoch"]), server=data.get("server", ""),
-                    connected_at=float(data.get("connected_at", 0)), last_frame_at=float(data.get("last_frame_at", 0)))
+    return Presence(identity=identity, channel=data["channel"], epoch=int(data["epoch"]),
+                    server=data.get("server", ""), connected_at=float(data.get("connected_at", 0)),
+                    last_frame_at=float(data.get("last_frame_at", 0)),
+                    address=data.get("address", ""), authenticated=data.get("authenticated", "1") == "1",
+                    boot_vendor=data.get("boot_vendor", ""), boot_model=data.get("boot_model", ""),
+                    boot_serial=data.get("boot_serial", ""), booted_at=float(data.get("booted_at") or 0))
 
 
-async def claim(identity: str, channel: str) -> tuple[int, Presence | None]:
-    """Take over presence for `identity`; returns (our epoch, the presence we replaced)."""
+class Held(Exception):
+    """A live connection holds the identity and the newcomer may not replace it."""
+
+
+async def claim(identity: str, channel: str, *, address: str = "", authenticated: bool = True,
+                unless_alive_since: float | None = None) -> tuple[int, Presence | None]:
+    """Take over presence for `identity`; returns (our epoch, the presence we replaced). With
+    `unless_alive_since`, raises Held instead when the current holder sent a frame since then."""
     r = async_redis()
     key = PREFIX + identity
-    previous = _parse(identity, await r.hgetall(key))
-    epoch = await r.incr(EPOCH_PREFIX + identity)
     now = time.time()
+    epoch = int(await r.incr(EPOCH_PREFIX + identity))  # unique even if this claim is refused
+    mapping = {"channel": channel, "epoch": epoch, "server": SERVER_ID, "connected_at": now,
+               "last_frame_at": now, "address": address, "authenticated": "1" if authenticated else "0"}
+    # The check and the new record in one transaction (WATCH): no other claim slips in between.
     async with r.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping={"channel": channel, "epoch": epoch, "server": SERVER_ID, "connected_at": now,
-                                "last_frame_at": now})
-        pipe.expire(key, conf.presence_ttl_s())
-        await pipe.execute()
-    return int(epoch), previous
+        while True:
+            try:
+                await pipe.watch(key)
+                data = await pipe.hgetall(key)
+                previous = _parse(identity, data)
+                if (unless_alive_since is not None and previous is not None
+                        and previous.last_frame_at >= unless_alive_since):
+                    await pipe.reset()
+                    raise Held(identity)
+                pipe.multi()
+                pipe.delete(key)
+                pipe.hset(key, mapping=mapping)
+                pipe.expire(key, conf.presence_ttl_s())
+                await pipe.execute()
+                break
+            except WatchError:
+                continue
+    return epoch, previous
+
+
+async def note_boot(identity: str, epoch: int, *, vendor: str, model: str, serial: str) -> None:
+    """What this connection's BootNotification said, for the operator's accept page."""
+    await async_redis().eval(_NOTE_BOOT, 1, PREFIX + identity, str(epoch), vendor[:50], model[:50],
+                             serial[:50], str(time.time()))
 
 
 async def touch(identity: str, epoch: int) -> bool:

@@ -15,6 +15,7 @@ lives here:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -31,6 +32,11 @@ CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
 SUBPROTOCOL_VERSIONS = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 MAX_UNIQUE_ID_LENGTH = 36
+# The deepest legitimate OCPP 2.0.1 payload (ReportChargingProfiles: chargingProfile → chargingSchedule →
+# salesTariff → ... → cost) nests 13 levels, 14 with the frame; 1.6 payloads nest 5.
+DEFAULT_MAX_DEPTH = 32
+_DEPTH_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_LEADING_ID = re.compile(r'^\s*\[\s*\d+\s*,\s*"((?:[^"\\]|\\.){1,36})"')
 
 
 class ErrorCodes:
@@ -91,12 +97,40 @@ class UnparsableFrame(Exception):
     """Not JSON, not an array, or no readable message id: nothing can be answered to it in 1.6."""
 
 
-def parse_frame(raw: str, codes: ErrorCodes) -> Frame:
+def nesting_exceeds(raw: str, limit: int) -> bool:
+    """Whether the JSON text nests arrays/objects deeper than `limit`. Counting brackets (C speed) settles
+    nearly every frame; only a frame with more brackets than `limit` is scanned (strings skipped)."""
+    if raw.count("[") + raw.count("{") <= limit:
+        return False
+    depth = 0
+    for match in _DEPTH_TOKENS.finditer(raw):
+        bracket = match.group()
+        if bracket in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif bracket in "]}":
+            depth -= 1
+    return False
+
+
+def parse_frame(raw: str, codes: ErrorCodes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Frame:
     """Parse one text frame. Raises UnparsableFrame when no message id can be read, ProtocolViolation
-    (with the id) when the frame is malformed in a way the sender can be told about."""
+    (with the id) when the frame is malformed in a way the sender can be told about, including JSON
+    nested deeper than `max_depth` (read no further: the parser would recurse that deep)."""
+    if nesting_exceeds(raw, max_depth):
+        leading = _LEADING_ID.match(raw)
+        description = f"The message nests deeper than {max_depth} levels."
+        if leading is None:
+            raise UnparsableFrame(description)
+        try:
+            unique_id = json.loads(f'"{leading.group(1)}"')
+        except ValueError:
+            raise UnparsableFrame(description) from None
+        raise ProtocolViolation(codes.formation, description, unique_id)
     try:
         msg = json.loads(raw)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise UnparsableFrame(f"not JSON: {exc}") from exc
     if not isinstance(msg, list) or len(msg) < 2:
         raise UnparsableFrame("not a JSON array with a message type and id")

@@ -27,6 +27,7 @@ from django.utils.translation import gettext as _
 from apps.accounts.services import audit_record_build, audit_record_create
 from apps.ocpp_gateway import conf, delivery, presence, protocol
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATUSES, CommandStatus
+from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.stations import keys
@@ -40,8 +41,6 @@ logger = logging.getLogger(__name__)
 OUTCOME_KEY = "cpo:ocpp:command:{id}:outcome"
 OUTCOME_TTL_S = 3600
 
-# Configuration keys whose values are secrets: stored and logged masked.
-SECRET_KEYS = {"AuthorizationKey", "BasicAuthPassword"}
 # OCPP 2.0.1: the payload member that takes the command's own id when the caller leaves it out.
 COMMAND_ID_FIELDS: dict[str, dict[str, str]] = {
     "2.0.1": {
@@ -63,24 +62,14 @@ def command_id_field(*, action: str, version: str) -> str:
     return COMMAND_ID_FIELDS.get(version, {}).get(action, "")
 
 
-def _masked(action: str, payload: dict[str, Any]) -> dict[str, Any]:
-    if action == "ChangeConfiguration" and payload.get("key") in SECRET_KEYS:
-        return {**payload, "value": "***"}
-    if action == "SetVariables":
-        items = []
-        for item in payload.get("setVariableData", []):
-            name = (item.get("variable") or {}).get("name")
-            items.append({**item, "attributeValue": "***"} if name in SECRET_KEYS else item)
-        return {**payload, "setVariableData": items}
-    return payload
-
-
 def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, Any], timeout_s: float | None = None,
-                 actor: Any = None, source: str = "service") -> OcppCommand:
+                 actor: Any = None, source: str = "service", epoch: int | None = None) -> OcppCommand:
     """Record a command for `charge_point` and dispatch it on commit. Returns at once; the command is
     already final (`charger_offline`) when no connection holds the charger. ValidationFailed when the
     payload breaks the action's schema for the charger's protocol. A missing `command_id_field` member
-    (e.g. RequestStartTransaction's remoteStartId) is filled with the new command's id."""
+    (e.g. RequestStartTransaction's remoteStartId) is filled with the new command's id. With `epoch`, the
+    command goes only to the connection with that epoch (ValidationFailed `connection_changed` otherwise;
+    the consumer also drops a command addressed to an epoch it no longer holds)."""
     subprotocol = charge_point.ocpp_protocol or OcppProtocol.OCPP16
     version = protocol.SUBPROTOCOL_VERSIONS.get(subprotocol)
     if version is None:
@@ -108,9 +97,11 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
         payload = {**payload, own_id_field: command_pk}
     now = clock.now()
     holder = presence.lookup(charge_point.identity)
+    if epoch is not None and (holder.epoch if holder is not None else 0) != epoch:
+        _check_connection(charge_point, epoch)  # raises: only the connection with this epoch may get it
     command = OcppCommand(
         pk=command_pk,
-        charge_point=charge_point, action=action, payload=_masked(action, payload), unique_id=str(uuid.uuid4()),
+        charge_point=charge_point, action=action, payload=mask_payload(payload), unique_id=str(uuid.uuid4()),
         created_at=now, deadline=now + timedelta(seconds=timeout_s),
         requested_by=actor if getattr(actor, "pk", None) else None, source=source, new_key_hash=new_key_hash,
         status=CommandStatus.PENDING if holder is None else CommandStatus.SENT,
@@ -267,8 +258,8 @@ def _apply_new_key(command: OcppCommand) -> None:
 
 
 @transaction.atomic
-def chargepoint_accept(*, charge_point: ChargePoint, actor: Any = None, timeout_s: float | None = None
-                       ) -> tuple[ChargePoint, str, OcppCommand | None]:
+def chargepoint_accept(*, charge_point: ChargePoint, actor: Any = None, timeout_s: float | None = None,
+                       epoch: int | None = None) -> tuple[ChargePoint, str, OcppCommand | None]:
     """Accept a Pending charge point (e.g. one that registered itself). A random key is generated for it;
     when it is connected, the key is sent (1.6 AuthorizationKey, 2.0.1 SecurityCtrlr.BasicAuthPassword)
     and takes effect once it accepts (until then it may keep connecting without credentials). Returns
@@ -277,6 +268,8 @@ def chargepoint_accept(*, charge_point: ChargePoint, actor: Any = None, timeout_
     cp = ChargePoint.objects.select_for_update(no_key=True).get(pk=charge_point.pk)
     if cp.registration_status == RegistrationStatus.ACCEPTED and cp.security_profile != SecurityProfile.NONE:
         raise ValidationFailed(_("{identity} is already accepted.").format(identity=cp.identity), code="already_accepted")
+    if epoch is not None:
+        _check_connection(cp, epoch)
     cp.registration_status = RegistrationStatus.ACCEPTED
     cp.save(update_fields=["registration_status", "updated_at"])
     audit_record_create(actor=actor, action="chargepoint.accept", target=cp, source="admin")
@@ -285,8 +278,21 @@ def chargepoint_accept(*, charge_point: ChargePoint, actor: Any = None, timeout_
     if presence.lookup(cp.identity) is not None:
         action, payload = _key_change_command(cp, key)
         command = command_send(charge_point=cp, action=action, payload=payload, timeout_s=timeout_s,
-                               actor=actor)
+                               actor=actor, epoch=epoch)
     return cp, key, command
+
+
+def _check_connection(cp: ChargePoint, epoch: int) -> None:
+    """The accept page showed the connection with this epoch (0: no connection): the key goes to it or to
+    nobody."""
+    holder = presence.lookup(cp.identity)
+    if (holder.epoch if holder is not None else 0) != epoch:
+        raise ValidationFailed(
+            _("The connection of {identity} changed since the page was shown (it reconnected or went "
+              "offline): nothing was accepted or sent. Check the connection shown now and accept "
+              "again.").format(identity=cp.identity),
+            code="connection_changed",
+        )
 
 
 def _key_change_command(charge_point: ChargePoint, key: str) -> tuple[str, dict[str, Any]]:

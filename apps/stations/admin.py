@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.contrib.gis.admin import GISModelAdmin
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import format_lazy
@@ -309,25 +309,15 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
 
 
     @admin.action(description=_("Accept (registration) and give a new key"), permissions=["change"])
-    def accept_pending(self, request: HttpRequest, queryset: QuerySet) -> None:
-        """Accept chargers that registered themselves (Pending): each gets a random key, sent to it as its
-        AuthorizationKey when it is connected; it must use the key once it has accepted it."""
-        from apps.ocpp_gateway.services import chargepoint_accept
-
-        for charge_point in queryset.order_by("pk"):
-            try:
-                _cp, key, command = chargepoint_accept(charge_point=charge_point, actor=request.user)
-            except ValidationFailed as exc:
-                messages.error(request, exc.detail)
-                continue
-            sent = (_("sent to the charger as AuthorizationKey (command {id})").format(id=command.pk)
-                    if command is not None and command.status != "charger_offline"
-                    else _("the charger is offline: configure it by hand"))
-            messages.warning(request, format_html(
-                _("{identity} accepted. Its new authorisation key, {sent}: <code>{key}</code> "
-                  "It is not shown again."),
-                identity=charge_point.identity, sent=sent, key=key,
-            ))
+    def accept_pending(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Accept a charger that registered itself (Pending): the gateway's accept page shows the connection
+        that will get the new key (address, its BootNotification) and sends it only there. One at a time."""
+        if queryset.count() != 1:
+            messages.error(request, _("Accept one charge point at a time: the next page shows the connection "
+                                      "that will receive its key."))
+            return None
+        page = reverse("admin:ocpp_gateway_ocppcommand_accept", args=[queryset.get().pk])
+        return HttpResponseRedirect(page)
 
 
 # --- device model and events ---------------------------------------------------------------------

@@ -317,6 +317,17 @@ async def http_upgrade(
     extra_headers: tuple[str, ...] = (),
 ) -> tuple[int, dict[str, str]]:
     """Send a WebSocket upgrade request by hand and return the status and headers of the raw answer."""
+    status, headers, _body = await http_upgrade_answer(
+        port, path, subprotocols=subprotocols, authorization=authorization, extra_headers=extra_headers)
+    return status, headers
+
+
+async def http_upgrade_answer(
+    port: int, path: str, *, subprotocols: tuple[str, ...] = ("ocpp1.6",), authorization: str | None = None,
+    extra_headers: tuple[str, ...] = (),
+) -> tuple[int, dict[str, str], bytes]:
+    """`http_upgrade`, also returning the body of a refusal (read by its Content-Length)."""
+    body = b""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         lines = [
@@ -335,16 +346,18 @@ async def http_upgrade(
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+        status_line, *header_lines = head.decode("latin-1").strip().split("\r\n")
+        headers: dict[str, str] = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if int(headers.get("content-length") or 0):
+            body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), timeout=10)
     finally:
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
-    status_line, *header_lines = head.decode("latin-1").strip().split("\r\n")
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_line.split()[1]), headers
+    return int(status_line.split()[1]), headers, body
 
 
 # --- waiting and the command path from "another process" -----------------------------------------------

@@ -1,8 +1,10 @@
 """The OCPP WebSocket handshake over a real uvicorn server, read from the raw HTTP answer."""
 
+import asyncio
+
 import pytest
 
-from tests.e2e.conftest import KEY, RawCharger, basic_auth, http_upgrade
+from tests.e2e.conftest import KEY, RawCharger, basic_auth, http_upgrade, http_upgrade_answer
 from tests.factories import ChargePointFactory, OrganisationFactory
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -48,9 +50,31 @@ async def test_missing_or_wrong_credentials_are_refused_with_401(server, charge_
     assert status == 401
 
 
-async def test_unknown_identity_gets_404_under_the_default_policy(server, charge_point):
-    status, _ = await http_upgrade(server.port, "/ocpp/NOBODY-1", authorization=basic_auth("NOBODY-1", KEY))
-    assert status == 404
+async def test_unknown_identity_and_wrong_key_get_the_same_answer(server, charge_point):
+    """Under the default policy an unknown identity is answered exactly like a wrong key (status, headers
+    that matter, body), so the handshake does not list the fleet."""
+    answers = []
+    for identity, key in (("NOBODY-1", KEY), ("HS-1", "wrong-key-0123456789")):
+        status, headers, body = await http_upgrade_answer(server.port, f"/ocpp/{identity}",
+                                                          authorization=basic_auth(identity, key))
+        answers.append((status, headers.get("content-type"), headers.get("content-length"), body))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 401
+
+
+async def test_failures_from_elsewhere_never_lock_the_real_charger_out(server, charge_point):
+    """50 failed handshakes for HS-1 from another address (through the trusted proxy on loopback) make
+    that address wait, not the real charger."""
+    attacker = ("X-Forwarded-For: 203.0.113.66",)
+    statuses = [
+        (await http_upgrade(server.port, "/ocpp/HS-1", authorization=basic_auth("HS-1", f"guess-{n:016d}"),
+                            extra_headers=attacker))[0]
+        for n in range(50)
+    ]
+    assert set(statuses[:10]) == {401} and set(statuses[10:]) == {429}
+    status, _ = await http_upgrade(server.port, "/ocpp/HS-1", authorization=basic_auth("HS-1", KEY),
+                                   extra_headers=("X-Forwarded-For: 198.51.100.7",))
+    assert status == 101
 
 
 async def test_trailing_slash_is_accepted_and_the_charger_can_talk(server, charge_point):
@@ -84,3 +108,20 @@ async def test_profile_2_needs_tls_as_reported_by_a_trusted_proxy(server, profil
     wrong_key, _ = await http_upgrade(server.port, "/ocpp/TLS-1", authorization=basic_auth("TLS-1", "x" * 20),
                                       extra_headers=("X-Forwarded-Proto: https",))
     assert wrong_key == 401
+
+
+@pytest.mark.parametrize("path", ["/ocpp/..%2Fx", "/ocpp/..%2F..%2Fadmin", "/ocpp/a%2Fb", "/ocpp/HS-1/x/y",
+                                  "/ocpp/%2e%2e/x", "/elsewhere"])
+async def test_odd_paths_are_a_clean_404(server, charge_point, path):
+    """Encoded slashes and dot segments under /ocpp/: a refused handshake with 404 (WebSocket) and a 404
+    page (plain GET), never a 500."""
+    status, _ = await http_upgrade(server.port, path, authorization=basic_auth("HS-1", KEY))
+    assert status == 404
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n"), timeout=10)
+    finally:
+        writer.close()
+    assert head.split()[1] == b"404", head

@@ -160,3 +160,30 @@ async def test_failure_inside_the_product_is_an_internal_error_and_the_message_i
         assert answer[:2] == [3, "hb-1"]
     finally:
         await communicator.disconnect()
+
+
+def _deep_call(unique_id: str, action: str, levels: int) -> str:
+    return f'[2, "{unique_id}", "{action}", {{"vendorId": "V", "data": ' + "[" * levels + "]" * levels + "}]"
+
+
+@pytest.mark.parametrize("levels", [100, 200_000])
+async def test_deeply_nested_json_is_a_formation_violation_and_the_connection_stays(charger, levels):
+    await charger.send(_deep_call("deep-1", "DataTransfer", levels))
+    assert_call_error(await charger.recv(), "deep-1", "FormationViolation")
+    assert "currentTime" in await charger.result("Heartbeat", {})
+
+
+async def test_deeply_nested_json_in_201_is_a_format_violation(server):
+    """OCPP 2.0.1 part 4, table 8 names the code FormatViolation (1.6's FormationViolation, renamed)."""
+    await orm(lambda: ChargePointFactory(identity="ERR-2", organisation=OrganisationFactory(slug="err-2"),
+                                         ocpp_protocol="ocpp2.0.1"))()
+    charger = await RawCharger.open(server, "ERR-2", subprotocols=("ocpp2.0.1",))
+    try:
+        await charger.send(_deep_call("deep-2", "DataTransfer", 200_000))
+        answer = await charger.recv()
+        assert answer[:3] == [4, "deep-2", "FormatViolation"], answer
+        await charger.send(json.dumps([2, "hb", "Heartbeat", {}]))
+        answer = await charger.recv()
+        assert answer[:2] == [3, "hb"] and "currentTime" in answer[2]  # the connection is still there
+    finally:
+        await charger.close()

@@ -14,9 +14,13 @@ from apps.ocpp_gateway.services import chargepoint_accept, command_wait
 from apps.stations import keys
 from apps.stations.models import ChargePoint
 from tests.factories import ChargePointFactory, OrganisationFactory
-from tests.ocpp_gateway.conftest import KEY, Charger, connect
+from tests.ocpp_gateway.conftest import KEY, Charger, basic, connect
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+
+
+def basic_header(identity: str, key: str) -> str:
+    return basic(identity, key)[1].decode()
 
 
 def in_thread(fn):
@@ -58,13 +62,53 @@ async def test_invalid_identity_refused(charge_point):
     assert not connected
 
 
-async def test_failed_attempts_are_rate_limited(charge_point):
-    with override_settings(CPO_OCPP_AUTH_FAILURES_PER_IDENTITY=3):
-        for _ in range(3):
-            comm, connected, _ = await connect(key="wrong-key-wrong-key")
+async def test_failed_attempts_are_limited_per_identity_and_address(charge_point):
+    """Failures lock out that (identity, address) only: the real charger elsewhere always gets in."""
+    with override_settings(CPO_OCPP_AUTH_FAILURES_PER_IDENTITY_ADDRESS=3):
+        for _ in range(50):
+            _comm, connected, _ = await connect(key="wrong-key-wrong-key", address="203.0.113.66")
             assert not connected
-        comm, connected, _ = await connect()  # the right key, but the identity is locked out for now
+        # The right key, from the attacker's address: that pair is locked out for now.
+        _comm, connected, _ = await connect(address="203.0.113.66")
         assert not connected
+        comm, connected, _ = await connect(address="198.51.100.7")  # the real charger
+        assert connected
+        await comm.disconnect()
+
+
+async def test_failed_attempts_are_limited_per_address(charge_point):
+    """One address trying many identities is stopped once it has failed CPO_OCPP_AUTH_FAILURES_PER_ADDRESS
+    times, even for an identity it has not tried yet."""
+    from apps.ocpp_gateway.auth import authenticate
+
+    with override_settings(CPO_OCPP_AUTH_FAILURES_PER_ADDRESS=5):
+        for n in range(5):
+            decision = await in_thread(authenticate)(identity=f"GUESS-{n}", authorization=None,
+                                                     address="203.0.113.66", secure=False)
+            assert decision.status == 401
+        decision = await in_thread(authenticate)(identity="CP-1", authorization=basic_header("CP-1", KEY),
+                                                 address="203.0.113.66", secure=False)
+        assert (decision.allowed, decision.status) == (False, 429)
+        decision = await in_thread(authenticate)(identity="GUESS-9", authorization=None,
+                                                 address="203.0.113.67", secure=False)
+        assert decision.status == 401  # another address is not affected
+        comm, connected, _ = await connect(address="203.0.113.67")
+        assert connected
+        await comm.disconnect()
+
+
+async def test_unknown_identity_and_wrong_key_get_the_same_answer(charge_point):
+    """Status and body alike (here, the answer the consumer would send), so the fleet cannot be listed."""
+    from apps.ocpp_gateway.auth import authenticate
+
+    answers = set()
+    for identity, authorization in [("CP-1", basic_header("CP-1", "wrong-key-wrong-key")),
+                                    ("NOBODY", basic_header("NOBODY", "wrong-key-wrong-key")),
+                                    ("CP-1", None), ("NOBODY", None)]:
+        decision = await in_thread(authenticate)(identity=identity, authorization=authorization,
+                                                 address="203.0.113.5", secure=False)
+        answers.add((decision.allowed, decision.status, decision.reason))
+    assert answers == {(False, 401, "missing or wrong credentials")}
 
 
 @override_settings(CPO_OCPP_ALLOW_PROFILE_0=False)

@@ -400,18 +400,33 @@ def test_charge_point_page_lists_its_evses_with_connectors(admin_client):
     assert reverse("admin:stations_evse_change", args=[connector.evse.pk]) in response.content.decode()
 
 
-def test_accept_pending_action_gives_a_key_and_accepts(admin_client, org_a):
+def test_accept_pending_action_leads_to_the_accept_page_which_gives_a_key(admin_client, org_a):
+    """The action goes to the gateway's accept page (one charger at a time: the page shows the connection
+    that will get the key); accepting there gives the key, shown once."""
     pending = ChargePointFactory(organisation=org_a, registration_status="Pending", security_profile=0,
                                  auth_key_hash="")
     accepted = ChargePointFactory(organisation=org_a)
-    response = admin_client.post(reverse("admin:stations_chargepoint_changelist"), {
-        "action": "accept_pending", "_selected_action": [pending.pk, accepted.pk]}, follow=True)
+    changelist = reverse("admin:stations_chargepoint_changelist")
+    response = admin_client.post(changelist, {"action": "accept_pending",
+                                              "_selected_action": [pending.pk, accepted.pk]}, follow=True)
+    assert any("one charge point at a time" in str(m) for m in get_messages(response.wsgi_request))
+    pending.refresh_from_db()
+    assert pending.registration_status == "Pending"
+
+    response = admin_client.post(changelist, {"action": "accept_pending", "_selected_action": [pending.pk]})
+    page = reverse("admin:ocpp_gateway_ocppcommand_accept", args=[pending.pk])
+    assert response.status_code == 302 and response["Location"] == page
+    assert "is not connected" in admin_client.get(page).content.decode()
+    response = admin_client.post(page, {"epoch": "0"}, follow=True)  # the page showed no connection
     texts = [str(m) for m in get_messages(response.wsgi_request)]
     pending.refresh_from_db()
     assert pending.registration_status == "Accepted"
     assert pending.security_profile == 0  # until the charger has stored its new key
     assert any(pending.identity in t and "offline" in t and "<code>" in t for t in texts)
-    assert any(f"{accepted.identity} is already accepted." == t for t in texts)
+    response = admin_client.post(reverse("admin:ocpp_gateway_ocppcommand_accept", args=[accepted.pk]), {},
+                                 follow=True)
+    texts = [str(m) for m in get_messages(response.wsgi_request)]
+    assert f"{accepted.identity} is already accepted." in texts
     assert AuditRecord.objects.filter(action="chargepoint.accept", target_id=str(pending.pk)).count() == 1
     assert not AuditRecord.objects.filter(action="chargepoint.accept", target_id=str(accepted.pk)).exists()
 

@@ -18,6 +18,7 @@ from apps.charging.services import (
     transaction_event_record,
 )
 from apps.ocpp_gateway.handlers import HandlerBase, iso
+from apps.ocpp_gateway.masking import mask_payload
 from apps.stations.choices import OcppProtocol, RegistrationStatus
 from apps.stations.models import ChargePoint
 from apps.stations.services import (
@@ -137,7 +138,9 @@ class ChargingStationHandlers(HandlerBase):
     async def on_notify_report(self, request_id: int, generated_at: str, seq_no: int,
                                **kwargs: Any) -> call_result.NotifyReport:
         await database_sync_to_async(device_model_record)(
-            charge_point_id=self.ctx.charge_point_id, report_data=kwargs.get("report_data") or [],
+            # A charger key it reports (SecurityCtrlr.BasicAuthPassword) is kept masked in the device model.
+            charge_point_id=self.ctx.charge_point_id,
+            report_data=mask_payload(kwargs.get("report_data") or []),
             reported_at=self.parse_time(generated_at, "generatedAt"),
         )
         return call_result.NotifyReport()
@@ -150,7 +153,7 @@ class ChargingStationHandlers(HandlerBase):
             "trigger": e["trigger"], "component": (e.get("component") or {}).get("name", ""),
             "variable": (e.get("variable") or {}).get("name", ""), "actual_value": e.get("actual_value", ""),
             "tech_info": e.get("tech_info") or e.get("tech_code") or "", "payload": e,
-        } for e in event_data]
+        } for e in mask_payload(event_data)]
         await database_sync_to_async(charger_events_record)(
             charge_point_id=self.ctx.charge_point_id, kind="event", events=events, received_at=clock.now())
         return call_result.NotifyEvent()

@@ -45,7 +45,7 @@ class Decision:
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
@@ -56,8 +56,10 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
 
 
 def _failure_keys(identity: str, address: str) -> tuple[str, str]:
-    return (FAIL_KEY.format(kind="id-ip", value=f"{identity}|{address}"),
-            FAIL_KEY.format(kind="ip", value=address))
+    return (
+        FAIL_KEY.format(kind="id-ip", value=f"{identity}|{address}"),
+        FAIL_KEY.format(kind="ip", value=address),
+    )
 
 
 def _too_many_failures(identity: str, address: str) -> bool:
@@ -84,14 +86,20 @@ _UNKNOWN_HASH = keys.hash_key(keys.generate_key())
 
 def _auto_register(identity: str, status: str) -> ChargePoint | None:
     slug = conf.auto_register_organisation()
-    organisation = (Organisation.objects.filter(slug=slug).first() if slug
-                    else Organisation.objects.filter(parent__isnull=True).order_by("pk").first())
+    organisation = (
+        Organisation.objects.filter(slug=slug).first()
+        if slug
+        else Organisation.objects.filter(parent__isnull=True).order_by("pk").first()
+    )
     if organisation is None:
-        logger.error("cannot auto-register %s: no organisation (set CPO_OCPP_AUTO_REGISTER_ORGANISATION)", identity)
+        logger.error(
+            "cannot auto-register %s: no organisation (set CPO_OCPP_AUTO_REGISTER_ORGANISATION)", identity
+        )
         return None
     try:
-        return ChargePoint.objects.create(identity=identity, organisation=organisation, security_profile=0,
-                                          registration_status=status)
+        return ChargePoint.objects.create(
+            identity=identity, organisation=organisation, security_profile=0, registration_status=status
+        )
     except IntegrityError:
         return ChargePoint.objects.filter(identity=identity).first()
 
@@ -121,8 +129,9 @@ def authenticate(*, identity: str, authorization: str | None, address: str, secu
             # The same work as for a known identity.
             keys.verify_key(credentials[1] if credentials else "", _UNKNOWN_HASH)
             return _refused(identity, address, "unknown charge point")
-        cp = _auto_register(identity, RegistrationStatus.PENDING if policy == "pending"
-                            else RegistrationStatus.ACCEPTED)
+        cp = _auto_register(
+            identity, RegistrationStatus.PENDING if policy == "pending" else RegistrationStatus.ACCEPTED
+        )
         if cp is None:
             return _refused(identity, address, "unknown charge point (could not auto-register)")
         logger.info("auto-registered unknown charge point %s as %s", identity, cp.registration_status)
@@ -138,15 +147,19 @@ def authenticate(*, identity: str, authorization: str | None, address: str, secu
             return Decision(False, 403, "this charge point must connect over TLS (security profile 2)")
         if secure and cp.security_profile < SecurityProfile.TLS_BASIC and _upgrade_requested(cp):
             _hold_to_tls(cp)
-    return Decision(True, 200, "", cp.pk, cp.organisation_id, cp.registration_status,
-                    authenticated=authenticated)
+    return Decision(
+        True, 200, "", cp.pk, cp.organisation_id, cp.registration_status, authenticated=authenticated
+    )
 
 
 def _upgrade_requested(cp: ChargePoint) -> bool:
     """Whether the charger accepted a network profile of security profile 2 or higher (OCPP 2.0.1 A05)."""
     return OcppCommand.objects.filter(
-        charge_point=cp, action="SetNetworkProfile", status=CommandStatus.ANSWERED,
-        response__status="Accepted", payload__connectionData__securityProfile__gte=SecurityProfile.TLS_BASIC,
+        charge_point=cp,
+        action="SetNetworkProfile",
+        status=CommandStatus.ANSWERED,
+        response__status="Accepted",
+        payload__connectionData__securityProfile__gte=SecurityProfile.TLS_BASIC,
     ).exists()
 
 
@@ -155,6 +168,11 @@ def _hold_to_tls(cp: ChargePoint) -> None:
     connection with the lower profile is refused (A05: no downgrade)."""
     cp.security_profile = SecurityProfile.TLS_BASIC
     cp.save(update_fields=["security_profile", "updated_at"])
-    audit_record_create(actor=None, action="chargepoint.security_profile_raised", target=cp, source="ocpp",
-                        detail={"security_profile": int(SecurityProfile.TLS_BASIC)})
+    audit_record_create(
+        actor=None,
+        action="chargepoint.security_profile_raised",
+        target=cp,
+        source="ocpp",
+        detail={"security_profile": int(SecurityProfile.TLS_BASIC)},
+    )
     logger.info("%s: security profile raised to 2 after its network profile upgrade", cp.identity)

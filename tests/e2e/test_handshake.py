@@ -55,8 +55,9 @@ async def test_unknown_identity_and_wrong_key_get_the_same_answer(server, charge
     that matter, body), so the handshake does not list the fleet."""
     answers = []
     for identity, key in (("NOBODY-1", KEY), ("HS-1", "wrong-key-0123456789")):
-        status, headers, body = await http_upgrade_answer(server.port, f"/ocpp/{identity}",
-                                                          authorization=basic_auth(identity, key))
+        status, headers, body = await http_upgrade_answer(
+            server.port, f"/ocpp/{identity}", authorization=basic_auth(identity, key)
+        )
         answers.append((status, headers.get("content-type"), headers.get("content-length"), body))
     assert answers[0] == answers[1]
     assert answers[0][0] == 401
@@ -67,13 +68,23 @@ async def test_failures_from_elsewhere_never_lock_the_real_charger_out(server, c
     that address wait, not the real charger."""
     attacker = ("X-Forwarded-For: 203.0.113.66",)
     statuses = [
-        (await http_upgrade(server.port, "/ocpp/HS-1", authorization=basic_auth("HS-1", f"guess-{n:016d}"),
-                            extra_headers=attacker))[0]
+        (
+            await http_upgrade(
+                server.port,
+                "/ocpp/HS-1",
+                authorization=basic_auth("HS-1", f"guess-{n:016d}"),
+                extra_headers=attacker,
+            )
+        )[0]
         for n in range(50)
     ]
     assert set(statuses[:10]) == {401} and set(statuses[10:]) == {429}
-    status, _ = await http_upgrade(server.port, "/ocpp/HS-1", authorization=basic_auth("HS-1", KEY),
-                                   extra_headers=("X-Forwarded-For: 198.51.100.7",))
+    status, _ = await http_upgrade(
+        server.port,
+        "/ocpp/HS-1",
+        authorization=basic_auth("HS-1", KEY),
+        extra_headers=("X-Forwarded-For: 198.51.100.7",),
+    )
     assert status == 101
 
 
@@ -93,8 +104,12 @@ async def test_trailing_slash_is_accepted_and_the_charger_can_talk(server, charg
 def profile_2_charger(server):
     from apps.stations import keys
 
-    return ChargePointFactory(identity="TLS-1", organisation=OrganisationFactory(slug="tls-org"),
-                              security_profile=2, auth_key_hash=keys.hash_key(KEY))
+    return ChargePointFactory(
+        identity="TLS-1",
+        organisation=OrganisationFactory(slug="tls-org"),
+        security_profile=2,
+        auth_key_hash=keys.hash_key(KEY),
+    )
 
 
 async def test_profile_2_needs_tls_as_reported_by_a_trusted_proxy(server, profile_2_charger):
@@ -102,16 +117,33 @@ async def test_profile_2_needs_tls_as_reported_by_a_trusted_proxy(server, profil
     --forwarded-allow-ips default) says so with X-Forwarded-Proto (see docker/nginx/ocpp-tls.conf)."""
     plain, _ = await http_upgrade(server.port, "/ocpp/TLS-1", authorization=basic_auth("TLS-1", KEY))
     assert plain == 403
-    behind_tls, headers = await http_upgrade(server.port, "/ocpp/TLS-1", authorization=basic_auth("TLS-1", KEY),
-                                             extra_headers=("X-Forwarded-Proto: https",))
+    behind_tls, headers = await http_upgrade(
+        server.port,
+        "/ocpp/TLS-1",
+        authorization=basic_auth("TLS-1", KEY),
+        extra_headers=("X-Forwarded-Proto: https",),
+    )
     assert behind_tls == 101 and headers["sec-websocket-protocol"] == "ocpp1.6"
-    wrong_key, _ = await http_upgrade(server.port, "/ocpp/TLS-1", authorization=basic_auth("TLS-1", "x" * 20),
-                                      extra_headers=("X-Forwarded-Proto: https",))
+    wrong_key, _ = await http_upgrade(
+        server.port,
+        "/ocpp/TLS-1",
+        authorization=basic_auth("TLS-1", "x" * 20),
+        extra_headers=("X-Forwarded-Proto: https",),
+    )
     assert wrong_key == 401
 
 
-@pytest.mark.parametrize("path", ["/ocpp/..%2Fx", "/ocpp/..%2F..%2Fadmin", "/ocpp/a%2Fb", "/ocpp/HS-1/x/y",
-                                  "/ocpp/%2e%2e/x", "/elsewhere"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ocpp/..%2Fx",
+        "/ocpp/..%2F..%2Fadmin",
+        "/ocpp/a%2Fb",
+        "/ocpp/HS-1/x/y",
+        "/ocpp/%2e%2e/x",
+        "/elsewhere",
+    ],
+)
 async def test_odd_paths_are_a_clean_404(server, charge_point, path):
     """Encoded slashes and dot segments under /ocpp/: a refused handshake with 404 (WebSocket) and a 404
     page (plain GET), never a 500."""

@@ -41,7 +41,7 @@ async def test_wrong_or_missing_credentials_refused(charge_point):
 
 
 async def test_no_supported_subprotocol_refused(charge_point):
-    comm, connected, _ = await connect(subprotocols=["ocpp1.5", "foo"])
+    _comm, connected, _ = await connect(subprotocols=["ocpp1.5", "foo"])
     assert not connected
 
 
@@ -52,13 +52,13 @@ async def test_subprotocol_follows_charger_preference(charge_point):
 
 
 async def test_unknown_identity_rejected_by_default(charge_point):
-    comm, connected, _ = await connect(identity="NOBODY", key=None)
+    _comm, connected, _ = await connect(identity="NOBODY", key=None)
     assert not connected
     assert not await database_sync_to_async(ChargePoint.objects.filter(identity="NOBODY").exists)()
 
 
 async def test_invalid_identity_refused(charge_point):
-    comm, connected, _ = await connect(identity="bad%20id", key=None)
+    _comm, connected, _ = await connect(identity="bad%20id", key=None)
     assert not connected
 
 
@@ -83,14 +83,17 @@ async def test_failed_attempts_are_limited_per_address(charge_point):
 
     with override_settings(CPO_OCPP_AUTH_FAILURES_PER_ADDRESS=5):
         for n in range(5):
-            decision = await in_thread(authenticate)(identity=f"GUESS-{n}", authorization=None,
-                                                     address="203.0.113.66", secure=False)
+            decision = await in_thread(authenticate)(
+                identity=f"GUESS-{n}", authorization=None, address="203.0.113.66", secure=False
+            )
             assert decision.status == 401
-        decision = await in_thread(authenticate)(identity="CP-1", authorization=basic_header("CP-1", KEY),
-                                                 address="203.0.113.66", secure=False)
+        decision = await in_thread(authenticate)(
+            identity="CP-1", authorization=basic_header("CP-1", KEY), address="203.0.113.66", secure=False
+        )
         assert (decision.allowed, decision.status) == (False, 429)
-        decision = await in_thread(authenticate)(identity="GUESS-9", authorization=None,
-                                                 address="203.0.113.67", secure=False)
+        decision = await in_thread(authenticate)(
+            identity="GUESS-9", authorization=None, address="203.0.113.67", secure=False
+        )
         assert decision.status == 401  # another address is not affected
         comm, connected, _ = await connect(address="203.0.113.67")
         assert connected
@@ -102,11 +105,15 @@ async def test_unknown_identity_and_wrong_key_get_the_same_answer(charge_point):
     from apps.ocpp_gateway.auth import authenticate
 
     answers = set()
-    for identity, authorization in [("CP-1", basic_header("CP-1", "wrong-key-wrong-key")),
-                                    ("NOBODY", basic_header("NOBODY", "wrong-key-wrong-key")),
-                                    ("CP-1", None), ("NOBODY", None)]:
-        decision = await in_thread(authenticate)(identity=identity, authorization=authorization,
-                                                 address="203.0.113.5", secure=False)
+    for identity, authorization in [
+        ("CP-1", basic_header("CP-1", "wrong-key-wrong-key")),
+        ("NOBODY", basic_header("NOBODY", "wrong-key-wrong-key")),
+        ("CP-1", None),
+        ("NOBODY", None),
+    ]:
+        decision = await in_thread(authenticate)(
+            identity=identity, authorization=authorization, address="203.0.113.5", secure=False
+        )
         answers.add((decision.allowed, decision.status, decision.reason))
     assert answers == {(False, 401, "missing or wrong credentials")}
 
@@ -114,8 +121,9 @@ async def test_unknown_identity_and_wrong_key_get_the_same_answer(charge_point):
 @override_settings(CPO_OCPP_ALLOW_PROFILE_0=False)
 async def test_profile_0_needs_the_setting(transactional_db):
     org = await database_sync_to_async(OrganisationFactory)(slug="p0")
-    await database_sync_to_async(ChargePointFactory)(identity="OPEN-1", organisation=org, security_profile=0,
-                                                     auth_key_hash="")
+    await database_sync_to_async(ChargePointFactory)(
+        identity="OPEN-1", organisation=org, security_profile=0, auth_key_hash=""
+    )
     comm, connected, _ = await connect(identity="OPEN-1", key=None)
     assert not connected
     with override_settings(CPO_OCPP_ALLOW_PROFILE_0=True):
@@ -126,9 +134,10 @@ async def test_profile_0_needs_the_setting(transactional_db):
 
 async def test_profile_2_requires_tls(transactional_db):
     org = await database_sync_to_async(OrganisationFactory)(slug="p2")
-    await database_sync_to_async(ChargePointFactory)(identity="TLS-1", organisation=org, security_profile=2,
-                                                     auth_key_hash=keys.hash_key(KEY))
-    comm, connected, _ = await connect(identity="TLS-1")
+    await database_sync_to_async(ChargePointFactory)(
+        identity="TLS-1", organisation=org, security_profile=2, auth_key_hash=keys.hash_key(KEY)
+    )
+    _comm, connected, _ = await connect(identity="TLS-1")
     assert not connected  # plain ws:// is refused for profile 2
 
 
@@ -142,8 +151,9 @@ async def test_pending_policy_registers_and_restricts_until_accepted(transaction
     charger = Charger(comm)
     boot = await charger.call("BootNotification", {"chargePointVendor": "V", "chargePointModel": "M"})
     assert boot[2]["status"] == "Pending"
-    refused = await charger.call("StatusNotification", {"connectorId": 1, "errorCode": "NoError",
-                                                         "status": "Available"})
+    refused = await charger.call(
+        "StatusNotification", {"connectorId": 1, "errorCode": "NoError", "status": "Available"}
+    )
     assert refused[0] == 4 and refused[2] == "SecurityError"
 
     accepted = in_thread(chargepoint_accept)(charge_point=cp)

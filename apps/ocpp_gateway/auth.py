@@ -1,6 +1,9 @@
 """Who may open an OCPP connection: security profiles 0-2, unknown chargers, failed-attempt limits.
 
-An unknown identity and a wrong key get the same answer (401, same body, same hashing work), so the
+A correct key always gets in: the key is checked first, and the failed-attempt limits apply only to a
+handshake being refused (the keys are long random secrets, so letting a correct one through does not
+help guessing; chargers of a depot or a carrier share one address). An unknown identity and a wrong key
+get the same answer (401, same body, same hashing work; 429 for both once over a limit), so the
 handshake does not list the fleet. Failed attempts are limited per (identity, address) and per address
 (CPO_OCPP_AUTH_FAILURES_PER_IDENTITY_ADDRESS, CPO_OCPP_AUTH_FAILURES_PER_ADDRESS within
 CPO_OCPP_AUTH_FAILURE_WINDOW_S), never per identity alone.
@@ -106,21 +109,30 @@ def _auto_register(identity: str, status: str) -> ChargePoint | None:
 
 def _refused(identity: str, address: str, reason: str) -> Decision:
     """Unknown identity, missing or wrong credentials, a profile this server refuses: one answer for all
-    (status and body), so that the answer never tells whether an identity exists. The reason is logged."""
+    (status and body; 429 for all once this address is over a limit), so that the answer never tells
+    whether an identity exists. The failure is counted either way; the reason is logged."""
+    over_limit = _too_many_failures(identity, address)
     _count_failure(identity, address)
+    if over_limit:
+        return _throttled(reason)
     return Decision(False, 401, REFUSED_BODY, log_reason=reason)
 
 
+def _throttled(reason: str) -> Decision:
+    return Decision(False, 429, THROTTLED_BODY, log_reason=f"failure limit reached ({reason})")
+
+
 REFUSED_BODY = "missing or wrong credentials"
+THROTTLED_BODY = "too many failed attempts; try later"
 
 
 def authenticate(*, identity: str, authorization: str | None, address: str, secure: bool) -> Decision:
     """Decide a handshake: 401 for an unknown identity and for missing/wrong credentials alike, 403 for
-    the right credentials over a connection that does not meet the charger's security profile (TLS), 429
-    after too many failures from this address (per identity and address, and per address alone; a
-    correct key from any other address always gets in)."""
-    if _too_many_failures(identity, address):
-        return Decision(False, 429, "too many failed attempts; try later", log_reason="failure limit reached")
+    the right credentials over a connection that does not meet the charger's security profile (TLS). The
+    limits are looked at only when refusing: a handshake that would be refused gets 429 instead of 401
+    after too many failures from this address (per identity and address, and per address alone), while
+    a correct key always gets in, from any address. An unknown identity is auto-registered (policy
+    "pending"/"accept") only from an address under its limits."""
     credentials = parse_basic(authorization)
     cp = ChargePoint.objects.filter(identity=identity).first()
     if cp is None:
@@ -129,6 +141,8 @@ def authenticate(*, identity: str, authorization: str | None, address: str, secu
             # The same work as for a known identity.
             keys.verify_key(credentials[1] if credentials else "", _UNKNOWN_HASH)
             return _refused(identity, address, "unknown charge point")
+        if _too_many_failures(identity, address):
+            return _throttled("unknown charge point, not auto-registered")
         cp = _auto_register(
             identity, RegistrationStatus.PENDING if policy == "pending" else RegistrationStatus.ACCEPTED
         )

@@ -65,7 +65,8 @@ async def test_unknown_identity_and_wrong_key_get_the_same_answer(server, charge
 
 async def test_failures_from_elsewhere_never_lock_the_real_charger_out(server, charge_point):
     """50 failed handshakes for HS-1 from another address (through the trusted proxy on loopback) make
-    that address wait, not the real charger."""
+    that address wait for refusals (429, an unknown identity alike), not the real charger; a correct key
+    gets in even from that address (chargers behind one carrier address)."""
     attacker = ("X-Forwarded-For: 203.0.113.66",)
     statuses = [
         (
@@ -79,6 +80,17 @@ async def test_failures_from_elsewhere_never_lock_the_real_charger_out(server, c
         for n in range(50)
     ]
     assert set(statuses[:10]) == {401} and set(statuses[10:]) == {429}
+    answers = []
+    for identity, key in (("NOBODY-1", KEY), ("HS-1", "wrong-key-0123456789")):
+        status, headers, body = await http_upgrade_answer(
+            server.port, f"/ocpp/{identity}", authorization=basic_auth(identity, key), extra_headers=attacker
+        )
+        answers.append((status, headers.get("content-type"), headers.get("content-length"), body))
+    assert answers[0] == answers[1] and answers[0][0] == 429
+    status, _ = await http_upgrade(
+        server.port, "/ocpp/HS-1", authorization=basic_auth("HS-1", KEY), extra_headers=attacker
+    )
+    assert status == 101
     status, _ = await http_upgrade(
         server.port,
         "/ocpp/HS-1",

@@ -63,14 +63,25 @@ async def test_invalid_identity_refused(charge_point):
 
 
 async def test_failed_attempts_are_limited_per_identity_and_address(charge_point):
-    """Failures lock out that (identity, address) only: the real charger elsewhere always gets in."""
+    """Failures make that (identity, address) wait for refusals only: the right key gets in from there
+    too, and the real charger elsewhere always gets in."""
+    from apps.ocpp_gateway.auth import authenticate
+
     with override_settings(CPO_OCPP_AUTH_FAILURES_PER_IDENTITY_ADDRESS=3):
         for _ in range(50):
             _comm, connected, _ = await connect(key="wrong-key-wrong-key", address="203.0.113.66")
             assert not connected
-        # The right key, from the attacker's address: that pair is locked out for now.
-        _comm, connected, _ = await connect(address="203.0.113.66")
-        assert not connected
+        decision = await in_thread(authenticate)(
+            identity="CP-1",
+            authorization=basic_header("CP-1", "wrong-key-wrong-key"),
+            address="203.0.113.66",
+            secure=False,
+        )
+        assert (decision.allowed, decision.status) == (False, 429)
+        # The right key from that same address: a correct key always gets in.
+        comm, connected, _ = await connect(address="203.0.113.66")
+        assert connected
+        await comm.disconnect()
         comm, connected, _ = await connect(address="198.51.100.7")  # the real charger
         assert connected
         await comm.disconnect()
@@ -78,7 +89,8 @@ async def test_failed_attempts_are_limited_per_identity_and_address(charge_point
 
 async def test_failed_attempts_are_limited_per_address(charge_point):
     """One address trying many identities is stopped once it has failed CPO_OCPP_AUTH_FAILURES_PER_ADDRESS
-    times, even for an identity it has not tried yet."""
+    times, even for an identity it has not tried yet; an unknown identity and a wrong key get the same
+    429 then. A correct key from that same address still gets in (chargers behind one carrier address)."""
     from apps.ocpp_gateway.auth import authenticate
 
     with override_settings(CPO_OCPP_AUTH_FAILURES_PER_ADDRESS=5):
@@ -87,10 +99,25 @@ async def test_failed_attempts_are_limited_per_address(charge_point):
                 identity=f"GUESS-{n}", authorization=None, address="203.0.113.66", secure=False
             )
             assert decision.status == 401
+        answers = set()
+        for identity, authorization in [
+            ("CP-1", basic_header("CP-1", "wrong-key-wrong-key")),
+            ("NOBODY", basic_header("NOBODY", "wrong-key-wrong-key")),
+            ("CP-1", None),
+            ("NOBODY", None),
+        ]:
+            decision = await in_thread(authenticate)(
+                identity=identity, authorization=authorization, address="203.0.113.66", secure=False
+            )
+            answers.add((decision.allowed, decision.status, decision.reason))
+        assert answers == {(False, 429, "too many failed attempts; try later")}
         decision = await in_thread(authenticate)(
             identity="CP-1", authorization=basic_header("CP-1", KEY), address="203.0.113.66", secure=False
         )
-        assert (decision.allowed, decision.status) == (False, 429)
+        assert (decision.allowed, decision.status) == (True, 200)
+        comm, connected, _ = await connect(address="203.0.113.66")  # over its limit, the right key
+        assert connected
+        await comm.disconnect()
         decision = await in_thread(authenticate)(
             identity="GUESS-9", authorization=None, address="203.0.113.67", secure=False
         )
@@ -98,6 +125,29 @@ async def test_failed_attempts_are_limited_per_address(charge_point):
         comm, connected, _ = await connect(address="203.0.113.67")
         assert connected
         await comm.disconnect()
+
+
+@override_settings(CPO_OCPP_UNKNOWN_CHARGERS="pending", CPO_OCPP_AUTH_FAILURES_PER_ADDRESS=2)
+async def test_an_address_over_its_limit_does_not_auto_register(transactional_db):
+    from apps.ocpp_gateway.auth import authenticate
+
+    org = await database_sync_to_async(OrganisationFactory)(slug="home")
+    await database_sync_to_async(ChargePointFactory)(
+        identity="KEYED-1", organisation=org, auth_key_hash=keys.hash_key(KEY)
+    )
+    for _ in range(2):
+        decision = await in_thread(authenticate)(
+            identity="KEYED-1",
+            authorization=basic_header("KEYED-1", "wrong-key-wrong-key"),
+            address="203.0.113.66",
+            secure=False,
+        )
+        assert decision.status == 401
+    decision = await in_thread(authenticate)(
+        identity="NEW-2", authorization=None, address="203.0.113.66", secure=False
+    )
+    assert decision.status == 429
+    assert not await database_sync_to_async(ChargePoint.objects.filter(identity="NEW-2").exists)()
 
 
 async def test_unknown_identity_and_wrong_key_get_the_same_answer(charge_point):

@@ -53,13 +53,21 @@ async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> N
     if outcome.response is not None:
         outcome = dataclasses.replace(outcome, response=mask_payload(outcome.response))
     key = OUTCOME_KEY.format(id=command["command_id"])
-    message = outcome_message(command_id=command["command_id"], action=command.get("action", ""),
-                              status=outcome.status, response=outcome.response, error_code=outcome.error_code,
-                              error_description=outcome.error_description)
+    message = outcome_message(
+        command_id=command["command_id"],
+        action=command.get("action", ""),
+        status=outcome.status,
+        response=outcome.response,
+        error_code=outcome.error_code,
+        error_description=outcome.error_description,
+    )
     try:
         await database_sync_to_async(command_outcome_store)(
-            command_id=command["command_id"], status=outcome.status, response=outcome.response,
-            error_code=outcome.error_code, error_description=outcome.error_description,
+            command_id=command["command_id"],
+            status=outcome.status,
+            response=outcome.response,
+            error_code=outcome.error_code,
+            error_description=outcome.error_description,
             follow_up=command.get("follow_up"),
         )
     finally:
@@ -97,40 +105,62 @@ class OcppConsumer(AsyncWebsocketConsumer):
         client = self.scope.get("client") or ("", 0)
         secure = self.scope.get("scheme") in ("wss", "https")
         decision = await database_sync_to_async(auth.authenticate)(
-            identity=self.identity, authorization=headers.get("authorization"), address=str(client[0]), secure=secure,
+            identity=self.identity,
+            authorization=headers.get("authorization"),
+            address=str(client[0]),
+            secure=secure,
         )
         if not decision.allowed:
-            logger.info("refused %s from %s: %s", self.identity, client[0],
-                        decision.log_reason or decision.reason)
+            logger.info(
+                "refused %s from %s: %s", self.identity, client[0], decision.log_reason or decision.reason
+            )
             await self.deny(decision.status, decision.reason)
             return
         try:
             self.epoch, previous = await presence.claim(
-                self.identity, self.channel_name, address=str(client[0]),
+                self.identity,
+                self.channel_name,
+                address=str(client[0]),
                 authenticated=decision.authenticated,
-                unless_alive_since=None if decision.authenticated
+                unless_alive_since=None
+                if decision.authenticated
                 else clock.now().timestamp() - conf.unauthenticated_takeover_after_s(),
             )
         except presence.Held:
             # Without credentials, a newcomer never replaces a live connection (it could be anyone).
-            logger.warning("refused %s from %s: unauthenticated, and a live connection holds it",
-                           self.identity, client[0])
+            logger.warning(
+                "refused %s from %s: unauthenticated, and a live connection holds it",
+                self.identity,
+                client[0],
+            )
             await self.deny(409, "another connection holds this charge point")
             return
         if previous is not None and previous.channel != self.channel_name:
             try:
-                await self.channel_layer.send(previous.channel, {"type": "ocpp.replaced", "epoch": previous.epoch})
+                await self.channel_layer.send(
+                    previous.channel, {"type": "ocpp.replaced", "epoch": previous.epoch}
+                )
             except ChannelFull:
                 # Best effort: the replaced socket also closes at its next presence refresh (epoch changed).
-                logger.warning("%s: could not tell the replaced connection to close (channel full)", self.identity)
+                logger.warning(
+                    "%s: could not tell the replaced connection to close (channel full)", self.identity
+                )
         handlers_cls, actions = VERSIONS[subprotocol]
         context = ConnectionContext(
-            identity=self.identity, charge_point_id=decision.charge_point_id, organisation_id=decision.organisation_id,
-            subprotocol=subprotocol, registration_status=decision.registration_status,
+            identity=self.identity,
+            charge_point_id=decision.charge_point_id,
+            organisation_id=decision.organisation_id,
+            subprotocol=subprotocol,
+            registration_status=decision.registration_status,
             on_boot=self._note_boot,
         )
-        self.connection = OcppConnection(context=context, handlers_cls=handlers_cls, known_actions=actions,
-                                         send=self._send_text, record_outcome=_record_outcome)
+        self.connection = OcppConnection(
+            context=context,
+            handlers_cls=handlers_cls,
+            known_actions=actions,
+            send=self._send_text,
+            record_outcome=_record_outcome,
+        )
         self._last_touch = clock.now().timestamp()
         await self.accept(subprotocol=subprotocol)
         self.connection.start()
@@ -139,20 +169,32 @@ class OcppConsumer(AsyncWebsocketConsumer):
         """Keep what this connection's BootNotification said in its presence record (the accept page)."""
         station = payload.get("chargingStation") or {}
         await presence.note_boot(
-            self.identity, self.epoch,
+            self.identity,
+            self.epoch,
             vendor=str(payload.get("chargePointVendor") or station.get("vendorName") or ""),
             model=str(payload.get("chargePointModel") or station.get("model") or ""),
-            serial=str(payload.get("chargePointSerialNumber") or payload.get("chargeBoxSerialNumber")
-                       or station.get("serialNumber") or ""),
+            serial=str(
+                payload.get("chargePointSerialNumber")
+                or payload.get("chargeBoxSerialNumber")
+                or station.get("serialNumber")
+                or ""
+            ),
         )
 
     async def deny(self, status: int, reason: str) -> None:
         """Refuse the handshake with an HTTP status where the server supports it (uvicorn), else 403."""
         if "websocket.http.response" in (self.scope.get("extensions") or {}):
             body = reason.encode()
-            await self.base_send({"type": "websocket.http.response.start", "status": status,
-                                  "headers": [(b"content-type", b"text/plain"),
-                                              (b"content-length", str(len(body)).encode())]})
+            await self.base_send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"text/plain"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
             await self.base_send({"type": "websocket.http.response.body", "body": body})
         else:
             await self.close()
@@ -181,8 +223,12 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     async def ocpp_command(self, event: dict[str, Any]) -> None:
         if self.connection is None or event.get("epoch") != self.epoch:
-            await _record_outcome(event, CommandOutcome(CommandStatus.CHARGER_DISCONNECTED,
-                                                        error_description="connection was replaced"))
+            await _record_outcome(
+                event,
+                CommandOutcome(
+                    CommandStatus.CHARGER_DISCONNECTED, error_description="connection was replaced"
+                ),
+            )
             return
         self.connection.enqueue_command(event)
 

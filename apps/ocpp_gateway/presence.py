@@ -74,28 +74,49 @@ class Presence:
 def _parse(identity: str, data: dict[str, str]) -> Presence | None:
     if not data or "channel" not in data:
         return None
-    return Presence(identity=identity, channel=data["channel"], epoch=int(data["epoch"]),
-                    server=data.get("server", ""), connected_at=float(data.get("connected_at", 0)),
-                    last_frame_at=float(data.get("last_frame_at", 0)),
-                    address=data.get("address", ""), authenticated=data.get("authenticated", "1") == "1",
-                    boot_vendor=data.get("boot_vendor", ""), boot_model=data.get("boot_model", ""),
-                    boot_serial=data.get("boot_serial", ""), booted_at=float(data.get("booted_at") or 0))
+    return Presence(
+        identity=identity,
+        channel=data["channel"],
+        epoch=int(data["epoch"]),
+        server=data.get("server", ""),
+        connected_at=float(data.get("connected_at", 0)),
+        last_frame_at=float(data.get("last_frame_at", 0)),
+        address=data.get("address", ""),
+        authenticated=data.get("authenticated", "1") == "1",
+        boot_vendor=data.get("boot_vendor", ""),
+        boot_model=data.get("boot_model", ""),
+        boot_serial=data.get("boot_serial", ""),
+        booted_at=float(data.get("booted_at") or 0),
+    )
 
 
 class Held(Exception):
     """A live connection holds the identity and the newcomer may not replace it."""
 
 
-async def claim(identity: str, channel: str, *, address: str = "", authenticated: bool = True,
-                unless_alive_since: float | None = None) -> tuple[int, Presence | None]:
+async def claim(
+    identity: str,
+    channel: str,
+    *,
+    address: str = "",
+    authenticated: bool = True,
+    unless_alive_since: float | None = None,
+) -> tuple[int, Presence | None]:
     """Take over presence for `identity`; returns (our epoch, the presence we replaced). With
     `unless_alive_since`, raises Held instead when the current holder sent a frame since then."""
     r = async_redis()
     key = PREFIX + identity
     now = time.time()
     epoch = int(await r.incr(EPOCH_PREFIX + identity))  # unique even if this claim is refused
-    mapping = {"channel": channel, "epoch": epoch, "server": SERVER_ID, "connected_at": now,
-               "last_frame_at": now, "address": address, "authenticated": "1" if authenticated else "0"}
+    mapping = {
+        "channel": channel,
+        "epoch": epoch,
+        "server": SERVER_ID,
+        "connected_at": now,
+        "last_frame_at": now,
+        "address": address,
+        "authenticated": "1" if authenticated else "0",
+    }
     # The check and the new record in one transaction (WATCH): no other claim slips in between.
     async with r.pipeline(transaction=True) as pipe:
         while True:
@@ -103,8 +124,11 @@ async def claim(identity: str, channel: str, *, address: str = "", authenticated
                 await pipe.watch(key)
                 data = await pipe.hgetall(key)
                 previous = _parse(identity, data)
-                if (unless_alive_since is not None and previous is not None
-                        and previous.last_frame_at >= unless_alive_since):
+                if (
+                    unless_alive_since is not None
+                    and previous is not None
+                    and previous.last_frame_at >= unless_alive_since
+                ):
                     await pipe.reset()
                     raise Held(identity)
                 pipe.multi()
@@ -120,14 +144,17 @@ async def claim(identity: str, channel: str, *, address: str = "", authenticated
 
 async def note_boot(identity: str, epoch: int, *, vendor: str, model: str, serial: str) -> None:
     """What this connection's BootNotification said, for the operator's accept page."""
-    await async_redis().eval(_NOTE_BOOT, 1, PREFIX + identity, str(epoch), vendor[:50], model[:50],
-                             serial[:50], str(time.time()))
+    await async_redis().eval(
+        _NOTE_BOOT, 1, PREFIX + identity, str(epoch), vendor[:50], model[:50], serial[:50], str(time.time())
+    )
 
 
 async def touch(identity: str, epoch: int) -> bool:
     """Refresh last frame time and TTL; False when another connection has taken over."""
     r = async_redis()
-    result = await r.eval(_TOUCH, 1, PREFIX + identity, str(epoch), str(time.time()), str(conf.presence_ttl_s()))
+    result = await r.eval(
+        _TOUCH, 1, PREFIX + identity, str(epoch), str(time.time()), str(conf.presence_ttl_s())
+    )
     return bool(result)
 
 
@@ -146,12 +173,12 @@ def scan_all() -> dict[str, Presence]:
     found: dict[str, Presence] = {}
     keys = list(r.scan_iter(match=PREFIX + "*", count=1000))
     for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
+        chunk = keys[start : start + 500]
         pipe = r.pipeline(transaction=False)
         for key in chunk:
             pipe.hgetall(key)
         for key, data in zip(chunk, pipe.execute(), strict=True):
-            presence = _parse(key[len(PREFIX):], data)
+            presence = _parse(key[len(PREFIX) :], data)
             if presence is not None:
                 found[presence.identity] = presence
     return found

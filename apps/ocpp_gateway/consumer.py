@@ -127,7 +127,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 else clock.now().timestamp() - conf.unauthenticated_takeover_after_s(),
             )
         except presence.Held:
-            # Without credentials, a newcomer never replaces a live connection (it could be anyone).
+            # Without credentials, a newcomer never replaces a live connection from another address (it
+            # could be anyone); from the same address it does (the charger reconnecting, see presence).
             logger.warning(
                 "refused %s from %s: unauthenticated, and a live connection holds it",
                 self.identity,

@@ -9,8 +9,12 @@ Touch and release compare the epoch, so a replaced socket's late traffic or disc
 the connection that replaced it. A record whose TTL lapses means the charger is offline.
 
 A connection without credentials (profile 0, a Pending charger without a key) never replaces a live one
-(`claim(..., unless_alive_since=...)`): whoever knows an identity could otherwise take a Pending
-charger's place and receive its key when the operator accepts it. The operator's accept page shows the
+from another address (`claim(..., unless_alive_since=...)`): whoever knows an identity could otherwise
+take a Pending charger's place and receive its key when the operator accepts it. From the live
+connection's own address it may: that is the charger itself reconnecting after a reboot or a network
+drop, before the server has noticed that the old TCP connection is dead (refusing it would keep a
+keyless charger out for up to a heartbeat interval and a minute, and many firmwares then back off for
+long). The operator's accept page shows the
 connection's address and what its own BootNotification said (`note_boot`), and the key is bound to
 that connection's epoch.
 """
@@ -103,7 +107,8 @@ async def claim(
     unless_alive_since: float | None = None,
 ) -> tuple[int, Presence | None]:
     """Take over presence for `identity`; returns (our epoch, the presence we replaced). With
-    `unless_alive_since`, raises Held instead when the current holder sent a frame since then."""
+    `unless_alive_since`, raises Held instead when the current holder sent a frame since then and was
+    recorded with another address than `address` (the same address: the charger itself reconnecting)."""
     r = async_redis()
     key = PREFIX + identity
     now = time.time()
@@ -128,6 +133,7 @@ async def claim(
                     unless_alive_since is not None
                     and previous is not None
                     and previous.last_frame_at >= unless_alive_since
+                    and not (address and previous.address == address)
                 ):
                     await pipe.reset()
                     raise Held(identity)

@@ -145,3 +145,32 @@ async def test_accept_page_shows_the_connection_and_refuses_a_changed_one(pendin
     assert cp.registration_status == "Pending"
     assert not await database_sync_to_async(OcppCommand.objects.exists)()  # nothing was sent to anyone
     await first.disconnect()
+
+
+@pytest.mark.parametrize("status", ["Pending", "Accepted"])
+async def test_keyless_charger_reconnecting_from_its_address_takes_over(transactional_db, settings, status):
+    """A keyless charger (profile 0 allowed, or Pending) reconnects after a reboot or a network drop
+    before the server has noticed its old connection is dead: from the live connection's address the
+    newcomer takes over at once; from another address it is still refused."""
+    settings.CPO_OCPP_ALLOW_PROFILE_0 = True
+    org = await database_sync_to_async(OrganisationFactory)(slug="keyless-org")
+    await database_sync_to_async(ChargePointFactory)(
+        identity="OPEN-1", organisation=org, registration_status=status, security_profile=0, auth_key_hash=""
+    )
+    old, connected, _ = await connect(identity="OPEN-1", key=None, address="198.51.100.7")
+    assert connected
+    await Charger(old).call("BootNotification", BOOT)
+    held = await sync_to_async(presence.lookup)("OPEN-1")
+
+    _other, connected, _ = await connect(identity="OPEN-1", key=None, address="203.0.113.66")
+    assert not connected
+    assert (await sync_to_async(presence.lookup)("OPEN-1")).epoch == held.epoch
+
+    new, connected, _ = await connect(identity="OPEN-1", key=None, address="198.51.100.7")
+    assert connected
+    now = await sync_to_async(presence.lookup)("OPEN-1")
+    assert now.epoch > held.epoch and (now.address, now.authenticated) == ("198.51.100.7", False)
+    assert (await old.receive_output(timeout=5))["type"] == "websocket.close"  # the stale one is told to go
+    assert (await Charger(new).call("BootNotification", BOOT))[0] == 3
+    await new.disconnect()
+    await old.disconnect()

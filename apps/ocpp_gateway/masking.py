@@ -23,6 +23,9 @@ _NAMES_A_SECRET = re.compile("|".join(re.escape(name) for name in sorted(SECRET_
 _VALUE_MEMBERS = ("value", "attributeValue", "attribute_value", "actualValue", "actual_value")
 _ATTRIBUTE_LISTS = ("variableAttribute", "variable_attribute")
 WITHHELD = '"frame withheld: it names a charger key and is not valid JSON"'
+# A JSON string may spell any character as \uXXXX ("\u0041uthorizationKey"): the raw text is searched
+# with those escapes decoded.
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
 def is_secret_name(name: Any) -> bool:
@@ -61,11 +64,20 @@ def mask_payload(payload: Any) -> Any:
     return masked
 
 
+def _unescaped(raw: str) -> str:
+    """`raw` with its \\uXXXX escapes decoded, for the search only (an escaped backslash before a `u` is
+    decoded too: that can only make the search find a name, never miss one)."""
+    if "\\" not in raw:
+        return raw
+    return _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), raw)
+
+
 def mask_frame(raw: str) -> str:
-    """An OCPP-J frame as it may be stored: unchanged unless it names a secret (one C-speed search), else
-    re-serialised with the secret values masked. A frame that names a secret but cannot be read as JSON
-    is withheld altogether (we cannot tell where the value is)."""
-    if _NAMES_A_SECRET.search(raw) is None:
+    """An OCPP-J frame as it may be stored: unchanged unless it names a secret (one C-speed search, with
+    \\uXXXX escapes decoded first when the frame has a backslash), else re-serialised with the secret
+    values masked. A frame that names a secret but cannot be read as JSON is withheld altogether (we
+    cannot tell where the value is)."""
+    if _NAMES_A_SECRET.search(_unescaped(raw)) is None:
         return raw
     try:
         frame = json.loads(raw)

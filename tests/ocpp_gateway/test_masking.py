@@ -44,3 +44,19 @@ def test_frames_without_a_key_are_stored_byte_for_byte():
         '["AuthorizationKey"]}]'
     )
     assert mask_frame('[2, "m1", "ChangeConfiguration", {"key": "AuthorizationKey", "value": "x') == WITHHELD
+
+
+def test_names_spelled_with_json_escapes_are_masked_too():
+    r"""JSON lets a sender spell any character as \uXXXX: the frame still names a key and is masked."""
+    escaped = r'[2, "m1", "ChangeConfiguration", {"key": "\u0041uthorizationKey", "value": "s1"}]'
+    assert json.loads(mask_frame(escaped))[3] == {"key": "AuthorizationKey", "value": MASK}
+    all_escaped = "".join(f"\\u{ord(c):04x}" for c in "BasicAuthPassword")
+    raw = (
+        '[2, "m2", "SetVariables", {"setVariableData": [{"component": {"name": "SecurityCtrlr"}, '
+        f'"variable": {{"name": "{all_escaped}"}}, "attributeValue": "s2"}}]}}]'
+    )
+    assert "s2" not in mask_frame(raw)
+    assert mask_frame(escaped[:-3]) == WITHHELD  # names a key, not valid JSON
+    # A backslash in a frame that names no key changes nothing.
+    plain = r'[2, "m3", "DataTransfer", {"vendorId": "V", "data": "a\u0042\"c\\u0041"}]'
+    assert mask_frame(plain) is plain

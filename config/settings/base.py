@@ -255,6 +255,8 @@ SPECTACULAR_SETTINGS = {
 # --- driver API ----------------------------------------------------------------------------------
 # An address a driver logged in from is spared the per-account failure ceiling for this long.
 CPO_API_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_API_LOGIN_KNOWN_ADDRESS_DAYS", "30"))
+# Past the per-account failure ceiling, other addresses get one login attempt per this many seconds.
+CPO_API_LOGIN_SLOWDOWN_S = int(ENV.get("CPO_API_LOGIN_SLOWDOWN_S", "30"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 # Driver API views run in the thread pool, not Django's one shared sync thread (cpo.api.parallel_view).

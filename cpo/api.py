@@ -150,19 +150,27 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 class FailureBudget:
     """At most the rate of `scope` (a DEFAULT_THROTTLE_RATES key: "10/15m") failures per `ident`, in fixed
-    windows in the cache; a scope without a rate is not limited. An attempt is counted before it is judged
-    (an atomic increment: parallel attempts cannot slip past the count) and refunded when it turns out not
-    to be a failure. Over budget: 429 `throttled` with Retry-After (the window's end)."""
+    windows in the cache; a scope without a rate is not limited (`rate`, (count, seconds), overrides the
+    scope's). An attempt is counted before it is judged (an atomic increment: parallel attempts cannot slip
+    past the count) and refunded when it turns out not to be a failure. Over budget: 429 `throttled` with
+    Retry-After (the window's end)."""
 
-    def __init__(self, scope: str, ident: str, *, detail: str | None = None) -> None:
-        self.scope, self.ident, self.detail = scope, ident, detail
+    def __init__(
+        self, scope: str, ident: str, *, detail: str | None = None, rate: tuple[int, int] | None = None
+    ) -> None:
+        self.scope, self.ident, self.detail, self.rate = scope, ident, detail, rate
         self.key: str | None = None
 
     def spend(self) -> None:
-        rate = _ScopedRateThrottle.THROTTLE_RATES.get(self.scope)
-        if not rate or not self.ident:
+        if not self.ident:
             return
-        limit, duration = parse_rate(rate)
+        if self.rate is not None:
+            limit, duration = self.rate
+        else:
+            rate = _ScopedRateThrottle.THROTTLE_RATES.get(self.scope)
+            if not rate:
+                return
+            limit, duration = parse_rate(rate)
         now = time.time()
         window = int(now // duration)
         wait = (window + 1) * duration - now

@@ -5,7 +5,10 @@ the page, and audited. The driver API's login is not affected."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django import db
 from django.core import mail
 from django.core.cache import cache
 from django.test import Client
@@ -130,6 +133,30 @@ def test_an_attack_from_many_addresses_slows_down_new_addresses_but_never_locks_
     # the slow-down is not a lock: the next interval lets an attempt through
     cache.delete(f"{login_throttle.PREFIX}:slow:{login_throttle._account_key(staff.email)}")  # interval over
     assert sign_in(staff.email, PASSWORD, "198.51.100.51")[0] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_attempts_cannot_slip_past_the_count(limits, staff):
+    # each attempt is counted (atomically, in Redis) before its password is checked
+    parallel = 12
+    barrier = threading.Barrier(parallel)
+    pages: list[str] = []
+
+    def guess() -> None:
+        try:
+            barrier.wait(timeout=30)
+            pages.append(sign_in(staff.email, "wrong-password", ATTACKER)[1])
+        finally:
+            db.connections.close_all()
+
+    threads = [threading.Thread(target=guess) for _ in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    refused = [page for page in pages if throttled_text() in page]
+    assert (len(pages), len(refused)) == (parallel, parallel - 3)  # exactly the limit were checked
+    assert len(records("admin.login_failed")) == 3
 
 
 @pytest.mark.django_db

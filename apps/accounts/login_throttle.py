@@ -16,9 +16,11 @@ CPO_ADMIN_LOGIN_WINDOW_S seconds, three ways:
 
 Each attempt is counted as a failure before the password is checked (an atomic increment, so parallel
 attempts cannot slip past the limits) and taken back when it succeeds; a throttled attempt is refused
-before the password is checked, and not counted. Password reset *requests* are counted
-per account (the address typed, whether or not it has an account: no answer reveals that) and per
-address, in windows of CPO_ADMIN_PASSWORD_RESET_WINDOW_S.
+before the password is checked, and not counted.
+
+Password reset *requests* are counted per (account, address) (the account: the e-mail address typed,
+whether or not it has an account: no answer reveals that), so that requests from elsewhere cannot use up
+the account owner's own, and per address, in windows of CPO_ADMIN_PASSWORD_RESET_WINDOW_S.
 
 Audit records (apps.accounts AuditRecord, source "admin"): one per failed sign-in (admin.login_failed),
 and one per throttled key and window for throttled attempts (admin.login_throttled,
@@ -240,8 +242,10 @@ def password_reset_check(*, request: HttpRequest, email: str) -> Throttled | Non
     """Count a password reset request for `email` from this request's address; None when it may be sent,
     otherwise why not (the refusal is audited and logged, and not counted)."""
     window = _setting("CPO_ADMIN_PASSWORD_RESET_WINDOW_S", 3600)
-    account = f"{PREFIX}:reset:acct:{_account_key(email)}"
-    address = f"{PREFIX}:reset:addr:{_address_key(client_address(request))}"
+    client = _address_key(client_address(request))
+    # per (account, address): requests from elsewhere cannot use up the account owner's own requests
+    account = f"{PREFIX}:reset:acct:{_account_key(email)}:{client}"
+    address = f"{PREFIX}:reset:addr:{client}"
     message = _(
         "Too many password reset requests. Please wait up to {minutes} minutes and try again."
     ).format(minutes=_wait_minutes(window))

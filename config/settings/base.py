@@ -326,8 +326,9 @@ CPO_HTTP_MAX_BODY_ADMIN_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_ADMIN_BYTES", str
 CPO_HTTP_MAX_BODY_FIRMWARE_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_FIRMWARE_BYTES", str(256 * 1024 * 1024)))
 CPO_HTTP_BODY_LIMITS = [  # (path prefix, bytes[, "signed_in"]): the longest matching prefix applies
     ("/api/", CPO_HTTP_MAX_BODY_API_BYTES),
-    ("/admin/", CPO_HTTP_MAX_BODY_ADMIN_BYTES),
-    # firmware images only from a signed-in admin session: anyone else gets the admin limit
+    # the admin's uploads only from a signed-in session: anonymous admin forms (sign-in, password reset) are
+    # small, and get CPO_HTTP_MAX_BODY_BYTES; firmware images likewise
+    ("/admin/", CPO_HTTP_MAX_BODY_ADMIN_BYTES, "signed_in"),
     ("/admin/ocpp_gateway/firmwarefile/", CPO_HTTP_MAX_BODY_FIRMWARE_BYTES, "signed_in"),
     ("/ocpp/uploads/diagnostics/", CPO_DIAGNOSTICS_MAX_BYTES + 64 * 1024),
 ]

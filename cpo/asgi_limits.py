@@ -11,12 +11,13 @@ size. `BodyLimitMiddleware` wraps the "http" application in config/asgi.py (the 
   never receives the rest; the 413 asks the server to close the connection.
 
 The limits come from settings: CPO_HTTP_BODY_LIMITS, a list of (path prefix, bytes) where the longest
-matching prefix applies, and CPO_HTTP_MAX_BODY_BYTES for every other path. An entry (path prefix, bytes,
-"signed_in") applies only to requests that carry the session of a signed-in user (staff: only the admin
-has sessions), so that anonymous clients cannot make the server spool the admin's larger uploads
-(import files, firmware images); the session is looked up only for a body that may exceed the other
-limit, and a session key found not signed in is remembered for NOT_SIGNED_IN_TTL_S seconds (in this
-process), so that a flood of requests with a made-up session cookie does not take database connections.
+matching prefix applies (to the path without the root path the application is served under), and
+CPO_HTTP_MAX_BODY_BYTES for every other path. An entry (path prefix, bytes, "signed_in") applies only to
+requests that carry the session of a signed-in user (staff: only the admin has sessions), so that
+anonymous clients cannot make the server spool the admin's larger uploads (import files, firmware
+images); the session is looked up only for a body that may exceed the other limit, and a session key
+found not signed in is remembered for NOT_SIGNED_IN_TTL_S seconds (in this process), so that a flood of
+requests with a made-up session cookie does not take database connections.
 
 The 413 is the API's JSON error shape for /api/ paths and a short plain-text answer elsewhere. WebSocket
 and lifespan traffic pass through untouched (OCPP frames have their own size limit).
@@ -127,6 +128,16 @@ class _NotSignedIn:
         self._until.clear()
 
 
+def _route(scope: Scope) -> str:
+    """The request's path within the application: without the root path it is mounted under (uvicorn
+    --root-path; in ASGI the path includes it), as the route prefixes of the limits are written."""
+    path = scope.get("path", "")
+    root = scope.get("root_path", "").rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :] or "/"
+    return path
+
+
 async def _signed_in(scope: Scope, not_signed_in: _NotSignedIn) -> bool:
     """True when the request carries the session cookie of a signed-in user."""
     cookies = SimpleCookie()
@@ -191,7 +202,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
+        path = _route(scope)
         limit = self.limit_for(path)
         declared = _content_length(scope)
         chunked = declared is None and bool(_header(scope, b"transfer-encoding"))
@@ -200,7 +211,7 @@ class BodyLimitMiddleware:
             if larger > limit and await _signed_in(scope, self.not_signed_in):
                 limit = larger
         if declared is not None and declared > limit:
-            await self._reject(scope, send, limit)
+            await self._reject(scope, send, limit, path)
             return
 
         received = 0
@@ -218,7 +229,7 @@ class BodyLimitMiddleware:
                 if received > limit:
                     cut = True
                     if not response_started:
-                        await self._reject(scope, send, limit)
+                        await self._reject(scope, send, limit, path)
                         answered = True
                     # the application sees the client leave, never the bytes past the limit
                     return {"type": "http.disconnect"}
@@ -234,11 +245,11 @@ class BodyLimitMiddleware:
 
         await self.app(scope, limited_receive, guarded_send)
 
-    async def _reject(self, scope: Scope, send: Send, limit: int) -> None:
+    async def _reject(self, scope: Scope, send: Send, limit: int, path: str) -> None:
         """Answer 413 and ask the server to close the connection (the rest of the body is never read)."""
         with translation.override(_language(scope)):
             detail = request_too_large_detail(limit)
-        if scope.get("path", "").startswith(API_PREFIX):
+        if path.startswith(API_PREFIX):
             body = json.dumps({"code": "request_too_large", "detail": detail, "fields": {}}).encode()
             content_type = b"application/json"
         else:

@@ -171,6 +171,27 @@ async def test_the_longest_matching_prefix_sets_the_limit(limited, recorder):
 
 
 @pytest.mark.asyncio
+async def test_under_a_root_path_the_routes_keep_their_limits(limited, recorder):
+    # served under a root path (uvicorn --root-path /cpo): the ASGI path includes it
+    def under_root(path: str, size: int) -> dict[str, Any]:
+        scope = http_scope("/cpo" + path, content_length=size)
+        scope["root_path"] = "/cpo"
+        return scope
+
+    communicator = ApplicationCommunicator(limited, under_root("/big/upload/", 5 * LIMIT))
+    await feed(communicator, 5 * LIMIT)
+    assert (await response_of(communicator))[0] == 200  # the route's limit, not the default
+    status, headers, body = await response_of(
+        ApplicationCommunicator(limited, under_root("/api/v1/x", 2 * LIMIT))
+    )
+    assert status == 413 and headers[b"content-type"] == b"application/json"  # the API's answer
+    assert str(LIMIT).encode() in body and json.loads(body)["code"] == "request_too_large"
+    # a path outside the root path is matched as it is
+    assert asgi_limits._route({"path": "/cporx/api/", "root_path": "/cpo"}) == "/cporx/api/"
+    assert asgi_limits._route({"path": "/cpo", "root_path": "/cpo/"}) == "/"
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "header",
     [(b"accept-language", b"de-DE,de;q=0.9"), (b"cookie", b"django_language=de; csrftoken=abc")],

@@ -150,19 +150,27 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 class FailureBudget:
     """At most the rate of `scope` (a DEFAULT_THROTTLE_RATES key: "10/15m") failures per `ident`, in fixed
-    windows in the cache; a scope without a rate is not limited. An attempt is counted before it is judged
-    (an atomic increment: parallel attempts cannot slip past the count) and refunded when it turns out not
-    to be a failure. Over budget: 429 `throttled` with Retry-After (the window's end)."""
+    windows in the cache; a scope without a rate is not limited (`rate`, (count, seconds), overrides the
+    scope's). An attempt is counted before it is judged (an atomic increment: parallel attempts cannot slip
+    past the count) and refunded when it turns out not to be a failure. Over budget: 429 `throttled` with
+    Retry-After (the window's end)."""
 
-    def __init__(self, scope: str, ident: str, *, detail: str | None = None) -> None:
-        self.scope, self.ident, self.detail = scope, ident, detail
+    def __init__(
+        self, scope: str, ident: str, *, detail: str | None = None, rate: tuple[int, int] | None = None
+    ) -> None:
+        self.scope, self.ident, self.detail, self.rate = scope, ident, detail, rate
         self.key: str | None = None
 
     def spend(self) -> None:
-        rate = _ScopedRateThrottle.THROTTLE_RATES.get(self.scope)
-        if not rate or not self.ident:
+        if not self.ident:
             return
-        limit, duration = parse_rate(rate)
+        if self.rate is not None:
+            limit, duration = self.rate
+        else:
+            rate = _ScopedRateThrottle.THROTTLE_RATES.get(self.scope)
+            if not rate:
+                return
+            limit, duration = parse_rate(rate)
         now = time.time()
         window = int(now // duration)
         wait = (window + 1) * duration - now
@@ -207,6 +215,8 @@ class LoginFailureLimit:
       elsewhere is not affected.
     - `<base>-failures-account` per account, a much higher ceiling against guessing from many addresses;
       it does not apply to an address the account logged in from within CPO_API_LOGIN_KNOWN_ADDRESS_DAYS.
+      Past it the account is slowed down, never locked: other addresses get one attempt (all of them
+      together) per CPO_API_LOGIN_SLOWDOWN_S seconds, and 429 with Retry-After in between.
     - The per-address rate of all attempts is AddressRateThrottle's `<base>-address`.
 
     Each attempt spends from both budgets before the password is checked (FailureBudget) and is refunded
@@ -219,6 +229,7 @@ class LoginFailureLimit:
         self.account = hashlib.sha256(email.encode()).hexdigest()[:32] if email else ""
         self.address = throttling.BaseThrottle().get_ident(request) or "-"
         self.known_key = f"{base}-known:{self.account}:{self.address}"
+        self.slow_key = f"{base}-slow:{self.account}"
         self.pair = FailureBudget(f"{base}-failures-pair", f"{self.account}:{self.address}",
                                   detail=_("Too many failed log-ins for this account from this address."))
         self.per_account = FailureBudget(f"{base}-failures-account", self.account,
@@ -233,8 +244,11 @@ class LoginFailureLimit:
             try:
                 self.per_account.spend()
             except drf_exceptions.Throttled:
-                self.pair.refund()
-                raise
+                # past the account's ceiling: a slow-down, not a lock (one attempt per interval goes on)
+                slowdown = max(1, int(getattr(settings, "CPO_API_LOGIN_SLOWDOWN_S", 30)))
+                if not cache.add(self.slow_key, 1, timeout=slowdown):
+                    self.pair.refund()
+                    raise drf_exceptions.Throttled(wait=slowdown, detail=self.per_account.detail) from None
 
     def abandon(self) -> None:
         """The password was not checked (invalid input, refused): take the attempt back."""

@@ -11,10 +11,13 @@ size. `BodyLimitMiddleware` wraps the "http" application in config/asgi.py (the 
   never receives the rest; the 413 asks the server to close the connection.
 
 The limits come from settings: CPO_HTTP_BODY_LIMITS, a list of (path prefix, bytes) where the longest
-matching prefix applies, and CPO_HTTP_MAX_BODY_BYTES for every other path. An entry (path prefix, bytes,
-"signed_in") applies only to requests that carry the session of a signed-in user (staff: only the admin
-has sessions), so that anonymous clients cannot make the server spool the admin's larger uploads
-(firmware images); the session is looked up only for a body that may exceed the other limit.
+matching prefix applies (to the path without the root path the application is served under), and
+CPO_HTTP_MAX_BODY_BYTES for every other path. An entry (path prefix, bytes, "signed_in") applies only to
+requests that carry the session of a signed-in user (staff: only the admin has sessions), so that
+anonymous clients cannot make the server spool the admin's larger uploads (import files, firmware
+images); the session is looked up only for a body that may exceed the other limit, and a session key
+found not signed in is remembered for NOT_SIGNED_IN_TTL_S seconds (in this process), so that a flood of
+requests with a made-up session cookie does not take database connections.
 
 The 413 is the API's JSON error shape for /api/ paths and a short plain-text answer elsewhere. WebSocket
 and lifespan traffic pass through untouched (OCPP frames have their own size limit).
@@ -25,6 +28,8 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from http.cookies import CookieError, SimpleCookie
 from importlib import import_module
@@ -49,6 +54,8 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/"
 SIGNED_IN = "signed_in"  # the third element of a CPO_HTTP_BODY_LIMITS entry that only signed-in users get
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+NOT_SIGNED_IN_TTL_S = 5.0  # how long a session key found not signed in is believed without a look-up
+NOT_SIGNED_IN_MAX_KEYS = 10_000  # the least recently found are forgotten first
 
 
 def request_too_large_detail(limit: int) -> str:
@@ -94,7 +101,44 @@ def _language(scope: Scope) -> str:
     return settings.LANGUAGE_CODE
 
 
-async def _signed_in(scope: Scope) -> bool:
+class _NotSignedIn:
+    """Session keys recently found not signed in (an LRU with a time to live). Used from the event loop
+    only: no lock."""
+
+    def __init__(self, ttl_s: float = NOT_SIGNED_IN_TTL_S, max_keys: int = NOT_SIGNED_IN_MAX_KEYS) -> None:
+        self.ttl_s, self.max_keys = ttl_s, max_keys
+        self._until: OrderedDict[str, float] = OrderedDict()
+
+    def __contains__(self, key: str) -> bool:
+        until = self._until.get(key)
+        if until is None:
+            return False
+        if until <= time.monotonic():
+            del self._until[key]
+            return False
+        return True
+
+    def add(self, key: str) -> None:
+        self._until[key] = time.monotonic() + self.ttl_s
+        self._until.move_to_end(key)
+        while len(self._until) > self.max_keys:
+            self._until.popitem(last=False)
+
+    def clear(self) -> None:
+        self._until.clear()
+
+
+def _route(scope: Scope) -> str:
+    """The request's path within the application: without the root path it is mounted under (uvicorn
+    --root-path; in ASGI the path includes it), as the route prefixes of the limits are written."""
+    path = scope.get("path", "")
+    root = scope.get("root_path", "").rstrip("/")
+    if root and (path == root or path.startswith(root + "/")):
+        return path[len(root) :] or "/"
+    return path
+
+
+async def _signed_in(scope: Scope, not_signed_in: _NotSignedIn) -> bool:
     """True when the request carries the session cookie of a signed-in user."""
     cookies = SimpleCookie()
     with contextlib.suppress(CookieError):
@@ -102,11 +146,18 @@ async def _signed_in(scope: Scope) -> bool:
     morsel = cookies.get(settings.SESSION_COOKIE_NAME)
     if morsel is None or not morsel.value:
         return False
+    key = morsel.value
+    if key in not_signed_in:
+        return False  # looked up a moment ago: no database look-up for a flood of the same made-up key
     try:
-        return bool(await sync_to_async(_session_user_id, thread_sensitive=False)(morsel.value))
+        user_id = await sync_to_async(_session_user_id, thread_sensitive=False)(key)
     except Exception:  # a session store that does not answer: the smaller limit applies
         logger.warning("body limits: the session store did not answer", exc_info=True)
+        user_id = None
+    if not user_id:
+        not_signed_in.add(key)
         return False
+    return True
 
 
 def _session_user_id(session_key: str) -> Any:
@@ -138,6 +189,7 @@ class BodyLimitMiddleware:
         # longest prefix first, so that the most specific route wins
         self.limits = sorted(entries, key=lambda item: len(item[0]), reverse=True)
         self.default = default
+        self.not_signed_in = _NotSignedIn()
 
     def limit_for(self, path: str, *, signed_in: bool = False) -> int:
         """The body limit in bytes for a request to `path` (by a signed-in user, or not)."""
@@ -150,16 +202,16 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
+        path = _route(scope)
         limit = self.limit_for(path)
         declared = _content_length(scope)
         chunked = declared is None and bool(_header(scope, b"transfer-encoding"))
         if chunked or (declared is not None and declared > limit):
             larger = self.limit_for(path, signed_in=True)
-            if larger > limit and await _signed_in(scope):
+            if larger > limit and await _signed_in(scope, self.not_signed_in):
                 limit = larger
         if declared is not None and declared > limit:
-            await self._reject(scope, send, limit)
+            await self._reject(scope, send, limit, path)
             return
 
         received = 0
@@ -177,7 +229,7 @@ class BodyLimitMiddleware:
                 if received > limit:
                     cut = True
                     if not response_started:
-                        await self._reject(scope, send, limit)
+                        await self._reject(scope, send, limit, path)
                         answered = True
                     # the application sees the client leave, never the bytes past the limit
                     return {"type": "http.disconnect"}
@@ -193,11 +245,11 @@ class BodyLimitMiddleware:
 
         await self.app(scope, limited_receive, guarded_send)
 
-    async def _reject(self, scope: Scope, send: Send, limit: int) -> None:
+    async def _reject(self, scope: Scope, send: Send, limit: int, path: str) -> None:
         """Answer 413 and ask the server to close the connection (the rest of the body is never read)."""
         with translation.override(_language(scope)):
             detail = request_too_large_detail(limit)
-        if scope.get("path", "").startswith(API_PREFIX):
+        if path.startswith(API_PREFIX):
             body = json.dumps({"code": "request_too_large", "detail": detail, "fields": {}}).encode()
             content_type = b"application/json"
         else:

@@ -13,23 +13,27 @@ from apps.accounts import login_throttle
 
 
 class AdminLoginForm(AdminAuthenticationForm):
-    """The admin's sign-in form (admin.site.login_form): a throttled attempt is refused with a message
-    before the password is checked; a failed one is counted and audited."""
+    """The admin's sign-in form (admin.site.login_form): an attempt is counted before the password is
+    checked and a throttled one is refused with a message; a failed one stays counted and is audited."""
 
     def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username")
         password = self.cleaned_data.get("password")
         if self.request is None or not username or not password:
             return super().clean()
-        throttled = login_throttle.login_check(request=self.request, username=username)
+        attempt = login_throttle.LoginAttempt(request=self.request, username=username)
+        throttled = attempt.begin()  # counted as a failure from here on, until it succeeds
         if throttled is not None:
             raise ValidationError(throttled.message, code="throttled")
         try:
             cleaned = super().clean()
         except ValidationError:
-            login_throttle.login_failed(request=self.request, username=username)
+            attempt.failed()
             raise
-        login_throttle.login_succeeded(request=self.request, username=username)
+        except BaseException:
+            attempt.abandon()
+            raise
+        attempt.succeeded()
         return cleaned
 
 

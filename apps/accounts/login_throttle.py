@@ -14,9 +14,13 @@ CPO_ADMIN_LOGIN_WINDOW_S seconds, three ways:
   account's known addresses are not slowed at all. An attacker spread over many addresses cannot lock the
   real user out, and is held to a trickle of guesses.
 
-A throttled attempt is refused before the password is checked. Password reset *requests* are counted
-per account (the address typed, whether or not it has an account: no answer reveals that) and per
-address, in windows of CPO_ADMIN_PASSWORD_RESET_WINDOW_S.
+Each attempt is counted as a failure before the password is checked (an atomic increment, so parallel
+attempts cannot slip past the limits) and taken back when it succeeds; a throttled attempt is refused
+before the password is checked, and not counted.
+
+Password reset *requests* are counted per (account, address) (the account: the e-mail address typed,
+whether or not it has an account: no answer reveals that), so that requests from elsewhere cannot use up
+the account owner's own, and per address, in windows of CPO_ADMIN_PASSWORD_RESET_WINDOW_S.
 
 Audit records (apps.accounts AuditRecord, source "admin"): one per failed sign-in (admin.login_failed),
 and one per throttled key and window for throttled attempts (admin.login_throttled,
@@ -37,11 +41,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
+from rest_framework.exceptions import Throttled as ApiThrottled
 from rest_framework.throttling import BaseThrottle
 
 from apps.accounts.choices import AuditOutcome
 from apps.accounts.models import User
 from apps.accounts.services import audit_record_create
+from cpo.api import FailureBudget
 
 logger = logging.getLogger(__name__)
 
@@ -135,69 +141,100 @@ def _refuse(*, request: HttpRequest, username: str, throttled: Throttled, key: s
 
 
 # --- sign-in -----------------------------------------------------------------------------------------------
-def _login_keys(request: HttpRequest, username: str) -> tuple[str, str, str, str]:
-    account, address = _account_key(username), _address_key(client_address(request))
-    return (
-        f"{PREFIX}:fail:pair:{account}:{address}",
-        f"{PREFIX}:fail:addr:{address}",
-        f"{PREFIX}:fail:acct:{account}",
-        f"{PREFIX}:known:{account}:{address}",
-    )
+class LoginAttempt:
+    """One sign-in attempt for `username` from this request's address. `begin()` counts it as a failure in
+    advance (atomic increments in the cache, cpo.api.FailureBudget: parallel attempts cannot all pass a
+    check that only reads) and refuses it past a limit, taking the count back; `succeeded()` takes it back
+    and forgets the address's failures for the account; `failed()` leaves it counted and audits it."""
 
-
-def login_check(*, request: HttpRequest, username: str) -> Throttled | None:
-    """None when a sign-in attempt for `username` from this request's address may go on to the password
-    check; otherwise why not (the refusal is audited and logged)."""
-    window = _setting("CPO_ADMIN_LOGIN_WINDOW_S", 900)
-    pair, addr, acct, known = _login_keys(request, username)
-    too_many = _("Too many failed sign-in attempts. Please wait up to {minutes} minutes and try again.")
-    throttled: Throttled | None = None
-    key = ""
-    if _value(pair) >= _setting("CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT_ADDRESS", 5):
-        throttled, key = (
-            Throttled("account_address", window, too_many.format(minutes=_wait_minutes(window))),
-            pair,
+    def __init__(self, *, request: HttpRequest, username: str) -> None:
+        self.request, self.username = request, username
+        window = _setting("CPO_ADMIN_LOGIN_WINDOW_S", 900)
+        account, address = _account_key(username), _address_key(client_address(request))
+        self.window = window
+        self.account = account
+        self.known_key = f"{PREFIX}:known:{account}:{address}"
+        self.pair = FailureBudget(
+            f"{PREFIX}:fail:pair",
+            f"{account}:{address}",
+            rate=(_setting("CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT_ADDRESS", 5), window),
         )
-    elif _value(addr) >= _setting("CPO_ADMIN_LOGIN_MAX_FAILURES_ADDRESS", 20):
-        throttled, key = Throttled("address", window, too_many.format(minutes=_wait_minutes(window))), addr
-    elif _value(acct) >= _setting("CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT", 50) and not cache.get(known):
-        slowdown = _setting("CPO_ADMIN_LOGIN_SLOWDOWN_S", 30)
-        # not a lock: one attempt per slow-down interval from addresses this account has not signed in from
-        if not cache.add(f"{PREFIX}:slow:{_account_key(username)}", 1, timeout=slowdown):
-            message = _(
-                "This account has had many failed sign-in attempts. "
-                "Please wait {seconds} seconds and try again."
-            ).format(seconds=slowdown)
-            throttled, key = Throttled("account", slowdown, message), acct
-    if throttled is None:
-        return None
-    return _refuse(
-        request=request, username=username, throttled=throttled, key=key, action="admin.login_throttled"
-    )
+        self.address = FailureBudget(
+            f"{PREFIX}:fail:addr",
+            address,
+            rate=(_setting("CPO_ADMIN_LOGIN_MAX_FAILURES_ADDRESS", 20), window),
+        )
+        self.per_account = FailureBudget(
+            f"{PREFIX}:fail:acct",
+            account,
+            rate=(_setting("CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT", 50), window),
+        )
 
+    def begin(self) -> Throttled | None:
+        """None when the attempt may go on to the password check (it is counted as a failure already);
+        otherwise why not (not counted; the refusal is audited and logged)."""
+        too_many = _("Too many failed sign-in attempts. Please wait up to {minutes} minutes and try again.")
+        too_many = too_many.format(minutes=_wait_minutes(self.window))
+        throttled: Throttled | None = None
+        try:
+            self.pair.spend()
+        except ApiThrottled:
+            throttled, key = Throttled("account_address", self.window, too_many), self.pair.ident
+        if throttled is None:
+            try:
+                self.address.spend()
+            except ApiThrottled:
+                self.pair.refund()
+                throttled, key = Throttled("address", self.window, too_many), self.address.ident
+        if throttled is None and not cache.get(self.known_key):
+            try:
+                self.per_account.spend()
+            except ApiThrottled:
+                slowdown = _setting("CPO_ADMIN_LOGIN_SLOWDOWN_S", 30)
+                # not a lock: one attempt per slow-down interval from addresses this account has not
+                # signed in from
+                if not cache.add(f"{PREFIX}:slow:{self.account}", 1, timeout=max(1, slowdown)):
+                    self.pair.refund()
+                    self.address.refund()
+                    message = _(
+                        "This account has had many failed sign-in attempts. "
+                        "Please wait {seconds} seconds and try again."
+                    ).format(seconds=slowdown)
+                    throttled, key = Throttled("account", slowdown, message), self.account
+        if throttled is None:
+            return None
+        return _refuse(
+            request=self.request,
+            username=self.username,
+            throttled=throttled,
+            key=key,
+            action="admin.login_throttled",
+        )
 
-def login_failed(*, request: HttpRequest, username: str) -> None:
-    """Count a failed sign-in (wrong password, unknown account, or an account that may not use the admin)
-    and audit it."""
-    window = _setting("CPO_ADMIN_LOGIN_WINDOW_S", 900)
-    pair, addr, acct, _known = _login_keys(request, username)
-    for key in (pair, addr, acct):
-        _count(key, window)
-    _audit(
-        action="admin.login_failed",
-        outcome=AuditOutcome.FAILED,
-        request=request,
-        username=username,
-        detail={},
-    )
+    def failed(self) -> None:
+        """A failed sign-in (wrong password, unknown account, or an account that may not use the admin): it
+        stays counted, and is audited."""
+        _audit(
+            action="admin.login_failed",
+            outcome=AuditOutcome.FAILED,
+            request=self.request,
+            username=self.username,
+            detail={},
+        )
 
+    def abandon(self) -> None:
+        """The password check did not finish (an error): the attempt is taken back."""
+        for budget in (self.pair, self.address, self.per_account):
+            budget.refund()
 
-def login_succeeded(*, request: HttpRequest, username: str) -> None:
-    """A correct sign-in: this address becomes known for the account (not slowed down when the account is
-    under attack) and its failures for this account are forgotten. The address's own count stays."""
-    pair, _addr, _acct, known = _login_keys(request, username)
-    cache.delete(pair)
-    cache.set(known, 1, timeout=_setting("CPO_ADMIN_LOGIN_KNOWN_ADDRESS_DAYS", 30) * 86400)
+    def succeeded(self) -> None:
+        """A correct sign-in: not a failure. This address becomes known for the account (not slowed down
+        when the account is under attack) and its failures for this account are forgotten; the address's
+        own failures stay."""
+        self.pair.reset()
+        self.address.refund()
+        self.per_account.refund()
+        cache.set(self.known_key, 1, timeout=_setting("CPO_ADMIN_LOGIN_KNOWN_ADDRESS_DAYS", 30) * 86400)
 
 
 # --- password reset ----------------------------------------------------------------------------------------
@@ -205,8 +242,10 @@ def password_reset_check(*, request: HttpRequest, email: str) -> Throttled | Non
     """Count a password reset request for `email` from this request's address; None when it may be sent,
     otherwise why not (the refusal is audited and logged, and not counted)."""
     window = _setting("CPO_ADMIN_PASSWORD_RESET_WINDOW_S", 3600)
-    account = f"{PREFIX}:reset:acct:{_account_key(email)}"
-    address = f"{PREFIX}:reset:addr:{_address_key(client_address(request))}"
+    client = _address_key(client_address(request))
+    # per (account, address): requests from elsewhere cannot use up the account owner's own requests
+    account = f"{PREFIX}:reset:acct:{_account_key(email)}:{client}"
+    address = f"{PREFIX}:reset:addr:{client}"
     message = _(
         "Too many password reset requests. Please wait up to {minutes} minutes and try again."
     ).format(minutes=_wait_minutes(window))

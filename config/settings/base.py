@@ -151,7 +151,7 @@ CPO_ADMIN_LOGIN_MAX_FAILURES_ADDRESS = int(ENV.get("CPO_ADMIN_LOGIN_MAX_FAILURES
 CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT = int(ENV.get("CPO_ADMIN_LOGIN_MAX_FAILURES_ACCOUNT", "50"))
 CPO_ADMIN_LOGIN_SLOWDOWN_S = int(ENV.get("CPO_ADMIN_LOGIN_SLOWDOWN_S", "30"))
 CPO_ADMIN_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_ADMIN_LOGIN_KNOWN_ADDRESS_DAYS", "30"))
-# Password reset requests per window, per address typed and per client address.
+# Password reset requests per window, per (address typed, client address) and per client address.
 CPO_ADMIN_PASSWORD_RESET_WINDOW_S = int(ENV.get("CPO_ADMIN_PASSWORD_RESET_WINDOW_S", "3600"))
 CPO_ADMIN_PASSWORD_RESET_MAX_ACCOUNT = int(ENV.get("CPO_ADMIN_PASSWORD_RESET_MAX_ACCOUNT", "3"))
 CPO_ADMIN_PASSWORD_RESET_MAX_ADDRESS = int(ENV.get("CPO_ADMIN_PASSWORD_RESET_MAX_ADDRESS", "10"))
@@ -255,6 +255,8 @@ SPECTACULAR_SETTINGS = {
 # --- driver API ----------------------------------------------------------------------------------
 # An address a driver logged in from is spared the per-account failure ceiling for this long.
 CPO_API_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_API_LOGIN_KNOWN_ADDRESS_DAYS", "30"))
+# Past the per-account failure ceiling, other addresses get one login attempt per this many seconds.
+CPO_API_LOGIN_SLOWDOWN_S = int(ENV.get("CPO_API_LOGIN_SLOWDOWN_S", "30"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 # Driver API views run in the thread pool, not Django's one shared sync thread (cpo.api.parallel_view).
@@ -324,8 +326,9 @@ CPO_HTTP_MAX_BODY_ADMIN_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_ADMIN_BYTES", str
 CPO_HTTP_MAX_BODY_FIRMWARE_BYTES = int(ENV.get("CPO_HTTP_MAX_BODY_FIRMWARE_BYTES", str(256 * 1024 * 1024)))
 CPO_HTTP_BODY_LIMITS = [  # (path prefix, bytes[, "signed_in"]): the longest matching prefix applies
     ("/api/", CPO_HTTP_MAX_BODY_API_BYTES),
-    ("/admin/", CPO_HTTP_MAX_BODY_ADMIN_BYTES),
-    # firmware images only from a signed-in admin session: anyone else gets the admin limit
+    # the admin's uploads only from a signed-in session: anonymous admin forms (sign-in, password reset) are
+    # small, and get CPO_HTTP_MAX_BODY_BYTES; firmware images likewise
+    ("/admin/", CPO_HTTP_MAX_BODY_ADMIN_BYTES, "signed_in"),
     ("/admin/ocpp_gateway/firmwarefile/", CPO_HTTP_MAX_BODY_FIRMWARE_BYTES, "signed_in"),
     ("/ocpp/uploads/diagnostics/", CPO_DIAGNOSTICS_MAX_BYTES + 64 * 1024),
 ]

@@ -5,7 +5,10 @@ the page, and audited. The driver API's login is not affected."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django import db
 from django.core import mail
 from django.core.cache import cache
 from django.test import Client
@@ -132,6 +135,31 @@ def test_an_attack_from_many_addresses_slows_down_new_addresses_but_never_locks_
     assert sign_in(staff.email, PASSWORD, "198.51.100.51")[0] is True
 
 
+@pytest.mark.django_db(transaction=True)
+def test_parallel_attempts_cannot_slip_past_the_count(limits, org_a):
+    # each attempt is counted (atomically, in Redis) before its password is checked
+    staff = StaffUserFactory(email="ops@alpha.example", organisation=org_a)  # no role: groups may be flushed
+    parallel = 12
+    barrier = threading.Barrier(parallel)
+    pages: list[str] = []
+
+    def guess() -> None:
+        try:
+            barrier.wait(timeout=30)
+            pages.append(sign_in(staff.email, "wrong-password", ATTACKER)[1])
+        finally:
+            db.connections.close_all()
+
+    threads = [threading.Thread(target=guess) for _ in range(parallel)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    refused = [page for page in pages if throttled_text() in page]
+    assert (len(pages), len(refused)) == (parallel, parallel - 3)  # exactly the limit were checked
+    assert len(records("admin.login_failed")) == 3
+
+
 @pytest.mark.django_db
 def test_successes_are_not_counted(limits, staff):
     for _ in range(10):
@@ -194,11 +222,11 @@ def reset_throttled_text() -> str:
 
 
 @pytest.mark.django_db
-def test_password_reset_requests_are_counted_per_account(limits, staff):
-    assert reset(staff.email, HOME) == "sent"
-    assert reset(staff.email, "10.9.9.9") == "sent"
+def test_password_reset_requests_are_counted_per_account_and_address(limits, staff):
+    assert reset(staff.email, ATTACKER) == "sent"
+    assert reset(staff.email, ATTACKER) == "sent"
     assert len(mail.outbox) == 2
-    page = reset(staff.email, "10.9.9.10")
+    page = reset(staff.email, ATTACKER)
     assert reset_throttled_text() in page
     assert len(mail.outbox) == 2  # no third mail
     [record] = records("admin.password_reset_throttled")
@@ -206,8 +234,18 @@ def test_password_reset_requests_are_counted_per_account(limits, staff):
     assert record.target_id == str(staff.pk)
     # the same page for an address with no account: nothing reveals which exist
     assert reset("nobody@example.com", "10.9.9.11") == "sent"
-    assert reset("nobody@example.com", "10.9.9.12") == "sent"
-    assert reset_throttled_text() in reset("nobody@example.com", "10.9.9.13")
+    assert reset("nobody@example.com", "10.9.9.11") == "sent"
+    assert reset_throttled_text() in reset("nobody@example.com", "10.9.9.11")
+
+
+@pytest.mark.django_db
+def test_requests_from_elsewhere_cannot_block_the_account_owners_own_password_reset(limits, staff):
+    for _ in range(3):  # an attacker uses up the account's requests from their address, and more
+        reset(staff.email, ATTACKER)
+    assert reset_throttled_text() in reset(staff.email, ATTACKER)
+    assert reset(staff.email, HOME) == "sent"  # the staff member, from their own address, still gets it
+    assert len(mail.outbox) == 3
+    assert mail.outbox[-1].to == [staff.email]
 
 
 @pytest.mark.django_db

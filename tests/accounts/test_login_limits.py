@@ -95,17 +95,44 @@ def test_invalid_input_is_no_failure(rates):
     assert attempt(DRIVER, "typo").status_code == 401
 
 
+def slow_down_key(email: str) -> str:
+    request = Request(
+        APIRequestFactory().post("/api/v1/auth/token", {"email": email}, format="json"),
+        parsers=[JSONParser()],
+    )
+    return LoginFailureLimit(request).slow_key
+
+
 @pytest.mark.django_db
-def test_many_addresses_meet_the_account_ceiling_which_spares_known_addresses(rates):
+def test_many_addresses_meet_the_account_ceiling_which_spares_known_addresses(rates, settings):
+    settings.CPO_API_LOGIN_SLOWDOWN_S = 600
     rates(login_failures_pair="2/15m", login_failures_account="5/h", login_address="1000/min")
     DriverFactory(email="d@example.com")
     assert attempt(DRIVER, PASSWORD).status_code == 200  # the driver's usual address, from before
     for n in range(3):  # a spread-out guesser: 2 failures from each of 3 addresses
         for _ in range(2):
-            response = attempt(f"192.0.2.{n}", "guess")
-        assert response.status_code == (401 if n < 2 else 429)
-    assert_throttled(attempt("192.0.2.99", PASSWORD))  # a new address waits for the account's window
+            assert attempt(f"192.0.2.{n}", "guess").status_code == 401
+    # past the ceiling (5): one attempt per slow-down interval, and the 6th failure above took it
+    assert assert_throttled(attempt("192.0.2.99", PASSWORD)) == 600  # a new address waits for the interval
     assert attempt(DRIVER, PASSWORD).status_code == 200  # the known address does not
+
+
+@pytest.mark.django_db
+def test_past_the_account_ceiling_a_new_address_is_slowed_down_not_locked_out(rates, settings):
+    settings.CPO_API_LOGIN_SLOWDOWN_S = 600
+    rates(login_failures_pair="2/15m", login_failures_account="4/h", login_address="1000/min")
+    DriverFactory(email="d@example.com")
+    for n in range(2):  # the ceiling: 4 failures from 2 addresses
+        for _ in range(2):
+            assert attempt(f"192.0.2.{n}", "guess").status_code == 401
+    assert attempt("192.0.2.10", "guess").status_code == 401  # one attempt per interval goes on
+    assert_throttled(attempt("192.0.2.11", "guess"))
+    assert_throttled(attempt("192.0.2.12", PASSWORD))  # the interval is not over: not even checked
+    cache.delete(slow_down_key("d@example.com"))  # the interval is over, as time passing would do
+    assert attempt("192.0.2.12", PASSWORD).status_code == 200  # the driver on a new address gets in
+    cache.delete(slow_down_key("d@example.com"))
+    assert attempt("192.0.2.13", "guess").status_code == 401
+    assert_throttled(attempt("192.0.2.14", "guess"))
 
 
 @pytest.mark.django_db

@@ -7,6 +7,7 @@ limit. The served application (config.asgi) has the middleware in front of Djang
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from importlib import import_module
 from typing import Any
 
@@ -16,7 +17,11 @@ from channels.testing import ApplicationCommunicator
 from django import db
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
-from django.utils import translation
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
+from django.utils import timezone, translation
+from django.utils.crypto import get_random_string
 
 from cpo import asgi_limits
 from cpo.asgi_limits import BodyLimitMiddleware
@@ -166,6 +171,27 @@ async def test_the_longest_matching_prefix_sets_the_limit(limited, recorder):
 
 
 @pytest.mark.asyncio
+async def test_under_a_root_path_the_routes_keep_their_limits(limited, recorder):
+    # served under a root path (uvicorn --root-path /cpo): the ASGI path includes it
+    def under_root(path: str, size: int) -> dict[str, Any]:
+        scope = http_scope("/cpo" + path, content_length=size)
+        scope["root_path"] = "/cpo"
+        return scope
+
+    communicator = ApplicationCommunicator(limited, under_root("/big/upload/", 5 * LIMIT))
+    await feed(communicator, 5 * LIMIT)
+    assert (await response_of(communicator))[0] == 200  # the route's limit, not the default
+    status, headers, body = await response_of(
+        ApplicationCommunicator(limited, under_root("/api/v1/x", 2 * LIMIT))
+    )
+    assert status == 413 and headers[b"content-type"] == b"application/json"  # the API's answer
+    assert str(LIMIT).encode() in body and json.loads(body)["code"] == "request_too_large"
+    # a path outside the root path is matched as it is
+    assert asgi_limits._route({"path": "/cporx/api/", "root_path": "/cpo"}) == "/cporx/api/"
+    assert asgi_limits._route({"path": "/cpo", "root_path": "/cpo/"}) == "/"
+
+
+@pytest.mark.asyncio
 @pytest.mark.parametrize(
     "header",
     [(b"accept-language", b"de-DE,de;q=0.9"), (b"cookie", b"django_language=de; csrftoken=abc")],
@@ -193,11 +219,14 @@ async def test_websocket_traffic_passes_untouched(limited, recorder):
 def test_the_settings_give_each_route_its_limit():
     middleware = BodyLimitMiddleware(Recorder())
     assert middleware.limit_for("/api/v1/auth/token") == settings.CPO_HTTP_MAX_BODY_API_BYTES
-    assert (
-        middleware.limit_for("/admin/stations/chargepoint/import/") == settings.CPO_HTTP_MAX_BODY_ADMIN_BYTES
-    )
+    imports = "/admin/stations/chargepoint/import/"
+    assert middleware.limit_for(imports, signed_in=True) == settings.CPO_HTTP_MAX_BODY_ADMIN_BYTES
+    # anonymous admin requests (sign-in, password reset) are small forms: the default limit
+    assert middleware.limit_for(imports) == settings.CPO_HTTP_MAX_BODY_BYTES
+    assert middleware.limit_for("/admin/login/") == settings.CPO_HTTP_MAX_BODY_BYTES
+    assert middleware.limit_for("/admin/password_reset/") == settings.CPO_HTTP_MAX_BODY_BYTES
     firmware = "/admin/ocpp_gateway/firmwarefile/add/"
-    assert middleware.limit_for(firmware) == settings.CPO_HTTP_MAX_BODY_ADMIN_BYTES  # anonymous
+    assert middleware.limit_for(firmware) == settings.CPO_HTTP_MAX_BODY_BYTES  # anonymous
     assert middleware.limit_for(firmware, signed_in=True) == settings.CPO_HTTP_MAX_BODY_FIRMWARE_BYTES
     assert middleware.limit_for("/ocpp/uploads/diagnostics/abc/") > settings.CPO_DIAGNOSTICS_MAX_BYTES
     assert middleware.limit_for("/i18n/setlang/") == settings.CPO_HTTP_MAX_BODY_BYTES
@@ -246,6 +275,52 @@ async def test_the_larger_firmware_limit_is_only_for_a_signed_in_session(recorde
     assert await status_for(11 * LIMIT, key) == 413  # the firmware limit holds for staff too
 
 
+def _sign_in_session_key(session_key: str) -> None:
+    """Store a signed-in session under `session_key` (as if someone had just signed in with it)."""
+    try:
+        user = StaffUserFactory(email="later@example.com", is_superuser=True)
+        Session.objects.create(
+            session_key=session_key,
+            session_data=SessionStore().encode({SESSION_KEY: str(user.pk)}),
+            expire_date=timezone.now() + timedelta(hours=1),
+        )
+    finally:
+        db.connection.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_session_key_found_not_signed_in_is_not_looked_up_again_at_once(recorder):
+    middleware = BodyLimitMiddleware(recorder, limits=[("/admin/", 10 * LIMIT, "signed_in")], default=LIMIT)
+    key = get_random_string(32, VALID_KEY_CHARS)
+
+    async def status_for(size: int) -> int:
+        scope = http_scope("/admin/x/import/", content_length=size)
+        scope["headers"].append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={key}".encode()))
+        communicator = ApplicationCommunicator(middleware, scope)
+        await feed(communicator, size)
+        status = (await response_of(communicator))[0]
+        await communicator.wait(timeout=5)
+        return status
+
+    assert await status_for(5 * LIMIT) == 413  # a made-up session: looked up, not signed in
+    await sync_to_async(_sign_in_session_key)(key)
+    # the same key a moment later is believed without a look-up (a flood of it takes no connections)
+    assert await status_for(5 * LIMIT) == 413
+    middleware.not_signed_in.clear()  # its few seconds are over, as time passing would do
+    assert await status_for(5 * LIMIT) == 200
+
+
+def test_the_not_signed_in_memory_is_bounded_and_forgets_after_its_time():
+    memory = asgi_limits._NotSignedIn(ttl_s=3600, max_keys=3)
+    for key in "abcd":
+        memory.add(key)
+    assert "a" not in memory and all(key in memory for key in "bcd")  # the oldest was forgotten
+    expired = asgi_limits._NotSignedIn(ttl_s=0)
+    expired.add("a")
+    assert "a" not in expired
+
+
 # --- the served application (config.asgi): the middleware is in front of Django ---------------------------
 @pytest.fixture
 def served_app() -> Any:
@@ -290,3 +365,15 @@ async def test_the_served_application_still_serves_a_body_within_the_limit(serve
     # Django read and parsed it: the API's own answer to malformed JSON
     assert status == 400 and json.loads(answer)["code"] == "parse_error"
     await communicator.wait(timeout=5)
+
+
+@pytest.mark.asyncio
+async def test_the_served_application_gives_anonymous_admin_posts_the_small_limit(served_app):
+    size = settings.CPO_HTTP_MAX_BODY_BYTES + 1  # far under the signed-in admin limit
+    communicator = ApplicationCommunicator(served_app, http_scope("/admin/login/", content_length=size))
+    await communicator.send_input({"type": "http.request", "body": b"u", "more_body": True})
+    status, headers, body = await response_of(communicator)
+    assert status == 413 and headers[b"content-type"].startswith(b"text/plain")
+    assert str(settings.CPO_HTTP_MAX_BODY_BYTES).encode() in body
+    await communicator.wait(timeout=5)
+    assert communicator.input_queue.qsize() == 1  # not a byte of the body was read

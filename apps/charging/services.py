@@ -40,13 +40,17 @@ from cpo import clock
 @dataclass(frozen=True, slots=True)
 class AuthResult:
     """What to tell a charger about a token (1.6 idTagInfo / 2.0.1 idTokenInfo). `group_id` is empty
-    where the token is Invalid (unknown, or not valid at the charger's operator)."""
+    where the token is Invalid (unknown, or not valid at the charger's operator). `token_id` (what a
+    session stores, and so what links the card and its owner to the charger's operator) and
+    `customer_account_id` are set only where the card is valid at the charger's operator: a tap refused
+    by the network rule is `known` but ties the card to nobody there."""
 
     status: str
     group_id: str = ""
     expires_at: datetime | None = None
     token_id: int | None = None
     customer_account_id: int | None = None
+    known: bool = False
 
 
 def _token_for(uid: str) -> IdToken | None:
@@ -64,7 +68,8 @@ def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | Non
         return AuthResult(AuthorizationStatus.INVALID)
     status = token.effective_status(at)
     if not token.is_valid_at(charge_point.organisation_id):
-        status = AuthorizationStatus.INVALID
+        # Another network's card: refused, and neither it nor its owner is this operator's business.
+        return AuthResult(AuthorizationStatus.INVALID, known=True)
     if status == AuthorizationStatus.ACCEPTED and to_start:
         active = ChargingSession.objects.filter(id_tag=token.uid, status=SessionStatus.ACTIVE)
         if exclude_session_id is not None:
@@ -74,7 +79,7 @@ def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | Non
     # The fleet group is the card's network's business: never told to a charger where the card is invalid.
     group_id = token.group_id if status != AuthorizationStatus.INVALID else ""
     return AuthResult(status=status, group_id=group_id, expires_at=token.expires_at, token_id=token.pk,
-                      customer_account_id=token.customer_account_id)
+                      customer_account_id=token.customer_account_id, known=True)
 
 
 def _authorize_if_token(uid: str, cp: ChargePoint, at: datetime, session_id: int | None) -> AuthResult:
@@ -147,7 +152,7 @@ def _session_start(*, charge_point_id: int, evse_id: int, id_tag: str, meter_sta
     review = ReviewReason.NONE
     if not uid:
         pass  # OCPP 2.0.1: a transaction may start (cable plugged in) before anyone is authorised
-    elif auth.token_id is None:
+    elif not auth.known:
         review = ReviewReason.UNKNOWN_TOKEN
     elif auth.status != AuthorizationStatus.ACCEPTED:
         review = ReviewReason.TOKEN_NOT_ACCEPTED
@@ -345,7 +350,7 @@ def transaction_event_record(
         if id_tag and not session.id_tag:
             assert auth is not None
             session.id_tag, session.id_token_id, session.auth_status = id_tag.strip().upper(), auth.token_id, auth.status
-            if auth.token_id is None:
+            if not auth.known:
                 session.review_reason = session.review_reason or ReviewReason.UNKNOWN_TOKEN
             elif auth.status != AuthorizationStatus.ACCEPTED:
                 session.review_reason = session.review_reason or ReviewReason.TOKEN_NOT_ACCEPTED

@@ -4,6 +4,7 @@ The charger side is played by the charging services, as the OCPP handlers call t
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 from decimal import Decimal
@@ -11,7 +12,7 @@ from decimal import Decimal
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.cache import cache
-from django.test import AsyncClient
+from django.test import AsyncClient, AsyncRequestFactory
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -330,6 +331,39 @@ async def test_live_streams_per_process_are_capped_with_429(settings):
     third = await get(0)
     assert third.status_code == 200
     await sync_to_async(third.close)()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_live_response_dropped_unsent_and_unclosed_gives_its_process_slot_back(settings):
+    """A request cancelled after the view returned but before the response was sent: Django neither
+    closes the response nor starts the stream. Its process slot comes back when the response goes."""
+    from apps.charging.api import views as live_views
+
+    settings.CPO_DRIVER_LIVE_MAX_PER_PROCESS = 1
+    cp = await sync_to_async(ChargePointFactory)()
+    sessions = await sync_to_async(lambda: [DriverSession.objects.create(
+        driver=DriverFactory(), organisation=cp.organisation, charge_point=cp, evse_id=n, status=S.ACTIVE)
+        for n in (1, 2)])()
+    tokens = [str(await sync_to_async(AccessToken.for_user)(s.driver)) for s in sessions]
+
+    def get(n):
+        return AsyncClient().get(f"/api/v1/sessions/{sessions[n].pk}/live",
+                                 headers={"Authorization": f"Bearer {tokens[n]}"})
+
+    before = live_views._open_streams
+    # The view called as the handler calls it; the response then goes without being sent or closed.
+    request = AsyncRequestFactory().get(f"/api/v1/sessions/{sessions[0].pk}/live",
+                                        headers={"Authorization": f"Bearer {tokens[0]}"})
+    dropped = await live_views.session_live(request, sessions[0].pk)
+    assert dropped.status_code == 200 and live_views._open_streams == before + 1
+    del dropped
+    gc.collect()
+    assert live_views._open_streams == before
+    other = await get(1)  # the process has room again
+    assert other.status_code == 200
+    await sync_to_async(other.close)()
+    assert live_views._open_streams == before
 
 
 @pytest.mark.asyncio

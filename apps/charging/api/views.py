@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -234,29 +235,30 @@ def _give_process_slot() -> None:
 
 
 class _Slots:
-    """A stream's process slot and Redis lease, given back exactly once: by the stream when it ends, or
-    by the response's closer if the stream never started."""
+    """A stream's process slot and Redis lease, given back exactly once: by the stream when it ends, by
+    the response's closer if the stream never started, or (the process slot) when the response is
+    collected without either."""
 
     def __init__(self, lease: StreamLease) -> None:
         self.lease = lease
         self._process = True
         self._lock = threading.Lock()
 
-    def _give_process(self) -> None:
+    def give_process(self) -> None:
         with self._lock:
             had, self._process = self._process, False
         if had:
             _give_process_slot()
 
     async def release(self) -> None:
-        self._give_process()
+        self.give_process()
         try:
             await self.lease.release()
         except Exception:  # the lease lapses by itself within its ttl
             logger.warning("live stream lease not released", exc_info=True)
 
     def release_sync(self) -> None:
-        self._give_process()
+        self.give_process()
         try:
             self.lease.release_sync()
         except Exception:
@@ -303,12 +305,17 @@ async def session_live(request: HttpRequest, pk: int) -> HttpResponse:
             return _error(failed, failed.http_status)
         raise
     if not taken:
-        slots._give_process()
+        slots.give_process()
         return _too_many(_("You are watching too many sessions at once; close one and try again."))
     response = StreamingHttpResponse(_live_events(slots, session_id), content_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    # Django closes the response (running its resource closers) even when the stream never started.
+    # Django closes the response (running its resource closers) even when the stream never started...
     response._resource_closers.append(slots.release_sync)
+    # ...except when the request is cancelled between this return and the response being sent: then
+    # neither close() nor the stream runs, and the process slot (a counter that never expires) would be
+    # lost for good. Reserving here keeps the 429 decision exact; the backstop gives the slot back when
+    # the response is collected (no Redis call from a collector: the driver's lease lapses in its ttl).
+    weakref.finalize(response, slots.give_process)
     return response
 
 

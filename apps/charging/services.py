@@ -71,7 +71,9 @@ def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | Non
         # Another network's card: refused, and neither it nor its owner is this operator's business.
         return AuthResult(AuthorizationStatus.INVALID, known=True)
     if status == AuthorizationStatus.ACCEPTED and to_start:
-        active = ChargingSession.objects.filter(id_tag=token.uid, status=SessionStatus.ACTIVE)
+        # Only sessions the card was accepted for count (they carry the token): a transaction another
+        # network's charger started with this uid, refused there, must not block the card at its own.
+        active = ChargingSession.objects.filter(id_token=token, status=SessionStatus.ACTIVE)
         if exclude_session_id is not None:
             active = active.exclude(pk=exclude_session_id)
         if active.exists():

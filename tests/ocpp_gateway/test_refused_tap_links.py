@@ -45,6 +45,14 @@ def setup(operator_b):
     return staff_a, staff_b
 
 
+def card_of_network_a() -> None:
+    """A's charger and a driver's card valid only at A (no staff: role groups are not needed)."""
+    network_a = OrganisationFactory(slug="network-a")
+    ChargePointFactory(identity="CP-A", organisation=network_a, auth_key_hash=keys.hash_key(KEY))
+    card = IdTokenFactory(uid=UID, owner=DriverFactory(email=EMAIL), organisation=network_a)
+    card.valid_at.add(network_a)
+
+
 def shown_to(staff) -> list[str]:
     """The changelists (users, cards, driver profiles) where `staff` sees the driver or the card."""
     client = Client()
@@ -85,3 +93,16 @@ async def test_a_tap_refused_by_the_network_rule_links_nobody(charge_point):
     session = await ChargingSession.objects.aget(charge_point=charge_point)
     assert session.id_tag == UID and session.id_token_id is None  # recorded for review, tied to no card
     assert session.review_reason == "token_not_accepted"
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_refused_transaction_elsewhere_does_not_block_the_card_at_its_own_network(charge_point):
+    """Operator B starting a transaction with the uid of A's card (refused: Invalid) must not make the card
+    ConcurrentTx at A's chargers: only transactions the card was accepted for count."""
+    await database_sync_to_async(card_of_network_a)()
+
+    assert await tap("CP-1") == {"status": "Invalid"}  # operator B's charger, left ACTIVE there
+    assert await ChargingSession.objects.filter(charge_point=charge_point, status="ACTIVE").aexists()
+
+    assert (await tap("CP-A"))["status"] == "Accepted"

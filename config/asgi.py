@@ -14,7 +14,7 @@ from config.websocket_urls import websocket_urlpatterns  # noqa: E402
 from cpo.asgi_limits import BodyLimitMiddleware  # noqa: E402
 from cpo.runtime import tune_gc  # noqa: E402
 
-tune_gc()  # see cpo.runtime: full collections of a gateway's long-lived objects stalled the event loop
+tune_gc()  # see cpo.runtime: long collections (full ones, or of large young generations) stall the event loop
 
 application = ProtocolTypeRouter(
     {

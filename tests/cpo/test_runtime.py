@@ -17,10 +17,10 @@ def restored_gc():
     gc.set_threshold(*before)
 
 
-def test_tune_gc_freezes_start_up_objects_and_raises_the_thresholds(restored_gc, monkeypatch):
+def test_tune_gc_freezes_start_up_objects_and_collects_the_old_generation_rarely(restored_gc, monkeypatch):
     monkeypatch.delenv("CPO_GC_THRESHOLDS", raising=False)
     assert tune_gc() == tuple(int(n) for n in DEFAULT_GC_THRESHOLDS.split(","))
-    assert gc.get_threshold() == (50000, 20, 100)
+    assert gc.get_threshold() == (2000, 10, 5000)
     assert gc.get_freeze_count() > 0
 
 

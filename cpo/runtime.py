@@ -28,3 +28,18 @@ def tune_gc() -> tuple[int, ...] | None:
     gc.freeze()
     gc.set_threshold(*thresholds)
     return thresholds
+
+
+def cache_redis_lib_version() -> None:
+    """redis-py looks its own version up in the installed packages' metadata (importlib.metadata, a scan
+    of sys.path) for every connection it opens, on the event loop for asyncio clients: about 1 ms idle,
+    and when 2,000 live streams ended at once (each giving its Redis lease back and leaving its group over
+    new pooled connections) the loop stood still in that scan for 1-3.6 s at a time (benchmarks, live
+    phase). The version cannot change while the process runs: look it up once."""
+    import functools
+
+    import redis.utils
+
+    lookup = redis.utils.get_lib_version
+    if not hasattr(lookup, "cache_info"):
+        redis.utils.get_lib_version = functools.cache(lookup)

@@ -30,3 +30,22 @@ def test_tune_gc_follows_the_setting_and_an_empty_one_keeps_pythons_defaults(res
     gc.set_threshold(700, 10, 10)
     monkeypatch.setenv("CPO_GC_THRESHOLDS", "")
     assert tune_gc() is None and gc.get_threshold() == (700, 10, 10)
+
+
+def test_redis_lib_version_is_looked_up_once(monkeypatch):
+    import redis.utils
+    from redis.driver_info import DriverInfo
+
+    from cpo.runtime import cache_redis_lib_version
+
+    calls = []
+
+    def lookup():
+        calls.append(1)
+        return "1.2.3"
+
+    monkeypatch.setattr(redis.utils, "get_lib_version", lookup)
+    cache_redis_lib_version()
+    cache_redis_lib_version()  # idempotent: not cached twice
+    assert [DriverInfo().lib_version for _ in range(3)] == ["1.2.3"] * 3
+    assert calls == [1]

@@ -2,11 +2,16 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 # Django must be set up before anything imports models (consumers do).
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from cpo.asgi_threads import ReusedThreadsASGIHandler  # noqa: E402
+
+# Django's ASGIHandler, with the threads of requests' synchronous code reused (see cpo.asgi_threads).
+django_asgi_app = ReusedThreadsASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -2,19 +2,25 @@
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 # Django must be set up before anything imports models (consumers do).
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)
+
+from cpo.asgi_threads import ReusedThreadsASGIHandler  # noqa: E402
+
+# Django's ASGIHandler, with the threads of requests' synchronous code reused (see cpo.asgi_threads).
+django_asgi_app = ReusedThreadsASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.websocket_urls import websocket_urlpatterns  # noqa: E402
 from cpo.asgi_limits import BodyLimitMiddleware  # noqa: E402
-from cpo.runtime import tune_gc  # noqa: E402
+from cpo.runtime import cache_redis_lib_version, tune_gc  # noqa: E402
 
-tune_gc()  # see cpo.runtime: full collections of a gateway's long-lived objects stalled the event loop
+cache_redis_lib_version()  # see cpo.runtime: redis-py scanned the installed packages per new connection
+tune_gc()  # see cpo.runtime: long collections (full ones, or of large young generations) stall the event loop
 
 application = ProtocolTypeRouter(
     {

@@ -17,10 +17,10 @@ def restored_gc():
     gc.set_threshold(*before)
 
 
-def test_tune_gc_freezes_start_up_objects_and_raises_the_thresholds(restored_gc, monkeypatch):
+def test_tune_gc_freezes_start_up_objects_and_collects_the_old_generation_rarely(restored_gc, monkeypatch):
     monkeypatch.delenv("CPO_GC_THRESHOLDS", raising=False)
     assert tune_gc() == tuple(int(n) for n in DEFAULT_GC_THRESHOLDS.split(","))
-    assert gc.get_threshold() == (50000, 20, 100)
+    assert gc.get_threshold() == (2000, 10, 5000)
     assert gc.get_freeze_count() > 0
 
 
@@ -30,3 +30,22 @@ def test_tune_gc_follows_the_setting_and_an_empty_one_keeps_pythons_defaults(res
     gc.set_threshold(700, 10, 10)
     monkeypatch.setenv("CPO_GC_THRESHOLDS", "")
     assert tune_gc() is None and gc.get_threshold() == (700, 10, 10)
+
+
+def test_redis_lib_version_is_looked_up_once(monkeypatch):
+    import redis.utils
+    from redis.driver_info import DriverInfo
+
+    from cpo.runtime import cache_redis_lib_version
+
+    calls = []
+
+    def lookup():
+        calls.append(1)
+        return "1.2.3"
+
+    monkeypatch.setattr(redis.utils, "get_lib_version", lookup)
+    cache_redis_lib_version()
+    cache_redis_lib_version()  # idempotent: not cached twice
+    assert [DriverInfo().lib_version for _ in range(3)] == ["1.2.3"] * 3
+    assert calls == [1]

@@ -39,6 +39,23 @@ class UserFactory(factory.django.DjangoModelFactory):
             obj.save()
 
 
+def role_group(name: str) -> Group:
+    """The role's group. A transactional test's flush empties the tables and restores permissions but not
+    the groups the data migration made: then the group is made again with the role's permissions."""
+    group = Group.objects.filter(name=name).first()
+    if group is not None:
+        return group
+    from django.contrib.auth.models import Permission
+
+    from apps.accounts.roles import ROLE_PERMISSIONS
+
+    group = Group.objects.create(name=name)
+    wanted = next(perms for role, perms in ROLE_PERMISSIONS.items() if str(role) == name)
+    for app_label, codename in wanted:
+        group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
+
+
 class StaffUserFactory(UserFactory):
     """A staff member; pass role="Technician" etc. to put them in that role's group."""
 
@@ -48,7 +65,7 @@ class StaffUserFactory(UserFactory):
     @factory.post_generation
     def role(obj, create, extracted, **kwargs):
         if create and extracted:
-            obj.groups.add(Group.objects.get(name=extracted))
+            obj.groups.add(role_group(extracted))
 
 
 class DriverFactory(UserFactory):

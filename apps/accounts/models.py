@@ -167,7 +167,8 @@ class CustomerAccount(TimeStampedModel):
     """A business or fleet customer of an operator: billed on terms, with its own drivers and tokens."""
 
     organisation = models.ForeignKey(
-        Organisation, verbose_name=_("organisation"), on_delete=models.PROTECT, related_name="customer_accounts"
+        Organisation, verbose_name=_("organisation"), on_delete=models.PROTECT,
+        related_name="customer_accounts",
     )
     name = models.CharField(_("name"), max_length=200)
     vat_id = models.CharField(_("VAT id"), max_length=32, blank=True)
@@ -193,7 +194,8 @@ class CustomerAccount(TimeStampedModel):
                 fields=["organisation", "name"], name="customeraccount_unique_name_per_org",
                 violation_error_message=_("This organisation already has a customer account with this name."),
             ),
-            models.CheckConstraint(condition=models.Q(payment_terms_days__lte=180), name="customeraccount_terms_range"),
+            models.CheckConstraint(condition=models.Q(payment_terms_days__lte=180),
+                                   name="customeraccount_terms_range"),
         ]
 
     def __str__(self) -> str:

@@ -155,11 +155,13 @@ class PasswordResetConfirmView(APIView):
     throttle_classes = THROTTLES
     throttle_scope_base = "password"
 
-    @extend_schema(tags=TAG_AUTH, request=PasswordResetConfirmInput, responses={204: None, **error_responses(400)},
+    @extend_schema(tags=TAG_AUTH, request=PasswordResetConfirmInput,
+                   responses={204: None, **error_responses(400)},
                    summary="Set a new password with the e-mailed uid and code")
     def post(self, request: Request) -> Response:
         data = validated(PasswordResetConfirmInput, request.data)
-        services.user_reset_password(uidb64=data["uid"], token=data["token"], new_password=data["new_password"])
+        services.user_reset_password(uidb64=data["uid"], token=data["token"],
+                                     new_password=data["new_password"])
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -209,7 +211,8 @@ class MeView(APIView):
             # The driver's row lock: a start that comes in meanwhile waits and then finds the account closed.
             User.objects.select_for_update(no_key=True).filter(pk=request.user.pk).first()
             if driver_has_running_charge(driver=request.user):
-                raise Conflict(_("Stop your running charge before deleting your account."), code="session_active")
+                raise Conflict(_("Stop your running charge before deleting your account."),
+                               code="session_active")
             services.driver_delete(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -244,11 +247,13 @@ class TokenListView(APIView):
             refusals.refund()
             raise
         refusals.refund()
-        return Response(TokenOutput(token).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(TokenOutput(token).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
 class TokenDetailView(APIView):
-    @extend_schema(tags=TAG_ME, responses={200: TokenOutput, **error_responses(401, 404)}, summary="One of my tokens")
+    @extend_schema(tags=TAG_ME, responses={200: TokenOutput, **error_responses(401, 404)},
+                   summary="One of my tokens")
     def get(self, request: Request, pk: int) -> Response:
         return Response(TokenOutput(get_object_or_404(IdToken, pk=pk, owner=request.user)).data)
 

@@ -388,7 +388,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hb-min", type=float, default=5)
     parser.add_argument("--hb-max", type=float, default=10)
     parser.add_argument("--max-seconds", type=float, default=120)
-    parser.add_argument("--calls-log", default="", help="fleet: append '<identity> <action> <unix time>' per CALL")
+    parser.add_argument(
+        "--calls-log", default="", help="fleet: append '<identity> <action> <unix time>' per CALL"
+    )
     return parser.parse_args(argv)
 
 

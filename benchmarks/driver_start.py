@@ -46,33 +46,56 @@ def prepare(chargers: int, starts: int) -> tuple[list[int], list[str]]:
 
     org = Organisation.objects.get(slug=ORG_SLUG)
     location, _ = Location.objects.get_or_create(
-        organisation=org, name="Bench site",
-        defaults={"address": "Benchstrasse 1", "city": "Berlin", "country": "DE", "time_zone": "Europe/Berlin",
-                  "point": Point(13.4132, 52.5219, srid=4326)},
+        organisation=org,
+        name="Bench site",
+        defaults={
+            "address": "Benchstrasse 1",
+            "city": "Berlin",
+            "country": "DE",
+            "time_zone": "Europe/Berlin",
+            "point": Point(13.4132, 52.5219, srid=4326),
+        },
     )
     identities = [identity_for(n) for n in range(chargers)]
     ChargePoint.objects.filter(identity__in=identities).update(location=location, ocpp_protocol="ocpp1.6")
     cps = dict(ChargePoint.objects.filter(identity__in=identities).values_list("identity", "pk"))
-    have = set(Evse.objects.filter(charge_point_id__in=cps.values(), evse_id=1).values_list("charge_point_id", flat=True))
-    Evse.objects.bulk_create([Evse(charge_point_id=pk, evse_id=1) for pk in cps.values() if pk not in have],
-                             batch_size=2000)
-    evses = dict(Evse.objects.filter(charge_point_id__in=cps.values(), evse_id=1).values_list("charge_point_id", "pk"))
+    have = set(
+        Evse.objects.filter(charge_point_id__in=cps.values(), evse_id=1).values_list(
+            "charge_point_id", flat=True
+        )
+    )
+    Evse.objects.bulk_create(
+        [Evse(charge_point_id=pk, evse_id=1) for pk in cps.values() if pk not in have], batch_size=2000
+    )
+    evses = dict(
+        Evse.objects.filter(charge_point_id__in=cps.values(), evse_id=1).values_list("charge_point_id", "pk")
+    )
     have = set(Connector.objects.filter(evse_id__in=evses.values()).values_list("evse_id", flat=True))
-    Connector.objects.bulk_create([Connector(evse_id=pk, connector_id=1) for pk in evses.values() if pk not in have],
-                                  batch_size=2000)
+    Connector.objects.bulk_create(
+        [Connector(evse_id=pk, connector_id=1) for pk in evses.values() if pk not in have], batch_size=2000
+    )
     Connector.objects.filter(evse_id__in=evses.values()).update(status="Available")
     DriverSessionTransition.objects.filter(session__charge_point_id__in=cps.values()).delete()
     DriverSession.objects.filter(charge_point_id__in=cps.values()).delete()
     emails = [DRIVER_EMAIL.format(n=n) for n in range(starts)]
     existing = set(User.objects.filter(email__in=emails).values_list("email", flat=True))
-    User.objects.bulk_create([User(email=e, password="!") for e in emails if e not in existing], batch_size=2000)
+    User.objects.bulk_create(
+        [User(email=e, password="!") for e in emails if e not in existing], batch_size=2000
+    )
     users = {u.email: u for u in User.objects.filter(email__in=emails)}
     tokens = [str(AccessToken.for_user(users[e])) for e in emails]
     return [cps[i] for i in identities], tokens
 
 
-def measure(*, base_url: str, charge_point_ids: list[int], tokens: list[str], rate: float,
-            deadline: float, warm_ms: list[float]) -> list[dict[str, Any]]:
+def measure(
+    *,
+    base_url: str,
+    charge_point_ids: list[int],
+    tokens: list[str],
+    rate: float,
+    deadline: float,
+    warm_ms: list[float],
+) -> list[dict[str, Any]]:
     """POST one start per token, arriving open-loop at `rate` per second on average (exponential gaps,
     seeded), each from its own worker so that a slow answer never delays the next arrival."""
     import random
@@ -89,13 +112,23 @@ def measure(*, base_url: str, charge_point_ids: list[int], tokens: list[str], ra
         http = getattr(local, "http", None) or requests.Session()
         local.http = http
         sent = time.time()
-        response = http.post(f"{base_url}/api/v1/sessions", json={"charge_point": charge_point_ids[n], "connector": 1},
-                             headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
-                             timeout=10)
+        response = http.post(
+            f"{base_url}/api/v1/sessions",
+            json={"charge_point": charge_point_ids[n], "connector": 1},
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": str(uuid.uuid4())},
+            timeout=10,
+        )
         answered = time.time()
         with lock:
-            records.append({"n": n, "sent": sent, "http_ms": (answered - sent) * 1000, "status": response.status_code,
-                            "state": (response.json() if response.content else {}).get("status")})
+            records.append(
+                {
+                    "n": n,
+                    "sent": sent,
+                    "http_ms": (answered - sent) * 1000,
+                    "status": response.status_code,
+                    "state": (response.json() if response.content else {}).get("status"),
+                }
+            )
 
     def warm(token: str) -> float:
         http = getattr(local, "http", None) or requests.Session()
@@ -146,9 +179,17 @@ def run(ctx: Any, *, chargers: int, starts: int, rate: float, box: float) -> dic
     warm_ms: list[float] = []
     try:
         server, port = start_stack_server(ctx, "driver-server")
-        fleet = clients(ctx, "driver-fleet", "fleet", port, 0, chargers, auth=True, max_seconds=box + 20,
-                        extra=["--concurrency", "50", "--hb-min", "5", "--hb-max", "10",
-                               "--calls-log", str(calls_log)])
+        fleet = clients(
+            ctx,
+            "driver-fleet",
+            "fleet",
+            port,
+            0,
+            chargers,
+            auth=True,
+            max_seconds=box + 20,
+            extra=["--concurrency", "50", "--hb-min", "5", "--hb-max", "10", "--calls-log", str(calls_log)],
+        )
         try:
             ready = fleet.expect("READY", max(5.0, box_end - time.monotonic() - 40))
         except ChildFailed:
@@ -158,8 +199,14 @@ def run(ctx: Any, *, chargers: int, starts: int, rate: float, box: float) -> dic
             ready = fleet.expect("READY", 10)
         say(f"  driver start: {ready['connected']:,}/{chargers:,} chargers connected")
         time.sleep(3.0)  # into the steady state (heartbeats flowing)
-        records = measure(base_url=f"http://127.0.0.1:{port}", charge_point_ids=cp_ids, tokens=tokens,
-                          warm_ms=warm_ms, rate=rate, deadline=box_end - 10)
+        records = measure(
+            base_url=f"http://127.0.0.1:{port}",
+            charge_point_ids=cp_ids,
+            tokens=tokens,
+            warm_ms=warm_ms,
+            rate=rate,
+            deadline=box_end - 10,
+        )
         time.sleep(1.0)  # the last commands reach their chargers
         fleet.send("STOP")
         try:
@@ -173,8 +220,11 @@ def run(ctx: Any, *, chargers: int, starts: int, rate: float, box: float) -> dic
         if server is not None:
             server.stop()
     arrivals = received_at(calls_log, "RemoteStartTransaction") if calls_log.exists() else {}
-    latencies = [arrivals[identity_for(r["n"])] * 1000 - r["sent"] * 1000 for r in records
-                 if identity_for(r["n"]) in arrivals]
+    latencies = [
+        arrivals[identity_for(r["n"])] * 1000 - r["sent"] * 1000
+        for r in records
+        if identity_for(r["n"]) in arrivals
+    ]
     http = [r["http_ms"] for r in records]
     statuses: dict[str, int] = {}
     for r in records:
@@ -191,11 +241,13 @@ def run(ctx: Any, *, chargers: int, starts: int, rate: float, box: float) -> dic
         "driver_start_rate_per_s": rate,
         "driver_start_warmup_max_ms": r1(max(warm_ms) if warm_ms else None),
     }
-    say(f"  driver start: {len(latencies)}/{len(records)} starts reached their charger; POST → charger "
+    say(
+        f"  driver start: {len(latencies)}/{len(records)} starts reached their charger; POST → charger "
         f"p50 {result['driver_start_p50_ms']} ms, p99 {result['driver_start_p99_ms']} ms, "
         f"max {result['driver_start_max_ms']} ms (HTTP answer p99 {result['driver_start_http_p99_ms']} ms); "
         f"answers {statuses}; the server's first 32 API reads (warm-up, not starts) took up to "
-        f"{result['driver_start_warmup_max_ms']} ms")
+        f"{result['driver_start_warmup_max_ms']} ms"
+    )
     return result
 
 
@@ -220,8 +272,13 @@ def main() -> int:
     setup.django_setup(env)
     setup.ensure_charge_points(args.chargers)
     log_dir = Path(tempfile.mkdtemp(prefix="cpo-bench-"))
-    ctx = Ctx(env=env, log_dir=log_dir, deadline=time.monotonic() + args.budget, server_kind="uvicorn-sansio",
-              server_env=dict(env))
+    ctx = Ctx(
+        env=env,
+        log_dir=log_dir,
+        deadline=time.monotonic() + args.budget,
+        server_kind="uvicorn-sansio",
+        server_env=dict(env),
+    )
     try:
         figures = run(ctx, chargers=args.chargers, starts=args.starts, rate=args.rate, box=args.budget - 20)
     finally:

@@ -13,9 +13,14 @@ urlpatterns = [
     path("auth/token", parallel_view(accounts.LoginView.as_view()), name="api-token"),
     path("auth/token/refresh", parallel_view(accounts.RefreshView.as_view()), name="api-token-refresh"),
     path("auth/logout", parallel_view(accounts.LogoutView.as_view()), name="api-logout"),
-    path("auth/password/reset", parallel_view(accounts.PasswordResetView.as_view()), name="api-password-reset"),
-    path("auth/password/reset/confirm", parallel_view(accounts.PasswordResetConfirmView.as_view()),
-         name="api-password-reset-confirm"),
+    path(
+        "auth/password/reset", parallel_view(accounts.PasswordResetView.as_view()), name="api-password-reset"
+    ),
+    path(
+        "auth/password/reset/confirm",
+        parallel_view(accounts.PasswordResetConfirmView.as_view()),
+        name="api-password-reset-confirm",
+    ),
     path("auth/email/verify", parallel_view(accounts.EmailVerifyView.as_view()), name="api-email-verify"),
     path("auth/email/resend", parallel_view(accounts.EmailResendView.as_view()), name="api-email-resend"),
     path("me", parallel_view(accounts.MeView.as_view()), name="api-me"),
@@ -26,9 +31,15 @@ urlpatterns = [
     path("chargers/<int:pk>", parallel_view(stations.ChargerDetailView.as_view()), name="api-charger-detail"),
     path("sessions", parallel_view(charging.SessionListView.as_view()), name="api-sessions"),
     path("sessions/<int:pk>", parallel_view(charging.SessionDetailView.as_view()), name="api-session-detail"),
-    path("sessions/<int:pk>/stop", parallel_view(charging.SessionStopView.as_view()), name="api-session-stop"),
+    path(
+        "sessions/<int:pk>/stop", parallel_view(charging.SessionStopView.as_view()), name="api-session-stop"
+    ),
     path("sessions/<int:pk>/live", charging.session_live, name="api-session-live"),
-    path("sessions/<int:pk>/receipt", parallel_view(charging.SessionReceiptView.as_view()), name="api-session-receipt"),
+    path(
+        "sessions/<int:pk>/receipt",
+        parallel_view(charging.SessionReceiptView.as_view()),
+        name="api-session-receipt",
+    ),
 ]
 
 schema_urlpatterns = [

@@ -12,12 +12,10 @@ import time
 from typing import Any
 
 from asgiref.sync import markcoroutinefunction, sync_to_async
-
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import close_old_connections
 from django.http import Http404
@@ -33,9 +31,7 @@ from cpo.exceptions import ApplicationError, validation_error_fields
 
 def _flatten(detail: Any) -> dict[str, list[str]]:
     if isinstance(detail, dict):
-        return {
-            str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in detail.items()
-        }
+        return {str(k): [str(x) for x in (v if isinstance(v, list) else [v])] for k, v in detail.items()}
     if isinstance(detail, list):
         return {"__all__": [str(x) for x in detail]}
     return {}
@@ -49,8 +45,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response({"code": "request_too_large", "detail": detail, "fields": {}}, status=413)
     if isinstance(exc, DjangoValidationError):
         fields = validation_error_fields(exc)
-        return Response({"code": "validation_failed", "detail": _("The input is invalid."), "fields": fields},
-                        status=400)
+        return Response(
+            {"code": "validation_failed", "detail": _("The input is invalid."), "fields": fields}, status=400
+        )
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -60,7 +57,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     if isinstance(exc, drf_exceptions.ValidationError):
         body = {
-            "code": "validation_failed", "detail": _("The input is invalid."), "fields": _flatten(exc.detail)
+            "code": "validation_failed",
+            "detail": _("The input is invalid."),
+            "fields": _flatten(exc.detail),
         }
     else:
         detail = exc.detail if isinstance(exc, drf_exceptions.APIException) else str(exc)
@@ -230,10 +229,14 @@ class LoginFailureLimit:
         self.address = throttling.BaseThrottle().get_ident(request) or "-"
         self.known_key = f"{base}-known:{self.account}:{self.address}"
         self.slow_key = f"{base}-slow:{self.account}"
-        self.pair = FailureBudget(f"{base}-failures-pair", f"{self.account}:{self.address}",
-                                  detail=_("Too many failed log-ins for this account from this address."))
-        self.per_account = FailureBudget(f"{base}-failures-account", self.account,
-                                         detail=_("Too many failed log-ins for this account."))
+        self.pair = FailureBudget(
+            f"{base}-failures-pair",
+            f"{self.account}:{self.address}",
+            detail=_("Too many failed log-ins for this account from this address."),
+        )
+        self.per_account = FailureBudget(
+            f"{base}-failures-account", self.account, detail=_("Too many failed log-ins for this account.")
+        )
 
     def begin(self) -> None:
         """Count this attempt as a failure in advance; raise Throttled when a limit is reached."""
@@ -270,8 +273,10 @@ class ErrorSerializer(serializers.Serializer):
 
     code = serializers.CharField(help_text="Stable machine-readable code; apps switch on it.")
     detail = serializers.CharField(help_text="A sentence for people, in the request's language.")
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
-                                   help_text="Messages per input field ('__all__' for the whole input).")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="Messages per input field ('__all__' for the whole input).",
+    )
 
 
 def error_responses(*statuses: int) -> dict[int, Any]:

@@ -18,8 +18,9 @@ class ApplicationError(Exception):
     http_status: int = 400
     default_detail: Any = _("The request could not be completed.")
 
-    def __init__(self, detail: Any = None, *, code: str | None = None,
-                 fields: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self, detail: Any = None, *, code: str | None = None, fields: dict[str, list[str]] | None = None
+    ) -> None:
         self.detail = str(detail if detail is not None else self.default_detail)
         if code is not None:
             self.code = code
@@ -63,5 +64,7 @@ class ServiceUnavailable(ApplicationError):
 def validation_error_fields(error: Any) -> dict[str, list[str]]:
     """Django's ValidationError as {field: [messages]} ("__all__" for non-field errors)."""
     if hasattr(error, "error_dict"):
-        return {field: [str(m) for e in errors for m in e.messages] for field, errors in error.error_dict.items()}
+        return {
+            field: [str(m) for e in errors for m in e.messages] for field, errors in error.error_dict.items()
+        }
     return {"__all__": [str(m) for m in getattr(error, "messages", [str(error)])]}

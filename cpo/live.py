@@ -40,20 +40,24 @@ class LayerSender:
             if self._loop is None or self._pid != os.getpid() or not alive:
                 self._loop = asyncio.new_event_loop()
                 self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._loop.run_forever, name="channel-layer-sender",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="channel-layer-sender", daemon=True
+                )
                 self._thread.start()
             return self._loop
 
-    def send(self, channel: str, message: dict[str, Any], timeout_s: float = 5.0, *, layer: Any = None) -> None:
+    def send(
+        self, channel: str, message: dict[str, Any], timeout_s: float = 5.0, *, layer: Any = None
+    ) -> None:
         """Deliver to one channel; raises when the layer does not take it within `timeout_s`."""
         layer = layer or get_channel_layer()
         future = asyncio.run_coroutine_threadsafe(layer.send(channel, message), self._ensure_loop())
         future.result(timeout=timeout_s)
 
     def group_send(self, group: str, message: dict[str, Any], timeout_s: float = 5.0) -> None:
-        future = asyncio.run_coroutine_threadsafe(get_channel_layer().group_send(group, message),
-                                                  self._ensure_loop())
+        future = asyncio.run_coroutine_threadsafe(
+            get_channel_layer().group_send(group, message), self._ensure_loop()
+        )
         future.result(timeout=timeout_s)
 
 

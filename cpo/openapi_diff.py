@@ -34,8 +34,16 @@ def _type(schema: dict[str, Any]) -> str | None:
     return schema.get("type")
 
 
-def _compare(old_doc: dict, new_doc: dict, old: dict, new: dict, where: str, direction: str,
-             problems: list[str], depth: int = 0) -> None:
+def _compare(
+    old_doc: dict,
+    new_doc: dict,
+    old: dict,
+    new: dict,
+    where: str,
+    direction: str,
+    problems: list[str],
+    depth: int = 0,
+) -> None:
     if depth > 12:
         return
     old, new = _resolve(old_doc, old), _resolve(new_doc, new)
@@ -54,7 +62,9 @@ def _compare(old_doc: dict, new_doc: dict, old: dict, new: dict, where: str, dir
             if name not in new_props:
                 problems.append(f"{where}.{name}: removed from the response")
             else:
-                _compare(old_doc, new_doc, sub, new_props[name], f"{where}.{name}", direction, problems, depth + 1)
+                _compare(
+                    old_doc, new_doc, sub, new_props[name], f"{where}.{name}", direction, problems, depth + 1
+                )
     else:
         newly_required = set(new.get("required", [])) - set(old.get("required", []))
         for name in sorted(newly_required):
@@ -63,7 +73,9 @@ def _compare(old_doc: dict, new_doc: dict, old: dict, new: dict, where: str, dir
             if name not in new_props:
                 problems.append(f"{where}.{name}: no longer accepted")
             else:
-                _compare(old_doc, new_doc, sub, new_props[name], f"{where}.{name}", direction, problems, depth + 1)
+                _compare(
+                    old_doc, new_doc, sub, new_props[name], f"{where}.{name}", direction, problems, depth + 1
+                )
     if "items" in old and "items" in new:
         _compare(old_doc, new_doc, old["items"], new["items"], f"{where}[]", direction, problems, depth + 1)
 
@@ -96,11 +108,20 @@ def breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
                 if key not in new_params:
                     problems.append(f"{op}: parameter {key[1]} ({key[0]}) removed")
                 else:
-                    _compare(old, new, param.get("schema", {}), new_params[key].get("schema", {}),
-                             f"{op} parameter {key[1]}", "request", problems)
+                    _compare(
+                        old,
+                        new,
+                        param.get("schema", {}),
+                        new_params[key].get("schema", {}),
+                        f"{op} parameter {key[1]}",
+                        "request",
+                        problems,
+                    )
             old_body = _body_schema((old_op.get("requestBody") or {}).get("content"))
             new_body = _body_schema((new_op.get("requestBody") or {}).get("content"))
-            if new_op.get("requestBody", {}).get("required") and not old_op.get("requestBody", {}).get("required"):
+            if new_op.get("requestBody", {}).get("required") and not old_op.get("requestBody", {}).get(
+                "required"
+            ):
                 problems.append(f"{op}: request body now required")
             if old_body is not None and new_body is not None:
                 _compare(old, new, old_body, new_body, f"{op} request", "request", problems)

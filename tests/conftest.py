@@ -55,12 +55,21 @@ def _bounded_cancel_all_tasks(loop: asyncio.AbstractEventLoop) -> None:
         task.cancel()
     done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=_STUCK_TASK_WAIT_S))
     for task in pending:
-        logging.getLogger("tests").error("task still running %.0f s after cancel at loop teardown: %r\n%s",
-                                         _STUCK_TASK_WAIT_S, task, "".join(_stack(task)))
+        logging.getLogger("tests").error(
+            "task still running %.0f s after cancel at loop teardown: %r\n%s",
+            _STUCK_TASK_WAIT_S,
+            task,
+            "".join(_stack(task)),
+        )
     for task in done:
         if not task.cancelled() and task.exception() is not None:
-            loop.call_exception_handler({"message": "unhandled exception during loop teardown",
-                                         "exception": task.exception(), "task": task})
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception during loop teardown",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
 
 
 def _stack(task: asyncio.Task) -> list[str]:

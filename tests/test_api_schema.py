@@ -37,7 +37,9 @@ def test_no_breaking_change_against_the_committed_schema(schemas):
 
 def test_the_committed_schema_is_current(schemas):
     committed, generated = schemas
-    assert committed == generated, "the API changed compatibly: run `make schema` and commit config/openapi.yaml"
+    assert committed == generated, (
+        "the API changed compatibly: run `make schema` and commit config/openapi.yaml"
+    )
 
 
 def test_schema_is_served_and_docs_work_offline(client):
@@ -61,23 +63,27 @@ def _mutated(schemas, change) -> list[str]:
 
 def test_checker_catches_a_removed_operation(schemas):
     assert _mutated(schemas, lambda s: s["paths"]["/api/v1/sessions"].pop("post")) == [
-        "POST /api/v1/sessions: removed"]
+        "POST /api/v1/sessions: removed"
+    ]
 
 
 def test_checker_catches_a_new_required_input(schemas):
     def change(s):
         s["components"]["schemas"]["SessionStartInputRequest"]["required"].append("vehicle")
         s["components"]["schemas"]["SessionStartInputRequest"]["properties"]["vehicle"] = {"type": "string"}
+
     assert _mutated(schemas, change) == ["POST /api/v1/sessions request.vehicle: now required"]
 
 
 def test_checker_catches_a_removed_or_retyped_response_field(schemas):
     def removed(s):
         s["components"]["schemas"]["SessionOutput"]["properties"].pop("energy_wh")
+
     assert any("energy_wh: removed from the response" in p for p in _mutated(schemas, removed))
 
     def retyped(s):
         s["components"]["schemas"]["SessionOutput"]["properties"]["energy_wh"]["type"] = "string"
+
     assert any("energy_wh: type integer became string" in p for p in _mutated(schemas, retyped))
 
 
@@ -85,4 +91,5 @@ def test_checker_lets_compatible_changes_pass(schemas):
     def change(s):
         s["components"]["schemas"]["SessionOutput"]["properties"]["new_field"] = {"type": "string"}
         s["paths"]["/api/v1/new"] = {"get": {"responses": {"200": {"description": "ok"}}}}
+
     assert _mutated(schemas, change) == []

@@ -20,8 +20,13 @@ BARE = re.compile(r"select_for_update\(\s*\)")
 
 def test_no_bare_select_for_update_in_the_product():
     root = Path(settings.BASE_DIR)
-    offenders = [f"{path.relative_to(root)}:{n}" for base in ("apps", "cpo") for path in (root / base).rglob("*.py")
-                 for n, line in enumerate(path.read_text().splitlines(), 1) if BARE.search(line)]
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for base in ("apps", "cpo")
+        for path in (root / base).rglob("*.py")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if BARE.search(line)
+    ]
     assert not offenders, f"use select_for_update(no_key=True): {offenders}"
 
 

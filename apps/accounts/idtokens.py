@@ -30,7 +30,8 @@ def normalise_uid(raw: str, token_type: str) -> str:
             value = value[2:]
         if not _HEX.match(value):
             raise ValidationError(
-                _("An RFID uid must be hexadecimal (0-9, A-F), got {uid}.").format(uid=raw), code="uid_not_hex"
+                _("An RFID uid must be hexadecimal (0-9, A-F), got {uid}.").format(uid=raw),
+                code="uid_not_hex",
             )
         if len(value) % 2 or not 8 <= len(value) <= MAX_RFID_HEX_LENGTH:
             raise ValidationError(

@@ -29,8 +29,12 @@ class Organisation(TimeStampedModel):
     name = models.CharField(_("name"), max_length=200)
     slug = models.SlugField(_("slug"), max_length=64, unique=True)
     parent = models.ForeignKey(
-        "self", verbose_name=_("parent organisation"), null=True, blank=True,
-        on_delete=models.PROTECT, related_name="children",
+        "self",
+        verbose_name=_("parent organisation"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
     )
     legal_name = models.CharField(_("legal name"), max_length=200, blank=True)
     vat_id = models.CharField(_("VAT id"), max_length=32, blank=True)
@@ -38,7 +42,9 @@ class Organisation(TimeStampedModel):
     address = models.TextField(_("address"), blank=True)
     email = models.EmailField(_("contact e-mail"), blank=True)
     invoice_prefix = models.CharField(
-        _("invoice prefix"), max_length=16, unique=True,
+        _("invoice prefix"),
+        max_length=16,
+        unique=True,
         validators=[RegexValidator(r"^[A-Z0-9-]+$", _("Use upper-case letters, digits and dashes."))],
     )
     is_active = models.BooleanField(_("active"), default=True)
@@ -52,7 +58,8 @@ class Organisation(TimeStampedModel):
         ordering = ["name"]
         constraints = [
             models.CheckConstraint(
-                condition=~models.Q(parent=models.F("pk")), name="organisation_not_own_parent",
+                condition=~models.Q(parent=models.F("pk")),
+                name="organisation_not_own_parent",
                 violation_error_message=_("An organisation cannot be its own parent."),
             ),
         ]
@@ -118,8 +125,13 @@ class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField(_("e-mail address"), max_length=254, unique=True)
     full_name = models.CharField(_("full name"), max_length=200, blank=True)
     organisation = models.ForeignKey(
-        Organisation, verbose_name=_("organisation"), null=True, blank=True, on_delete=models.PROTECT,
-        related_name="staff", help_text=_("Staff belong to an operator organisation; drivers to none."),
+        Organisation,
+        verbose_name=_("organisation"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="staff",
+        help_text=_("Staff belong to an operator organisation; drivers to none."),
     )
     is_staff = models.BooleanField(_("staff status"), default=False)
     is_active = models.BooleanField(_("active"), default=True)
@@ -140,7 +152,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         ordering = ["email"]
         constraints = [
             models.UniqueConstraint(
-                Lower("email"), name="user_email_unique_ci",
+                Lower("email"),
+                name="user_email_unique_ci",
                 violation_error_message=_("A user with this e-mail address already exists."),
             ),
         ]
@@ -167,7 +180,9 @@ class CustomerAccount(TimeStampedModel):
     """A business or fleet customer of an operator: billed on terms, with its own drivers and tokens."""
 
     organisation = models.ForeignKey(
-        Organisation, verbose_name=_("organisation"), on_delete=models.PROTECT,
+        Organisation,
+        verbose_name=_("organisation"),
+        on_delete=models.PROTECT,
         related_name="customer_accounts",
     )
     name = models.CharField(_("name"), max_length=200)
@@ -191,11 +206,13 @@ class CustomerAccount(TimeStampedModel):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organisation", "name"], name="customeraccount_unique_name_per_org",
+                fields=["organisation", "name"],
+                name="customeraccount_unique_name_per_org",
                 violation_error_message=_("This organisation already has a customer account with this name."),
             ),
-            models.CheckConstraint(condition=models.Q(payment_terms_days__lte=180),
-                                   name="customeraccount_terms_range"),
+            models.CheckConstraint(
+                condition=models.Q(payment_terms_days__lte=180), name="customeraccount_terms_range"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -207,12 +224,18 @@ class DriverProfile(TimeStampedModel):
     a profile in a customer account is that account's operator's; any other is shared, seen by staff
     only where the driver is linked to their organisation (see tenancy)."""
 
-    user = models.OneToOneField(User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="driver_profile")
+    user = models.OneToOneField(
+        User, verbose_name=_("user"), on_delete=models.CASCADE, related_name="driver_profile"
+    )
     phone = models.CharField(_("phone"), max_length=32, blank=True)
     preferred_language = models.CharField(_("preferred language"), max_length=8, default="en")
     customer_account = models.ForeignKey(
-        CustomerAccount, verbose_name=_("customer account"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="drivers",
+        CustomerAccount,
+        verbose_name=_("customer account"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="drivers",
     )
 
     objects = TenantQuerySet.as_manager()
@@ -233,30 +256,56 @@ class IdToken(TimeStampedModel):
     RFID as hex). `group_id` is answered as parentIdTag (1.6) / groupIdToken (2.0.1)."""
 
     uid = models.CharField(_("uid"), max_length=36)
-    type = models.CharField(_("type"), max_length=16, choices=IdTokenType.choices, default=IdTokenType.ISO14443)
-    status = models.CharField(_("status"), max_length=10, choices=IdTokenStatus.choices, default=IdTokenStatus.ACCEPTED)
+    type = models.CharField(
+        _("type"), max_length=16, choices=IdTokenType.choices, default=IdTokenType.ISO14443
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=IdTokenStatus.choices, default=IdTokenStatus.ACCEPTED
+    )
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
     owner = models.ForeignKey(
-        User, verbose_name=_("owner"), null=True, blank=True, on_delete=models.SET_NULL, related_name="id_tokens"
+        User,
+        verbose_name=_("owner"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="id_tokens",
     )
     customer_account = models.ForeignKey(
-        CustomerAccount, verbose_name=_("customer account"), null=True, blank=True,
-        on_delete=models.SET_NULL, related_name="id_tokens",
+        CustomerAccount,
+        verbose_name=_("customer account"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="id_tokens",
     )
-    group_id = models.CharField(_("group id"), max_length=36, blank=True,
-                                help_text=_("Answered to chargers as parentIdTag / groupIdToken."))
+    group_id = models.CharField(
+        _("group id"),
+        max_length=36,
+        blank=True,
+        help_text=_("Answered to chargers as parentIdTag / groupIdToken."),
+    )
     organisation = models.ForeignKey(
-        Organisation, verbose_name=_("issuing organisation"), null=True, blank=True, on_delete=models.PROTECT,
+        Organisation,
+        verbose_name=_("issuing organisation"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="issued_id_tokens",
         help_text=_("The operator that manages this token; empty for the deployment's own driver tokens."),
     )
     valid_at = models.ManyToManyField(
-        Organisation, verbose_name=_("valid at"), blank=True, related_name="accepted_id_tokens",
+        Organisation,
+        verbose_name=_("valid at"),
+        blank=True,
+        related_name="accepted_id_tokens",
         help_text=_("Organisations whose chargers accept this token; empty means all."),
     )
     label = models.CharField(_("label"), max_length=100, blank=True)
     released_at = models.DateTimeField(
-        _("released by its driver at"), null=True, blank=True,
+        _("released by its driver at"),
+        null=True,
+        blank=True,
         help_text=_("A driver unlinked this card; another driver may link it again. Cleared when linked."),
     )
 
@@ -270,11 +319,13 @@ class IdToken(TimeStampedModel):
         ordering = ["uid"]
         constraints = [
             models.UniqueConstraint(
-                fields=["uid"], name="idtoken_uid_unique",
+                fields=["uid"],
+                name="idtoken_uid_unique",
                 violation_error_message=_("A token with this uid already exists."),
             ),
             models.CheckConstraint(
-                condition=models.Q(uid=models.functions.Upper("uid")), name="idtoken_uid_upper_case",
+                condition=models.Q(uid=models.functions.Upper("uid")),
+                name="idtoken_uid_upper_case",
                 violation_error_message=_("Token uids are stored in upper case."),
             ),
         ]
@@ -311,18 +362,33 @@ class AuditRecord(models.Model):
 
     at = models.DateTimeField(_("at"), default=clock.now, db_index=True)
     actor = models.ForeignKey(
-        User, verbose_name=_("actor"), null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="+",
+        User,
+        verbose_name=_("actor"),
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     actor_repr = models.CharField(_("actor"), max_length=254, blank=True)
     organisation = models.ForeignKey(
-        Organisation, verbose_name=_("organisation"), null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="+",
+        Organisation,
+        verbose_name=_("organisation"),
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     action = models.CharField(_("action"), max_length=64, db_index=True)
     target_type = models.ForeignKey(
-        ContentType, verbose_name=_("object type"), null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="+",
+        ContentType,
+        verbose_name=_("object type"),
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     target_id = models.CharField(_("object id"), max_length=64, blank=True)
     target_repr = models.CharField(_("object"), max_length=300, blank=True)
@@ -349,5 +415,3 @@ class AuditRecord(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError(_("Audit records cannot be deleted."))
-
-

@@ -25,19 +25,38 @@ from cpo.persistence import validated_save
 
 
 def audit_record_create(
-    *, actor: Any, action: str, outcome: str = AuditOutcome.SUCCEEDED, target: models.Model | None = None,
-    organisation_id: int | None = None, source: str = "service", detail: dict[str, Any] | None = None,
+    *,
+    actor: Any,
+    action: str,
+    outcome: str = AuditOutcome.SUCCEEDED,
+    target: models.Model | None = None,
+    organisation_id: int | None = None,
+    source: str = "service",
+    detail: dict[str, Any] | None = None,
 ) -> AuditRecord:
     """Append one audit record. `actor` may be a User, None (system) or anonymous."""
-    record = audit_record_build(actor=actor, action=action, outcome=outcome, target=target,
-                                organisation_id=organisation_id, source=source, detail=detail)
+    record = audit_record_build(
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        target=target,
+        organisation_id=organisation_id,
+        source=source,
+        detail=detail,
+    )
     record.save(force_insert=True)
     return record
 
 
 def audit_record_build(
-    *, actor: Any, action: str, outcome: str = AuditOutcome.SUCCEEDED, target: models.Model | None = None,
-    organisation_id: int | None = None, source: str = "service", detail: dict[str, Any] | None = None,
+    *,
+    actor: Any,
+    action: str,
+    outcome: str = AuditOutcome.SUCCEEDED,
+    target: models.Model | None = None,
+    organisation_id: int | None = None,
+    source: str = "service",
+    detail: dict[str, Any] | None = None,
 ) -> AuditRecord:
     """The audit record `audit_record_create` would append, unsaved: for a caller that inserts it in one
     statement with the row it audits (cpo.persistence.objects_insert_together)."""
@@ -69,8 +88,12 @@ def audit_record_create_from_admin(
     rows owned through a parent (an EVSE, a connector) are filed under their operator too."""
     detail = {"changes": message} if message else {}
     return audit_record_create(
-        actor=actor, action=f"{target._meta.model_name}.{verb}", target=target,
-        organisation_id=_tenant_organisation_id(target), source="admin", detail=detail,
+        actor=actor,
+        action=f"{target._meta.model_name}.{verb}",
+        target=target,
+        organisation_id=_tenant_organisation_id(target),
+        source="admin",
+        detail=detail,
     )
 
 
@@ -91,11 +114,22 @@ def _tenant_organisation_id(target: models.Model) -> int | None:
 
 @transaction.atomic
 def organisation_create(
-    *, name: str, slug: str, country: str, invoice_prefix: str, parent: Organisation | None = None,
-    actor: Any = None, **extra: Any,
+    *,
+    name: str,
+    slug: str,
+    country: str,
+    invoice_prefix: str,
+    parent: Organisation | None = None,
+    actor: Any = None,
+    **extra: Any,
 ) -> Organisation:
     organisation = Organisation(
-        name=name, slug=slug, country=country.upper(), invoice_prefix=invoice_prefix.upper(), parent=parent, **extra
+        name=name,
+        slug=slug,
+        country=country.upper(),
+        invoice_prefix=invoice_prefix.upper(),
+        parent=parent,
+        **extra,
     )
     validated_save(organisation)
     audit_record_create(actor=actor, action="organisation.create", target=organisation)
@@ -138,7 +172,9 @@ def user_verify_email(*, uidb64: str, token: str) -> User:
         pk = int(force_str(urlsafe_base64_decode(uidb64)))
         user = User.objects.select_for_update(no_key=True).get(pk=pk)
     except (ValueError, TypeError, OverflowError, User.DoesNotExist) as exc:
-        raise ValidationFailed(_("This verification link is invalid."), code="verification_link_invalid") from exc
+        raise ValidationFailed(
+            _("This verification link is invalid."), code="verification_link_invalid"
+        ) from exc
     if not email_verification_tokens.check_token(user, token):
         raise ValidationFailed(
             _("This verification link is invalid, expired or already used."), code="verification_link_invalid"
@@ -154,9 +190,16 @@ def user_verify_email(*, uidb64: str, token: str) -> User:
 
 @transaction.atomic
 def idtoken_upsert(
-    *, uid: str, type: str = IdTokenType.ISO14443, status: str | None = None, expires_at: datetime | None = None,
-    owner_email: str | None = None, group_id: str | None = None, organisation: Organisation | None = None,
-    actor: Any = None, source: str = "service",
+    *,
+    uid: str,
+    type: str = IdTokenType.ISO14443,
+    status: str | None = None,
+    expires_at: datetime | None = None,
+    owner_email: str | None = None,
+    group_id: str | None = None,
+    organisation: Organisation | None = None,
+    actor: Any = None,
+    source: str = "service",
 ) -> tuple[IdToken, bool]:
     """Create the token, or update the fields given. Idempotent: the same call twice changes nothing
     the second time. Returns (token, created)."""
@@ -175,7 +218,9 @@ def idtoken_upsert(
         try:
             expires_at = clock.ensure_aware_utc(expires_at)
         except ValueError as exc:
-            raise ValidationFailed(_("The expiry needs a time zone."), fields={"expires_at": [str(exc)]}) from exc
+            raise ValidationFailed(
+                _("The expiry needs a time zone."), fields={"expires_at": [str(exc)]}
+            ) from exc
     try:
         normalised = normalise_uid(uid, type)
     except ValidationError as exc:
@@ -184,8 +229,11 @@ def idtoken_upsert(
     if owner_email:
         owner = User.objects.filter(email__iexact=owner_email.strip()).first()
         if owner is None:
-            raise NotFound(_("No user with the e-mail address {email}.").format(email=owner_email),
-                           code="owner_not_found", fields={"owner": [_("No such user.")]})
+            raise NotFound(
+                _("No user with the e-mail address {email}.").format(email=owner_email),
+                code="owner_not_found",
+                fields={"owner": [_("No such user.")]},
+            )
     token = IdToken.objects.select_for_update(no_key=True).filter(uid=normalised).first()
     created = token is None
     if created:
@@ -202,7 +250,10 @@ def idtoken_upsert(
     if created or changes:
         validated_save(token)
         audit_record_create(
-            actor=actor, action="idtoken.create" if created else "idtoken.update", target=token, source=source,
+            actor=actor,
+            action="idtoken.create" if created else "idtoken.update",
+            target=token,
+            source=source,
             detail={k: str(v) for k, v in changes.items()},
         )
     return token, created
@@ -217,12 +268,15 @@ def _password_checked(password: str, user: User) -> None:
     try:
         validate_password(password, user)
     except ValidationError as exc:
-        raise ValidationFailed(exc.messages[0], code="password_too_weak", fields={"password": exc.messages}) from exc
+        raise ValidationFailed(
+            exc.messages[0], code="password_too_weak", fields={"password": exc.messages}
+        ) from exc
 
 
 @transaction.atomic
-def driver_register(*, email: str, password: str, full_name: str = "", preferred_language: str = "en",
-                    base_url: str) -> User | None:
+def driver_register(
+    *, email: str, password: str, full_name: str = "", preferred_language: str = "en", base_url: str
+) -> User | None:
     """Register a driver without telling the caller whether the address is taken (no account enumeration).
     A new address gets the account (no organisation, not staff, with a profile) and the verification
     e-mail. A taken address (a driver's or a staff member's, whatever its case) gets an e-mail telling its
@@ -231,7 +285,9 @@ def driver_register(*, email: str, password: str, full_name: str = "", preferred
     Errors, the same either way (checked before the address is looked at): password_too_weak, language."""
     email = User.objects.normalize_email((email or "").strip())
     if preferred_language not in DRIVER_LANGUAGES:
-        raise ValidationFailed(_("Unsupported language."), fields={"preferred_language": [_("Use en, de or fr.")]})
+        raise ValidationFailed(
+            _("Unsupported language."), fields={"preferred_language": [_("Use en, de or fr.")]}
+        )
     user = User(email=email, full_name=full_name.strip()[:200])
     _password_checked(password, user)
     user.set_password(password)  # hashed in both cases: the time taken tells nothing either
@@ -244,8 +300,13 @@ def driver_register(*, email: str, password: str, full_name: str = "", preferred
             if existing is None:
                 raise
     if existing is not None:
-        audit_record_create(actor=None, action="driver.register_address_taken", outcome=AuditOutcome.DENIED,
-                            target=existing, source="api")
+        audit_record_create(
+            actor=None,
+            action="driver.register_address_taken",
+            outcome=AuditOutcome.DENIED,
+            target=existing,
+            source="api",
+        )
         transaction.on_commit(lambda: user_send_registration_notice(user=existing, base_url=base_url))
         return None
     DriverProfile.objects.create(user=user, preferred_language=preferred_language)
@@ -268,8 +329,10 @@ def user_send_registration_notice(*, user: User, base_url: str) -> bool:
     inactive account gets no mail. Returns whether a mail went out."""
     if not user.is_active:
         return False
-    message = _("Someone tried to create an account with this e-mail address. You already have one, so "
-                "nothing was created or changed.")
+    message = _(
+        "Someone tried to create an account with this e-mail address. You already have one, so "
+        "nothing was created or changed."
+    )
     if user.has_usable_password():
         link, uidb64, token = _password_reset_link(user=user, base_url=base_url)
         message += "\n\n" + _(
@@ -277,8 +340,12 @@ def user_send_registration_notice(*, user: User, base_url: str) -> bool:
             "Or enter in the app: uid {uid}, code {token}"
         ).format(link=link, uid=uidb64, token=token)
     message += "\n\n" + _("If it was not you, you can ignore this e-mail.")
-    send_mail(subject=_("Someone tried to register with your e-mail address"), message=message,
-              from_email=None, recipient_list=[user.email])
+    send_mail(
+        subject=_("Someone tried to register with your e-mail address"),
+        message=message,
+        from_email=None,
+        recipient_list=[user.email],
+    )
     return True
 
 
@@ -291,8 +358,9 @@ def user_send_password_reset(*, email: str, base_url: str) -> bool:
     link, uidb64, token = _password_reset_link(user=user, base_url=base_url)
     send_mail(
         subject=_("Reset your password"),
-        message=_("Open this link to choose a new password: {link}\nOr enter in the app: uid {uid}, code {token}").format(
-            link=link, uid=uidb64, token=token),
+        message=_(
+            "Open this link to choose a new password: {link}\nOr enter in the app: uid {uid}, code {token}"
+        ).format(link=link, uid=uidb64, token=token),
         from_email=None,
         recipient_list=[user.email],
     )
@@ -304,11 +372,15 @@ def user_reset_password(*, uidb64: str, token: str, new_password: str) -> User:
     """Set a new password from a reset link/code (single use: the code dies with the old password).
     Errors: reset_code_invalid, password_too_weak."""
     try:
-        user = User.objects.select_for_update(no_key=True).get(pk=int(force_str(urlsafe_base64_decode(uidb64))), is_active=True)
+        user = User.objects.select_for_update(no_key=True).get(
+            pk=int(force_str(urlsafe_base64_decode(uidb64))), is_active=True
+        )
     except (ValueError, TypeError, OverflowError, User.DoesNotExist) as exc:
         raise ValidationFailed(_("This reset code is invalid."), code="reset_code_invalid") from exc
     if not default_token_generator.check_token(user, token):
-        raise ValidationFailed(_("This reset code is invalid, expired or already used."), code="reset_code_invalid")
+        raise ValidationFailed(
+            _("This reset code is invalid, expired or already used."), code="reset_code_invalid"
+        )
     _password_checked(new_password, user)
     user.set_password(new_password)
     user.save(update_fields=["password"])
@@ -318,13 +390,20 @@ def user_reset_password(*, uidb64: str, token: str, new_password: str) -> User:
 
 
 @transaction.atomic
-def driver_update(*, user: User, full_name: str | None = None, phone: str | None = None,
-                  preferred_language: str | None = None) -> User:
+def driver_update(
+    *,
+    user: User,
+    full_name: str | None = None,
+    phone: str | None = None,
+    preferred_language: str | None = None,
+) -> User:
     """Change the driver's own profile fields (those given)."""
     profile, _created = DriverProfile.objects.select_for_update(no_key=True).get_or_create(user=user)
     if preferred_language is not None:
         if preferred_language not in DRIVER_LANGUAGES:
-            raise ValidationFailed(_("Unsupported language."), fields={"preferred_language": [_("Use en, de or fr.")]})
+            raise ValidationFailed(
+                _("Unsupported language."), fields={"preferred_language": [_("Use en, de or fr.")]}
+            )
         profile.preferred_language = preferred_language
     if phone is not None:
         profile.phone = phone.strip()[:32]
@@ -348,8 +427,9 @@ def driver_delete(*, user: User) -> None:
     user.set_unusable_password()
     user.save()
     DriverProfile.objects.filter(user=user).update(phone="", customer_account=None)
-    IdToken.objects.filter(owner=user).update(owner=None, status=IdTokenStatus.BLOCKED, label="",
-                                              released_at=clock.now())
+    IdToken.objects.filter(owner=user).update(
+        owner=None, status=IdTokenStatus.BLOCKED, label="", released_at=clock.now()
+    )
     user_revoke_refresh_tokens(user=user)
     # Written after the erasure, so the record names the anonymous account, not the person.
     audit_record_create(actor=user, action="driver.delete", target=user, source="api")
@@ -367,7 +447,9 @@ def user_revoke_refresh_tokens(*, user: User) -> int:
 
 
 @transaction.atomic
-def driver_token_add(*, driver: User, uid: str, type: str = IdTokenType.ISO14443, label: str = "") -> tuple[IdToken, bool]:
+def driver_token_add(
+    *, driver: User, uid: str, type: str = IdTokenType.ISO14443, label: str = ""
+) -> tuple[IdToken, bool]:
     """Link a card (or other token) to the driver; returns (token, created). Adding your own again changes
     nothing; a card a driver released earlier may be linked again (it is unblocked). Any other card we know
     (another driver's, one an operator issued or blocked) is token_not_linkable (409), one neutral answer
@@ -375,23 +457,38 @@ def driver_token_add(*, driver: User, uid: str, type: str = IdTokenType.ISO14443
     we have never seen is linked: an unknown uid and a known one still answer differently (see the
     README's security section)."""
     if type not in (IdTokenType.ISO14443, IdTokenType.ISO15693, IdTokenType.EMAID, IdTokenType.KEY_CODE):
-        raise ValidationFailed(_("Drivers may add RFID cards, contract ids and key codes."),
-                               code="token_type_not_allowed", fields={"type": [_("Not allowed.")]})
+        raise ValidationFailed(
+            _("Drivers may add RFID cards, contract ids and key codes."),
+            code="token_type_not_allowed",
+            fields={"type": [_("Not allowed.")]},
+        )
     try:
         normalised = normalise_uid(uid, type)
     except ValidationError as exc:
-        raise ValidationFailed(exc.messages[0], code="token_uid_invalid", fields={"uid": exc.messages}) from exc
+        raise ValidationFailed(
+            exc.messages[0], code="token_uid_invalid", fields={"uid": exc.messages}
+        ) from exc
     token = IdToken.objects.select_for_update(no_key=True).filter(uid=normalised).first()
     if token is not None:
         if token.owner_id == driver.pk:
             return token, False
         # Only a card its driver released may change hands: not one an operator manages or blocked.
-        released = (token.released_at is not None and token.owner_id is None and token.organisation_id is None
-                    and token.customer_account_id is None and token.type != IdTokenType.CENTRAL)
+        released = (
+            token.released_at is not None
+            and token.owner_id is None
+            and token.organisation_id is None
+            and token.customer_account_id is None
+            and token.type != IdTokenType.CENTRAL
+        )
         if not released:
-            raise Conflict(_("This card cannot be linked to your account. If it is yours, ask the operator "
-                             "that issued it."), code="token_not_linkable",
-                           fields={"uid": [_("Cannot be linked.")]})
+            raise Conflict(
+                _(
+                    "This card cannot be linked to your account. If it is yours, ask the operator "
+                    "that issued it."
+                ),
+                code="token_not_linkable",
+                fields={"uid": [_("Cannot be linked.")]},
+            )
         token.owner, token.status, token.label, token.type = driver, IdTokenStatus.ACCEPTED, label[:100], type
         token.released_at, token.group_id = None, ""
         validated_save(token)

@@ -218,8 +218,16 @@ class OrphanStopAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
 class TransactionEventAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     """OCPP 2.0.1 TransactionEvents as received (de-duplicated on charger, transaction and seqNo)."""
 
-    list_display = ("timestamp", "charger", "transaction_ref", "seq_no", "event_type", "trigger_reason", "offline",
-                    "received_at")
+    list_display = (
+        "timestamp",
+        "charger",
+        "transaction_ref",
+        "seq_no",
+        "event_type",
+        "trigger_reason",
+        "offline",
+        "received_at",
+    )
     list_filter = ("event_type", "trigger_reason", "offline", ChargePointListFilter, SessionListFilter)
     search_fields = ("transaction_ref", "charge_point__identity")
     list_select_related = ("charge_point",)
@@ -252,8 +260,16 @@ class DriverSessionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     """Charges drivers asked for in the app (and charges started with a driver's card), with every step
     of their state machine: what support looks at when a driver says "it did not start"."""
 
-    list_display = ("created_at", "driver", "charger", "evse_id", "source", "status", "failure_reason",
-                    "charging_session")
+    list_display = (
+        "created_at",
+        "driver",
+        "charger",
+        "evse_id",
+        "source",
+        "status",
+        "failure_reason",
+        "charging_session",
+    )
     list_filter = ("status", "failure_reason", "source", "organisation", "created_at", ChargePointListFilter)
     search_fields = ("driver__email", "charge_point__identity", "id_tag")
     search_help_text = _("driver e-mail, charger identity or id tag")

@@ -17,13 +17,19 @@ from cpo import clock
 from cpo.exceptions import NotFound
 
 POWER = "Power.Active.Import"
-RUNNING = (DriverSessionStatus.INITIATED, DriverSessionStatus.AUTHORISING, DriverSessionStatus.STARTING,
-           DriverSessionStatus.ACTIVE, DriverSessionStatus.STOPPING)
+RUNNING = (
+    DriverSessionStatus.INITIATED,
+    DriverSessionStatus.AUTHORISING,
+    DriverSessionStatus.STARTING,
+    DriverSessionStatus.ACTIVE,
+    DriverSessionStatus.STOPPING,
+)
 
 
 def driver_session_list(*, driver: User) -> QuerySet[DriverSession]:
-    return (DriverSession.objects.filter(driver=driver)
-            .select_related("charge_point", "charge_point__location", "charging_session"))
+    return DriverSession.objects.filter(driver=driver).select_related(
+        "charge_point", "charge_point__location", "charging_session"
+    )
 
 
 def driver_session_get(*, driver: User, pk: Any) -> DriverSession:
@@ -56,8 +62,12 @@ class Usage:
 
 
 def _last_value(charging: ChargingSession, measurand: str) -> Any:
-    return (MeterSample.objects.filter(session=charging, measurand=measurand, phase="", value__isnull=False)
-            .order_by("-sampled_at").values_list("value", flat=True).first())
+    return (
+        MeterSample.objects.filter(session=charging, measurand=measurand, phase="", value__isnull=False)
+        .order_by("-sampled_at")
+        .values_list("value", flat=True)
+        .first()
+    )
 
 
 def session_usage(*, session: DriverSession, now: datetime | None = None) -> Usage:
@@ -81,9 +91,15 @@ def session_usage(*, session: DriverSession, now: datetime | None = None) -> Usa
         power = int(last_power) if last_power is not None else None
     cdr = cdr_for_session(charging) if charging.stopped_at is not None else None
     cost = PriceBreakdown.from_dict(cdr.breakdown) if cdr is not None else session_cost(session=charging)
-    return Usage(energy_wh=energy, duration_s=max(0, int((end - charging.started_at).total_seconds())),
-                 power_w=power, started_at=charging.started_at, stopped_at=charging.stopped_at,
-                 cost=cost, final=cdr is not None)
+    return Usage(
+        energy_wh=energy,
+        duration_s=max(0, int((end - charging.started_at).total_seconds())),
+        power_w=power,
+        started_at=charging.started_at,
+        stopped_at=charging.stopped_at,
+        cost=cost,
+        final=cdr is not None,
+    )
 
 
 def is_final(session: DriverSession) -> bool:
@@ -96,27 +112,48 @@ def driver_export(*, driver: User) -> dict[str, Any]:
     sessions = []
     for s in driver_session_list(driver=driver).prefetch_related("transitions").order_by("created_at", "pk"):
         usage = session_usage(session=s)
-        sessions.append({
-            "id": s.pk, "status": s.status, "failure_reason": s.failure_reason, "source": s.source,
-            "charger": s.charge_point.identity, "location": s.charge_point.location.name,
-            "connector": s.evse_id, "created_at": s.created_at.isoformat(),
-            "started_at": usage.started_at.isoformat() if usage.started_at else None,
-            "stopped_at": usage.stopped_at.isoformat() if usage.stopped_at else None,
-            "energy_wh": usage.energy_wh, "cost": usage.cost.as_dict() if usage.cost is not None else None,
-            "transitions": [{"from": t.from_status, "to": t.to_status, "at": t.at.isoformat(), "cause": t.cause}
-                            for t in s.transitions.all()],
-        })
+        sessions.append(
+            {
+                "id": s.pk,
+                "status": s.status,
+                "failure_reason": s.failure_reason,
+                "source": s.source,
+                "charger": s.charge_point.identity,
+                "location": s.charge_point.location.name,
+                "connector": s.evse_id,
+                "created_at": s.created_at.isoformat(),
+                "started_at": usage.started_at.isoformat() if usage.started_at else None,
+                "stopped_at": usage.stopped_at.isoformat() if usage.stopped_at else None,
+                "energy_wh": usage.energy_wh,
+                "cost": usage.cost.as_dict() if usage.cost is not None else None,
+                "transitions": [
+                    {"from": t.from_status, "to": t.to_status, "at": t.at.isoformat(), "cause": t.cause}
+                    for t in s.transitions.all()
+                ],
+            }
+        )
     return {
         "exported_at": clock.now().isoformat(),
         "account": {
-            "id": driver.pk, "email": driver.email, "full_name": driver.full_name,
+            "id": driver.pk,
+            "email": driver.email,
+            "full_name": driver.full_name,
             "date_joined": driver.date_joined.isoformat(),
             "email_verified_at": driver.email_verified_at.isoformat() if driver.email_verified_at else None,
             "last_login": driver.last_login.isoformat() if driver.last_login else None,
         },
-        "profile": {"phone": profile.phone, "preferred_language": profile.preferred_language} if profile else None,
-        "tokens": [{"uid": t.uid, "type": t.type, "label": t.label, "status": t.status,
-                    "created_at": t.created_at.isoformat()}
-                   for t in IdToken.objects.filter(owner=driver).order_by("pk")],
+        "profile": {"phone": profile.phone, "preferred_language": profile.preferred_language}
+        if profile
+        else None,
+        "tokens": [
+            {
+                "uid": t.uid,
+                "type": t.type,
+                "label": t.label,
+                "status": t.status,
+                "created_at": t.created_at.isoformat(),
+            }
+            for t in IdToken.objects.filter(owner=driver).order_by("pk")
+        ],
         "sessions": sessions,
     }

@@ -39,13 +39,22 @@ from cpo import clock
 from cpo.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 
 S = DriverSessionStatus
-START_ACTIONS = {OcppProtocol.OCPP16: "RemoteStartTransaction", OcppProtocol.OCPP201: "RequestStartTransaction"}
+START_ACTIONS = {
+    OcppProtocol.OCPP16: "RemoteStartTransaction",
+    OcppProtocol.OCPP201: "RequestStartTransaction",
+}
 STOP_ACTIONS = {OcppProtocol.OCPP16: "RemoteStopTransaction", OcppProtocol.OCPP201: "RequestStopTransaction"}
 # Connector states in which a new charge cannot begin.
-BUSY_STATUSES = frozenset({
-    ConnectorStatus.CHARGING, ConnectorStatus.SUSPENDED_EV, ConnectorStatus.SUSPENDED_EVSE,
-    ConnectorStatus.FINISHING, ConnectorStatus.OCCUPIED, ConnectorStatus.RESERVED,
-})
+BUSY_STATUSES = frozenset(
+    {
+        ConnectorStatus.CHARGING,
+        ConnectorStatus.SUSPENDED_EV,
+        ConnectorStatus.SUSPENDED_EVSE,
+        ConnectorStatus.FINISHING,
+        ConnectorStatus.OCCUPIED,
+        ConnectorStatus.RESERVED,
+    }
+)
 DOWN_STATUSES = frozenset({ConnectorStatus.UNAVAILABLE, ConnectorStatus.FAULTED})
 APP_TOKEN_PREFIX = "APP"  # noqa: S105 - a uid prefix, not a secret
 
@@ -58,12 +67,25 @@ def start_timeout_s() -> float:
     return float(getattr(settings, "CPO_DRIVER_START_TIMEOUT_S", 120))
 
 
-def _transition(session: DriverSession, to: str, *, cause: str, at: datetime | None = None,
-                failure: str = "", detail: dict[str, Any] | None = None) -> None:
+def _transition(
+    session: DriverSession,
+    to: str,
+    *,
+    cause: str,
+    at: datetime | None = None,
+    failure: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
     """Move a locked session to `to` and record it. Callers hold the row lock (select_for_update)."""
     at = at or clock.now()
-    DriverSessionTransition.objects.create(session=session, from_status=session.status, to_status=to, at=at,
-                                           cause=cause[:64], detail=detail or {})
+    DriverSessionTransition.objects.create(
+        session=session,
+        from_status=session.status,
+        to_status=to,
+        at=at,
+        cause=cause[:64],
+        detail=detail or {},
+    )
     leaving_failed = session.status == S.FAILED and to != S.FAILED
     session.status = to
     fields = ["status", "updated_at"]
@@ -88,12 +110,19 @@ def _locked(pk: int) -> DriverSession:
 def driver_app_token(*, driver: User) -> IdToken:
     """The driver's own app token (type Central), created on first use. Its uid fits OCPP 1.6's 20
     characters. A blocked app token is not replaced: an operator blocked it on purpose."""
-    token = (IdToken.objects.select_for_update(no_key=True)
-             .filter(owner=driver, type=IdTokenType.CENTRAL, uid__startswith=APP_TOKEN_PREFIX)
-             .order_by("pk").first())
+    token = (
+        IdToken.objects.select_for_update(no_key=True)
+        .filter(owner=driver, type=IdTokenType.CENTRAL, uid__startswith=APP_TOKEN_PREFIX)
+        .order_by("pk")
+        .first()
+    )
     if token is None:
-        token = IdToken.objects.create(uid=APP_TOKEN_PREFIX + secrets.token_hex(8).upper(),
-                                       type=IdTokenType.CENTRAL, owner=driver, label=_("App"))
+        token = IdToken.objects.create(
+            uid=APP_TOKEN_PREFIX + secrets.token_hex(8).upper(),
+            type=IdTokenType.CENTRAL,
+            owner=driver,
+            label=_("App"),
+        )
     return token
 
 
@@ -105,12 +134,19 @@ def request_fingerprint(payload: dict[str, Any]) -> str:
 
 
 def _charge_point_for_driver(charge_point_id: Any) -> ChargePoint:
-    cp = (ChargePoint.objects.select_related("location")
-          .filter(pk=charge_point_id, location__is_published=True,
-                  registration_status=RegistrationStatus.ACCEPTED).first())
+    cp = (
+        ChargePoint.objects.select_related("location")
+        .filter(
+            pk=charge_point_id, location__is_published=True, registration_status=RegistrationStatus.ACCEPTED
+        )
+        .first()
+    )
     if cp is None:
-        raise NotFound(_("No charger with id {id}.").format(id=charge_point_id), code="charger_not_found",
-                       fields={"charge_point": [_("No such charger.")]})
+        raise NotFound(
+            _("No charger with id {id}.").format(id=charge_point_id),
+            code="charger_not_found",
+            fields={"charge_point": [_("No such charger.")]},
+        )
     return cp
 
 
@@ -119,33 +155,52 @@ def _check_connector(cp: ChargePoint, evse_id: int) -> Connector | None:
     starts on one EVSE are decided one after the other. A 2.0.1 connector reports Occupied as soon as a
     car is plugged in, and may already run a transaction nobody has authorised (TxStartPoint
     EVConnected): both wait for a driver, so a start is welcome then."""
-    connectors = list(Connector.objects.filter(evse__charge_point=cp, evse__evse_id=evse_id).order_by("connector_id"))
+    connectors = list(
+        Connector.objects.filter(evse__charge_point=cp, evse__evse_id=evse_id).order_by("connector_id")
+    )
     if connectors and all(c.status in DOWN_STATUSES for c in connectors):
-        raise Conflict(_("Connector {no} is unavailable.").format(no=evse_id), code="connector_unavailable",
-                       fields={"connector": [_("Unavailable.")]})
+        raise Conflict(
+            _("Connector {no} is unavailable.").format(no=evse_id),
+            code="connector_unavailable",
+            fields={"connector": [_("Unavailable.")]},
+        )
     busy_statuses = BUSY_STATUSES
     if cp.ocpp_protocol == OcppProtocol.OCPP201:
         busy_statuses = BUSY_STATUSES - {ConnectorStatus.OCCUPIED}
-    busy = any(c.status in busy_statuses for c in connectors) or ChargingSession.objects.filter(
-        charge_point=cp, evse_id=evse_id, status=SessionStatus.ACTIVE).exclude(id_tag="").exists() or (
-        DriverSession.objects.filter(charge_point=cp, evse_id=evse_id,
-                                     status__in=[S.INITIATED, S.AUTHORISING, S.STARTING]).exists())
+    busy = (
+        any(c.status in busy_statuses for c in connectors)
+        or ChargingSession.objects.filter(charge_point=cp, evse_id=evse_id, status=SessionStatus.ACTIVE)
+        .exclude(id_tag="")
+        .exists()
+        or (
+            DriverSession.objects.filter(
+                charge_point=cp, evse_id=evse_id, status__in=[S.INITIATED, S.AUTHORISING, S.STARTING]
+            ).exists()
+        )
+    )
     if busy:
-        raise Conflict(_("Connector {no} is in use.").format(no=evse_id), code="connector_occupied",
-                       fields={"connector": [_("In use.")]})
+        raise Conflict(
+            _("Connector {no} is in use.").format(no=evse_id),
+            code="connector_occupied",
+            fields={"connector": [_("In use.")]},
+        )
     return connectors[0] if connectors else None
 
 
 def _existing_for_key(driver: User, key: str, fingerprint: str) -> DriverSession | None:
     existing = DriverSession.objects.filter(driver=driver, idempotency_key=key).first()
     if existing is not None and existing.request_hash != fingerprint:
-        raise Conflict(_("This Idempotency-Key was used for a different request."), code="idempotency_key_reused",
-                       fields={"Idempotency-Key": [_("Already used with other parameters.")]})
+        raise Conflict(
+            _("This Idempotency-Key was used for a different request."),
+            code="idempotency_key_reused",
+            fields={"Idempotency-Key": [_("Already used with other parameters.")]},
+        )
     return existing
 
 
-def driver_session_start(*, driver: User, charge_point_id: Any, evse_id: int, idempotency_key: str
-                         ) -> tuple[DriverSession, bool]:
+def driver_session_start(
+    *, driver: User, charge_point_id: Any, evse_id: int, idempotency_key: str
+) -> tuple[DriverSession, bool]:
     """Start a charge for `driver` on a connector; returns (session, created). The same Idempotency-Key
     (per driver, kept 24 h) returns the session it created, also for concurrent duplicates (the unique
     constraint makes the second insert wait for the first and then find it). The session comes back
@@ -154,8 +209,11 @@ def driver_session_start(*, driver: User, charge_point_id: Any, evse_id: int, id
     connector_not_found (404), connector_unavailable, connector_occupied, idempotency_key_reused (409),
     not_authorised (403)."""
     if not idempotency_key or len(idempotency_key) > 255:
-        raise ValidationFailed(_("Send an Idempotency-Key header of 1 to 255 characters."),
-                               code="idempotency_key_required", fields={"Idempotency-Key": [_("Required.")]})
+        raise ValidationFailed(
+            _("Send an Idempotency-Key header of 1 to 255 characters."),
+            code="idempotency_key_required",
+            fields={"Idempotency-Key": [_("Required.")]},
+        )
     fingerprint = request_fingerprint({"charge_point": str(charge_point_id), "connector": evse_id})
     cp = _charge_point_for_driver(charge_point_id)
     token = driver_app_token(driver=driver)
@@ -168,17 +226,31 @@ def driver_session_start(*, driver: User, charge_point_id: Any, evse_id: int, id
             # committed first is visible and is answered with its session.
             # FOR NO KEY UPDATE: a connector inserted for this EVSE meanwhile (its foreign key check takes
             # a KEY SHARE lock) need not wait for us, nor we for it.
-            if Evse.objects.select_for_update(no_key=True).filter(charge_point=cp, evse_id=evse_id).first() is None:
-                raise NotFound(_("Charger {cp} has no connector {no}.").format(cp=cp.identity, no=evse_id),
-                               code="connector_not_found", fields={"connector": [_("No such connector.")]})
+            if (
+                Evse.objects.select_for_update(no_key=True).filter(charge_point=cp, evse_id=evse_id).first()
+                is None
+            ):
+                raise NotFound(
+                    _("Charger {cp} has no connector {no}.").format(cp=cp.identity, no=evse_id),
+                    code="connector_not_found",
+                    fields={"connector": [_("No such connector.")]},
+                )
             existing = _existing_for_key(driver, idempotency_key, fingerprint)
             if existing is not None:
                 return existing, False
             connector = _check_connector(cp, evse_id)
             session = DriverSession(
-                driver=driver, organisation_id=cp.organisation_id, charge_point=cp, evse_id=evse_id,
-                connector=connector, id_token=token, id_tag=token.uid, source=DriverSessionSource.APP,
-                status=S.INITIATED, idempotency_key=idempotency_key, request_hash=fingerprint,
+                driver=driver,
+                organisation_id=cp.organisation_id,
+                charge_point=cp,
+                evse_id=evse_id,
+                connector=connector,
+                id_token=token,
+                id_tag=token.uid,
+                source=DriverSessionSource.APP,
+                status=S.INITIATED,
+                idempotency_key=idempotency_key,
+                request_hash=fingerprint,
             )
             # The steps up to the start command are decided first and written at once (one insert for the
             # session, one for its transitions): this is the path a driver waits on.
@@ -189,7 +261,8 @@ def driver_session_start(*, driver: User, charge_point_id: Any, evse_id: int, id
             except IntegrityError:
                 raise _KeyTaken() from None  # the same key, committed meanwhile for another EVSE
             DriverSessionTransition.objects.bulk_create(
-                [DriverSessionTransition(session=session, **step) for step in steps])
+                [DriverSessionTransition(session=session, **step) for step in steps]
+            )
             _publish_on_commit(session.pk)
             return session, True
     except _KeyTaken:
@@ -210,10 +283,14 @@ def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken)
     from apps.ocpp_gateway.services import command_send
 
     now = clock.now()
-    steps: list[dict[str, Any]] = [{"from_status": "", "to_status": S.INITIATED, "cause": "requested", "detail": {}}]
+    steps: list[dict[str, Any]] = [
+        {"from_status": "", "to_status": S.INITIATED, "cause": "requested", "detail": {}}
+    ]
 
     def step(to: str, cause: str, detail: dict[str, Any], failure: str = "") -> None:
-        steps.append({"from_status": steps[-1]["to_status"], "to_status": to, "cause": cause, "detail": detail})
+        steps.append(
+            {"from_status": steps[-1]["to_status"], "to_status": to, "cause": cause, "detail": detail}
+        )
         session.status = to
         if failure:
             session.failure_reason = failure
@@ -232,7 +309,9 @@ def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken)
         payload: dict[str, Any] = {"connectorId": session.evse_id, "idTag": token.uid}
     else:  # remoteStartId is filled with the command's id, which links the charger's transaction back
         payload = {"idToken": {"idToken": token.uid, "type": IdTokenType.CENTRAL}, "evseId": session.evse_id}
-    command = command_send(charge_point=cp, action=action, payload=payload, actor=session.driver, source="api")
+    command = command_send(
+        charge_point=cp, action=action, payload=payload, actor=session.driver, source="api"
+    )
     session.start_command_id = command.pk
     session.start_deadline = now + timedelta(seconds=start_timeout_s())
     if command.status == CommandStatus.CHARGER_OFFLINE:
@@ -267,7 +346,9 @@ def driver_session_stop(*, session: DriverSession) -> DriverSession:
         payload: dict[str, Any] = {"transactionId": charging.ocpp16_transaction_id}
     else:
         payload = {"transactionId": charging.transaction_ref}
-    command = command_send(charge_point=cp, action=action, payload=payload, actor=session.driver, source="api")
+    command = command_send(
+        charge_point=cp, action=action, payload=payload, actor=session.driver, source="api"
+    )
     if command.status == CommandStatus.CHARGER_OFFLINE:
         raise Conflict(_("The charger is offline; stop the charge at the charger."), code="charger_offline")
     session.stop_command_id = command.pk
@@ -285,8 +366,9 @@ def driver_session_charging_started(*, charging: ChargingSession) -> DriverSessi
     transaction; idempotent."""
     if DriverSession.objects.filter(charging_session=charging).exists():
         return None
-    candidates = DriverSession.objects.select_for_update(no_key=True).filter(charge_point_id=charging.charge_point_id,
-                                                                    charging_session__isnull=True)
+    candidates = DriverSession.objects.select_for_update(no_key=True).filter(
+        charge_point_id=charging.charge_point_id, charging_session__isnull=True
+    )
     found = None
     if charging.remote_start_id is not None:
         found = candidates.filter(start_command_id=charging.remote_start_id).first()
@@ -294,27 +376,51 @@ def driver_session_charging_started(*, charging: ChargingSession) -> DriverSessi
         # OCPP 1.6 says nothing of our request in StartTransaction: match connector and token. A start that
         # we had given up on (start_timeout) is still the driver's: the charger did start it after all.
         recent = clock.now() - timedelta(hours=1)
-        found = (candidates.filter(evse_id=charging.evse_id, id_tag=charging.id_tag, created_at__gte=recent)
-                 .filter(status=S.STARTING).order_by("-created_at").first()
-                 or candidates.filter(evse_id=charging.evse_id, id_tag=charging.id_tag, created_at__gte=recent,
-                                      status=S.FAILED, failure_reason=DriverSessionFailure.START_TIMEOUT)
-                 .order_by("-created_at").first())
+        found = (
+            candidates.filter(evse_id=charging.evse_id, id_tag=charging.id_tag, created_at__gte=recent)
+            .filter(status=S.STARTING)
+            .order_by("-created_at")
+            .first()
+            or candidates.filter(
+                evse_id=charging.evse_id,
+                id_tag=charging.id_tag,
+                created_at__gte=recent,
+                status=S.FAILED,
+                failure_reason=DriverSessionFailure.START_TIMEOUT,
+            )
+            .order_by("-created_at")
+            .first()
+        )
     if found is not None:
         found.charging_session = charging
         found.save(update_fields=["charging_session", "updated_at"])
-        _transition(found, S.ACTIVE, cause="charger_started", detail={"transaction": charging.transaction_ref})
+        _transition(
+            found, S.ACTIVE, cause="charger_started", detail={"transaction": charging.transaction_ref}
+        )
         return found
     token = charging.id_token
     if token is None or token.owner_id is None or not token.owner.is_active:
         return None
     session = DriverSession.objects.create(
-        driver_id=token.owner_id, organisation_id=charging.organisation_id, charge_point_id=charging.charge_point_id,
-        evse_id=charging.evse_id, connector=charging.connector, id_token=token, id_tag=charging.id_tag,
-        source=DriverSessionSource.CHARGER, status=S.ACTIVE, charging_session=charging,
+        driver_id=token.owner_id,
+        organisation_id=charging.organisation_id,
+        charge_point_id=charging.charge_point_id,
+        evse_id=charging.evse_id,
+        connector=charging.connector,
+        id_token=token,
+        id_tag=charging.id_tag,
+        source=DriverSessionSource.CHARGER,
+        status=S.ACTIVE,
+        charging_session=charging,
     )
-    DriverSessionTransition.objects.create(session=session, from_status="", to_status=S.ACTIVE,
-                                           at=charging.started_at, cause="started_at_charger",
-                                           detail={"transaction": charging.transaction_ref})
+    DriverSessionTransition.objects.create(
+        session=session,
+        from_status="",
+        to_status=S.ACTIVE,
+        at=charging.started_at,
+        cause="started_at_charger",
+        detail={"transaction": charging.transaction_ref},
+    )
     _publish_on_commit(session.pk)
     return session
 
@@ -325,8 +431,9 @@ def driver_session_charging_stopped(*, charging: ChargingSession) -> None:
     if session is None or session.status in DRIVER_SESSION_FINAL:
         return
     cause = "stopped_from_app" if session.status == S.STOPPING else "stopped_at_charger"
-    _transition(session, S.COMPLETED, cause=cause, at=charging.stopped_at,
-                detail={"reason": charging.stop_reason})
+    _transition(
+        session, S.COMPLETED, cause=cause, at=charging.stopped_at, detail={"reason": charging.stop_reason}
+    )
 
 
 def driver_session_charging_updated(*, charging: ChargingSession) -> None:
@@ -340,25 +447,47 @@ def driver_session_command_finished(*, command: Any) -> None:
     """A start or stop command reached its final outcome (answer, CALLERROR, timeout, offline)."""
     from apps.ocpp_gateway.choices import CommandStatus
 
-    accepted = command.status == CommandStatus.ANSWERED and (command.response or {}).get("status") == "Accepted"
+    accepted = (
+        command.status == CommandStatus.ANSWERED and (command.response or {}).get("status") == "Accepted"
+    )
     with transaction.atomic():
-        session = DriverSession.objects.select_for_update(no_key=True).filter(start_command_id=command.pk).first()
+        session = (
+            DriverSession.objects.select_for_update(no_key=True).filter(start_command_id=command.pk).first()
+        )
         if session is not None:
             if session.status == S.STARTING and not accepted:
                 failure, cause = {
                     CommandStatus.CHARGER_OFFLINE: (DriverSessionFailure.CHARGER_OFFLINE, "charger_offline"),
-                    CommandStatus.CHARGER_DISCONNECTED: (DriverSessionFailure.CHARGER_OFFLINE, "charger_disconnected"),
+                    CommandStatus.CHARGER_DISCONNECTED: (
+                        DriverSessionFailure.CHARGER_OFFLINE,
+                        "charger_disconnected",
+                    ),
                     CommandStatus.TIMEOUT: (DriverSessionFailure.START_TIMEOUT, "no_answer"),
                 }.get(command.status, (DriverSessionFailure.CHARGER_REJECTED, "charger_rejected"))
-                _transition(session, S.FAILED, cause=cause, failure=failure,
-                            detail={"command_id": command.pk, "outcome": command.status,
-                                    "response": command.response, "error_code": command.error_code})
+                _transition(
+                    session,
+                    S.FAILED,
+                    cause=cause,
+                    failure=failure,
+                    detail={
+                        "command_id": command.pk,
+                        "outcome": command.status,
+                        "response": command.response,
+                        "error_code": command.error_code,
+                    },
+                )
             return
-        session = DriverSession.objects.select_for_update(no_key=True).filter(stop_command_id=command.pk).first()
+        session = (
+            DriverSession.objects.select_for_update(no_key=True).filter(stop_command_id=command.pk).first()
+        )
         if session is not None and session.status == S.STOPPING and not accepted:
             # The charge goes on; the driver may try again (or stop at the charger).
-            _transition(session, S.ACTIVE, cause="stop_refused",
-                        detail={"command_id": command.pk, "outcome": command.status, "response": command.response})
+            _transition(
+                session,
+                S.ACTIVE,
+                cause="stop_refused",
+                detail={"command_id": command.pk, "outcome": command.status, "response": command.response},
+            )
 
 
 def driver_sessions_sweep(*, now: datetime | None = None) -> dict[str, int]:
@@ -366,12 +495,17 @@ def driver_sessions_sweep(*, now: datetime | None = None) -> dict[str, int]:
     than 24 h. Idempotent."""
     now = now or clock.now()
     timed_out = 0
-    for pk in DriverSession.objects.filter(status=S.STARTING, start_deadline__lt=now).values_list("pk", flat=True):
+    for pk in DriverSession.objects.filter(status=S.STARTING, start_deadline__lt=now).values_list(
+        "pk", flat=True
+    ):
         with transaction.atomic():
             session = _locked(pk)
             if session.status == S.STARTING and session.charging_session_id is None:
-                _transition(session, S.FAILED, cause="start_timeout", failure=DriverSessionFailure.START_TIMEOUT)
+                _transition(
+                    session, S.FAILED, cause="start_timeout", failure=DriverSessionFailure.START_TIMEOUT
+                )
                 timed_out += 1
-    forgotten = DriverSession.objects.filter(idempotency_key__isnull=False,
-                                             created_at__lt=now - timedelta(hours=24)).update(idempotency_key=None)
+    forgotten = DriverSession.objects.filter(
+        idempotency_key__isnull=False, created_at__lt=now - timedelta(hours=24)
+    ).update(idempotency_key=None)
     return {"start_timeout": timed_out, "keys_forgotten": forgotten}

@@ -17,15 +17,27 @@ ENERGY_REGISTER = DEFAULT_MEASURAND
 
 # unit as sent -> (normalised unit, factor)
 _UNITS: dict[str, tuple[str, Decimal]] = {
-    "Wh": ("Wh", Decimal(1)), "kWh": ("Wh", Decimal(1000)),
-    "varh": ("varh", Decimal(1)), "kvarh": ("varh", Decimal(1000)),
-    "W": ("W", Decimal(1)), "kW": ("W", Decimal(1000)),
-    "VA": ("VA", Decimal(1)), "kVA": ("VA", Decimal(1000)),
-    "var": ("var", Decimal(1)), "kvar": ("var", Decimal(1000)),
-    "A": ("A", Decimal(1)), "V": ("V", Decimal(1)),
-    "Celsius": ("Celsius", Decimal(1)), "Celcius": ("Celsius", Decimal(1)),
-    "Fahrenheit": ("Fahrenheit", Decimal(1)), "K": ("K", Decimal(1)), "Percent": ("Percent", Decimal(1)),
-    "Hz": ("Hz", Decimal(1)), "ASU": ("ASU", Decimal(1)), "dBm": ("dBm", Decimal(1)), "B": ("B", Decimal(1)),
+    "Wh": ("Wh", Decimal(1)),
+    "kWh": ("Wh", Decimal(1000)),
+    "varh": ("varh", Decimal(1)),
+    "kvarh": ("varh", Decimal(1000)),
+    "W": ("W", Decimal(1)),
+    "kW": ("W", Decimal(1000)),
+    "VA": ("VA", Decimal(1)),
+    "kVA": ("VA", Decimal(1000)),
+    "var": ("var", Decimal(1)),
+    "kvar": ("var", Decimal(1000)),
+    "A": ("A", Decimal(1)),
+    "V": ("V", Decimal(1)),
+    "Celsius": ("Celsius", Decimal(1)),
+    "Celcius": ("Celsius", Decimal(1)),
+    "Fahrenheit": ("Fahrenheit", Decimal(1)),
+    "K": ("K", Decimal(1)),
+    "Percent": ("Percent", Decimal(1)),
+    "Hz": ("Hz", Decimal(1)),
+    "ASU": ("ASU", Decimal(1)),
+    "dBm": ("dBm", Decimal(1)),
+    "B": ("B", Decimal(1)),
 }
 
 
@@ -63,9 +75,19 @@ class Sample:
     signed_data: str = ""
 
 
-def normalise(*, sampled_at: datetime, value: Any, measurand: str | None = None, unit: str | None = None,
-              multiplier: int = 0, phase: str | None = None, location: str | None = None,
-              context: str | None = None, signed: bool = False, signed_data: str = "") -> Sample:
+def normalise(
+    *,
+    sampled_at: datetime,
+    value: Any,
+    measurand: str | None = None,
+    unit: str | None = None,
+    multiplier: int = 0,
+    phase: str | None = None,
+    location: str | None = None,
+    context: str | None = None,
+    signed: bool = False,
+    signed_data: str = "",
+) -> Sample:
     """One sample in our units. `multiplier` is 2.0.1's power of ten; a 1.6 SignedData value arrives
     as `value` with signed=True."""
     measurand = measurand or DEFAULT_MEASURAND
@@ -84,8 +106,15 @@ def normalise(*, sampled_at: datetime, value: Any, measurand: str | None = None,
             raise ValueError(f"sampled value {value!r} is not a finite number")
         number = (number * factor).scaleb(multiplier)
     return Sample(
-        sampled_at=sampled_at, measurand=measurand, unit=norm_unit, value=number, phase=phase or "",
-        location=location or "", context=context or "", raw_value=raw_value[:64], raw_unit=(unit or "")[:16],
+        sampled_at=sampled_at,
+        measurand=measurand,
+        unit=norm_unit,
+        value=number,
+        phase=phase or "",
+        location=location or "",
+        context=context or "",
+        raw_value=raw_value[:64],
+        raw_unit=(unit or "")[:16],
         signed_data=signed_data,
     )
 

@@ -31,23 +31,46 @@ OCPP16_TRANSACTION_SEQUENCE = "charging_ocpp16_transaction_id_seq"
 class ChargingSession(TimeStampedModel):
     """One charging transaction on one EVSE, whichever OCPP version reported it."""
 
-    organisation = models.ForeignKey(Organisation, verbose_name=_("operator"), on_delete=models.PROTECT,
-                                     related_name="charging_sessions")
-    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.PROTECT,
-                                     related_name="charging_sessions")
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("operator"), on_delete=models.PROTECT, related_name="charging_sessions"
+    )
+    charge_point = models.ForeignKey(
+        ChargePoint,
+        verbose_name=_("charge point"),
+        on_delete=models.PROTECT,
+        related_name="charging_sessions",
+    )
     evse_id = models.PositiveSmallIntegerField(_("EVSE number"))
-    connector = models.ForeignKey(Connector, verbose_name=_("connector"), null=True, blank=True,
-                                  on_delete=models.SET_NULL, related_name="charging_sessions")
+    connector = models.ForeignKey(
+        Connector,
+        verbose_name=_("connector"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="charging_sessions",
+    )
     protocol = models.CharField(_("protocol"), max_length=10, choices=OcppProtocol.choices)
-    transaction_ref = models.CharField(_("transaction id"), max_length=64,
-                                       help_text=_("The transaction id as the charger knows it."))
-    ocpp16_transaction_id = models.IntegerField(_("OCPP 1.6 transaction id"), null=True, blank=True, unique=True)
-    status = models.CharField(_("status"), max_length=10, choices=SessionStatus.choices, default=SessionStatus.ACTIVE)
+    transaction_ref = models.CharField(
+        _("transaction id"), max_length=64, help_text=_("The transaction id as the charger knows it.")
+    )
+    ocpp16_transaction_id = models.IntegerField(
+        _("OCPP 1.6 transaction id"), null=True, blank=True, unique=True
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=SessionStatus.choices, default=SessionStatus.ACTIVE
+    )
     id_tag = models.CharField(_("id tag"), max_length=36, blank=True)
-    id_token = models.ForeignKey(IdToken, verbose_name=_("id token"), null=True, blank=True,
-                                 on_delete=models.SET_NULL, related_name="charging_sessions")
-    auth_status = models.CharField(_("authorisation"), max_length=12, choices=AuthorizationStatus.choices,
-                                   blank=True)
+    id_token = models.ForeignKey(
+        IdToken,
+        verbose_name=_("id token"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="charging_sessions",
+    )
+    auth_status = models.CharField(
+        _("authorisation"), max_length=12, choices=AuthorizationStatus.choices, blank=True
+    )
     reservation_id = models.IntegerField(_("reservation id"), null=True, blank=True)
     meter_start_wh = models.BigIntegerField(_("meter start (Wh)"))
     meter_stop_wh = models.BigIntegerField(_("meter stop (Wh)"), null=True, blank=True)
@@ -60,12 +83,18 @@ class ChargingSession(TimeStampedModel):
     stop_reason = models.CharField(_("stop reason"), max_length=32, blank=True)
     stop_id_tag = models.CharField(_("stopped by id tag"), max_length=36, blank=True)
     timestamps_clamped = models.BooleanField(_("charger clock in the future"), default=False)
-    charging_state = models.CharField(_("charging state"), max_length=16, blank=True,
-                                      help_text=_("OCPP 2.0.1 chargingState from the latest transaction event."))
+    charging_state = models.CharField(
+        _("charging state"),
+        max_length=16,
+        blank=True,
+        help_text=_("OCPP 2.0.1 chargingState from the latest transaction event."),
+    )
     remote_start_id = models.IntegerField(_("remote start id"), null=True, blank=True)
     last_seq_no = models.IntegerField(_("last event sequence number"), null=True, blank=True)
     missing_seq_nos = models.JSONField(_("missing event sequence numbers"), default=list, blank=True)
-    review_reason = models.CharField(_("needs review"), max_length=20, choices=ReviewReason.choices, blank=True)
+    review_reason = models.CharField(
+        _("needs review"), max_length=20, choices=ReviewReason.choices, blank=True
+    )
 
     objects = TenantQuerySet.as_manager()
     tenant_field: ClassVar[str] = "organisation"
@@ -75,11 +104,14 @@ class ChargingSession(TimeStampedModel):
         verbose_name_plural = _("charging sessions")
         ordering = ["-started_at"]
         constraints = [
-            models.UniqueConstraint(fields=["charge_point", "transaction_ref"], name="session_unique_tx_per_cp"),
+            models.UniqueConstraint(
+                fields=["charge_point", "transaction_ref"], name="session_unique_tx_per_cp"
+            ),
             # OCPP 1.6 StartTransaction replayed after a reconnect must find the same session.
             models.UniqueConstraint(
                 fields=["charge_point", "evse_id", "id_tag", "started_at_charger", "meter_start_wh"],
-                condition=models.Q(protocol="ocpp1.6"), name="session_unique_ocpp16_start",
+                condition=models.Q(protocol="ocpp1.6"),
+                name="session_unique_ocpp16_start",
             ),
             models.CheckConstraint(condition=models.Q(evse_id__gte=1), name="session_evse_positive"),
         ]
@@ -104,8 +136,9 @@ class MeterSample(models.Model):
 
     charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="meter_samples")
     evse_id = models.PositiveSmallIntegerField(_("EVSE number"), help_text=_("0 for the whole charge point."))
-    session = models.ForeignKey(ChargingSession, null=True, blank=True, on_delete=models.CASCADE,
-                                related_name="meter_samples")
+    session = models.ForeignKey(
+        ChargingSession, null=True, blank=True, on_delete=models.CASCADE, related_name="meter_samples"
+    )
     sampled_at = models.DateTimeField(_("sampled at (charger clock)"))
     received_at = models.DateTimeField(_("received at"))
     measurand = models.CharField(_("measurand"), max_length=64)
@@ -128,10 +161,13 @@ class MeterSample(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["charge_point", "evse_id", "session", "sampled_at", "measurand", "phase", "location"],
-                name="metersample_natural_key", nulls_distinct=False,
+                name="metersample_natural_key",
+                nulls_distinct=False,
             ),
         ]
-        indexes = [models.Index(fields=["session", "measurand", "sampled_at"], name="metersample_session_idx")]
+        indexes = [
+            models.Index(fields=["session", "measurand", "sampled_at"], name="metersample_session_idx")
+        ]
 
     def __str__(self) -> str:
         return f"{self.measurand}{'.' + self.phase if self.phase else ''}={self.value}{self.unit}"
@@ -160,8 +196,9 @@ class TransactionEvent(models.Model):
         verbose_name_plural = _("transaction events")
         ordering = ["session", "seq_no"]
         constraints = [
-            models.UniqueConstraint(fields=["charge_point", "transaction_ref", "seq_no"],
-                                    name="transactionevent_natural_key"),
+            models.UniqueConstraint(
+                fields=["charge_point", "transaction_ref", "seq_no"], name="transactionevent_natural_key"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -197,26 +234,48 @@ class DriverSession(TimeStampedModel):
     a charge started at the charger with the driver's own token gets one too, so the app shows it.
     `idempotency_key` is the app's Idempotency-Key header, unique per driver while it is kept (24 h)."""
 
-    driver = models.ForeignKey(User, verbose_name=_("driver"), on_delete=models.PROTECT,
-                               related_name="driver_sessions")
-    organisation = models.ForeignKey(Organisation, verbose_name=_("operator"), on_delete=models.PROTECT,
-                                     related_name="driver_sessions")
-    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.PROTECT,
-                                     related_name="driver_sessions")
+    driver = models.ForeignKey(
+        User, verbose_name=_("driver"), on_delete=models.PROTECT, related_name="driver_sessions"
+    )
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("operator"), on_delete=models.PROTECT, related_name="driver_sessions"
+    )
+    charge_point = models.ForeignKey(
+        ChargePoint, verbose_name=_("charge point"), on_delete=models.PROTECT, related_name="driver_sessions"
+    )
     evse_id = models.PositiveSmallIntegerField(_("EVSE number"))
-    connector = models.ForeignKey(Connector, verbose_name=_("connector"), null=True, blank=True,
-                                  on_delete=models.SET_NULL, related_name="+")
-    id_token = models.ForeignKey(IdToken, verbose_name=_("id token"), null=True, blank=True,
-                                 on_delete=models.SET_NULL, related_name="driver_sessions")
+    connector = models.ForeignKey(
+        Connector,
+        verbose_name=_("connector"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    id_token = models.ForeignKey(
+        IdToken,
+        verbose_name=_("id token"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="driver_sessions",
+    )
     id_tag = models.CharField(_("id tag"), max_length=36, blank=True)
-    source = models.CharField(_("source"), max_length=8, choices=DriverSessionSource.choices,
-                              default=DriverSessionSource.APP)
-    status = models.CharField(_("status"), max_length=12, choices=DriverSessionStatus.choices,
-                              default=DriverSessionStatus.INITIATED)
-    failure_reason = models.CharField(_("failure reason"), max_length=20, choices=DriverSessionFailure.choices,
-                                      blank=True)
+    source = models.CharField(
+        _("source"), max_length=8, choices=DriverSessionSource.choices, default=DriverSessionSource.APP
+    )
+    status = models.CharField(
+        _("status"), max_length=12, choices=DriverSessionStatus.choices, default=DriverSessionStatus.INITIATED
+    )
+    failure_reason = models.CharField(
+        _("failure reason"), max_length=20, choices=DriverSessionFailure.choices, blank=True
+    )
     charging_session = models.OneToOneField(
-        ChargingSession, verbose_name=_("charging session"), null=True, blank=True, on_delete=models.SET_NULL,
+        ChargingSession,
+        verbose_name=_("charging session"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="driver_session",
     )
     # OcppCommand ids (plain integers: the gateway app depends on this one, not the other way round).
@@ -236,7 +295,8 @@ class DriverSession(TimeStampedModel):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(
-                fields=["driver", "idempotency_key"], condition=models.Q(idempotency_key__isnull=False),
+                fields=["driver", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
                 name="driversession_unique_idempotency_key",
             ),
             models.CheckConstraint(condition=models.Q(evse_id__gte=1), name="driversession_evse_positive"),

@@ -21,7 +21,12 @@ from apps.charging.driver_selectors import session_usage
 from apps.charging.models import DriverSession
 from cpo.exceptions import Conflict
 
-COMPONENT_NAMES = {"ENERGY": "Energy", "TIME": "Charging time", "PARKING_TIME": "Parking time", "FLAT": "Session fee"}
+COMPONENT_NAMES = {
+    "ENERGY": "Energy",
+    "TIME": "Charging time",
+    "PARKING_TIME": "Parking time",
+    "FLAT": "Session fee",
+}
 
 
 @dataclass(frozen=True)
@@ -77,8 +82,9 @@ def receipt_for(*, session: DriverSession) -> Receipt:
     charging = session.charging_session
     cdr = cdr_for_session(session=charging) if charging is not None else None
     if session.status != DriverSessionStatus.COMPLETED or charging is None or cdr is None:
-        raise Conflict(_("The receipt is ready once the session is completed and priced."),
-                       code="receipt_not_ready")
+        raise Conflict(
+            _("The receipt is ready once the session is completed and priced."), code="receipt_not_ready"
+        )
     usage = session_usage(session=session)
     cost = usage.cost
     org = charging.organisation
@@ -89,27 +95,43 @@ def receipt_for(*, session: DriverSession) -> Receipt:
         ReceiptLine(
             label=_(COMPONENT_NAMES.get(line.component, line.component)),
             quantity=f"{_number(line.quantity)} {line.unit}".strip(),
-            unit_price=_number(line.price, 4), vat=f"{_number(line.vat, 2)} %",
+            unit_price=_number(line.price, 4),
+            vat=f"{_number(line.vat, 2)} %",
             net=row["net"],
         )
         for line, row in zip(cost.lines, money["lines"], strict=True)
     )
     vat_lines = tuple((_number(v.vat, 2), str(v.net), str(v.tax), str(v.gross)) for v in cost.vat_lines)
     return Receipt(
-        number=f"{org.invoice_prefix or 'CDR'}-{cdr.pk:08d}", issued_at=cdr.issued_at, issued=_local(cdr.issued_at, tz),
-        issued_by=org.legal_name or org.name, issuer_address=org.address, issuer_vat_id=org.vat_id,
+        number=f"{org.invoice_prefix or 'CDR'}-{cdr.pk:08d}",
+        issued_at=cdr.issued_at,
+        issued=_local(cdr.issued_at, tz),
+        issued_by=org.legal_name or org.name,
+        issuer_address=org.address,
+        issuer_vat_id=org.vat_id,
         driver=session.driver.full_name or session.driver.email,
-        location=f"{location.name}, {location.address}, {location.postal_code} {location.city}".replace(" ,", ","),
-        charger=session.charge_point.identity, connector=session.evse_id,
-        started=_local(usage.started_at, tz), stopped=_local(usage.stopped_at, tz),
-        energy_kwh=_number(Decimal(usage.energy_wh) / 1000), duration=_duration(usage.duration_s),
-        currency=cost.currency, lines=lines, vat_lines=vat_lines,
-        net=str(money["net"]), tax=str(money.get("tax", money.get("vat"))), gross=str(money["gross"]),
+        location=f"{location.name}, {location.address}, {location.postal_code} {location.city}".replace(
+            " ,", ","
+        ),
+        charger=session.charge_point.identity,
+        connector=session.evse_id,
+        started=_local(usage.started_at, tz),
+        stopped=_local(usage.stopped_at, tz),
+        energy_kwh=_number(Decimal(usage.energy_wh) / 1000),
+        duration=_duration(usage.duration_s),
+        currency=cost.currency,
+        lines=lines,
+        vat_lines=vat_lines,
+        net=str(money["net"]),
+        tax=str(money.get("tax", money.get("vat"))),
+        gross=str(money["gross"]),
     )
 
 
 def receipt_html(*, session: DriverSession, request: Any = None) -> str:
-    return render_to_string("charging/receipt.html", {"receipt": receipt_for(session=session)}, request=request)
+    return render_to_string(
+        "charging/receipt.html", {"receipt": receipt_for(session=session)}, request=request
+    )
 
 
 def _latin(text: str) -> str:
@@ -127,14 +149,22 @@ def receipt_pdf(*, session: DriverSession) -> bytes:
     pdf.set_font("helvetica", "B", 16)
     pdf.cell(0, 10, _latin(_("Receipt {number}").format(number=r.number)), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", size=10)
-    for text in (r.issued_by, r.issuer_address, _("VAT id: {vat_id}").format(vat_id=r.issuer_vat_id)
-                 if r.issuer_vat_id else ""):
+    for text in (
+        r.issued_by,
+        r.issuer_address,
+        _("VAT id: {vat_id}").format(vat_id=r.issuer_vat_id) if r.issuer_vat_id else "",
+    ):
         if text:
             pdf.multi_cell(0, 5, _latin(text), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     facts = [
-        (_("Issued"), r.issued), (_("Driver"), r.driver), (_("Location"), r.location), (_("Charger"), f"{r.charger} / {r.connector}"),
-        (_("Started"), r.started), (_("Stopped"), r.stopped), (_("Energy"), f"{r.energy_kwh} kWh"),
+        (_("Issued"), r.issued),
+        (_("Driver"), r.driver),
+        (_("Location"), r.location),
+        (_("Charger"), f"{r.charger} / {r.connector}"),
+        (_("Started"), r.started),
+        (_("Stopped"), r.stopped),
+        (_("Energy"), f"{r.energy_kwh} kWh"),
         (_("Duration"), r.duration),
     ]
     for label, value in facts:
@@ -143,21 +173,49 @@ def receipt_pdf(*, session: DriverSession) -> bytes:
     pdf.ln(4)
     pdf.set_font("helvetica", "B", 10)
     widths = (50, 35, 35, 25, 35)
-    for width, title in zip(widths, (_("Item"), _("Quantity"), _("Unit price (net)"), _("VAT"), _("Net")),
-                            strict=True):
+    for width, title in zip(
+        widths, (_("Item"), _("Quantity"), _("Unit price (net)"), _("VAT"), _("Net")), strict=True
+    ):
         pdf.cell(width, 7, _latin(title), border="B")
     pdf.ln()
     pdf.set_font("helvetica", size=10)
     for line in r.lines:
-        for width, value in zip(widths, (line.label, line.quantity, f"{line.unit_price} {r.currency}", line.vat,
-                                         f"{line.net} {r.currency}"), strict=True):
+        for width, value in zip(
+            widths,
+            (
+                line.label,
+                line.quantity,
+                f"{line.unit_price} {r.currency}",
+                line.vat,
+                f"{line.net} {r.currency}",
+            ),
+            strict=True,
+        ):
             pdf.cell(width, 6, _latin(value))
         pdf.ln()
     pdf.ln(2)
     for rate, net, tax, gross in r.vat_lines:
-        pdf.cell(0, 6, _latin(_("VAT {rate} % on {net}: {tax} (gross {gross}) {currency}").format(
-            rate=rate, net=net, tax=tax, gross=gross, currency=r.currency)), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(
+            0,
+            6,
+            _latin(
+                _("VAT {rate} % on {net}: {tax} (gross {gross}) {currency}").format(
+                    rate=rate, net=net, tax=tax, gross=gross, currency=r.currency
+                )
+            ),
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
     pdf.set_font("helvetica", "B", 12)
-    pdf.cell(0, 8, _latin(_("Total {gross} {currency} (net {net}, VAT {tax})").format(
-        gross=r.gross, currency=r.currency, net=r.net, tax=r.tax)), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0,
+        8,
+        _latin(
+            _("Total {gross} {currency} (net {net}, VAT {tax})").format(
+                gross=r.gross, currency=r.currency, net=r.net, tax=r.tax
+            )
+        ),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
     return bytes(pdf.output())

@@ -57,8 +57,14 @@ def _token_for(uid: str) -> IdToken | None:
     return IdToken.objects.filter(uid=uid.strip().upper()).prefetch_related("valid_at").first()
 
 
-def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | None = None,
-                      exclude_session_id: int | None = None, to_start: bool = True) -> AuthResult:
+def idtoken_authorize(
+    *,
+    uid: str,
+    charge_point: ChargePoint,
+    at: datetime | None = None,
+    exclude_session_id: int | None = None,
+    to_start: bool = True,
+) -> AuthResult:
     """The token's current status at this charge point: unknown → Invalid; expired → Expired; not valid
     at this operator → Invalid; Accepted but charging elsewhere → ConcurrentTx, only when it is presented
     `to_start` charging (a token presented to stop a transaction may well have one of its own running)."""
@@ -80,8 +86,14 @@ def idtoken_authorize(*, uid: str, charge_point: ChargePoint, at: datetime | Non
             status = AuthorizationStatus.CONCURRENT_TX
     # The fleet group is the card's network's business: never told to a charger where the card is invalid.
     group_id = token.group_id if status != AuthorizationStatus.INVALID else ""
-    return AuthResult(status=status, group_id=group_id, expires_at=token.expires_at, token_id=token.pk,
-                      customer_account_id=token.customer_account_id, known=True)
+    return AuthResult(
+        status=status,
+        group_id=group_id,
+        expires_at=token.expires_at,
+        token_id=token.pk,
+        customer_account_id=token.customer_account_id,
+        known=True,
+    )
 
 
 def _authorize_if_token(uid: str, cp: ChargePoint, at: datetime, session_id: int | None) -> AuthResult:
@@ -110,8 +122,16 @@ def _next_ocpp16_transaction_id() -> int:
 
 
 def session_start(
-    *, charge_point_id: int, evse_id: int, id_tag: str, meter_start_wh: int, started_at_charger: datetime,
-    received_at: datetime, protocol: str, connector_id: int = 1, reservation_id: int | None = None,
+    *,
+    charge_point_id: int,
+    evse_id: int,
+    id_tag: str,
+    meter_start_wh: int,
+    started_at_charger: datetime,
+    received_at: datetime,
+    protocol: str,
+    connector_id: int = 1,
+    reservation_id: int | None = None,
     transaction_ref: str | None = None,
 ) -> StartResult:
     """Record a transaction start and the token's status. OCPP 1.6 (no `transaction_ref`): a replay of
@@ -124,24 +144,44 @@ def session_start(
         try:
             with transaction.atomic():
                 return _session_start(
-                    charge_point_id=charge_point_id, evse_id=evse_id, id_tag=id_tag, meter_start_wh=meter_start_wh,
-                    started_at_charger=started_at_charger, received_at=received_at, protocol=protocol,
-                    connector_id=connector_id, reservation_id=reservation_id, transaction_ref=transaction_ref,
+                    charge_point_id=charge_point_id,
+                    evse_id=evse_id,
+                    id_tag=id_tag,
+                    meter_start_wh=meter_start_wh,
+                    started_at_charger=started_at_charger,
+                    received_at=received_at,
+                    protocol=protocol,
+                    connector_id=connector_id,
+                    reservation_id=reservation_id,
+                    transaction_ref=transaction_ref,
                 )
         except IntegrityError:
             continue  # a concurrent duplicate won the insert; the retry finds it
     raise RuntimeError("session_start: could not insert or find the session")
 
 
-def _session_start(*, charge_point_id: int, evse_id: int, id_tag: str, meter_start_wh: int,
-                   started_at_charger: datetime, received_at: datetime, protocol: str, connector_id: int,
-                   reservation_id: int | None, transaction_ref: str | None) -> StartResult:
+def _session_start(
+    *,
+    charge_point_id: int,
+    evse_id: int,
+    id_tag: str,
+    meter_start_wh: int,
+    started_at_charger: datetime,
+    received_at: datetime,
+    protocol: str,
+    connector_id: int,
+    reservation_id: int | None,
+    transaction_ref: str | None,
+) -> StartResult:
     cp = ChargePoint.objects.get(pk=charge_point_id)
     uid = id_tag.strip().upper()
     existing_qs = ChargingSession.objects.filter(charge_point_id=charge_point_id)
     if transaction_ref is None:
         existing = existing_qs.filter(
-            protocol=OcppProtocol.OCPP16, evse_id=evse_id, id_tag=uid, started_at_charger=started_at_charger,
+            protocol=OcppProtocol.OCPP16,
+            evse_id=evse_id,
+            id_tag=uid,
+            started_at_charger=started_at_charger,
             meter_start_wh=meter_start_wh,
         ).first()
     else:
@@ -163,17 +203,32 @@ def _session_start(*, charge_point_id: int, evse_id: int, id_tag: str, meter_sta
         ocpp16_id = _next_ocpp16_transaction_id()
         transaction_ref = str(ocpp16_id)
     session = ChargingSession.objects.create(
-        organisation_id=cp.organisation_id, charge_point=cp, evse_id=evse_id,
-        connector=_connector(charge_point_id, evse_id, connector_id), protocol=protocol,
-        transaction_ref=transaction_ref, ocpp16_transaction_id=ocpp16_id, id_tag=uid, id_token_id=auth.token_id,
-        auth_status=auth.status, reservation_id=reservation_id, meter_start_wh=meter_start_wh,
-        started_at=started_at, started_at_charger=started_at_charger, start_received_at=received_at,
-        timestamps_clamped=clamped, review_reason=review,
+        organisation_id=cp.organisation_id,
+        charge_point=cp,
+        evse_id=evse_id,
+        connector=_connector(charge_point_id, evse_id, connector_id),
+        protocol=protocol,
+        transaction_ref=transaction_ref,
+        ocpp16_transaction_id=ocpp16_id,
+        id_tag=uid,
+        id_token_id=auth.token_id,
+        auth_status=auth.status,
+        reservation_id=reservation_id,
+        meter_start_wh=meter_start_wh,
+        started_at=started_at,
+        started_at_charger=started_at_charger,
+        start_received_at=received_at,
+        timestamps_clamped=clamped,
+        review_reason=review,
     )
     driver_services.driver_session_charging_started(charging=session)
     # The tariff in force now is frozen with the session, in the same transaction.
-    session_tariff_snapshot(session=session, charge_point=cp, token_group_id=auth.group_id,
-                            customer_account_id=auth.customer_account_id)
+    session_tariff_snapshot(
+        session=session,
+        charge_point=cp,
+        token_group_id=auth.group_id,
+        customer_account_id=auth.customer_account_id,
+    )
     return StartResult(session, auth, created=True)
 
 
@@ -186,8 +241,15 @@ class StopResult:
 
 @transaction.atomic
 def session_stop(
-    *, charge_point_id: int, transaction_ref: str, meter_stop_wh: int, stopped_at_charger: datetime,
-    received_at: datetime, reason: str = "", id_tag: str = "", samples: list[Sample] | None = None,
+    *,
+    charge_point_id: int,
+    transaction_ref: str,
+    meter_stop_wh: int,
+    stopped_at_charger: datetime,
+    received_at: datetime,
+    reason: str = "",
+    id_tag: str = "",
+    samples: list[Sample] | None = None,
     raw: dict[str, Any] | None = None,
 ) -> StopResult:
     """Close a session. Safe to repeat: a completed session is returned unchanged. A stop for a
@@ -200,20 +262,36 @@ def session_stop(
     auth = None
     if id_tag:
         cp = ChargePoint.objects.get(pk=charge_point_id)
-        auth = idtoken_authorize(uid=id_tag, charge_point=cp, at=received_at,
-                                 exclude_session_id=session.pk if session else None, to_start=False)
+        auth = idtoken_authorize(
+            uid=id_tag,
+            charge_point=cp,
+            at=received_at,
+            exclude_session_id=session.pk if session else None,
+            to_start=False,
+        )
     if session is None:
         OrphanStop.objects.get_or_create(
-            charge_point_id=charge_point_id, transaction_ref=transaction_ref,
+            charge_point_id=charge_point_id,
+            transaction_ref=transaction_ref,
             defaults={"payload": raw or {}, "received_at": received_at},
         )
         if samples:
-            meter_samples_record(charge_point_id=charge_point_id, evse_id=0, session=None, samples=samples,
-                                 received_at=received_at)
+            meter_samples_record(
+                charge_point_id=charge_point_id,
+                evse_id=0,
+                session=None,
+                samples=samples,
+                received_at=received_at,
+            )
         return StopResult(None, auth, orphan=True)
     if samples:
-        meter_samples_record(charge_point_id=charge_point_id, evse_id=session.evse_id, session=session,
-                             samples=samples, received_at=received_at)
+        meter_samples_record(
+            charge_point_id=charge_point_id,
+            evse_id=session.evse_id,
+            session=session,
+            samples=samples,
+            received_at=received_at,
+        )
     if session.status == SessionStatus.COMPLETED:
         return StopResult(session, auth, orphan=False)
     stopped_at, clamped = clamp_charger_time(stopped_at_charger, received_at)
@@ -234,20 +312,38 @@ def session_stop(
 
 
 def session_for_transaction(*, charge_point_id: int, transaction_ref: str) -> ChargingSession | None:
-    return ChargingSession.objects.filter(charge_point_id=charge_point_id, transaction_ref=transaction_ref).first()
+    return ChargingSession.objects.filter(
+        charge_point_id=charge_point_id, transaction_ref=transaction_ref
+    ).first()
 
 
-def meter_samples_record(*, charge_point_id: int, evse_id: int, session: ChargingSession | None,
-                         samples: list[Sample], received_at: datetime) -> None:
+def meter_samples_record(
+    *,
+    charge_point_id: int,
+    evse_id: int,
+    session: ChargingSession | None,
+    samples: list[Sample],
+    received_at: datetime,
+) -> None:
     """Store samples; a sample already stored (same natural key) is skipped (ON CONFLICT DO NOTHING)."""
     if not samples:
         return
     rows = [
         MeterSample(
-            charge_point_id=charge_point_id, evse_id=evse_id, session=session, sampled_at=s.sampled_at,
-            received_at=received_at, measurand=s.measurand[:64], phase=s.phase[:8], location=s.location[:8],
-            context=s.context[:24], unit=s.unit[:16], value=s.value, raw_value=s.raw_value,
-            raw_unit=s.raw_unit, signed_data=s.signed_data,
+            charge_point_id=charge_point_id,
+            evse_id=evse_id,
+            session=session,
+            sampled_at=s.sampled_at,
+            received_at=received_at,
+            measurand=s.measurand[:64],
+            phase=s.phase[:8],
+            location=s.location[:8],
+            context=s.context[:24],
+            unit=s.unit[:16],
+            value=s.value,
+            raw_value=s.raw_value,
+            raw_unit=s.raw_unit,
+            signed_data=s.signed_data,
         )
         for s in samples
     ]
@@ -255,14 +351,25 @@ def meter_samples_record(*, charge_point_id: int, evse_id: int, session: Chargin
 
 
 @transaction.atomic
-def meter_values_record(*, charge_point_id: int, evse_id: int, transaction_ref: str | None,
-                        samples: list[Sample], received_at: datetime) -> None:
+def meter_values_record(
+    *,
+    charge_point_id: int,
+    evse_id: int,
+    transaction_ref: str | None,
+    samples: list[Sample],
+    received_at: datetime,
+) -> None:
     """MeterValues: attach to the session when the transaction is known, else keep them unattached."""
     session = None
     if transaction_ref is not None:
         session = session_for_transaction(charge_point_id=charge_point_id, transaction_ref=transaction_ref)
-    meter_samples_record(charge_point_id=charge_point_id, evse_id=evse_id, session=session,
-                         samples=samples, received_at=received_at)
+    meter_samples_record(
+        charge_point_id=charge_point_id,
+        evse_id=evse_id,
+        session=session,
+        samples=samples,
+        received_at=received_at,
+    )
     if session is not None:
         driver_services.driver_session_charging_updated(charging=session)
 
@@ -303,10 +410,23 @@ def _missing(seq_nos: list[int]) -> list[int]:
 
 
 def transaction_event_record(
-    *, charge_point_id: int, transaction_ref: str, seq_no: int, event_type: str, trigger_reason: str,
-    timestamp: datetime, received_at: datetime, evse_id: int | None = None, connector_id: int | None = None,
-    id_tag: str = "", charging_state: str = "", stopped_reason: str = "", remote_start_id: int | None = None,
-    reservation_id: int | None = None, offline: bool = False, samples: list[Sample] | None = None,
+    *,
+    charge_point_id: int,
+    transaction_ref: str,
+    seq_no: int,
+    event_type: str,
+    trigger_reason: str,
+    timestamp: datetime,
+    received_at: datetime,
+    evse_id: int | None = None,
+    connector_id: int | None = None,
+    id_tag: str = "",
+    charging_state: str = "",
+    stopped_reason: str = "",
+    remote_start_id: int | None = None,
+    reservation_id: int | None = None,
+    offline: bool = False,
+    samples: list[Sample] | None = None,
     payload: dict[str, Any] | None = None,
 ) -> EventResult:
     """Apply one OCPP 2.0.1 TransactionEvent. Events are de-duplicated on (charge point, transaction,
@@ -315,32 +435,54 @@ def transaction_event_record(
     is taken from the event with the highest seqNo; gaps are tracked and flagged at the end."""
     samples = samples or []
     with transaction.atomic():
-        session = ChargingSession.objects.select_for_update(no_key=True).filter(
-            charge_point_id=charge_point_id, transaction_ref=transaction_ref).first()
+        session = (
+            ChargingSession.objects.select_for_update(no_key=True)
+            .filter(charge_point_id=charge_point_id, transaction_ref=transaction_ref)
+            .first()
+        )
     if session is None:
         begin = [s for s in samples if s.context == "Transaction.Begin"] or samples
         meter_start = energy_register_wh(begin)
         session = session_start(
-            charge_point_id=charge_point_id, evse_id=evse_id or 1, connector_id=connector_id or 1,
-            id_tag=id_tag, meter_start_wh=meter_start if meter_start is not None else 0,
-            started_at_charger=timestamp, received_at=received_at, protocol=OcppProtocol.OCPP201,
-            reservation_id=reservation_id, transaction_ref=transaction_ref,
+            charge_point_id=charge_point_id,
+            evse_id=evse_id or 1,
+            connector_id=connector_id or 1,
+            id_tag=id_tag,
+            meter_start_wh=meter_start if meter_start is not None else 0,
+            started_at_charger=timestamp,
+            received_at=received_at,
+            protocol=OcppProtocol.OCPP201,
+            reservation_id=reservation_id,
+            transaction_ref=transaction_ref,
         ).session
     with transaction.atomic():
         session = ChargingSession.objects.select_for_update(no_key=True).get(pk=session.pk)
         cp = ChargePoint.objects.get(pk=charge_point_id)
         _event, created = TransactionEvent.objects.get_or_create(
-            charge_point_id=charge_point_id, transaction_ref=transaction_ref, seq_no=seq_no,
-            defaults={"session": session, "event_type": event_type, "trigger_reason": trigger_reason[:32],
-                      "timestamp": timestamp, "received_at": received_at, "offline": offline,
-                      "payload": payload or {}},
+            charge_point_id=charge_point_id,
+            transaction_ref=transaction_ref,
+            seq_no=seq_no,
+            defaults={
+                "session": session,
+                "event_type": event_type,
+                "trigger_reason": trigger_reason[:32],
+                "timestamp": timestamp,
+                "received_at": received_at,
+                "offline": offline,
+                "payload": payload or {},
+            },
         )
         # A token in an Ended or StopAuthorized event is presented to stop the transaction.
         stopping = event_type == "Ended" or trigger_reason == "StopAuthorized"
         auth = None
         if id_tag:
-            auth = idtoken_authorize(uid=id_tag, charge_point=cp, at=received_at,
-                                     exclude_session_id=session.pk, to_start=not stopping)
+            auth = idtoken_authorize(
+                uid=id_tag,
+                charge_point=cp,
+                at=received_at,
+                exclude_session_id=session.pk,
+                to_start=not stopping,
+            )
         if not created:
             return EventResult(session, auth, duplicate=True)
         changed: set[str] = set()
@@ -351,7 +493,11 @@ def transaction_event_record(
             changed.add("stop_id_tag")
         if id_tag and not session.id_tag:
             assert auth is not None
-            session.id_tag, session.id_token_id, session.auth_status = id_tag.strip().upper(), auth.token_id, auth.status
+            session.id_tag, session.id_token_id, session.auth_status = (
+                id_tag.strip().upper(),
+                auth.token_id,
+                auth.status,
+            )
             if not auth.known:
                 session.review_reason = session.review_reason or ReviewReason.UNKNOWN_TOKEN
             elif auth.status != AuthorizationStatus.ACCEPTED:
@@ -370,15 +516,26 @@ def transaction_event_record(
         session.missing_seq_nos = _missing(seq_nos)
         changed.add("missing_seq_nos")
         begin_wh = energy_register_wh([s for s in samples if s.context == "Transaction.Begin"])
-        if begin_wh is not None and begin_wh != session.meter_start_wh and not MeterSample.objects.filter(
-                session=session, context="Transaction.Begin").exists():
+        if (
+            begin_wh is not None
+            and begin_wh != session.meter_start_wh
+            and not MeterSample.objects.filter(session=session, context="Transaction.Begin").exists()
+        ):
             # The start register came after the first event (e.g. the EVSE became known on plug-in).
             session.meter_start_wh = begin_wh
             changed.add("meter_start_wh")
         if samples:
-            meter_samples_record(charge_point_id=charge_point_id, evse_id=session.evse_id, session=session,
-                                 samples=samples, received_at=received_at)
-        ended = event_type == "Ended" or TransactionEvent.objects.filter(session=session, event_type="Ended").exists()
+            meter_samples_record(
+                charge_point_id=charge_point_id,
+                evse_id=session.evse_id,
+                session=session,
+                samples=samples,
+                received_at=received_at,
+            )
+        ended = (
+            event_type == "Ended"
+            or TransactionEvent.objects.filter(session=session, event_type="Ended").exists()
+        )
         if ended:  # a gap at the end is worth an operator's look; a late event that fills it clears it
             if session.missing_seq_nos and not session.review_reason:
                 session.review_reason = ReviewReason.MISSING_EVENTS
@@ -391,11 +548,16 @@ def transaction_event_record(
         elif event_type == "Updated":
             driver_services.driver_session_charging_updated(charging=session)
         if driver_known and auth is not None:
-            session_tariff_driver_known(session=session, token_group_id=auth.group_id,
-                                        customer_account_id=auth.customer_account_id)
+            session_tariff_driver_known(
+                session=session, token_group_id=auth.group_id, customer_account_id=auth.customer_account_id
+            )
         session_activity_from_event(
-            session=session, at=clamp_charger_time(timestamp, received_at)[0], charging_state=charging_state,
-            previous_state=previous_state, trigger_reason=trigger_reason, stopped_reason=stopped_reason,
+            session=session,
+            at=clamp_charger_time(timestamp, received_at)[0],
+            charging_state=charging_state,
+            previous_state=previous_state,
+            trigger_reason=trigger_reason,
+            stopped_reason=stopped_reason,
         )
     if event_type == "Ended":
         end = [s for s in samples if s.context == "Transaction.End"] or samples
@@ -403,8 +565,12 @@ def transaction_event_record(
         if meter_stop is None:
             meter_stop = _last_register_wh(session)
         result = session_stop(
-            charge_point_id=charge_point_id, transaction_ref=transaction_ref, meter_stop_wh=meter_stop,
-            stopped_at_charger=timestamp, received_at=received_at, reason=stopped_reason or "Local",
+            charge_point_id=charge_point_id,
+            transaction_ref=transaction_ref,
+            meter_stop_wh=meter_stop,
+            stopped_at_charger=timestamp,
+            received_at=received_at,
+            reason=stopped_reason or "Local",
             id_tag=session.stop_id_tag,
         )
         session = result.session or session
@@ -412,6 +578,10 @@ def transaction_event_record(
 
 
 def _last_register_wh(session: ChargingSession) -> int:
-    last = (MeterSample.objects.filter(session=session, measurand=ENERGY_REGISTER, phase="", value__isnull=False)
-            .order_by("-sampled_at").values_list("value", flat=True).first())
+    last = (
+        MeterSample.objects.filter(session=session, measurand=ENERGY_REGISTER, phase="", value__isnull=False)
+        .order_by("-sampled_at")
+        .values_list("value", flat=True)
+        .first()
+    )
     return int(last) if last is not None else session.meter_start_wh

@@ -292,20 +292,30 @@ class OcppCommandAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
             raw_epoch = request.POST.get("epoch", "")
             try:
                 _cp, key, command = chargepoint_accept(
-                    charge_point=charge_point, actor=request.user,
+                    charge_point=charge_point,
+                    actor=request.user,
                     epoch=int(raw_epoch) if raw_epoch.isdigit() else 0,
                 )
             except ApplicationError as exc:
                 messages.error(request, exc.detail)
                 return HttpResponseRedirect(request.path)
-            sent = (_("sent to the connection shown (command {id})").format(id=command.pk)
-                    if command is not None and command.status != CommandStatus.CHARGER_OFFLINE
-                    else _("the charger is offline: configure it by hand"))
-            messages.warning(request, format_html(
-                _("{identity} accepted. Its new authorisation key, {sent}: <code>{key}</code> "
-                  "It is not shown again."),
-                identity=charge_point.identity, sent=sent, key=key,
-            ))
+            sent = (
+                _("sent to the connection shown (command {id})").format(id=command.pk)
+                if command is not None and command.status != CommandStatus.CHARGER_OFFLINE
+                else _("the charger is offline: configure it by hand")
+            )
+            messages.warning(
+                request,
+                format_html(
+                    _(
+                        "{identity} accepted. Its new authorisation key, {sent}: <code>{key}</code> "
+                        "It is not shown again."
+                    ),
+                    identity=charge_point.identity,
+                    sent=sent,
+                    key=key,
+                ),
+            )
             return HttpResponseRedirect(reverse("admin:stations_chargepoint_change", args=[charge_point.pk]))
         page = {
             **self.admin_site.each_context(request),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 
 
-def get(name: str, default):  # noqa: ANN001, ANN201 - tiny accessor
+def get(name: str, default):
     return getattr(settings, name, default)
 
 
@@ -66,6 +66,8 @@ def auth_failure_limit() -> tuple[int, int, int]:
     """(failures per identity and address, failures per address, window in seconds) before handshakes
     from that address are refused (429). Chargers behind one carrier-grade NAT share an address: the
     per-address figure must leave room for their occasional failures."""
-    return (int(get("CPO_OCPP_AUTH_FAILURES_PER_IDENTITY_ADDRESS", 10)),
-            int(get("CPO_OCPP_AUTH_FAILURES_PER_ADDRESS", 50)),
-            int(get("CPO_OCPP_AUTH_FAILURE_WINDOW_S", 300)))
+    return (
+        int(get("CPO_OCPP_AUTH_FAILURES_PER_IDENTITY_ADDRESS", 10)),
+        int(get("CPO_OCPP_AUTH_FAILURES_PER_ADDRESS", 50)),
+        int(get("CPO_OCPP_AUTH_FAILURE_WINDOW_S", 300)),
+    )

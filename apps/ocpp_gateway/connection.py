@@ -92,14 +92,24 @@ _RECORDING: set[asyncio.Future] = set()
 def _recorded(identity: str, command_id: Any, recording: asyncio.Future) -> None:
     _RECORDING.discard(recording)
     if not recording.cancelled() and recording.exception() is not None:
-        logger.error("%s: could not record the outcome of command %s", identity, command_id,
-                     exc_info=recording.exception())
+        logger.error(
+            "%s: could not record the outcome of command %s",
+            identity,
+            command_id,
+            exc_info=recording.exception(),
+        )
 
 
 class OcppConnection:
-    def __init__(self, *, context: ConnectionContext, handlers_cls: type, known_actions: frozenset[str],
-                 send: Callable[[str], Awaitable[None]],
-                 record_outcome: Callable[[dict[str, Any], CommandOutcome], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        context: ConnectionContext,
+        handlers_cls: type,
+        known_actions: frozenset[str],
+        send: Callable[[str], Awaitable[None]],
+        record_outcome: Callable[[dict[str, Any], CommandOutcome], Awaitable[None]] | None = None,
+    ) -> None:
         self.ctx = context
         self.codes = ErrorCodes(context.version)
         self.handlers = handlers_cls(self)
@@ -136,10 +146,18 @@ class OcppConnection:
 
     # --- frames in ---------------------------------------------------------------------------------
     def _log(self, direction: str, raw: str, message_type: int | None, action: str, unique_id: str) -> None:
-        messagelog.record(messagelog.Entry(
-            charge_point_id=self.ctx.charge_point_id, identity=self.ctx.identity, direction=direction,
-            message_type=message_type, action=action, unique_id=unique_id, frame=raw, at=clock.now(),
-        ))
+        messagelog.record(
+            messagelog.Entry(
+                charge_point_id=self.ctx.charge_point_id,
+                identity=self.ctx.identity,
+                direction=direction,
+                message_type=message_type,
+                action=action,
+                unique_id=unique_id,
+                frame=raw,
+                at=clock.now(),
+            )
+        )
 
     async def send_frame(self, raw: str, message_type: int, action: str, unique_id: str) -> None:
         self._log(Direction.OUT, raw, message_type, action, unique_id)
@@ -163,8 +181,13 @@ class OcppConnection:
         if isinstance(frame, Call):
             self._log(Direction.IN, raw, CALL, frame.action, frame.unique_id)
             if len(self.requests) >= MAX_QUEUED_REQUESTS:
-                await self._send_error(frame.unique_id, self.codes.generic,
-                                       "Too many requests outstanding; send one at a time.", {}, frame.action)
+                await self._send_error(
+                    frame.unique_id,
+                    self.codes.generic,
+                    "Too many requests outstanding; send one at a time.",
+                    {},
+                    frame.action,
+                )
                 return
             self.requests.append(frame)
             if self._request_task is None or self._request_task.done():
@@ -172,10 +195,17 @@ class OcppConnection:
             return
         pending = self.pending.get(frame.unique_id)
         action = pending[0] if pending else ""
-        self._log(Direction.IN, raw, CALLRESULT if isinstance(frame, CallResult) else CALLERROR, action,
-                  frame.unique_id)
+        self._log(
+            Direction.IN,
+            raw,
+            CALLRESULT if isinstance(frame, CallResult) else CALLERROR,
+            action,
+            frame.unique_id,
+        )
         if pending is None:
-            logger.warning("%s: answer to unknown or expired message id %s", self.ctx.identity, frame.unique_id)
+            logger.warning(
+                "%s: answer to unknown or expired message id %s", self.ctx.identity, frame.unique_id
+            )
             return
         if not pending[1].done():
             pending[1].set_result(frame)
@@ -192,10 +222,12 @@ class OcppConnection:
         else:
             await self._send_error(unique_id or "-1", "RpcFrameworkError", str(exc), {}, "")
 
-    async def _send_error(self, unique_id: str, code: str, description: str, details: dict[str, Any],
-                          action: str) -> None:
-        await self.send_frame(protocol.error_frame(unique_id, code, description, details), CALLERROR, action,
-                              unique_id)
+    async def _send_error(
+        self, unique_id: str, code: str, description: str, details: dict[str, Any], action: str
+    ) -> None:
+        await self.send_frame(
+            protocol.error_frame(unique_id, code, description, details), CALLERROR, action, unique_id
+        )
 
     # --- the charger's requests --------------------------------------------------------------------
     async def _request_worker(self) -> None:
@@ -218,20 +250,29 @@ class OcppConnection:
         handlers = self.route_map.get(call.action)
         if handlers is None or "_on_action" not in handlers:
             if call.action in self.known_actions:
-                await self._send_error(call.unique_id, codes.not_supported,
-                                       f"{call.action} is not a request a charger sends.", {}, call.action)
+                await self._send_error(
+                    call.unique_id,
+                    codes.not_supported,
+                    f"{call.action} is not a request a charger sends.",
+                    {},
+                    call.action,
+                )
             else:
-                await self._send_error(call.unique_id, codes.not_implemented,
-                                       f"Unknown action {call.action}.", {}, call.action)
+                await self._send_error(
+                    call.unique_id, codes.not_implemented, f"Unknown action {call.action}.", {}, call.action
+                )
             return
         if self.ctx.registration_status != "Accepted" and not self.allowed_before_acceptance(call.action):
             if call.action in self.ctx.triggered:
                 self.ctx.triggered.discard(call.action)
             else:
                 await self._send_error(
-                    call.unique_id, codes.security,
+                    call.unique_id,
+                    codes.security,
                     f"The charge point is {self.ctx.registration_status}: only BootNotification (or a triggered "
-                    "message) is allowed.", {}, call.action,
+                    "message) is allowed.",
+                    {},
+                    call.action,
                 )
                 return
         try:
@@ -245,39 +286,54 @@ class OcppConnection:
             await self._send_error(call.unique_id, exc.code, exc.description, exc.details, call.action)
             return
         except OCPPError as exc:
-            await self._send_error(call.unique_id, exc.code, exc.description or exc.code, exc.details or {},
-                                   call.action)
+            await self._send_error(
+                call.unique_id, exc.code, exc.description or exc.code, exc.details or {}, call.action
+            )
             return
         except Exception as exc:
             logger.exception("%s: %s failed inside the product", self.ctx.identity, call.action)
             await self._keep_for_replay(call, exc)
-            await self._send_error(call.unique_id, codes.internal,
-                                   "The message could not be processed; it has been kept for replay.", {},
-                                   call.action)
+            await self._send_error(
+                call.unique_id,
+                codes.internal,
+                "The message could not be processed; it has been kept for replay.",
+                {},
+                call.action,
+            )
             return
         if call.action == "BootNotification" and self.ctx.on_boot is not None:
             try:  # before the answer: once the charger has it, the accept page shows this boot
                 await self.ctx.on_boot(call.payload)
             except Exception:
                 logger.exception("%s: could not note the BootNotification", self.ctx.identity)
-        await self.send_frame(protocol.result_frame(call.unique_id, payload), CALLRESULT, call.action,
-                              call.unique_id)
+        await self.send_frame(
+            protocol.result_frame(call.unique_id, payload), CALLRESULT, call.action, call.unique_id
+        )
 
     async def _keep_for_replay(self, call: Call, exc: Exception) -> None:
         from apps.ocpp_gateway.services import failed_message_store
 
         try:
             await database_sync_to_async(failed_message_store)(
-                charge_point_id=self.ctx.charge_point_id, protocol=self.ctx.subprotocol, action=call.action,
-                unique_id=call.unique_id, payload=call.payload, error=f"{type(exc).__name__}: {exc}",
+                charge_point_id=self.ctx.charge_point_id,
+                protocol=self.ctx.subprotocol,
+                action=call.action,
+                unique_id=call.unique_id,
+                payload=call.payload,
+                error=f"{type(exc).__name__}: {exc}",
             )
         except Exception:
-            logger.exception("%s: could not keep failed %s for replay: %s", self.ctx.identity, call.action,
-                             protocol.dumps(call.payload)[:2000])
+            logger.exception(
+                "%s: could not keep failed %s for replay: %s",
+                self.ctx.identity,
+                call.action,
+                protocol.dumps(call.payload)[:2000],
+            )
 
     # --- our CALLs ---------------------------------------------------------------------------------
-    async def call(self, action: str, payload: dict[str, Any], *, timeout: float,
-                   unique_id: str | None = None) -> CallResult | CallError:
+    async def call(
+        self, action: str, payload: dict[str, Any], *, timeout: float, unique_id: str | None = None
+    ) -> CallResult | CallError:
         """Send a CALL and wait for its answer. Raises TimeoutError or ConnectionClosed."""
         if self.closed:
             raise ConnectionClosed()
@@ -316,19 +372,28 @@ class OcppConnection:
             return CommandOutcome(CommandStatus.TIMEOUT, error_description="deadline passed before sending")
         action = command["action"]
         try:
-            answer = await self.call(action, command["payload"], timeout=remaining, unique_id=command["unique_id"])
+            answer = await self.call(
+                action, command["payload"], timeout=remaining, unique_id=command["unique_id"]
+            )
         except TimeoutError:
             return CommandOutcome(CommandStatus.TIMEOUT, error_description="no answer before the deadline")
         except ConnectionClosed:
             return CommandOutcome(CommandStatus.CHARGER_DISCONNECTED)
         if isinstance(answer, CallError):
-            return CommandOutcome(CommandStatus.CALL_ERROR, error_code=answer.error_code,
-                                  error_description=answer.error_description[:500])
+            return CommandOutcome(
+                CommandStatus.CALL_ERROR,
+                error_code=answer.error_code,
+                error_description=answer.error_description[:500],
+            )
         try:
             protocol.validate(action, answer.payload, self.ctx.version, self.codes, kind=CALLRESULT)
         except ProtocolViolation as exc:
-            return CommandOutcome(CommandStatus.CALL_ERROR, response=answer.payload if isinstance(
-                answer.payload, dict) else None, error_code="InvalidResponse", error_description=exc.description)
+            return CommandOutcome(
+                CommandStatus.CALL_ERROR,
+                response=answer.payload if isinstance(answer.payload, dict) else None,
+                error_code="InvalidResponse",
+                error_description=exc.description,
+            )
         self.after_command(action, command["payload"], answer.payload)
         return CommandOutcome(CommandStatus.ANSWERED, response=answer.payload)
 

@@ -35,8 +35,9 @@ class HandlerBase:
         try:
             return clock.parse_iso8601(value)
         except (ValueError, TypeError) as exc:
-            raise protocol.ProtocolViolation(self.connection.codes.property,
-                                             f"{field}: not an ISO 8601 date-time with an offset") from exc
+            raise protocol.ProtocolViolation(
+                self.connection.codes.property, f"{field}: not an ISO 8601 date-time with an offset"
+            ) from exc
 
     def violation(self, description: str, **details: Any) -> protocol.ProtocolViolation:
         return protocol.ProtocolViolation(self.connection.codes.property, description, details=details)

@@ -51,12 +51,23 @@ def _write(entries: list[Entry]) -> None:
 
     close_old_connections()
     try:
-        with connection.cursor() as cursor, cursor.copy(
-            f"COPY {OcppMessage._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN"
-        ) as copy:
+        with (
+            connection.cursor() as cursor,
+            cursor.copy(f"COPY {OcppMessage._meta.db_table} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
+        ):
             for e in entries:
-                copy.write_row((e.charge_point_id, e.identity[:48], e.direction, e.message_type, e.action[:64],
-                                e.unique_id[:64], e.frame.replace("\x00", ""), e.at))
+                copy.write_row(
+                    (
+                        e.charge_point_id,
+                        e.identity[:48],
+                        e.direction,
+                        e.message_type,
+                        e.action[:64],
+                        e.unique_id[:64],
+                        e.frame.replace("\x00", ""),
+                        e.at,
+                    )
+                )
     finally:
         close_old_connections()
 

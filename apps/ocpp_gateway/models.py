@@ -25,13 +25,19 @@ class OcppCommand(models.Model):
     """A CALL we send to a charger, with its outcome. Created by `command_send`; the consumer holding the
     charger's socket sends it and records the answer."""
 
-    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE,
-                                     related_name="commands")
+    charge_point = models.ForeignKey(
+        ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE, related_name="commands"
+    )
     action = models.CharField(_("action"), max_length=64)
     payload = models.JSONField(_("payload"), default=dict)
     unique_id = models.CharField(_("message id"), max_length=36, unique=True)
-    status = models.CharField(_("status"), max_length=20, choices=CommandStatus.choices,
-                              default=CommandStatus.PENDING, db_index=True)
+    status = models.CharField(
+        _("status"),
+        max_length=20,
+        choices=CommandStatus.choices,
+        default=CommandStatus.PENDING,
+        db_index=True,
+    )
     response = models.JSONField(_("answer"), null=True, blank=True)
     error_code = models.CharField(_("error code"), max_length=64, blank=True)
     error_description = models.CharField(_("error description"), max_length=500, blank=True)
@@ -39,12 +45,23 @@ class OcppCommand(models.Model):
     deadline = models.DateTimeField(_("deadline"))
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
-    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, verbose_name=_("requested by"), null=True,
-                                     blank=True, on_delete=models.SET_NULL, related_name="+")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("requested by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     source = models.CharField(_("source"), max_length=16, default="service")
     new_key_hash = models.CharField(
-        _("new authorisation key (hashed)"), max_length=128, blank=True, editable=False,
-        help_text=_("For a ChangeConfiguration of AuthorizationKey: applied to the charge point once it accepts."),
+        _("new authorisation key (hashed)"),
+        max_length=128,
+        blank=True,
+        editable=False,
+        help_text=_(
+            "For a ChangeConfiguration of AuthorizationKey: applied to the charge point once it accepts."
+        ),
     )
 
     objects = TenantQuerySet.as_manager()
@@ -61,16 +78,26 @@ class OcppCommand(models.Model):
 
     def outcome(self) -> dict:
         return {
-            "id": self.pk, "action": self.action, "status": self.status, "response": self.response,
-            "error_code": self.error_code, "error_description": self.error_description,
+            "id": self.pk,
+            "action": self.action,
+            "status": self.status,
+            "response": self.response,
+            "error_code": self.error_code,
+            "error_description": self.error_description,
         }
 
 
 class OcppMessage(models.Model):
     """One OCPP frame in or out, written in batches off the hot path; purged after the retention period."""
 
-    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), null=True, blank=True,
-                                     on_delete=models.CASCADE, related_name="messages")
+    charge_point = models.ForeignKey(
+        ChargePoint,
+        verbose_name=_("charge point"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="messages",
+    )
     identity = models.CharField(_("identity"), max_length=48, db_index=True)
     direction = models.CharField(_("direction"), max_length=3, choices=Direction.choices)
     message_type = models.PositiveSmallIntegerField(_("type"), null=True, blank=True)
@@ -95,8 +122,9 @@ class OcppMessage(models.Model):
 class OcppFailedMessage(models.Model):
     """A charger's request that failed inside the product (answered InternalError), kept for replay."""
 
-    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE,
-                                     related_name="failed_messages")
+    charge_point = models.ForeignKey(
+        ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE, related_name="failed_messages"
+    )
     protocol = models.CharField(_("protocol"), max_length=10)
     action = models.CharField(_("action"), max_length=64)
     unique_id = models.CharField(_("message id"), max_length=64)

@@ -60,8 +60,9 @@ class ErrorCodes:
 class ProtocolViolation(Exception):
     """A frame or payload that breaks the protocol; answered with CALLERROR `code` when `unique_id` is known."""
 
-    def __init__(self, code: str, description: str, unique_id: str | None = None,
-                 details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: str, description: str, unique_id: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
@@ -147,8 +148,9 @@ def parse_frame(raw: str, codes: ErrorCodes, *, max_depth: int = DEFAULT_MAX_DEP
         return CallResult(unique_id, msg[2])
     if type_id == CALLERROR:
         if len(msg) != 5 or not isinstance(msg[2], str):
-            raise ProtocolViolation(codes.formation, "A CALLERROR is [4, id, code, description, details].",
-                                    unique_id)
+            raise ProtocolViolation(
+                codes.formation, "A CALLERROR is [4, id, code, description, details].", unique_id
+            )
         return CallError(unique_id, msg[2], str(msg[3]), msg[4])
     raise UnknownMessageType(unique_id, type_id)
 
@@ -207,8 +209,9 @@ def _is_uri(value: Any) -> bool:
 # 1.6 schemas with `multipleOf: 0.1`. The library reads them with Decimal floats (in binary floating point
 # 0.3 is no multiple of 0.1) and caches one validator per schema whatever `parse_float` asks: read them
 # the same way here, or the first reader decides for the whole process and the other one breaks.
-_DECIMAL_SCHEMAS = frozenset({("SetChargingProfile", CALL), ("RemoteStartTransaction", CALL),
-                              ("GetCompositeSchedule", CALLRESULT)})
+_DECIMAL_SCHEMAS = frozenset(
+    {("SetChargingProfile", CALL), ("RemoteStartTransaction", CALL), ("GetCompositeSchedule", CALLRESULT)}
+)
 
 
 def _decimal_floats(action: str, version: str, kind: int) -> bool:
@@ -231,9 +234,22 @@ def has_schema(action: str, version: str, kind: int = CALL) -> bool:
     return True
 
 
-_PROPERTY_KEYWORDS = {"enum", "maxLength", "minLength", "format", "pattern", "maximum", "minimum",
-                      "multipleOf", "exclusiveMaximum", "exclusiveMinimum", "maxItems", "minItems",
-                      "uniqueItems", "const"}
+_PROPERTY_KEYWORDS = {
+    "enum",
+    "maxLength",
+    "minLength",
+    "format",
+    "pattern",
+    "maximum",
+    "minimum",
+    "multipleOf",
+    "exclusiveMaximum",
+    "exclusiveMinimum",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "const",
+}
 
 
 def _relevance(error: SchemaError) -> tuple[int, int]:
@@ -241,8 +257,15 @@ def _relevance(error: SchemaError) -> tuple[int, int]:
     return (order.get(error.validator, 3), -len(error.path))
 
 
-def validate(action: str, payload: Any, version: str, codes: ErrorCodes, *, kind: int = CALL,
-             unique_id: str | None = None) -> None:
+def validate(
+    action: str,
+    payload: Any,
+    version: str,
+    codes: ErrorCodes,
+    *,
+    kind: int = CALL,
+    unique_id: str | None = None,
+) -> None:
     """Raise ProtocolViolation with the specification's error code if `payload` breaks the schema."""
     if not isinstance(payload, dict):
         raise ProtocolViolation(codes.formation, "The payload must be a JSON object.", unique_id)
@@ -265,5 +288,6 @@ def validate(action: str, payload: Any, version: str, codes: ErrorCodes, *, kind
         code = codes.property
     else:
         code = codes.formation
-    raise ProtocolViolation(code, f"{where}: {error.message}"[:255], unique_id,
-                            {"path": where, "keyword": str(error.validator)})
+    raise ProtocolViolation(
+        code, f"{where}: {error.message}"[:255], unique_id, {"path": where, "keyword": str(error.validator)}
+    )

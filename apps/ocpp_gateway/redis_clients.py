@@ -10,7 +10,9 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
-_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def async_redis() -> aioredis.Redis:
@@ -18,7 +20,10 @@ def async_redis() -> aioredis.Redis:
     client = _async_clients.get(loop)
     if client is None:
         client = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=15, socket_connect_timeout=5, max_connections=10000,
+            settings.REDIS_URL,
+            socket_timeout=15,
+            socket_connect_timeout=5,
+            max_connections=10000,
             decode_responses=True,
         )
         _async_clients[loop] = client
@@ -27,5 +32,6 @@ def async_redis() -> aioredis.Redis:
 
 @cache
 def sync_redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=15, socket_connect_timeout=5,
-                                decode_responses=True)
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=15, socket_connect_timeout=5, decode_responses=True
+    )

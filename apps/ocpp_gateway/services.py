@@ -62,8 +62,16 @@ def command_id_field(*, action: str, version: str) -> str:
     return COMMAND_ID_FIELDS.get(version, {}).get(action, "")
 
 
-def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, Any], timeout_s: float | None = None,
-                 actor: Any = None, source: str = "service", epoch: int | None = None) -> OcppCommand:
+def command_send(
+    *,
+    charge_point: ChargePoint,
+    action: str,
+    payload: dict[str, Any],
+    timeout_s: float | None = None,
+    actor: Any = None,
+    source: str = "service",
+    epoch: int | None = None,
+) -> OcppCommand:
     """Record a command for `charge_point` and dispatch it on commit. Returns at once; the command is
     already final (`charger_offline`) when no connection holds the charger. ValidationFailed when the
     payload breaks the action's schema for the charger's protocol. A missing `command_id_field` member
@@ -73,10 +81,15 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
     subprotocol = charge_point.ocpp_protocol or OcppProtocol.OCPP16
     version = protocol.SUBPROTOCOL_VERSIONS.get(subprotocol)
     if version is None:
-        raise ValidationFailed(_("Commands to {protocol} chargers are not supported yet.").format(protocol=subprotocol))
+        raise ValidationFailed(
+            _("Commands to {protocol} chargers are not supported yet.").format(protocol=subprotocol)
+        )
     if not protocol.has_schema(action, version):
-        raise ValidationFailed(_("{action} is not an OCPP {version} command.").format(action=action, version=version),
-                               code="unknown_action", fields={"action": [action]})
+        raise ValidationFailed(
+            _("{action} is not an OCPP {version} command.").format(action=action, version=version),
+            code="unknown_action",
+            fields={"action": [action]},
+        )
     own_id_field = command_id_field(action=action, version=version)
     fill_own_id = bool(own_id_field) and own_id_field not in payload
     try:
@@ -86,11 +99,14 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
     except protocol.ProtocolViolation as exc:
         raise ValidationFailed(
             _("The {action} payload is invalid: {problem}").format(action=action, problem=exc.description),
-            code="invalid_payload", fields={"payload": [exc.description]},
+            code="invalid_payload",
+            fields={"payload": [exc.description]},
         ) from exc
     timeout_s = float(timeout_s if timeout_s is not None else conf.command_timeout_s())
     if not 0 < timeout_s <= 3600:
-        raise ValidationFailed(_("A command timeout must be between 0 and 3600 seconds."), fields={"timeout": []})
+        raise ValidationFailed(
+            _("A command timeout must be between 0 and 3600 seconds."), fields={"timeout": []}
+        )
     new_key_hash = _new_key_hash(action, payload)
     command_pk = _command_ids.take()
     if fill_own_id:
@@ -101,25 +117,44 @@ def command_send(*, charge_point: ChargePoint, action: str, payload: dict[str, A
         _check_connection(charge_point, epoch)  # raises: only the connection with this epoch may get it
     command = OcppCommand(
         pk=command_pk,
-        charge_point=charge_point, action=action, payload=mask_payload(payload), unique_id=str(uuid.uuid4()),
-        created_at=now, deadline=now + timedelta(seconds=timeout_s),
-        requested_by=actor if getattr(actor, "pk", None) else None, source=source, new_key_hash=new_key_hash,
+        charge_point=charge_point,
+        action=action,
+        payload=mask_payload(payload),
+        unique_id=str(uuid.uuid4()),
+        created_at=now,
+        deadline=now + timedelta(seconds=timeout_s),
+        requested_by=actor if getattr(actor, "pk", None) else None,
+        source=source,
+        new_key_hash=new_key_hash,
         status=CommandStatus.PENDING if holder is None else CommandStatus.SENT,
         sent_at=None if holder is None else now,
     )
-    audit = audit_record_build(actor=actor, action=f"ocpp.{action}", target=charge_point, source=source,
-                               detail={"command_id": command_pk})
+    audit = audit_record_build(
+        actor=actor,
+        action=f"ocpp.{action}",
+        target=charge_point,
+        source=source,
+        detail={"command_id": command_pk},
+    )
     follow_up = outcome_needs_follow_up(action=action, has_new_key=bool(new_key_hash))
     deadline_ts = command.deadline.timestamp()
     if holder is None:
         with transaction.atomic():
             objects_insert_together(command, audit)
-            _finish(command, CommandStatus.CHARGER_OFFLINE, error_description="no connection holds this charger")
+            _finish(
+                command, CommandStatus.CHARGER_OFFLINE, error_description="no connection holds this charger"
+            )
             transaction.on_commit(lambda: _sent_here.add(command.pk, deadline_ts))
         return command
     message = {
-        "type": "ocpp.command", "command_id": command.pk, "unique_id": command.unique_id, "action": action,
-        "payload": payload, "deadline_ts": deadline_ts, "epoch": holder.epoch, "follow_up": follow_up,
+        "type": "ocpp.command",
+        "command_id": command.pk,
+        "unique_id": command.unique_id,
+        "action": action,
+        "payload": payload,
+        "deadline_ts": deadline_ts,
+        "epoch": holder.epoch,
+        "follow_up": follow_up,
     }
 
     def hand_over() -> None:
@@ -186,8 +221,11 @@ def _new_key_hash(action: str, payload: dict[str, Any]) -> str:
         if not items:
             return ""
         if len(items) > 1:
-            raise ValidationFailed(_("Set BasicAuthPassword once per command."), code="invalid_key",
-                                   fields={"setVariableData": [_("BasicAuthPassword appears twice.")]})
+            raise ValidationFailed(
+                _("Set BasicAuthPassword once per command."),
+                code="invalid_key",
+                fields={"setVariableData": [_("BasicAuthPassword appears twice.")]},
+            )
         key, field = items[0].get("attributeValue", ""), "setVariableData"
     else:
         return ""
@@ -212,8 +250,11 @@ def _dispatch(channel: str, message: dict[str, Any], command_id: int) -> None:
         delivery.send_to_channel(channel, message)
     except Exception as exc:
         logger.exception("command %s: could not reach channel %s", command_id, channel)
-        command_record_outcome(command_id=command_id, status=CommandStatus.CHARGER_OFFLINE,
-                               error_description=f"channel layer: {exc}")
+        command_record_outcome(
+            command_id=command_id,
+            status=CommandStatus.CHARGER_OFFLINE,
+            error_description=f"channel layer: {exc}",
+        )
 
 
 def _push_outcome(command: OcppCommand) -> None:
@@ -225,8 +266,15 @@ def _push_outcome(command: OcppCommand) -> None:
     pipe.execute()
 
 
-def _finish(command: OcppCommand, status: str, *, response: dict | None = None, error_code: str = "",
-            error_description: str = "", push: bool = True) -> OcppCommand:
+def _finish(
+    command: OcppCommand,
+    status: str,
+    *,
+    response: dict | None = None,
+    error_code: str = "",
+    error_description: str = "",
+    push: bool = True,
+) -> OcppCommand:
     command.status, command.response = status, response
     command.error_code, command.error_description = error_code[:64], error_description[:500]
     command.completed_at = clock.now()
@@ -253,13 +301,19 @@ def _apply_new_key(command: OcppCommand) -> None:
     cp.auth_key_hash = command.new_key_hash
     cp.security_profile = max(cp.security_profile, SecurityProfile.BASIC)
     cp.save(update_fields=["auth_key_hash", "security_profile", "updated_at"])
-    audit_record_create(actor=None, action="chargepoint.key_changed", target=cp, source="ocpp",
-                        detail={"command_id": command.pk})
+    audit_record_create(
+        actor=None,
+        action="chargepoint.key_changed",
+        target=cp,
+        source="ocpp",
+        detail={"command_id": command.pk},
+    )
 
 
 @transaction.atomic
-def chargepoint_accept(*, charge_point: ChargePoint, actor: Any = None, timeout_s: float | None = None,
-                       epoch: int | None = None) -> tuple[ChargePoint, str, OcppCommand | None]:
+def chargepoint_accept(
+    *, charge_point: ChargePoint, actor: Any = None, timeout_s: float | None = None, epoch: int | None = None
+) -> tuple[ChargePoint, str, OcppCommand | None]:
     """Accept a Pending charge point (e.g. one that registered itself). A random key is generated for it;
     when it is connected, the key is sent (1.6 AuthorizationKey, 2.0.1 SecurityCtrlr.BasicAuthPassword)
     and takes effect once it accepts (until then it may keep connecting without credentials). Returns
@@ -267,7 +321,9 @@ def chargepoint_accept(*, charge_point: ChargePoint, actor: Any = None, timeout_
     BootNotification is answered Accepted."""
     cp = ChargePoint.objects.select_for_update(no_key=True).get(pk=charge_point.pk)
     if cp.registration_status == RegistrationStatus.ACCEPTED and cp.security_profile != SecurityProfile.NONE:
-        raise ValidationFailed(_("{identity} is already accepted.").format(identity=cp.identity), code="already_accepted")
+        raise ValidationFailed(
+            _("{identity} is already accepted.").format(identity=cp.identity), code="already_accepted"
+        )
     if epoch is not None:
         _check_connection(cp, epoch)
     cp.registration_status = RegistrationStatus.ACCEPTED
@@ -277,8 +333,9 @@ def chargepoint_accept(*, charge_point: ChargePoint, actor: Any = None, timeout_
     command = None
     if presence.lookup(cp.identity) is not None:
         action, payload = _key_change_command(cp, key)
-        command = command_send(charge_point=cp, action=action, payload=payload, timeout_s=timeout_s,
-                               actor=actor, epoch=epoch)
+        command = command_send(
+            charge_point=cp, action=action, payload=payload, timeout_s=timeout_s, actor=actor, epoch=epoch
+        )
     return cp, key, command
 
 
@@ -288,9 +345,11 @@ def _check_connection(cp: ChargePoint, epoch: int) -> None:
     holder = presence.lookup(cp.identity)
     if (holder.epoch if holder is not None else 0) != epoch:
         raise ValidationFailed(
-            _("The connection of {identity} changed since the page was shown (it reconnected or went "
-              "offline): nothing was accepted or sent. Check the connection shown now and accept "
-              "again.").format(identity=cp.identity),
+            _(
+                "The connection of {identity} changed since the page was shown (it reconnected or went "
+                "offline): nothing was accepted or sent. Check the connection shown now and accept "
+                "again."
+            ).format(identity=cp.identity),
             code="connection_changed",
         )
 
@@ -298,23 +357,39 @@ def _check_connection(cp: ChargePoint, epoch: int) -> None:
 def _key_change_command(charge_point: ChargePoint, key: str) -> tuple[str, dict[str, Any]]:
     """The action and payload that give the charger its next Basic-auth password, in its OCPP version."""
     if charge_point.ocpp_protocol == OcppProtocol.OCPP201:
-        item = {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"},
-                "attributeValue": key}
+        item = {
+            "component": {"name": "SecurityCtrlr"},
+            "variable": {"name": "BasicAuthPassword"},
+            "attributeValue": key,
+        }
         return "SetVariables", {"setVariableData": [item]}
     return "ChangeConfiguration", {"key": "AuthorizationKey", "value": key}
 
 
 @transaction.atomic
-def command_record_outcome(*, command_id: int, status: str, response: dict | None = None, error_code: str = "",
-                           error_description: str = "", push: bool = True) -> OcppCommand | None:
+def command_record_outcome(
+    *,
+    command_id: int,
+    status: str,
+    response: dict | None = None,
+    error_code: str = "",
+    error_description: str = "",
+    push: bool = True,
+) -> OcppCommand | None:
     """Record a command's final outcome once; later outcomes for the same command are ignored. The outcome
     is published to waiters once committed, unless `push=False` (the consumer publishes it itself, after
     this write)."""
     command = OcppCommand.objects.select_for_update(no_key=True).filter(pk=command_id).first()
     if command is None or command.status in FINAL_COMMAND_STATUSES:
         return command
-    return _finish(command, status, response=response, error_code=error_code, error_description=error_description,
-                   push=push)
+    return _finish(
+        command,
+        status,
+        response=response,
+        error_code=error_code,
+        error_description=error_description,
+        push=push,
+    )
 
 
 def outcome_needs_follow_up(*, action: str, has_new_key: bool) -> bool:
@@ -326,8 +401,15 @@ def outcome_needs_follow_up(*, action: str, has_new_key: bool) -> bool:
     return has_new_key or action in FOLLOW_UPS or action in FINISHED_FOLLOW_UPS
 
 
-def command_outcome_store(*, command_id: int, status: str, follow_up: bool | None,
-                          response: dict | None = None, error_code: str = "", error_description: str = "") -> None:
+def command_outcome_store(
+    *,
+    command_id: int,
+    status: str,
+    follow_up: bool | None,
+    response: dict | None = None,
+    error_code: str = "",
+    error_description: str = "",
+) -> None:
     """Record an outcome without publishing it (the consumer publishes it to waiters right after this
     write, so a waiter never needs to read or write the row); the first recorded outcome wins. `follow_up`
     says whether an answer to this command needs more than the row written (`outcome_needs_follow_up`;
@@ -335,20 +417,38 @@ def command_outcome_store(*, command_id: int, status: str, follow_up: bool | Non
     one round trip, the row locked for that statement only) rather than a SELECT ... FOR UPDATE
     transaction; a row already final costs that one round trip too."""
     if follow_up is True or (follow_up is None and status == CommandStatus.ANSWERED):
-        command_record_outcome(command_id=command_id, status=status, response=response, error_code=error_code,
-                               error_description=error_description, push=False)
+        command_record_outcome(
+            command_id=command_id,
+            status=status,
+            response=response,
+            error_code=error_code,
+            error_description=error_description,
+            push=False,
+        )
         return
-    if _outcome_store_fast(command_id=command_id, status=status, response=response, error_code=error_code,
-                           error_description=error_description):
+    if _outcome_store_fast(
+        command_id=command_id,
+        status=status,
+        response=response,
+        error_code=error_code,
+        error_description=error_description,
+    ):
         return
     # Open, but the fast path may not finish it (a key change or a follow-up the hint did not know of),
     # or it became final while this statement waited for the row: the full path sorts out which.
-    command_record_outcome(command_id=command_id, status=status, response=response, error_code=error_code,
-                           error_description=error_description, push=False)
+    command_record_outcome(
+        command_id=command_id,
+        status=status,
+        response=response,
+        error_code=error_code,
+        error_description=error_description,
+        push=False,
+    )
 
 
-def _outcome_store_fast(*, command_id: int, status: str, response: dict | None, error_code: str,
-                        error_description: str) -> bool:
+def _outcome_store_fast(
+    *, command_id: int, status: str, response: dict | None, error_code: str, error_description: str
+) -> bool:
     """Make an open command final with this outcome in one statement, unless it needs the full path (a
     new key, or an action with follow-ups: whatever the caller's hint said, those are never skipped).
     True when the row is final afterwards (made so now, or already final before this statement began)."""
@@ -368,9 +468,15 @@ def _outcome_store_fast(*, command_id: int, status: str, response: dict | None, 
         "SELECT (SELECT count(*) FROM done), (SELECT status FROM before)"
     )
     params = {
-        "id": command_id, "status": status, "response": None if response is None else json.dumps(response),
-        "error_code": error_code[:64], "error_description": error_description[:500], "now": clock.now(),
-        "open": open_statuses, "never_fast": never_fast, "answered": CommandStatus.ANSWERED.value,
+        "id": command_id,
+        "status": status,
+        "response": None if response is None else json.dumps(response),
+        "error_code": error_code[:64],
+        "error_description": error_description[:500],
+        "now": clock.now(),
+        "open": open_statuses,
+        "never_fast": never_fast,
+        "answered": CommandStatus.ANSWERED.value,
         "answer_not_fast": answer_not_fast,
     }
     with connection.cursor() as cursor:
@@ -380,11 +486,26 @@ def _outcome_store_fast(*, command_id: int, status: str, response: dict | None, 
     return bool(updated) or status_before is None or status_before not in open_statuses
 
 
-def outcome_message(*, command_id: int, action: str, status: str, response: dict | None = None,
-                    error_code: str = "", error_description: str = "") -> str:
+def outcome_message(
+    *,
+    command_id: int,
+    action: str,
+    status: str,
+    response: dict | None = None,
+    error_code: str = "",
+    error_description: str = "",
+) -> str:
     """The JSON a waiter reads (same shape as OcppCommand.outcome())."""
-    return json.dumps({"id": command_id, "action": action, "status": status, "response": response,
-                       "error_code": error_code[:64], "error_description": error_description[:500]})
+    return json.dumps(
+        {
+            "id": command_id,
+            "action": action,
+            "status": status,
+            "response": response,
+            "error_code": error_code[:64],
+            "error_description": error_description[:500],
+        }
+    )
 
 
 def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str, Any]:
@@ -417,27 +538,45 @@ def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str
     else:
         command.refresh_from_db()
     if command.status not in FINAL_COMMAND_STATUSES and command.deadline <= clock.now():
-        command = command_record_outcome(command_id=command_id, status=CommandStatus.TIMEOUT,
-                                         error_description="no answer before the deadline") or command
+        command = (
+            command_record_outcome(
+                command_id=command_id,
+                status=CommandStatus.TIMEOUT,
+                error_description="no answer before the deadline",
+            )
+            or command
+        )
     return command.outcome()
 
 
 def commands_sweep(*, grace_s: float = 5.0) -> int:
     """Time out commands still open well past their deadline (their connection died without saying)."""
     cutoff = clock.now() - timedelta(seconds=grace_s)
-    stuck = list(OcppCommand.objects.filter(status__in=[CommandStatus.PENDING, CommandStatus.SENT],
-                                            deadline__lt=cutoff).values_list("pk", flat=True)[:1000])
+    stuck = list(
+        OcppCommand.objects.filter(
+            status__in=[CommandStatus.PENDING, CommandStatus.SENT], deadline__lt=cutoff
+        ).values_list("pk", flat=True)[:1000]
+    )
     for command_id in stuck:
-        command_record_outcome(command_id=command_id, status=CommandStatus.TIMEOUT,
-                               error_description="no outcome reported before the deadline")
+        command_record_outcome(
+            command_id=command_id,
+            status=CommandStatus.TIMEOUT,
+            error_description="no outcome reported before the deadline",
+        )
     return len(stuck)
 
 
-def failed_message_store(*, charge_point_id: int, protocol: str, action: str, unique_id: str, payload: Any,
-                         error: str) -> OcppFailedMessage:
+def failed_message_store(
+    *, charge_point_id: int, protocol: str, action: str, unique_id: str, payload: Any, error: str
+) -> OcppFailedMessage:
     return OcppFailedMessage.objects.create(
-        charge_point_id=charge_point_id, protocol=protocol, action=action, unique_id=unique_id,
-        payload=payload, error=error[:4000], received_at=clock.now(),
+        charge_point_id=charge_point_id,
+        protocol=protocol,
+        action=action,
+        unique_id=unique_id,
+        payload=payload,
+        error=error[:4000],
+        received_at=clock.now(),
     )
 
 
@@ -456,7 +595,9 @@ def presence_flush() -> dict[str, int]:
             [identities, seen],
         )
         online = cursor.rowcount
-    went_offline = ChargePoint.objects.filter(is_online=True).exclude(identity__in=identities).update(is_online=False)
+    went_offline = (
+        ChargePoint.objects.filter(is_online=True).exclude(identity__in=identities).update(is_online=False)
+    )
     return {"online": online, "went_offline": went_offline}
 
 

@@ -271,8 +271,12 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
         return fieldsets
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        return [*super().get_readonly_fields(request, obj), "has_auth_key", "tariff_in_force",
-                *self.reported_fields()]
+        return [
+            *super().get_readonly_fields(request, obj),
+            "has_auth_key",
+            "tariff_in_force",
+            *self.reported_fields(),
+        ]
 
     @admin.display(description=_("tariff in force"))
     def tariff_in_force(self, obj: ChargePoint) -> str:
@@ -307,14 +311,18 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
                 ),
             )
 
-
     @admin.action(description=_("Accept (registration) and give a new key"), permissions=["change"])
     def accept_pending(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         """Accept a charger that registered itself (Pending): the gateway's accept page shows the connection
         that will get the new key (address, its BootNotification) and sends it only there. One at a time."""
         if queryset.count() != 1:
-            messages.error(request, _("Accept one charge point at a time: the next page shows the connection "
-                                      "that will receive its key."))
+            messages.error(
+                request,
+                _(
+                    "Accept one charge point at a time: the next page shows the connection "
+                    "that will receive its key."
+                ),
+            )
             return None
         page = reverse("admin:ocpp_gateway_ocppcommand_accept", args=[queryset.get().pk])
         return HttpResponseRedirect(page)
@@ -327,8 +335,19 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
 class DeviceVariableAdmin(BaseModelAdmin):
     """The OCPP 2.0.1 device model as the charger last reported it (read-only)."""
 
-    list_display = ("charge_point", "component", "component_instance", "evse_id", "connector_id", "variable",
-                    "variable_instance", "attribute_type", "value", "mutability", "reported_at")
+    list_display = (
+        "charge_point",
+        "component",
+        "component_instance",
+        "evse_id",
+        "connector_id",
+        "variable",
+        "variable_instance",
+        "attribute_type",
+        "value",
+        "mutability",
+        "reported_at",
+    )
     list_filter = ("component", "attribute_type", "mutability")
     search_fields = ("charge_point__identity", "component", "variable", "value")
     list_select_related = ("charge_point",)
@@ -347,8 +366,17 @@ class DeviceVariableAdmin(BaseModelAdmin):
 class ChargerEventAdmin(BaseModelAdmin):
     """Events and security events chargers reported (read-only)."""
 
-    list_display = ("occurred_at", "charge_point", "kind", "trigger", "component", "variable", "actual_value",
-                    "tech_info", "received_at")
+    list_display = (
+        "occurred_at",
+        "charge_point",
+        "kind",
+        "trigger",
+        "component",
+        "variable",
+        "actual_value",
+        "tech_info",
+        "received_at",
+    )
     list_filter = ("kind", "trigger")
     search_fields = ("charge_point__identity", "trigger", "component", "variable", "tech_info")
     date_hierarchy = "occurred_at"

@@ -32,11 +32,18 @@ def _hhmm(value: Any) -> time:
 def validate_opening_hours(value: Any) -> None:
     if not isinstance(value, dict):
         raise ValidationError(_("Opening hours must be an object."))
-    unknown = set(value) - {"twentyfourseven", "regular_hours", "exceptional_openings", "exceptional_closings"}
+    unknown = set(value) - {
+        "twentyfourseven",
+        "regular_hours",
+        "exceptional_openings",
+        "exceptional_closings",
+    }
     if unknown:
-        raise ValidationError(_("Unknown opening hours keys: {keys}.").format(keys=", ".join(sorted(unknown))))
+        raise ValidationError(
+            _("Unknown opening hours keys: {keys}.").format(keys=", ".join(sorted(unknown)))
+        )
     if not isinstance(value.get("twentyfourseven"), bool):
-        raise ValidationError(_("Opening hours need \"twentyfourseven\": true or false."))
+        raise ValidationError(_('Opening hours need "twentyfourseven": true or false.'))
     regular = value.get("regular_hours", [])
     if value["twentyfourseven"] and regular:
         raise ValidationError(_("Opening hours cannot be both 24/7 and have regular hours."))
@@ -59,7 +66,9 @@ def validate_opening_hours(value: Any) -> None:
                 end = parse_iso8601(period["period_end"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValidationError(
-                    _("{key} periods need ISO 8601 period_begin and period_end with a time zone.").format(key=key)
+                    _("{key} periods need ISO 8601 period_begin and period_end with a time zone.").format(
+                        key=key
+                    )
                 ) from exc
             if end <= begin:
                 raise ValidationError(_("An exceptional period must end after it begins."))

@@ -34,8 +34,10 @@ from cpo.models import TimeStampedModel
 IDENTITY_MAX_LENGTH = 48
 identity_validator = RegexValidator(
     r"^[A-Za-z0-9._~\-]{1,48}$",
-    _("An OCPP identity has 1 to 48 characters: letters, digits and . _ ~ - (it is part of the URL and "
-      "the Basic-auth user name)."),
+    _(
+        "An OCPP identity has 1 to 48 characters: letters, digits and . _ ~ - (it is part of the URL and "
+        "the Basic-auth user name)."
+    ),
 )
 
 
@@ -62,8 +64,10 @@ class Location(TimeStampedModel):
     point = gis_models.PointField(_("coordinates"), geography=True, srid=4326, spatial_index=True)
     time_zone = models.CharField(_("time zone"), max_length=64, validators=[validate_time_zone])
     opening_hours = models.JSONField(
-        _("opening hours"), default=default_opening_hours, validators=[validate_opening_hours],
-        help_text=_("OCPI Hours object, e.g. {\"twentyfourseven\": true}."),
+        _("opening hours"),
+        default=default_opening_hours,
+        validators=[validate_opening_hours],
+        help_text=_('OCPI Hours object, e.g. {"twentyfourseven": true}.'),
     )
     is_published = models.BooleanField(_("published to drivers"), default=True)
 
@@ -76,7 +80,8 @@ class Location(TimeStampedModel):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
-                fields=["organisation", "name"], name="location_unique_name_per_org",
+                fields=["organisation", "name"],
+                name="location_unique_name_per_org",
                 violation_error_message=_("This operator already has a location with this name."),
             ),
         ]
@@ -99,7 +104,9 @@ class Location(TimeStampedModel):
         if not (-90 <= self.point.y <= 90 and -180 <= self.point.x <= 180):
             raise ValidationError({"point": _("Latitude must be within ±90 and longitude within ±180.")})
         if self.point.x == 0 and self.point.y == 0:
-            raise ValidationError({"point": _("Coordinates 0, 0 are in the ocean; set the real coordinates.")})
+            raise ValidationError(
+                {"point": _("Coordinates 0, 0 are in the ocean; set the real coordinates.")}
+            )
 
 
 class ChargePoint(TimeStampedModel):
@@ -109,32 +116,45 @@ class ChargePoint(TimeStampedModel):
         Organisation, verbose_name=_("operator"), on_delete=models.PROTECT, related_name="charge_points"
     )
     location = models.ForeignKey(
-        Location, verbose_name=_("location"), null=True, blank=True, on_delete=models.PROTECT,
+        Location,
+        verbose_name=_("location"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
         related_name="charge_points",
     )
     identity = models.CharField(
-        _("OCPP identity"), max_length=IDENTITY_MAX_LENGTH, validators=[identity_validator],
+        _("OCPP identity"),
+        max_length=IDENTITY_MAX_LENGTH,
+        validators=[identity_validator],
         help_text=_("As the charger uses it in its URL: /ocpp/<identity>."),
     )
     vendor = models.CharField(_("vendor"), max_length=50, blank=True)
     model = models.CharField(_("model"), max_length=50, blank=True)
     serial_number = models.CharField(_("serial number"), max_length=50, blank=True)
     firmware_version = models.CharField(_("firmware version"), max_length=50, blank=True)
-    ocpp_protocol = models.CharField(_("OCPP protocol"), max_length=10, choices=OcppProtocol.choices, blank=True)
+    ocpp_protocol = models.CharField(
+        _("OCPP protocol"), max_length=10, choices=OcppProtocol.choices, blank=True
+    )
     registration_status = models.CharField(
-        _("registration status"), max_length=8, choices=RegistrationStatus.choices,
+        _("registration status"),
+        max_length=8,
+        choices=RegistrationStatus.choices,
         default=RegistrationStatus.ACCEPTED,
     )
     security_profile = models.PositiveSmallIntegerField(
         _("security profile"), choices=SecurityProfile.choices, default=SecurityProfile.BASIC
     )
-    auth_key_hash = models.CharField(_("authorisation key (hashed)"), max_length=128, blank=True, editable=False)
+    auth_key_hash = models.CharField(
+        _("authorisation key (hashed)"), max_length=128, blank=True, editable=False
+    )
     max_power_w = models.PositiveIntegerField(_("max power (W)"), null=True, blank=True)
     availability = models.CharField(
         _("availability"), max_length=11, choices=Availability.choices, default=Availability.OPERATIVE
     )
-    status = models.CharField(_("status"), max_length=13, choices=ConnectorStatus.choices,
-                              default=ConnectorStatus.UNKNOWN)
+    status = models.CharField(
+        _("status"), max_length=13, choices=ConnectorStatus.choices, default=ConnectorStatus.UNKNOWN
+    )
     status_error_code = models.CharField(_("error code"), max_length=50, blank=True)
     status_info = models.CharField(_("status info"), max_length=500, blank=True)
     status_charger_at = models.DateTimeField(_("status time (charger clock)"), null=True, blank=True)
@@ -145,7 +165,9 @@ class ChargePoint(TimeStampedModel):
         _("online"), default=False, help_text=_("Copied periodically from the live presence record in Redis.")
     )
     clock_skew_s = models.IntegerField(
-        _("clock skew (s)"), null=True, blank=True,
+        _("clock skew (s)"),
+        null=True,
+        blank=True,
         help_text=_("Charger clock minus our clock, from its latest timestamped status message."),
     )
     firmware_status = models.CharField(_("firmware status"), max_length=32, blank=True)
@@ -166,7 +188,8 @@ class ChargePoint(TimeStampedModel):
         ordering = ["identity"]
         constraints = [
             models.UniqueConstraint(
-                Lower("identity"), name="chargepoint_identity_unique_ci",
+                Lower("identity"),
+                name="chargepoint_identity_unique_ci",
                 violation_error_message=_("A charge point with this OCPP identity already exists."),
             ),
             models.CheckConstraint(
@@ -184,7 +207,11 @@ class ChargePoint(TimeStampedModel):
 
     def clean(self) -> None:
         super().clean()
-        if self.location_id and self.organisation_id and self.location.organisation_id != self.organisation_id:
+        if (
+            self.location_id
+            and self.organisation_id
+            and self.location.organisation_id != self.organisation_id
+        ):
             raise ValidationError({"location": _("The location belongs to another operator.")})
 
     @property
@@ -200,7 +227,10 @@ class Evse(models.Model):
     )
     evse_id = models.PositiveSmallIntegerField(_("EVSE number"))
     emi3_id = models.CharField(
-        _("EVSE id (eMI3)"), max_length=48, blank=True, help_text=_("e.g. DE*ABC*E123456*1, shown to roaming partners.")
+        _("EVSE id (eMI3)"),
+        max_length=48,
+        blank=True,
+        help_text=_("e.g. DE*ABC*E123456*1, shown to roaming partners."),
     )
     availability = models.CharField(
         _("availability"), max_length=11, choices=Availability.choices, default=Availability.OPERATIVE
@@ -215,11 +245,13 @@ class Evse(models.Model):
         ordering = ["charge_point", "evse_id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["charge_point", "evse_id"], name="evse_unique_number_per_chargepoint",
+                fields=["charge_point", "evse_id"],
+                name="evse_unique_number_per_chargepoint",
                 violation_error_message=_("This charge point already has an EVSE with this number."),
             ),
             models.CheckConstraint(
-                condition=models.Q(evse_id__gte=1), name="evse_number_positive",
+                condition=models.Q(evse_id__gte=1),
+                name="evse_number_positive",
                 violation_error_message=_("EVSE numbers start at 1."),
             ),
         ]
@@ -231,19 +263,28 @@ class Evse(models.Model):
 class Connector(models.Model):
     """A plug or socket of an EVSE, with what it can deliver and its last reported status."""
 
-    evse = models.ForeignKey(Evse, verbose_name=_("EVSE"), on_delete=models.CASCADE, related_name="connectors")
+    evse = models.ForeignKey(
+        Evse, verbose_name=_("EVSE"), on_delete=models.CASCADE, related_name="connectors"
+    )
     connector_id = models.PositiveSmallIntegerField(_("connector number"))
-    standard = models.CharField(_("standard"), max_length=20, choices=ConnectorStandard.choices,
-                                default=ConnectorStandard.IEC_62196_T2)
-    format = models.CharField(_("format"), max_length=6, choices=ConnectorFormat.choices,
-                              default=ConnectorFormat.SOCKET)
-    power_type = models.CharField(_("power type"), max_length=10, choices=PowerType.choices,
-                                  default=PowerType.AC_3_PHASE)
+    standard = models.CharField(
+        _("standard"),
+        max_length=20,
+        choices=ConnectorStandard.choices,
+        default=ConnectorStandard.IEC_62196_T2,
+    )
+    format = models.CharField(
+        _("format"), max_length=6, choices=ConnectorFormat.choices, default=ConnectorFormat.SOCKET
+    )
+    power_type = models.CharField(
+        _("power type"), max_length=10, choices=PowerType.choices, default=PowerType.AC_3_PHASE
+    )
     max_voltage_v = models.PositiveIntegerField(_("max voltage (V)"), default=400)
     max_current_a = models.PositiveIntegerField(_("max current (A)"), default=32)
     max_power_w = models.PositiveIntegerField(_("max power (W)"), default=22000)
-    status = models.CharField(_("status"), max_length=13, choices=ConnectorStatus.choices,
-                              default=ConnectorStatus.UNKNOWN)
+    status = models.CharField(
+        _("status"), max_length=13, choices=ConnectorStatus.choices, default=ConnectorStatus.UNKNOWN
+    )
     error_code = models.CharField(_("error code"), max_length=50, blank=True)
     status_info = models.CharField(_("status info"), max_length=500, blank=True)
     status_charger_at = models.DateTimeField(_("status time (charger clock)"), null=True, blank=True)
@@ -258,11 +299,13 @@ class Connector(models.Model):
         ordering = ["evse", "connector_id"]
         constraints = [
             models.UniqueConstraint(
-                fields=["evse", "connector_id"], name="connector_unique_number_per_evse",
+                fields=["evse", "connector_id"],
+                name="connector_unique_number_per_evse",
                 violation_error_message=_("This EVSE already has a connector with this number."),
             ),
             models.CheckConstraint(
-                condition=models.Q(connector_id__gte=1), name="connector_number_positive",
+                condition=models.Q(connector_id__gte=1),
+                name="connector_number_positive",
                 violation_error_message=_("Connector numbers start at 1."),
             ),
             models.CheckConstraint(
@@ -280,8 +323,9 @@ class DeviceVariable(models.Model):
     """One attribute of one variable of the charger's OCPP 2.0.1 device model, as NotifyReport (or a
     GetVariables answer) last told us. Shown to operators; the charger stays the source of truth."""
 
-    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE,
-                                     related_name="device_variables")
+    charge_point = models.ForeignKey(
+        ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE, related_name="device_variables"
+    )
     component = models.CharField(_("component"), max_length=50)
     component_instance = models.CharField(_("component instance"), max_length=50, blank=True)
     evse_id = models.PositiveSmallIntegerField(_("EVSE"), null=True, blank=True)
@@ -305,9 +349,18 @@ class DeviceVariable(models.Model):
         ordering = ["charge_point", "component", "evse_id", "connector_id", "variable", "attribute_type"]
         constraints = [
             models.UniqueConstraint(
-                fields=["charge_point", "component", "component_instance", "evse_id", "connector_id", "variable",
-                        "variable_instance", "attribute_type"],
-                name="devicevariable_natural_key", nulls_distinct=False,
+                fields=[
+                    "charge_point",
+                    "component",
+                    "component_instance",
+                    "evse_id",
+                    "connector_id",
+                    "variable",
+                    "variable_instance",
+                    "attribute_type",
+                ],
+                name="devicevariable_natural_key",
+                nulls_distinct=False,
             ),
         ]
 
@@ -318,9 +371,12 @@ class DeviceVariable(models.Model):
 class ChargerEvent(models.Model):
     """A notable event a charger reported: OCPP 2.0.1 NotifyEvent data or a SecurityEventNotification."""
 
-    charge_point = models.ForeignKey(ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE,
-                                     related_name="events")
-    kind = models.CharField(_("kind"), max_length=10, choices=[("event", _("Event")), ("security", _("Security"))])
+    charge_point = models.ForeignKey(
+        ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE, related_name="events"
+    )
+    kind = models.CharField(
+        _("kind"), max_length=10, choices=[("event", _("Event")), ("security", _("Security"))]
+    )
     event_id = models.IntegerField(_("event id"), null=True, blank=True)
     occurred_at = models.DateTimeField(_("occurred at (charger clock)"))
     received_at = models.DateTimeField(_("received at"))
@@ -339,8 +395,11 @@ class ChargerEvent(models.Model):
         verbose_name_plural = _("charger events")
         ordering = ["-occurred_at"]
         constraints = [
-            models.UniqueConstraint(fields=["charge_point", "kind", "event_id", "occurred_at", "trigger"],
-                                    name="chargerevent_natural_key", nulls_distinct=False),
+            models.UniqueConstraint(
+                fields=["charge_point", "kind", "event_id", "occurred_at", "trigger"],
+                name="chargerevent_natural_key",
+                nulls_distinct=False,
+            ),
         ]
 
     def __str__(self) -> str:

@@ -15,8 +15,10 @@ from apps.stations.models import ChargePoint, Connector, Evse, Location
 
 
 def location_list(*, actor: Any) -> QuerySet[Location]:
-    return Location.objects.for_actor(actor).select_related("organisation").annotate(
-        charge_point_count=Count("charge_points")
+    return (
+        Location.objects.for_actor(actor)
+        .select_related("organisation")
+        .annotate(charge_point_count=Count("charge_points"))
     )
 
 
@@ -30,8 +32,10 @@ def chargepoint_get_by_identity(*, identity: str) -> ChargePoint | None:
 
 
 def connector_list_for_chargepoint(*, charge_point: ChargePoint) -> QuerySet[Connector]:
-    return Connector.objects.filter(evse__charge_point=charge_point).select_related("evse").order_by(
-        "evse__evse_id", "connector_id"
+    return (
+        Connector.objects.filter(evse__charge_point=charge_point)
+        .select_related("evse")
+        .order_by("evse__evse_id", "connector_id")
     )
 
 
@@ -43,12 +47,19 @@ _NEARBY_BATCH = 200
 
 
 def _driver_visible() -> QuerySet[ChargePoint]:
-    return ChargePoint.objects.filter(location__is_published=True, registration_status=RegistrationStatus.ACCEPTED)
+    return ChargePoint.objects.filter(
+        location__is_published=True, registration_status=RegistrationStatus.ACCEPTED
+    )
 
 
 def chargepoint_list_nearby(
-    *, point: Point, radius_m: int, connector_type: str | None = None, min_power_w: int | None = None,
-    available: bool = False, online: Callable[[list[str]], set[str]] | None = None,
+    *,
+    point: Point,
+    radius_m: int,
+    connector_type: str | None = None,
+    min_power_w: int | None = None,
+    available: bool = False,
+    online: Callable[[list[str]], set[str]] | None = None,
     limit: int = NEARBY_MAX_RESULTS,
 ) -> list[ChargePoint]:
     """Published, accepted chargers within `radius_m` metres of `point`, nearest first, each annotated with
@@ -63,13 +74,17 @@ def chargepoint_list_nearby(
         matching = matching.filter(max_power_w__gte=min_power_w)
     if available:
         matching = matching.filter(status=ConnectorStatus.AVAILABLE)
-    qs = (_driver_visible()
-          .filter(location__point__dwithin=(point, D(m=radius_m)))
-          .annotate(distance=Distance("location__point", point))
-          .select_related("location")
-          .prefetch_related(Prefetch("evses", queryset=Evse.objects.order_by("evse_id")),
-                            Prefetch("evses__connectors", queryset=Connector.objects.order_by("connector_id")))
-          .order_by("distance", "pk"))
+    qs = (
+        _driver_visible()
+        .filter(location__point__dwithin=(point, D(m=radius_m)))
+        .annotate(distance=Distance("location__point", point))
+        .select_related("location")
+        .prefetch_related(
+            Prefetch("evses", queryset=Evse.objects.order_by("evse_id")),
+            Prefetch("evses__connectors", queryset=Connector.objects.order_by("connector_id")),
+        )
+        .order_by("distance", "pk")
+    )
     if connector_type or min_power_w or available:
         qs = qs.filter(Exists(matching))
     if not available or online is None:
@@ -77,7 +92,7 @@ def chargepoint_list_nearby(
     found: list[ChargePoint] = []
     offset = 0
     while len(found) < limit:
-        batch = list(qs[offset:offset + _NEARBY_BATCH])
+        batch = list(qs[offset : offset + _NEARBY_BATCH])
         if not batch:
             break
         connected = online([cp.identity for cp in batch])
@@ -92,7 +107,13 @@ def chargepoint_get_for_driver(*, pk: Any) -> ChargePoint | None:
         pk = int(pk)
     except (TypeError, ValueError):
         return None
-    return (_driver_visible().select_related("location")
-            .prefetch_related(Prefetch("evses", queryset=Evse.objects.order_by("evse_id")),
-                              Prefetch("evses__connectors", queryset=Connector.objects.order_by("connector_id")))
-            .filter(pk=pk).first())
+    return (
+        _driver_visible()
+        .select_related("location")
+        .prefetch_related(
+            Prefetch("evses", queryset=Evse.objects.order_by("evse_id")),
+            Prefetch("evses__connectors", queryset=Connector.objects.order_by("connector_id")),
+        )
+        .filter(pk=pk)
+        .first()
+    )

@@ -39,13 +39,29 @@ def make_point(*, latitude: Any, longitude: Any) -> Point:
 
 @transaction.atomic
 def location_create(
-    *, organisation: Organisation, name: str, address: str, city: str, country: str, latitude: Any,
-    longitude: Any, time_zone: str, postal_code: str = "", opening_hours: dict | None = None,
-    actor: Any = None, source: str = "service",
+    *,
+    organisation: Organisation,
+    name: str,
+    address: str,
+    city: str,
+    country: str,
+    latitude: Any,
+    longitude: Any,
+    time_zone: str,
+    postal_code: str = "",
+    opening_hours: dict | None = None,
+    actor: Any = None,
+    source: str = "service",
 ) -> Location:
     location = Location(
-        organisation=organisation, name=name, address=address, city=city, country=(country or "").upper(),
-        postal_code=postal_code, point=make_point(latitude=latitude, longitude=longitude), time_zone=time_zone,
+        organisation=organisation,
+        name=name,
+        address=address,
+        city=city,
+        country=(country or "").upper(),
+        postal_code=postal_code,
+        point=make_point(latitude=latitude, longitude=longitude),
+        time_zone=time_zone,
     )
     if opening_hours is not None:
         location.opening_hours = opening_hours
@@ -58,7 +74,9 @@ def _set_key(charge_point: ChargePoint, key: str) -> None:
     try:
         charge_point.auth_key_hash = keys.hash_key(key)
     except ValidationError as exc:
-        raise ValidationFailed(exc.messages[0], code="invalid_key", fields={"password": exc.messages}) from exc
+        raise ValidationFailed(
+            exc.messages[0], code="invalid_key", fields={"password": exc.messages}
+        ) from exc
 
 
 def chargepoint_apply_auth_key(*, charge_point: ChargePoint, key: str) -> bool:
@@ -75,15 +93,26 @@ def chargepoint_apply_auth_key(*, charge_point: ChargePoint, key: str) -> bool:
 
 @transaction.atomic
 def chargepoint_create(
-    *, identity: str, organisation: Organisation, location: Location | None = None, password: str | None = None,
-    security_profile: int | None = None, actor: Any = None, source: str = "service", **fields: Any,
+    *,
+    identity: str,
+    organisation: Organisation,
+    location: Location | None = None,
+    password: str | None = None,
+    security_profile: int | None = None,
+    actor: Any = None,
+    source: str = "service",
+    **fields: Any,
 ) -> ChargePoint:
     """Register a charge point. With a password it uses security profile 1 unless told otherwise;
     without one, profile 0 (chargers on trusted networks, or awaiting a generated key)."""
     if security_profile is None:
         security_profile = SecurityProfile.BASIC if password else SecurityProfile.NONE
     charge_point = ChargePoint(
-        identity=identity, organisation=organisation, location=location, security_profile=security_profile, **fields
+        identity=identity,
+        organisation=organisation,
+        location=location,
+        security_profile=security_profile,
+        **fields,
     )
     if password:
         _set_key(charge_point, password)
@@ -94,8 +123,13 @@ def chargepoint_create(
 
 @transaction.atomic
 def chargepoint_ensure(
-    *, identity: str, organisation: Organisation | None = None, location: Location | None = None,
-    password: str | None = None, actor: Any = None, source: str = "service",
+    *,
+    identity: str,
+    organisation: Organisation | None = None,
+    location: Location | None = None,
+    password: str | None = None,
+    actor: Any = None,
+    source: str = "service",
 ) -> tuple[ChargePoint, list[str]]:
     """Create the charge point or bring it to what is asked (location, key). Idempotent: returns
     (charge_point, changes) where changes is empty when nothing had to change. A new key is applied
@@ -108,14 +142,22 @@ def chargepoint_ensure(
         if owner is None:
             raise ValidationFailed(
                 _("Name the operator organisation (or a location) for a new charge point."),
-                code="organisation_required", fields={"organisation": [_("Required for a new charge point.")]},
+                code="organisation_required",
+                fields={"organisation": [_("Required for a new charge point.")]},
             )
         return chargepoint_create(
-            identity=identity, organisation=owner, location=location, password=password, actor=actor, source=source
+            identity=identity,
+            organisation=owner,
+            location=location,
+            password=password,
+            actor=actor,
+            source=source,
         ), ["created"]
     if existing.identity != identity:
         raise ValidationFailed(
-            _("A charge point with this OCPP identity already exists as {identity}.").format(identity=existing.identity),
+            _("A charge point with this OCPP identity already exists as {identity}.").format(
+                identity=existing.identity
+            ),
             code="identity_case_clash",
         )
     if organisation is not None and existing.organisation_id != organisation.pk:
@@ -137,8 +179,13 @@ def chargepoint_ensure(
         changes.append("password")
     if changes:
         validated_save(existing)
-        audit_record_create(actor=actor, action="chargepoint.update", target=existing, source=source,
-                            detail={"changed": changes})
+        audit_record_create(
+            actor=actor,
+            action="chargepoint.update",
+            target=existing,
+            source=source,
+            detail={"changed": changes},
+        )
     return existing, changes
 
 
@@ -163,7 +210,9 @@ def chargepoint_verify_key(*, charge_point: ChargePoint, key: str) -> bool:
 def evse_create(*, charge_point: ChargePoint, evse_id: int, actor: Any = None, **fields: Any) -> Evse:
     evse = Evse(charge_point=charge_point, evse_id=evse_id, **fields)
     validated_save(evse)
-    audit_record_create(actor=actor, action="evse.create", target=evse, organisation_id=charge_point.organisation_id)
+    audit_record_create(
+        actor=actor, action="evse.create", target=evse, organisation_id=charge_point.organisation_id
+    )
     return evse
 
 
@@ -171,16 +220,26 @@ def evse_create(*, charge_point: ChargePoint, evse_id: int, actor: Any = None, *
 def connector_create(*, evse: Evse, connector_id: int, actor: Any = None, **fields: Any) -> Connector:
     connector = Connector(evse=evse, connector_id=connector_id, **fields)
     validated_save(connector)
-    audit_record_create(actor=actor, action="connector.create", target=connector,
-                        organisation_id=evse.charge_point.organisation_id)
+    audit_record_create(
+        actor=actor,
+        action="connector.create",
+        target=connector,
+        organisation_id=evse.charge_point.organisation_id,
+    )
     return connector
 
 
 @transaction.atomic
 def chargepoint_add_connectors(
-    *, charge_point: ChargePoint, count: int, standard: str = ConnectorStandard.IEC_62196_T2,
-    power_type: str = PowerType.AC_3_PHASE, max_power_w: int = 22000, max_current_a: int = 32,
-    max_voltage_v: int = 400, actor: Any = None,
+    *,
+    charge_point: ChargePoint,
+    count: int,
+    standard: str = ConnectorStandard.IEC_62196_T2,
+    power_type: str = PowerType.AC_3_PHASE,
+    max_power_w: int = 22000,
+    max_current_a: int = 32,
+    max_voltage_v: int = 400,
+    actor: Any = None,
 ) -> list[Connector]:
     """Add EVSEs 1..count with one connector each (the OCPP 1.6 shape), skipping those that exist."""
     if not 1 <= count <= 64:
@@ -191,10 +250,18 @@ def chargepoint_add_connectors(
         if evse is None:
             evse = evse_create(charge_point=charge_point, evse_id=number, actor=actor)
         if not evse.connectors.filter(connector_id=1).exists():
-            created.append(connector_create(
-                evse=evse, connector_id=1, standard=standard, power_type=power_type, max_power_w=max_power_w,
-                max_current_a=max_current_a, max_voltage_v=max_voltage_v, actor=actor,
-            ))
+            created.append(
+                connector_create(
+                    evse=evse,
+                    connector_id=1,
+                    standard=standard,
+                    power_type=power_type,
+                    max_power_w=max_power_w,
+                    max_current_a=max_current_a,
+                    max_voltage_v=max_voltage_v,
+                    actor=actor,
+                )
+            )
     return created
 
 
@@ -222,16 +289,31 @@ def clamp_charger_time(charger_at: Any, received_at: Any) -> tuple[Any, bool]:
 
 @transaction.atomic
 def chargepoint_record_boot(
-    *, charge_point_id: int, protocol: str, received_at: Any, vendor: str = "", model: str = "",
-    serial_number: str = "", firmware_version: str = "", iccid: str = "", imsi: str = "",
-    meter_type: str = "", meter_serial_number: str = "",
+    *,
+    charge_point_id: int,
+    protocol: str,
+    received_at: Any,
+    vendor: str = "",
+    model: str = "",
+    serial_number: str = "",
+    firmware_version: str = "",
+    iccid: str = "",
+    imsi: str = "",
+    meter_type: str = "",
+    meter_serial_number: str = "",
 ) -> str:
     """Record a BootNotification and return the registration status to answer with."""
     cp = ChargePoint.objects.select_for_update(no_key=True).get(pk=charge_point_id)
     reported = {
-        "ocpp_protocol": protocol, "vendor": vendor[:50], "model": model[:50], "serial_number": serial_number[:50],
-        "firmware_version": firmware_version[:50], "iccid": iccid[:20], "imsi": imsi[:20],
-        "meter_type": meter_type[:25], "meter_serial_number": meter_serial_number[:25],
+        "ocpp_protocol": protocol,
+        "vendor": vendor[:50],
+        "model": model[:50],
+        "serial_number": serial_number[:50],
+        "firmware_version": firmware_version[:50],
+        "iccid": iccid[:20],
+        "imsi": imsi[:20],
+        "meter_type": meter_type[:25],
+        "meter_serial_number": meter_serial_number[:25],
     }
     changed = [field for field, value in reported.items() if value and getattr(cp, field) != value]
     for field in changed:
@@ -241,8 +323,13 @@ def chargepoint_record_boot(
     cp.is_online = True
     cp.save(update_fields=[*changed, "last_boot_at", "last_seen_at", "is_online", "updated_at"])
     if changed:
-        audit_record_create(actor=None, action="chargepoint.boot", target=cp, source="ocpp",
-                            detail={f: reported[f] for f in changed})
+        audit_record_create(
+            actor=None,
+            action="chargepoint.boot",
+            target=cp,
+            source="ocpp",
+            detail={f: reported[f] for f in changed},
+        )
     return cp.registration_status
 
 
@@ -258,8 +345,15 @@ def _is_newer(*, stored_charger_at: Any, stored_received_at: Any, charger_at: An
 
 @transaction.atomic
 def connector_status_record(
-    *, charge_point_id: int, evse_id: int, connector_id: int, status: str, received_at: Any,
-    charger_at: Any = None, error_code: str = "", info: str = "",
+    *,
+    charge_point_id: int,
+    evse_id: int,
+    connector_id: int,
+    status: str,
+    received_at: Any,
+    charger_at: Any = None,
+    error_code: str = "",
+    info: str = "",
 ) -> bool:
     """Record a status report. evse_id 0 is the charge point as a whole (OCPP 1.6 connector 0).
     An unknown EVSE/connector is registered on first report. Returns False for a stale report
@@ -271,15 +365,27 @@ def connector_status_record(
         cp.clock_skew_s = int((charger_at - received_at).total_seconds())
         skew_fields = ["clock_skew_s"]
     if evse_id == 0:
-        if not _is_newer(stored_charger_at=cp.status_charger_at, stored_received_at=cp.status_received_at,
-                         charger_at=at, last_boot_at=cp.last_boot_at):
+        if not _is_newer(
+            stored_charger_at=cp.status_charger_at,
+            stored_received_at=cp.status_received_at,
+            charger_at=at,
+            last_boot_at=cp.last_boot_at,
+        ):
             if skew_fields:
                 cp.save(update_fields=skew_fields)
             return False
         cp.status, cp.status_error_code, cp.status_info = status, error_code[:50], info[:500]
         cp.status_charger_at, cp.status_received_at = at, received_at
-        cp.save(update_fields=["status", "status_error_code", "status_info", "status_charger_at",
-                               "status_received_at", *skew_fields])
+        cp.save(
+            update_fields=[
+                "status",
+                "status_error_code",
+                "status_info",
+                "status_charger_at",
+                "status_received_at",
+                *skew_fields,
+            ]
+        )
         return True
     if skew_fields:
         cp.save(update_fields=skew_fields)
@@ -289,12 +395,17 @@ def connector_status_record(
 
     session_activity_from_status(charge_point_id=charge_point_id, evse_id=evse_id, status=status, at=at)
     evse, _ = Evse.objects.get_or_create(charge_point=cp, evse_id=evse_id)
-    connector = Connector.objects.select_for_update(no_key=True).filter(evse=evse, connector_id=connector_id).first()
+    connector = (
+        Connector.objects.select_for_update(no_key=True).filter(evse=evse, connector_id=connector_id).first()
+    )
     if connector is None:
         connector = Connector(evse=evse, connector_id=connector_id)
-    elif not _is_newer(stored_charger_at=connector.status_charger_at,
-                       stored_received_at=connector.status_received_at, charger_at=at,
-                       last_boot_at=cp.last_boot_at):
+    elif not _is_newer(
+        stored_charger_at=connector.status_charger_at,
+        stored_received_at=connector.status_received_at,
+        charger_at=at,
+        last_boot_at=cp.last_boot_at,
+    ):
         return False
     connector.status, connector.error_code, connector.status_info = status, error_code[:50], info[:500]
     connector.status_charger_at, connector.status_received_at = at, received_at
@@ -303,7 +414,9 @@ def connector_status_record(
 
 
 def chargepoint_record_firmware_status(*, charge_point_id: int, status: str, received_at: Any) -> None:
-    ChargePoint.objects.filter(pk=charge_point_id).update(firmware_status=status[:32], firmware_status_at=received_at)
+    ChargePoint.objects.filter(pk=charge_point_id).update(
+        firmware_status=status[:32], firmware_status_at=received_at
+    )
 
 
 def chargepoint_record_diagnostics_status(*, charge_point_id: int, status: str, received_at: Any) -> None:
@@ -322,44 +435,80 @@ def device_model_record(*, charge_point_id: int, report_data: list[dict[str, Any
         evse = component.get("evse") or {}
         chars = item.get("variable_characteristics") or {}
         for attribute in item.get("variable_attribute") or []:
-            rows.append(DeviceVariable(
-                charge_point_id=charge_point_id, component=str(component.get("name", ""))[:50],
-                component_instance=str(component.get("instance") or "")[:50], evse_id=evse.get("id"),
-                connector_id=evse.get("connector_id"), variable=str(variable.get("name", ""))[:50],
-                variable_instance=str(variable.get("instance") or "")[:50],
-                attribute_type=str(attribute.get("type") or "Actual")[:8], value=str(attribute.get("value") or "")[:2500],
-                mutability=str(attribute.get("mutability") or "")[:10], data_type=str(chars.get("data_type") or "")[:20],
-                unit=str(chars.get("unit") or "")[:16], values_list=str(chars.get("values_list") or "")[:1000],
-                reported_at=reported_at,
-            ))
+            rows.append(
+                DeviceVariable(
+                    charge_point_id=charge_point_id,
+                    component=str(component.get("name", ""))[:50],
+                    component_instance=str(component.get("instance") or "")[:50],
+                    evse_id=evse.get("id"),
+                    connector_id=evse.get("connector_id"),
+                    variable=str(variable.get("name", ""))[:50],
+                    variable_instance=str(variable.get("instance") or "")[:50],
+                    attribute_type=str(attribute.get("type") or "Actual")[:8],
+                    value=str(attribute.get("value") or "")[:2500],
+                    mutability=str(attribute.get("mutability") or "")[:10],
+                    data_type=str(chars.get("data_type") or "")[:20],
+                    unit=str(chars.get("unit") or "")[:16],
+                    values_list=str(chars.get("values_list") or "")[:1000],
+                    reported_at=reported_at,
+                )
+            )
     if rows:
         DeviceVariable.objects.bulk_create(
-            rows, update_conflicts=True,
-            unique_fields=["charge_point", "component", "component_instance", "evse_id", "connector_id", "variable",
-                           "variable_instance", "attribute_type"],
+            rows,
+            update_conflicts=True,
+            unique_fields=[
+                "charge_point",
+                "component",
+                "component_instance",
+                "evse_id",
+                "connector_id",
+                "variable",
+                "variable_instance",
+                "attribute_type",
+            ],
             update_fields=["value", "mutability", "data_type", "unit", "values_list", "reported_at"],
         )
     return len(rows)
 
 
-def charger_events_record(*, charge_point_id: int, kind: str, events: list[dict[str, Any]], received_at: Any) -> None:
+def charger_events_record(
+    *, charge_point_id: int, kind: str, events: list[dict[str, Any]], received_at: Any
+) -> None:
     """Store NotifyEvent eventData or a SecurityEventNotification; repeats are ignored (natural key)."""
     from apps.stations.models import ChargerEvent
 
-    ChargerEvent.objects.bulk_create([
-        ChargerEvent(
-            charge_point_id=charge_point_id, kind=kind, event_id=e.get("event_id"), occurred_at=e["occurred_at"],
-            received_at=received_at, trigger=str(e.get("trigger", ""))[:50],
-            component=str(e.get("component", ""))[:50], variable=str(e.get("variable", ""))[:50],
-            actual_value=str(e.get("actual_value", ""))[:2500], tech_info=str(e.get("tech_info", ""))[:255],
-            payload=e.get("payload", {}),
-        ) for e in events
-    ], ignore_conflicts=True)
+    ChargerEvent.objects.bulk_create(
+        [
+            ChargerEvent(
+                charge_point_id=charge_point_id,
+                kind=kind,
+                event_id=e.get("event_id"),
+                occurred_at=e["occurred_at"],
+                received_at=received_at,
+                trigger=str(e.get("trigger", ""))[:50],
+                component=str(e.get("component", ""))[:50],
+                variable=str(e.get("variable", ""))[:50],
+                actual_value=str(e.get("actual_value", ""))[:2500],
+                tech_info=str(e.get("tech_info", ""))[:255],
+                payload=e.get("payload", {}),
+            )
+            for e in events
+        ],
+        ignore_conflicts=True,
+    )
 
 
 def _device_variable_key(row: Any) -> tuple[Any, ...]:
-    return (row.component, row.component_instance, row.evse_id, row.connector_id, row.variable,
-            row.variable_instance, row.attribute_type)
+    return (
+        row.component,
+        row.component_instance,
+        row.evse_id,
+        row.connector_id,
+        row.variable,
+        row.variable_instance,
+        row.attribute_type,
+    )
 
 
 def device_variables_record(*, charge_point_id: int, results: list[dict[str, Any]], reported_at: Any) -> int:
@@ -376,19 +525,32 @@ def device_variables_record(*, charge_point_id: int, results: list[dict[str, Any
         component, variable = result.get("component") or {}, result.get("variable") or {}
         evse = component.get("evse") or {}
         row = DeviceVariable(
-            charge_point_id=charge_point_id, component=str(component.get("name", ""))[:50],
-            component_instance=str(component.get("instance") or "")[:50], evse_id=evse.get("id"),
-            connector_id=evse.get("connectorId"), variable=str(variable.get("name", ""))[:50],
+            charge_point_id=charge_point_id,
+            component=str(component.get("name", ""))[:50],
+            component_instance=str(component.get("instance") or "")[:50],
+            evse_id=evse.get("id"),
+            connector_id=evse.get("connectorId"),
+            variable=str(variable.get("name", ""))[:50],
             variable_instance=str(variable.get("instance") or "")[:50],
             attribute_type=str(result.get("attributeType") or "Actual")[:8],
-            value=str(result["attributeValue"])[:2500], reported_at=reported_at,
+            value=str(result["attributeValue"])[:2500],
+            reported_at=reported_at,
         )
         rows[_device_variable_key(row)] = row  # one row per key: a statement may not update a row twice
     if rows:
         DeviceVariable.objects.bulk_create(
-            list(rows.values()), update_conflicts=True,
-            unique_fields=["charge_point", "component", "component_instance", "evse_id", "connector_id",
-                           "variable", "variable_instance", "attribute_type"],
+            list(rows.values()),
+            update_conflicts=True,
+            unique_fields=[
+                "charge_point",
+                "component",
+                "component_instance",
+                "evse_id",
+                "connector_id",
+                "variable",
+                "variable_instance",
+                "attribute_type",
+            ],
             update_fields=["value", "reported_at"],
         )
     return len(rows)

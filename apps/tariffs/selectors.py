@@ -561,11 +561,15 @@ def session_price_text(*, session: ChargingSession) -> str:
     if summary.session_fee:
         parts.append(_("{price} {currency} per session").format(price=prices["session_fee"], currency=cur))
     if summary.idle_per_minute:
-        parts.append(_("parking {price} {currency}/min").format(price=prices["idle_per_minute"], currency=cur))
+        parts.append(
+            _("parking {price} {currency}/min").format(price=prices["idle_per_minute"], currency=cur)
+        )
     return ", ".join(parts)[:PERSONAL_MESSAGE_MAX]
 
 
 def session_total_gross(*, session: ChargingSession) -> Decimal | None:
     """The session's total, VAT included, rounded to the currency's minor unit (None without a tariff)."""
     cost = session_cost(session=session)
-    return None if cost is None else cost.gross.quantize(pricing.quantum(cost.currency), rounding=ROUND_HALF_UP)
+    return (
+        None if cost is None else cost.gross.quantize(pricing.quantum(cost.currency), rounding=ROUND_HALF_UP)
+    )

@@ -233,7 +233,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CPO driver API",
     "DESCRIPTION": (
         "The mobile app's API: accounts, charger discovery, charging sessions and receipts. Errors have one "
-        "shape, `{\"code\": ..., \"detail\": ..., \"fields\": {...}}`; apps switch on `code`."
+        'shape, `{"code": ..., "detail": ..., "fields": {...}}`; apps switch on `code`.'
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

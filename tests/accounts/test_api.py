@@ -49,10 +49,16 @@ def assert_error(response, status: int, code: str, field: str | None = None) -> 
 class TestRegisterAndLogin:
     def test_register_then_verify_then_log_in(self, client, django_capture_on_commit_callbacks):
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post("/api/v1/auth/register", {"email": "Ada@Example.com",
-                                                             "password": "a-long-password-42",
-                                                             "full_name": "Ada", "preferred_language": "de"},
-                                   format="json")
+            response = client.post(
+                "/api/v1/auth/register",
+                {
+                    "email": "Ada@Example.com",
+                    "password": "a-long-password-42",
+                    "full_name": "Ada",
+                    "preferred_language": "de",
+                },
+                format="json",
+            )
         assert response.status_code == 202, response.content
         assert response.content == b""
         user = User.objects.get(email="ada@example.com")
@@ -63,36 +69,52 @@ class TestRegisterAndLogin:
         uid, token = re.search(r"/accounts/verify-email/([^/]+)/([^/]+)/", mail.outbox[0].body).groups()
         verified = client.post("/api/v1/auth/email/verify", {"uid": uid, "token": token}, format="json")
         assert verified.status_code == 200 and verified.json()["email_verified"] is True
-        assert_error(client.post("/api/v1/auth/email/verify", {"uid": uid, "token": token}, format="json"),
-                     400, "verification_link_invalid")
+        assert_error(
+            client.post("/api/v1/auth/email/verify", {"uid": uid, "token": token}, format="json"),
+            400,
+            "verification_link_invalid",
+        )
         tokens = login(client, "ada@example.com", "a-long-password-42")
         assert set(tokens) == {"access", "refresh"}
         me = client.get("/api/v1/me").json()
         assert (me["full_name"], me["email"], me["email_verified"]) == ("Ada", "ada@example.com", True)
 
-    @pytest.mark.parametrize("payload,field,code", [
-        ({"email": "not-an-email", "password": "a-long-password-42"}, "email", "validation_failed"),
-        ({"email": "x@example.com"}, "password", "validation_failed"),
-        ({"email": "x@example.com", "password": "short"}, "password", "password_too_weak"),
-        ({"email": "x@example.com", "password": "a-long-password-42", "preferred_language": "xx"},
-         "preferred_language", "validation_failed"),
-    ])
+    @pytest.mark.parametrize(
+        "payload,field,code",
+        [
+            ({"email": "not-an-email", "password": "a-long-password-42"}, "email", "validation_failed"),
+            ({"email": "x@example.com"}, "password", "validation_failed"),
+            ({"email": "x@example.com", "password": "short"}, "password", "password_too_weak"),
+            (
+                {"email": "x@example.com", "password": "a-long-password-42", "preferred_language": "xx"},
+                "preferred_language",
+                "validation_failed",
+            ),
+        ],
+    )
     def test_bad_registrations(self, client, payload, field, code):
         assert_error(client.post("/api/v1/auth/register", payload, format="json"), 400, code, field)
         assert not User.objects.exists()
 
     @pytest.mark.parametrize("owner", ["driver", "staff"])
     def test_a_taken_address_answers_as_a_free_one_and_only_its_owner_learns(
-            self, client, owner, django_capture_on_commit_callbacks):
+        self, client, owner, django_capture_on_commit_callbacks
+    ):
         from tests.factories import StaffUserFactory
 
         def register(email: str):
             with django_capture_on_commit_callbacks(execute=True):
-                return client.post("/api/v1/auth/register", {"email": email, "password": "a-long-password-42",
-                                                             "full_name": "Mallory"}, format="json")
+                return client.post(
+                    "/api/v1/auth/register",
+                    {"email": email, "password": "a-long-password-42", "full_name": "Mallory"},
+                    format="json",
+                )
 
-        factory = DriverFactory if owner == "driver" else lambda **kw: StaffUserFactory(
-            organisation=OrganisationFactory(), **kw)
+        factory = (
+            DriverFactory
+            if owner == "driver"
+            else lambda **kw: StaffUserFactory(organisation=OrganisationFactory(), **kw)
+        )
         taken = factory(email="taken@example.com", full_name="Tess")
         before = User.objects.values().get(pk=taken.pk)
         answer_taken = register("TAKEN@example.com")
@@ -109,26 +131,46 @@ class TestRegisterAndLogin:
         notice, verification = mail.outbox
         assert notice.to == ["taken@example.com"] and "tried to" in notice.subject
         uid, code = re.search(r"uid (\S+), code (\S+)", notice.body).groups()
-        assert APIClient().post("/api/v1/auth/password/reset/confirm",
-                                {"uid": uid, "token": code, "new_password": "another-long-pass-7"},
-                                format="json").status_code == 204
+        assert (
+            APIClient()
+            .post(
+                "/api/v1/auth/password/reset/confirm",
+                {"uid": uid, "token": code, "new_password": "another-long-pass-7"},
+                format="json",
+            )
+            .status_code
+            == 204
+        )
         assert verification.to == ["free@example.com"] and "/accounts/verify-email/" in verification.body
         # the attacker's password does not open the existing account
-        assert_error(client.post("/api/v1/auth/token", {"email": "taken@example.com",
-                                                        "password": "a-long-password-42"}, format="json"),
-                     401, "no_active_account")
+        assert_error(
+            client.post(
+                "/api/v1/auth/token",
+                {"email": "taken@example.com", "password": "a-long-password-42"},
+                format="json",
+            ),
+            401,
+            "no_active_account",
+        )
 
     def test_a_weak_password_is_refused_alike_for_taken_and_free_addresses(self, client):
         DriverFactory(email="taken@example.com")
         for email in ("taken@example.com", "free@example.com"):
-            assert_error(client.post("/api/v1/auth/register", {"email": email, "password": "short"},
-                                     format="json"), 400, "password_too_weak", "password")
+            assert_error(
+                client.post("/api/v1/auth/register", {"email": email, "password": "short"}, format="json"),
+                400,
+                "password_too_weak",
+                "password",
+            )
         assert User.objects.count() == 1 and mail.outbox == []
 
     def test_wrong_password_and_bad_json(self, client):
         DriverFactory(email="d@example.com")
-        assert_error(client.post("/api/v1/auth/token", {"email": "d@example.com", "password": "nope"}, format="json"),
-                     401, "no_active_account")
+        assert_error(
+            client.post("/api/v1/auth/token", {"email": "d@example.com", "password": "nope"}, format="json"),
+            401,
+            "no_active_account",
+        )
         response = client.post("/api/v1/auth/token", "{not json", content_type="application/json")
         assert_error(response, 400, "parse_error")
 
@@ -136,24 +178,39 @@ class TestRegisterAndLogin:
         from tests.factories import StaffUserFactory
 
         StaffUserFactory(email="ops@example.com", organisation=OrganisationFactory(), role="Support")
-        assert_error(client.post("/api/v1/auth/token", {"email": "ops@example.com", "password": PASSWORD},
-                                 format="json"), 401, "no_active_account")
+        assert_error(
+            client.post(
+                "/api/v1/auth/token", {"email": "ops@example.com", "password": PASSWORD}, format="json"
+            ),
+            401,
+            "no_active_account",
+        )
 
     def test_refresh_rotates_and_the_old_refresh_token_is_revoked(self, client):
         DriverFactory(email="d@example.com")
         pair = login(client, "d@example.com")
         fresh = client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json")
         assert fresh.status_code == 200 and set(fresh.json()) == {"access", "refresh"}
-        assert_error(client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
-                     401, "token_not_valid")
+        assert_error(
+            client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
+            401,
+            "token_not_valid",
+        )
 
     def test_logout_revokes_the_refresh_token(self, client):
         DriverFactory(email="d@example.com")
         pair = login(client, "d@example.com")
-        assert client.post("/api/v1/auth/logout", {"refresh": pair["refresh"]}, format="json").status_code == 204
-        assert_error(client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
-                     401, "token_not_valid")
-        assert_error(client.post("/api/v1/auth/logout", {"refresh": "garbage"}, format="json"), 400, "token_not_valid")
+        assert (
+            client.post("/api/v1/auth/logout", {"refresh": pair["refresh"]}, format="json").status_code == 204
+        )
+        assert_error(
+            client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
+            401,
+            "token_not_valid",
+        )
+        assert_error(
+            client.post("/api/v1/auth/logout", {"refresh": "garbage"}, format="json"), 400, "token_not_valid"
+        )
 
     def test_no_or_bad_token_is_401(self, client):
         assert_error(client.get("/api/v1/me"), 401, "not_authenticated")
@@ -167,12 +224,23 @@ class TestRegisterAndLogin:
         _ScopedRateThrottle.THROTTLE_RATES = {**saved, "login-address": "2/min"}
         try:
             for n in range(2):
-                client.post("/api/v1/auth/token", {"email": f"u{n}@example.com", "password": "x"}, format="json")
-            assert_error(client.post("/api/v1/auth/token", {"email": "u9@example.com", "password": "x"},
-                                     format="json"), 429, "throttled")
+                client.post(
+                    "/api/v1/auth/token", {"email": f"u{n}@example.com", "password": "x"}, format="json"
+                )
+            assert_error(
+                client.post(
+                    "/api/v1/auth/token", {"email": "u9@example.com", "password": "x"}, format="json"
+                ),
+                429,
+                "throttled",
+            )
             other = APIClient(REMOTE_ADDR="10.1.2.3")
-            assert other.post("/api/v1/auth/token", {"email": "u9@example.com", "password": "x"},
-                              format="json").status_code == 401
+            assert (
+                other.post(
+                    "/api/v1/auth/token", {"email": "u9@example.com", "password": "x"}, format="json"
+                ).status_code
+                == 401
+            )
         finally:
             _ScopedRateThrottle.THROTTLE_RATES = saved
 
@@ -181,39 +249,68 @@ class TestRegisterAndLogin:
 class TestPasswordReset:
     def test_reset_with_the_mailed_code(self, client):
         DriverFactory(email="d@example.com")
-        assert client.post("/api/v1/auth/password/reset", {"email": "d@example.com"}, format="json").status_code == 202
+        assert (
+            client.post("/api/v1/auth/password/reset", {"email": "d@example.com"}, format="json").status_code
+            == 202
+        )
         uid, code = re.search(r"uid (\S+), code (\S+)", mail.outbox[0].body).groups()
-        done = client.post("/api/v1/auth/password/reset/confirm",
-                           {"uid": uid, "token": code, "new_password": "another-long-pass-7"}, format="json")
+        done = client.post(
+            "/api/v1/auth/password/reset/confirm",
+            {"uid": uid, "token": code, "new_password": "another-long-pass-7"},
+            format="json",
+        )
         assert done.status_code == 204
         login(client, "d@example.com", "another-long-pass-7")
         # single use
-        assert_error(client.post("/api/v1/auth/password/reset/confirm",
-                                 {"uid": uid, "token": code, "new_password": "yet-another-pass-8"}, format="json"),
-                     400, "reset_code_invalid")
+        assert_error(
+            client.post(
+                "/api/v1/auth/password/reset/confirm",
+                {"uid": uid, "token": code, "new_password": "yet-another-pass-8"},
+                format="json",
+            ),
+            400,
+            "reset_code_invalid",
+        )
 
     def test_a_reset_revokes_the_refresh_tokens(self, client):
         DriverFactory(email="d@example.com")
         pair = login(client, "d@example.com")
         client.post("/api/v1/auth/password/reset", {"email": "d@example.com"}, format="json")
         uid, code = re.search(r"uid (\S+), code (\S+)", mail.outbox[0].body).groups()
-        client.post("/api/v1/auth/password/reset/confirm",
-                    {"uid": uid, "token": code, "new_password": "another-long-pass-7"}, format="json")
-        assert_error(client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
-                     401, "token_not_valid")
+        client.post(
+            "/api/v1/auth/password/reset/confirm",
+            {"uid": uid, "token": code, "new_password": "another-long-pass-7"},
+            format="json",
+        )
+        assert_error(
+            client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
+            401,
+            "token_not_valid",
+        )
 
     def test_unknown_address_looks_the_same_and_sends_nothing(self, client):
-        assert client.post("/api/v1/auth/password/reset", {"email": "nobody@example.com"},
-                           format="json").status_code == 202
+        assert (
+            client.post(
+                "/api/v1/auth/password/reset", {"email": "nobody@example.com"}, format="json"
+            ).status_code
+            == 202
+        )
         assert mail.outbox == []
 
     def test_weak_new_password_keeps_the_old_one(self, client):
         DriverFactory(email="d@example.com")
         client.post("/api/v1/auth/password/reset", {"email": "d@example.com"}, format="json")
         uid, code = re.search(r"uid (\S+), code (\S+)", mail.outbox[0].body).groups()
-        assert_error(client.post("/api/v1/auth/password/reset/confirm",
-                                 {"uid": uid, "token": code, "new_password": "123"}, format="json"),
-                     400, "password_too_weak", "password")
+        assert_error(
+            client.post(
+                "/api/v1/auth/password/reset/confirm",
+                {"uid": uid, "token": code, "new_password": "123"},
+                format="json",
+            ),
+            400,
+            "password_too_weak",
+            "password",
+        )
         login(client, "d@example.com")
 
 
@@ -222,12 +319,20 @@ class TestMe:
     def test_patch_profile(self, client):
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
-        response = client.patch("/api/v1/me", {"full_name": "Dee", "phone": "+49 30 1234",
-                                               "preferred_language": "fr"}, format="json")
+        response = client.patch(
+            "/api/v1/me",
+            {"full_name": "Dee", "phone": "+49 30 1234", "preferred_language": "fr"},
+            format="json",
+        )
         assert response.status_code == 200
         assert {k: response.json()[k] for k in ("full_name", "phone", "preferred_language")} == {
-            "full_name": "Dee", "phone": "+49 30 1234", "preferred_language": "fr"}
-        assert_error(client.patch("/api/v1/me", {"phone": "call me"}, format="json"), 400, "validation_failed", "phone")
+            "full_name": "Dee",
+            "phone": "+49 30 1234",
+            "preferred_language": "fr",
+        }
+        assert_error(
+            client.patch("/api/v1/me", {"phone": "call me"}, format="json"), 400, "validation_failed", "phone"
+        )
 
     def test_delete_anonymises_and_closes_the_account(self, client):
         driver = DriverFactory(email="d@example.com", full_name="Dee Driver")
@@ -242,10 +347,18 @@ class TestMe:
         assert AuditRecord.objects.filter(action="driver.delete", target_id=str(driver.pk)).exists()
         # the tokens die with it
         assert_error(client.get("/api/v1/me"), 401, "user_inactive")
-        assert_error(client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
-                     401, "token_not_valid")
-        assert_error(APIClient().post("/api/v1/auth/token", {"email": "d@example.com", "password": PASSWORD},
-                                      format="json"), 401, "no_active_account")
+        assert_error(
+            client.post("/api/v1/auth/token/refresh", {"refresh": pair["refresh"]}, format="json"),
+            401,
+            "token_not_valid",
+        )
+        assert_error(
+            APIClient().post(
+                "/api/v1/auth/token", {"email": "d@example.com", "password": PASSWORD}, format="json"
+            ),
+            401,
+            "no_active_account",
+        )
 
 
 @pytest.mark.django_db
@@ -264,7 +377,9 @@ class TestTokens:
         token = IdToken.objects.get(uid="04A1B2C3")
         assert token.owner is None and token.status == IdTokenStatus.BLOCKED
         # linking it again works (and unblocks it)
-        assert client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json").json()["status"] == "Accepted"
+        assert (
+            client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json").json()["status"] == "Accepted"
+        )
 
     def test_a_card_belongs_to_one_driver(self, client):
         IdTokenFactory(uid="04A1B2C3", owner=DriverFactory())
@@ -274,8 +389,10 @@ class TestTokens:
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
         # one neutral refusal, whoever has the card: the body says nothing about another account
-        refusals = [client.post("/api/v1/tokens", {"uid": uid}, format="json") for uid in
-                    ("04A1B2C3", "04A1B2C4", "04A1B2C5")]
+        refusals = [
+            client.post("/api/v1/tokens", {"uid": uid}, format="json")
+            for uid in ("04A1B2C3", "04A1B2C4", "04A1B2C5")
+        ]
         for refusal in refusals:
             assert_error(refusal, 409, "token_not_linkable", "uid")
         assert len({r.content for r in refusals}) == 1
@@ -286,15 +403,21 @@ class TestTokens:
     def test_probing_for_others_cards_is_limited_per_driver(self, client, monkeypatch):
         from cpo.api import _ScopedRateThrottle
 
-        monkeypatch.setattr(_ScopedRateThrottle, "THROTTLE_RATES", {
-            **_ScopedRateThrottle.THROTTLE_RATES, "token-user": "1000/min", "token-refusals-user": "3/d"})
+        monkeypatch.setattr(
+            _ScopedRateThrottle,
+            "THROTTLE_RATES",
+            {**_ScopedRateThrottle.THROTTLE_RATES, "token-user": "1000/min", "token-refusals-user": "3/d"},
+        )
         for n in range(5):
             IdTokenFactory(uid=f"04A1B2D{n}", owner=DriverFactory())
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
         for n in range(3):
-            assert_error(client.post("/api/v1/tokens", {"uid": f"04A1B2D{n}"}, format="json"), 409,
-                         "token_not_linkable")
+            assert_error(
+                client.post("/api/v1/tokens", {"uid": f"04A1B2D{n}"}, format="json"),
+                409,
+                "token_not_linkable",
+            )
         limited = client.post("/api/v1/tokens", {"uid": "04A1B2D3"}, format="json")
         assert_error(limited, 429, "throttled")
         assert int(limited["Retry-After"]) > 0
@@ -310,11 +433,14 @@ class TestTokens:
         refused = other.post("/api/v1/tokens", {"uid": "04A1B2D4"}, format="json")
         assert_error(refused, 409, "token_not_linkable")
 
-    @pytest.mark.parametrize("payload,code,field", [
-        ({"uid": "zz-not-hex"}, "token_uid_invalid", "uid"),
-        ({"uid": "04A1B2C3", "type": "Central"}, "validation_failed", "type"),
-        ({}, "validation_failed", "uid"),
-    ])
+    @pytest.mark.parametrize(
+        "payload,code,field",
+        [
+            ({"uid": "zz-not-hex"}, "token_uid_invalid", "uid"),
+            ({"uid": "04A1B2C3", "type": "Central"}, "validation_failed", "type"),
+            ({}, "validation_failed", "uid"),
+        ],
+    )
     def test_bad_cards(self, client, payload, code, field):
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")

@@ -43,8 +43,11 @@ def driver_token(db):
 
 
 @schema.parametrize()
-@hypothesis_settings(max_examples=25, deadline=None, derandomize=True, database=None,
-                     suppress_health_check=list(HealthCheck))
+@hypothesis_settings(
+    max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 def test_no_server_errors(case, driver_token):
-    response = case.call(headers={"Authorization": f"Bearer {driver_token}", "Idempotency-Key": "schemathesis"})
+    response = case.call(
+        headers={"Authorization": f"Bearer {driver_token}", "Idempotency-Key": "schemathesis"}
+    )
     case.validate_response(response, checks=[not_a_server_error])

@@ -17,9 +17,9 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from apps.charging.choices import DriverSessionStatus
+from apps.charging.metering import Sample
 from apps.charging.models import DriverSession
 from apps.charging.services import meter_values_record, session_start, session_stop
-from apps.charging.metering import Sample
 from apps.ocpp_gateway import presence
 from apps.ocpp_gateway.models import OcppCommand
 from apps.ocpp_gateway.redis_clients import sync_redis
@@ -40,16 +40,25 @@ def clean():
 
 
 def online(cp) -> None:
-    sync_redis().hset(presence.PREFIX + cp.identity, mapping={"channel": "specific.x!y", "epoch": 1, "server": "t",
-                                                              "connected_at": time.time(),
-                                                              "last_frame_at": time.time()})
+    sync_redis().hset(
+        presence.PREFIX + cp.identity,
+        mapping={
+            "channel": "specific.x!y",
+            "epoch": 1,
+            "server": "t",
+            "connected_at": time.time(),
+            "last_frame_at": time.time(),
+        },
+    )
 
 
 @pytest.fixture
 def cp(db):
     charge_point = ChargePointFactory(ocpp_protocol=OcppProtocol.OCPP16)
     for n in (1, 2):
-        ConnectorFactory(evse=EvseFactory(charge_point=charge_point, evse_id=n), status=ConnectorStatus.AVAILABLE)
+        ConnectorFactory(
+            evse=EvseFactory(charge_point=charge_point, evse_id=n), status=ConnectorStatus.AVAILABLE
+        )
     online(charge_point)
     return charge_point
 
@@ -67,16 +76,26 @@ def api(driver):
 
 
 def start(api, cp, connector=1, key="k-1"):
-    return api.post("/api/v1/sessions", {"charge_point": cp.pk, "connector": connector}, format="json",
-                    HTTP_IDEMPOTENCY_KEY=key)
+    return api.post(
+        "/api/v1/sessions",
+        {"charge_point": cp.pk, "connector": connector},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
 
 
 def charger_starts(cp, session_id, meter_start=10_000, at=None):
     session = DriverSession.objects.get(pk=session_id)
     at = at or clock.now()
-    return session_start(charge_point_id=cp.pk, evse_id=session.evse_id, id_tag=session.id_tag,
-                         meter_start_wh=meter_start, started_at_charger=at, received_at=at,
-                         protocol=OcppProtocol.OCPP16).session
+    return session_start(
+        charge_point_id=cp.pk,
+        evse_id=session.evse_id,
+        id_tag=session.id_tag,
+        meter_start_wh=meter_start,
+        started_at_charger=at,
+        received_at=at,
+        protocol=OcppProtocol.OCPP16,
+    ).session
 
 
 def meter(cp, charging, wh, watts=None, at=None):
@@ -84,8 +103,13 @@ def meter(cp, charging, wh, watts=None, at=None):
     samples = [Sample(sampled_at=at, measurand="Energy.Active.Import.Register", value=Decimal(wh), unit="Wh")]
     if watts is not None:
         samples.append(Sample(sampled_at=at, measurand="Power.Active.Import", value=Decimal(watts), unit="W"))
-    meter_values_record(charge_point_id=cp.pk, evse_id=charging.evse_id, transaction_ref=charging.transaction_ref,
-                        samples=samples, received_at=at)
+    meter_values_record(
+        charge_point_id=cp.pk,
+        evse_id=charging.evse_id,
+        transaction_ref=charging.transaction_ref,
+        samples=samples,
+        received_at=at,
+    )
 
 
 class TestStart:
@@ -110,9 +134,14 @@ class TestStart:
         again = start(api, cp)
         assert again.status_code == 409 and again.json()["session"]["id"] == body["session"]["id"]
 
-    @pytest.mark.parametrize("payload,field", [({"charge_point": "x", "connector": 1}, "charge_point"),
-                                               ({"charge_point": 1}, "connector"),
-                                               ({"charge_point": 1, "connector": 0}, "connector")])
+    @pytest.mark.parametrize(
+        "payload,field",
+        [
+            ({"charge_point": "x", "connector": 1}, "charge_point"),
+            ({"charge_point": 1}, "connector"),
+            ({"charge_point": 1, "connector": 0}, "connector"),
+        ],
+    )
     def test_bad_input(self, api, cp, payload, field):
         response = api.post("/api/v1/sessions", payload, format="json", HTTP_IDEMPOTENCY_KEY="k")
         assert response.status_code == 400 and field in response.json()["fields"]
@@ -121,8 +150,12 @@ class TestStart:
     def test_errors_with_codes(self, api, cp):
         response = api.post("/api/v1/sessions", {"charge_point": cp.pk, "connector": 1}, format="json")
         assert (response.status_code, response.json()["code"]) == (400, "idempotency_key_required")
-        response = api.post("/api/v1/sessions", {"charge_point": 999999, "connector": 1}, format="json",
-                            HTTP_IDEMPOTENCY_KEY="k")
+        response = api.post(
+            "/api/v1/sessions",
+            {"charge_point": 999999, "connector": 1},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="k",
+        )
         assert (response.status_code, response.json()["code"]) == (404, "charger_not_found")
         response = start(api, cp, connector=7)
         assert (response.status_code, response.json()["code"]) == (404, "connector_not_found")
@@ -160,8 +193,14 @@ class TestReadAndStop:
         assert stopping.status_code == 202 and stopping.json()["status"] == "STOPPING"
         assert api.delete(f"/api/v1/sessions/{session_id}").status_code == 202  # same thing, harmless
         assert OcppCommand.objects.filter(action="RemoteStopTransaction").count() == 1
-        session_stop(charge_point_id=cp.pk, transaction_ref=charging.transaction_ref, meter_stop_wh=15_000,
-                     stopped_at_charger=clock.now(), received_at=clock.now(), reason="Remote")
+        session_stop(
+            charge_point_id=cp.pk,
+            transaction_ref=charging.transaction_ref,
+            meter_stop_wh=15_000,
+            stopped_at_charger=clock.now(),
+            received_at=clock.now(),
+            reason="Remote",
+        )
         done = api.post(f"/api/v1/sessions/{session_id}/stop")
         assert done.status_code == 200
         assert done.json()["status"] == "COMPLETED" and done.json()["energy_wh"] == 5000
@@ -180,11 +219,15 @@ class TestReadAndStop:
         assert [s["id"] for s in rest["results"]] == [ids[0]] and rest["next"] is None
 
     def test_another_drivers_session_is_404_everywhere(self, api, cp):
-        theirs = DriverSession.objects.create(driver=DriverFactory(), organisation=cp.organisation,
-                                              charge_point=cp, evse_id=2, status=S.ACTIVE)
-        for method, url in [("get", f"/api/v1/sessions/{theirs.pk}"), ("post", f"/api/v1/sessions/{theirs.pk}/stop"),
-                            ("delete", f"/api/v1/sessions/{theirs.pk}"),
-                            ("get", f"/api/v1/sessions/{theirs.pk}/receipt")]:
+        theirs = DriverSession.objects.create(
+            driver=DriverFactory(), organisation=cp.organisation, charge_point=cp, evse_id=2, status=S.ACTIVE
+        )
+        for method, url in [
+            ("get", f"/api/v1/sessions/{theirs.pk}"),
+            ("post", f"/api/v1/sessions/{theirs.pk}/stop"),
+            ("delete", f"/api/v1/sessions/{theirs.pk}"),
+            ("get", f"/api/v1/sessions/{theirs.pk}/receipt"),
+        ]:
             response = getattr(api, method)(url)
             assert (response.status_code, response.json()["code"]) == (404, "session_not_found"), url
         theirs.refresh_from_db()
@@ -200,8 +243,15 @@ class TestReadAndStop:
 
         card = IdTokenFactory(owner=driver)
         at = clock.now()
-        session_start(charge_point_id=cp.pk, evse_id=2, id_tag=card.uid, meter_start_wh=0, started_at_charger=at,
-                      received_at=at, protocol=OcppProtocol.OCPP16)
+        session_start(
+            charge_point_id=cp.pk,
+            evse_id=2,
+            id_tag=card.uid,
+            meter_start_wh=0,
+            started_at_charger=at,
+            received_at=at,
+            protocol=OcppProtocol.OCPP16,
+        )
         listed = api.get("/api/v1/sessions").json()["results"]
         assert [(s["source"], s["status"], s["connector"]) for s in listed] == [("charger", "ACTIVE", 2)]
         assert api.post(f"/api/v1/sessions/{listed[0]['id']}/stop").status_code == 202
@@ -221,7 +271,11 @@ class TestAccountRules:
         data = response.json()
         assert data["account"]["email"] == "driver@example.com"
         assert [s["id"] for s in data["sessions"]] == [session_id]
-        assert [t["to"] for t in data["sessions"][0]["transitions"]] == ["INITIATED", "AUTHORISING", "STARTING"]
+        assert [t["to"] for t in data["sessions"][0]["transitions"]] == [
+            "INITIATED",
+            "AUTHORISING",
+            "STARTING",
+        ]
         assert [t["type"] for t in data["tokens"]] == ["Central"]
 
     def test_no_deletion_while_charging_and_history_kept_after(self, api, cp, driver):
@@ -250,7 +304,9 @@ async def _events(response, count: int, timeout: float = 10) -> list[tuple[str, 
                 break
             while b"\n\n" in buffer:
                 block, buffer = buffer.split(b"\n\n", 1)
-                lines = dict(line.split(": ", 1) for line in block.decode().splitlines() if not line.startswith(":"))
+                lines = dict(
+                    line.split(": ", 1) for line in block.decode().splitlines() if not line.startswith(":")
+                )
                 if "event" in lines:
                     events.append((lines["event"], json.loads(lines["data"])))
     return events
@@ -260,16 +316,20 @@ async def _events(response, count: int, timeout: float = 10) -> list[tuple[str, 
 @pytest.mark.django_db(transaction=True)
 async def test_live_stream_follows_the_session_to_its_end():
     cp = await sync_to_async(lambda: ChargePointFactory(ocpp_protocol=OcppProtocol.OCPP16))()
-    await sync_to_async(lambda: ConnectorFactory(evse=EvseFactory(charge_point=cp, evse_id=1),
-                                                 status=ConnectorStatus.AVAILABLE))()
+    await sync_to_async(
+        lambda: ConnectorFactory(
+            evse=EvseFactory(charge_point=cp, evse_id=1), status=ConnectorStatus.AVAILABLE
+        )
+    )()
     online(cp)
     driver = await sync_to_async(DriverFactory)()
     token = str(AccessToken.for_user(driver))
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     session_id = (await sync_to_async(start)(api, cp)).json()["id"]
-    response = await AsyncClient().get(f"/api/v1/sessions/{session_id}/live",
-                                       headers={"Authorization": f"Bearer {token}"})
+    response = await AsyncClient().get(
+        f"/api/v1/sessions/{session_id}/live", headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 200 and response["Content-Type"] == "text/event-stream", response.content
     first = await _events(response, 1)
     assert first[0][0] == "session" and first[0][1]["status"] == "STARTING"
@@ -279,8 +339,13 @@ async def test_live_stream_follows_the_session_to_its_end():
     await sync_to_async(meter)(cp, charging, 1200, watts=11000)
     metered = await _events(response, 1)
     assert (metered[0][1]["energy_wh"], metered[0][1]["power_w"]) == (1200, 11000)
-    await sync_to_async(session_stop)(charge_point_id=cp.pk, transaction_ref=charging.transaction_ref,
-                                      meter_stop_wh=2000, stopped_at_charger=clock.now(), received_at=clock.now())
+    await sync_to_async(session_stop)(
+        charge_point_id=cp.pk,
+        transaction_ref=charging.transaction_ref,
+        meter_stop_wh=2000,
+        stopped_at_charger=clock.now(),
+        received_at=clock.now(),
+    )
     last = await _events(response, 2)
     assert [e[0] for e in last] == ["session", "end"]
     assert last[0][1]["status"] == "COMPLETED" and last[0][1]["energy_wh"] == 2000
@@ -290,15 +355,21 @@ async def test_live_stream_follows_the_session_to_its_end():
 @pytest.mark.django_db(transaction=True)
 async def test_live_stream_needs_my_token_and_my_session():
     cp = await sync_to_async(ChargePointFactory)()
-    theirs = await sync_to_async(lambda: DriverSession.objects.create(
-        driver=DriverFactory(), organisation=cp.organisation, charge_point=cp, evse_id=1, status=S.ACTIVE))()
+    theirs = await sync_to_async(
+        lambda: DriverSession.objects.create(
+            driver=DriverFactory(), organisation=cp.organisation, charge_point=cp, evse_id=1, status=S.ACTIVE
+        )
+    )()
     response = await AsyncClient().get(f"/api/v1/sessions/{theirs.pk}/live")
     assert response.status_code == 401 and json.loads(response.content)["code"] == "not_authenticated"
     me = await sync_to_async(DriverFactory)()
-    response = await AsyncClient().get(f"/api/v1/sessions/{theirs.pk}/live",
-                                       headers={"Authorization": f"Bearer {AccessToken.for_user(me)}"})
+    response = await AsyncClient().get(
+        f"/api/v1/sessions/{theirs.pk}/live", headers={"Authorization": f"Bearer {AccessToken.for_user(me)}"}
+    )
     assert response.status_code == 404 and json.loads(response.content)["code"] == "session_not_found"
-    bad = await AsyncClient().get(f"/api/v1/sessions/{theirs.pk}/live", headers={"Authorization": "Bearer nonsense"})
+    bad = await AsyncClient().get(
+        f"/api/v1/sessions/{theirs.pk}/live", headers={"Authorization": "Bearer nonsense"}
+    )
     assert bad.status_code == 401
 
 
@@ -307,14 +378,24 @@ async def test_live_stream_needs_my_token_and_my_session():
 async def test_live_streams_per_process_are_capped_with_429(settings):
     settings.CPO_DRIVER_LIVE_MAX_PER_PROCESS = 1
     cp = await sync_to_async(ChargePointFactory)()
-    sessions = await sync_to_async(lambda: [DriverSession.objects.create(
-        driver=DriverFactory(), organisation=cp.organisation, charge_point=cp, evse_id=n, status=S.ACTIVE)
-        for n in (1, 2)])()
+    sessions = await sync_to_async(
+        lambda: [
+            DriverSession.objects.create(
+                driver=DriverFactory(),
+                organisation=cp.organisation,
+                charge_point=cp,
+                evse_id=n,
+                status=S.ACTIVE,
+            )
+            for n in (1, 2)
+        ]
+    )()
     tokens = [str(await sync_to_async(AccessToken.for_user)(s.driver)) for s in sessions]
 
     def get(n):
-        return AsyncClient().get(f"/api/v1/sessions/{sessions[n].pk}/live",
-                                 headers={"Authorization": f"Bearer {tokens[n]}"})
+        return AsyncClient().get(
+            f"/api/v1/sessions/{sessions[n].pk}/live", headers={"Authorization": f"Bearer {tokens[n]}"}
+        )
 
     first = await get(0)
     assert first.status_code == 200
@@ -342,19 +423,30 @@ async def test_a_live_response_dropped_unsent_and_unclosed_gives_its_process_slo
 
     settings.CPO_DRIVER_LIVE_MAX_PER_PROCESS = 1
     cp = await sync_to_async(ChargePointFactory)()
-    sessions = await sync_to_async(lambda: [DriverSession.objects.create(
-        driver=DriverFactory(), organisation=cp.organisation, charge_point=cp, evse_id=n, status=S.ACTIVE)
-        for n in (1, 2)])()
+    sessions = await sync_to_async(
+        lambda: [
+            DriverSession.objects.create(
+                driver=DriverFactory(),
+                organisation=cp.organisation,
+                charge_point=cp,
+                evse_id=n,
+                status=S.ACTIVE,
+            )
+            for n in (1, 2)
+        ]
+    )()
     tokens = [str(await sync_to_async(AccessToken.for_user)(s.driver)) for s in sessions]
 
     def get(n):
-        return AsyncClient().get(f"/api/v1/sessions/{sessions[n].pk}/live",
-                                 headers={"Authorization": f"Bearer {tokens[n]}"})
+        return AsyncClient().get(
+            f"/api/v1/sessions/{sessions[n].pk}/live", headers={"Authorization": f"Bearer {tokens[n]}"}
+        )
 
     before = live_views._open_streams
     # The view called as the handler calls it; the response then goes without being sent or closed.
-    request = AsyncRequestFactory().get(f"/api/v1/sessions/{sessions[0].pk}/live",
-                                        headers={"Authorization": f"Bearer {tokens[0]}"})
+    request = AsyncRequestFactory().get(
+        f"/api/v1/sessions/{sessions[0].pk}/live", headers={"Authorization": f"Bearer {tokens[0]}"}
+    )
     dropped = await live_views.session_live(request, sessions[0].pk)
     assert dropped.status_code == 200 and live_views._open_streams == before + 1
     del dropped
@@ -375,8 +467,11 @@ async def test_changes_are_published_with_the_session_body_while_a_stream_watche
     from cpo.live import layer_sender
 
     cp = await sync_to_async(lambda: ChargePointFactory(ocpp_protocol=OcppProtocol.OCPP16))()
-    await sync_to_async(lambda: ConnectorFactory(evse=EvseFactory(charge_point=cp, evse_id=1),
-                                                 status=ConnectorStatus.AVAILABLE))()
+    await sync_to_async(
+        lambda: ConnectorFactory(
+            evse=EvseFactory(charge_point=cp, evse_id=1), status=ConnectorStatus.AVAILABLE
+        )
+    )()
     online(cp)
     driver = await sync_to_async(DriverFactory)()
     token = str(AccessToken.for_user(driver))
@@ -393,8 +488,9 @@ async def test_changes_are_published_with_the_session_body_while_a_stream_watche
         return len(queries)
 
     assert await sync_to_async(publish_counting_queries)() == 0  # nobody watches: nothing read, nothing sent
-    response = await AsyncClient().get(f"/api/v1/sessions/{session_id}/live",
-                                       headers={"Authorization": f"Bearer {token}"})
+    response = await AsyncClient().get(
+        f"/api/v1/sessions/{session_id}/live", headers={"Authorization": f"Bearer {token}"}
+    )
     assert (await _events(response, 1))[0][1]["status"] == "STARTING"
     layer = get_channel_layer()
     channel = await layer.new_channel()
@@ -404,12 +500,16 @@ async def test_changes_are_published_with_the_session_body_while_a_stream_watche
     message = await asyncio.wait_for(layer.receive(channel), timeout=10)
     assert message["type"] == "session.update"
     assert (message["session"]["id"], message["session"]["status"], message["session"]["transitions"]) == (
-        session_id, "ACTIVE", [])
+        session_id,
+        "ACTIVE",
+        [],
+    )
     assert (await _events(response, 1))[0][1] == message["session"]
     # a message without the body (as a process of the previous release sends it): the stream re-reads
     await sync_to_async(DriverSession.objects.filter(pk=session_id).update)(status=S.STOPPING)
-    await sync_to_async(layer_sender.group_send)(driver_live.group_name(session_id),
-                                                 {"type": "session.update"})
+    await sync_to_async(layer_sender.group_send)(
+        driver_live.group_name(session_id), {"type": "session.update"}
+    )
     assert (await _events(response, 1))[0][1]["status"] == "STOPPING"
     await layer.group_discard(driver_live.group_name(session_id), channel)
     await sync_to_async(response.close)()
@@ -421,8 +521,13 @@ class TestReceipt:
         from tests.factories import TariffAssignmentFactory, TariffElementFactory, TariffFactory
 
         tariff = TariffFactory(organisation=cp.organisation)
-        TariffElementFactory(tariff=tariff, energy_price=Decimal("0.30"), flat_price=Decimal("1.00"),
-                             energy_vat=Decimal("19"), flat_vat=Decimal("19"))
+        TariffElementFactory(
+            tariff=tariff,
+            energy_price=Decimal("0.30"),
+            flat_price=Decimal("1.00"),
+            energy_vat=Decimal("19"),
+            flat_vat=Decimal("19"),
+        )
         TariffAssignmentFactory(tariff=tariff)
         session_id = start(api, cp).json()["id"]
         charging = charger_starts(cp, session_id, meter_start=100_000)
@@ -430,8 +535,14 @@ class TestReceipt:
         running = api.get(f"/api/v1/sessions/{session_id}").json()
         # so far: 1.00 + 10 kWh × 0.30 = 4.00 net, 4.76 gross; not final yet
         assert running["cost"] == {"currency": "EUR", "net": "4.00", "gross": "4.76", "final": False}
-        session_stop(charge_point_id=cp.pk, transaction_ref=charging.transaction_ref, meter_stop_wh=131_400,
-                     stopped_at_charger=clock.now(), received_at=clock.now(), reason="Local")
+        session_stop(
+            charge_point_id=cp.pk,
+            transaction_ref=charging.transaction_ref,
+            meter_stop_wh=131_400,
+            stopped_at_charger=clock.now(),
+            received_at=clock.now(),
+            reason="Local",
+        )
         cdr_issue(session_id=charging.pk)
         # 1.00 + 31.4 kWh × 0.30 = 10.42 net; VAT 19 % = 1.98; 12.40 gross
         final = api.get(f"/api/v1/sessions/{session_id}").json()

@@ -29,9 +29,16 @@ S = DriverSessionStatus
 
 
 def _online(identity: str) -> None:
-    sync_redis().hset(presence.PREFIX + identity, mapping={
-        "channel": "specific.test!nobody", "epoch": 1, "server": "test", "connected_at": time.time(),
-        "last_frame_at": time.time()})
+    sync_redis().hset(
+        presence.PREFIX + identity,
+        mapping={
+            "channel": "specific.test!nobody",
+            "epoch": 1,
+            "server": "test",
+            "connected_at": time.time(),
+            "last_frame_at": time.time(),
+        },
+    )
     sync_redis().expire(presence.PREFIX + identity, 60)
 
 
@@ -53,13 +60,17 @@ def _charger(protocol: str = OcppProtocol.OCPP16, online: bool = True, evses: in
 
 
 def _start(driver, cp, evse_id: int = 1, key: str = "key-1"):
-    return driver_services.driver_session_start(driver=driver, charge_point_id=cp.pk, evse_id=evse_id,
-                                                idempotency_key=key)
+    return driver_services.driver_session_start(
+        driver=driver, charge_point_id=cp.pk, evse_id=evse_id, idempotency_key=key
+    )
 
 
 def _steps(session) -> list[tuple[str, str, str]]:
-    return list(DriverSessionTransition.objects.filter(session=session).order_by("at", "pk")
-                .values_list("from_status", "to_status", "cause"))
+    return list(
+        DriverSessionTransition.objects.filter(session=session)
+        .order_by("at", "pk")
+        .values_list("from_status", "to_status", "cause")
+    )
 
 
 @pytest.mark.django_db
@@ -73,8 +84,11 @@ class TestStart:
         assert command.action == "RemoteStartTransaction"
         assert command.payload == {"connectorId": 1, "idTag": token.uid}
         assert token.type == IdTokenType.CENTRAL and len(token.uid) <= 20
-        assert _steps(session) == [("", S.INITIATED, "requested"), (S.INITIATED, S.AUTHORISING, "authorise"),
-                                   (S.AUTHORISING, S.STARTING, "start_sent")]
+        assert _steps(session) == [
+            ("", S.INITIATED, "requested"),
+            (S.INITIATED, S.AUTHORISING, "authorise"),
+            (S.AUTHORISING, S.STARTING, "start_sent"),
+        ]
         assert session.start_deadline > clock.now()
 
     def test_201_charger_gets_request_start_with_the_command_id_as_remote_start_id(self):
@@ -119,9 +133,14 @@ class TestStart:
         assert exc.value.code == "idempotency_key_required"
         assert not DriverSession.objects.exists()
 
-    @pytest.mark.parametrize("status,code", [(ConnectorStatus.FAULTED, "connector_unavailable"),
-                                             (ConnectorStatus.CHARGING, "connector_occupied"),
-                                             (ConnectorStatus.RESERVED, "connector_occupied")])
+    @pytest.mark.parametrize(
+        "status,code",
+        [
+            (ConnectorStatus.FAULTED, "connector_unavailable"),
+            (ConnectorStatus.CHARGING, "connector_occupied"),
+            (ConnectorStatus.RESERVED, "connector_occupied"),
+        ],
+    )
     def test_busy_or_broken_connector_is_refused(self, status, code):
         cp = _charger()
         cp.evses.get(evse_id=1).connectors.update(status=status)
@@ -135,8 +154,16 @@ class TestStart:
         cp = _charger(OcppProtocol.OCPP201)
         cp.evses.get(evse_id=1).connectors.update(status=ConnectorStatus.OCCUPIED)
         now = clock.now()
-        transaction_event_record(charge_point_id=cp.pk, transaction_ref="plug-1", seq_no=0, event_type="Started",
-                                 trigger_reason="CablePluggedIn", timestamp=now, received_at=now, evse_id=1)
+        transaction_event_record(
+            charge_point_id=cp.pk,
+            transaction_ref="plug-1",
+            seq_no=0,
+            event_type="Started",
+            trigger_reason="CablePluggedIn",
+            timestamp=now,
+            received_at=now,
+            evse_id=1,
+        )
         session, created = _start(DriverFactory(), cp)
         assert created and session.status == S.STARTING
 
@@ -166,8 +193,9 @@ class TestStart:
     def test_unknown_charger_or_connector(self):
         cp = _charger()
         with pytest.raises(NotFound) as exc:
-            driver_services.driver_session_start(driver=DriverFactory(), charge_point_id=999999, evse_id=1,
-                                                 idempotency_key="k")
+            driver_services.driver_session_start(
+                driver=DriverFactory(), charge_point_id=999999, evse_id=1, idempotency_key="k"
+            )
         assert exc.value.code == "charger_not_found"
         with pytest.raises(NotFound) as exc:
             _start(DriverFactory(), cp, evse_id=9)
@@ -192,30 +220,46 @@ class TestStart:
 
 @pytest.mark.django_db
 class TestCommandOutcome:
-    @pytest.mark.parametrize("status,response,failure", [
-        (CommandStatus.ANSWERED, {"status": "Rejected"}, DriverSessionFailure.CHARGER_REJECTED),
-        (CommandStatus.CALL_ERROR, None, DriverSessionFailure.CHARGER_REJECTED),
-        (CommandStatus.TIMEOUT, None, DriverSessionFailure.START_TIMEOUT),
-        (CommandStatus.CHARGER_DISCONNECTED, None, DriverSessionFailure.CHARGER_OFFLINE),
-    ])
+    @pytest.mark.parametrize(
+        "status,response,failure",
+        [
+            (CommandStatus.ANSWERED, {"status": "Rejected"}, DriverSessionFailure.CHARGER_REJECTED),
+            (CommandStatus.CALL_ERROR, None, DriverSessionFailure.CHARGER_REJECTED),
+            (CommandStatus.TIMEOUT, None, DriverSessionFailure.START_TIMEOUT),
+            (CommandStatus.CHARGER_DISCONNECTED, None, DriverSessionFailure.CHARGER_OFFLINE),
+        ],
+    )
     def test_a_start_the_charger_does_not_take_fails(self, status, response, failure):
         session, _ = _start(DriverFactory(), _charger())
-        command_record_outcome(command_id=session.start_command_id, status=status, response=response, push=False)
+        command_record_outcome(
+            command_id=session.start_command_id, status=status, response=response, push=False
+        )
         session.refresh_from_db()
         assert session.status == S.FAILED and session.failure_reason == failure
 
     def test_accepted_keeps_it_starting(self):
         session, _ = _start(DriverFactory(), _charger())
-        command_record_outcome(command_id=session.start_command_id, status=CommandStatus.ANSWERED,
-                               response={"status": "Accepted"}, push=False)
+        command_record_outcome(
+            command_id=session.start_command_id,
+            status=CommandStatus.ANSWERED,
+            response={"status": "Accepted"},
+            push=False,
+        )
         session.refresh_from_db()
         assert session.status == S.STARTING
 
 
 def _start_16(cp, session, evse_id: int = 1, at=None):
     at = at or clock.now()
-    return session_start(charge_point_id=cp.pk, evse_id=evse_id, id_tag=session.id_tag, meter_start_wh=1000,
-                         started_at_charger=at, received_at=at, protocol=OcppProtocol.OCPP16).session
+    return session_start(
+        charge_point_id=cp.pk,
+        evse_id=evse_id,
+        id_tag=session.id_tag,
+        meter_start_wh=1000,
+        started_at_charger=at,
+        received_at=at,
+        protocol=OcppProtocol.OCPP16,
+    ).session
 
 
 @pytest.mark.django_db
@@ -231,8 +275,14 @@ class TestChargerSide:
         stop = OcppCommand.objects.get(pk=session.stop_command_id)
         assert stop.action == "RemoteStopTransaction"
         assert stop.payload == {"transactionId": charging.ocpp16_transaction_id}
-        session_stop(charge_point_id=cp.pk, transaction_ref=charging.transaction_ref, meter_stop_wh=5000,
-                     stopped_at_charger=clock.now(), received_at=clock.now(), reason="Remote")
+        session_stop(
+            charge_point_id=cp.pk,
+            transaction_ref=charging.transaction_ref,
+            meter_stop_wh=5000,
+            stopped_at_charger=clock.now(),
+            received_at=clock.now(),
+            reason="Remote",
+        )
         session.refresh_from_db()
         assert session.status == S.COMPLETED and session.completed_at is not None
         assert [s[2] for s in _steps(session)][-3:] == ["charger_started", "stop_sent", "stopped_from_app"]
@@ -250,8 +300,12 @@ class TestChargerSide:
         session, _ = _start(driver, cp)
         _start_16(cp, session)
         session = driver_services.driver_session_stop(session=session)
-        command_record_outcome(command_id=session.stop_command_id, status=CommandStatus.ANSWERED,
-                               response={"status": "Rejected"}, push=False)
+        command_record_outcome(
+            command_id=session.stop_command_id,
+            status=CommandStatus.ANSWERED,
+            response={"status": "Rejected"},
+            push=False,
+        )
         session.refresh_from_db()
         assert session.status == S.ACTIVE and _steps(session)[-1][2] == "stop_refused"
 
@@ -282,19 +336,44 @@ class TestChargerSide:
         session, _ = _start(driver, cp)
         now = clock.now()
         # Plugged in first (no token yet), then the remote start's event names remoteStartId.
-        transaction_event_record(charge_point_id=cp.pk, transaction_ref="tx-1", seq_no=0, event_type="Started",
-                                 trigger_reason="CablePluggedIn", timestamp=now, received_at=now, evse_id=1)
+        transaction_event_record(
+            charge_point_id=cp.pk,
+            transaction_ref="tx-1",
+            seq_no=0,
+            event_type="Started",
+            trigger_reason="CablePluggedIn",
+            timestamp=now,
+            received_at=now,
+            evse_id=1,
+        )
         session.refresh_from_db()
         assert session.status == S.STARTING
-        transaction_event_record(charge_point_id=cp.pk, transaction_ref="tx-1", seq_no=1, event_type="Updated",
-                                 trigger_reason="RemoteStart", timestamp=now, received_at=now, evse_id=1,
-                                 id_tag=session.id_tag, remote_start_id=session.start_command_id)
+        transaction_event_record(
+            charge_point_id=cp.pk,
+            transaction_ref="tx-1",
+            seq_no=1,
+            event_type="Updated",
+            trigger_reason="RemoteStart",
+            timestamp=now,
+            received_at=now,
+            evse_id=1,
+            id_tag=session.id_tag,
+            remote_start_id=session.start_command_id,
+        )
         session.refresh_from_db()
         assert session.status == S.ACTIVE and session.charging_session.transaction_ref == "tx-1"
         session = driver_services.driver_session_stop(session=session)
         assert OcppCommand.objects.get(pk=session.stop_command_id).payload == {"transactionId": "tx-1"}
-        transaction_event_record(charge_point_id=cp.pk, transaction_ref="tx-1", seq_no=2, event_type="Ended",
-                                 trigger_reason="RemoteStop", timestamp=now, received_at=now, evse_id=1)
+        transaction_event_record(
+            charge_point_id=cp.pk,
+            transaction_ref="tx-1",
+            seq_no=2,
+            event_type="Ended",
+            trigger_reason="RemoteStop",
+            timestamp=now,
+            received_at=now,
+            evse_id=1,
+        )
         session.refresh_from_db()
         assert session.status == S.COMPLETED
 
@@ -302,10 +381,21 @@ class TestChargerSide:
         driver, cp = DriverFactory(), _charger()
         card = IdTokenFactory(owner=driver)
         now = clock.now()
-        charging = session_start(charge_point_id=cp.pk, evse_id=2, id_tag=card.uid, meter_start_wh=0,
-                                 started_at_charger=now, received_at=now, protocol=OcppProtocol.OCPP16).session
+        charging = session_start(
+            charge_point_id=cp.pk,
+            evse_id=2,
+            id_tag=card.uid,
+            meter_start_wh=0,
+            started_at_charger=now,
+            received_at=now,
+            protocol=OcppProtocol.OCPP16,
+        ).session
         session = DriverSession.objects.get(charging_session=charging)
-        assert (session.driver, session.source, session.status) == (driver, DriverSessionSource.CHARGER, S.ACTIVE)
+        assert (session.driver, session.source, session.status) == (
+            driver,
+            DriverSessionSource.CHARGER,
+            S.ACTIVE,
+        )
         assert _steps(session) == [("", S.ACTIVE, "started_at_charger")]
         # ...and the app can stop it.
         assert driver_services.driver_session_stop(session=session).status == S.STOPPING
@@ -314,8 +404,15 @@ class TestChargerSide:
         cp = _charger()
         card = IdTokenFactory()
         now = clock.now()
-        session_start(charge_point_id=cp.pk, evse_id=1, id_tag=card.uid, meter_start_wh=0, started_at_charger=now,
-                      received_at=now, protocol=OcppProtocol.OCPP16)
+        session_start(
+            charge_point_id=cp.pk,
+            evse_id=1,
+            id_tag=card.uid,
+            meter_start_wh=0,
+            started_at_charger=now,
+            received_at=now,
+            protocol=OcppProtocol.OCPP16,
+        )
         assert not DriverSession.objects.exists()
 
     def test_replayed_start_transaction_links_once(self):

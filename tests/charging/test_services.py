@@ -10,7 +10,13 @@ from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStat
 from apps.charging.models import ChargingSession, MeterSample, OrphanStop
 from apps.charging.services import idtoken_authorize, meter_values_record, session_start, session_stop
 from apps.stations.services import connector_status_record
-from tests.factories import ChargePointFactory, ConnectorFactory, EvseFactory, IdTokenFactory, OrganisationFactory
+from tests.factories import (
+    ChargePointFactory,
+    ConnectorFactory,
+    EvseFactory,
+    IdTokenFactory,
+    OrganisationFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -25,8 +31,15 @@ def cp():
 
 
 def start(cp, **overrides):
-    kwargs = dict(charge_point_id=cp.pk, evse_id=1, id_tag="04a1b2c3", meter_start_wh=1000, started_at_charger=T0,
-                  received_at=T0 + timedelta(seconds=1), protocol="ocpp1.6")
+    kwargs = dict(
+        charge_point_id=cp.pk,
+        evse_id=1,
+        id_tag="04a1b2c3",
+        meter_start_wh=1000,
+        started_at_charger=T0,
+        received_at=T0 + timedelta(seconds=1),
+        protocol="ocpp1.6",
+    )
     kwargs.update(overrides)
     return session_start(**kwargs)
 
@@ -86,9 +99,15 @@ def test_future_timestamps_are_clamped_and_flagged(cp):
 def test_stop_is_idempotent_and_records_energy(cp):
     session = start(cp).session
     samples = [metering.normalise(sampled_at=T0 + timedelta(minutes=30), value="12.5", unit="kWh")]
-    kwargs = dict(charge_point_id=cp.pk, transaction_ref=session.transaction_ref, meter_stop_wh=13500,
-                  stopped_at_charger=T0 + timedelta(hours=1), received_at=T0 + timedelta(hours=1), reason="EVDisconnected",
-                  samples=samples)
+    kwargs = dict(
+        charge_point_id=cp.pk,
+        transaction_ref=session.transaction_ref,
+        meter_stop_wh=13500,
+        stopped_at_charger=T0 + timedelta(hours=1),
+        received_at=T0 + timedelta(hours=1),
+        reason="EVDisconnected",
+        samples=samples,
+    )
     first = session_stop(**kwargs)
     second = session_stop(**{**kwargs, "received_at": T0 + timedelta(hours=2)})
     assert first.session.pk == second.session.pk
@@ -100,26 +119,47 @@ def test_stop_is_idempotent_and_records_energy(cp):
 
 
 def test_stop_for_unknown_transaction_is_kept_for_review(cp):
-    result = session_stop(charge_point_id=cp.pk, transaction_ref="999999", meter_stop_wh=5, stopped_at_charger=T0,
-                          received_at=T0, raw={"transactionId": 999999})
+    result = session_stop(
+        charge_point_id=cp.pk,
+        transaction_ref="999999",
+        meter_stop_wh=5,
+        stopped_at_charger=T0,
+        received_at=T0,
+        raw={"transactionId": 999999},
+    )
     assert result.orphan and result.session is None
-    session_stop(charge_point_id=cp.pk, transaction_ref="999999", meter_stop_wh=5, stopped_at_charger=T0,
-                 received_at=T0, raw={"transactionId": 999999})
+    session_stop(
+        charge_point_id=cp.pk,
+        transaction_ref="999999",
+        meter_stop_wh=5,
+        stopped_at_charger=T0,
+        received_at=T0,
+        raw={"transactionId": 999999},
+    )
     assert OrphanStop.objects.filter(charge_point=cp, transaction_ref="999999").count() == 1
 
 
 def test_meter_values_deduplicated(cp):
     session = start(cp).session
     samples = [
-        metering.normalise(sampled_at=T0 + timedelta(minutes=1), value="1.5", unit="kW",
-                           measurand="Power.Active.Import"),
-        metering.normalise(sampled_at=T0 + timedelta(minutes=1), value="16", measurand="Current.Import", phase="L1"),
-        metering.normalise(sampled_at=T0 + timedelta(minutes=1), value="16.1", measurand="Current.Import",
-                           phase="L2"),
+        metering.normalise(
+            sampled_at=T0 + timedelta(minutes=1), value="1.5", unit="kW", measurand="Power.Active.Import"
+        ),
+        metering.normalise(
+            sampled_at=T0 + timedelta(minutes=1), value="16", measurand="Current.Import", phase="L1"
+        ),
+        metering.normalise(
+            sampled_at=T0 + timedelta(minutes=1), value="16.1", measurand="Current.Import", phase="L2"
+        ),
     ]
     for _ in range(2):
-        meter_values_record(charge_point_id=cp.pk, evse_id=1, transaction_ref=session.transaction_ref,
-                            samples=samples, received_at=T0)
+        meter_values_record(
+            charge_point_id=cp.pk,
+            evse_id=1,
+            transaction_ref=session.transaction_ref,
+            samples=samples,
+            received_at=T0,
+        )
     rows = MeterSample.objects.filter(session=session).order_by("measurand", "phase")
     assert [(r.measurand, r.phase, r.unit, r.value) for r in rows] == [
         ("Current.Import", "L1", "A", Decimal("16")),
@@ -129,27 +169,53 @@ def test_meter_values_deduplicated(cp):
 
 
 def test_status_ordering_within_a_boot(cp):
-    connector_status_record(charge_point_id=cp.pk, evse_id=1, connector_id=1, status="Charging",
-                            charger_at=T0 + timedelta(minutes=10), received_at=T0 + timedelta(minutes=10))
-    stale = connector_status_record(charge_point_id=cp.pk, evse_id=1, connector_id=1, status="Preparing",
-                                    charger_at=T0 + timedelta(minutes=5), received_at=T0 + timedelta(minutes=11))
+    connector_status_record(
+        charge_point_id=cp.pk,
+        evse_id=1,
+        connector_id=1,
+        status="Charging",
+        charger_at=T0 + timedelta(minutes=10),
+        received_at=T0 + timedelta(minutes=10),
+    )
+    stale = connector_status_record(
+        charge_point_id=cp.pk,
+        evse_id=1,
+        connector_id=1,
+        status="Preparing",
+        charger_at=T0 + timedelta(minutes=5),
+        received_at=T0 + timedelta(minutes=11),
+    )
     assert stale is False
     connector = cp.evses.get(evse_id=1).connectors.get(connector_id=1)
     assert connector.status == "Charging"
     # After a reboot the charger's clock may have jumped back: its reports supersede the old ones.
     cp.last_boot_at = T0 + timedelta(minutes=12)
     cp.save()
-    assert connector_status_record(charge_point_id=cp.pk, evse_id=1, connector_id=1, status="Available",
-                                   charger_at=T0 + timedelta(minutes=1), received_at=T0 + timedelta(minutes=13))
+    assert connector_status_record(
+        charge_point_id=cp.pk,
+        evse_id=1,
+        connector_id=1,
+        status="Available",
+        charger_at=T0 + timedelta(minutes=1),
+        received_at=T0 + timedelta(minutes=13),
+    )
     connector.refresh_from_db()
     assert connector.status == "Available"
 
 
 def test_status_for_unknown_connector_registers_it_and_connector_0_is_the_charger(cp):
-    connector_status_record(charge_point_id=cp.pk, evse_id=2, connector_id=1, status="Available", received_at=T0)
+    connector_status_record(
+        charge_point_id=cp.pk, evse_id=2, connector_id=1, status="Available", received_at=T0
+    )
     assert cp.evses.get(evse_id=2).connectors.get(connector_id=1).status == "Available"
-    connector_status_record(charge_point_id=cp.pk, evse_id=0, connector_id=1, status="Faulted", received_at=T0,
-                            error_code="GroundFailure")
+    connector_status_record(
+        charge_point_id=cp.pk,
+        evse_id=0,
+        connector_id=1,
+        status="Faulted",
+        received_at=T0,
+        error_code="GroundFailure",
+    )
     cp.refresh_from_db()
     assert cp.status == "Faulted" and cp.status_error_code == "GroundFailure"
     assert not cp.evses.filter(evse_id=0).exists()

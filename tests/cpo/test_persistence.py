@@ -18,8 +18,15 @@ from tests.factories import ChargePointFactory
 
 def _command(cp, pk: int | None, unique_id: str) -> OcppCommand:
     now = clock.now()
-    return OcppCommand(pk=pk, charge_point=cp, action="ClearCache", payload={}, unique_id=unique_id,
-                       created_at=now, deadline=now)
+    return OcppCommand(
+        pk=pk,
+        charge_point=cp,
+        action="ClearCache",
+        payload={},
+        unique_id=unique_id,
+        created_at=now,
+        deadline=now,
+    )
 
 
 def test_an_id_block_reserves_from_the_sequence_once_per_block(db):
@@ -30,8 +37,14 @@ def test_an_id_block_reserves_from_the_sequence_once_per_block(db):
     assert ids == sorted(ids) and len(set(ids)) == 12
     # the sequence itself moved past them: a row inserted the ordinary way never collides
     cp = ChargePointFactory()
-    other = OcppCommand.objects.create(charge_point=cp, action="ClearCache", payload={}, unique_id="u-plain",
-                                       created_at=clock.now(), deadline=clock.now())
+    other = OcppCommand.objects.create(
+        charge_point=cp,
+        action="ClearCache",
+        payload={},
+        unique_id="u-plain",
+        created_at=clock.now(),
+        deadline=clock.now(),
+    )
     assert other.pk > max(ids)
 
 

@@ -313,17 +313,26 @@ class RawCharger:
 
 
 async def http_upgrade(
-    port: int, path: str, *, subprotocols: tuple[str, ...] = ("ocpp1.6",), authorization: str | None = None,
+    port: int,
+    path: str,
+    *,
+    subprotocols: tuple[str, ...] = ("ocpp1.6",),
+    authorization: str | None = None,
     extra_headers: tuple[str, ...] = (),
 ) -> tuple[int, dict[str, str]]:
     """Send a WebSocket upgrade request by hand and return the status and headers of the raw answer."""
     status, headers, _body = await http_upgrade_answer(
-        port, path, subprotocols=subprotocols, authorization=authorization, extra_headers=extra_headers)
+        port, path, subprotocols=subprotocols, authorization=authorization, extra_headers=extra_headers
+    )
     return status, headers
 
 
 async def http_upgrade_answer(
-    port: int, path: str, *, subprotocols: tuple[str, ...] = ("ocpp1.6",), authorization: str | None = None,
+    port: int,
+    path: str,
+    *,
+    subprotocols: tuple[str, ...] = ("ocpp1.6",),
+    authorization: str | None = None,
     extra_headers: tuple[str, ...] = (),
 ) -> tuple[int, dict[str, str], bytes]:
     """`http_upgrade`, also returning the body of a refusal (read by its Content-Length)."""

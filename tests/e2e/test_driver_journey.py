@@ -44,13 +44,28 @@ async def charger(server, caplog):
         ChargePointFactory(identity=IDENTITY, organisation=org, location=location)
         tariff = TariffFactory(organisation=org)
         # 1.00 per session and 30.00 per kWh (a high price, so that the few Wh of a short test show up)
-        TariffElementFactory(tariff=tariff, flat_price=Decimal("1.00"), energy_price=Decimal("30.00"),
-                             energy_vat=Decimal("19"), flat_vat=Decimal("19"))
+        TariffElementFactory(
+            tariff=tariff,
+            flat_price=Decimal("1.00"),
+            energy_price=Decimal("30.00"),
+            energy_vat=Decimal("19"),
+            flat_vat=Decimal("19"),
+        )
         TariffAssignmentFactory(tariff=tariff)
 
     await orm(register)()
-    fleet = Fleet(url=server.url, count=1, key=KEY, connectors=2, meter_interval_s=1, connect_rate=50,
-                  reconnect_base_s=0.2, reconnect_max_s=1.0, unplug_delay_s=0.2, max_power_w=22_000)
+    fleet = Fleet(
+        url=server.url,
+        count=1,
+        key=KEY,
+        connectors=2,
+        meter_interval_s=1,
+        connect_rate=50,
+        reconnect_base_s=0.2,
+        reconnect_max_s=1.0,
+        unplug_delay_s=0.2,
+        max_power_w=22_000,
+    )
     fleet.start()
     await eventually(lambda: _async(fleet.connected == 1), what="the charger booted")
     yield fleet
@@ -78,8 +93,9 @@ class LiveReader(threading.Thread):
         self.content_type = ""
 
     def run(self) -> None:
-        with requests.get(self.url, headers={"Authorization": f"Bearer {self.token}"}, stream=True,
-                          timeout=60) as response:
+        with requests.get(
+            self.url, headers={"Authorization": f"Bearer {self.token}"}, stream=True, timeout=60
+        ) as response:
             self.content_type = response.headers.get("Content-Type", "")
             event = None
             for line in response.iter_lines(decode_unicode=True):
@@ -91,11 +107,15 @@ class LiveReader(threading.Thread):
 
 async def test_register_find_start_watch_stop_and_get_the_receipt(server, charger):
     base = f"http://127.0.0.1:{server.port}/api/v1"
-    registered = _http("POST", f"{base}/auth/register", json={"email": "journey@example.com",
-                                                              "password": "a-long-password-42"})
+    registered = _http(
+        "POST",
+        f"{base}/auth/register",
+        json={"email": "journey@example.com", "password": "a-long-password-42"},
+    )
     assert registered.status_code == 202, registered.text
-    token = _http("POST", f"{base}/auth/token", json={"email": "journey@example.com",
-                                                      "password": "a-long-password-42"}).json()["access"]
+    token = _http(
+        "POST", f"{base}/auth/token", json={"email": "journey@example.com", "password": "a-long-password-42"}
+    ).json()["access"]
 
     found = await eventually(lambda: _async(_available(base, token)), what="the charger listed as available")
     assert found["identity"] == IDENTITY and 150 < found["distance_m"] < 300
@@ -107,8 +127,15 @@ async def test_register_find_start_watch_stop_and_get_the_receipt(server, charge
     answers: list[requests.Response] = []
 
     def post() -> None:
-        answers.append(_http("POST", f"{base}/sessions", token, json={"charge_point": found["id"], "connector": 1},
-                             headers={"Idempotency-Key": key}))
+        answers.append(
+            _http(
+                "POST",
+                f"{base}/sessions",
+                token,
+                json={"charge_point": found["id"], "connector": 1},
+                headers={"Idempotency-Key": key},
+            )
+        )
 
     posts = [threading.Thread(target=post) for _ in range(5)]
     for t in posts:
@@ -119,8 +146,13 @@ async def test_register_find_start_watch_stop_and_get_the_receipt(server, charge
     assert len({a.json()["id"] for a in answers}) == 1
     session_id = answers[0].json()["id"]
     assert await orm(lambda: OcppCommand.objects.filter(action="RemoteStartTransaction").count())() == 1
-    replay = _http("POST", f"{base}/sessions", token, json={"charge_point": found["id"], "connector": 1},
-                   headers={"Idempotency-Key": key})
+    replay = _http(
+        "POST",
+        f"{base}/sessions",
+        token,
+        json={"charge_point": found["id"], "connector": 1},
+        headers={"Idempotency-Key": key},
+    )
     assert replay.json()["id"] == session_id and replay.headers["Idempotent-Replayed"] == "true"
 
     live = LiveReader(f"{base}/sessions/{session_id}/live", token)
@@ -180,12 +212,18 @@ async def test_register_find_start_watch_stop_and_get_the_receipt(server, charge
     pdf = _http("GET", f"{base}/sessions/{session_id}/receipt?format=pdf", token)
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     final = _http("GET", f"{base}/sessions/{session_id}", token).json()
-    assert final["cost"] == {"currency": "EUR", "net": str(expected_net), "gross": str(expected_gross),
-                             "final": True}
+    assert final["cost"] == {
+        "currency": "EUR",
+        "net": str(expected_net),
+        "gross": str(expected_gross),
+        "final": True,
+    }
 
 
 def _available(base: str, token: str) -> dict | None:
-    response = _http("GET", f"{base}/chargers/nearby", token, params={"lat": LAT, "lng": LNG, "available": "true"})
+    response = _http(
+        "GET", f"{base}/chargers/nearby", token, params={"lat": LAT, "lng": LNG, "available": "true"}
+    )
     assert response.status_code == 200, response.text
     results = response.json()
     return results[0] if results else None

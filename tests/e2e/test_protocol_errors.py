@@ -175,8 +175,11 @@ async def test_deeply_nested_json_is_a_formation_violation_and_the_connection_st
 
 async def test_deeply_nested_json_in_201_is_a_format_violation(server):
     """OCPP 2.0.1 part 4, table 8 names the code FormatViolation (1.6's FormationViolation, renamed)."""
-    await orm(lambda: ChargePointFactory(identity="ERR-2", organisation=OrganisationFactory(slug="err-2"),
-                                         ocpp_protocol="ocpp2.0.1"))()
+    await orm(
+        lambda: ChargePointFactory(
+            identity="ERR-2", organisation=OrganisationFactory(slug="err-2"), ocpp_protocol="ocpp2.0.1"
+        )
+    )()
     charger = await RawCharger.open(server, "ERR-2", subprotocols=("ocpp2.0.1",))
     try:
         await charger.send(_deep_call("deep-2", "DataTransfer", 200_000))

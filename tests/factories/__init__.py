@@ -69,7 +69,9 @@ class StaffUserFactory(UserFactory):
 
 
 class DriverFactory(UserFactory):
-    driver_profile = factory.RelatedFactory("tests.factories.DriverProfileFactory", factory_related_name="user")
+    driver_profile = factory.RelatedFactory(
+        "tests.factories.DriverProfileFactory", factory_related_name="user"
+    )
 
 
 class DriverProfileFactory(factory.django.DjangoModelFactory):
@@ -312,17 +314,19 @@ def _for_charger(factory_cls, **extra):
     )
 
 
-TENANT_FACTORIES.update({
-    OcppCommand: _for_charger(OcppCommandFactory),
-    OcppMessage: _for_charger(OcppMessageFactory),
-    OcppFailedMessage: _for_charger(OcppFailedMessageFactory),
-    DiagnosticsUpload: _for_charger(DiagnosticsUploadFactory),
-    FirmwareFile: _for_org(FirmwareFileFactory),
-    LocalAuthList: _for_org(LocalAuthListFactory),
-    ChargingSession: _for_charger(ChargingSessionFactory),
-    MeterSample: _for_charger(MeterSampleFactory),
-    OrphanStop: _for_charger(OrphanStopFactory),
-})
+TENANT_FACTORIES.update(
+    {
+        OcppCommand: _for_charger(OcppCommandFactory),
+        OcppMessage: _for_charger(OcppMessageFactory),
+        OcppFailedMessage: _for_charger(OcppFailedMessageFactory),
+        DiagnosticsUpload: _for_charger(DiagnosticsUploadFactory),
+        FirmwareFile: _for_org(FirmwareFileFactory),
+        LocalAuthList: _for_org(LocalAuthListFactory),
+        ChargingSession: _for_charger(ChargingSessionFactory),
+        MeterSample: _for_charger(MeterSampleFactory),
+        OrphanStop: _for_charger(OrphanStopFactory),
+    }
+)
 
 
 from apps.charging.models import TransactionEvent  # noqa: E402
@@ -366,12 +370,15 @@ class ChargerEventFactory(factory.django.DjangoModelFactory):
     received_at = factory.LazyAttribute(lambda o: o.occurred_at)
 
 
-TENANT_FACTORIES.update({
-    TransactionEvent: lambda organisation: TransactionEventFactory(
-        session=ChargingSessionFactory(charge_point=ChargePointFactory(organisation=organisation))),
-    DeviceVariable: _for_charger(DeviceVariableFactory),
-    ChargerEvent: _for_charger(ChargerEventFactory),
-})
+TENANT_FACTORIES.update(
+    {
+        TransactionEvent: lambda organisation: TransactionEventFactory(
+            session=ChargingSessionFactory(charge_point=ChargePointFactory(organisation=organisation))
+        ),
+        DeviceVariable: _for_charger(DeviceVariableFactory),
+        ChargerEvent: _for_charger(ChargerEventFactory),
+    }
+)
 
 
 # --- driver API ------------------------------------------------------------------------------------
@@ -455,19 +462,33 @@ class ChargeDetailRecordFactory(factory.django.DjangoModelFactory):
     tax = Decimal("0.57")
     gross = Decimal("3.57")
     breakdown = factory.LazyFunction(
-        lambda: {"currency": "EUR", "net": "3.00", "vat": "0.57", "gross": "3.57", "lines": [],
-                 "vat_lines": []}
+        lambda: {
+            "currency": "EUR",
+            "net": "3.00",
+            "vat": "0.57",
+            "gross": "3.57",
+            "lines": [],
+            "vat_lines": [],
+        }
     )
     tariff_spec = factory.LazyFunction(dict)
 
 
-TENANT_FACTORIES.update({
-    Tariff: _for_org(TariffFactory),
-    TariffElement: lambda organisation: TariffElementFactory(tariff=TariffFactory(organisation=organisation)),
-    TariffAssignment: lambda organisation: TariffAssignmentFactory(
-        tariff=TariffFactory(organisation=organisation)
-    ),
-    ChargeDetailRecord: lambda organisation: ChargeDetailRecordFactory(
-        session=ChargingSessionFactory(charge_point=ChargePointFactory(organisation=organisation),
-                                       status="COMPLETED", meter_stop_wh=11000)),
-})
+TENANT_FACTORIES.update(
+    {
+        Tariff: _for_org(TariffFactory),
+        TariffElement: lambda organisation: TariffElementFactory(
+            tariff=TariffFactory(organisation=organisation)
+        ),
+        TariffAssignment: lambda organisation: TariffAssignmentFactory(
+            tariff=TariffFactory(organisation=organisation)
+        ),
+        ChargeDetailRecord: lambda organisation: ChargeDetailRecordFactory(
+            session=ChargingSessionFactory(
+                charge_point=ChargePointFactory(organisation=organisation),
+                status="COMPLETED",
+                meter_stop_wh=11000,
+            )
+        ),
+    }
+)

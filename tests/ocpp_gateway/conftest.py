@@ -54,13 +54,18 @@ class Charger:
         return json.loads(await self.c.receive_from(timeout=timeout))
 
 
-async def connect(identity: str = "CP-1", key: str | None = KEY, subprotocols: list[str] | None = None,
-                  address: str = "192.0.2.1"):
+async def connect(
+    identity: str = "CP-1",
+    key: str | None = KEY,
+    subprotocols: list[str] | None = None,
+    address: str = "192.0.2.1",
+):
     from config.asgi import application
 
     headers = [basic(identity, key)] if key is not None else []
-    communicator = WebsocketCommunicator(application, f"/ocpp/{identity}", headers=headers,
-                                         subprotocols=subprotocols or ["ocpp1.6"])
+    communicator = WebsocketCommunicator(
+        application, f"/ocpp/{identity}", headers=headers, subprotocols=subprotocols or ["ocpp1.6"]
+    )
     communicator.scope["client"] = (address, 40000)  # the scope the consumer reads (same dict)
     connected, subprotocol = await communicator.connect(timeout=10)
     return communicator, connected, subprotocol

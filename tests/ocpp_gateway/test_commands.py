@@ -92,10 +92,13 @@ async def test_commands_are_sent_one_at_a_time_in_order(charge_point):
     await comm.disconnect()
 
 
-@pytest.mark.parametrize("answer,failure", [
-    ([3, None, {"status": "Rejected"}], "charger_rejected"),
-    ([4, None, "InternalError", "busy", {}], "charger_rejected"),
-])
+@pytest.mark.parametrize(
+    "answer,failure",
+    [
+        ([3, None, {"status": "Rejected"}], "charger_rejected"),
+        ([4, None, "InternalError", "busy", {}], "charger_rejected"),
+    ],
+)
 async def test_a_drivers_start_follows_the_chargers_answer(charge_point, answer, failure):
     """A driver's RemoteStartTransaction answered Rejected or with a CALLERROR fails the driver's session,
     through the real consumer and whichever of the consumer and the waiter records the outcome first."""
@@ -106,10 +109,12 @@ async def test_a_drivers_start_follows_the_chargers_answer(charge_point, answer,
 
     def setup():
         cp = ChargePoint.objects.get(identity="CP-1")
-        Connector.objects.create(evse=Evse.objects.create(charge_point=cp, evse_id=1), connector_id=1,
-                                 status="Available")
-        session, _ = driver_session_start(driver=DriverFactory(), charge_point_id=cp.pk, evse_id=1,
-                                          idempotency_key="k")
+        Connector.objects.create(
+            evse=Evse.objects.create(charge_point=cp, evse_id=1), connector_id=1, status="Available"
+        )
+        session, _ = driver_session_start(
+            driver=DriverFactory(), charge_point_id=cp.pk, evse_id=1, idempotency_key="k"
+        )
         return session
 
     comm, connected, _ = await connect()
@@ -154,6 +159,8 @@ async def test_an_answer_followed_at_once_by_a_disconnect_is_still_recorded(char
     await comm.disconnect()
     outcome = await wait(command_wait)(command_id=command_id, timeout_s=5)
     assert outcome["status"] == CommandStatus.ANSWERED
-    command = await database_sync_to_async(OcppCommand.objects.select_related("charge_point").get)(pk=command_id)
+    command = await database_sync_to_async(OcppCommand.objects.select_related("charge_point").get)(
+        pk=command_id
+    )
     assert command.status == CommandStatus.ANSWERED
     assert keys.verify_key(new_key, command.charge_point.auth_key_hash)

@@ -162,19 +162,31 @@ def test_outcome_store_costs_one_statement_for_the_winner_and_for_the_loser(db, 
     final in the same single statement, without a locking transaction of its own."""
     command = _open_command(action="ClearCache", payload={})
     with django_assert_num_queries(1):
-        command_outcome_store(command_id=command.pk, status=CommandStatus.ANSWERED,
-                              response={"status": "Accepted"}, follow_up=False)
+        command_outcome_store(
+            command_id=command.pk,
+            status=CommandStatus.ANSWERED,
+            response={"status": "Accepted"},
+            follow_up=False,
+        )
     with django_assert_num_queries(1):
-        command_outcome_store(command_id=command.pk, status=CommandStatus.ANSWERED,
-                              response={"status": "Accepted"}, follow_up=False)
+        command_outcome_store(
+            command_id=command.pk,
+            status=CommandStatus.ANSWERED,
+            response={"status": "Accepted"},
+            follow_up=False,
+        )
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED and command.response == {"status": "Accepted"}
 
 
 def test_outcome_store_without_response_keeps_sql_null(db):
     command = _open_command(action="ClearCache", payload={})
-    command_outcome_store(command_id=command.pk, status=CommandStatus.CHARGER_DISCONNECTED, follow_up=False,
-                          error_description="gone")
+    command_outcome_store(
+        command_id=command.pk,
+        status=CommandStatus.CHARGER_DISCONNECTED,
+        follow_up=False,
+        error_description="gone",
+    )
     assert OcppCommand.objects.filter(pk=command.pk, response__isnull=True, error_description="gone").exists()
 
 

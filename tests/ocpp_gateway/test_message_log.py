@@ -27,8 +27,13 @@ async def test_frames_in_and_out_are_logged_in_a_batch(charge_point):
     await charger.send_raw("not json\u0000")
     await charger.call("Heartbeat", {})
     await messagelog.flush_now()
-    rows = await database_sync_to_async(lambda: list(OcppMessage.objects.order_by("pk").values_list(
-        "identity", "direction", "message_type", "action", "unique_id", "charge_point_id")))()
+    rows = await database_sync_to_async(
+        lambda: list(
+            OcppMessage.objects.order_by("pk").values_list(
+                "identity", "direction", "message_type", "action", "unique_id", "charge_point_id"
+            )
+        )
+    )()
     assert rows == [
         ("CP-1", "in", 2, "BootNotification", "m1", charge_point.pk),
         ("CP-1", "out", 3, "BootNotification", "m1", charge_point.pk),
@@ -36,14 +41,17 @@ async def test_frames_in_and_out_are_logged_in_a_batch(charge_point):
         ("CP-1", "in", 2, "Heartbeat", "m2", charge_point.pk),
         ("CP-1", "out", 3, "Heartbeat", "m2", charge_point.pk),
     ]
-    frame = await database_sync_to_async(lambda: OcppMessage.objects.get(direction="in", action="Heartbeat").frame)()
+    frame = await database_sync_to_async(
+        lambda: OcppMessage.objects.get(direction="in", action="Heartbeat").frame
+    )()
     assert frame == '[2, "m2", "Heartbeat", {}]'
     await comm.disconnect()
 
 
 async def test_purge_removes_only_old_frames(charge_point):
-    old = await database_sync_to_async(OcppMessageFactory)(charge_point=charge_point,
-                                                           at=clock.now() - timedelta(days=31))
+    old = await database_sync_to_async(OcppMessageFactory)(
+        charge_point=charge_point, at=clock.now() - timedelta(days=31)
+    )
     new = await database_sync_to_async(OcppMessageFactory)(charge_point=charge_point, at=clock.now())
     assert await database_sync_to_async(message_log_purge)(days=30) == 1
     remaining = await database_sync_to_async(lambda: set(OcppMessage.objects.values_list("pk", flat=True)))()
@@ -84,24 +92,44 @@ async def test_charger_keys_are_masked_in_the_log_both_ways_v16(charge_point):
     assert connected
     charger = Charger(comm)
     command = await sync_to_async(_send, thread_sensitive=False)(
-        charge_point=charge_point, action="ChangeConfiguration",
-        payload={"key": "AuthorizationKey", "value": new_key}, timeout_s=10)
+        charge_point=charge_point,
+        action="ChangeConfiguration",
+        payload={"key": "AuthorizationKey", "value": new_key},
+        timeout_s=10,
+    )
     change = await charger.receive()
     assert change[3] == {"key": "AuthorizationKey", "value": new_key}  # the charger gets it in clear
     await charger.send_raw(json.dumps([3, change[1], {"status": "Rejected"}]))
     await sync_to_async(command_wait, thread_sensitive=False)(command_id=command.pk, timeout_s=5)
 
     command = await sync_to_async(_send, thread_sensitive=False)(
-        charge_point=charge_point, action="GetConfiguration", payload={"key": ["AuthorizationKey"]},
-        timeout_s=10)
+        charge_point=charge_point,
+        action="GetConfiguration",
+        payload={"key": ["AuthorizationKey"]},
+        timeout_s=10,
+    )
     get = await charger.receive()
-    await charger.send_raw(json.dumps([3, get[1], {"configurationKey": [
-        {"key": "authorizationkey", "readonly": False, "value": new_key},
-        {"key": "HeartbeatInterval", "readonly": False, "value": "300"}]}]))
+    await charger.send_raw(
+        json.dumps(
+            [
+                3,
+                get[1],
+                {
+                    "configurationKey": [
+                        {"key": "authorizationkey", "readonly": False, "value": new_key},
+                        {"key": "HeartbeatInterval", "readonly": False, "value": "300"},
+                    ]
+                },
+            ]
+        )
+    )
     await sync_to_async(command_wait, thread_sensitive=False)(command_id=command.pk, timeout_s=5)
     # A charger that echoes it in a request of its own, even one that breaks the schema.
-    await charger.send_raw(json.dumps([2, "echo", "DataTransfer",
-                                       {"vendorId": "X", "key": "AuthorizationKey", "value": new_key}]))
+    await charger.send_raw(
+        json.dumps(
+            [2, "echo", "DataTransfer", {"vendorId": "X", "key": "AuthorizationKey", "value": new_key}]
+        )
+    )
     await charger.receive()
     await charger.send_raw('[2, "bad", "AuthorizationKey" ' + new_key)  # unreadable, yet names the key
     await comm.disconnect()
@@ -142,33 +170,54 @@ async def test_charger_keys_are_masked_in_the_log_both_ways_v201(transactional_d
 
     org = await database_sync_to_async(OrganisationFactory)(slug="v201-org")
     cp = await database_sync_to_async(ChargePointFactory)(
-        identity="CS-1", organisation=org, ocpp_protocol="ocpp2.0.1", auth_key_hash=keys.hash_key(KEY))
+        identity="CS-1", organisation=org, ocpp_protocol="ocpp2.0.1", auth_key_hash=keys.hash_key(KEY)
+    )
     secret = "BASIC-AUTH-password-0123"
     comm, connected, _ = await connect(identity="CS-1", subprotocols=["ocpp2.0.1"])
     assert connected
     charger = Charger(comm)
     item = {"component": {"name": "SecurityCtrlr"}, "variable": {"name": "BasicAuthPassword"}}
     command = await sync_to_async(_send, thread_sensitive=False)(
-        charge_point=cp, action="SetVariables",
-        payload={"setVariableData": [{**item, "attributeValue": secret}]}, timeout_s=10)
+        charge_point=cp,
+        action="SetVariables",
+        payload={"setVariableData": [{**item, "attributeValue": secret}]},
+        timeout_s=10,
+    )
     sent = await charger.receive()
     assert sent[3]["setVariableData"][0]["attributeValue"] == secret
-    await charger.send_raw(json.dumps([3, sent[1], {"setVariableResult": [
-        {**item, "attributeStatus": "Rejected"}]}]))
+    await charger.send_raw(
+        json.dumps([3, sent[1], {"setVariableResult": [{**item, "attributeStatus": "Rejected"}]}])
+    )
     await sync_to_async(command_wait, thread_sensitive=False)(command_id=command.pk, timeout_s=5)
 
     command = await sync_to_async(_send, thread_sensitive=False)(
-        charge_point=cp, action="GetVariables", payload={"getVariableData": [item]}, timeout_s=10)
+        charge_point=cp, action="GetVariables", payload={"getVariableData": [item]}, timeout_s=10
+    )
     get = await charger.receive()
-    await charger.send_raw(json.dumps([3, get[1], {"getVariableResult": [
-        {**item, "attributeStatus": "Accepted", "attributeValue": secret}]}]))
+    await charger.send_raw(
+        json.dumps(
+            [
+                3,
+                get[1],
+                {"getVariableResult": [{**item, "attributeStatus": "Accepted", "attributeValue": secret}]},
+            ]
+        )
+    )
     await sync_to_async(command_wait, thread_sensitive=False)(command_id=command.pk, timeout_s=5)
 
-    await charger.call("BootNotification", {"reason": "PowerUp",
-                                            "chargingStation": {"model": "M", "vendorName": "V"}})
-    await charger.call("NotifyReport", {
-        "requestId": 1, "generatedAt": "2026-01-01T00:00:00Z", "seqNo": 0, "tbc": False,
-        "reportData": [{**item, "variableAttribute": [{"type": "Actual", "value": secret}]}]})
+    await charger.call(
+        "BootNotification", {"reason": "PowerUp", "chargingStation": {"model": "M", "vendorName": "V"}}
+    )
+    await charger.call(
+        "NotifyReport",
+        {
+            "requestId": 1,
+            "generatedAt": "2026-01-01T00:00:00Z",
+            "seqNo": 0,
+            "tbc": False,
+            "reportData": [{**item, "variableAttribute": [{"type": "Actual", "value": secret}]}],
+        },
+    )
     await comm.disconnect()
     await messagelog.flush_now()
 
@@ -177,5 +226,6 @@ async def test_charger_keys_are_masked_in_the_log_both_ways_v201(transactional_d
     assert stored.count('"***"') >= 3
     # Nor in the device model the report and the GetVariables answer update (readable in the admin).
     values = await database_sync_to_async(
-        lambda: list(DeviceVariable.objects.values_list("value", flat=True)))()
+        lambda: list(DeviceVariable.objects.values_list("value", flat=True))
+    )()
     assert values and secret not in values

@@ -403,12 +403,14 @@ def test_charge_point_page_lists_its_evses_with_connectors(admin_client):
 def test_accept_pending_action_leads_to_the_accept_page_which_gives_a_key(admin_client, org_a):
     """The action goes to the gateway's accept page (one charger at a time: the page shows the connection
     that will get the key); accepting there gives the key, shown once."""
-    pending = ChargePointFactory(organisation=org_a, registration_status="Pending", security_profile=0,
-                                 auth_key_hash="")
+    pending = ChargePointFactory(
+        organisation=org_a, registration_status="Pending", security_profile=0, auth_key_hash=""
+    )
     accepted = ChargePointFactory(organisation=org_a)
     changelist = reverse("admin:stations_chargepoint_changelist")
-    response = admin_client.post(changelist, {"action": "accept_pending",
-                                              "_selected_action": [pending.pk, accepted.pk]}, follow=True)
+    response = admin_client.post(
+        changelist, {"action": "accept_pending", "_selected_action": [pending.pk, accepted.pk]}, follow=True
+    )
     assert any("one charge point at a time" in str(m) for m in get_messages(response.wsgi_request))
     pending.refresh_from_db()
     assert pending.registration_status == "Pending"
@@ -423,8 +425,9 @@ def test_accept_pending_action_leads_to_the_accept_page_which_gives_a_key(admin_
     assert pending.registration_status == "Accepted"
     assert pending.security_profile == 0  # until the charger has stored its new key
     assert any(pending.identity in t and "offline" in t and "<code>" in t for t in texts)
-    response = admin_client.post(reverse("admin:ocpp_gateway_ocppcommand_accept", args=[accepted.pk]), {},
-                                 follow=True)
+    response = admin_client.post(
+        reverse("admin:ocpp_gateway_ocppcommand_accept", args=[accepted.pk]), {}, follow=True
+    )
     texts = [str(m) for m in get_messages(response.wsgi_request)]
     assert f"{accepted.identity} is already accepted." in texts
     assert AuditRecord.objects.filter(action="chargepoint.accept", target_id=str(pending.pk)).count() == 1

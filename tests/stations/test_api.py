@@ -37,17 +37,32 @@ def api(db):
 
 
 def online(cp) -> None:
-    sync_redis().hset(presence.PREFIX + cp.identity, mapping={"channel": "x", "epoch": 1, "server": "t",
-                                                              "connected_at": time.time(),
-                                                              "last_frame_at": time.time()})
+    sync_redis().hset(
+        presence.PREFIX + cp.identity,
+        mapping={
+            "channel": "x",
+            "epoch": 1,
+            "server": "t",
+            "connected_at": time.time(),
+            "last_frame_at": time.time(),
+        },
+    )
 
 
-def charger(north_m: float, *, standard=ConnectorStandard.IEC_62196_T2, power_w=22000,
-            status=ConnectorStatus.AVAILABLE, is_online=True, **location):
+def charger(
+    north_m: float,
+    *,
+    standard=ConnectorStandard.IEC_62196_T2,
+    power_w=22000,
+    status=ConnectorStatus.AVAILABLE,
+    is_online=True,
+    **location,
+):
     loc = LocationFactory(point=Point(LNG, LAT + north_m / 111_200, srid=4326), **location)
     cp = ChargePointFactory(location=loc, organisation=loc.organisation)
-    ConnectorFactory(evse=EvseFactory(charge_point=cp, evse_id=1), standard=standard, max_power_w=power_w,
-                     status=status)
+    ConnectorFactory(
+        evse=EvseFactory(charge_point=cp, evse_id=1), standard=standard, max_power_w=power_w, status=status
+    )
     if is_online:
         online(cp)
     return cp
@@ -111,11 +126,20 @@ def test_few_queries_whatever_the_number_of_results(api):
     assert len(queries) <= 12, [q["sql"][:120] for q in queries]
 
 
-@pytest.mark.parametrize("params,field", [
-    ({"lat": 91}, "lat"), ({"lat": -90.5}, "lat"), ({"lng": 181}, "lng"), ({"lng": "east"}, "lng"),
-    ({"radius": 0}, "radius"), ({"radius": 100_001}, "radius"), ({"connector_type": "USB"}, "connector_type"),
-    ({"min_power_kw": "-1"}, "min_power_kw"), ({"available": "maybe"}, "available"),
-])
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"lat": 91}, "lat"),
+        ({"lat": -90.5}, "lat"),
+        ({"lng": 181}, "lng"),
+        ({"lng": "east"}, "lng"),
+        ({"radius": 0}, "radius"),
+        ({"radius": 100_001}, "radius"),
+        ({"connector_type": "USB"}, "connector_type"),
+        ({"min_power_kw": "-1"}, "min_power_kw"),
+        ({"available": "maybe"}, "available"),
+    ],
+)
 def test_bad_parameters_name_the_field(api, params, field):
     response = nearby(api, **params)
     assert response.status_code == 400
@@ -146,7 +170,9 @@ def test_the_spatial_index_serves_the_search(db):
     from apps.stations.models import Location
 
     charger(100)
-    sql, params = Location.objects.filter(point__dwithin=(Point(LNG, LAT, srid=4326), D(m=5000))).query.sql_with_params()
+    sql, params = Location.objects.filter(
+        point__dwithin=(Point(LNG, LAT, srid=4326), D(m=5000))
+    ).query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("EXPLAIN " + sql, params)
@@ -162,12 +188,19 @@ def test_gross_price_summary_from_the_tariff_in_force(api):
 
     cp = charger(100)
     tariff = TariffFactory(organisation=cp.organisation, alt_text={"en": "0.36/kWh"})
-    TariffElementFactory(tariff=tariff, energy_price=Decimal("0.30"), flat_price=Decimal("1.00"),
-                         energy_vat=Decimal("19"), flat_vat=Decimal("19"))
+    TariffElementFactory(
+        tariff=tariff,
+        energy_price=Decimal("0.30"),
+        flat_price=Decimal("1.00"),
+        energy_vat=Decimal("19"),
+        flat_vat=Decimal("19"),
+    )
     TariffAssignmentFactory(tariff=tariff)
     body = nearby(api).json()[0]
     price = body["price"]
     assert price["currency"] == "EUR" and price["tariff_id"] == tariff.pk
-    assert Decimal(price["energy_per_kwh"]) == Decimal("0.357") and Decimal(price["session_fee"]) == Decimal("1.19")
+    assert Decimal(price["energy_per_kwh"]) == Decimal("0.357") and Decimal(price["session_fee"]) == Decimal(
+        "1.19"
+    )
     assert body["evses"][0]["connectors"][0]["price"] == price
     assert api.get(f"/api/v1/chargers/{cp.pk}").json()["price"] == price

@@ -30,11 +30,17 @@ class MeOutput(serializers.Serializer):
     @staticmethod
     def of(user: User) -> dict[str, Any]:
         profile = DriverProfile.objects.filter(user=user).first()
-        return MeOutput({
-            "id": user.pk, "email": user.email, "email_verified": user.email_verified,
-            "full_name": user.full_name, "phone": profile.phone if profile else "",
-            "preferred_language": profile.preferred_language if profile else "en", "date_joined": user.date_joined,
-        }).data
+        return MeOutput(
+            {
+                "id": user.pk,
+                "email": user.email,
+                "email_verified": user.email_verified,
+                "full_name": user.full_name,
+                "phone": profile.phone if profile else "",
+                "preferred_language": profile.preferred_language if profile else "en",
+                "date_joined": user.date_joined,
+            }
+        ).data
 
 
 class MeUpdateInput(serializers.Serializer):
@@ -66,7 +72,8 @@ class TokenInput(serializers.Serializer):
     uid = serializers.CharField(max_length=64, help_text="The card's uid (RFID: hex, separators allowed).")
     type = serializers.ChoiceField(
         choices=[IdTokenType.ISO14443, IdTokenType.ISO15693, IdTokenType.EMAID, IdTokenType.KEY_CODE],
-        default=IdTokenType.ISO14443, required=False,
+        default=IdTokenType.ISO14443,
+        required=False,
     )
     label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
 

@@ -60,7 +60,8 @@ class RegisterView(APIView):
     throttle_scope_base = "register"
 
     @extend_schema(
-        tags=TAG_AUTH, request=RegisterInput,
+        tags=TAG_AUTH,
+        request=RegisterInput,
         responses={202: OpenApiResponse(description=REGISTER_ACCEPTED), **error_responses(400, 429)},
         summary="Create a driver account (always 202: no account enumeration)",
     )
@@ -90,10 +91,16 @@ class LoginView(TokenObtainPairView):
     throttle_classes = [AddressRateThrottle]
     throttle_scope_base = "login"
 
-    @extend_schema(tags=TAG_AUTH, summary="Log in: e-mail and password for a JWT pair",
-                   responses={200: inline_serializer("TokenPair", {"access": serializers.CharField(),
-                                                                    "refresh": serializers.CharField()}),
-                              **error_responses(400, 401, 429)})
+    @extend_schema(
+        tags=TAG_AUTH,
+        summary="Log in: e-mail and password for a JWT pair",
+        responses={
+            200: inline_serializer(
+                "TokenPair", {"access": serializers.CharField(), "refresh": serializers.CharField()}
+            ),
+            **error_responses(400, 401, 429),
+        },
+    )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         limit = LoginFailureLimit(request, base=self.throttle_scope_base)
         limit.begin()
@@ -111,10 +118,16 @@ class LoginView(TokenObtainPairView):
 class RefreshView(TokenRefreshView):
     """A new access token (and a new refresh token: the old one is revoked) for a refresh token."""
 
-    @extend_schema(tags=TAG_AUTH, summary="Refresh the JWT pair",
-                   responses={200: inline_serializer("TokenRefreshed", {"access": serializers.CharField(),
-                                                                        "refresh": serializers.CharField()}),
-                              **error_responses(400, 401)})
+    @extend_schema(
+        tags=TAG_AUTH,
+        summary="Refresh the JWT pair",
+        responses={
+            200: inline_serializer(
+                "TokenRefreshed", {"access": serializers.CharField(), "refresh": serializers.CharField()}
+            ),
+            **error_responses(400, 401),
+        },
+    )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().post(request, *args, **kwargs)
 
@@ -123,15 +136,22 @@ class LogoutView(APIView):
     permission_classes = [permissions.AllowAny]
     authentication_classes: list[Any] = []
 
-    @extend_schema(tags=TAG_AUTH, request=LogoutInput, responses={204: None, **error_responses(400)},
-                   summary="Log out: revoke a refresh token")
+    @extend_schema(
+        tags=TAG_AUTH,
+        request=LogoutInput,
+        responses={204: None, **error_responses(400)},
+        summary="Log out: revoke a refresh token",
+    )
     def post(self, request: Request) -> Response:
         data = validated(LogoutInput, request.data)
         try:
             RefreshToken(data["refresh"]).blacklist()
         except TokenError as exc:
-            raise ValidationFailed(_("This refresh token is invalid or expired."), code="token_not_valid",
-                                   fields={"refresh": [str(exc)]}) from exc
+            raise ValidationFailed(
+                _("This refresh token is invalid or expired."),
+                code="token_not_valid",
+                fields={"refresh": [str(exc)]},
+            ) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -141,8 +161,12 @@ class PasswordResetView(APIView):
     throttle_classes = THROTTLES
     throttle_scope_base = "password"
 
-    @extend_schema(tags=TAG_AUTH, request=EmailInput, responses={202: None, **error_responses(400, 429)},
-                   summary="E-mail a password reset code (always 202: no account enumeration)")
+    @extend_schema(
+        tags=TAG_AUTH,
+        request=EmailInput,
+        responses={202: None, **error_responses(400, 429)},
+        summary="E-mail a password reset code (always 202: no account enumeration)",
+    )
     def post(self, request: Request) -> Response:
         data = validated(EmailInput, request.data)
         services.user_send_password_reset(email=data["email"], base_url=public_base_url(request))
@@ -155,13 +179,17 @@ class PasswordResetConfirmView(APIView):
     throttle_classes = THROTTLES
     throttle_scope_base = "password"
 
-    @extend_schema(tags=TAG_AUTH, request=PasswordResetConfirmInput,
-                   responses={204: None, **error_responses(400)},
-                   summary="Set a new password with the e-mailed uid and code")
+    @extend_schema(
+        tags=TAG_AUTH,
+        request=PasswordResetConfirmInput,
+        responses={204: None, **error_responses(400)},
+        summary="Set a new password with the e-mailed uid and code",
+    )
     def post(self, request: Request) -> Response:
         data = validated(PasswordResetConfirmInput, request.data)
-        services.user_reset_password(uidb64=data["uid"], token=data["token"],
-                                     new_password=data["new_password"])
+        services.user_reset_password(
+            uidb64=data["uid"], token=data["token"], new_password=data["new_password"]
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -169,8 +197,12 @@ class EmailVerifyView(APIView):
     permission_classes = [permissions.AllowAny]
     authentication_classes: list[Any] = []
 
-    @extend_schema(tags=TAG_AUTH, request=EmailVerifyInput, responses={200: MeOutput, **error_responses(400)},
-                   summary="Confirm the e-mail address with the uid and code of the e-mailed link")
+    @extend_schema(
+        tags=TAG_AUTH,
+        request=EmailVerifyInput,
+        responses={200: MeOutput, **error_responses(400)},
+        summary="Confirm the e-mail address with the uid and code of the e-mailed link",
+    )
     def post(self, request: Request) -> Response:
         data = validated(EmailVerifyInput, request.data)
         user = services.user_verify_email(uidb64=data["uid"], token=data["token"])
@@ -181,8 +213,12 @@ class EmailResendView(APIView):
     throttle_classes = THROTTLES
     throttle_scope_base = "password"
 
-    @extend_schema(tags=TAG_AUTH, request=None, responses={202: None, **error_responses(401, 409, 429)},
-                   summary="Send the verification e-mail again")
+    @extend_schema(
+        tags=TAG_AUTH,
+        request=None,
+        responses={202: None, **error_responses(401, 409, 429)},
+        summary="Send the verification e-mail again",
+    )
     def post(self, request: Request) -> Response:
         if request.user.email_verified:
             raise Conflict(_("Your e-mail address is already verified."), code="email_already_verified")
@@ -195,15 +231,22 @@ class MeView(APIView):
     def get(self, request: Request) -> Response:
         return Response(MeOutput.of(request.user))
 
-    @extend_schema(tags=TAG_ME, request=MeUpdateInput, responses={200: MeOutput, **error_responses(400, 401)},
-                   summary="Change my profile")
+    @extend_schema(
+        tags=TAG_ME,
+        request=MeUpdateInput,
+        responses={200: MeOutput, **error_responses(400, 401)},
+        summary="Change my profile",
+    )
     def patch(self, request: Request) -> Response:
         data = validated(MeUpdateInput, request.data)
         user = services.driver_update(user=request.user, **data)
         return Response(MeOutput.of(user))
 
-    @extend_schema(tags=TAG_ME, responses={204: None, **error_responses(401, 409)},
-                   summary="Delete my account (personal data erased; invoices and charge records kept)")
+    @extend_schema(
+        tags=TAG_ME,
+        responses={204: None, **error_responses(401, 409)},
+        summary="Delete my account (personal data erased; invoices and charge records kept)",
+    )
     def delete(self, request: Request) -> Response:
         from apps.charging.driver_selectors import driver_has_running_charge
 
@@ -211,8 +254,9 @@ class MeView(APIView):
             # The driver's row lock: a start that comes in meanwhile waits and then finds the account closed.
             User.objects.select_for_update(no_key=True).filter(pk=request.user.pk).first()
             if driver_has_running_charge(driver=request.user):
-                raise Conflict(_("Stop your running charge before deleting your account."),
-                               code="session_active")
+                raise Conflict(
+                    _("Stop your running charge before deleting your account."), code="session_active"
+                )
             services.driver_delete(user=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -222,20 +266,29 @@ class TokenListView(APIView):
     throttle_scope_base = "token"
     throttle_methods = ("POST",)
 
-    @extend_schema(tags=TAG_ME, responses={200: TokenOutput(many=True), **error_responses(401)},
-                   summary="My cards and app tokens")
+    @extend_schema(
+        tags=TAG_ME,
+        responses={200: TokenOutput(many=True), **error_responses(401)},
+        summary="My cards and app tokens",
+    )
     def get(self, request: Request) -> Response:
         tokens = IdToken.objects.filter(owner=request.user).order_by("created_at", "pk")
         return Response(TokenOutput(tokens, many=True).data)
 
-    @extend_schema(tags=TAG_ME, request=TokenInput, responses={201: TokenOutput, 200: TokenOutput,
-                                                              **error_responses(400, 401, 409, 429)},
-                   summary="Link a card to my account")
+    @extend_schema(
+        tags=TAG_ME,
+        request=TokenInput,
+        responses={201: TokenOutput, 200: TokenOutput, **error_responses(400, 401, 409, 429)},
+        summary="Link a card to my account",
+    )
     def post(self, request: Request) -> Response:
         data = validated(TokenInput, request.data)
         # Without proof of possession a refusal still tells a known uid from an unknown one: few per driver.
-        refusals = FailureBudget("token-refusals-user", str(request.user.pk),
-                                 detail=_("Too many cards could not be linked to your account."))
+        refusals = FailureBudget(
+            "token-refusals-user",
+            str(request.user.pk),
+            detail=_("Too many cards could not be linked to your account."),
+        )
         refusals.spend()
         try:
             token, created = services.driver_token_add(driver=request.user, **data)
@@ -247,21 +300,24 @@ class TokenListView(APIView):
             refusals.refund()
             raise
         refusals.refund()
-        return Response(TokenOutput(token).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            TokenOutput(token).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
 
 class TokenDetailView(APIView):
-    @extend_schema(tags=TAG_ME, responses={200: TokenOutput, **error_responses(401, 404)},
-                   summary="One of my tokens")
+    @extend_schema(
+        tags=TAG_ME, responses={200: TokenOutput, **error_responses(401, 404)}, summary="One of my tokens"
+    )
     def get(self, request: Request, pk: int) -> Response:
         return Response(TokenOutput(get_object_or_404(IdToken, pk=pk, owner=request.user)).data)
 
-    @extend_schema(tags=TAG_ME, responses={204: OpenApiResponse(description="Unlinked and blocked"),
-                                          **error_responses(401, 404)},
-                   summary="Unlink one of my tokens (it stops working)")
+    @extend_schema(
+        tags=TAG_ME,
+        responses={204: OpenApiResponse(description="Unlinked and blocked"), **error_responses(401, 404)},
+        summary="Unlink one of my tokens (it stops working)",
+    )
     def delete(self, request: Request, pk: int) -> Response:
         token = get_object_or_404(IdToken, pk=pk, owner=request.user)
         services.driver_token_remove(driver=request.user, token=token)
         return Response(status=status.HTTP_204_NO_CONTENT)
-

@@ -28,7 +28,10 @@ def add_live_stream(result: dict[str, Any], generator: Any, request: Any, public
             "parameters": [{"in": "path", "name": "id", "required": True, "schema": {"type": "integer"}}],
             "security": [{"jwtAuth": []}],
             "responses": {
-                "200": {"description": "The event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "200": {
+                    "description": "The event stream",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
                 "401": {"description": "Not authenticated", "content": error},
                 "404": {"description": "Not one of your sessions", "content": error},
                 "429": {"description": "Too many open streams (`too_many_streams`)", "content": error},

@@ -13,8 +13,9 @@ from apps.charging.models import DriverSession
 
 class SessionStartInput(serializers.Serializer):
     charge_point = serializers.IntegerField(min_value=1, max_value=2**31 - 1, help_text="The charger's id.")
-    connector = serializers.IntegerField(min_value=1, max_value=255,
-                                         help_text="The connector number shown in the charger's `evses`.")
+    connector = serializers.IntegerField(
+        min_value=1, max_value=255, help_text="The connector number shown in the charger's `evses`."
+    )
 
 
 class TransitionOutput(serializers.Serializer):
@@ -34,8 +35,9 @@ class CostOutput(serializers.Serializer):
 class SessionOutput(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=DriverSessionStatus.choices)
-    failure_reason = serializers.ChoiceField(choices=DriverSessionFailure.choices,
-                                             help_text="Why it failed (empty unless FAILED).")
+    failure_reason = serializers.ChoiceField(
+        choices=DriverSessionFailure.choices, help_text="Why it failed (empty unless FAILED)."
+    )
     source = serializers.ChoiceField(choices=DriverSessionSource.choices)
     charge_point = serializers.DictField(help_text="{id, identity}")
     location = serializers.DictField(help_text="{id, name, city}")
@@ -62,18 +64,27 @@ def session_data(session: DriverSession, *, with_transitions: bool = True) -> di
     usage = session_usage(session=session)
     cp = session.charge_point
     return {
-        "id": session.pk, "status": session.status, "failure_reason": session.failure_reason,
+        "id": session.pk,
+        "status": session.status,
+        "failure_reason": session.failure_reason,
         "source": session.source,
         "charge_point": {"id": cp.pk, "identity": cp.identity},
         "location": {"id": cp.location.pk, "name": cp.location.name, "city": cp.location.city},
-        "connector": session.evse_id, "created_at": session.created_at,
-        "started_at": usage.started_at, "stopped_at": usage.stopped_at,
-        "energy_wh": usage.energy_wh, "duration_s": usage.duration_s, "power_w": usage.power_w,
-        "cost": cost_data(usage), "final": is_final(session),
+        "connector": session.evse_id,
+        "created_at": session.created_at,
+        "started_at": usage.started_at,
+        "stopped_at": usage.stopped_at,
+        "energy_wh": usage.energy_wh,
+        "duration_s": usage.duration_s,
+        "power_w": usage.power_w,
+        "cost": cost_data(usage),
+        "final": is_final(session),
         "transitions": [
             {"from_status": t.from_status, "to_status": t.to_status, "at": t.at, "cause": t.cause}
             for t in session.transitions.all()
-        ] if with_transitions else [],
+        ]
+        if with_transitions
+        else [],
     }
 
 

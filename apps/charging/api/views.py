@@ -43,15 +43,25 @@ from cpo.live import StreamLease
 TAGS = ["sessions"]
 logger = logging.getLogger(__name__)
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=True,
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=True,
     description="A key the app makes per start attempt (e.g. a UUID). Repeating it within 24 h returns the "
-                "same session instead of starting another.",
+    "same session instead of starting another.",
 )
 # FAILED at once: the status and code the start request answers with.
 _FAILED_AT_START = {
-    DriverSessionFailure.CHARGER_OFFLINE: (Conflict, "charger_offline", gettext_lazy("The charger is offline.")),
-    DriverSessionFailure.NOT_AUTHORISED: (PermissionDenied, "not_authorised",
-                                          gettext_lazy("Your app token is not accepted.")),
+    DriverSessionFailure.CHARGER_OFFLINE: (
+        Conflict,
+        "charger_offline",
+        gettext_lazy("The charger is offline."),
+    ),
+    DriverSessionFailure.NOT_AUTHORISED: (
+        PermissionDenied,
+        "not_authorised",
+        gettext_lazy("Your app token is not accepted."),
+    ),
 }
 
 
@@ -60,35 +70,52 @@ class SessionListView(APIView):
     throttle_scope_base = "start"
     throttle_methods = ("POST",)
 
-    @extend_schema(tags=TAGS, summary="My sessions, newest first (cursor-paginated)",
-                   responses={200: SessionOutput(many=True), **error_responses(401)})
+    @extend_schema(
+        tags=TAGS,
+        summary="My sessions, newest first (cursor-paginated)",
+        responses={200: SessionOutput(many=True), **error_responses(401)},
+    )
     def get(self, request: Request) -> Response:
         paginator = CursorPagination()
-        page = paginator.paginate_queryset(driver_session_list(driver=request.user).prefetch_related("transitions"),
-                                           request, view=self)
+        page = paginator.paginate_queryset(
+            driver_session_list(driver=request.user).prefetch_related("transitions"), request, view=self
+        )
         return paginator.get_paginated_response([session_json(s) for s in page or []])
 
     @extend_schema(
-        tags=TAGS, summary="Start charging on a connector",
-        parameters=[IDEMPOTENCY_HEADER], request=SessionStartInput,
-        responses={201: SessionOutput, 200: OpenApiResponse(SessionOutput, description="A replay of the same key"),
-                   **error_responses(400, 401, 403, 404, 409, 429)},
+        tags=TAGS,
+        summary="Start charging on a connector",
+        parameters=[IDEMPOTENCY_HEADER],
+        request=SessionStartInput,
+        responses={
+            201: SessionOutput,
+            200: OpenApiResponse(SessionOutput, description="A replay of the same key"),
+            **error_responses(400, 401, 403, 404, 409, 429),
+        },
     )
     def post(self, request: Request) -> Response:
         data = validated(SessionStartInput, request.data)
         session, created = driver_services.driver_session_start(
-            driver=request.user, charge_point_id=data["charge_point"], evse_id=data["connector"],
+            driver=request.user,
+            charge_point_id=data["charge_point"],
+            evse_id=data["connector"],
             idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
         )
         session = driver_session_get(driver=request.user, pk=session.pk)
         body = session_json(session)
         headers = {} if created else {"Idempotent-Replayed": "true"}
-        failed = _FAILED_AT_START.get(session.failure_reason) if session.status == DriverSessionStatus.FAILED else None
+        failed = (
+            _FAILED_AT_START.get(session.failure_reason)
+            if session.status == DriverSessionStatus.FAILED
+            else None
+        )
         if failed is not None:
             error_class, code, detail = failed
             error = error_class(detail, code=code)
             return Response({**error.as_dict(), "session": body}, status=error.http_status, headers=headers)
-        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK, headers=headers)
+        return Response(
+            body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK, headers=headers
+        )
 
 
 class SessionDetailView(APIView):
@@ -96,13 +123,19 @@ class SessionDetailView(APIView):
     throttle_scope_base = "stop"
     throttle_methods = ("DELETE",)
 
-    @extend_schema(tags=TAGS, summary="One of my sessions: status, energy, duration, power, cost so far",
-                   responses={200: SessionOutput, **error_responses(401, 404)})
+    @extend_schema(
+        tags=TAGS,
+        summary="One of my sessions: status, energy, duration, power, cost so far",
+        responses={200: SessionOutput, **error_responses(401, 404)},
+    )
     def get(self, request: Request, pk: int) -> Response:
         return Response(session_json(driver_session_get(driver=request.user, pk=pk)))
 
-    @extend_schema(tags=TAGS, summary="Stop charging (same as POST .../stop)",
-                   responses={200: SessionOutput, 202: SessionOutput, **error_responses(401, 404, 409, 429)})
+    @extend_schema(
+        tags=TAGS,
+        summary="Stop charging (same as POST .../stop)",
+        responses={200: SessionOutput, 202: SessionOutput, **error_responses(401, 404, 409, 429)},
+    )
     def delete(self, request: Request, pk: int) -> Response:
         return _stop(request, pk)
 
@@ -111,10 +144,14 @@ class SessionStopView(APIView):
     throttle_classes = THROTTLES
     throttle_scope_base = "stop"
 
-    @extend_schema(tags=TAGS, request=None, summary="Stop charging",
-                   description="202 while the charger stops (STOPPING); 200 with the final energy and cost "
-                               "once the session is COMPLETED. Repeating it is harmless.",
-                   responses={200: SessionOutput, 202: SessionOutput, **error_responses(401, 404, 409, 429)})
+    @extend_schema(
+        tags=TAGS,
+        request=None,
+        summary="Stop charging",
+        description="202 while the charger stops (STOPPING); 200 with the final energy and cost "
+        "once the session is COMPLETED. Repeating it is harmless.",
+        responses={200: SessionOutput, 202: SessionOutput, **error_responses(401, 404, 409, 429)},
+    )
     def post(self, request: Request, pk: int) -> Response:
         return _stop(request, pk)
 
@@ -141,28 +178,39 @@ class SessionReceiptView(APIView):
     content_negotiation_class = _AnyAccept
 
     @extend_schema(
-        tags=TAGS, summary="The receipt of a completed session (HTML, or PDF with ?format=pdf or Accept: application/pdf)",
+        tags=TAGS,
+        summary="The receipt of a completed session (HTML, or PDF with ?format=pdf or Accept: application/pdf)",
         parameters=[OpenApiParameter("format", str, enum=["html", "pdf"], required=False)],
-        responses={(200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="HTML receipt"),
-                   (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="PDF receipt"),
-                   **error_responses(401, 404, 409)},
+        responses={
+            (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="HTML receipt"),
+            (200, "application/pdf"): OpenApiResponse(OpenApiTypes.BINARY, description="PDF receipt"),
+            **error_responses(401, 404, 409),
+        },
     )
     def get(self, request: Request, pk: int) -> HttpResponse:
         session = driver_session_get(driver=request.user, pk=pk)
         wanted = request.query_params.get("format") or (
-            "pdf" if "application/pdf" in request.headers.get("Accept", "") else "html")
+            "pdf" if "application/pdf" in request.headers.get("Accept", "") else "html"
+        )
         if wanted not in ("html", "pdf"):
-            raise ValidationFailed(_("Ask for format html or pdf."), fields={"format": [_("Use html or pdf.")]})
+            raise ValidationFailed(
+                _("Ask for format html or pdf."), fields={"format": [_("Use html or pdf.")]}
+            )
         if wanted == "pdf":
             response = HttpResponse(receipt_pdf(session=session), content_type="application/pdf")
             response["Content-Disposition"] = f'inline; filename="receipt-{session.pk}.pdf"'
             return response
-        return HttpResponse(receipt_html(session=session, request=request), content_type="text/html; charset=utf-8")
+        return HttpResponse(
+            receipt_html(session=session, request=request), content_type="text/html; charset=utf-8"
+        )
 
 
 class MeExportView(APIView):
-    @extend_schema(tags=["me"], summary="Everything we keep about me, as JSON",
-                   responses={200: OpenApiResponse(description="The driver's data"), **error_responses(401)})
+    @extend_schema(
+        tags=["me"],
+        summary="Everything we keep about me, as JSON",
+        responses={200: OpenApiResponse(description="The driver's data"), **error_responses(401)},
+    )
     def get(self, request: Request) -> Response:
         response = Response(driver_export(driver=request.user))
         response["Content-Disposition"] = 'attachment; filename="my-data.json"'
@@ -283,17 +331,21 @@ async def session_live(request: HttpRequest, pk: int) -> HttpResponse:
     CPO_DRIVER_LIVE_MAX_PER_DRIVER open streams of one driver or CPO_DRIVER_LIVE_MAX_PER_PROCESS of one
     process."""
     if request.method != "GET":
-        return JsonResponse({"code": "method_not_allowed", "detail": _("Only GET."), "fields": {}},
-                            status=405)
+        return JsonResponse(
+            {"code": "method_not_allowed", "detail": _("Only GET."), "fields": {}}, status=405
+        )
     try:
         driver_id, session_id = await sync_to_async(_open, thread_sensitive=False)(request, pk)
     except ApplicationError as exc:
         return _error(exc, 401 if exc.code == "not_authenticated" else exc.http_status)
     if not _take_process_slot():
         return _too_many(_("This server watches as many sessions as it can; try again in a minute."))
-    lease = StreamLease(capped_key=driver_live.driver_key(driver_id),
-                        cap=int(getattr(settings, "CPO_DRIVER_LIVE_MAX_PER_DRIVER", 5)),
-                        watch_keys=(driver_live.watch_key(session_id),), ttl_s=_lease_ttl_s())
+    lease = StreamLease(
+        capped_key=driver_live.driver_key(driver_id),
+        cap=int(getattr(settings, "CPO_DRIVER_LIVE_MAX_PER_DRIVER", 5)),
+        watch_keys=(driver_live.watch_key(session_id),),
+        ttl_s=_lease_ttl_s(),
+    )
     slots = _Slots(lease)
     try:
         taken = await lease.acquire()
@@ -307,8 +359,11 @@ async def session_live(request: HttpRequest, pk: int) -> HttpResponse:
     if not taken:
         slots.give_process()
         return _too_many(_("You are watching too many sessions at once; close one and try again."))
-    response = StreamingHttpResponse(_live_events(slots, session_id), content_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    response = StreamingHttpResponse(
+        _live_events(slots, session_id),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
     # Django closes the response (running its resource closers) even when the stream never started...
     response._resource_closers.append(slots.release_sync)
     # ...except when the request is cancelled between this return and the response being sent: then

@@ -10,7 +10,13 @@ from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
 
 from apps.charging import metering
-from apps.charging.services import AuthResult, idtoken_authorize, meter_values_record, session_start, session_stop
+from apps.charging.services import (
+    AuthResult,
+    idtoken_authorize,
+    meter_values_record,
+    session_start,
+    session_stop,
+)
 from apps.ocpp_gateway.handlers import HandlerBase, iso
 from apps.stations.choices import OcppProtocol, RegistrationStatus
 from apps.stations.models import ChargePoint
@@ -40,14 +46,22 @@ def _authorize(*, uid: str, charge_point_id: int) -> AuthResult:
 
 class ChargePointHandlers(HandlerBase):
     @on(Action.boot_notification)
-    async def on_boot_notification(self, charge_point_vendor: str, charge_point_model: str,
-                                   **kwargs: Any) -> call_result.BootNotification:
+    async def on_boot_notification(
+        self, charge_point_vendor: str, charge_point_model: str, **kwargs: Any
+    ) -> call_result.BootNotification:
         status = await database_sync_to_async(chargepoint_record_boot)(
-            charge_point_id=self.ctx.charge_point_id, protocol=OcppProtocol.OCPP16, received_at=clock.now(),
-            vendor=charge_point_vendor, model=charge_point_model,
-            serial_number=kwargs.get("charge_point_serial_number") or kwargs.get("charge_box_serial_number") or "",
-            firmware_version=kwargs.get("firmware_version") or "", iccid=kwargs.get("iccid") or "",
-            imsi=kwargs.get("imsi") or "", meter_type=kwargs.get("meter_type") or "",
+            charge_point_id=self.ctx.charge_point_id,
+            protocol=OcppProtocol.OCPP16,
+            received_at=clock.now(),
+            vendor=charge_point_vendor,
+            model=charge_point_model,
+            serial_number=kwargs.get("charge_point_serial_number")
+            or kwargs.get("charge_box_serial_number")
+            or "",
+            firmware_version=kwargs.get("firmware_version") or "",
+            iccid=kwargs.get("iccid") or "",
+            imsi=kwargs.get("imsi") or "",
+            meter_type=kwargs.get("meter_type") or "",
             meter_serial_number=kwargs.get("meter_serial_number") or "",
         )
         self.ctx.registration_status = status
@@ -65,54 +79,100 @@ class ChargePointHandlers(HandlerBase):
         return call_result.Authorize(id_tag_info=id_tag_info(auth))
 
     @on(Action.start_transaction)
-    async def on_start_transaction(self, connector_id: int, id_tag: str, meter_start: int, timestamp: str,
-                                   reservation_id: int | None = None, **kwargs: Any) -> call_result.StartTransaction:
+    async def on_start_transaction(
+        self,
+        connector_id: int,
+        id_tag: str,
+        meter_start: int,
+        timestamp: str,
+        reservation_id: int | None = None,
+        **kwargs: Any,
+    ) -> call_result.StartTransaction:
         if connector_id < 1:
             raise self.violation("connectorId: a transaction starts on connector 1 or higher")
         result = await database_sync_to_async(session_start)(
-            charge_point_id=self.ctx.charge_point_id, evse_id=connector_id, id_tag=id_tag,
-            meter_start_wh=meter_start, started_at_charger=self.parse_time(timestamp, "timestamp"),
-            received_at=clock.now(), protocol=OcppProtocol.OCPP16, reservation_id=reservation_id,
+            charge_point_id=self.ctx.charge_point_id,
+            evse_id=connector_id,
+            id_tag=id_tag,
+            meter_start_wh=meter_start,
+            started_at_charger=self.parse_time(timestamp, "timestamp"),
+            received_at=clock.now(),
+            protocol=OcppProtocol.OCPP16,
+            reservation_id=reservation_id,
         )
-        return call_result.StartTransaction(transaction_id=result.session.ocpp16_transaction_id,
-                                            id_tag_info=id_tag_info(result.auth))
+        return call_result.StartTransaction(
+            transaction_id=result.session.ocpp16_transaction_id, id_tag_info=id_tag_info(result.auth)
+        )
 
     @on(Action.stop_transaction)
-    async def on_stop_transaction(self, meter_stop: int, timestamp: str, transaction_id: int,
-                                  reason: str | None = None, id_tag: str | None = None,
-                                  transaction_data: list[dict[str, Any]] | None = None,
-                                  **kwargs: Any) -> call_result.StopTransaction:
+    async def on_stop_transaction(
+        self,
+        meter_stop: int,
+        timestamp: str,
+        transaction_id: int,
+        reason: str | None = None,
+        id_tag: str | None = None,
+        transaction_data: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> call_result.StopTransaction:
         samples = self.samples(transaction_data or [])
         result = await database_sync_to_async(session_stop)(
-            charge_point_id=self.ctx.charge_point_id, transaction_ref=str(transaction_id), meter_stop_wh=meter_stop,
-            stopped_at_charger=self.parse_time(timestamp, "timestamp"), received_at=clock.now(),
-            reason=reason or "Local", id_tag=id_tag or "", samples=samples,
-            raw={"meterStop": meter_stop, "timestamp": timestamp, "transactionId": transaction_id, "reason": reason,
-                 "idTag": id_tag},
+            charge_point_id=self.ctx.charge_point_id,
+            transaction_ref=str(transaction_id),
+            meter_stop_wh=meter_stop,
+            stopped_at_charger=self.parse_time(timestamp, "timestamp"),
+            received_at=clock.now(),
+            reason=reason or "Local",
+            id_tag=id_tag or "",
+            samples=samples,
+            raw={
+                "meterStop": meter_stop,
+                "timestamp": timestamp,
+                "transactionId": transaction_id,
+                "reason": reason,
+                "idTag": id_tag,
+            },
         )
         if result.auth is None:
             return call_result.StopTransaction()
         return call_result.StopTransaction(id_tag_info=id_tag_info(result.auth))
 
     @on(Action.meter_values)
-    async def on_meter_values(self, connector_id: int, meter_value: list[dict[str, Any]],
-                              transaction_id: int | None = None, **kwargs: Any) -> call_result.MeterValues:
+    async def on_meter_values(
+        self,
+        connector_id: int,
+        meter_value: list[dict[str, Any]],
+        transaction_id: int | None = None,
+        **kwargs: Any,
+    ) -> call_result.MeterValues:
         samples = self.samples(meter_value)
         await database_sync_to_async(meter_values_record)(
-            charge_point_id=self.ctx.charge_point_id, evse_id=connector_id,
-            transaction_ref=str(transaction_id) if transaction_id is not None else None, samples=samples,
+            charge_point_id=self.ctx.charge_point_id,
+            evse_id=connector_id,
+            transaction_ref=str(transaction_id) if transaction_id is not None else None,
+            samples=samples,
             received_at=clock.now(),
         )
         return call_result.MeterValues()
 
     @on(Action.status_notification)
-    async def on_status_notification(self, connector_id: int, error_code: str, status: str,
-                                     timestamp: str | None = None, info: str | None = None,
-                                     vendor_error_code: str | None = None,
-                                     **kwargs: Any) -> call_result.StatusNotification:
+    async def on_status_notification(
+        self,
+        connector_id: int,
+        error_code: str,
+        status: str,
+        timestamp: str | None = None,
+        info: str | None = None,
+        vendor_error_code: str | None = None,
+        **kwargs: Any,
+    ) -> call_result.StatusNotification:
         await database_sync_to_async(connector_status_record)(
-            charge_point_id=self.ctx.charge_point_id, evse_id=connector_id, connector_id=1, status=status,
-            received_at=clock.now(), charger_at=self.parse_time(timestamp, "timestamp") if timestamp else None,
+            charge_point_id=self.ctx.charge_point_id,
+            evse_id=connector_id,
+            connector_id=1,
+            status=status,
+            received_at=clock.now(),
+            charger_at=self.parse_time(timestamp, "timestamp") if timestamp else None,
             error_code=error_code if error_code != "NoError" else "",
             info=" ".join(filter(None, [info, vendor_error_code])),
         )
@@ -124,17 +184,21 @@ class ChargePointHandlers(HandlerBase):
         return call_result.DataTransfer(status="UnknownVendorId")
 
     @on(Action.diagnostics_status_notification)
-    async def on_diagnostics_status_notification(self, status: str,
-                                                 **kwargs: Any) -> call_result.DiagnosticsStatusNotification:
+    async def on_diagnostics_status_notification(
+        self, status: str, **kwargs: Any
+    ) -> call_result.DiagnosticsStatusNotification:
         await database_sync_to_async(chargepoint_record_diagnostics_status)(
-            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now())
+            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now()
+        )
         return call_result.DiagnosticsStatusNotification()
 
     @on(Action.firmware_status_notification)
-    async def on_firmware_status_notification(self, status: str,
-                                              **kwargs: Any) -> call_result.FirmwareStatusNotification:
+    async def on_firmware_status_notification(
+        self, status: str, **kwargs: Any
+    ) -> call_result.FirmwareStatusNotification:
         await database_sync_to_async(chargepoint_record_firmware_status)(
-            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now())
+            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now()
+        )
         return call_result.FirmwareStatusNotification()
 
     # --- translation helpers -----------------------------------------------------------------------
@@ -144,11 +208,18 @@ class ChargePointHandlers(HandlerBase):
             at = self.parse_time(mv["timestamp"], "meterValue.timestamp")
             for sv in mv.get("sampled_value", []):
                 try:
-                    out.append(metering.normalise(
-                        sampled_at=at, value=sv.get("value"), measurand=sv.get("measurand"), unit=sv.get("unit"),
-                        phase=sv.get("phase"), location=sv.get("location"), context=sv.get("context"),
-                        signed=sv.get("format") == "SignedData",
-                    ))
+                    out.append(
+                        metering.normalise(
+                            sampled_at=at,
+                            value=sv.get("value"),
+                            measurand=sv.get("measurand"),
+                            unit=sv.get("unit"),
+                            phase=sv.get("phase"),
+                            location=sv.get("location"),
+                            context=sv.get("context"),
+                            signed=sv.get("format") == "SignedData",
+                        )
+                    )
                 except ValueError as exc:
                     raise self.violation(f"sampledValue.value: {exc}") from exc
         return out

@@ -60,20 +60,30 @@ def _charger_display(*, session: Any, ended: bool) -> dict[str, Any]:
     text = session_price_text(session=session)
     if not text:
         return {}
-    return {"updated_personal_message": {"format": "UTF8", "language": translation.get_language() or "en",
-                                         "content": text}}
+    return {
+        "updated_personal_message": {
+            "format": "UTF8",
+            "language": translation.get_language() or "en",
+            "content": text,
+        }
+    }
 
 
 class ChargingStationHandlers(HandlerBase):
     @on(Action.boot_notification)
-    async def on_boot_notification(self, charging_station: dict[str, Any], reason: str,
-                                   **kwargs: Any) -> call_result.BootNotification:
+    async def on_boot_notification(
+        self, charging_station: dict[str, Any], reason: str, **kwargs: Any
+    ) -> call_result.BootNotification:
         modem = charging_station.get("modem") or {}
         status = await database_sync_to_async(chargepoint_record_boot)(
-            charge_point_id=self.ctx.charge_point_id, protocol=OcppProtocol.OCPP201, received_at=clock.now(),
-            vendor=charging_station.get("vendor_name", ""), model=charging_station.get("model", ""),
+            charge_point_id=self.ctx.charge_point_id,
+            protocol=OcppProtocol.OCPP201,
+            received_at=clock.now(),
+            vendor=charging_station.get("vendor_name", ""),
+            model=charging_station.get("model", ""),
             serial_number=charging_station.get("serial_number") or "",
-            firmware_version=charging_station.get("firmware_version") or "", iccid=modem.get("iccid") or "",
+            firmware_version=charging_station.get("firmware_version") or "",
+            iccid=modem.get("iccid") or "",
             imsi=modem.get("imsi") or "",
         )
         self.ctx.registration_status = status
@@ -85,58 +95,92 @@ class ChargingStationHandlers(HandlerBase):
         return call_result.Heartbeat(current_time=iso(clock.now()))
 
     @on(Action.status_notification)
-    async def on_status_notification(self, timestamp: str, connector_status: str, evse_id: int, connector_id: int,
-                                     **kwargs: Any) -> call_result.StatusNotification:
+    async def on_status_notification(
+        self, timestamp: str, connector_status: str, evse_id: int, connector_id: int, **kwargs: Any
+    ) -> call_result.StatusNotification:
         await database_sync_to_async(connector_status_record)(
-            charge_point_id=self.ctx.charge_point_id, evse_id=evse_id, connector_id=connector_id,
-            status=connector_status, received_at=clock.now(), charger_at=self.parse_time(timestamp, "timestamp"),
+            charge_point_id=self.ctx.charge_point_id,
+            evse_id=evse_id,
+            connector_id=connector_id,
+            status=connector_status,
+            received_at=clock.now(),
+            charger_at=self.parse_time(timestamp, "timestamp"),
         )
         return call_result.StatusNotification()
 
     @on(Action.authorize)
     async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any) -> call_result.Authorize:
-        auth = await database_sync_to_async(_authorize)(uid=id_token["id_token"],
-                                                        charge_point_id=self.ctx.charge_point_id)
+        auth = await database_sync_to_async(_authorize)(
+            uid=id_token["id_token"], charge_point_id=self.ctx.charge_point_id
+        )
         return call_result.Authorize(id_token_info=id_token_info(auth))
 
     @on(Action.transaction_event)
-    async def on_transaction_event(self, event_type: str, timestamp: str, trigger_reason: str, seq_no: int,
-                                   transaction_info: dict[str, Any], **kwargs: Any) -> call_result.TransactionEvent:
+    async def on_transaction_event(
+        self,
+        event_type: str,
+        timestamp: str,
+        trigger_reason: str,
+        seq_no: int,
+        transaction_info: dict[str, Any],
+        **kwargs: Any,
+    ) -> call_result.TransactionEvent:
         evse = kwargs.get("evse") or {}
         id_token = kwargs.get("id_token") or {}
         # NoAuthorization tokens carry no identity: treat them as "no token" (free vend / plug and charge).
         uid = id_token.get("id_token", "") if id_token.get("type") != "NoAuthorization" else ""
         result = await database_sync_to_async(transaction_event_record)(
-            charge_point_id=self.ctx.charge_point_id, transaction_ref=transaction_info["transaction_id"],
-            seq_no=seq_no, event_type=event_type, trigger_reason=trigger_reason,
-            timestamp=self.parse_time(timestamp, "timestamp"), received_at=clock.now(), evse_id=evse.get("id"),
-            connector_id=evse.get("connector_id"), id_tag=uid,
+            charge_point_id=self.ctx.charge_point_id,
+            transaction_ref=transaction_info["transaction_id"],
+            seq_no=seq_no,
+            event_type=event_type,
+            trigger_reason=trigger_reason,
+            timestamp=self.parse_time(timestamp, "timestamp"),
+            received_at=clock.now(),
+            evse_id=evse.get("id"),
+            connector_id=evse.get("connector_id"),
+            id_tag=uid,
             charging_state=transaction_info.get("charging_state") or "",
             stopped_reason=transaction_info.get("stopped_reason") or "",
-            remote_start_id=transaction_info.get("remote_start_id"), reservation_id=kwargs.get("reservation_id"),
-            offline=bool(kwargs.get("offline", False)), samples=self.samples(kwargs.get("meter_value") or []),
-            payload={"eventType": event_type, "seqNo": seq_no, "timestamp": timestamp, "triggerReason": trigger_reason},
+            remote_start_id=transaction_info.get("remote_start_id"),
+            reservation_id=kwargs.get("reservation_id"),
+            offline=bool(kwargs.get("offline", False)),
+            samples=self.samples(kwargs.get("meter_value") or []),
+            payload={
+                "eventType": event_type,
+                "seqNo": seq_no,
+                "timestamp": timestamp,
+                "triggerReason": trigger_reason,
+            },
         )
         answer: dict[str, Any] = {}
         if result.auth is not None:
             answer["id_token_info"] = id_token_info(result.auth)
         if not result.duplicate and event_type in ("Started", "Ended"):
-            answer.update(await database_sync_to_async(_charger_display)(session=result.session,
-                                                                         ended=event_type == "Ended"))
+            answer.update(
+                await database_sync_to_async(_charger_display)(
+                    session=result.session, ended=event_type == "Ended"
+                )
+            )
         return call_result.TransactionEvent(**answer)
 
     @on(Action.meter_values)
-    async def on_meter_values(self, evse_id: int, meter_value: list[dict[str, Any]],
-                              **kwargs: Any) -> call_result.MeterValues:
+    async def on_meter_values(
+        self, evse_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
+    ) -> call_result.MeterValues:
         await database_sync_to_async(meter_values_record)(
-            charge_point_id=self.ctx.charge_point_id, evse_id=evse_id, transaction_ref=None,
-            samples=self.samples(meter_value), received_at=clock.now(),
+            charge_point_id=self.ctx.charge_point_id,
+            evse_id=evse_id,
+            transaction_ref=None,
+            samples=self.samples(meter_value),
+            received_at=clock.now(),
         )
         return call_result.MeterValues()
 
     @on(Action.notify_report)
-    async def on_notify_report(self, request_id: int, generated_at: str, seq_no: int,
-                               **kwargs: Any) -> call_result.NotifyReport:
+    async def on_notify_report(
+        self, request_id: int, generated_at: str, seq_no: int, **kwargs: Any
+    ) -> call_result.NotifyReport:
         await database_sync_to_async(device_model_record)(
             # A charger key it reports (SecurityCtrlr.BasicAuthPassword) is kept masked in the device model.
             charge_point_id=self.ctx.charge_point_id,
@@ -146,52 +190,78 @@ class ChargingStationHandlers(HandlerBase):
         return call_result.NotifyReport()
 
     @on(Action.notify_event)
-    async def on_notify_event(self, generated_at: str, seq_no: int, event_data: list[dict[str, Any]],
-                              **kwargs: Any) -> call_result.NotifyEvent:
-        events = [{
-            "event_id": e["event_id"], "occurred_at": self.parse_time(e["timestamp"], "eventData.timestamp"),
-            "trigger": e["trigger"], "component": (e.get("component") or {}).get("name", ""),
-            "variable": (e.get("variable") or {}).get("name", ""), "actual_value": e.get("actual_value", ""),
-            "tech_info": e.get("tech_info") or e.get("tech_code") or "", "payload": e,
-        } for e in mask_payload(event_data)]
+    async def on_notify_event(
+        self, generated_at: str, seq_no: int, event_data: list[dict[str, Any]], **kwargs: Any
+    ) -> call_result.NotifyEvent:
+        events = [
+            {
+                "event_id": e["event_id"],
+                "occurred_at": self.parse_time(e["timestamp"], "eventData.timestamp"),
+                "trigger": e["trigger"],
+                "component": (e.get("component") or {}).get("name", ""),
+                "variable": (e.get("variable") or {}).get("name", ""),
+                "actual_value": e.get("actual_value", ""),
+                "tech_info": e.get("tech_info") or e.get("tech_code") or "",
+                "payload": e,
+            }
+            for e in mask_payload(event_data)
+        ]
         await database_sync_to_async(charger_events_record)(
-            charge_point_id=self.ctx.charge_point_id, kind="event", events=events, received_at=clock.now())
+            charge_point_id=self.ctx.charge_point_id, kind="event", events=events, received_at=clock.now()
+        )
         return call_result.NotifyEvent()
 
     @on(Action.security_event_notification)
-    async def on_security_event_notification(self, type: str, timestamp: str,
-                                             **kwargs: Any) -> call_result.SecurityEventNotification:
-        event = {"occurred_at": self.parse_time(timestamp, "timestamp"), "trigger": type,
-                 "tech_info": kwargs.get("tech_info") or "", "payload": {"type": type, "timestamp": timestamp}}
+    async def on_security_event_notification(
+        self, type: str, timestamp: str, **kwargs: Any
+    ) -> call_result.SecurityEventNotification:
+        event = {
+            "occurred_at": self.parse_time(timestamp, "timestamp"),
+            "trigger": type,
+            "tech_info": kwargs.get("tech_info") or "",
+            "payload": {"type": type, "timestamp": timestamp},
+        }
         await database_sync_to_async(charger_events_record)(
-            charge_point_id=self.ctx.charge_point_id, kind="security", events=[event], received_at=clock.now())
+            charge_point_id=self.ctx.charge_point_id, kind="security", events=[event], received_at=clock.now()
+        )
         return call_result.SecurityEventNotification()
 
     @on(Action.firmware_status_notification)
-    async def on_firmware_status_notification(self, status: str,
-                                              **kwargs: Any) -> call_result.FirmwareStatusNotification:
+    async def on_firmware_status_notification(
+        self, status: str, **kwargs: Any
+    ) -> call_result.FirmwareStatusNotification:
         await database_sync_to_async(chargepoint_record_firmware_status)(
-            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now())
+            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now()
+        )
         return call_result.FirmwareStatusNotification()
 
     @on(Action.log_status_notification)
-    async def on_log_status_notification(self, status: str, **kwargs: Any) -> call_result.LogStatusNotification:
+    async def on_log_status_notification(
+        self, status: str, **kwargs: Any
+    ) -> call_result.LogStatusNotification:
         await database_sync_to_async(chargepoint_record_diagnostics_status)(
-            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now())
+            charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now()
+        )
         return call_result.LogStatusNotification()
 
     @on(Action.notify_customer_information)
-    async def on_notify_customer_information(self, data: str, seq_no: int, generated_at: str, request_id: int,
-                                             **kwargs: Any) -> call_result.NotifyCustomerInformation:
+    async def on_notify_customer_information(
+        self, data: str, seq_no: int, generated_at: str, request_id: int, **kwargs: Any
+    ) -> call_result.NotifyCustomerInformation:
         """A part of the report a CustomerInformation command asked for. Customer data is personal: it
         stays in the message log (with its retention), where operators read it, and is copied nowhere."""
         self.parse_time(generated_at, "generatedAt")
         return call_result.NotifyCustomerInformation()
 
     @on(Action.report_charging_profiles)
-    async def on_report_charging_profiles(self, request_id: int, charging_limit_source: str, evse_id: int,
-                                          charging_profile: list[dict[str, Any]],
-                                          **kwargs: Any) -> call_result.ReportChargingProfiles:
+    async def on_report_charging_profiles(
+        self,
+        request_id: int,
+        charging_limit_source: str,
+        evse_id: int,
+        charging_profile: list[dict[str, Any]],
+        **kwargs: Any,
+    ) -> call_result.ReportChargingProfiles:
         # The answer to our GetChargingProfiles: acknowledged; the profiles themselves stay in the message
         # log until smart charging keeps its own record of what each charger holds.
         return call_result.ReportChargingProfiles()
@@ -209,12 +279,19 @@ class ChargingStationHandlers(HandlerBase):
                 unit = sv.get("unit_of_measure") or {}
                 signed = sv.get("signed_meter_value") or {}
                 try:
-                    out.append(metering.normalise(
-                        sampled_at=at, value=sv.get("value"), measurand=sv.get("measurand"), unit=unit.get("unit"),
-                        multiplier=int(unit.get("multiplier") or 0), phase=sv.get("phase"),
-                        location=sv.get("location"), context=sv.get("context"),
-                        signed_data=signed.get("signed_meter_data", ""),
-                    ))
+                    out.append(
+                        metering.normalise(
+                            sampled_at=at,
+                            value=sv.get("value"),
+                            measurand=sv.get("measurand"),
+                            unit=unit.get("unit"),
+                            multiplier=int(unit.get("multiplier") or 0),
+                            phase=sv.get("phase"),
+                            location=sv.get("location"),
+                            context=sv.get("context"),
+                            signed_data=signed.get("signed_meter_data", ""),
+                        )
+                    )
                 except ValueError as exc:
                     raise self.violation(f"sampledValue.value: {exc}") from exc
         return out

@@ -32,32 +32,51 @@ def _charger_list_data(chargers: list[ChargePoint], request: Request) -> list[di
     connected = presence.online([cp.identity for cp in chargers])
     connector_ids = [c.pk for cp in chargers for e in cp.evses.all() for c in e.connectors.all()]
     # Priced for the token an app start uses (the driver's app token), so the price shown is the price charged.
-    token = (IdToken.objects.filter(owner=request.user, type=IdTokenType.CENTRAL, uid__startswith=APP_TOKEN_PREFIX)
-             .order_by("pk").first() if request.user.is_authenticated else None)
-    prices = price_summary_for_connectors(connector_ids=connector_ids, id_token=token, at=now) if connector_ids else {}
+    token = (
+        IdToken.objects.filter(owner=request.user, type=IdTokenType.CENTRAL, uid__startswith=APP_TOKEN_PREFIX)
+        .order_by("pk")
+        .first()
+        if request.user.is_authenticated
+        else None
+    )
+    prices = (
+        price_summary_for_connectors(connector_ids=connector_ids, id_token=token, at=now)
+        if connector_ids
+        else {}
+    )
     return [charger_data(cp, online=cp.identity in connected, prices=prices, now=now) for cp in chargers]
 
 
 class NearbyView(APIView):
     @extend_schema(
-        tags=TAGS, summary="Chargers near a point, nearest first (at most 50)",
-        parameters=[NearbyQuery, OpenApiParameter("available", bool, description="Only chargers available now.")],
+        tags=TAGS,
+        summary="Chargers near a point, nearest first (at most 50)",
+        parameters=[
+            NearbyQuery,
+            OpenApiParameter("available", bool, description="Only chargers available now."),
+        ],
         responses={200: ChargerOutput(many=True), **error_responses(400, 401)},
     )
     def get(self, request: Request) -> Response:
         q = validated(NearbyQuery, request.query_params)
         min_power_w = int(q["min_power_kw"] * 1000) if q.get("min_power_kw") else None
         chargers = chargepoint_list_nearby(
-            point=Point(q["lng"], q["lat"], srid=4326), radius_m=q["radius"],
-            connector_type=q.get("connector_type") or None, min_power_w=min_power_w, available=q["available"],
+            point=Point(q["lng"], q["lat"], srid=4326),
+            radius_m=q["radius"],
+            connector_type=q.get("connector_type") or None,
+            min_power_w=min_power_w,
+            available=q["available"],
             online=presence.online,
         )
         return Response(_charger_list_data(chargers, request))
 
 
 class ChargerDetailView(APIView):
-    @extend_schema(tags=TAGS, summary="One charger with its connectors, live status and prices",
-                   responses={200: ChargerOutput, **error_responses(401, 404)})
+    @extend_schema(
+        tags=TAGS,
+        summary="One charger with its connectors, live status and prices",
+        responses={200: ChargerOutput, **error_responses(401, 404)},
+    )
     def get(self, request: Request, pk: int) -> Response:
         cp = chargepoint_get_for_driver(pk=pk)
         if cp is None:

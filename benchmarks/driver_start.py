@@ -6,11 +6,11 @@ legitimate: an EVSE with a start in progress refuses a second one). Starts arriv
 do: `--rate` per second on average (10 by default, about thirty times what 1,000 chargers see at a busy
 hour with one-hour sessions), whatever the server's answer times. A closed loop of callers with no
 think time measures the process's throughput instead: one process then spends its core on the ORM work
-of back-to-back starts (about 20 ms of CPU each here) and every caller waits for all the others. The chargers are the bench's fleet
-clients, which log the arrival time of every CALL (`--calls-log`); the latency is that time minus the
-time the HTTP request was sent, both read from the same host clock. API rate limits per address are
-lifted for the bench server (every request comes from 127.0.0.1): the bench measures the start path,
-not the limiter.
+of back-to-back starts (about 20 ms of CPU each here) and every caller waits for all the others. The
+chargers are the bench's fleet clients, which log the arrival time of every CALL (`--calls-log`); the
+latency is that time minus the time the HTTP request was sent, both read from the same host clock. API
+rate limits per address are lifted for the bench server (every request comes from 127.0.0.1): the bench
+measures the start path, not the limiter.
 
     python -m benchmarks.driver_start [--chargers 1000] [--starts 200] [--rate 10]
 """
@@ -35,6 +35,7 @@ RATE_OVERRIDES = {"CPO_API_RATE_START_ADDRESS": "1000000/min", "CPO_API_RATE_STA
 def prepare(chargers: int, starts: int) -> tuple[list[int], list[str]]:
     """A published location, one EVSE with one Available connector per bench charger, `starts` drivers;
     returns (charge point ids in identity order, JWT access tokens). Leftover starts of earlier runs go."""
+    from django.contrib.auth.hashers import UNUSABLE_PASSWORD_PREFIX
     from django.contrib.gis.geos import Point
     from rest_framework_simplejwt.tokens import AccessToken
 
@@ -80,7 +81,8 @@ def prepare(chargers: int, starts: int) -> tuple[list[int], list[str]]:
     emails = [DRIVER_EMAIL.format(n=n) for n in range(starts)]
     existing = set(User.objects.filter(email__in=emails).values_list("email", flat=True))
     User.objects.bulk_create(
-        [User(email=e, password="!") for e in emails if e not in existing], batch_size=2000
+        [User(email=e, password=UNUSABLE_PASSWORD_PREFIX) for e in emails if e not in existing],
+        batch_size=2000,
     )
     users = {u.email: u for u in User.objects.filter(email__in=emails)}
     tokens = [str(AccessToken.for_user(users[e])) for e in emails]

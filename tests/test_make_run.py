@@ -1,5 +1,6 @@
-"""Smoke test of `make run`: it boots uvicorn (the web/OCPP server), a Celery worker and Celery beat, serves /healthz and the
-admin login, and a Ctrl-C (SIGINT to its process group) stops every process it started.
+"""Smoke test of `make run`: it boots uvicorn (the web/OCPP server), a Celery worker and Celery beat,
+serves /healthz and the admin login, and a Ctrl-C (SIGINT to its process group) stops every process it
+started.
 
 It runs against a throwaway database (`<name>_smoke`, dropped first, created by scripts/services.sh) on
 the same PostgreSQL as the tests, a spare Redis database number, and its own var/ directory.

@@ -283,7 +283,9 @@ class DriverSession(TimeStampedModel):
     stop_command_id = models.BigIntegerField(_("stop command"), null=True, blank=True)
     start_deadline = models.DateTimeField(_("start deadline"), null=True, blank=True)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
-    idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)
+    # NULL once forgotten (after 24 h; the partial unique constraint below then skips the row): a key
+    # that is kept is never empty, so "" would be a second way to say "no key".
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(_("request fingerprint"), max_length=64, blank=True)
 
     objects = TenantQuerySet.as_manager()

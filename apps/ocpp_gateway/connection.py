@@ -269,8 +269,8 @@ class OcppConnection:
                 await self._send_error(
                     call.unique_id,
                     codes.security,
-                    f"The charge point is {self.ctx.registration_status}: only BootNotification (or a triggered "
-                    "message) is allowed.",
+                    f"The charge point is {self.ctx.registration_status}: only BootNotification "
+                    "(or a triggered message) is allowed.",
                     {},
                     call.action,
                 )

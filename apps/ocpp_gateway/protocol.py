@@ -58,7 +58,8 @@ class ErrorCodes:
 
 
 class ProtocolViolation(Exception):
-    """A frame or payload that breaks the protocol; answered with CALLERROR `code` when `unique_id` is known."""
+    """A frame or payload that breaks the protocol; answered with CALLERROR `code` when `unique_id` is
+    known."""
 
     def __init__(
         self, code: str, description: str, unique_id: str | None = None, details: dict[str, Any] | None = None

@@ -173,7 +173,8 @@ def command_send(
 class _SentHere:
     """What `command_wait` needs to know about commands this process sent (their deadline), so that a
     waiter in the sending process (an admin action, the API, ocpp_call) goes straight to Redis instead of
-    reading the row first: every final outcome is published there (kept OUTCOME_TTL_S). Known only once the command is committed; bounded, oldest forgotten."""
+    reading the row first: every final outcome is published there (kept OUTCOME_TTL_S). Known only once
+    the command is committed; bounded, oldest forgotten."""
 
     MAX = 10_000
 
@@ -458,8 +459,9 @@ def _outcome_store_fast(
     open_statuses = sorted(OPEN_COMMAND_STATUSES)
     never_fast = sorted(FINISHED_FOLLOW_UPS)
     answer_not_fast = sorted(set(FOLLOW_UPS) | set(FINISHED_FOLLOW_UPS))
+    # Only the model's own table name is formatted in; every value is a bound parameter.
     sql = (
-        f"WITH before AS (SELECT status FROM {table} WHERE id = %(id)s), "
+        f"WITH before AS (SELECT status FROM {table} WHERE id = %(id)s), "  # noqa: S608
         f"done AS (UPDATE {table} SET status = %(status)s, response = %(response)s::jsonb, "
         "error_code = %(error_code)s, error_description = %(error_description)s, completed_at = %(now)s "
         "WHERE id = %(id)s AND status = ANY(%(open)s) AND NOT (action = ANY(%(never_fast)s)) "

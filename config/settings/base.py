@@ -308,7 +308,8 @@ CPO_OCPP_MAX_FRAME_BYTES = int(ENV.get("CPO_OCPP_MAX_FRAME_BYTES", str(1024 * 10
 CPO_OCPP_MESSAGE_LOG = env_bool("CPO_OCPP_MESSAGE_LOG", True)
 CPO_OCPP_MESSAGE_LOG_DAYS = int(ENV.get("CPO_OCPP_MESSAGE_LOG_DAYS", "30"))
 CPO_OCPP_VALIDATE_RESPONSES = env_bool("CPO_OCPP_VALIDATE_RESPONSES", False)
-# Where chargers reach us from outside (diagnostics upload and firmware URLs); empty: the admin request's host.
+# Where chargers reach us from outside (diagnostics upload and firmware URLs); empty: the admin request's
+# host.
 CPO_PUBLIC_BASE_URL = ENV.get("CPO_PUBLIC_BASE_URL", "")
 CPO_DIAGNOSTICS_MAX_BYTES = int(ENV.get("CPO_DIAGNOSTICS_MAX_BYTES", str(50 * 1024 * 1024)))
 CPO_DIAGNOSTICS_UPLOAD_TTL_S = int(ENV.get("CPO_DIAGNOSTICS_UPLOAD_TTL_S", str(24 * 3600)))

@@ -6,6 +6,7 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-product
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 
 from config.settings.base import *  # noqa: F403
+from config.settings.base import env_bool
 
 # Test-only: PBKDF2 costs half a second a check on this machine.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

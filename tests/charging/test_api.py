@@ -533,7 +533,7 @@ class TestReceipt:
         charging = charger_starts(cp, session_id, meter_start=100_000)
         meter(cp, charging, 110_000)
         running = api.get(f"/api/v1/sessions/{session_id}").json()
-        # so far: 1.00 + 10 kWh × 0.30 = 4.00 net, 4.76 gross; not final yet
+        # so far: 1.00 + 10 kWh * 0.30 = 4.00 net, 4.76 gross; not final yet
         assert running["cost"] == {"currency": "EUR", "net": "4.00", "gross": "4.76", "final": False}
         session_stop(
             charge_point_id=cp.pk,
@@ -544,7 +544,7 @@ class TestReceipt:
             reason="Local",
         )
         cdr_issue(session_id=charging.pk)
-        # 1.00 + 31.4 kWh × 0.30 = 10.42 net; VAT 19 % = 1.98; 12.40 gross
+        # 1.00 + 31.4 kWh * 0.30 = 10.42 net; VAT 19 % = 1.98; 12.40 gross
         final = api.get(f"/api/v1/sessions/{session_id}").json()
         assert final["cost"] == {"currency": "EUR", "net": "10.42", "gross": "12.40", "final": True}
         html = api.get(f"/api/v1/sessions/{session_id}/receipt")

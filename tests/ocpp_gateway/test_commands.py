@@ -54,7 +54,7 @@ async def test_command_for_offline_charger_fails_at_once(charge_point):
 
 
 async def test_call_error_and_timeout_and_disconnect(charge_point):
-    comm, connected, _ = await connect()
+    comm, _, _ = await connect()
     charger = Charger(comm)
     first = await database_sync_to_async(_send)("ClearCache", {})
     call = await charger.receive()
@@ -75,7 +75,7 @@ async def test_call_error_and_timeout_and_disconnect(charge_point):
 
 
 async def test_commands_are_sent_one_at_a_time_in_order(charge_point):
-    comm, connected, _ = await connect()
+    comm, _, _ = await connect()
     charger = Charger(comm)
     a = await database_sync_to_async(_send)("ClearCache", {})
     b = await database_sync_to_async(_send)("Reset", {"type": "Hard"})
@@ -117,7 +117,7 @@ async def test_a_drivers_start_follows_the_chargers_answer(charge_point, answer,
         )
         return session
 
-    comm, connected, _ = await connect()
+    comm, _, _ = await connect()
     charger = Charger(comm)
     await charger.call("BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "X"})
     session = await database_sync_to_async(setup)()

@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 
 
 async def test_frames_in_and_out_are_logged_in_a_batch(charge_point):
-    comm, connected, _ = await connect()
+    comm, _, _ = await connect()
     charger = Charger(comm)
     await charger.call("BootNotification", {"chargePointVendor": "ACME", "chargePointModel": "X"})
     await charger.send_raw("not json\u0000")

@@ -293,6 +293,6 @@ async def test_the_chargers_display_gets_the_prices_and_the_total(charge_point):
             info={"stoppedReason": "EVDisconnected"},
         ),
     )
-    # 1.00 + 10 kWh × 0.30 = 4.00 net, 4.76 with 19 % VAT
+    # 1.00 + 10 kWh * 0.30 = 4.00 net, 4.76 with 19 % VAT
     assert ended[2] == {"totalCost": 4.76}
     await comm.disconnect()

@@ -16,11 +16,12 @@ def add_live_stream(result: dict[str, Any], generator: Any, request: Any, public
             "summary": "Watch a session live (Server-Sent Events)",
             "description": (
                 "A `text/event-stream`: an `event: session` with the session (status, energy_wh, power_w, "
-                "duration_s, cost; `transitions` empty) when the stream opens and whenever the session changes "
-                "(compute the running duration from `started_at` in between), comment lines as keep-alive, and "
-                "a last `event: end` once the session is COMPLETED or FAILED, after which the server closes the "
-                "stream. A stream that has run for CPO_DRIVER_LIVE_MAX_S (an hour by default) ends with "
-                "`event: timeout`: reconnect to go on. A driver may keep a few streams open at once "
+                "duration_s, cost; `transitions` empty) when the stream opens and whenever the session "
+                "changes (compute the running duration from `started_at` in between), comment lines as "
+                "keep-alive, and a last `event: end` once the session is COMPLETED or FAILED, after which "
+                "the server closes the stream. A stream that has run for CPO_DRIVER_LIVE_MAX_S (an hour by "
+                "default) ends with `event: timeout`: reconnect to go on. A driver may keep a few streams "
+                "open at once "
                 "(CPO_DRIVER_LIVE_MAX_PER_DRIVER, 5 by default); beyond that, or when the server watches as "
                 "many sessions as it can, the answer is 429 `too_many_streams`."
             ),

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import redis
+from celery import current_app
 from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from config.settings.services import mask_url
+from cpo.redact import mask_url
 
 logger = logging.getLogger(__name__)
 _pool = ThreadPoolExecutor(max_workers=6, thread_name_prefix="health")
@@ -51,9 +52,8 @@ def check_channel_layer() -> None:
 
 
 def check_broker() -> None:
-    from config.celery import app
-
-    with app.connection_for_write() as conn:
+    # The project's Celery app (config/celery.py) is the current one once settings are loaded.
+    with current_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=settings.CPO_HEALTH_TIMEOUT_S)
 
 

@@ -9,7 +9,12 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from config.settings.services import channel_layer_settings, database_settings, redis_url
+from config.settings.services import (
+    DEFAULT_DATABASE_URL,
+    channel_layer_settings,
+    database_settings,
+    redis_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 ENV = os.environ
@@ -99,6 +104,8 @@ TEMPLATES = [
 
 # --- servers -------------------------------------------------------------------------------------
 DATABASES = {"default": database_settings(ENV)}
+# The URL as given, for messages that name it (masked): manage.py check_services.
+DATABASE_URL = ENV.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 REDIS_URL = redis_url(ENV)
 CACHE_URL = redis_url(ENV, "CACHE_URL", default=REDIS_URL)
 CHANNEL_LAYERS = {"default": channel_layer_settings(REDIS_URL)}

@@ -14,23 +14,13 @@ from urllib.parse import urlsplit
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from cpo.redact import mask_url
+
 DEFAULT_DATABASE_URL = "postgis://postgres@127.0.0.1:5432/cpo"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 _POSTGRES_SCHEMES = {"postgis", "postgres", "postgresql", "pgsql"}
 _REDIS_SCHEMES = {"redis", "rediss", "unix"}
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password replaced by ***, for error messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable>"
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
 
 
 def database_settings(env: Mapping[str, str]) -> dict[str, Any]:

@@ -6,26 +6,25 @@ with one line naming the part, the variable and the (masked) URL, instead of a t
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from config.settings.services import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, mask_url
 from cpo import health
+from cpo.redact import mask_url
 
 
 def _parts() -> dict[str, tuple[str, str]]:
     """{part: (environment variable, URL in use)} for the parts /readyz checks."""
     channel_host = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"][0]
     return {
-        "database": ("DATABASE_URL", os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+        "database": ("DATABASE_URL", settings.DATABASE_URL),
         "channel_layer": (
             "REDIS_URL",
             channel_host["address"] if isinstance(channel_host, dict) else str(channel_host),
         ),
-        "broker": ("REDIS_URL", settings.CELERY_BROKER_URL or DEFAULT_REDIS_URL),
+        "broker": ("REDIS_URL", settings.CELERY_BROKER_URL),
     }
 
 

@@ -4,7 +4,8 @@
 #   1. Debian packages for GeoDjango and i18n (gdal-bin, libgeos-c1v5, libproj25, gettext), and the
 #      Python venv module; PostgreSQL + PostGIS and redis-server only when no URL names a server, none
 #      answers on loopback and none is installed (scripts/services.sh then starts them).
-#   2. .venv/ with requirements/test.txt, reinstalled only when the requirements files change.
+#   2. .venv/ with requirements/dev.txt (runtime + development pins, every file checked against its hash),
+#      reinstalled only when the requirements files change.
 #   3. Compiled i18n catalogues (.mo) for the .po files under locale/ and apps/.
 #
 # As root, missing packages are installed with apt-get; otherwise the exact command is printed.
@@ -62,10 +63,10 @@ if [[ ! -x "$CPO_PY" ]]; then
     log "creating $CPO_VENV"
     "$PYTHON" -m venv "$CPO_VENV"
 fi
-req_hash="$(cat requirements/base.txt requirements/test.txt | sha256sum | cut -d' ' -f1)"
+req_hash="$(cat requirements/base.txt requirements/dev.txt | sha256sum | cut -d' ' -f1)"
 if [[ "$(cat "$STAMP" 2>/dev/null)" != "$req_hash" ]]; then
-    log "installing requirements/test.txt into $CPO_VENV"
-    "$CPO_PY" -m pip install --disable-pip-version-check -q -r requirements/test.txt >&2
+    log "installing requirements/dev.txt into $CPO_VENV"
+    "$CPO_PY" -m pip install --disable-pip-version-check -q --require-hashes -r requirements/dev.txt >&2
     printf '%s\n' "$req_hash" >"$STAMP"
 fi
 

@@ -2,10 +2,14 @@
 and a charger that moves from one server to the other keeps receiving them."""
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
+from django.conf import settings
 from websockets.exceptions import ConnectionClosed
 
 from apps.ocpp_gateway import presence
@@ -29,6 +33,41 @@ def charge_points(server, server_b, caplog):
 
 async def _value(value):
     return value
+
+
+@contextlib.asynccontextmanager
+async def redis_commands() -> AsyncIterator[list[str]]:
+    """The commands the test's Redis database runs while the block is open (Redis MONITOR, filtered to
+    that database): how the test sees what a server process did in Redis, e.g. its late presence release."""
+    client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+    db = client.connection_pool.connection_kwargs.get("db", 0)
+    seen: list[str] = []
+    watching = asyncio.Event()
+
+    async def watch() -> None:
+        async with client.monitor() as monitor:
+            watching.set()
+            async for command in monitor.listen():
+                if command.get("db") == db:
+                    seen.append(command["command"])
+
+    task = asyncio.create_task(watch())
+    try:
+        await eventually(lambda: _value(watching.is_set() or task.done()), what="Redis MONITOR started")
+        if task.done():
+            task.result()  # raises what stopped it
+        yield seen
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.aclose()
+
+
+def _released(seen: list[str], identity: str, epoch: int) -> bool:
+    """True once a connection ran presence.release for `identity` with `epoch` (a no-op unless it still
+    held presence with that epoch)."""
+    return any(c.startswith("EVAL") and c.endswith(f" {presence.PREFIX}{identity} {epoch}") for c in seen)
 
 
 async def test_a_command_from_a_third_process_reaches_chargers_on_both_servers(
@@ -76,17 +115,21 @@ async def test_a_charger_moving_between_servers_keeps_receiving_commands(server,
     await _answer_next_call(old, "ClearCache", {"status": "Accepted"})
     assert (await pending)["status"] == CommandStatus.ANSWERED
 
-    # The charger's network moves: it connects to server B while its old socket to A still lingers.
-    new = await RawCharger.open(server_b, "MOVER")
-    await new.boot()
-    moved = await orm(presence.lookup)("MOVER")
-    assert moved.server == server_b.server_id and moved.epoch > first.epoch
+    async with redis_commands() as seen:
+        # The charger's network moves: it connects to server B while its old socket to A still lingers.
+        new = await RawCharger.open(server_b, "MOVER")
+        await new.boot()
+        moved = await orm(presence.lookup)("MOVER")
+        assert moved.server == server_b.server_id and moved.epoch > first.epoch
 
-    # Server A is told to drop the replaced socket; its late disconnect must not take presence away.
-    with pytest.raises(ConnectionClosed) as closed:
-        await old.recv(timeout=15)
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
-    await asyncio.sleep(0.5)  # let server A finish its disconnect handling
+        # Server A is told to drop the replaced socket; its late disconnect must not take presence away.
+        with pytest.raises(ConnectionClosed) as closed:
+            await old.recv(timeout=15)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+        # Releasing presence for its own (old) epoch is the last thing server A's disconnect does.
+        await eventually(
+            lambda: _value(_released(seen, "MOVER", first.epoch)), what="server A's disconnect handled"
+        )
     still = await orm(presence.lookup)("MOVER")
     assert (still.server, still.epoch, still.channel) == (moved.server, moved.epoch, moved.channel)
     flushed = await orm(presence_flush)()
@@ -104,19 +147,21 @@ async def test_a_charger_moving_between_servers_keeps_receiving_commands(server,
 async def test_an_abrupt_drop_on_one_server_then_a_reconnect_to_the_other(server, server_b, charge_points):
     old = await RawCharger.open(server, "MOVER")
     await old.boot()
-    old.ws.transport.abort()  # the TCP connection dies without a closing handshake
+    first = await orm(presence.lookup)("MOVER")
+    async with redis_commands() as seen:
+        old.ws.transport.abort()  # the TCP connection dies without a closing handshake
 
-    new = await RawCharger.open(server_b, "MOVER")
-    await new.boot()
-    moved = await orm(presence.lookup)("MOVER")
+        new = await RawCharger.open(server_b, "MOVER")
+        await new.boot()
+        moved = await orm(presence.lookup)("MOVER")
 
-    async def settled():
-        current = await orm(presence.lookup)("MOVER")
-        return current is not None and current.epoch == moved.epoch and current.server == server_b.server_id
-
-    # Whenever server A notices the dead socket, presence stays with server B.
-    await asyncio.sleep(0.5)
-    assert await eventually(settled, what="presence kept by server B")
+        # Whenever server A notices the dead socket (it releases presence for its own epoch), presence
+        # stays with server B.
+        await eventually(
+            lambda: _value(_released(seen, "MOVER", first.epoch)), what="server A noticed the dead socket"
+        )
+    current = await orm(presence.lookup)("MOVER")
+    assert (current.server, current.epoch) == (server_b.server_id, moved.epoch)
 
     pending = asyncio.create_task(command("MOVER", "GetLocalListVersion", {}))
     await _answer_next_call(new, "GetLocalListVersion", {"listVersion": 3})

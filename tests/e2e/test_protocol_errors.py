@@ -108,7 +108,8 @@ async def test_malformed_call_structure_is_a_formation_violation(charger):
 )
 async def test_unparsable_frame_or_unknown_type_gets_no_answer_and_the_connection_stays(charger, frame):
     await charger.send(frame)
-    assert await charger.silent(timeout=1.0)
+    # A connection handles its frames in order: an answer to the bad frame would arrive before the
+    # Heartbeat's, and call() checks that the next frame answers the Heartbeat.
     assert "currentTime" in await charger.result("Heartbeat", {})
 
 

@@ -1,7 +1,6 @@
 """Simulated OCPP 2.0.1 charging stations against a real server, commanded through the product's command
 service from this process; every answer is checked against the 2.0.1 response schema."""
 
-import asyncio
 import logging
 import time
 from io import StringIO
@@ -43,7 +42,8 @@ def message_log_settled(timeout: float = 15.0) -> None:
         if count == last:
             return
         last = count
-        time.sleep(FLUSH_EVERY_S * 1.5)
+        time.sleep(FLUSH_EVERY_S * 1.5)  # longer than a flush interval: unchanged means no batch pending
+    raise AssertionError(f"the message log still grows after {timeout:g} s ({last} rows)")
 
 
 @pytest_asyncio.fixture
@@ -331,7 +331,10 @@ async def test_transaction_events_made_offline_arrive_in_order_flagged_offline(f
     station.backoff = Backoff(base_s=5.0, maximum_s=5.0)  # stay offline 2.5 to 5 s
     station.link.ws.transport.abort()
     await eventually(lambda: _async(station.link is None), what="the station noticed it is offline")
-    await asyncio.sleep(1.2)  # a periodic event made while offline
+    await eventually(
+        lambda: _async(station.queued_events(tx.transaction_id) >= 1),
+        what="a periodic event made and queued while offline",
+    )
     assert station.stop_transaction(1, reason="Local", id_tag=ID_TAG)
     assert station.queued_events(tx.transaction_id) >= 2
 

@@ -32,6 +32,15 @@ async def _async(value):
     return value
 
 
+def _queued_offline(station, transaction_id: str) -> list[str]:
+    """The event types of `transaction_id`'s TransactionEvents that wait in the station's queue flagged
+    as made offline."""
+    payloads = [item.build() for item in station._outbox if item.transactional]
+    return [
+        p.event_type for p in payloads if p.transaction_info["transaction_id"] == transaction_id and p.offline
+    ]
+
+
 def message_log_settled(timeout: float = 15.0) -> None:
     """Wait (bounded) until the server's batched message log stops growing: a batch written while the
     database is emptied for the next test would deadlock that TRUNCATE."""
@@ -332,7 +341,7 @@ async def test_transaction_events_made_offline_arrive_in_order_flagged_offline(f
     station.link.ws.transport.abort()
     await eventually(lambda: _async(station.link is None), what="the station noticed it is offline")
     await eventually(
-        lambda: _async(station.queued_events(tx.transaction_id) >= 1),
+        lambda: _async("Updated" in _queued_offline(station, tx.transaction_id)),
         what="a periodic event made and queued while offline",
     )
     assert station.stop_transaction(1, reason="Local", id_tag=ID_TAG)

@@ -46,7 +46,7 @@ from apps.ocpp_gateway.models import (
 from apps.ocpp_gateway.replay import failed_message_replay
 from apps.ocpp_gateway.services import chargepoint_accept, command_wait
 from apps.stations.models import ChargePoint
-from cpo.admin import BaseModelAdmin, BaseTabularInline
+from cpo.admin import BaseModelAdmin, BaseTabularInline, ReadOnlyAdminMixin
 from cpo.exceptions import ApplicationError
 from cpo.public_url import public_base_url
 
@@ -147,19 +147,6 @@ def search_by_identity_or_message_id(request: HttpRequest, queryset: QuerySet, t
     if charger_ids:
         return queryset.filter(charge_point_id__in=charger_ids)
     return queryset.filter(unique_id=term)
-
-
-class ReadOnlyAdminMixin:
-    """Records written by the product, never by hand: viewable, not addable, changeable or deletable."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def charge_point_link(charge_point_id: int | None, label: Any) -> str:

@@ -487,8 +487,9 @@ class SimulatedCharger:
         raise NotImplementedError
 
     def trigger_status_targets(self, connector_id: int | None) -> list[int]:
-        """What a triggered StatusNotification is sent for."""
-        raise NotImplementedError
+        """What a triggered StatusNotification is sent for: the connector (EVSE) named, else what boot
+        reports."""
+        return [connector_id] if connector_id is not None else self.status_targets()
 
     # --- boot, heartbeat, status -------------------------------------------------------------------
     async def _boot(self, link: Link) -> None:

@@ -373,9 +373,6 @@ class Charger(SimulatedCharger):
         """What a status notification is sent for: 0 (the charge point) and every connector."""
         return list(range(0, len(self.connectors) + 1))
 
-    def trigger_status_targets(self, connector_id: int | None) -> list[int]:
-        return [connector_id] if connector_id is not None else self.status_targets()
-
     def status_payload(self, connector_id: int, status: str) -> call.StatusNotification:
         return call.StatusNotification(
             connector_id=connector_id, error_code="NoError", status=status, timestamp=iso(clock.now())

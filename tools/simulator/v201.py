@@ -551,9 +551,6 @@ class ChargingStation(SimulatedCharger):
         """2.0.1 reports connectors only (the station as a whole has no StatusNotification)."""
         return list(self.connectors)
 
-    def trigger_status_targets(self, connector_id: int | None) -> list[int]:
-        return [connector_id] if connector_id is not None else self.status_targets()
-
     def status_of(self, connector_id: int) -> str:
         """The 2.0.1 ConnectorStatus of EVSE `connector_id`'s connector (0: the station, as 1.6 would say)."""
         status = super().status_of(connector_id)

@@ -103,6 +103,21 @@ class ConstraintMessageInlineFormSet(BaseInlineFormSet):
         return super().get_unique_error_message(unique_check)
 
 
+class ReadOnlyAdminMixin:
+    """Records the product writes itself, never by hand (audit records, OCPP commands and messages,
+    sessions, meter samples, ...): viewable, never added, changed or deleted in the admin, whatever the
+    user's permissions. Put it before the admin base class; works for inlines too."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class BaseModelAdmin(TenantScopedAdminMixin, admin.ModelAdmin):
     """The product's ModelAdmin: tenant-scoped, 404 for objects outside the user's scope, audited.
 

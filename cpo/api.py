@@ -284,11 +284,6 @@ def error_responses(*statuses: int) -> dict[int, Any]:
     return {status: ErrorSerializer for status in statuses}
 
 
-def public_base_url(request: Any) -> str:
-    """Where people reach us: CPO_PUBLIC_BASE_URL, else the request's own scheme and host."""
-    return getattr(settings, "CPO_PUBLIC_BASE_URL", "") or request.build_absolute_uri("/")
-
-
 def validated(serializer_class: type[serializers.Serializer], data: Any, **kwargs: Any) -> dict[str, Any]:
     """Run an input serializer; a failure is the API's 400 validation_failed with its fields."""
     serializer = serializer_class(data=data, **kwargs)

@@ -13,7 +13,7 @@ from django.utils import translation
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiYamlRenderer
 
-from cpo.openapi_diff import breaking_changes
+from tests.openapi_diff import breaking_changes
 
 COMMITTED = Path(settings.BASE_DIR) / "config" / "openapi.yaml"
 

@@ -35,7 +35,7 @@ from apps.accounts.models import AuditRecord, CustomerAccount, DriverProfile, Id
 from apps.accounts.resources import IdTokenResource
 from apps.accounts.tenancy import organisation_ids_for, sees_everything
 from cpo import clock
-from cpo.admin import BaseModelAdmin, ScopedImportExportMixin
+from cpo.admin import BaseModelAdmin, ReadOnlyAdminMixin, ScopedImportExportMixin
 
 _UID_SEPARATORS = re.compile(r"[\s:\-.]")
 
@@ -427,7 +427,7 @@ class IdTokenAdmin(ScopedImportExportMixin, BaseModelAdmin):
 
 
 @admin.register(AuditRecord)
-class AuditRecordAdmin(BaseModelAdmin):
+class AuditRecordAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     """The audit trail, read-only for everyone (the database refuses changes anyway)."""
 
     list_display = ("at", "actor_repr", "organisation", "action", "target_repr", "outcome", "source")
@@ -451,15 +451,6 @@ class AuditRecordAdmin(BaseModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         # select_related keeps a record readable after its organisation or actor is gone (no FK constraint).
         return super().get_queryset(request).select_related("organisation", "target_type")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description=_("detail"))
     def detail_pretty(self, obj: AuditRecord) -> str:

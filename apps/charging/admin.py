@@ -27,11 +27,10 @@ from apps.charging.services import orphan_stop_resolve
 from apps.ocpp_gateway.admin import (
     CappedCountPaginator,
     ChargePointListFilter,
-    ReadOnlyAdminMixin,
     charge_point_link,
     pretty_json,
 )
-from cpo.admin import BaseModelAdmin
+from cpo.admin import BaseModelAdmin, ReadOnlyAdminMixin
 
 
 class NeedsReviewListFilter(admin.SimpleListFilter):

@@ -46,8 +46,9 @@ from apps.ocpp_gateway.models import (
 from apps.ocpp_gateway.replay import failed_message_replay
 from apps.ocpp_gateway.services import chargepoint_accept, command_wait
 from apps.stations.models import ChargePoint
-from cpo.admin import BaseModelAdmin, BaseTabularInline
+from cpo.admin import BaseModelAdmin, BaseTabularInline, ReadOnlyAdminMixin
 from cpo.exceptions import ApplicationError
+from cpo.public_url import public_base_url
 
 # Outcomes that are good news for the operator when the charger answers with them.
 GOOD_ANSWERS = frozenset({"Accepted", "Unlocked"})
@@ -146,19 +147,6 @@ def search_by_identity_or_message_id(request: HttpRequest, queryset: QuerySet, t
     if charger_ids:
         return queryset.filter(charge_point_id__in=charger_ids)
     return queryset.filter(unique_id=term)
-
-
-class ReadOnlyAdminMixin:
-    """Records written by the product, never by hand: viewable, not addable, changeable or deletable."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def charge_point_link(charge_point_id: int | None, label: Any) -> str:
@@ -341,7 +329,7 @@ class OcppCommandAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         form = None
         if spec is not None:
             try:
-                base_url = transfers.public_base_url(request)
+                base_url = public_base_url(request)
             except ValueError:
                 base_url = None
             context = CommandContext(charge_point=charge_point, actor=request.user, base_url=base_url)
@@ -617,7 +605,10 @@ class FirmwareFileAdmin(BaseModelAdmin):
 
     @admin.display(description=_("URL for chargers"))
     def download_url(self, obj: FirmwareFile) -> str:
-        base = str(conf.get("CPO_PUBLIC_BASE_URL", "") or "")
+        try:
+            base = public_base_url()
+        except ValueError:  # no CPO_PUBLIC_BASE_URL: a link relative to this admin's host
+            base = ""
         url = transfers.firmware_url(firmware=obj, base_url=base)
         return format_html('<a href="{}">{}</a>', url, url)
 

@@ -6,8 +6,9 @@ only the token's SHA-256 is stored, and it admits one upload before it expires. 
 served at a URL containing a random UUID, which chargers can fetch without credentials (they have none
 for plain HTTP downloads).
 
-Settings (with defaults): CPO_PUBLIC_BASE_URL ("" = the base URL of the admin request that composed the
-command), CPO_DIAGNOSTICS_MAX_BYTES (50 MiB), CPO_DIAGNOSTICS_UPLOAD_TTL_S (24 hours).
+Settings (with defaults): CPO_PUBLIC_BASE_URL (read by `cpo.public_url.public_base_url`: "" = the base URL
+of the admin request that composed the command), CPO_DIAGNOSTICS_MAX_BYTES (50 MiB),
+CPO_DIAGNOSTICS_UPLOAD_TTL_S (24 hours).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import IO, Any
 
 from django.core.files import File
 from django.db import transaction
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext as _
 
@@ -48,17 +48,6 @@ def diagnostics_max_bytes() -> int:
 
 def diagnostics_upload_ttl_s() -> int:
     return int(conf.get("CPO_DIAGNOSTICS_UPLOAD_TTL_S", 24 * 3600))
-
-
-def public_base_url(request: HttpRequest | None = None) -> str:
-    """The scheme and host chargers reach us at, without a trailing slash: CPO_PUBLIC_BASE_URL, else the
-    host of `request`. ValueError when neither is known (e.g. from the shell without the setting)."""
-    configured = str(conf.get("CPO_PUBLIC_BASE_URL", "") or "")
-    if configured:
-        return configured.rstrip("/")
-    if request is None:
-        raise ValueError("CPO_PUBLIC_BASE_URL is not set and there is no request to take the host from")
-    return request.build_absolute_uri("/").rstrip("/")
 
 
 def _token_hash(token: str) -> str:

@@ -21,7 +21,7 @@ from apps.stations.models import ChargePoint, ChargerEvent, Connector, DeviceVar
 from apps.stations.resources import ChargePointResource, LocationResource
 from apps.stations.services import chargepoint_apply_auth_key, chargepoint_generate_auth_key, make_point
 from apps.tariffs.admin import tariff_in_force_display
-from cpo.admin import BaseModelAdmin, BaseTabularInline, ScopedImportExportMixin
+from cpo.admin import BaseModelAdmin, BaseTabularInline, ReadOnlyAdminMixin, ScopedImportExportMixin
 from cpo.exceptions import ValidationFailed
 
 # --- locations -----------------------------------------------------------------------------------
@@ -332,7 +332,7 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
 
 
 @admin.register(DeviceVariable)
-class DeviceVariableAdmin(BaseModelAdmin):
+class DeviceVariableAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     """The OCPP 2.0.1 device model as the charger last reported it (read-only)."""
 
     list_display = (
@@ -352,18 +352,9 @@ class DeviceVariableAdmin(BaseModelAdmin):
     search_fields = ("charge_point__identity", "component", "variable", "value")
     list_select_related = ("charge_point",)
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(ChargerEvent)
-class ChargerEventAdmin(BaseModelAdmin):
+class ChargerEventAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     """Events and security events chargers reported (read-only)."""
 
     list_display = (
@@ -381,15 +372,6 @@ class ChargerEventAdmin(BaseModelAdmin):
     search_fields = ("charge_point__identity", "trigger", "component", "variable", "tech_info")
     date_hierarchy = "occurred_at"
     list_select_related = ("charge_point",)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- EVSEs and connectors ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from apps.tariffs.choices import CdrKind, DayOfWeek
 from apps.tariffs.models import ChargeDetailRecord, Tariff, TariffAssignment, TariffElement, VatRate
 from apps.tariffs.services import cdr_credit, cdr_reissue
 from cpo import clock
-from cpo.admin import BaseModelAdmin, BaseStackedInline, BaseTabularInline
+from cpo.admin import BaseModelAdmin, BaseStackedInline, BaseTabularInline, ReadOnlyAdminMixin
 from cpo.exceptions import ApplicationError
 
 
@@ -306,7 +306,7 @@ class VatRateAdmin(BaseModelAdmin):
 
 
 @admin.register(ChargeDetailRecord)
-class ChargeDetailRecordAdmin(BaseModelAdmin):
+class ChargeDetailRecordAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     """Issued CDRs: never edited. A wrong one is credited (and may be issued again, repriced)."""
 
     list_display = (
@@ -331,15 +331,10 @@ class ChargeDetailRecordAdmin(BaseModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in self.model._meta.concrete_fields] + ["lines"]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # "change" is what the credit actions need; the record itself is never editable (all read-only)
-        return obj is None and super().has_change_permission(request, obj)
+        # "change" is what the credit actions need (the mixin refuses it, so ask the base admin); the
+        # record itself is never editable (all read-only)
+        return obj is None and BaseModelAdmin.has_change_permission(self, request, obj)
 
     @admin.display(description=_("credited"), boolean=True)
     def credited(self, obj: ChargeDetailRecord) -> bool | None:

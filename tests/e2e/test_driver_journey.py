@@ -17,7 +17,6 @@ from django.contrib.gis.geos import Point
 
 from apps.charging.models import DriverSession
 from apps.ocpp_gateway.models import OcppCommand
-from apps.ocpp_gateway.simulator import Fleet
 from tests.e2e.conftest import KEY, eventually, orm
 from tests.factories import (
     ChargePointFactory,
@@ -27,6 +26,7 @@ from tests.factories import (
     TariffElementFactory,
     TariffFactory,
 )
+from tools.simulator import Fleet
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 

@@ -18,12 +18,12 @@ from apps.charging.models import ChargingSession, MeterSample
 from apps.ocpp_gateway import presence, transfers
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.models import DiagnosticsUpload, FirmwareFile, OcppCommand
-from apps.ocpp_gateway.simulator import Fleet
-from apps.ocpp_gateway.simulator.backoff import Backoff
 from apps.stations import keys
 from apps.stations.models import ChargePoint, Connector
 from tests.e2e.conftest import KEY, assert_schema_valid, command, eventually, orm
 from tests.factories import ChargePointFactory, IdTokenFactory, OrganisationFactory
+from tools.simulator import Fleet
+from tools.simulator.backoff import Backoff
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from apps.ocpp_gateway.simulator.backoff import Backoff
-from apps.ocpp_gateway.simulator.configuration import ConfigurationStore, default_values
-from apps.ocpp_gateway.simulator.fleet import fleet_id_tags, fleet_identities
-from apps.ocpp_gateway.simulator.meter import Meter
-from apps.ocpp_gateway.simulator.smartcharging import Profile, ProfileStore
 from tests.e2e.conftest import assert_schema_valid
+from tools.simulator.backoff import Backoff
+from tools.simulator.configuration import ConfigurationStore, default_values
+from tools.simulator.fleet import fleet_id_tags, fleet_identities
+from tools.simulator.meter import Meter
+from tools.simulator.smartcharging import Profile, ProfileStore
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 

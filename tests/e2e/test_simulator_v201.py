@@ -7,20 +7,20 @@ from io import StringIO
 
 import pytest
 import pytest_asyncio
-from django.core.management import call_command
 
 from apps.charging.choices import SessionStatus
 from apps.charging.models import ChargingSession, MeterSample, TransactionEvent
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.messagelog import FLUSH_EVERY_S
 from apps.ocpp_gateway.models import OcppMessage
-from apps.ocpp_gateway.simulator import ChargingStation, Fleet
-from apps.ocpp_gateway.simulator.backoff import Backoff
 from apps.stations.models import ChargePoint, Connector, DeviceVariable
 from tests.conformance.station import assert_response_valid
 from tests.e2e.conftest import KEY, command, eventually, orm
 from tests.e2e.test_simulator import _Uploads, file_server  # noqa: F401 - file_server is a fixture
 from tests.factories import ChargePointFactory, IdTokenFactory, OrganisationFactory
+from tools.simulator import ChargingStation, Fleet
+from tools.simulator.backoff import Backoff
+from tools.simulator.cli import main
 
 pytestmark = [pytest.mark.slow]
 
@@ -364,37 +364,39 @@ async def test_transaction_events_made_offline_arrive_in_order_flagged_offline(f
     assert {"Updated", "Ended"} <= set(offline)
 
 
-def test_simulate_chargers_speaks_2_0_1(server, caplog):
+def test_the_command_line_speaks_2_0_1(server, caplog):
     caplog.set_level(logging.WARNING, logger="ocpp")
     OrganisationFactory(slug="cmd201-org")
     out, err = StringIO(), StringIO()
-    call_command(
-        "simulate_chargers",
-        "--url",
-        server.url,
-        "--count",
-        "2",
-        "--protocol",
-        "ocpp2.0.1",
-        "--prefix",
-        "C201-",
-        "--key",
-        KEY,
-        "--register",
-        "--organisation",
-        "cmd201-org",
-        "--sessions",
-        "--idle-seconds",
-        "0.4",
-        "--session-seconds",
-        "1",
-        "--meter-interval",
-        "1",
-        "--duration",
-        "6",
+    status = main(
+        [
+            "--url",
+            server.url,
+            "--count",
+            "2",
+            "--protocol",
+            "ocpp2.0.1",
+            "--prefix",
+            "C201-",
+            "--key",
+            KEY,
+            "--register",
+            "--organisation",
+            "cmd201-org",
+            "--sessions",
+            "--idle-seconds",
+            "0.4",
+            "--session-seconds",
+            "1",
+            "--meter-interval",
+            "1",
+            "--duration",
+            "6",
+        ],
         stdout=out,
         stderr=err,
     )
+    assert status == 0, err.getvalue()
     message_log_settled()
     fields = {name: int(value) for name, value in (item.split("=") for item in out.getvalue().split())}
     assert fields["chargers"] == 2 and fields["boots_accepted"] == 2 and fields["errors"] == 0

@@ -15,10 +15,10 @@ from websockets.exceptions import ConnectionClosed
 from apps.ocpp_gateway import presence
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.services import presence_flush
-from apps.ocpp_gateway.simulator import Charger, ChargerOptions
 from apps.stations.models import ChargePoint
 from tests.e2e.conftest import KEY, RawCharger, command, eventually, orm
 from tests.factories import ChargePointFactory, OrganisationFactory
+from tools.simulator import Charger, ChargerOptions
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
 

@@ -38,10 +38,10 @@ from cpo.api import (
     FailureBudget,
     LoginFailureLimit,
     error_responses,
-    public_base_url,
     validated,
 )
 from cpo.exceptions import ApplicationError, Conflict, ValidationFailed
+from cpo.public_url import public_base_url
 
 TAG_AUTH = ["auth"]
 TAG_ME = ["me"]

@@ -1,5 +1,6 @@
 """What a simulated charger remembers: connectors, transactions, reservations, the local authorisation
-list and cache, and its counters. Plain data; the behaviour lives in `charger.py`."""
+list and cache, and its counters. Plain data; the behaviour lives in `base.py`
+and the version modules."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from apps.ocpp_gateway.simulator.meter import Meter
+from tools.simulator.meter import Meter
 
 
 @dataclass

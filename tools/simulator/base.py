@@ -1,15 +1,20 @@
-"""One simulated OCPP 1.6J charger: connection, boot, heartbeat, charging sessions and metering.
+"""What every simulated charger does, whatever OCPP version it speaks: the connection loop, boot with
+retry, heartbeat, the ordered queue of transaction messages, statuses, authorisation, transactions and
+metering, availability, reservations, firmware updates and file uploads; and the skeleton of answering
+the CSMS's commands (`SimulatedConnection`). A version module (`v16.py`, `v201.py`) subclasses both and
+keeps only what its version spells differently: the payloads and the command handlers' signatures.
 
 The charger outlives its connections. Each connection (`Link`) runs the `ocpp` library's receive loop
-(`SimulatedChargePoint.start()`, which answers the CSMS's commands, see `v16.py`), the boot sequence,
-the heartbeat and the drainer of the charger's ordered outgoing queue. Transaction-related messages
-(StartTransaction, periodic MeterValues, StopTransaction) wait in that queue across disconnects and are
-delivered in order once a new connection has been accepted, with the specification's retries
-(TransactionMessageAttempts / TransactionMessageRetryInterval); status notifications queued behind
-them are dropped with the connection (a fresh boot reports every status again).
+(`connection_class.start()`, which answers the CSMS's commands), the boot sequence, the heartbeat and
+the drainer of the charger's ordered outgoing queue. Transaction-related messages wait in that queue
+across disconnects and are delivered in order once a new connection has been accepted, with the
+specification's retries (TransactionMessageAttempts / TransactionMessageRetryInterval); status
+notifications queued behind them are dropped with the connection (a fresh boot reports every status
+again).
 
 The library's receive loop handles one message at a time, so nothing that runs inside a command
-handler may wait for an answer from the CSMS: follow-up work runs in tasks (`spawn`).
+handler may wait for an answer from the CSMS: follow-up work runs in tasks (`spawn`), started by the
+connection once the answer has been sent.
 """
 
 from __future__ import annotations
@@ -22,22 +27,22 @@ import random
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from ocpp.exceptions import OCPPError, UnknownCallErrorCodeError, ValidationError
-from ocpp.v16 import call
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from apps.ocpp_gateway.simulator.backoff import Backoff
-from apps.ocpp_gateway.simulator.configuration import ConfigurationStore, default_values
-from apps.ocpp_gateway.simulator.meter import Meter
-from apps.ocpp_gateway.simulator.smartcharging import Profile, ProfileStore
-from apps.ocpp_gateway.simulator.state import (
+from tools.simulator import clock
+from tools.simulator.backoff import Backoff
+from tools.simulator.configuration import ConfigurationStore, default_values
+from tools.simulator.meter import Meter
+from tools.simulator.smartcharging import CHARGE_POINT_MAX, TX, Profile, ProfileStore
+from tools.simulator.state import (
     Connector,
     LocalAuthorisation,
     Outgoing,
@@ -45,14 +50,15 @@ from apps.ocpp_gateway.simulator.state import (
     Stats,
     Transaction,
 )
-from apps.ocpp_gateway.simulator.v16 import SimulatedChargePoint, iso
-from cpo import clock
 
 logger = logging.getLogger(__name__)
-SUBPROTOCOL = "ocpp1.6"
+# The library logs every frame at INFO; a fleet quietens it through this logger.
+library_logger = logging.getLogger("ocpp")
 # A request that reached the CSMS but failed there (CALLERROR, no answer in time, an invalid answer).
 REQUEST_FAILURES = (OCPPError, TimeoutError, ValidationError, UnknownCallErrorCodeError)
 HTTP_TIMEOUT_S = 30.0
+DATA_TRANSFER_MESSAGES = frozenset({"Echo"})
+Followup = Callable[[], Awaitable[Any]]
 
 
 class NotConnected(Exception):
@@ -99,22 +105,40 @@ class Link:
     """One WebSocket connection and the tasks that live exactly as long as it does."""
 
     ws: ClientConnection
-    cp: SimulatedChargePoint
+    cp: Any
     receiver: asyncio.Task
     tasks: set[asyncio.Task] = field(default_factory=set)
     registration: str = ""
     heartbeat: asyncio.Task | None = None
 
 
-class Charger:
+def soon(action: Callable[[], Any]) -> Followup:
+    """A follow-up that only changes state (and queues messages), wrapped as a coroutine function."""
+
+    async def run() -> None:
+        action()
+
+    return run
+
+
+class SimulatedCharger:
     """A simulated charger. `run()` connects and keeps reconnecting until `stop()`; the state (connectors,
     configuration, queue of transaction messages) survives disconnects and reboots.
 
-    This class speaks OCPP 1.6; a subclass for another version sets `subprotocol` and `connection_class`
-    and overrides the message payloads and the transaction flow (see `station.py` for 2.0.1)."""
+    A version subclass sets `subprotocol`, `connection_class` and the status names its version uses, and
+    implements the payload methods (`boot_payload`, `status_payload`, `authorize_payload`,
+    `send_started`, `send_stopped`, `meter_values_payload`, `queue_meter_values`, ...)."""
 
-    subprotocol = SUBPROTOCOL
-    connection_class: type[SimulatedChargePoint] = SimulatedChargePoint
+    subprotocol: ClassVar[str] = ""
+    connection_class: ClassVar[type[Any]]
+    # Firmware statuses the version knows (the update flow skips the others) and those after which
+    # the charger is Idle again.
+    firmware_statuses: ClassVar[frozenset[str]] = frozenset()
+    final_firmware_statuses: ClassVar[frozenset[str]] = frozenset()
+    # The upload statuses: success, failure, and the message TriggerMessage asks for them with.
+    upload_succeeded: ClassVar[str] = "Uploaded"
+    upload_failed: ClassVar[str] = "UploadFailed"
+    upload_status_message: ClassVar[str] = ""
 
     def __init__(self, options: ChargerOptions) -> None:
         if not 1 <= options.connectors <= 64:
@@ -410,16 +434,64 @@ class Charger:
             if item.on_result is not None:
                 item.on_result(answer)
 
-    # --- boot, heartbeat, status -------------------------------------------------------------------
-    def boot_payload(self) -> call.BootNotification:
-        return call.BootNotification(
-            charge_point_model=self.options.model[:20],
-            charge_point_vendor=self.options.vendor[:20],
-            charge_point_serial_number=self.identity[:25],
-            firmware_version=self.firmware_version[:50],
-            meter_type="SIM-METER",
-        )
+    # --- what a version spells ---------------------------------------------------------------------
+    def boot_payload(self, reason: str | None = None) -> Any:
+        """The BootNotification (`reason`: why it boots, where the version says so)."""
+        raise NotImplementedError
 
+    def heartbeat_payload(self) -> Any:
+        raise NotImplementedError
+
+    def status_targets(self) -> list[int]:
+        """What a StatusNotification is sent for at boot."""
+        raise NotImplementedError
+
+    def status_payload(self, connector_id: int, status: str) -> Any:
+        raise NotImplementedError
+
+    def authorize_payload(self, id_tag: str) -> Any:
+        raise NotImplementedError
+
+    def token_info(self, answer: Any) -> dict[str, Any] | None:
+        """The token information of an answer that carries one (idTagInfo / idTokenInfo)."""
+        raise NotImplementedError
+
+    def send_started(self, tx: Transaction) -> None:
+        """Queue the message(s) reporting a transaction's start."""
+        raise NotImplementedError
+
+    def send_stopped(
+        self,
+        tx: Transaction,
+        *,
+        reason: str,
+        id_tag: str | None,
+        stopped_at: datetime,
+        meter_stop: int,
+        end_values: list[dict[str, Any]],
+    ) -> None:
+        """Queue the message(s) reporting a transaction's end."""
+        raise NotImplementedError
+
+    def meter_values_payload(self, connector: Connector, *, context: str, tx: Transaction | None) -> Any:
+        raise NotImplementedError
+
+    def queue_meter_values(self, connector: Connector, tx: Transaction) -> None:
+        """Queue the periodic meter values of a running transaction."""
+        raise NotImplementedError
+
+    def firmware_status_payload(self, status: str) -> Any:
+        raise NotImplementedError
+
+    def diagnostics_status_payload(self, status: str) -> Any:
+        raise NotImplementedError
+
+    def trigger_status_targets(self, connector_id: int | None) -> list[int]:
+        """What a triggered StatusNotification is sent for: the connector (EVSE) named, else what boot
+        reports."""
+        return [connector_id] if connector_id is not None else self.status_targets()
+
+    # --- boot, heartbeat, status -------------------------------------------------------------------
     async def _boot(self, link: Link) -> None:
         """BootNotification until Accepted (Pending: again after the interval; Rejected: disconnect and
         come back after it), then report every status and start the heartbeat and the queue."""
@@ -486,15 +558,8 @@ class Charger:
             if answer is None and self.link is None:
                 return
 
-    def heartbeat_payload(self) -> Any:
-        return call.Heartbeat()
-
-    def status_targets(self) -> list[int]:
-        """What a status notification is sent for: 0 (the charge point) and every connector."""
-        return list(range(0, len(self.connectors) + 1))
-
     def status_of(self, connector_id: int) -> str:
-        """The status a connector (0: the charge point) is in now."""
+        """The status a connector (0: the charger as a whole) is in now, as OCPP 1.6 names it."""
         if connector_id == 0:
             return "Available" if self.operative else "Unavailable"
         connector = self.connectors[connector_id]
@@ -508,11 +573,6 @@ class Charger:
             return "Reserved"
         return "Available"
 
-    def status_payload(self, connector_id: int, status: str) -> call.StatusNotification:
-        return call.StatusNotification(
-            connector_id=connector_id, error_code="NoError", status=status, timestamp=iso(clock.now())
-        )
-
     def refresh_statuses(self) -> None:
         """Queue a StatusNotification for every connector whose status changed since it was reported."""
         if not self.accepted:
@@ -524,6 +584,38 @@ class Charger:
                 payload = self.status_payload(connector_id, status)
                 self.enqueue(Outgoing(build=lambda p=payload: p, transactional=False))
 
+    # --- triggered messages ------------------------------------------------------------------------
+    async def send_triggered(self, message: str, connector_id: int | None) -> None:
+        """Send the message a TriggerMessage asked for, with current information only (`connector_id`:
+        the connector or EVSE it named)."""
+        if message == "BootNotification":
+            if self.accepted:
+                answer = await self.notify(self.boot_payload("Triggered"))
+                if answer is not None and answer.interval > 0:
+                    self.config.set("HeartbeatInterval", str(answer.interval))
+                    self.restart_heartbeat()
+            else:
+                self.triggered_boot()
+        elif message == "Heartbeat":
+            await self.notify(self.heartbeat_payload())
+        elif message == "StatusNotification":
+            for target in self.trigger_status_targets(connector_id):
+                await self.notify(self.status_payload(target, self.status_of(target)))
+        elif message == "MeterValues":
+            for target in [connector_id] if connector_id else list(self.connectors):
+                connector = self.connectors[target]
+                await self.notify(
+                    self.meter_values_payload(connector, context="Trigger", tx=connector.transaction)
+                )
+        elif message == "FirmwareStatusNotification":
+            await self.notify(self.firmware_status_payload(self.firmware_status))
+        elif message == self.upload_status_message:
+            await self.notify(self.diagnostics_status_payload(self.diagnostics_status))
+
+    def triggered_boot(self) -> None:
+        """TriggerMessage(BootNotification) while not accepted yet: boot again now."""
+        self.wake_boot()
+
     # --- authorisation -----------------------------------------------------------------------------
     def _known(self, id_tag: str) -> dict[str, Any] | None:
         return self.auth.lookup(
@@ -533,7 +625,7 @@ class Charger:
         )
 
     def remember(self, id_tag: str | None, info: dict[str, Any] | None) -> None:
-        """Update the authorisation cache from an idTagInfo (not for tags on the local list)."""
+        """Update the authorisation cache from token information (not for tags on the local list)."""
         if (
             id_tag
             and info
@@ -550,7 +642,7 @@ class Charger:
         if known_ok and self.config.boolean("LocalPreAuthorize"):
             return "Accepted"
         try:
-            answer = await self.request(call.Authorize(id_tag=id_tag))
+            answer = await self.request(self.authorize_payload(id_tag))
         except NotConnected:
             if known_ok and self.config.boolean("LocalAuthorizeOffline"):
                 return "Accepted"
@@ -561,8 +653,55 @@ class Charger:
             self.stats.errors += 1
             logger.warning("%s: Authorize failed: %r", self.identity, exc)
             return "Invalid"
-        self.remember(id_tag, answer.id_tag_info)
-        return str(answer.id_tag_info.get("status", "Invalid"))
+        info = self.token_info(answer)
+        self.remember(id_tag, info)
+        return str(info.get("status", "Invalid"))
+
+    def check_token(self, tx: Transaction, id_tag: str | None, info: dict[str, Any] | None) -> None:
+        """The CSMS answered a transaction message with token information: remember it, and end the
+        transaction when the token of the running transaction is not accepted and StopTransactionOnInvalidId
+        says so."""
+        if not id_tag or not info:
+            return
+        self.remember(id_tag, info)
+        connector = self.connectors[tx.connector_id]
+        if (
+            info.get("status") != "Accepted"
+            and connector.transaction is tx
+            and id_tag == tx.id_tag
+            and self.config.boolean("StopTransactionOnInvalidId")
+        ):
+            self.stop_transaction(tx.connector_id, reason="DeAuthorized")
+
+    def apply_local_list(
+        self, *, version: int, update_type: str, entries: list[tuple[str, dict[str, Any] | None]]
+    ) -> str:
+        """SendLocalList once the version's own checks passed: `entries` as (tag, info or None to
+        remove). VersionMismatch, Failed (the list would be too long) or Accepted."""
+        if update_type == "Differential" and version <= self.auth.version:
+            return "VersionMismatch"
+        updated = {} if update_type == "Full" else dict(self.auth.entries)
+        for tag, info in entries:
+            if info is None:
+                updated.pop(tag, None)
+            else:
+                updated[tag] = info
+        if len(updated) > self.config.integer("LocalAuthListMaxLength"):
+            return "Failed"
+        self.auth.entries, self.auth.version = updated, version
+        for tag in updated:
+            self.auth.cache.pop(tag, None)
+        return "Accepted"
+
+    def local_list_version(self) -> int:
+        """0 means "the list is empty" (-1 would mean "no local list support")."""
+        return self.auth.version if self.auth.entries else 0
+
+    def clear_cache(self) -> str:
+        if not self.config.boolean("AuthorizationCacheEnabled"):
+            return "Rejected"
+        self.auth.cache.clear()
+        return "Accepted"
 
     # --- transactions ------------------------------------------------------------------------------
     def free_for(self, connector_id: int, id_tag: str) -> bool:
@@ -575,10 +714,10 @@ class Charger:
         return connector.reservation is None or connector.reservation.id_tag == id_tag
 
     def first_free_connector(self, id_tag: str) -> int | None:
-        """The connector a RemoteStartTransaction without connectorId uses."""
+        """The connector a remote start without a connector (EVSE) uses."""
         return next((n for n in self.connectors if self.free_for(n, id_tag)), None)
 
-    def connector_with_transaction(self, transaction_id: int) -> int | None:
+    def connector_with_transaction(self, transaction_id: int | str) -> int | None:
         """The connector running the transaction the CSMS knows as `transaction_id`."""
         for connector in self.connectors.values():
             if connector.transaction is not None and connector.transaction.transaction_id == transaction_id:
@@ -635,34 +774,9 @@ class Charger:
         tx.meter_task = self.spawn(self._meter_loop(connector, tx))
         return True
 
-    def send_started(self, tx: Transaction) -> None:
-        """Queue the message that reports a transaction start (1.6: StartTransaction)."""
-        start = call.StartTransaction(
-            connector_id=tx.connector_id,
-            id_tag=tx.id_tag,
-            meter_start=tx.meter_start_wh,
-            timestamp=iso(tx.started_at),
-            reservation_id=tx.reservation_id,
-        )
-        self.enqueue(
-            Outgoing(build=lambda: start, transactional=True, on_result=lambda a: self._started(tx, a))
-        )
-
-    def _started(self, tx: Transaction, answer: Any) -> None:
-        tx.transaction_id = answer.transaction_id
-        info = answer.id_tag_info or {}
-        self.remember(tx.id_tag, info)
-        connector = self.connectors[tx.connector_id]
-        if (
-            info.get("status") != "Accepted"
-            and connector.transaction is tx
-            and self.config.boolean("StopTransactionOnInvalidId")
-        ):
-            self.stop_transaction(tx.connector_id, reason="DeAuthorized")
-
     def stop_transaction(self, connector_id: int, *, reason: str, id_tag: str | None = None) -> bool:
-        """End the connector's transaction and queue its StopTransaction (with transactionData as
-        StopTxnSampledData asks). False when no transaction runs there."""
+        """End the connector's transaction and queue the message that reports it (with the meter values
+        StopTxnSampledData asks for). False when no transaction runs there."""
         connector = self.connectors.get(connector_id)
         if connector is None or connector.transaction is None:
             return False
@@ -695,44 +809,6 @@ class Charger:
         self.spawn(self._unplug(connector))
         return True
 
-    def send_stopped(
-        self,
-        tx: Transaction,
-        *,
-        reason: str,
-        id_tag: str | None,
-        stopped_at: datetime,
-        meter_stop: int,
-        end_values: list[dict[str, Any]],
-    ) -> None:
-        """Queue the message that reports a transaction's end (1.6: StopTransaction with transactionData)."""
-        data = []
-        if tx.begin_values:
-            data.append({"timestamp": iso(tx.started_at), "sampledValue": tx.begin_values})
-        if end_values:
-            data.append({"timestamp": iso(stopped_at), "sampledValue": end_values})
-
-        def build() -> call.StopTransaction | None:
-            if tx.transaction_id is None:
-                logger.warning(
-                    "%s: StopTransaction dropped: its StartTransaction was never answered", self.identity
-                )
-                return None
-            return call.StopTransaction(
-                meter_stop=meter_stop,
-                timestamp=iso(stopped_at),
-                transaction_id=tx.transaction_id,
-                reason=reason,
-                id_tag=id_tag,
-                transaction_data=data or None,
-            )
-
-        self.enqueue(
-            Outgoing(
-                build=build, transactional=True, on_result=lambda a: self.remember(id_tag, a.id_tag_info)
-            )
-        )
-
     async def _unplug(self, connector: Connector) -> None:
         await asyncio.sleep(self.options.unplug_delay_s)
         if connector.phase == "Finishing":
@@ -756,33 +832,6 @@ class Charger:
             if connector.transaction is not None:
                 self.update_power(connector)
         self.refresh_statuses()
-
-    def meter_values_payload(
-        self, connector: Connector, *, context: str, tx: Transaction | None
-    ) -> call.MeterValues:
-        values = connector.meter.sampled_values(self.config.items("MeterValuesSampledData"), context=context)
-        return call.MeterValues(
-            connector_id=connector.connector_id,
-            meter_value=[{"timestamp": iso(clock.now()), "sampledValue": values}],
-            transaction_id=tx.transaction_id if tx is not None else None,
-        )
-
-    def queue_meter_values(self, connector: Connector, tx: Transaction) -> None:
-        """Queue a periodic MeterValues of the transaction (its transactionId is read at send time)."""
-        values = connector.meter.sampled_values(
-            self.config.items("MeterValuesSampledData"), context="Sample.Periodic"
-        )
-        meter_value = [{"timestamp": iso(clock.now()), "sampledValue": values}]
-        self.enqueue(
-            Outgoing(
-                build=lambda: call.MeterValues(
-                    connector_id=connector.connector_id,
-                    meter_value=meter_value,
-                    transaction_id=tx.transaction_id,
-                ),
-                transactional=True,
-            )
-        )
 
     async def _meter_loop(self, connector: Connector, tx: Transaction) -> None:
         while connector.transaction is tx:
@@ -822,15 +871,16 @@ class Charger:
             if tx is not None and connector.transaction is tx:
                 self.stop_transaction(connector.connector_id, reason="Local", id_tag=id_tag)
 
-    async def reset(self, kind: str) -> None:
-        """Reset.req: stop every transaction, send the stops first when soft (a hard reset sends them
-        after the reboot), then reboot."""
-        reason = "SoftReset" if kind == "Soft" else "HardReset"
-        for connector_id in self.connectors:
-            self.stop_transaction(connector_id, reason=reason)
-        if kind == "Soft":
-            await self.wait_queue_empty(self.options.call_timeout_s)
-        self.reboot()
+    def configuration_changed(self, keys: list[str]) -> None:
+        """Configuration keys were changed by the CSMS: act on the ones that change behaviour now."""
+        if "HeartbeatInterval" in keys:
+            self.restart_heartbeat()
+        if "MeterValueSampleInterval" in keys:
+            self.restart_metering()
+        if "AuthorizationKey" in keys:
+            # Security whitepaper A01 / 2.0.1 A01.FR.11: disconnect (keeping queued messages) and
+            # connect with the new password.
+            self.reconnect()
 
     # --- availability and reservations -------------------------------------------------------------
     def change_availability(self, connector_id: int, *, operative: bool) -> str:
@@ -902,67 +952,138 @@ class Charger:
         self._drop_reservation(reservation)
         self.refresh_statuses()
 
-    # --- firmware and diagnostics ------------------------------------------------------------------
+    # --- smart charging ----------------------------------------------------------------------------
+    def install_profile(self, profile: Profile, *, rate_units: list[str]) -> bool:
+        """SetChargingProfile once parsed: False (Rejected) when the charger cannot execute it (limits of
+        its configuration, `rate_units` it accepts, a TxProfile without its transaction, too many
+        profiles)."""
+        config = self.config
+        if (
+            profile.stack_level > config.integer("ChargeProfileMaxStackLevel")
+            or len(profile.periods) > config.integer("ChargingScheduleMaxPeriods")
+            or profile.unit not in rate_units
+        ):
+            return False
+        if profile.purpose == CHARGE_POINT_MAX and profile.connector_id != 0:
+            return False
+        if profile.purpose == TX:
+            # A TxProfile needs a running transaction on that connector (and names it, when it names one).
+            connector = self.connectors.get(profile.connector_id)
+            tx = connector.transaction if connector is not None else None
+            if tx is None or profile.transaction_id not in (None, tx.transaction_id):
+                return False
+        before = list(self.profiles.profiles)
+        self.profiles.install(profile)
+        if len(self.profiles.profiles) > config.integer("MaxChargingProfilesInstalled"):
+            self.profiles.profiles = before
+            return False
+        return True
+
+    def composite_schedule(
+        self, connector_id: int, duration: int, unit: str
+    ) -> tuple[datetime, list[dict[str, Any]]]:
+        """GetCompositeSchedule: its start (now, whole seconds) and periods for connector (EVSE)
+        `connector_id`, 0 meaning the charger as a whole."""
+        options = self.options
+        physical_a = options.max_power_w / (options.voltage_v * options.phases)
+        if connector_id == 0:
+            physical_a *= len(self.connectors)
+            tx_start = None
+        else:
+            tx = self.connectors[connector_id].transaction
+            tx_start = tx.started_at if tx is not None else None
+        start = clock.now().replace(microsecond=0)
+        periods = self.profiles.composite(
+            connector_id,
+            start,
+            duration,
+            unit=unit,
+            physical_max_a=physical_a,
+            transaction_start=tx_start,
+            max_periods=self.config.integer("ChargingScheduleMaxPeriods"),
+        )
+        return start, periods
+
+    # --- firmware and file uploads -----------------------------------------------------------------
     async def firmware_status_report(self, status: str) -> None:
-        """Send a FirmwareStatusNotification; after a final status the charger is Idle again."""
+        """Send a FirmwareStatusNotification (a status the version does not know is skipped); after a
+        final status the charger is Idle again."""
+        if status not in self.firmware_statuses:
+            return
         self.firmware_status = status
         await self.notify(self.firmware_status_payload(status))
-        if status in ("Installed", "DownloadFailed", "InstallationFailed"):
+        if status in self.final_firmware_statuses:
             self.firmware_status = "Idle"
 
     async def diagnostics_status_report(self, status: str) -> None:
-        """Send a DiagnosticsStatusNotification; after a final status the charger is Idle again."""
+        """Send the upload's status notification; after a final status the charger is Idle again."""
         self.diagnostics_status = status
         await self.notify(self.diagnostics_status_payload(status))
-        if status in ("Uploaded", "UploadFailed"):
+        if status in (self.upload_succeeded, self.upload_failed):
             self.diagnostics_status = "Idle"
 
-    def firmware_status_payload(self, status: str) -> Any:
-        return call.FirmwareStatusNotification(status=status)
-
-    def diagnostics_status_payload(self, status: str) -> Any:
-        return call.DiagnosticsStatusNotification(status=status)
-
     async def update_firmware(
-        self, *, location: str, retrieve_at: datetime, retries: int, retry_interval_s: int
+        self,
+        *,
+        location: str,
+        retrieve_at: datetime,
+        retries: int,
+        retry_interval_s: int,
+        install_at: datetime | None = None,
+        signature: str | None = None,
     ) -> None:
-        """UpdateFirmware: wait for retrieveDate, download (HTTP/HTTPS only), wait for transactions to
-        end, install, reboot; Installed is reported after the next accepted boot."""
-        await asyncio.sleep(max(0.0, (retrieve_at - clock.now()).total_seconds()))
+        """UpdateFirmware: DownloadScheduled (retrieve time in the future), Downloading, Downloaded (HTTP and
+        HTTPS only), SignatureVerified (when signed), InstallScheduled (install time in the future),
+        Installing once no transaction runs, InstallRebooting, reboot; Installed after the next accepted
+        boot. The statuses the version does not know are not sent."""
+        await asyncio.sleep(0)  # the UpdateFirmware answer goes first
+        if retrieve_at > clock.now():
+            await self.firmware_status_report("DownloadScheduled")
+            await asyncio.sleep((retrieve_at - clock.now()).total_seconds())
         await self.firmware_status_report("Downloading")
-        downloaded = False
-        for attempt in range(retries + 1):
-            downloaded = await asyncio.to_thread(http_transfer, location, None)
-            if downloaded or attempt == retries:
-                break
-            await asyncio.sleep(retry_interval_s)
-        if not downloaded:
+        if not await self._transfer(location, None, retries=retries, retry_interval_s=retry_interval_s):
             await self.firmware_status_report("DownloadFailed")
             return
         await self.firmware_status_report("Downloaded")
+        if signature:
+            await self.firmware_status_report("SignatureVerified")
+        if install_at is not None and install_at > clock.now():
+            await self.firmware_status_report("InstallScheduled")
+            await asyncio.sleep((install_at - clock.now()).total_seconds())
         while any(c.transaction is not None for c in self.connectors.values()):
             await asyncio.sleep(1.0)
         await self.firmware_status_report("Installing")
         name = urlsplit(location).path.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
         self.firmware_version = (name or f"{self.firmware_version}+1")[:50]
+        await self.firmware_status_report("InstallRebooting")
         self._firmware_installed = True
+        self.firmware_rebooted()
+
+    def firmware_rebooted(self) -> None:
+        """Reboot into newly installed firmware."""
         self.reboot()
 
-    async def upload_diagnostics(
+    async def upload_file(
         self, *, location: str, file_name: str, retries: int, retry_interval_s: int
     ) -> None:
-        """GetDiagnostics: Uploading, then an HTTP PUT of the file (a location ending in / gets the file
-        name appended), then Uploaded or UploadFailed. Only HTTP and HTTPS locations are supported."""
+        """GetDiagnostics / GetLog: Uploading, an HTTP PUT of the diagnostics text (to location + file
+        name when the location ends with /), then the success or failure status. HTTP and HTTPS only."""
+        await asyncio.sleep(0)  # the command's answer goes first
         await self.diagnostics_status_report("Uploading")
         url = location + file_name if location.endswith("/") else location
-        body = self.diagnostics_text().encode()
-        uploaded = False
+        uploaded = await self._transfer(
+            url, self.diagnostics_text().encode(), retries=retries, retry_interval_s=retry_interval_s
+        )
+        await self.diagnostics_status_report(self.upload_succeeded if uploaded else self.upload_failed)
+
+    async def _transfer(self, url: str, body: bytes | None, *, retries: int, retry_interval_s: int) -> bool:
+        """Download (body None) or upload, retried `retries` times `retry_interval_s` apart."""
         for attempt in range(retries + 1):
-            uploaded = await asyncio.to_thread(http_transfer, url, body)
-            if uploaded or attempt == retries:
-                break
-            await asyncio.sleep(retry_interval_s)
-        await self.diagnostics_status_report("Uploaded" if uploaded else "UploadFailed")
+            if await asyncio.to_thread(http_transfer, url, body):
+                return True
+            if attempt < retries:
+                await asyncio.sleep(retry_interval_s)
+        return False
 
     def diagnostics_text(self) -> str:
         """The diagnostics file: identity, firmware, registration, counters and connector states."""
@@ -980,6 +1101,71 @@ class Charger:
                 f"register={connector.meter.register_wh}Wh"
             )
         return "\n".join(lines) + "\n"
+
+
+class SimulatedConnection:
+    """The part of one connection that answers the CSMS, mixed into a version's library ChargePoint:
+    every answer is counted, and a follow-up registered with it runs as a charger task once the answer
+    has been sent (an `@after` hook for every action, installed here rather than written per handler).
+
+    Handlers are named `on_<action>` (a name like `start` would replace `ChargePoint.start()`). They
+    decide the answer at once and never wait for the CSMS."""
+
+    def __init__(self, station: Any, connection: ClientConnection) -> None:
+        super().__init__(  # type: ignore[call-arg]
+            station.identity,
+            connection,
+            response_timeout=station.options.call_timeout_s,
+            logger=library_logger,
+        )
+        self.station = station
+        self._followups: dict[str, Followup] = {}
+        route_map: dict[str, dict[str, Any]] = self.route_map  # type: ignore[attr-defined]
+        for handlers in route_map.values():
+            if "_on_action" in handlers:
+                handlers.setdefault("_after_action", self._after)
+
+    def _answer(self, unique_id: str, result: Any, followup: Followup | None = None) -> Any:
+        self.station.stats.commands_answered += 1
+        if followup is not None:
+            self._followups[unique_id] = followup
+        return result
+
+    def _after(self, call_unique_id: str, **kwargs: Any) -> None:
+        followup = self._followups.pop(call_unique_id, None)
+        if followup is not None:
+            self.station.spawn(followup())
+
+    def _valid_connector(self, connector_id: int | None, *, allow_zero: bool = False) -> bool:
+        """A connector (1.6) or EVSE (2.0.1) of the charger; 0 (the charger as a whole) when allowed."""
+        return connector_id in self.station.connectors or (allow_zero and connector_id == 0)
+
+    def _remote_start(
+        self, *, requested: int | None, tag: str, profile: Profile | None, remote_start_id: int | None
+    ) -> tuple[bool, Followup | None]:
+        """Whether a remote start is accepted, and the follow-up that starts the transaction."""
+        station = self.station
+        chosen = requested if requested is not None else station.first_free_connector(tag)
+        if not station.accepted or chosen is None or not station.free_for(chosen, tag):
+            return False, None
+        authorize = station.config.boolean("AuthorizeRemoteTxRequests")
+        return True, lambda: station.start_transaction(
+            chosen, tag, authorize=authorize, profile=profile, remote_start_id=remote_start_id
+        )
+
+    def _remote_stop(self, transaction_id: int | str) -> Followup | None:
+        """The follow-up that ends the transaction, None when no transaction has that id (Rejected)."""
+        connector_id = self.station.connector_with_transaction(transaction_id)
+        if connector_id is None:
+            return None
+        return soon(lambda: self.station.stop_transaction(connector_id, reason="Remote"))
+
+    def _data_transfer_status(self, vendor_id: str, message_id: str | None) -> str:
+        if vendor_id != self.station.options.vendor:
+            return "UnknownVendorId"
+        if message_id is not None and message_id not in DATA_TRANSFER_MESSAGES:
+            return "UnknownMessageId"
+        return "Accepted"
 
 
 def http_transfer(url: str, body: bytes | None) -> bool:

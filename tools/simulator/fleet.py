@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 from typing import Any
 
-from apps.ocpp_gateway.simulator.charger import Charger, ChargerOptions
-from apps.ocpp_gateway.simulator.state import Stats
-from apps.ocpp_gateway.simulator.station import ChargingStation
+from tools.simulator.base import ChargerOptions, SimulatedCharger
+from tools.simulator.state import Stats
+from tools.simulator.v16 import Charger
+from tools.simulator.v201 import ChargingStation
 
 # subprotocol → the class that simulates a charger speaking it
-PROTOCOLS: dict[str, type[Charger]] = {"ocpp1.6": Charger, "ocpp2.0.1": ChargingStation}
+PROTOCOLS: dict[str, type[SimulatedCharger]] = {"ocpp1.6": Charger, "ocpp2.0.1": ChargingStation}
 
 
 def fleet_identities(prefix: str, count: int) -> list[str]:
@@ -63,7 +64,7 @@ class Fleet:
             self.chargers.append(PROTOCOLS[protocol](ChargerOptions(identity=identity, url=url, **options)))
         self._tasks: list[asyncio.Task] = []
 
-    def __getitem__(self, identity: str) -> Charger:
+    def __getitem__(self, identity: str) -> SimulatedCharger:
         for charger in self.chargers:
             if charger.identity == identity:
                 return charger

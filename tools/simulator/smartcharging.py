@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from cpo.clock import parse_iso8601
+from tools.simulator.clock import parse_iso8601
 
 RECURRENCE_S = {"Daily": 86_400, "Weekly": 7 * 86_400}
 CHARGE_POINT_MAX = "ChargePointMaxProfile"

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from apps.ocpp_gateway.simulator.configuration import (
+from tools.simulator.configuration import (
     MEASURAND_LIST_MAX,
     SPECS,
     SUPPORTED_MEASURANDS,

@@ -18,15 +18,13 @@ from django.test.utils import CaptureQueriesContext
 from apps.accounts.models import AuditRecord
 from apps.ocpp_gateway import delivery, layers, presence
 from apps.ocpp_gateway.choices import CommandStatus
-from apps.ocpp_gateway.models import OcppCommand
+from apps.ocpp_gateway.models import OcppCommand, command_outcome_shape
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.ocpp_gateway.services import (
-    OUTCOME_KEY,
-    command_outcome_store,
     command_record_outcome,
     command_send,
     command_wait,
-    outcome_message,
+    outcome_key,
     outcome_needs_follow_up,
 )
 from apps.stations import keys
@@ -140,19 +138,21 @@ def _open_command(**kwargs) -> OcppCommand:
 
 def test_outcome_without_follow_up_is_recorded_once(db):
     command = _open_command(action="ClearCache", payload={})
-    follow_up = outcome_needs_follow_up(action="ClearCache", has_new_key=False)
-    assert follow_up is False
-    command_outcome_store(
+    assert not outcome_needs_follow_up(action="ClearCache", has_new_key=False, status=CommandStatus.ANSWERED)
+    command_record_outcome(
         command_id=command.pk,
         status=CommandStatus.ANSWERED,
         response={"status": "Accepted"},
-        follow_up=follow_up,
+        action="ClearCache",
+        has_new_key=False,
     )
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED and command.response == {"status": "Accepted"}
     assert command.completed_at is not None
     # The first recorded outcome wins.
-    command_outcome_store(command_id=command.pk, status=CommandStatus.TIMEOUT, follow_up=False)
+    command_record_outcome(
+        command_id=command.pk, status=CommandStatus.TIMEOUT, action="ClearCache", has_new_key=False
+    )
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED
 
@@ -162,18 +162,20 @@ def test_outcome_store_costs_one_statement_for_the_winner_and_for_the_loser(db, 
     final in the same single statement, without a locking transaction of its own."""
     command = _open_command(action="ClearCache", payload={})
     with django_assert_num_queries(1):
-        command_outcome_store(
+        command_record_outcome(
             command_id=command.pk,
             status=CommandStatus.ANSWERED,
             response={"status": "Accepted"},
-            follow_up=False,
+            action="ClearCache",
+            has_new_key=False,
         )
     with django_assert_num_queries(1):
-        command_outcome_store(
+        command_record_outcome(
             command_id=command.pk,
             status=CommandStatus.ANSWERED,
             response={"status": "Accepted"},
-            follow_up=False,
+            action="ClearCache",
+            has_new_key=False,
         )
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED and command.response == {"status": "Accepted"}
@@ -181,10 +183,11 @@ def test_outcome_store_costs_one_statement_for_the_winner_and_for_the_loser(db, 
 
 def test_outcome_store_without_response_keeps_sql_null(db):
     command = _open_command(action="ClearCache", payload={})
-    command_outcome_store(
+    command_record_outcome(
         command_id=command.pk,
         status=CommandStatus.CHARGER_DISCONNECTED,
-        follow_up=False,
+        action="ClearCache",
+        has_new_key=False,
         error_description="gone",
     )
     assert OcppCommand.objects.filter(pk=command.pk, response__isnull=True, error_description="gone").exists()
@@ -192,7 +195,9 @@ def test_outcome_store_without_response_keeps_sql_null(db):
 
 def test_outcome_store_for_a_missing_command_does_nothing(db, django_assert_num_queries):
     with django_assert_num_queries(1):
-        command_outcome_store(command_id=987654, status=CommandStatus.TIMEOUT, follow_up=False)
+        command_record_outcome(
+            command_id=987654, status=CommandStatus.TIMEOUT, action="ClearCache", has_new_key=False
+        )
 
 
 def test_answer_with_a_new_key_takes_the_full_path(db):
@@ -203,20 +208,22 @@ def test_answer_with_a_new_key_takes_the_full_path(db):
         payload={"key": "AuthorizationKey", "value": "***"},
         new_key_hash=keys.hash_key(NEW_KEY),
     )
-    follow_up = outcome_needs_follow_up(action="ChangeConfiguration", has_new_key=True)
-    assert follow_up is True
-    command_outcome_store(
+    assert outcome_needs_follow_up(
+        action="ChangeConfiguration", has_new_key=True, status=CommandStatus.ANSWERED
+    )
+    command_record_outcome(
         command_id=command.pk,
         status=CommandStatus.ANSWERED,
         response={"status": "Accepted"},
-        follow_up=follow_up,
+        action="ChangeConfiguration",
+        has_new_key=True,
     )
     cp.refresh_from_db()
     assert keys.verify_key(NEW_KEY, cp.auth_key_hash)
     assert AuditRecord.objects.filter(action="chargepoint.key_changed").exists()
 
 
-def test_a_wrong_no_follow_up_hint_never_skips_a_key_change(db):
+def test_a_wrong_hint_never_skips_a_key_change(db):
     cp = ChargePointFactory()
     command = _open_command(
         charge_point=cp,
@@ -224,8 +231,12 @@ def test_a_wrong_no_follow_up_hint_never_skips_a_key_change(db):
         payload={"key": "AuthorizationKey", "value": "***"},
         new_key_hash=keys.hash_key(NEW_KEY),
     )
-    command_outcome_store(
-        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, follow_up=False
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response={"status": "Accepted"},
+        action="ChangeConfiguration",
+        has_new_key=False,
     )
     command.refresh_from_db()
     cp.refresh_from_db()
@@ -236,33 +247,43 @@ def test_a_wrong_no_follow_up_hint_never_skips_a_key_change(db):
 
 def test_an_unknown_hint_takes_the_full_path(db):
     command = _open_command(action="GetLocalListVersion", payload={})
-    command_outcome_store(
-        command_id=command.pk, status=CommandStatus.ANSWERED, response={"listVersion": 3}, follow_up=None
-    )
+    command_record_outcome(command_id=command.pk, status=CommandStatus.ANSWERED, response={"listVersion": 3})
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED
 
 
 def test_failures_never_need_a_follow_up(db):
     command = _open_command(action="GetLocalListVersion", payload={})
-    command_outcome_store(command_id=command.pk, status=CommandStatus.CHARGER_DISCONNECTED, follow_up=None)
+    assert not outcome_needs_follow_up(
+        action="GetLocalListVersion", has_new_key=False, status=CommandStatus.CHARGER_DISCONNECTED
+    )
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.CHARGER_DISCONNECTED,
+        action="GetLocalListVersion",
+        has_new_key=False,
+    )
     command.refresh_from_db()
     assert command.status == CommandStatus.CHARGER_DISCONNECTED
 
 
 def test_every_waiter_gets_the_outcome(db):
     command = _open_command(action="ClearCache", payload={})
-    message = outcome_message(
-        command_id=command.pk,
-        action="ClearCache",
-        status=CommandStatus.ANSWERED,
-        response={"status": "Accepted"},
+    message = json.dumps(
+        command_outcome_shape(
+            command_id=command.pk,
+            action="ClearCache",
+            status=CommandStatus.ANSWERED,
+            response={"status": "Accepted"},
+            error_code="",
+            error_description="",
+        )
     )
-    sync_redis().rpush(OUTCOME_KEY.format(id=command.pk), message)
+    sync_redis().rpush(outcome_key(command.unique_id), message)
     first = command_wait(command_id=command.pk, timeout_s=2)
     second = command_wait(command_id=command.pk, timeout_s=2)  # the row is final by now
     assert first == second == json.loads(message)
-    assert sync_redis().lrange(OUTCOME_KEY.format(id=command.pk), 0, -1) == [message]
+    assert sync_redis().lrange(outcome_key(command.unique_id), 0, -1) == [message]
 
 
 @pytest.mark.asyncio
@@ -302,21 +323,18 @@ def _online(identity: str) -> None:
 
 
 def test_the_sending_process_waits_without_reading_or_writing_the_row(transactional_db):
-    """The consumer makes the row final and then publishes the outcome, so the waiter in the process that
+    """The recorder makes the row final and then publishes the outcome, so the waiter in the process that
     sent the command returns what it reads from Redis and never touches the database."""
     cp = ChargePointFactory()
     _online(cp.identity)
     command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
-    command_outcome_store(
-        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, follow_up=False
-    )
-    message = outcome_message(
+    command_record_outcome(
         command_id=command.pk,
-        action="ClearCache",
         status=CommandStatus.ANSWERED,
         response={"status": "Accepted"},
+        action="ClearCache",
+        has_new_key=False,
     )
-    sync_redis().rpush(OUTCOME_KEY.format(id=command.pk), message)
     with CaptureQueriesContext(connection) as queries:
         outcome = command_wait(command_id=command.pk, timeout_s=2)
     assert outcome["status"] == CommandStatus.ANSWERED and outcome["response"] == {"status": "Accepted"}
@@ -328,7 +346,7 @@ def test_the_sending_process_waits_without_reading_or_writing_the_row(transactio
 def test_an_outcome_recorded_in_a_transaction_is_published_only_on_commit(transactional_db):
     """command_record_outcome publishes on commit: a waiter woken by it finds the row final already."""
     command = _open_command(action="ClearCache", payload={})
-    key = OUTCOME_KEY.format(id=command.pk)
+    key = outcome_key(command.unique_id)
     with transaction.atomic():
         command_record_outcome(command_id=command.pk, status=CommandStatus.TIMEOUT, error_description="late")
         assert sync_redis().llen(key) == 0

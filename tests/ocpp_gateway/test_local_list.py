@@ -67,7 +67,7 @@ def accept(member, prepared):
     )
     localauth.local_list_sent(prepared=prepared, command=command)
     command_record_outcome(
-        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, push=False
+        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}
     )
     member.refresh_from_db()
     return command
@@ -175,9 +175,7 @@ def test_answers_update_what_the_charger_holds(setup):
         status=CommandStatus.SENT,
         response=None,
     )
-    command_record_outcome(
-        command_id=version.pk, status=CommandStatus.ANSWERED, response={"listVersion": 2}, push=False
-    )
+    command_record_outcome(command_id=version.pk, status=CommandStatus.ANSWERED, response={"listVersion": 2})
     member.refresh_from_db()
     assert (member.reported_version, member.accepted_version) == (2, 2)
 
@@ -189,9 +187,7 @@ def test_answers_update_what_the_charger_holds(setup):
         status=CommandStatus.SENT,
         response=None,
     )
-    command_record_outcome(
-        command_id=version.pk, status=CommandStatus.ANSWERED, response={"listVersion": 0}, push=False
-    )
+    command_record_outcome(command_id=version.pk, status=CommandStatus.ANSWERED, response={"listVersion": 0})
     member.refresh_from_db()
     assert (member.reported_version, member.accepted_version) == (0, None)
 
@@ -214,7 +210,6 @@ def test_a_failed_differential_forgets_the_accepted_version(setup):
         command_id=command.pk,
         status=CommandStatus.ANSWERED,
         response={"status": "VersionMismatch"},
-        push=False,
     )
     member.refresh_from_db()
     assert (member.last_status, member.accepted_version, member.sent_version) == ("VersionMismatch", None, 3)
@@ -232,7 +227,7 @@ def test_a_list_sent_by_other_means_is_not_taken_for_ours(setup):
         response=None,
     )
     command_record_outcome(
-        command_id=foreign.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, push=False
+        command_id=foreign.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}
     )
     member.refresh_from_db()
     assert member.accepted_version is None

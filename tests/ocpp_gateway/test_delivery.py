@@ -4,6 +4,7 @@ process-specific channels, and the one-statement record of an outcome that needs
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 
@@ -11,25 +12,29 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import AuditRecord
-from apps.ocpp_gateway import delivery, layers, presence
+from apps.ocpp_gateway import consumer, delivery, layers, presence, services
 from apps.ocpp_gateway.choices import CommandStatus
-from apps.ocpp_gateway.models import OcppCommand, command_outcome_shape
+from apps.ocpp_gateway.connection import CommandOutcome
+from apps.ocpp_gateway.models import LocalAuthListMember, OcppCommand, command_outcome_shape
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.ocpp_gateway.services import (
     command_record_outcome,
     command_send,
     command_wait,
+    commands_sweep,
     outcome_key,
     outcome_needs_follow_up,
 )
 from apps.stations import keys
 from cpo.exceptions import NotFound
-from tests.factories import ChargePointFactory, OcppCommandFactory
+from tests.factories import ChargePointFactory, LocalAuthListFactory, OcppCommandFactory
 
 NEW_KEY = "fedcba9876543210fedcba98"
 
@@ -405,3 +410,200 @@ def test_command_send_inside_a_failed_transaction_leaves_neither_row(transaction
         raise RuntimeError("the caller's transaction fails")
     assert not OcppCommand.objects.filter(pk=command.pk).exists()
     assert not AuditRecord.objects.filter(detail__command_id=command.pk).exists()
+
+
+# --- one recorder, one publisher ----------------------------------------------------------------------
+def _published_outcomes() -> list[str]:
+    """Every outcome list in Redis, under whatever key it was published."""
+    return sorted(key.decode() for key in sync_redis().scan_iter(match="cpo:ocpp:*outcome*"))
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_an_outcome_whose_row_could_not_be_made_final_is_never_published(monkeypatch):
+    """The charger answered, but the row could not be written: no waiter may read an outcome the row does
+    not hold (it sees the command time out instead, which the row then records)."""
+    command = await sync_to_async(_open_command)(action="ClearCache", payload={})
+    original_execute = CursorWrapper.execute
+
+    def failing_execute(self, sql, params=None):
+        if "ocpp_gateway_ocppcommand" in sql and sql.lstrip().upper().startswith(("UPDATE", "WITH")):
+            raise OperationalError("the database went away")
+        return original_execute(self, sql, params)
+
+    monkeypatch.setattr(CursorWrapper, "execute", failing_execute)
+    event = {
+        "type": "ocpp.command",
+        "command_id": command.pk,
+        "unique_id": command.unique_id,
+        "action": "ClearCache",
+        "payload": {},
+        "deadline_ts": command.deadline.timestamp(),
+        "epoch": 1,
+        "new_key": False,
+        "follow_up": False,
+    }
+    with pytest.raises(OperationalError):
+        await consumer._record_outcome(
+            event, CommandOutcome(CommandStatus.ANSWERED, response={"status": "Accepted"})
+        )
+    monkeypatch.undo()
+    assert _published_outcomes() == []
+    assert (await OcppCommand.objects.aget(pk=command.pk)).status == CommandStatus.SENT
+    await sync_to_async(lambda: connection.close())()  # the worker thread's connection
+
+
+def test_an_outcome_is_published_once_whoever_else_finalises_the_command(transactional_db):
+    command = _open_command(action="ClearCache", payload={})
+    key = outcome_key(command.unique_id)
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response={"status": "Accepted"},
+        action="ClearCache",
+        has_new_key=False,
+    )
+    command_record_outcome(command_id=command.pk, status=CommandStatus.TIMEOUT)  # e.g. the sweep, late
+    commands_sweep(grace_s=-3600)
+    assert [json.loads(item) for item in sync_redis().lrange(key, 0, -1)] == [
+        OcppCommand.objects.get(pk=command.pk).outcome()
+    ]
+
+
+def test_an_outcome_with_a_follow_up_is_published_after_the_follow_up_committed(transactional_db):
+    """The answer to GetLocalListVersion updates the list membership in the same transaction as the row;
+    a waiter woken by the outcome finds both."""
+    cp = ChargePointFactory()
+    member = LocalAuthListMember.objects.create(
+        local_list=LocalAuthListFactory(organisation=cp.organisation), charge_point=cp
+    )
+    command = _open_command(charge_point=cp, action="GetLocalListVersion", payload={})
+    seen = []
+
+    def publish(unique_id, outcome):
+        # What a waiter woken now would read from another connection.
+        seen.append(
+            (
+                OcppCommand.objects.get(pk=command.pk).status,
+                LocalAuthListMember.objects.get(pk=member.pk).reported_version,
+                outcome["status"],
+            )
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "_outcome_publish", publish)
+        with transaction.atomic():
+            command_record_outcome(
+                command_id=command.pk,
+                status=CommandStatus.ANSWERED,
+                response={"listVersion": 4},
+                action="GetLocalListVersion",
+                has_new_key=False,
+            )
+            assert seen == []
+    assert seen == [(CommandStatus.ANSWERED, 4, CommandStatus.ANSWERED)]
+
+
+def test_a_wrong_action_hint_never_skips_a_follow_up(db):
+    """The one-statement path checks the row is the command the hint describes: a GetLocalListVersion
+    recorded with a ClearCache hint still records the version it reported."""
+    cp = ChargePointFactory()
+    member = LocalAuthListMember.objects.create(
+        local_list=LocalAuthListFactory(organisation=cp.organisation), charge_point=cp
+    )
+    command = _open_command(charge_point=cp, action="GetLocalListVersion", payload={})
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response={"listVersion": 4},
+        action="ClearCache",
+        has_new_key=False,
+    )
+    member.refresh_from_db()
+    assert member.reported_version == 4
+    assert OcppCommand.objects.get(pk=command.pk).status == CommandStatus.ANSWERED
+
+
+def test_the_recorder_masks_a_charger_key_in_the_answer(transactional_db):
+    command = _open_command(action="GetConfiguration", payload={})
+    answer = {"configurationKey": [{"key": "AuthorizationKey", "readonly": False, "value": "s3cr3t-key"}]}
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response=answer,
+        action="GetConfiguration",
+        has_new_key=False,
+    )
+    stored = OcppCommand.objects.get(pk=command.pk).response
+    published = json.loads(sync_redis().lindex(outcome_key(command.unique_id), 0))["response"]
+    assert "s3cr3t-key" not in json.dumps(stored) and stored == published
+
+
+def test_a_waiter_never_reads_the_outcome_of_an_earlier_database_s_command(transactional_db):
+    """The database is re-created (or restored) while Redis keeps its data: the sequence hands out an id
+    an earlier command had, whose outcome is still published. The waiter for the new command must get
+    the new command's outcome (ocpp_call used to exit 5, charger offline, for a command the charger had
+    just answered)."""
+    cp = ChargePointFactory()
+    earlier = _open_command(charge_point=cp, action="ClearCache", payload={})
+    command_record_outcome(command_id=earlier.pk, status=CommandStatus.CHARGER_OFFLINE)
+    # The database is re-created: the rows are gone, the sequence starts again, Redis keeps the outcome.
+    OcppCommand.objects.filter(pk=earlier.pk).delete()
+    again = _open_command(pk=earlier.pk, charge_point=cp, action="ClearCache", payload={})
+    assert again.unique_id != earlier.unique_id
+    command_record_outcome(
+        command_id=again.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}
+    )
+    outcome = command_wait(command_id=again.pk, timeout_s=2)
+    assert outcome["status"] == CommandStatus.ANSWERED and outcome["response"] == {"status": "Accepted"}
+
+
+# --- the channels-redis internals delivery.py's one-round-trip send relies on (a contract) ----------------
+def test_contract_channels_redis_send_still_takes_the_steps_the_send_script_copies():
+    """delivery._SEND_SCRIPT repeats RedisChannelLayer.send() in one round trip: the channel's sorted set
+    at prefix + non-local name, expired members dropped, capacity checked, the serialized message (with
+    __asgi_channel__) added with the time as its score, the key's expiry set. If channels-redis changes
+    any of it, this fails: re-check the script against the new send() (or drop the shortcut)."""
+    source = inspect.getsource(ChannelsRedisLayer.send)
+    steps = [source.find(f"connection.{step}(") for step in ("zremrangebyscore", "zcount", "zadd", "expire")]
+    assert -1 not in steps and steps == sorted(steps), source
+    for relied_on in (
+        'message["__asgi_channel__"] = channel',
+        "channel_non_local_name = self.non_local_name(channel)",
+        "channel_key = self.prefix + channel_non_local_name",
+        "index = self.consistent_hash(channel)",
+        "self.get_capacity(",
+        "max=int(time.time()) - int(self.expiry)",
+        "{self.serialize(message): time.time()}",
+        "int(self.expiry)",
+    ):
+        assert relied_on in source, relied_on
+
+
+@pytest.mark.asyncio
+async def test_contract_the_send_script_writes_what_channels_redis_send_writes(monkeypatch):
+    layer = _layer()
+    monkeypatch.setattr(delivery, "get_channel_layer", lambda: layer)
+    channel = await layer.new_channel()
+    key = layer.prefix + layer.non_local_name(channel)
+    r = layer.connection(layer.consistent_hash(channel))
+    message = {"type": "ocpp.command", "command_id": 7, "payload": {"évse": [1]}}
+
+    async def written(send) -> tuple[dict, int]:
+        before = time.time()
+        await send()
+        after = time.time()
+        ((member, score),) = await r.zrange(key, 0, -1, withscores=True)
+        ttl = await r.ttl(key)
+        assert before <= score <= after
+        await layer.flush()
+        return layer.deserialize(member), ttl
+
+    theirs = await written(lambda: layer.send(channel, message))
+    ours = await written(sync_to_async(lambda: delivery.send_to_channel(channel, message)))
+    assert theirs[0] == ours[0] == {**message, "__asgi_channel__": channel}
+    assert 0 < theirs[1] <= layer.expiry and 0 < ours[1] <= layer.expiry
+    # and the layer receives what the script wrote, as it would its own
+    await sync_to_async(delivery.send_to_channel)(channel, message)
+    assert await asyncio.wait_for(layer.receive(channel), 5) == message
+    await layer.flush()

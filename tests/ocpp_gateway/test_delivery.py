@@ -545,16 +545,23 @@ def test_a_waiter_never_reads_the_outcome_of_an_earlier_database_s_command(trans
     the new command's outcome (ocpp_call used to exit 5, charger offline, for a command the charger had
     just answered)."""
     cp = ChargePointFactory()
+    _online(cp.identity)
     earlier = _open_command(charge_point=cp, action="ClearCache", payload={})
     command_record_outcome(command_id=earlier.pk, status=CommandStatus.CHARGER_OFFLINE)
-    # The database is re-created: the rows are gone, the sequence starts again, Redis keeps the outcome.
+    # The database is re-created: the rows are gone and the sequence starts again; Redis keeps the
+    # outcome. The caller is a new process (ocpp_call): no ids taken ahead.
     OcppCommand.objects.filter(pk=earlier.pk).delete()
-    again = _open_command(pk=earlier.pk, charge_point=cp, action="ClearCache", payload={})
-    assert again.unique_id != earlier.unique_id
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('ocpp_gateway_ocppcommand', 'id'), %s, false)", [earlier.pk]
+        )
+    services._command_ids._ids.clear()
+    again = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+    assert again.pk == earlier.pk
     command_record_outcome(
         command_id=again.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}
     )
-    outcome = command_wait(command_id=again.pk, timeout_s=2)
+    outcome = command_wait(command_id=again.pk, timeout_s=5)
     assert outcome["status"] == CommandStatus.ANSWERED and outcome["response"] == {"status": "Accepted"}
 
 

@@ -251,6 +251,31 @@ def test_send_falls_back_to_full_and_skips_chargers_that_are_up_to_date(setup):
     assert (member.sent_version, member.sent_update_type) == (2, "Full")
 
 
+def test_one_charger_is_sent_its_list_by_the_service_every_interface_uses(setup):
+    """The admin's SendLocalList form only validates; composing the list and remembering what was sent
+    is `local_list_send_to`'s work, as for any other caller."""
+    local_list, member, tokens = setup
+    localauth.local_list_set_members(local_list=local_list, id_tokens=[tokens["a"], tokens["b"]])
+    command, skipped = localauth.local_list_send_to(member=member, update_type="Full", source="api")
+    member.refresh_from_db()
+    local_list.refresh_from_db()
+    assert skipped == [] and command.action == "SendLocalList" and command.source == "api"
+    assert (member.sent_command, member.sent_version, member.sent_update_type) == (
+        command,
+        local_list.version,
+        "Full",
+    )
+    assert command.payload["listVersion"] == local_list.version
+
+
+def test_a_refused_differential_list_leaves_nothing_sent(setup):
+    _local_list, member, _tokens = setup
+    with pytest.raises(Conflict):
+        localauth.local_list_send_to(member=member, update_type="Differential")
+    member.refresh_from_db()
+    assert member.sent_command is None and not OcppCommand.objects.exists()
+
+
 # --- admin ---------------------------------------------------------------------------------------
 
 

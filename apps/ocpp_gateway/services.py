@@ -512,7 +512,7 @@ def _record_in_one_statement(
         "SELECT (SELECT unique_id FROM done), (SELECT status FROM before)"
     )
     open_statuses = sorted(OPEN_COMMAND_STATUSES)
-    params = {
+    params: dict[str, Any] = {
         "id": command_id,
         "status": status,
         "response": None if response is None else json.dumps(response),

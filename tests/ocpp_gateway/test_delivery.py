@@ -9,6 +9,7 @@ import json
 import time
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
@@ -614,3 +615,34 @@ async def test_contract_the_send_script_writes_what_channels_redis_send_writes(m
     await sync_to_async(delivery.send_to_channel)(channel, message)
     assert await asyncio.wait_for(layer.receive(channel), 5) == message
     await layer.flush()
+
+
+def test_recording_an_answer_costs_one_statement_and_one_redis_round_trip(
+    transactional_db, django_assert_num_queries, monkeypatch
+):
+    """The answer path (consumer → recorder → publisher) makes no more round trips than before the one
+    recorder: the one-statement write, then one pipelined RPUSH + EXPIRE."""
+    command = _open_command(action="ClearCache", payload={})
+    round_trips = []
+    pipeline_execute, client_execute = redis.client.Pipeline.execute, redis.Redis.execute_command
+
+    def counting_pipeline(self, *args, **kwargs):
+        round_trips.append([c[0][0] for c in self.command_stack])
+        return pipeline_execute(self, *args, **kwargs)
+
+    def counting_command(self, *args, **kwargs):
+        round_trips.append([args[0]])
+        return client_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting_pipeline)
+    monkeypatch.setattr(redis.Redis, "execute_command", counting_command)
+    with django_assert_num_queries(1):
+        command_record_outcome(
+            command_id=command.pk,
+            status=CommandStatus.ANSWERED,
+            response={"status": "Accepted"},
+            action="ClearCache",
+            has_new_key=False,
+        )
+    monkeypatch.undo()
+    assert round_trips == [["RPUSH", "EXPIRE"]]

@@ -1,5 +1,7 @@
 """The command path's plumbing: the one-round-trip send to a connection's channel, the layer's receive of
-process-specific channels, and the one-statement record of an outcome that needs no follow-up."""
+process-specific channels (with contract tests on the channels-redis internals both rely on), and the one
+outcome recorder: one statement for an outcome that needs no follow-up, published once after commit under
+the command's message id."""
 
 from __future__ import annotations
 
@@ -586,6 +588,32 @@ def test_contract_channels_redis_send_still_takes_the_steps_the_send_script_copi
         "int(self.expiry)",
     ):
         assert relied_on in source, relied_on
+
+
+def test_contract_channels_redis_receive_still_works_the_way_the_receive_script_copies():
+    """layers._RECEIVE_SCRIPT replaces RedisChannelLayer.receive_single() for process-specific channels:
+    receive() must still go through receive_single() with the non-local name, which pops the sorted set at
+    prefix + name with BZPOPMIN, keeps the member in the backup set `_backup_channel_name()` until handed
+    over (restoring it with its score after a cancelled receive) and unpacks __asgi_channel__."""
+    receive = inspect.getsource(ChannelsRedisLayer.receive)
+    assert "await self.receive_single(" in receive
+    single = inspect.getsource(ChannelsRedisLayer.receive_single)
+    for relied_on in (
+        "channel_key = self.prefix + channel",
+        "index = self.consistent_hash(channel)",
+        "self._brpop_with_clean(",
+        "message = self.deserialize(content)",
+        'channel = message["__asgi_channel__"]',
+    ):
+        assert relied_on in single, relied_on
+    pop = inspect.getsource(ChannelsRedisLayer._brpop_with_clean)
+    for relied_on in (
+        "backup_queue = self._backup_channel_name(channel)",
+        "redis.call('ZADD', ARGV[1], backed_up[i], backed_up[i - 1])",
+        "connection.bzpopmin(channel, timeout=timeout)",
+        "connection.zadd(backup_queue, {member: float(timestamp)})",
+    ):
+        assert relied_on in pop, relied_on
 
 
 @pytest.mark.asyncio

@@ -150,7 +150,8 @@ class TestStart:
         assert not DriverSession.objects.exists() and not OcppCommand.objects.exists()
 
     def test_201_plugged_in_first_may_still_be_started(self):
-        """A 2.0.1 connector says Occupied once a car is plugged in, and may run an unauthorised transaction."""
+        """A 2.0.1 connector says Occupied once a car is plugged in, and may run an unauthorised
+        transaction."""
         cp = _charger(OcppProtocol.OCPP201)
         cp.evses.get(evse_id=1).connectors.update(status=ConnectorStatus.OCCUPIED)
         now = clock.now()

@@ -2,9 +2,10 @@
 form and a one-line description for operators. A charger is offered the commands of the version it
 speaks (its `ocpp_protocol`): OCPP 1.6 and 2.0.1 each have their table.
 
-`command_send_form` is the one way an interface sends a command composed in a form: it prepares what the
-command refers to, sends it with `command_send` (which validates the payload, records the command and the
-audit record) and links the two, in one transaction, so a refused payload leaves nothing behind.
+`command_send_form` is the one way an interface sends a command composed in a form: the form only
+validates input and hands it to the command service (`command_send`, which validates the payload once,
+records the command, its audit record and whatever it refers to, and hands it over on commit), exactly as
+`ocpp_call` and the API do, so a refused payload leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from apps.ocpp_gateway import forms as f
 from apps.ocpp_gateway.models import OcppCommand
-from apps.ocpp_gateway.services import command_send
 from apps.stations.models import ChargePoint
 from cpo.exceptions import NotFound
 
@@ -112,18 +111,7 @@ def command_spec(*, charge_point: ChargePoint, action: str) -> CommandSpec:
 
 
 def command_send_form(*, form: f.CommandForm, source: str = "admin") -> OcppCommand:
-    """Send the command a valid form composed, as the form context's actor. Raises what `command_send`
-    raises (ValidationFailed for a payload the schema refuses); nothing is stored then."""
-    context = form.context
-    with transaction.atomic():
-        payload = form.prepare()
-        command = command_send(
-            charge_point=context.charge_point,
-            action=form.action,
-            payload=payload,
-            timeout_s=form.deadline(),
-            actor=context.actor,
-            source=source,
-        )
-        form.sent(command)
-    return command
+    """Send the command a valid form composed, as the form context's actor, through the service the form
+    names (`CommandForm.send`). Raises what `command_send` raises (ValidationFailed for a payload the schema
+    refuses); nothing is stored then."""
+    return form.send(source=source)

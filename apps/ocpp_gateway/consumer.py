@@ -4,7 +4,6 @@ connection's own channel (`ocpp.command`), addressed by the presence record."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from typing import Any
@@ -17,9 +16,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from apps.ocpp_gateway import auth, conf, presence
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
-from apps.ocpp_gateway.masking import mask_payload
-from apps.ocpp_gateway.redis_clients import async_redis
-from apps.ocpp_gateway.services import OUTCOME_KEY, OUTCOME_TTL_S, command_outcome_store, outcome_message
+from apps.ocpp_gateway.services import command_record_outcome
 from apps.ocpp_gateway.v16.handlers import KNOWN_ACTIONS as V16_ACTIONS
 from apps.ocpp_gateway.v16.handlers import ChargePointHandlers as V16Handlers
 from apps.ocpp_gateway.v201.handlers import KNOWN_ACTIONS as V201_ACTIONS
@@ -45,36 +42,17 @@ def negotiate(offered: list[str]) -> str | None:
 
 
 async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> None:
-    """Record the outcome in the command row, then publish it to waiters (Redis): a waiter returns what it
-    reads there without touching the row, and whoever reads the row after it sees the same outcome. A
-    failed write is logged and the outcome still published (the charger did answer); the row is then
-    timed out by the sweep. A charger key in the answer (GetConfiguration, GetVariables) is masked
-    before either sees it."""
-    if outcome.response is not None:
-        outcome = dataclasses.replace(outcome, response=mask_payload(outcome.response))
-    key = OUTCOME_KEY.format(id=command["command_id"])
-    message = outcome_message(
+    """Hand the outcome of `command` (an `ocpp.command` message) to the one recorder, which makes the row
+    final and then publishes it to waiters."""
+    await database_sync_to_async(command_record_outcome)(
         command_id=command["command_id"],
-        action=command.get("action", ""),
         status=outcome.status,
         response=outcome.response,
         error_code=outcome.error_code,
         error_description=outcome.error_description,
+        action=command.get("action"),
+        has_new_key=command.get("new_key"),
     )
-    try:
-        await database_sync_to_async(command_outcome_store)(
-            command_id=command["command_id"],
-            status=outcome.status,
-            response=outcome.response,
-            error_code=outcome.error_code,
-            error_description=outcome.error_description,
-            follow_up=command.get("follow_up"),
-        )
-    finally:
-        async with async_redis().pipeline(transaction=False) as pipe:
-            pipe.rpush(key, message)
-            pipe.expire(key, OUTCOME_TTL_S)
-            await pipe.execute()
 
 
 class OcppConsumer(AsyncWebsocketConsumer):

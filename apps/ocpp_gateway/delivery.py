@@ -10,6 +10,10 @@ other layer) runs `send()` on one long-lived event loop per process. A command c
 request, a Celery task) then pays neither a thread hop nor four round trips (measured under load: p50
 3.4 ms / p99 18 ms for the hop and the four round trips, and worse behind busy threads of the same
 process, which the loop thread must win the GIL from after every reply).
+
+The script relies on channels-redis internals (4.3): key naming, the serializer, the sorted set scored by
+time, the expiry and capacity rules. tests/ocpp_gateway/test_delivery.py (`test_contract_*`) fails when a
+channels-redis release changes any of them: then compare the script with the new `send()`.
 """
 
 from __future__ import annotations

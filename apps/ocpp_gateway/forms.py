@@ -2,12 +2,12 @@
 operator fills in, and the payload it becomes), and the admin forms for firmware files and local
 authorisation lists.
 
-A command form builds its payload in `build_payload()` and checks it against the command's JSON schema
-in `clean()`, with the message `command_send` would give. Forms that need records to exist before the
-command goes out (a diagnostics upload slot, a local list version) create them in `prepare()`, which
-runs in the transaction that sends the command, and link them to it in `sent()`. The ids OCPP 2.0.1
-requests carry for later messages to refer to (remoteStartId, requestId) are left to `command_send`,
-which gives them the command's own id.
+A command form only validates input: it builds its payload in `build_payload()`, checks it in `clean()`
+with `command_payload_check` (what `command_send` checks), and `send()` hands it to a service
+(`command_send`, or `localauth.local_list_send_to` for a local list composed when sent). What the product
+fills in itself is left out and filled by `command_send`, as for every other caller: the ids OCPP 2.0.1
+requests carry for later messages to refer to (remoteStartId, requestId) and the upload link of
+GetDiagnostics / GetLog.
 
 The 2.0.1 forms are named `V201<Action>Form`; where a 1.6 form already composes the same payload, the
 2.0.1 one is that form checked against the 2.0.1 schema.
@@ -38,28 +38,19 @@ from apps.charging.models import ChargingSession
 from apps.ocpp_gateway import conf, localauth, protocol, transfers
 from apps.ocpp_gateway.handlers import iso
 from apps.ocpp_gateway.models import FirmwareFile, LocalAuthList, OcppCommand
-from apps.ocpp_gateway.services import command_id_field
+from apps.ocpp_gateway.services import command_payload_check, command_send
 from apps.stations import keys
 from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint, Evse
 from cpo import clock
-from cpo.exceptions import ApplicationError, ValidationFailed
+from cpo.exceptions import ApplicationError
 
 INT32_MAX = 2**31 - 1
-# Stands in for the upload link's random part while a GetDiagnostics form is checked.
-UPLOAD_PREVIEW_KEY = "pending"
 
 
 def payload_check(*, action: str, payload: dict[str, Any], version: str) -> None:
     """ValidationFailed (with command_send's wording) when `payload` breaks the action's JSON schema."""
-    try:
-        protocol.validate(action, payload, version, protocol.ErrorCodes(version))
-    except protocol.ProtocolViolation as exc:
-        raise ValidationFailed(
-            _("The {action} payload is invalid: {problem}").format(action=action, problem=exc.description),
-            code="invalid_payload",
-            fields={"payload": [exc.description]},
-        ) from exc
+    command_payload_check(action=action, payload=payload, version=version)
 
 
 def schema_enum(action: str, version: str, *path: str) -> list[str]:
@@ -208,23 +199,27 @@ class CommandForm(forms.Form):
         try:
             payload = self.build_payload()
             if payload is not None:
-                # The command's own id is filled in by command_send; a stand-in takes its place here.
-                own_id = command_id_field(action=self.action, version=self.version)
-                checked = {**payload, own_id: 0} if own_id and own_id not in payload else payload
-                payload_check(action=self.action, payload=checked, version=self.version)
+                command_payload_check(action=self.action, payload=payload, version=self.version)
         except ApplicationError as exc:
             raise forms.ValidationError(exc.detail, code=exc.code) from exc
         self.payload = payload
         return cleaned
 
-    def prepare(self) -> dict[str, Any]:
-        """The payload to send. Runs in the sending transaction; may create what the command refers to."""
+    def send(self, *, source: str) -> OcppCommand:
+        """Send the command the valid form composed, as the context's actor, through the command service.
+        Raises what `command_send` raises; nothing is stored then."""
         if self.payload is None:
-            raise ValueError("prepare() needs a valid form")
-        return self.payload
-
-    def sent(self, command: OcppCommand) -> None:
-        """Link what `prepare()` created to the command. Nothing to link by default."""
+            raise ValueError("send() needs a valid form")
+        context = self.context
+        return command_send(
+            charge_point=context.charge_point,
+            action=self.action,
+            payload=self.payload,
+            timeout_s=self.deadline(),
+            actor=context.actor,
+            source=source,
+            base_url=context.base_url,
+        )
 
     def deadline(self) -> float | None:
         return self.cleaned_data.get("timeout_s")
@@ -400,7 +395,7 @@ class GetConfigurationForm(CommandForm):
 
 
 class GetDiagnosticsForm(CommandForm):
-    """The upload location is ours: a single-use link made when the command is sent."""
+    """The upload location is ours: `command_send` fills in a single-use link when it sends the command."""
 
     action = "GetDiagnostics"
     start_time = datetime_field(_("from"), required=False, help_text=_("Oldest log entries wanted (UTC)."))
@@ -416,10 +411,9 @@ class GetDiagnosticsForm(CommandForm):
             raise forms.ValidationError(_("The public base URL is unknown: set CPO_PUBLIC_BASE_URL."))
         return super().clean()
 
-    def _payload(self, location: str) -> dict[str, Any]:
+    def _payload(self) -> dict[str, Any]:
         data = self.cleaned_data
         return self.optional(
-            location=location,
             retries=data["retries"],
             retryInterval=data["retry_interval"],
             startTime=_utc(data["start_time"]),
@@ -427,21 +421,7 @@ class GetDiagnosticsForm(CommandForm):
         )
 
     def build_payload(self) -> dict[str, Any]:
-        # The real link is made when the command is sent; this one has the same shape.
-        return self._payload(
-            transfers.diagnostics_upload_url(base_url=str(self.context.base_url), token=UPLOAD_PREVIEW_KEY)
-        )
-
-    def prepare(self) -> dict[str, Any]:
-        self.issued = transfers.diagnostics_upload_issue(
-            charge_point=self.context.charge_point,
-            base_url=str(self.context.base_url),
-            actor=self.context.actor,
-        )
-        return self._payload(self.issued.url)
-
-    def sent(self, command: OcppCommand) -> None:
-        transfers.diagnostics_upload_link(upload=self.issued.upload, command=command)
+        return self._payload()
 
 
 class GetLocalListVersionForm(CommandForm):
@@ -586,25 +566,19 @@ class SendLocalListForm(CommandForm):
     def build_payload(self) -> None:
         return None
 
-    def prepare(self) -> dict[str, Any]:
-        try:
-            self.prepared = localauth.local_list_payload(
-                member=self.member, update_type=self.cleaned_data["update_type"]
-            )
-        except ApplicationError as exc:
-            raise ValidationFailed(exc.detail, code=exc.code) from exc
-        if self.prepared.skipped:
+    def send(self, *, source: str) -> OcppCommand:
+        command, skipped = localauth.local_list_send_to(
+            member=self.member,
+            update_type=self.cleaned_data["update_type"],
+            actor=self.context.actor,
+            source=source,
+            timeout_s=self.deadline(),
+        )
+        if skipped:
             self.notes.append(
-                str(
-                    _("Left out (longer than 20 characters): {tags}").format(
-                        tags=", ".join(self.prepared.skipped)
-                    )
-                )
+                str(_("Left out (longer than 20 characters): {tags}").format(tags=", ".join(skipped)))
             )
-        return self.prepared.payload
-
-    def sent(self, command: OcppCommand) -> None:
-        localauth.local_list_sent(prepared=self.prepared, command=command)
+        return command
 
 
 class SetChargingProfileForm(CommandForm):
@@ -1082,10 +1056,9 @@ class V201GetLogForm(GetDiagnosticsForm):
         ),
     )
 
-    def _payload(self, location: str) -> dict[str, Any]:
+    def _payload(self) -> dict[str, Any]:
         data = self.cleaned_data
         log = self.optional(
-            remoteLocation=location,
             oldestTimestamp=_utc(data["start_time"]),
             latestTimestamp=_utc(data["stop_time"]),
         )

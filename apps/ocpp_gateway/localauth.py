@@ -216,6 +216,32 @@ def local_list_sent(*, prepared: LocalListPayload, command: OcppCommand) -> None
     member.save(update_fields=["sent_version", "sent_update_type", "sent_at", "sent_command"])
 
 
+@transaction.atomic
+def local_list_send_to(
+    *,
+    member: LocalAuthListMember,
+    update_type: str,
+    actor: Any = None,
+    source: str = "service",
+    timeout_s: float | None = None,
+) -> tuple[OcppCommand, list[str]]:
+    """Send `member`'s charger its list (one SendLocalList command, no waiting for the answer), composed
+    now (`local_list_payload`: Conflict for a Differential update without a known accepted version), and
+    remember what was sent, in one transaction: a refused command leaves nothing behind. Returns the
+    command and the tokens left out (too long for OCPP 1.6)."""
+    prepared = local_list_payload(member=member, update_type=update_type)
+    command = command_send(
+        charge_point=member.charge_point,
+        action="SendLocalList",
+        payload=prepared.payload,
+        timeout_s=timeout_s,
+        actor=actor,
+        source=source,
+    )
+    local_list_sent(prepared=prepared, command=command)
+    return command, prepared.skipped
+
+
 @dataclass(frozen=True, slots=True)
 class SendResult:
     """What happened for one charger when a list was sent."""

@@ -23,7 +23,8 @@ from cpo.models import TimeStampedModel
 
 class OcppCommand(models.Model):
     """A CALL we send to a charger, with its outcome. Created by `command_send`; the consumer holding the
-    charger's socket sends it and records the answer."""
+    charger's socket sends it; `command_record_outcome` makes it final. Its `unique_id` (the OCPP message
+    id, a UUID) also names its outcome in Redis: unique for all time, unlike the sequence id."""
 
     charge_point = models.ForeignKey(
         ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE, related_name="commands"
@@ -76,15 +77,36 @@ class OcppCommand(models.Model):
     def __str__(self) -> str:
         return f"{self.action} → {self.charge_point_id} ({self.status})"
 
-    def outcome(self) -> dict:
-        return {
-            "id": self.pk,
-            "action": self.action,
-            "status": self.status,
-            "response": self.response,
-            "error_code": self.error_code,
-            "error_description": self.error_description,
-        }
+    def outcome(self) -> dict[str, Any]:
+        """The command's outcome in the one shape waiters, the admin and ocpp_call read."""
+        return command_outcome_shape(
+            command_id=self.pk,
+            action=self.action,
+            status=self.status,
+            response=self.response,
+            error_code=self.error_code,
+            error_description=self.error_description,
+        )
+
+
+def command_outcome_shape(
+    *,
+    command_id: int,
+    action: str,
+    status: str,
+    response: dict[str, Any] | None,
+    error_code: str,
+    error_description: str,
+) -> dict[str, Any]:
+    """THE shape of a command's outcome (`OcppCommand.outcome()`, and what is published to waiters)."""
+    return {
+        "id": command_id,
+        "action": action,
+        "status": status,
+        "response": response,
+        "error_code": error_code,
+        "error_description": error_description,
+    }
 
 
 class OcppMessage(models.Model):

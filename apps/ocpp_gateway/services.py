@@ -1,13 +1,19 @@
 """Commands to chargers from any process, and the gateway's housekeeping.
 
-`command_send` records a command and hands it, on commit, to the connection that holds the charger's
-socket (named by its presence record, never a channel-layer group); `command_wait` blocks on a Redis
-list the consumer pushes the outcome to. Every command has a deadline; a command for a charger with no
-connection fails at once with `charger_offline`.
+The command path (docs/architecture.md, "Command path"): `command_send` validates the payload once
+(`command_payload_check`, the schema of the charger's version), records the command and its audit record
+and hands it, on commit, to the connection that holds the charger's socket (named by its presence record,
+never a channel-layer group). Whoever finalises a command (the charger's answer or CALLERROR, a timeout, an
+offline or disconnected charger, the sweep) calls `command_record_outcome`, the one recorder: one
+transaction with the follow-ups (outcomes.py), then the outcome is published once, after commit, by
+`_outcome_publish`, the one publisher. `command_wait` blocks on a Redis list keyed by the command's
+message id (a UUID, unique for all time), never by its sequence id.
 
-OCPP 2.0.1 requests that the charger's later messages refer back to by an id of ours (remoteStartId,
-requestId) get the command's own id when the caller leaves that id out (`COMMAND_ID_FIELDS`), so the
-TransactionEvent, NotifyReport or status notification that follows names the command.
+Payload members the product owns are filled in by `command_send` when the caller leaves them out, so the
+admin, `ocpp_call` and the API send every command the same way: OCPP 2.0.1 requests that the charger's
+later messages refer back to by an id of ours (remoteStartId, requestId) get the command's own id
+(`COMMAND_ID_FIELDS`), and GetDiagnostics / GetLog get a single-use upload link of ours
+(`UPLOAD_LOCATION_FIELDS`, a DiagnosticsUpload slot tied to the command).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -25,10 +32,10 @@ from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from apps.accounts.services import audit_record_build, audit_record_create
-from apps.ocpp_gateway import conf, delivery, presence, protocol
+from apps.ocpp_gateway import conf, delivery, outcomes, presence, protocol, transfers
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.masking import mask_payload
-from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage
+from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage, command_outcome_shape
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.stations import keys
 from apps.stations.choices import OcppProtocol, RegistrationStatus, SecurityProfile
@@ -36,9 +43,13 @@ from apps.stations.models import ChargePoint
 from cpo import clock
 from cpo.exceptions import NotFound, ValidationFailed
 from cpo.persistence import IdBlock, objects_insert_together
+from cpo.public_url import public_base_url
 
 logger = logging.getLogger(__name__)
-OUTCOME_KEY = "cpo:ocpp:command:{id}:outcome"
+# Outcomes are published under the command's message id (OcppCommand.unique_id, a UUID): a sequence id
+# starts again when the database is re-created or restored while Redis keeps its data, and a waiter
+# would then read an earlier command's outcome.
+OUTCOME_KEY = "cpo:ocpp:outcome:{unique_id}"
 OUTCOME_TTL_S = 3600
 
 # OCPP 2.0.1: the payload member that takes the command's own id when the caller leaves it out.
@@ -52,14 +63,88 @@ COMMAND_ID_FIELDS: dict[str, dict[str, str]] = {
         "UpdateFirmware": "requestId",
     },
 }
+# The payload member (a path) that takes a single-use upload link of ours when the caller leaves it out.
+UPLOAD_LOCATION_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "1.6": {"GetDiagnostics": ("location",)},
+    "2.0.1": {"GetLog": ("log", "remoteLocation")},
+}
+# Stands in for the upload link while a payload that will get one is checked.
+UPLOAD_LOCATION_STAND_IN = "https://upload.invalid/ocpp/uploads/diagnostics/pending/"
 # SetVariables results after which the charger uses a new BasicAuthPassword. RebootRequired counts: the
 # charger stored it and presents it from its next connection on (OCPP 2.0.1 TC_A_09 accepts either).
 KEY_ACCEPTED_ATTRIBUTE_STATUSES = frozenset({"Accepted", "RebootRequired"})
 
 
+def outcome_key(unique_id: str) -> str:
+    """The Redis list a command's outcome is published to (by its message id, unique for all time)."""
+    return OUTCOME_KEY.format(unique_id=unique_id)
+
+
 def command_id_field(*, action: str, version: str) -> str:
     """The payload member `command_send` fills with the command's id when it is missing ("" for none)."""
     return COMMAND_ID_FIELDS.get(version, {}).get(action, "")
+
+
+def upload_location_field(*, action: str, version: str) -> tuple[str, ...]:
+    """The payload member (path) `command_send` fills with an upload link of ours when it is missing."""
+    return UPLOAD_LOCATION_FIELDS.get(version, {}).get(action, ())
+
+
+def _get_path(payload: dict[str, Any], path: tuple[str, ...]) -> Any:
+    node: Any = payload
+    for name in path:
+        if not isinstance(node, dict) or name not in node:
+            return None
+        node = node[name]
+    return node
+
+
+def _with_path(payload: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
+    """A copy of `payload` with `value` at `path` (objects on the way are copied or created)."""
+    head, *rest = path
+    if not rest:
+        return {**payload, head: value}
+    inner = payload.get(head)
+    return {**payload, head: _with_path(inner if isinstance(inner, dict) else {}, tuple(rest), value)}
+
+
+def _filled_by_us(action: str, version: str, payload: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """The members of `payload` that `command_send` will fill: (own id field or "", upload path or ())."""
+    own_id = command_id_field(action=action, version=version)
+    location = upload_location_field(action=action, version=version)
+    return (
+        own_id if own_id and own_id not in payload else "",
+        location if location and _get_path(payload, location) is None else (),
+    )
+
+
+def command_payload_check(*, action: str, payload: dict[str, Any], version: str) -> None:
+    """ValidationFailed when `payload` breaks the action's JSON schema at `version`; the members
+    `command_send` fills in itself (the command's id, an upload link) may be left out. Forms check their
+    input with it, so they refuse exactly what `command_send` would."""
+    own_id, location = _filled_by_us(action, version, payload)
+    checked = {**payload, own_id: 0} if own_id else payload
+    if location:
+        checked = _with_path(checked, location, UPLOAD_LOCATION_STAND_IN)
+    try:
+        protocol.validate(action, checked, version, protocol.ErrorCodes(version))
+    except protocol.ProtocolViolation as exc:
+        raise ValidationFailed(
+            _("The {action} payload is invalid: {problem}").format(action=action, problem=exc.description),
+            code="invalid_payload",
+            fields={"payload": [exc.description]},
+        ) from exc
+
+
+def _base_url_for_uploads(base_url: str | None) -> str:
+    if base_url:
+        return base_url.rstrip("/")
+    try:
+        return public_base_url()
+    except ValueError as exc:
+        raise ValidationFailed(
+            _("The public base URL is unknown: set CPO_PUBLIC_BASE_URL."), code="public_base_url_unknown"
+        ) from exc
 
 
 def command_send(
@@ -71,13 +156,17 @@ def command_send(
     actor: Any = None,
     source: str = "service",
     epoch: int | None = None,
+    base_url: str | None = None,
 ) -> OcppCommand:
     """Record a command for `charge_point` and dispatch it on commit. Returns at once; the command is
     already final (`charger_offline`) when no connection holds the charger. ValidationFailed when the
-    payload breaks the action's schema for the charger's protocol. A missing `command_id_field` member
-    (e.g. RequestStartTransaction's remoteStartId) is filled with the new command's id. With `epoch`, the
-    command goes only to the connection with that epoch (ValidationFailed `connection_changed` otherwise;
-    the consumer also drops a command addressed to an epoch it no longer holds)."""
+    payload breaks the action's schema for the charger's protocol (checked once, here). A missing
+    `command_id_field` member (e.g. RequestStartTransaction's remoteStartId) is filled with the new
+    command's id; a missing `upload_location_field` member (GetDiagnostics location, GetLog
+    log.remoteLocation) with a single-use upload link at `base_url` (default CPO_PUBLIC_BASE_URL), whose
+    slot is stored with the command. With `epoch`, the command goes only to the connection with that
+    epoch (ValidationFailed `connection_changed` otherwise; the consumer also drops a command addressed to
+    an epoch it no longer holds)."""
     subprotocol = charge_point.ocpp_protocol or OcppProtocol.OCPP16
     version = protocol.SUBPROTOCOL_VERSIONS.get(subprotocol)
     if version is None:
@@ -90,27 +179,25 @@ def command_send(
             code="unknown_action",
             fields={"action": [action]},
         )
-    own_id_field = command_id_field(action=action, version=version)
-    fill_own_id = bool(own_id_field) and own_id_field not in payload
-    try:
-        # Checked with a stand-in for the id that is only taken once everything else is valid.
-        checked = {**payload, own_id_field: 0} if fill_own_id else payload
-        protocol.validate(action, checked, version, protocol.ErrorCodes(version))
-    except protocol.ProtocolViolation as exc:
-        raise ValidationFailed(
-            _("The {action} payload is invalid: {problem}").format(action=action, problem=exc.description),
-            code="invalid_payload",
-            fields={"payload": [exc.description]},
-        ) from exc
+    command_payload_check(action=action, payload=payload, version=version)
     timeout_s = float(timeout_s if timeout_s is not None else conf.command_timeout_s())
     if not 0 < timeout_s <= 3600:
         raise ValidationFailed(
             _("A command timeout must be between 0 and 3600 seconds."), fields={"timeout": []}
         )
     new_key_hash = _new_key_hash(action, payload)
+    own_id_field, location_field = _filled_by_us(action, version, payload)
+    upload_base_url = _base_url_for_uploads(base_url) if location_field else ""
     command_pk = _command_ids.take()
-    if fill_own_id:
+    if own_id_field:
         payload = {**payload, own_id_field: command_pk}
+    rows: list[Any] = []
+    if location_field:
+        issued = transfers.diagnostics_upload_new(
+            charge_point=charge_point, base_url=upload_base_url, actor=actor, command_id=command_pk
+        )
+        payload = _with_path(payload, location_field, issued.url)
+        rows.append(issued.upload)
     now = clock.now()
     holder = presence.lookup(charge_point.identity)
     if epoch is not None and (holder.epoch if holder is not None else 0) != epoch:
@@ -136,15 +223,17 @@ def command_send(
         source=source,
         detail={"command_id": command_pk},
     )
-    follow_up = outcome_needs_follow_up(action=action, has_new_key=bool(new_key_hash))
     deadline_ts = command.deadline.timestamp()
     if holder is None:
         with transaction.atomic():
-            objects_insert_together(command, audit)
-            _finish(
-                command, CommandStatus.CHARGER_OFFLINE, error_description="no connection holds this charger"
+            objects_insert_together(command, audit, *rows)
+            command_record_outcome(
+                command_id=command.pk,
+                status=CommandStatus.CHARGER_OFFLINE,
+                error_description="no connection holds this charger",
             )
-            transaction.on_commit(lambda: _sent_here.add(command.pk, deadline_ts))
+            transaction.on_commit(lambda: _sent_here.add(command.pk, deadline_ts, command.unique_id))
+        command.refresh_from_db()
         return command
     message = {
         "type": "ocpp.command",
@@ -154,41 +243,43 @@ def command_send(
         "payload": payload,
         "deadline_ts": deadline_ts,
         "epoch": holder.epoch,
-        "follow_up": follow_up,
+        # What the outcome recorder needs to know to take its one-statement path (outcome_needs_follow_up).
+        "new_key": bool(new_key_hash),
     }
 
     def hand_over() -> None:
-        _sent_here.add(command.pk, deadline_ts)
+        _sent_here.add(command.pk, deadline_ts, command.unique_id)
         _dispatch(holder.channel, message, command.pk)
 
-    # The command and its audit record in one statement: one round trip, atomic by itself (no BEGIN and
-    # COMMIT of our own), part of the caller's transaction when there is one. The command is handed to
-    # the connection once committed: at once here, or when the caller's transaction commits (status
-    # "sent" = dispatched to the connection holding the charger; a failed hand-over is recorded).
-    objects_insert_together(command, audit)
+    # The command, its audit record (and its upload slot) in one statement: one round trip, atomic by
+    # itself (no BEGIN and COMMIT of our own), part of the caller's transaction when there is one. The
+    # command is handed to the connection once committed: at once here, or when the caller's transaction
+    # commits (status "sent" = dispatched to the connection holding the charger; a failed hand-over is
+    # recorded).
+    objects_insert_together(command, audit, *rows)
     transaction.on_commit(hand_over)
     return command
 
 
 class _SentHere:
-    """What `command_wait` needs to know about commands this process sent (their deadline), so that a
-    waiter in the sending process (an admin action, the API, ocpp_call) goes straight to Redis instead of
-    reading the row first: every final outcome is published there (kept OUTCOME_TTL_S). Known only once
-    the command is committed; bounded, oldest forgotten."""
+    """What `command_wait` needs to know about commands this process sent (their deadline and message
+    id), so that a waiter in the sending process (an admin action, the API, ocpp_call) goes straight to
+    Redis instead of reading the row first: every final outcome is published there (kept OUTCOME_TTL_S).
+    Known only once the command is committed; bounded, oldest forgotten."""
 
     MAX = 10_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: OrderedDict[int, float] = OrderedDict()
+        self._items: OrderedDict[int, tuple[float, str]] = OrderedDict()
 
-    def add(self, command_id: int, deadline_ts: float) -> None:
+    def add(self, command_id: int, deadline_ts: float, unique_id: str) -> None:
         with self._lock:
-            self._items[command_id] = deadline_ts
+            self._items[command_id] = (deadline_ts, unique_id)
             while len(self._items) > self.MAX:
                 self._items.popitem(last=False)
 
-    def take(self, command_id: int) -> float | None:
+    def take(self, command_id: int) -> tuple[float, str] | None:
         with self._lock:
             return self._items.pop(command_id, None)
 
@@ -256,43 +347,6 @@ def _dispatch(channel: str, message: dict[str, Any], command_id: int) -> None:
             status=CommandStatus.CHARGER_OFFLINE,
             error_description=f"channel layer: {exc}",
         )
-
-
-def _push_outcome(command: OcppCommand) -> None:
-    key = OUTCOME_KEY.format(id=command.pk)
-    r = sync_redis()
-    pipe = r.pipeline()
-    pipe.rpush(key, json.dumps(command.outcome()))
-    pipe.expire(key, OUTCOME_TTL_S)
-    pipe.execute()
-
-
-def _finish(
-    command: OcppCommand,
-    status: str,
-    *,
-    response: dict | None = None,
-    error_code: str = "",
-    error_description: str = "",
-    push: bool = True,
-) -> OcppCommand:
-    command.status, command.response = status, response
-    command.error_code, command.error_description = error_code[:64], error_description[:500]
-    command.completed_at = clock.now()
-    command.save(update_fields=["status", "response", "error_code", "error_description", "completed_at"])
-    if status == CommandStatus.ANSWERED:
-        if command.new_key_hash and _new_key_accepted(command, response or {}):
-            _apply_new_key(command)
-        from apps.ocpp_gateway.outcomes import command_answered  # late: its follow-ups send commands too
-
-        command_answered(command=command)
-    from apps.ocpp_gateway.outcomes import command_finished
-
-    command_finished(command=command)
-    if push:
-        # Waiters return what they read from Redis without reading the row: publish once it is committed.
-        transaction.on_commit(lambda: _push_outcome(command))
-    return command
 
 
 def _apply_new_key(command: OcppCommand) -> None:
@@ -367,7 +421,16 @@ def _key_change_command(charge_point: ChargePoint, key: str) -> tuple[str, dict[
     return "ChangeConfiguration", {"key": "AuthorizationKey", "value": key}
 
 
-@transaction.atomic
+def outcome_needs_follow_up(*, action: str, has_new_key: bool, status: str) -> bool:
+    """THE rule for what recording an outcome involves besides writing the row: an answer applies a new
+    key the charger accepted and the action's answer follow-up (outcomes.FOLLOW_UPS); any outcome runs
+    the action's outcome follow-up (outcomes.FINISHED_FOLLOW_UPS, e.g. a driver's start). When it says
+    no, `command_record_outcome` may make the row final in one statement."""
+    if action in outcomes.FINISHED_FOLLOW_UPS:
+        return True
+    return status == CommandStatus.ANSWERED and (has_new_key or action in outcomes.FOLLOW_UPS)
+
+
 def command_record_outcome(
     *,
     command_id: int,
@@ -375,144 +438,123 @@ def command_record_outcome(
     response: dict | None = None,
     error_code: str = "",
     error_description: str = "",
-    push: bool = True,
-) -> OcppCommand | None:
-    """Record a command's final outcome once; later outcomes for the same command are ignored. The outcome
-    is published to waiters once committed, unless `push=False` (the consumer publishes it itself, after
-    this write)."""
-    command = OcppCommand.objects.select_for_update(no_key=True).filter(pk=command_id).first()
-    if command is None or command.status in FINAL_COMMAND_STATUSES:
-        return command
-    return _finish(
-        command,
-        status,
-        response=response,
-        error_code=error_code,
-        error_description=error_description,
-        push=push,
-    )
-
-
-def outcome_needs_follow_up(*, action: str, has_new_key: bool) -> bool:
-    """Whether recording an answer to this command does more than write the row: apply a new key the
-    charger accepted, or a follow-up of the action (outcomes.FOLLOW_UPS, and FINISHED_FOLLOW_UPS which
-    follow every outcome, e.g. a driver's start)."""
-    from apps.ocpp_gateway.outcomes import FINISHED_FOLLOW_UPS, FOLLOW_UPS
-
-    return has_new_key or action in FOLLOW_UPS or action in FINISHED_FOLLOW_UPS
-
-
-def command_outcome_store(
-    *,
-    command_id: int,
-    status: str,
-    follow_up: bool | None,
-    response: dict | None = None,
-    error_code: str = "",
-    error_description: str = "",
+    action: str | None = None,
+    has_new_key: bool | None = None,
 ) -> None:
-    """Record an outcome without publishing it (the consumer publishes it to waiters right after this
-    write, so a waiter never needs to read or write the row); the first recorded outcome wins. `follow_up`
-    says whether an answer to this command needs more than the row written (`outcome_needs_follow_up`;
-    None when not known). When it does not, the row is made final in one statement (`_outcome_store_fast`:
-    one round trip, the row locked for that statement only) rather than a SELECT ... FOR UPDATE
-    transaction; a row already final costs that one round trip too."""
-    if follow_up is True or (follow_up is None and status == CommandStatus.ANSWERED):
-        command_record_outcome(
+    """THE one recorder of a command's final outcome, whoever finalises it (the charger's answer or
+    CALLERROR, a timeout, an offline or disconnected charger, the sweep). The first outcome wins; later
+    ones change nothing and publish nothing. The row is made final and the follow-ups (outcomes.py, a new
+    key) run in one transaction; the outcome is published to waiters once, after that commits (with the
+    caller's transaction when there is one), so a waiter never reads an outcome its row does not hold
+    yet. A failure before the commit publishes nothing: a waiter then sees the command time out. A
+    charger key in the answer (GetConfiguration, GetVariables) is masked before it is stored.
+
+    `action` and `has_new_key` (what the command was, as `command_send` told the connection) let an
+    outcome that needs no follow-up (`outcome_needs_follow_up`) be recorded in one statement instead of a
+    locking transaction; the statement checks them against the row and leaves any other row to the
+    transaction."""
+    if status not in FINAL_COMMAND_STATUSES:
+        raise ValueError(f"{status} is not a final command status")
+    if response is not None:
+        response = mask_payload(response)
+    error_code, error_description = error_code[:64], error_description[:500]
+    if (
+        action is not None
+        and has_new_key is not None
+        and not outcome_needs_follow_up(action=action, has_new_key=has_new_key, status=status)
+        and _record_in_one_statement(
             command_id=command_id,
+            action=action,
+            has_new_key=has_new_key,
             status=status,
             response=response,
             error_code=error_code,
             error_description=error_description,
-            push=False,
         )
-        return
-    if _outcome_store_fast(
-        command_id=command_id,
-        status=status,
-        response=response,
-        error_code=error_code,
-        error_description=error_description,
     ):
         return
-    # Open, but the fast path may not finish it (a key change or a follow-up the hint did not know of),
-    # or it became final while this statement waited for the row: the full path sorts out which.
-    command_record_outcome(
-        command_id=command_id,
-        status=status,
-        response=response,
-        error_code=error_code,
-        error_description=error_description,
-        push=False,
-    )
+    with transaction.atomic():
+        command = OcppCommand.objects.select_for_update(no_key=True).filter(pk=command_id).first()
+        if command is None or command.status in FINAL_COMMAND_STATUSES:
+            return
+        command.status, command.response = status, response
+        command.error_code, command.error_description = error_code, error_description
+        command.completed_at = clock.now()
+        command.save(update_fields=["status", "response", "error_code", "error_description", "completed_at"])
+        if status == CommandStatus.ANSWERED:
+            if command.new_key_hash and _new_key_accepted(command, response or {}):
+                _apply_new_key(command)
+            outcomes.command_answered(command=command)
+        outcomes.command_finished(command=command)
+        transaction.on_commit(partial(_outcome_publish, command.unique_id, command.outcome()))
 
 
-def _outcome_store_fast(
-    *, command_id: int, status: str, response: dict | None, error_code: str, error_description: str
-) -> bool:
-    """Make an open command final with this outcome in one statement, unless it needs the full path (a
-    new key, or an action with follow-ups: whatever the caller's hint said, those are never skipped).
-    True when the row is final afterwards (made so now, or already final before this statement began)."""
-    from apps.ocpp_gateway.outcomes import FINISHED_FOLLOW_UPS, FOLLOW_UPS
-
-    table = connection.ops.quote_name(OcppCommand._meta.db_table)
-    open_statuses = sorted(OPEN_COMMAND_STATUSES)
-    never_fast = sorted(FINISHED_FOLLOW_UPS)
-    answer_not_fast = sorted(set(FOLLOW_UPS) | set(FINISHED_FOLLOW_UPS))
-    # Only the model's own table name is formatted in; every value is a bound parameter.
-    sql = (
-        f"WITH before AS (SELECT status FROM {table} WHERE id = %(id)s), "  # noqa: S608
-        f"done AS (UPDATE {table} SET status = %(status)s, response = %(response)s::jsonb, "
-        "error_code = %(error_code)s, error_description = %(error_description)s, completed_at = %(now)s "
-        "WHERE id = %(id)s AND status = ANY(%(open)s) AND NOT (action = ANY(%(never_fast)s)) "
-        "AND (%(status)s <> %(answered)s OR (new_key_hash = '' AND NOT (action = ANY(%(answer_not_fast)s)))) "
-        "RETURNING 1) "
-        "SELECT (SELECT count(*) FROM done), (SELECT status FROM before)"
-    )
-    params = {
-        "id": command_id,
-        "status": status,
-        "response": None if response is None else json.dumps(response),
-        "error_code": error_code[:64],
-        "error_description": error_description[:500],
-        "now": clock.now(),
-        "open": open_statuses,
-        "never_fast": never_fast,
-        "answered": CommandStatus.ANSWERED.value,
-        "answer_not_fast": answer_not_fast,
-    }
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        updated, status_before = cursor.fetchone()
-    # A row missing altogether has nothing to record either.
-    return bool(updated) or status_before is None or status_before not in open_statuses
-
-
-def outcome_message(
+def _record_in_one_statement(
     *,
     command_id: int,
     action: str,
+    has_new_key: bool,
     status: str,
-    response: dict | None = None,
-    error_code: str = "",
-    error_description: str = "",
-) -> str:
-    """The JSON a waiter reads (same shape as OcppCommand.outcome())."""
-    return json.dumps(
-        {
-            "id": command_id,
-            "action": action,
-            "status": status,
-            "response": response,
-            "error_code": error_code[:64],
-            "error_description": error_description[:500],
-        }
+    response: dict | None,
+    error_code: str,
+    error_description: str,
+) -> bool:
+    """Make the open command `command_id` final in one statement (one round trip, the row locked for that
+    statement only), provided it is the `action` with or without a new key the caller said (whatever the
+    caller said, a row that is not is left alone). Publishes the outcome on commit when it made the row
+    final. True when nothing is left to do: the row was made final now, was final already, or is
+    missing; False when the row is open but not the command described (the full path decides)."""
+    sql = (
+        "WITH before AS (SELECT status FROM ocpp_gateway_ocppcommand WHERE id = %(id)s), "
+        "done AS (UPDATE ocpp_gateway_ocppcommand SET status = %(status)s, response = %(response)s::jsonb, "
+        "error_code = %(error_code)s, error_description = %(error_description)s, completed_at = %(now)s "
+        "WHERE id = %(id)s AND status = ANY(%(open)s) AND action = %(action)s "
+        "AND (new_key_hash <> '') = %(has_new_key)s RETURNING unique_id) "
+        "SELECT (SELECT unique_id FROM done), (SELECT status FROM before)"
     )
+    open_statuses = sorted(OPEN_COMMAND_STATUSES)
+    params: dict[str, Any] = {
+        "id": command_id,
+        "status": status,
+        "response": None if response is None else json.dumps(response),
+        "error_code": error_code,
+        "error_description": error_description,
+        "now": clock.now(),
+        "open": open_statuses,
+        "action": action,
+        "has_new_key": has_new_key,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        unique_id, status_before = cursor.fetchone()
+    if unique_id is not None:
+        outcome = command_outcome_shape(
+            command_id=command_id,
+            action=action,
+            status=status,
+            response=response,
+            error_code=error_code,
+            error_description=error_description,
+        )
+        transaction.on_commit(partial(_outcome_publish, unique_id, outcome))
+        return True
+    return status_before is None or status_before not in open_statuses
+
+
+def _outcome_publish(unique_id: str, outcome: dict[str, Any]) -> None:
+    """THE one publisher: hand a final outcome to its waiters (kept OUTCOME_TTL_S for late ones). Called
+    only by `command_record_outcome`, once the row holding this outcome is committed."""
+    key = outcome_key(unique_id)
+    pipe = sync_redis().pipeline(transaction=False)
+    pipe.rpush(key, json.dumps(outcome))
+    pipe.expire(key, OUTCOME_TTL_S)
+    pipe.execute()
 
 
 def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str, Any]:
     """Block until the command is final or `timeout_s` passes (default: until its deadline plus a second),
-    and return its outcome. A command still open past its deadline is recorded as timed out."""
+    and return its outcome (`OcppCommand.outcome()`). A command still open past its deadline is recorded
+    as timed out."""
     known = _sent_here.take(command_id)
     command = None
     if known is None:
@@ -521,17 +563,17 @@ def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str
             raise NotFound(_("No command with id {id}.").format(id=command_id), code="command_not_found")
         if command.status in FINAL_COMMAND_STATUSES:
             return command.outcome()
-        deadline_ts = command.deadline.timestamp()
+        deadline_ts, unique_id = command.deadline.timestamp(), command.unique_id
     else:
-        deadline_ts = known
+        deadline_ts, unique_id = known
     if timeout_s is None:
         timeout_s = max(0.0, deadline_ts - clock.now().timestamp()) + 1.0
     if timeout_s > 0:
-        key = OUTCOME_KEY.format(id=command_id)
+        key = outcome_key(unique_id)
         # BLMOVE from the list to itself: wait for the outcome and leave it for other waiters, in one
-        # round trip and atomically (BLPOP then RPUSH took two, with the list empty in between).
-        # Every outcome is published only once its row is final (the consumer writes, then publishes;
-        # command_record_outcome publishes on commit), so the row already says what the waiter reads here.
+        # round trip and atomically (BLPOP then RPUSH took two, with the list empty in between). Only
+        # command_record_outcome publishes, once the row is final and committed: the row already says
+        # what the waiter reads here.
         item = sync_redis().blmove(key, key, max(1, round(timeout_s)), "LEFT", "RIGHT")
         if item is not None:
             return json.loads(item)
@@ -540,14 +582,12 @@ def command_wait(*, command_id: int, timeout_s: float | None = None) -> dict[str
     else:
         command.refresh_from_db()
     if command.status not in FINAL_COMMAND_STATUSES and command.deadline <= clock.now():
-        command = (
-            command_record_outcome(
-                command_id=command_id,
-                status=CommandStatus.TIMEOUT,
-                error_description="no answer before the deadline",
-            )
-            or command
+        command_record_outcome(
+            command_id=command_id,
+            status=CommandStatus.TIMEOUT,
+            error_description="no answer before the deadline",
         )
+        command.refresh_from_db()
     return command.outcome()
 
 

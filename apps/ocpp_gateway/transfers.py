@@ -60,15 +60,21 @@ class IssuedUpload:
     url: str
 
 
-def diagnostics_upload_issue(
-    *, charge_point: ChargePoint, base_url: str, actor: Any = None, ttl_s: int | None = None
+def diagnostics_upload_new(
+    *,
+    charge_point: ChargePoint,
+    base_url: str,
+    actor: Any = None,
+    command_id: int | None = None,
+    ttl_s: int | None = None,
 ) -> IssuedUpload:
-    """Create an upload slot for `charge_point` and return it with its URL (the only place the token
-    appears). Issue it in the transaction that sends the GetDiagnostics or GetLog command."""
+    """An upload slot for `charge_point` (not saved yet: `command_send` stores it with the GetDiagnostics
+    or GetLog command `command_id` that announces it) and its URL (the only place the token appears)."""
     token = secrets.token_urlsafe(32)
     now = clock.now()
-    upload = DiagnosticsUpload.objects.create(
+    upload = DiagnosticsUpload(
         charge_point=charge_point,
+        command_id=command_id,
         token_hash=_token_hash(token),
         created_at=now,
         expires_at=now + timedelta(seconds=ttl_s if ttl_s is not None else diagnostics_upload_ttl_s()),
@@ -77,16 +83,19 @@ def diagnostics_upload_issue(
     return IssuedUpload(upload=upload, url=diagnostics_upload_url(base_url=base_url, token=token))
 
 
+def diagnostics_upload_issue(
+    *, charge_point: ChargePoint, base_url: str, actor: Any = None, ttl_s: int | None = None
+) -> IssuedUpload:
+    """Create an upload slot for `charge_point` tied to no command and return it with its URL."""
+    issued = diagnostics_upload_new(charge_point=charge_point, base_url=base_url, actor=actor, ttl_s=ttl_s)
+    issued.upload.save()
+    return issued
+
+
 def diagnostics_upload_url(*, base_url: str, token: str) -> str:
     """The location a GetDiagnostics or GetLog command names: chargers PUT or POST their file there (PUT
     may append the file name)."""
     return f"{base_url.rstrip('/')}{reverse('ocpp_gateway:diagnostics-upload', kwargs={'token': token})}"
-
-
-def diagnostics_upload_link(*, upload: DiagnosticsUpload, command: OcppCommand) -> None:
-    """Tie the slot to the command that announced its URL."""
-    upload.command = command
-    upload.save(update_fields=["command"])
 
 
 def diagnostics_upload_check(*, token: str) -> DiagnosticsUpload:

@@ -232,9 +232,7 @@ class TestCommandOutcome:
     )
     def test_a_start_the_charger_does_not_take_fails(self, status, response, failure):
         session, _ = _start(DriverFactory(), _charger())
-        command_record_outcome(
-            command_id=session.start_command_id, status=status, response=response, push=False
-        )
+        command_record_outcome(command_id=session.start_command_id, status=status, response=response)
         session.refresh_from_db()
         assert session.status == S.FAILED and session.failure_reason == failure
 
@@ -244,7 +242,6 @@ class TestCommandOutcome:
             command_id=session.start_command_id,
             status=CommandStatus.ANSWERED,
             response={"status": "Accepted"},
-            push=False,
         )
         session.refresh_from_db()
         assert session.status == S.STARTING
@@ -305,7 +302,6 @@ class TestChargerSide:
             command_id=session.stop_command_id,
             status=CommandStatus.ANSWERED,
             response={"status": "Rejected"},
-            push=False,
         )
         session.refresh_from_db()
         assert session.status == S.ACTIVE and _steps(session)[-1][2] == "stop_refused"

@@ -1,38 +1,44 @@
 """The command path's plumbing: the one-round-trip send to a connection's channel, the layer's receive of
-process-specific channels, and the one-statement record of an outcome that needs no follow-up."""
+process-specific channels (with contract tests on the channels-redis internals both rely on), and the one
+outcome recorder: one statement for an outcome that needs no follow-up, published once after commit under
+the command's message id."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import queue
 import threading
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer as ChannelsRedisLayer
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import AuditRecord
-from apps.ocpp_gateway import delivery, layers, presence
+from apps.ocpp_gateway import consumer, delivery, layers, presence, services
 from apps.ocpp_gateway.choices import CommandStatus
-from apps.ocpp_gateway.models import OcppCommand
+from apps.ocpp_gateway.connection import CommandOutcome
+from apps.ocpp_gateway.models import LocalAuthListMember, OcppCommand, command_outcome_shape
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.ocpp_gateway.services import (
-    OUTCOME_KEY,
-    command_outcome_store,
     command_record_outcome,
     command_send,
     command_wait,
-    outcome_message,
+    commands_sweep,
+    outcome_key,
     outcome_needs_follow_up,
 )
 from apps.stations import keys
 from cpo.exceptions import NotFound
-from tests.factories import ChargePointFactory, OcppCommandFactory
+from tests.factories import ChargePointFactory, LocalAuthListFactory, OcppCommandFactory
 
 NEW_KEY = "fedcba9876543210fedcba98"
 
@@ -141,19 +147,21 @@ def _open_command(**kwargs) -> OcppCommand:
 
 def test_outcome_without_follow_up_is_recorded_once(db):
     command = _open_command(action="ClearCache", payload={})
-    follow_up = outcome_needs_follow_up(action="ClearCache", has_new_key=False)
-    assert follow_up is False
-    command_outcome_store(
+    assert not outcome_needs_follow_up(action="ClearCache", has_new_key=False, status=CommandStatus.ANSWERED)
+    command_record_outcome(
         command_id=command.pk,
         status=CommandStatus.ANSWERED,
         response={"status": "Accepted"},
-        follow_up=follow_up,
+        action="ClearCache",
+        has_new_key=False,
     )
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED and command.response == {"status": "Accepted"}
     assert command.completed_at is not None
     # The first recorded outcome wins.
-    command_outcome_store(command_id=command.pk, status=CommandStatus.TIMEOUT, follow_up=False)
+    command_record_outcome(
+        command_id=command.pk, status=CommandStatus.TIMEOUT, action="ClearCache", has_new_key=False
+    )
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED
 
@@ -163,18 +171,20 @@ def test_outcome_store_costs_one_statement_for_the_winner_and_for_the_loser(db, 
     final in the same single statement, without a locking transaction of its own."""
     command = _open_command(action="ClearCache", payload={})
     with django_assert_num_queries(1):
-        command_outcome_store(
+        command_record_outcome(
             command_id=command.pk,
             status=CommandStatus.ANSWERED,
             response={"status": "Accepted"},
-            follow_up=False,
+            action="ClearCache",
+            has_new_key=False,
         )
     with django_assert_num_queries(1):
-        command_outcome_store(
+        command_record_outcome(
             command_id=command.pk,
             status=CommandStatus.ANSWERED,
             response={"status": "Accepted"},
-            follow_up=False,
+            action="ClearCache",
+            has_new_key=False,
         )
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED and command.response == {"status": "Accepted"}
@@ -182,10 +192,11 @@ def test_outcome_store_costs_one_statement_for_the_winner_and_for_the_loser(db, 
 
 def test_outcome_store_without_response_keeps_sql_null(db):
     command = _open_command(action="ClearCache", payload={})
-    command_outcome_store(
+    command_record_outcome(
         command_id=command.pk,
         status=CommandStatus.CHARGER_DISCONNECTED,
-        follow_up=False,
+        action="ClearCache",
+        has_new_key=False,
         error_description="gone",
     )
     assert OcppCommand.objects.filter(pk=command.pk, response__isnull=True, error_description="gone").exists()
@@ -193,7 +204,9 @@ def test_outcome_store_without_response_keeps_sql_null(db):
 
 def test_outcome_store_for_a_missing_command_does_nothing(db, django_assert_num_queries):
     with django_assert_num_queries(1):
-        command_outcome_store(command_id=987654, status=CommandStatus.TIMEOUT, follow_up=False)
+        command_record_outcome(
+            command_id=987654, status=CommandStatus.TIMEOUT, action="ClearCache", has_new_key=False
+        )
 
 
 def test_answer_with_a_new_key_takes_the_full_path(db):
@@ -204,20 +217,22 @@ def test_answer_with_a_new_key_takes_the_full_path(db):
         payload={"key": "AuthorizationKey", "value": "***"},
         new_key_hash=keys.hash_key(NEW_KEY),
     )
-    follow_up = outcome_needs_follow_up(action="ChangeConfiguration", has_new_key=True)
-    assert follow_up is True
-    command_outcome_store(
+    assert outcome_needs_follow_up(
+        action="ChangeConfiguration", has_new_key=True, status=CommandStatus.ANSWERED
+    )
+    command_record_outcome(
         command_id=command.pk,
         status=CommandStatus.ANSWERED,
         response={"status": "Accepted"},
-        follow_up=follow_up,
+        action="ChangeConfiguration",
+        has_new_key=True,
     )
     cp.refresh_from_db()
     assert keys.verify_key(NEW_KEY, cp.auth_key_hash)
     assert AuditRecord.objects.filter(action="chargepoint.key_changed").exists()
 
 
-def test_a_wrong_no_follow_up_hint_never_skips_a_key_change(db):
+def test_a_wrong_hint_never_skips_a_key_change(db):
     cp = ChargePointFactory()
     command = _open_command(
         charge_point=cp,
@@ -225,8 +240,12 @@ def test_a_wrong_no_follow_up_hint_never_skips_a_key_change(db):
         payload={"key": "AuthorizationKey", "value": "***"},
         new_key_hash=keys.hash_key(NEW_KEY),
     )
-    command_outcome_store(
-        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, follow_up=False
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response={"status": "Accepted"},
+        action="ChangeConfiguration",
+        has_new_key=False,
     )
     command.refresh_from_db()
     cp.refresh_from_db()
@@ -237,33 +256,43 @@ def test_a_wrong_no_follow_up_hint_never_skips_a_key_change(db):
 
 def test_an_unknown_hint_takes_the_full_path(db):
     command = _open_command(action="GetLocalListVersion", payload={})
-    command_outcome_store(
-        command_id=command.pk, status=CommandStatus.ANSWERED, response={"listVersion": 3}, follow_up=None
-    )
+    command_record_outcome(command_id=command.pk, status=CommandStatus.ANSWERED, response={"listVersion": 3})
     command.refresh_from_db()
     assert command.status == CommandStatus.ANSWERED
 
 
 def test_failures_never_need_a_follow_up(db):
     command = _open_command(action="GetLocalListVersion", payload={})
-    command_outcome_store(command_id=command.pk, status=CommandStatus.CHARGER_DISCONNECTED, follow_up=None)
+    assert not outcome_needs_follow_up(
+        action="GetLocalListVersion", has_new_key=False, status=CommandStatus.CHARGER_DISCONNECTED
+    )
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.CHARGER_DISCONNECTED,
+        action="GetLocalListVersion",
+        has_new_key=False,
+    )
     command.refresh_from_db()
     assert command.status == CommandStatus.CHARGER_DISCONNECTED
 
 
 def test_every_waiter_gets_the_outcome(db):
     command = _open_command(action="ClearCache", payload={})
-    message = outcome_message(
-        command_id=command.pk,
-        action="ClearCache",
-        status=CommandStatus.ANSWERED,
-        response={"status": "Accepted"},
+    message = json.dumps(
+        command_outcome_shape(
+            command_id=command.pk,
+            action="ClearCache",
+            status=CommandStatus.ANSWERED,
+            response={"status": "Accepted"},
+            error_code="",
+            error_description="",
+        )
     )
-    sync_redis().rpush(OUTCOME_KEY.format(id=command.pk), message)
+    sync_redis().rpush(outcome_key(command.unique_id), message)
     first = command_wait(command_id=command.pk, timeout_s=2)
     second = command_wait(command_id=command.pk, timeout_s=2)  # the row is final by now
     assert first == second == json.loads(message)
-    assert sync_redis().lrange(OUTCOME_KEY.format(id=command.pk), 0, -1) == [message]
+    assert sync_redis().lrange(outcome_key(command.unique_id), 0, -1) == [message]
 
 
 @pytest.mark.asyncio
@@ -303,21 +332,18 @@ def _online(identity: str) -> None:
 
 
 def test_the_sending_process_waits_without_reading_or_writing_the_row(transactional_db):
-    """The consumer makes the row final and then publishes the outcome, so the waiter in the process that
+    """The recorder makes the row final and then publishes the outcome, so the waiter in the process that
     sent the command returns what it reads from Redis and never touches the database."""
     cp = ChargePointFactory()
     _online(cp.identity)
     command = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
-    command_outcome_store(
-        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, follow_up=False
-    )
-    message = outcome_message(
+    command_record_outcome(
         command_id=command.pk,
-        action="ClearCache",
         status=CommandStatus.ANSWERED,
         response={"status": "Accepted"},
+        action="ClearCache",
+        has_new_key=False,
     )
-    sync_redis().rpush(OUTCOME_KEY.format(id=command.pk), message)
     with CaptureQueriesContext(connection) as queries:
         outcome = command_wait(command_id=command.pk, timeout_s=2)
     assert outcome["status"] == CommandStatus.ANSWERED and outcome["response"] == {"status": "Accepted"}
@@ -329,7 +355,7 @@ def test_the_sending_process_waits_without_reading_or_writing_the_row(transactio
 def test_an_outcome_recorded_in_a_transaction_is_published_only_on_commit(transactional_db):
     """command_record_outcome publishes on commit: a waiter woken by it finds the row final already."""
     command = _open_command(action="ClearCache", payload={})
-    key = OUTCOME_KEY.format(id=command.pk)
+    key = outcome_key(command.unique_id)
     with transaction.atomic():
         command_record_outcome(command_id=command.pk, status=CommandStatus.TIMEOUT, error_description="late")
         assert sync_redis().llen(key) == 0
@@ -403,3 +429,264 @@ def test_command_send_inside_a_failed_transaction_leaves_neither_row(transaction
         raise RuntimeError("the caller's transaction fails")
     assert not OcppCommand.objects.filter(pk=command.pk).exists()
     assert not AuditRecord.objects.filter(detail__command_id=command.pk).exists()
+
+
+# --- one recorder, one publisher ----------------------------------------------------------------------
+def _published_outcomes() -> list[str]:
+    """Every outcome list in Redis, under whatever key it was published."""
+    return sorted(key.decode() for key in sync_redis().scan_iter(match="cpo:ocpp:*outcome*"))
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_an_outcome_whose_row_could_not_be_made_final_is_never_published(monkeypatch):
+    """The charger answered, but the row could not be written: no waiter may read an outcome the row does
+    not hold (it sees the command time out instead, which the row then records)."""
+    command = await sync_to_async(_open_command)(action="ClearCache", payload={})
+    original_execute = CursorWrapper.execute
+
+    def failing_execute(self, sql, params=None):
+        if "ocpp_gateway_ocppcommand" in sql and sql.lstrip().upper().startswith(("UPDATE", "WITH")):
+            raise OperationalError("the database went away")
+        return original_execute(self, sql, params)
+
+    monkeypatch.setattr(CursorWrapper, "execute", failing_execute)
+    event = {
+        "type": "ocpp.command",
+        "command_id": command.pk,
+        "unique_id": command.unique_id,
+        "action": "ClearCache",
+        "payload": {},
+        "deadline_ts": command.deadline.timestamp(),
+        "epoch": 1,
+        "new_key": False,
+        "follow_up": False,
+    }
+    with pytest.raises(OperationalError):
+        await consumer._record_outcome(
+            event, CommandOutcome(CommandStatus.ANSWERED, response={"status": "Accepted"})
+        )
+    monkeypatch.undo()
+    assert _published_outcomes() == []
+    assert (await OcppCommand.objects.aget(pk=command.pk)).status == CommandStatus.SENT
+    await sync_to_async(lambda: connection.close())()  # the worker thread's connection
+
+
+def test_an_outcome_is_published_once_whoever_else_finalises_the_command(transactional_db):
+    command = _open_command(action="ClearCache", payload={})
+    key = outcome_key(command.unique_id)
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response={"status": "Accepted"},
+        action="ClearCache",
+        has_new_key=False,
+    )
+    command_record_outcome(command_id=command.pk, status=CommandStatus.TIMEOUT)  # e.g. the sweep, late
+    commands_sweep(grace_s=-3600)
+    assert [json.loads(item) for item in sync_redis().lrange(key, 0, -1)] == [
+        OcppCommand.objects.get(pk=command.pk).outcome()
+    ]
+
+
+def test_an_outcome_with_a_follow_up_is_published_after_the_follow_up_committed(transactional_db):
+    """The answer to GetLocalListVersion updates the list membership in the same transaction as the row;
+    a waiter woken by the outcome finds both."""
+    cp = ChargePointFactory()
+    member = LocalAuthListMember.objects.create(
+        local_list=LocalAuthListFactory(organisation=cp.organisation), charge_point=cp
+    )
+    command = _open_command(charge_point=cp, action="GetLocalListVersion", payload={})
+    seen = []
+
+    def publish(unique_id, outcome):
+        # What a waiter woken now would read from another connection.
+        seen.append(
+            (
+                OcppCommand.objects.get(pk=command.pk).status,
+                LocalAuthListMember.objects.get(pk=member.pk).reported_version,
+                outcome["status"],
+            )
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "_outcome_publish", publish)
+        with transaction.atomic():
+            command_record_outcome(
+                command_id=command.pk,
+                status=CommandStatus.ANSWERED,
+                response={"listVersion": 4},
+                action="GetLocalListVersion",
+                has_new_key=False,
+            )
+            assert seen == []
+    assert seen == [(CommandStatus.ANSWERED, 4, CommandStatus.ANSWERED)]
+
+
+def test_a_wrong_action_hint_never_skips_a_follow_up(db):
+    """The one-statement path checks the row is the command the hint describes: a GetLocalListVersion
+    recorded with a ClearCache hint still records the version it reported."""
+    cp = ChargePointFactory()
+    member = LocalAuthListMember.objects.create(
+        local_list=LocalAuthListFactory(organisation=cp.organisation), charge_point=cp
+    )
+    command = _open_command(charge_point=cp, action="GetLocalListVersion", payload={})
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response={"listVersion": 4},
+        action="ClearCache",
+        has_new_key=False,
+    )
+    member.refresh_from_db()
+    assert member.reported_version == 4
+    assert OcppCommand.objects.get(pk=command.pk).status == CommandStatus.ANSWERED
+
+
+def test_the_recorder_masks_a_charger_key_in_the_answer(transactional_db):
+    command = _open_command(action="GetConfiguration", payload={})
+    answer = {"configurationKey": [{"key": "AuthorizationKey", "readonly": False, "value": "s3cr3t-key"}]}
+    command_record_outcome(
+        command_id=command.pk,
+        status=CommandStatus.ANSWERED,
+        response=answer,
+        action="GetConfiguration",
+        has_new_key=False,
+    )
+    stored = OcppCommand.objects.get(pk=command.pk).response
+    published = json.loads(sync_redis().lindex(outcome_key(command.unique_id), 0))["response"]
+    assert "s3cr3t-key" not in json.dumps(stored) and stored == published
+
+
+def test_a_waiter_never_reads_the_outcome_of_an_earlier_database_s_command(transactional_db):
+    """The database is re-created (or restored) while Redis keeps its data: the sequence hands out an id
+    an earlier command had, whose outcome is still published. The waiter for the new command must get
+    the new command's outcome (ocpp_call used to exit 5, charger offline, for a command the charger had
+    just answered)."""
+    cp = ChargePointFactory()
+    _online(cp.identity)
+    earlier = _open_command(charge_point=cp, action="ClearCache", payload={})
+    command_record_outcome(command_id=earlier.pk, status=CommandStatus.CHARGER_OFFLINE)
+    # The database is re-created: the rows are gone and the sequence starts again; Redis keeps the
+    # outcome. The caller is a new process (ocpp_call): no ids taken ahead.
+    OcppCommand.objects.filter(pk=earlier.pk).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('ocpp_gateway_ocppcommand', 'id'), %s, false)", [earlier.pk]
+        )
+    services._command_ids._ids.clear()
+    again = command_send(charge_point=cp, action="ClearCache", payload={}, timeout_s=5)
+    assert again.pk == earlier.pk
+    command_record_outcome(
+        command_id=again.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}
+    )
+    outcome = command_wait(command_id=again.pk, timeout_s=5)
+    assert outcome["status"] == CommandStatus.ANSWERED and outcome["response"] == {"status": "Accepted"}
+
+
+# --- the channels-redis internals delivery.py's one-round-trip send relies on (a contract) ----------------
+def test_contract_channels_redis_send_still_takes_the_steps_the_send_script_copies():
+    """delivery._SEND_SCRIPT repeats RedisChannelLayer.send() in one round trip: the channel's sorted set
+    at prefix + non-local name, expired members dropped, capacity checked, the serialized message (with
+    __asgi_channel__) added with the time as its score, the key's expiry set. If channels-redis changes
+    any of it, this fails: re-check the script against the new send() (or drop the shortcut)."""
+    source = inspect.getsource(ChannelsRedisLayer.send)
+    steps = [source.find(f"connection.{step}(") for step in ("zremrangebyscore", "zcount", "zadd", "expire")]
+    assert -1 not in steps and steps == sorted(steps), source
+    for relied_on in (
+        'message["__asgi_channel__"] = channel',
+        "channel_non_local_name = self.non_local_name(channel)",
+        "channel_key = self.prefix + channel_non_local_name",
+        "index = self.consistent_hash(channel)",
+        "self.get_capacity(",
+        "max=int(time.time()) - int(self.expiry)",
+        "{self.serialize(message): time.time()}",
+        "int(self.expiry)",
+    ):
+        assert relied_on in source, relied_on
+
+
+def test_contract_channels_redis_receive_still_works_the_way_the_receive_script_copies():
+    """layers._RECEIVE_SCRIPT replaces RedisChannelLayer.receive_single() for process-specific channels:
+    receive() must still go through receive_single() with the non-local name, which pops the sorted set at
+    prefix + name with BZPOPMIN, keeps the member in the backup set `_backup_channel_name()` until handed
+    over (restoring it with its score after a cancelled receive) and unpacks __asgi_channel__."""
+    receive = inspect.getsource(ChannelsRedisLayer.receive)
+    assert "await self.receive_single(" in receive
+    single = inspect.getsource(ChannelsRedisLayer.receive_single)
+    for relied_on in (
+        "channel_key = self.prefix + channel",
+        "index = self.consistent_hash(channel)",
+        "self._brpop_with_clean(",
+        "message = self.deserialize(content)",
+        'channel = message["__asgi_channel__"]',
+    ):
+        assert relied_on in single, relied_on
+    pop = inspect.getsource(ChannelsRedisLayer._brpop_with_clean)
+    for relied_on in (
+        "backup_queue = self._backup_channel_name(channel)",
+        "redis.call('ZADD', ARGV[1], backed_up[i], backed_up[i - 1])",
+        "connection.bzpopmin(channel, timeout=timeout)",
+        "connection.zadd(backup_queue, {member: float(timestamp)})",
+    ):
+        assert relied_on in pop, relied_on
+
+
+@pytest.mark.asyncio
+async def test_contract_the_send_script_writes_what_channels_redis_send_writes(monkeypatch):
+    layer = _layer()
+    monkeypatch.setattr(delivery, "get_channel_layer", lambda: layer)
+    channel = await layer.new_channel()
+    key = layer.prefix + layer.non_local_name(channel)
+    r = layer.connection(layer.consistent_hash(channel))
+    message = {"type": "ocpp.command", "command_id": 7, "payload": {"évse": [1]}}
+
+    async def written(send) -> tuple[dict, int]:
+        before = time.time()
+        await send()
+        after = time.time()
+        ((member, score),) = await r.zrange(key, 0, -1, withscores=True)
+        ttl = await r.ttl(key)
+        assert before <= score <= after
+        await layer.flush()
+        return layer.deserialize(member), ttl
+
+    theirs = await written(lambda: layer.send(channel, message))
+    ours = await written(sync_to_async(lambda: delivery.send_to_channel(channel, message)))
+    assert theirs[0] == ours[0] == {**message, "__asgi_channel__": channel}
+    assert 0 < theirs[1] <= layer.expiry and 0 < ours[1] <= layer.expiry
+    # and the layer receives what the script wrote, as it would its own
+    await sync_to_async(delivery.send_to_channel)(channel, message)
+    assert await asyncio.wait_for(layer.receive(channel), 5) == message
+    await layer.flush()
+
+
+def test_recording_an_answer_costs_one_statement_and_one_redis_round_trip(
+    transactional_db, django_assert_num_queries, monkeypatch
+):
+    """The answer path (consumer → recorder → publisher) makes no more round trips than before the one
+    recorder: the one-statement write, then one pipelined RPUSH + EXPIRE."""
+    command = _open_command(action="ClearCache", payload={})
+    round_trips = []
+    pipeline_execute, client_execute = redis.client.Pipeline.execute, redis.Redis.execute_command
+
+    def counting_pipeline(self, *args, **kwargs):
+        round_trips.append([c[0][0] for c in self.command_stack])
+        return pipeline_execute(self, *args, **kwargs)
+
+    def counting_command(self, *args, **kwargs):
+        round_trips.append([args[0]])
+        return client_execute(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", counting_pipeline)
+    monkeypatch.setattr(redis.Redis, "execute_command", counting_command)
+    with django_assert_num_queries(1):
+        command_record_outcome(
+            command_id=command.pk,
+            status=CommandStatus.ANSWERED,
+            response={"status": "Accepted"},
+            action="ClearCache",
+            has_new_key=False,
+        )
+    monkeypatch.undo()
+    assert round_trips == [["RPUSH", "EXPIRE"]]

@@ -67,7 +67,7 @@ def accept(member, prepared):
     )
     localauth.local_list_sent(prepared=prepared, command=command)
     command_record_outcome(
-        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, push=False
+        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}
     )
     member.refresh_from_db()
     return command
@@ -175,9 +175,7 @@ def test_answers_update_what_the_charger_holds(setup):
         status=CommandStatus.SENT,
         response=None,
     )
-    command_record_outcome(
-        command_id=version.pk, status=CommandStatus.ANSWERED, response={"listVersion": 2}, push=False
-    )
+    command_record_outcome(command_id=version.pk, status=CommandStatus.ANSWERED, response={"listVersion": 2})
     member.refresh_from_db()
     assert (member.reported_version, member.accepted_version) == (2, 2)
 
@@ -189,9 +187,7 @@ def test_answers_update_what_the_charger_holds(setup):
         status=CommandStatus.SENT,
         response=None,
     )
-    command_record_outcome(
-        command_id=version.pk, status=CommandStatus.ANSWERED, response={"listVersion": 0}, push=False
-    )
+    command_record_outcome(command_id=version.pk, status=CommandStatus.ANSWERED, response={"listVersion": 0})
     member.refresh_from_db()
     assert (member.reported_version, member.accepted_version) == (0, None)
 
@@ -214,7 +210,6 @@ def test_a_failed_differential_forgets_the_accepted_version(setup):
         command_id=command.pk,
         status=CommandStatus.ANSWERED,
         response={"status": "VersionMismatch"},
-        push=False,
     )
     member.refresh_from_db()
     assert (member.last_status, member.accepted_version, member.sent_version) == ("VersionMismatch", None, 3)
@@ -232,7 +227,7 @@ def test_a_list_sent_by_other_means_is_not_taken_for_ours(setup):
         response=None,
     )
     command_record_outcome(
-        command_id=foreign.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, push=False
+        command_id=foreign.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}
     )
     member.refresh_from_db()
     assert member.accepted_version is None
@@ -254,6 +249,31 @@ def test_send_falls_back_to_full_and_skips_chargers_that_are_up_to_date(setup):
     assert by_charger["CP-LL2"].up_to_date is True and by_charger["CP-LL2"].command is None
     member.refresh_from_db()
     assert (member.sent_version, member.sent_update_type) == (2, "Full")
+
+
+def test_one_charger_is_sent_its_list_by_the_service_every_interface_uses(setup):
+    """The admin's SendLocalList form only validates; composing the list and remembering what was sent
+    is `local_list_send_to`'s work, as for any other caller."""
+    local_list, member, tokens = setup
+    localauth.local_list_set_members(local_list=local_list, id_tokens=[tokens["a"], tokens["b"]])
+    command, skipped = localauth.local_list_send_to(member=member, update_type="Full", source="api")
+    member.refresh_from_db()
+    local_list.refresh_from_db()
+    assert skipped == [] and command.action == "SendLocalList" and command.source == "api"
+    assert (member.sent_command, member.sent_version, member.sent_update_type) == (
+        command,
+        local_list.version,
+        "Full",
+    )
+    assert command.payload["listVersion"] == local_list.version
+
+
+def test_a_refused_differential_list_leaves_nothing_sent(setup):
+    _local_list, member, _tokens = setup
+    with pytest.raises(Conflict):
+        localauth.local_list_send_to(member=member, update_type="Differential")
+    member.refresh_from_db()
+    assert member.sent_command is None and not OcppCommand.objects.exists()
 
 
 # --- admin ---------------------------------------------------------------------------------------

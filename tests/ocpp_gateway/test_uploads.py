@@ -15,8 +15,11 @@ from apps.accounts.models import AuditRecord
 from apps.ocpp_gateway import transfers
 from apps.ocpp_gateway.commands_catalog import CATALOGUE, command_send_form
 from apps.ocpp_gateway.forms import CommandContext
-from apps.ocpp_gateway.models import DiagnosticsUpload, FirmwareFile
+from apps.ocpp_gateway.management.commands.ocpp_call import EXIT_OFFLINE, ocpp_call
+from apps.ocpp_gateway.models import DiagnosticsUpload, FirmwareFile, OcppCommand
+from apps.ocpp_gateway.services import command_send
 from cpo import clock
+from cpo.exceptions import ValidationFailed
 from tests.factories import ChargePointFactory
 
 pytestmark = pytest.mark.django_db
@@ -262,3 +265,47 @@ def test_firmware_of_another_operator_cannot_be_chosen(staff_a, staff_b):
     )
     assert not form.is_valid()
     assert "firmware" in form.errors
+
+
+def test_ocpp_call_gets_the_same_upload_link_as_the_admin(settings, client):
+    """The upload slot is the command service's work, not the admin form's: GetDiagnostics from the
+    shell without a location is sent with a single-use link of ours, tied to the command."""
+    settings.CPO_PUBLIC_BASE_URL = BASE + "/"
+    cp = ChargePointFactory(identity="CP-SHELL")
+    result = ocpp_call(identity="CP-SHELL", action="GetDiagnostics", payload_json='{"retries": 1}')
+    assert result.exit_code == EXIT_OFFLINE  # sent the same way; this charger is just not connected
+    command = OcppCommand.objects.get(charge_point=cp, action="GetDiagnostics")
+    slot = DiagnosticsUpload.objects.get(command=command)
+    assert slot.charge_point == cp and command.payload["retries"] == 1
+    assert command.payload["location"].startswith(f"{BASE}/ocpp/uploads/diagnostics/")
+    assert client.put(command.payload["location"].removeprefix(BASE) + "d.log", CONTENT).status_code == 200
+
+
+def test_a_v201_get_log_gets_its_remote_location_filled_in(settings):
+    settings.CPO_PUBLIC_BASE_URL = BASE
+    cp = ChargePointFactory(ocpp_protocol="ocpp2.0.1")
+    command = command_send(
+        charge_point=cp, action="GetLog", payload={"logType": "DiagnosticsLog", "log": {}}, timeout_s=5
+    )
+    assert command.payload["log"]["remoteLocation"].startswith(f"{BASE}/ocpp/uploads/diagnostics/")
+    assert command.payload["requestId"] == command.pk
+    assert DiagnosticsUpload.objects.get(command=command).charge_point == cp
+
+
+def test_an_explicit_location_is_sent_as_given_and_issues_no_slot(settings):
+    settings.CPO_PUBLIC_BASE_URL = ""
+    cp = ChargePointFactory()
+    command = command_send(
+        charge_point=cp, action="GetDiagnostics", payload={"location": "ftp://logs.example.com/"}, timeout_s=5
+    )
+    assert command.payload["location"] == "ftp://logs.example.com/"
+    assert not DiagnosticsUpload.objects.exists()
+
+
+def test_an_upload_link_without_a_known_base_url_is_refused_and_leaves_nothing(settings):
+    settings.CPO_PUBLIC_BASE_URL = ""
+    cp = ChargePointFactory()
+    with pytest.raises(ValidationFailed) as refused:
+        command_send(charge_point=cp, action="GetDiagnostics", payload={}, timeout_s=5)
+    assert refused.value.code == "public_base_url_unknown"
+    assert not OcppCommand.objects.exists() and not DiagnosticsUpload.objects.exists()

@@ -16,7 +16,6 @@ from django import db
 from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.core.management import CommandError, call_command
-from django.db import transaction
 from django.test import Client
 from django.urls import reverse
 
@@ -27,6 +26,7 @@ from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.commands_catalog import CATALOGUE, catalogue_for
 from apps.ocpp_gateway.forms import CommandContext, payload_check
 from apps.ocpp_gateway.management.commands.ocpp_call import EXIT_INVALID
+from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import DiagnosticsUpload, LocalAuthListMember, OcppCommand
 from apps.ocpp_gateway.services import (
     chargepoint_accept,
@@ -399,19 +399,21 @@ def test_v201_form_builds_a_schema_valid_payload(action, catalogue_env):
     valid, expected, _invalid, _field, _message = CASES[action]
     form = _form(action, valid, catalogue_env)
     assert form.is_valid(), form.errors
-    with transaction.atomic():
-        payload = form.prepare()
     own_id = command_id_field(action=action, version="2.0.1")
-    assert own_id not in payload  # left to command_send, which gives it the command's id
-    payload_check(action=action, payload={**payload, own_id: 7} if own_id else payload, version="2.0.1")
+    assert own_id not in form.payload if form.payload is not None else True  # left to command_send
+    command = form.send(source="admin")  # offline: recorded with the payload it would have sent
+    payload = dict(command.payload)
+    payload_check(action=action, payload=payload, version="2.0.1")
+    if own_id:
+        assert payload.pop(own_id) == command.pk  # command_send gave it the command's id
     if expected is not None:
-        assert payload == expected
+        assert payload == mask_payload(expected)
     if action == "GetLog":
         assert payload["logType"] == "SecurityLog" and payload["retries"] == 2
         assert payload["log"]["remoteLocation"].startswith(f"{BASE_URL}/ocpp/uploads/diagnostics/")
         assert payload["log"]["oldestTimestamp"] == "2026-01-01T00:00:00.000Z"
         assert payload["log"]["latestTimestamp"] == "2026-01-02T00:00:00.000Z"
-        assert DiagnosticsUpload.objects.filter(charge_point=catalogue_env["cp"]).count() == 1
+        assert DiagnosticsUpload.objects.get(charge_point=catalogue_env["cp"]).command == command
     if action == "UpdateFirmware":
         firmware = payload["firmware"]
         assert firmware["location"].startswith(f"{BASE_URL}/ocpp/firmware/")
@@ -565,7 +567,6 @@ def test_new_password_is_applied_only_when_the_charger_stores_it(db, attribute_s
         command_id=command.pk,
         status=CommandStatus.ANSWERED,
         response={"setVariableResult": [result]},
-        push=False,
     )
     cp.refresh_from_db()
     assert keys.verify_key(NEW_KEY, cp.auth_key_hash) is applied
@@ -584,7 +585,6 @@ def test_get_log_answer_keeps_the_announced_file_name(db):
         command_id=command.pk,
         status=CommandStatus.ANSWERED,
         response={"status": "Accepted", "filename": "security-2026.log"},
-        push=False,
     )
     upload.refresh_from_db()
     assert upload.announced_filename == "security-2026.log"
@@ -606,7 +606,7 @@ def test_v201_local_list_differential_deletes_by_id_token_and_records_the_accept
     )
     localauth.local_list_sent(prepared=full, command=command)
     command_record_outcome(
-        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, push=False
+        command_id=command.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}
     )
     member.refresh_from_db()
     assert member.accepted_version == full.version == full.payload["versionNumber"]
@@ -629,7 +629,7 @@ def test_v201_local_list_differential_deletes_by_id_token_and_records_the_accept
     )
     localauth.local_list_sent(prepared=changes, command=accept)
     command_record_outcome(
-        command_id=accept.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}, push=False
+        command_id=accept.pk, status=CommandStatus.ANSWERED, response={"status": "Accepted"}
     )
     member.refresh_from_db()
     assert member.accepted_version == changes.version

@@ -10,6 +10,7 @@ import inspect
 import json
 import queue
 import threading
+import time
 
 import pytest
 import redis

@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 
 from apps.accounts.models import IdToken
 from apps.accounts.services import audit_record_create
-from apps.charging import driver_services
+from apps.charging import driver_services, hooks
 from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
 from apps.charging.metering import ENERGY_REGISTER, Sample, energy_register_wh
 from apps.charging.models import (
@@ -28,12 +28,6 @@ from apps.charging.models import (
 from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint, Connector
 from apps.stations.services import clamp_charger_time
-from apps.tariffs.services import (
-    session_activity_from_event,
-    session_tariff_driver_known,
-    session_tariff_on_stop,
-    session_tariff_snapshot,
-)
 from cpo import clock
 
 
@@ -222,8 +216,8 @@ def _session_start(
         review_reason=review,
     )
     driver_services.driver_session_charging_started(charging=session)
-    # The tariff in force now is frozen with the session, in the same transaction.
-    session_tariff_snapshot(
+    # e.g. tariffs freezes the tariff in force now with the session, in the same transaction.
+    hooks.session_started.emit(
         session=session,
         charge_point=cp,
         token_group_id=auth.group_id,
@@ -307,7 +301,7 @@ def session_stop(
         session.review_reason = ReviewReason.METER_WENT_BACKWARDS
     session.save()
     driver_services.driver_session_charging_stopped(charging=session)
-    session_tariff_on_stop(session=session, reason=session.stop_reason)
+    hooks.session_stopped.emit(session=session, reason=session.stop_reason)  # e.g. tariffs: price it
     return StopResult(session, auth, orphan=False)
 
 
@@ -548,10 +542,10 @@ def transaction_event_record(
         elif event_type == "Updated":
             driver_services.driver_session_charging_updated(charging=session)
         if driver_known and auth is not None:
-            session_tariff_driver_known(
+            hooks.session_driver_known.emit(
                 session=session, token_group_id=auth.group_id, customer_account_id=auth.customer_account_id
             )
-        session_activity_from_event(
+        hooks.transaction_event_applied.emit(
             session=session,
             at=clamp_charger_time(timestamp, received_at)[0],
             charging_state=charging_state,

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import transaction
 
+from apps.ocpp_gateway.intents import intent_command_finished
 from apps.ocpp_gateway.models import OcppCommand
 from cpo import clock
 
@@ -108,9 +109,7 @@ def command_answered(*, command: OcppCommand) -> None:
 
 
 def _driver_session(command: OcppCommand) -> None:
-    from apps.charging.driver_services import driver_session_command_finished
-
-    driver_session_command_finished(command=command)
+    intent_command_finished(command=command)
 
 
 # action → what to do with any final outcome (answer, CALLERROR, timeout, offline, disconnected).

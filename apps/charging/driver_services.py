@@ -1,7 +1,8 @@
 """The driver's side of a charge: the state machine the mobile API runs on top of charging sessions.
 
     INITIATED → AUTHORISING → STARTING → ACTIVE → STOPPING → COMPLETED
-                     └──────────┴──────→ FAILED (charger_offline | charger_rejected | start_timeout | not_authorised)
+                     └──────────┴──────→ FAILED
+    (FAILED: charger_offline | charger_rejected | start_timeout | not_authorised)
 
 Every transition takes the row lock of the driver session, is recorded (`DriverSessionTransition`) with
 its time and cause, and is published on commit (with the session's body, apps.charging.live) to the

@@ -31,7 +31,7 @@ PAYLOADS: dict[str, ModuleType] = {
 INTENT_ACTIONS = frozenset(
     {"RemoteStartTransaction", "RequestStartTransaction", "RemoteStopTransaction", "RequestStopTransaction"}
 )
-_OUTCOMES = {
+_OUTCOMES: dict[str, CommandOutcome] = {
     CommandStatus.CHARGER_OFFLINE: CommandOutcome.OFFLINE,
     CommandStatus.CHARGER_DISCONNECTED: CommandOutcome.DISCONNECTED,
     CommandStatus.TIMEOUT: CommandOutcome.TIMEOUT,

@@ -10,6 +10,7 @@ is answered).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from dataclasses import dataclass
@@ -100,10 +101,8 @@ class MessageLog:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wakeup.wait(), timeout=FLUSH_EVERY_S)
-            except TimeoutError:
-                pass
             self.wakeup.clear()
             await self.flush()
             if not self.buffer:

@@ -1,4 +1,5 @@
-"""Driver sessions: start (idempotent), list, read, stop, watch live (SSE), receipt; the driver's data export."""
+"""Driver sessions: start (idempotent), list, read, stop, watch live (SSE), receipt; the driver's data
+export."""
 
 from __future__ import annotations
 
@@ -179,7 +180,9 @@ class SessionReceiptView(APIView):
 
     @extend_schema(
         tags=TAGS,
-        summary="The receipt of a completed session (HTML, or PDF with ?format=pdf or Accept: application/pdf)",
+        summary=(
+            "The receipt of a completed session (HTML, or PDF with ?format=pdf or Accept: application/pdf)"
+        ),
         parameters=[OpenApiParameter("format", str, enum=["html", "pdf"], required=False)],
         responses={
             (200, "text/html"): OpenApiResponse(OpenApiTypes.STR, description="HTML receipt"),

@@ -32,7 +32,7 @@ def _charger_list_data(chargers: list[ChargePoint], request: Request) -> list[di
     now = clock.now()
     connected = presence.online([cp.identity for cp in chargers])
     connector_ids = [c.pk for cp in chargers for e in cp.evses.all() for c in e.connectors.all()]
-    # Priced for the token an app start uses (the driver's app token), so the price shown is the price charged.
+    # Priced for the token an app start uses (the driver's app token): the price shown is the price charged.
     token = (
         IdToken.objects.filter(owner=request.user, type=IdTokenType.CENTRAL, uid__startswith=APP_TOKEN_PREFIX)
         .order_by("pk")

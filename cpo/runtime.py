@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
+
+import redis.utils
 
 DEFAULT_GC_THRESHOLDS = "2000,10,5000"
 
@@ -36,10 +39,6 @@ def cache_redis_lib_version() -> None:
     and when 2,000 live streams ended at once (each giving its Redis lease back and leaving its group over
     new pooled connections) the loop stood still in that scan for 1-3.6 s at a time (benchmarks, live
     phase). The version cannot change while the process runs: look it up once."""
-    import functools
-
-    import redis.utils
-
     lookup = redis.utils.get_lib_version
     if not hasattr(lookup, "cache_info"):
         redis.utils.get_lib_version = functools.cache(lookup)

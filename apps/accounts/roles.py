@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth.management import create_permissions
+
 from apps.accounts.choices import Role
 
 CRUD = ("add", "change", "delete", "view")
@@ -117,8 +119,6 @@ def sync_roles(apps: Any, app_labels: set[str] | None = None) -> None:
 
     Permissions are normally created after migrations run; they are created here first so a fresh
     database gets complete groups in one `migrate`."""
-    from django.contrib.auth.management import create_permissions
-
     for app_config in apps.get_app_configs():
         app_config.models_module = True
         create_permissions(app_config, verbosity=0)

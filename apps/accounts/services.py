@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.translation import gettext as _
+from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from apps.accounts.choices import AuditOutcome, IdTokenStatus, IdTokenType
 from apps.accounts.idtokens import normalise_uid
@@ -437,8 +438,6 @@ def driver_delete(*, user: User) -> None:
 
 def user_revoke_refresh_tokens(*, user: User) -> int:
     """Blacklist every refresh token issued to `user` (its access tokens die within minutes)."""
-    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-
     revoked = 0
     for outstanding in OutstandingToken.objects.filter(user=user, blacklistedtoken__isnull=True):
         BlacklistedToken.objects.get_or_create(token=outstanding)

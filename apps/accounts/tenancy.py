@@ -58,7 +58,7 @@ def organisation_ids_for(user: Any) -> frozenset[int]:
     cached = getattr(user, _CACHE_ATTR, None)
     if cached is not None:
         return cached
-    from apps.accounts.models import Organisation
+    from apps.accounts.models import Organisation  # noqa: PLC0415 - accounts.models imports this module
 
     org_id = getattr(user, "organisation_id", None)
     ids: set[int] = set()

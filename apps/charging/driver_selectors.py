@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import DriverProfile, IdToken, User
+from apps.charging import hooks
 from apps.charging.choices import DRIVER_SESSION_FINAL, DriverSessionStatus
 from apps.charging.metering import ENERGY_REGISTER
 from apps.charging.models import ChargingSession, DriverSession, MeterSample
@@ -57,7 +58,7 @@ class Usage:
     power_w: int | None
     started_at: datetime | None
     stopped_at: datetime | None
-    cost: Any  # PriceBreakdown or None
+    cost: Any  # a price breakdown (hooks.SessionPrice.cost) or None
     final: bool = False  # the cost is the issued charge detail record's
 
 
@@ -71,10 +72,8 @@ def _last_value(charging: ChargingSession, measurand: str) -> Any:
 
 
 def session_usage(*, session: DriverSession, now: datetime | None = None) -> Usage:
-    """Energy (Wh), duration, latest power and cost of a driver session: final once completed, else so far."""
-    from apps.tariffs.pricing import PriceBreakdown
-    from apps.tariffs.selectors import cdr_for_session, session_cost
-
+    """Energy (Wh), duration, latest power and cost of a driver session: final once completed, else so far
+    (the cost as the pricing app tells it through `hooks.session_price`)."""
     now = now or clock.now()
     charging = session.charging_session
     if charging is None:
@@ -89,16 +88,15 @@ def session_usage(*, session: DriverSession, now: datetime | None = None) -> Usa
     if charging.stopped_at is None:
         last_power = _last_value(charging, POWER)
         power = int(last_power) if last_power is not None else None
-    cdr = cdr_for_session(charging) if charging.stopped_at is not None else None
-    cost = PriceBreakdown.from_dict(cdr.breakdown) if cdr is not None else session_cost(session=charging)
+    price = hooks.session_price.get()(session=charging)
     return Usage(
         energy_wh=energy,
         duration_s=max(0, int((end - charging.started_at).total_seconds())),
         power_w=power,
         started_at=charging.started_at,
         stopped_at=charging.stopped_at,
-        cost=cost,
-        final=cdr is not None,
+        cost=price.cost if price is not None else None,
+        final=price is not None and price.final,
     )
 
 

@@ -2,13 +2,14 @@
 
     INITIATED → AUTHORISING → STARTING → ACTIVE → STOPPING → COMPLETED
                      └──────────┴──────→ FAILED
-    (FAILED's reasons: charger_offline | charger_rejected | start_timeout | not_authorised)
+    (FAILED: charger_offline | charger_rejected | start_timeout | not_authorised)
 
 Every transition takes the row lock of the driver session, is recorded (`DriverSessionTransition`) with
 its time and cause, and is published on commit (with the session's body, apps.charging.live) to the
 live-view group `driver_session.<pk>`. The charger side feeds in through three calls made by the
 charging services and the command outcomes:
 `driver_session_charging_started`, `driver_session_charging_stopped`, `driver_session_command_finished`.
+Commands to the charger are intents (`apps.charging.intents`): the gateway builds the OCPP messages.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from apps.charging.choices import (
     DriverSessionStatus,
     SessionStatus,
 )
+from apps.charging.intents import CommandOutcome, IntentOutcome, charger_control
 from apps.charging.models import ChargingSession, DriverSession, DriverSessionTransition
 from apps.stations.choices import ConnectorStatus, OcppProtocol, RegistrationStatus
 from apps.stations.models import ChargePoint, Connector, Evse
@@ -40,11 +42,6 @@ from cpo import clock
 from cpo.exceptions import Conflict, NotFound, PermissionDenied, ValidationFailed
 
 S = DriverSessionStatus
-START_ACTIONS = {
-    OcppProtocol.OCPP16: "RemoteStartTransaction",
-    OcppProtocol.OCPP201: "RequestStartTransaction",
-}
-STOP_ACTIONS = {OcppProtocol.OCPP16: "RemoteStopTransaction", OcppProtocol.OCPP201: "RequestStopTransaction"}
 # Connector states in which a new charge cannot begin.
 BUSY_STATUSES = frozenset(
     {
@@ -280,9 +277,6 @@ class _KeyTaken(Exception):
 def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken) -> list[dict[str, Any]]:
     """Authorise and, if that passes, send the start command. Sets the new session's final status and
     returns the transitions that led there (not saved yet)."""
-    from apps.ocpp_gateway.choices import CommandStatus
-    from apps.ocpp_gateway.services import command_send
-
     now = clock.now()
     steps: list[dict[str, Any]] = [
         {"from_status": "", "to_status": S.INITIATED, "cause": "requested", "detail": {}}
@@ -304,21 +298,19 @@ def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken)
     if status != IdTokenStatus.ACCEPTED:
         step(S.FAILED, "token_not_accepted", {"token_status": status}, DriverSessionFailure.NOT_AUTHORISED)
         return [{**s, "at": now} for s in steps]
-    protocol = cp.ocpp_protocol or OcppProtocol.OCPP16
-    action = START_ACTIONS.get(protocol, START_ACTIONS[OcppProtocol.OCPP16])
-    if action == "RemoteStartTransaction":
-        payload: dict[str, Any] = {"connectorId": session.evse_id, "idTag": token.uid}
-    else:  # remoteStartId is filled with the command's id, which links the charger's transaction back
-        payload = {"idToken": {"idToken": token.uid, "type": IdTokenType.CENTRAL}, "evseId": session.evse_id}
-    command = command_send(
-        charge_point=cp, action=action, payload=payload, actor=session.driver, source="api"
+    # The charger's transaction names the command where its protocol allows (remoteStartId), which links
+    # it back to this session (driver_session_charging_started).
+    sent = charger_control.get().start_charging(
+        charge_point=cp, evse_id=session.evse_id, id_token=token, actor=session.driver, source="api"
     )
-    session.start_command_id = command.pk
+    session.start_command_id = sent.command_id
     session.start_deadline = now + timedelta(seconds=start_timeout_s())
-    if command.status == CommandStatus.CHARGER_OFFLINE:
-        step(S.FAILED, "charger_offline", {"command_id": command.pk}, DriverSessionFailure.CHARGER_OFFLINE)
+    if sent.offline:
+        step(
+            S.FAILED, "charger_offline", {"command_id": sent.command_id}, DriverSessionFailure.CHARGER_OFFLINE
+        )
     else:
-        step(S.STARTING, "start_sent", {"command_id": command.pk, "action": action})
+        step(S.STARTING, "start_sent", {"command_id": sent.command_id, "action": sent.action})
     return [{**s, "at": now} for s in steps]
 
 
@@ -330,9 +322,6 @@ def driver_session_stop(*, session: DriverSession) -> DriverSession:
     """Ask the charger to stop. Safe to repeat: a STOPPING or COMPLETED session is returned unchanged.
     Errors (409): session_failed, session_starting (nothing to stop yet), charger_offline (the session
     stays ACTIVE)."""
-    from apps.ocpp_gateway.choices import CommandStatus
-    from apps.ocpp_gateway.services import command_send
-
     session = _locked(session.pk)
     if session.status in (S.STOPPING, S.COMPLETED):
         return session
@@ -340,21 +329,16 @@ def driver_session_stop(*, session: DriverSession) -> DriverSession:
         raise Conflict(_("This charge never started."), code="session_failed")
     if session.status != S.ACTIVE or session.charging_session is None:
         raise Conflict(_("The charger has not started yet; try again in a moment."), code="session_starting")
-    charging = session.charging_session
-    cp = session.charge_point
-    action = STOP_ACTIONS.get(charging.protocol, STOP_ACTIONS[OcppProtocol.OCPP16])
-    if action == "RemoteStopTransaction":
-        payload: dict[str, Any] = {"transactionId": charging.ocpp16_transaction_id}
-    else:
-        payload = {"transactionId": charging.transaction_ref}
-    command = command_send(
-        charge_point=cp, action=action, payload=payload, actor=session.driver, source="api"
+    sent = charger_control.get().stop_transaction(
+        session=session.charging_session, actor=session.driver, source="api"
     )
-    if command.status == CommandStatus.CHARGER_OFFLINE:
+    if sent.offline:
         raise Conflict(_("The charger is offline; stop the charge at the charger."), code="charger_offline")
-    session.stop_command_id = command.pk
+    session.stop_command_id = sent.command_id
     session.save(update_fields=["stop_command_id", "updated_at"])
-    _transition(session, S.STOPPING, cause="stop_sent", detail={"command_id": command.pk, "action": action})
+    _transition(
+        session, S.STOPPING, cause="stop_sent", detail={"command_id": sent.command_id, "action": sent.action}
+    )
     return session
 
 
@@ -444,42 +428,43 @@ def driver_session_charging_updated(*, charging: ChargingSession) -> None:
         _publish_on_commit(pk)
 
 
-def driver_session_command_finished(*, command: Any) -> None:
-    """A start or stop command reached its final outcome (answer, CALLERROR, timeout, offline)."""
-    from apps.ocpp_gateway.choices import CommandStatus
-
-    accepted = (
-        command.status == CommandStatus.ANSWERED and (command.response or {}).get("status") == "Accepted"
-    )
+def driver_session_command_finished(*, outcome: IntentOutcome) -> None:
+    """A start or stop command reached its final outcome (answer, CALLERROR, timeout, offline,
+    disconnect): a refused start fails the driver's session, a refused stop lets the charge go on."""
+    accepted = outcome.outcome == CommandOutcome.ACCEPTED
     with transaction.atomic():
         session = (
-            DriverSession.objects.select_for_update(no_key=True).filter(start_command_id=command.pk).first()
+            DriverSession.objects.select_for_update(no_key=True)
+            .filter(start_command_id=outcome.command_id)
+            .first()
         )
         if session is not None:
             if session.status == S.STARTING and not accepted:
                 failure, cause = {
-                    CommandStatus.CHARGER_OFFLINE: (DriverSessionFailure.CHARGER_OFFLINE, "charger_offline"),
-                    CommandStatus.CHARGER_DISCONNECTED: (
+                    CommandOutcome.OFFLINE: (DriverSessionFailure.CHARGER_OFFLINE, "charger_offline"),
+                    CommandOutcome.DISCONNECTED: (
                         DriverSessionFailure.CHARGER_OFFLINE,
                         "charger_disconnected",
                     ),
-                    CommandStatus.TIMEOUT: (DriverSessionFailure.START_TIMEOUT, "no_answer"),
-                }.get(command.status, (DriverSessionFailure.CHARGER_REJECTED, "charger_rejected"))
+                    CommandOutcome.TIMEOUT: (DriverSessionFailure.START_TIMEOUT, "no_answer"),
+                }.get(outcome.outcome, (DriverSessionFailure.CHARGER_REJECTED, "charger_rejected"))
                 _transition(
                     session,
                     S.FAILED,
                     cause=cause,
                     failure=failure,
                     detail={
-                        "command_id": command.pk,
-                        "outcome": command.status,
-                        "response": command.response,
-                        "error_code": command.error_code,
+                        "command_id": outcome.command_id,
+                        "outcome": outcome.status,
+                        "response": outcome.response,
+                        "error_code": outcome.error_code,
                     },
                 )
             return
         session = (
-            DriverSession.objects.select_for_update(no_key=True).filter(stop_command_id=command.pk).first()
+            DriverSession.objects.select_for_update(no_key=True)
+            .filter(stop_command_id=outcome.command_id)
+            .first()
         )
         if session is not None and session.status == S.STOPPING and not accepted:
             # The charge goes on; the driver may try again (or stop at the charger).
@@ -487,7 +472,11 @@ def driver_session_command_finished(*, command: Any) -> None:
                 session,
                 S.ACTIVE,
                 cause="stop_refused",
-                detail={"command_id": command.pk, "outcome": command.status, "response": command.response},
+                detail={
+                    "command_id": outcome.command_id,
+                    "outcome": outcome.status,
+                    "response": outcome.response,
+                },
             )
 
 

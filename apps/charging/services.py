@@ -15,7 +15,7 @@ from django.db import IntegrityError, connection, transaction
 
 from apps.accounts.models import IdToken
 from apps.accounts.services import audit_record_create
-from apps.charging import driver_services
+from apps.charging import driver_services, hooks
 from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
 from apps.charging.metering import ENERGY_REGISTER, Sample, energy_register_wh
 from apps.charging.models import (
@@ -28,12 +28,6 @@ from apps.charging.models import (
 from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint, Connector
 from apps.stations.services import clamp_charger_time
-from apps.tariffs.services import (
-    session_activity_from_event,
-    session_tariff_driver_known,
-    session_tariff_on_stop,
-    session_tariff_snapshot,
-)
 from cpo import clock
 
 
@@ -222,8 +216,8 @@ def _session_start(
         review_reason=review,
     )
     driver_services.driver_session_charging_started(charging=session)
-    # The tariff in force now is frozen with the session, in the same transaction.
-    session_tariff_snapshot(
+    # e.g. tariffs freezes the tariff in force now with the session, in the same transaction.
+    hooks.session_started.emit(
         session=session,
         charge_point=cp,
         token_group_id=auth.group_id,
@@ -307,7 +301,7 @@ def session_stop(
         session.review_reason = ReviewReason.METER_WENT_BACKWARDS
     session.save()
     driver_services.driver_session_charging_stopped(charging=session)
-    session_tariff_on_stop(session=session, reason=session.stop_reason)
+    hooks.session_stopped.emit(session=session, reason=session.stop_reason)  # e.g. tariffs: price it
     return StopResult(session, auth, orphan=False)
 
 
@@ -409,6 +403,7 @@ def _missing(seq_nos: list[int]) -> list[int]:
     return [n for n in range(0, max(seen)) if n not in seen][:100]
 
 
+@transaction.atomic
 def transaction_event_record(
     *,
     charge_point_id: int,
@@ -429,17 +424,20 @@ def transaction_event_record(
     samples: list[Sample] | None = None,
     payload: dict[str, Any] | None = None,
 ) -> EventResult:
-    """Apply one OCPP 2.0.1 TransactionEvent. Events are de-duplicated on (charge point, transaction,
-    seqNo) and may arrive late or out of order (offline queues): the first event of any type creates
-    the session; a token may arrive in a later event (authorised after plug-in); Ended closes it; state
-    is taken from the event with the highest seqNo; gaps are tracked and flagged at the end."""
+    """Apply one OCPP 2.0.1 TransactionEvent, in one transaction (the event row, the session's changes,
+    the follow-ups of the hooks and, for Ended, the stop commit or roll back together). Events are
+    de-duplicated on (charge point, transaction, seqNo) and may arrive late or out of order (offline
+    queues): the first event of any type creates the session; a token may arrive in a later event
+    (authorised after plug-in); Ended closes it; state is taken from the event with the highest seqNo;
+    gaps are tracked and flagged at the end. Idempotent on "applied": a repeated event changes nothing,
+    except that a repeated Ended still stops a session that is not stopped (one left open by a failure
+    before this was one transaction)."""
     samples = samples or []
-    with transaction.atomic():
-        session = (
-            ChargingSession.objects.select_for_update(no_key=True)
-            .filter(charge_point_id=charge_point_id, transaction_ref=transaction_ref)
-            .first()
-        )
+    session = (
+        ChargingSession.objects.select_for_update(no_key=True)
+        .filter(charge_point_id=charge_point_id, transaction_ref=transaction_ref)
+        .first()
+    )
     if session is None:
         begin = [s for s in samples if s.context == "Transaction.Begin"] or samples
         meter_start = energy_register_wh(begin)
@@ -455,111 +453,25 @@ def transaction_event_record(
             reservation_id=reservation_id,
             transaction_ref=transaction_ref,
         ).session
-    with transaction.atomic():
-        session = ChargingSession.objects.select_for_update(no_key=True).get(pk=session.pk)
-        cp = ChargePoint.objects.get(pk=charge_point_id)
-        _event, created = TransactionEvent.objects.get_or_create(
-            charge_point_id=charge_point_id,
-            transaction_ref=transaction_ref,
-            seq_no=seq_no,
-            defaults={
-                "session": session,
-                "event_type": event_type,
-                "trigger_reason": trigger_reason[:32],
-                "timestamp": timestamp,
-                "received_at": received_at,
-                "offline": offline,
-                "payload": payload or {},
-            },
-        )
-        # A token in an Ended or StopAuthorized event is presented to stop the transaction.
-        stopping = event_type == "Ended" or trigger_reason == "StopAuthorized"
-        auth = None
-        if id_tag:
-            auth = idtoken_authorize(
-                uid=id_tag,
-                charge_point=cp,
-                at=received_at,
-                exclude_session_id=session.pk,
-                to_start=not stopping,
-            )
-        if not created:
-            return EventResult(session, auth, duplicate=True)
-        changed: set[str] = set()
-        previous_state = session.charging_state
-        driver_known = False
-        if id_tag and stopping:
-            session.stop_id_tag = id_tag.strip().upper()[:36]
-            changed.add("stop_id_tag")
-        if id_tag and not session.id_tag:
-            assert auth is not None
-            session.id_tag, session.id_token_id, session.auth_status = (
-                id_tag.strip().upper(),
-                auth.token_id,
-                auth.status,
-            )
-            if not auth.known:
-                session.review_reason = session.review_reason or ReviewReason.UNKNOWN_TOKEN
-            elif auth.status != AuthorizationStatus.ACCEPTED:
-                session.review_reason = session.review_reason or ReviewReason.TOKEN_NOT_ACCEPTED
-            changed |= {"id_tag", "id_token", "auth_status", "review_reason"}
-            driver_known = auth.token_id is not None
-        if remote_start_id is not None and session.remote_start_id is None:
-            session.remote_start_id = remote_start_id
-            changed.add("remote_start_id")
-        if session.last_seq_no is None or seq_no >= session.last_seq_no:
-            session.last_seq_no = seq_no
-            if charging_state:
-                session.charging_state = charging_state
-            changed |= {"last_seq_no", "charging_state"}
-        seq_nos = list(TransactionEvent.objects.filter(session=session).values_list("seq_no", flat=True))
-        session.missing_seq_nos = _missing(seq_nos)
-        changed.add("missing_seq_nos")
-        begin_wh = energy_register_wh([s for s in samples if s.context == "Transaction.Begin"])
-        if (
-            begin_wh is not None
-            and begin_wh != session.meter_start_wh
-            and not MeterSample.objects.filter(session=session, context="Transaction.Begin").exists()
-        ):
-            # The start register came after the first event (e.g. the EVSE became known on plug-in).
-            session.meter_start_wh = begin_wh
-            changed.add("meter_start_wh")
-        if samples:
-            meter_samples_record(
-                charge_point_id=charge_point_id,
-                evse_id=session.evse_id,
-                session=session,
-                samples=samples,
-                received_at=received_at,
-            )
-        ended = (
-            event_type == "Ended"
-            or TransactionEvent.objects.filter(session=session, event_type="Ended").exists()
-        )
-        if ended:  # a gap at the end is worth an operator's look; a late event that fills it clears it
-            if session.missing_seq_nos and not session.review_reason:
-                session.review_reason = ReviewReason.MISSING_EVENTS
-            elif not session.missing_seq_nos and session.review_reason == ReviewReason.MISSING_EVENTS:
-                session.review_reason = ReviewReason.NONE
-            changed.add("review_reason")
-        session.save(update_fields=[*changed, "updated_at"])
-        if changed & {"id_tag", "remote_start_id"}:
-            driver_services.driver_session_charging_started(charging=session)
-        elif event_type == "Updated":
-            driver_services.driver_session_charging_updated(charging=session)
-        if driver_known and auth is not None:
-            session_tariff_driver_known(
-                session=session, token_group_id=auth.group_id, customer_account_id=auth.customer_account_id
-            )
-        session_activity_from_event(
-            session=session,
-            at=clamp_charger_time(timestamp, received_at)[0],
-            charging_state=charging_state,
-            previous_state=previous_state,
-            trigger_reason=trigger_reason,
-            stopped_reason=stopped_reason,
-        )
-    if event_type == "Ended":
+    session = ChargingSession.objects.select_for_update(no_key=True).get(pk=session.pk)
+    auth, applied = _transaction_event_apply(
+        session=session,
+        charge_point_id=charge_point_id,
+        transaction_ref=transaction_ref,
+        seq_no=seq_no,
+        event_type=event_type,
+        trigger_reason=trigger_reason,
+        timestamp=timestamp,
+        received_at=received_at,
+        id_tag=id_tag,
+        charging_state=charging_state,
+        stopped_reason=stopped_reason,
+        remote_start_id=remote_start_id,
+        offline=offline,
+        samples=samples,
+        payload=payload,
+    )
+    if event_type == "Ended" and session.status != SessionStatus.COMPLETED:
         end = [s for s in samples if s.context == "Transaction.End"] or samples
         meter_stop = energy_register_wh(end)
         if meter_stop is None:
@@ -574,7 +486,131 @@ def transaction_event_record(
             id_tag=session.stop_id_tag,
         )
         session = result.session or session
-    return EventResult(session, auth, duplicate=False)
+    return EventResult(session, auth, duplicate=not applied)
+
+
+def _transaction_event_apply(
+    *,
+    session: ChargingSession,
+    charge_point_id: int,
+    transaction_ref: str,
+    seq_no: int,
+    event_type: str,
+    trigger_reason: str,
+    timestamp: datetime,
+    received_at: datetime,
+    id_tag: str,
+    charging_state: str,
+    stopped_reason: str,
+    remote_start_id: int | None,
+    offline: bool,
+    samples: list[Sample],
+    payload: dict[str, Any] | None,
+) -> tuple[AuthResult | None, bool]:
+    """Record the event and apply it to the locked session (the caller's transaction). Returns the
+    token's status (or None) and whether the event was new (False: it was applied before)."""
+    cp = ChargePoint.objects.get(pk=charge_point_id)
+    _event, created = TransactionEvent.objects.get_or_create(
+        charge_point_id=charge_point_id,
+        transaction_ref=transaction_ref,
+        seq_no=seq_no,
+        defaults={
+            "session": session,
+            "event_type": event_type,
+            "trigger_reason": trigger_reason[:32],
+            "timestamp": timestamp,
+            "received_at": received_at,
+            "offline": offline,
+            "payload": payload or {},
+        },
+    )
+    # A token in an Ended or StopAuthorized event is presented to stop the transaction.
+    stopping = event_type == "Ended" or trigger_reason == "StopAuthorized"
+    auth = None
+    if id_tag:
+        auth = idtoken_authorize(
+            uid=id_tag,
+            charge_point=cp,
+            at=received_at,
+            exclude_session_id=session.pk,
+            to_start=not stopping,
+        )
+    if not created:
+        return auth, False
+    changed: set[str] = set()
+    previous_state = session.charging_state
+    driver_known = False
+    if id_tag and stopping:
+        session.stop_id_tag = id_tag.strip().upper()[:36]
+        changed.add("stop_id_tag")
+    if id_tag and not session.id_tag:
+        assert auth is not None
+        session.id_tag, session.id_token_id, session.auth_status = (
+            id_tag.strip().upper(),
+            auth.token_id,
+            auth.status,
+        )
+        if not auth.known:
+            session.review_reason = session.review_reason or ReviewReason.UNKNOWN_TOKEN
+        elif auth.status != AuthorizationStatus.ACCEPTED:
+            session.review_reason = session.review_reason or ReviewReason.TOKEN_NOT_ACCEPTED
+        changed |= {"id_tag", "id_token", "auth_status", "review_reason"}
+        driver_known = auth.token_id is not None
+    if remote_start_id is not None and session.remote_start_id is None:
+        session.remote_start_id = remote_start_id
+        changed.add("remote_start_id")
+    if session.last_seq_no is None or seq_no >= session.last_seq_no:
+        session.last_seq_no = seq_no
+        if charging_state:
+            session.charging_state = charging_state
+        changed |= {"last_seq_no", "charging_state"}
+    seq_nos = list(TransactionEvent.objects.filter(session=session).values_list("seq_no", flat=True))
+    session.missing_seq_nos = _missing(seq_nos)
+    changed.add("missing_seq_nos")
+    begin_wh = energy_register_wh([s for s in samples if s.context == "Transaction.Begin"])
+    if (
+        begin_wh is not None
+        and begin_wh != session.meter_start_wh
+        and not MeterSample.objects.filter(session=session, context="Transaction.Begin").exists()
+    ):
+        # The start register came after the first event (e.g. the EVSE became known on plug-in).
+        session.meter_start_wh = begin_wh
+        changed.add("meter_start_wh")
+    if samples:
+        meter_samples_record(
+            charge_point_id=charge_point_id,
+            evse_id=session.evse_id,
+            session=session,
+            samples=samples,
+            received_at=received_at,
+        )
+    ended = (
+        event_type == "Ended" or TransactionEvent.objects.filter(session=session, event_type="Ended").exists()
+    )
+    if ended:  # a gap at the end is worth an operator's look; a late event that fills it clears it
+        if session.missing_seq_nos and not session.review_reason:
+            session.review_reason = ReviewReason.MISSING_EVENTS
+        elif not session.missing_seq_nos and session.review_reason == ReviewReason.MISSING_EVENTS:
+            session.review_reason = ReviewReason.NONE
+        changed.add("review_reason")
+    session.save(update_fields=[*changed, "updated_at"])
+    if changed & {"id_tag", "remote_start_id"}:
+        driver_services.driver_session_charging_started(charging=session)
+    elif event_type == "Updated":
+        driver_services.driver_session_charging_updated(charging=session)
+    if driver_known and auth is not None:
+        hooks.session_driver_known.emit(
+            session=session, token_group_id=auth.group_id, customer_account_id=auth.customer_account_id
+        )
+    hooks.transaction_event_applied.emit(
+        session=session,
+        at=clamp_charger_time(timestamp, received_at)[0],
+        charging_state=charging_state,
+        previous_state=previous_state,
+        trigger_reason=trigger_reason,
+        stopped_reason=stopped_reason,
+    )
+    return auth, True
 
 
 def _last_register_wh(session: ChargingSession) -> int:

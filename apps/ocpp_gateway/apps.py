@@ -12,4 +12,10 @@ class OcppGatewayConfig(AppConfig):
         # +74% throughput without it); validation itself still happens.
         import ocpp.messages
 
+        from apps.charging import intents
+        from apps.ocpp_gateway.intents import GatewayChargerControl
+
         ocpp.messages.ASYNC_VALIDATION = False
+        # Charging asks for "start charging token X on EVSE n" / "stop transaction T"; the gateway builds
+        # and sends the messages (docs/architecture.md, Layering).
+        intents.charger_control.provide(GatewayChargerControl())

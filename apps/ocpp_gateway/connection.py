@@ -37,6 +37,7 @@ from apps.ocpp_gateway.protocol import (
     UnknownMessageType,
     UnparsableFrame,
 )
+from apps.ocpp_gateway.services import failed_message_store
 from cpo import clock
 
 logger = logging.getLogger(__name__)
@@ -311,7 +312,6 @@ class OcppConnection:
         )
 
     async def _keep_for_replay(self, call: Call, exc: Exception) -> None:
-        from apps.ocpp_gateway.services import failed_message_store
 
         try:
             await database_sync_to_async(failed_message_store)(

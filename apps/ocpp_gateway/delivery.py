@@ -26,6 +26,7 @@ from typing import Any
 import redis
 from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
+from channels_redis.core import RedisChannelLayer
 
 from cpo.live import layer_sender
 
@@ -99,10 +100,6 @@ _redis_sender = _RedisSender()
 
 
 def _is_redis_layer(layer: Any) -> bool:
-    try:
-        from channels_redis.core import RedisChannelLayer
-    except ImportError:  # pragma: no cover - channels-redis is a requirement
-        return False
     return isinstance(layer, RedisChannelLayer)
 
 

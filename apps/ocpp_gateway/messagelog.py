@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from apps.ocpp_gateway import conf
 from apps.ocpp_gateway.masking import mask_frame
+from apps.ocpp_gateway.models import OcppMessage
 
 logger = logging.getLogger(__name__)
 FLUSH_EVERY_S = 1.0
@@ -46,10 +47,6 @@ _COLUMNS = ("charge_point_id", "identity", "direction", "message_type", "action"
 def _write(entries: list[Entry]) -> None:
     """COPY the batch in: a tenth of the interpreter time of bulk_create, which matters because this thread
     shares the GIL with the event loop (measured: bulk_create held it for ~27% of a busy server)."""
-    from django.db import connection
-
-    from apps.ocpp_gateway.models import OcppMessage
-
     close_old_connections()
     try:
         with (

@@ -3,8 +3,9 @@ the local list version it accepted or reports, the diagnostics or log file it an
 model variables it read out or accepted (OCPP 2.0.1 GetVariables / SetVariables).
 
 `command_answered` is called once per command, when its answer is recorded; `command_finished` once per
-command whatever its final outcome (the driver API's start and stop follow their commands this way). A
-failure here is logged and never loses the outcome itself (it runs in a savepoint).
+command whatever its final outcome (the driver API's start and stop follow their commands this way, through
+apps.ocpp_gateway.intents). A failure here is logged and never loses the outcome itself (it runs in a
+savepoint).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from django.db import transaction
 
+from apps.ocpp_gateway.intents import intent_command_finished
 from apps.ocpp_gateway.models import OcppCommand
 from cpo import clock
 
@@ -108,9 +110,7 @@ def command_answered(*, command: OcppCommand) -> None:
 
 
 def _driver_session(command: OcppCommand) -> None:
-    from apps.charging.driver_services import driver_session_command_finished
-
-    driver_session_command_finished(command=command)
+    intent_command_finished(command=command)
 
 
 # action → what to do with any final outcome (answer, CALLERROR, timeout, offline, disconnected).

@@ -168,7 +168,6 @@ def dumps(obj: Any) -> str:
 
 
 def _json_default(obj: Any) -> Any:
-    from decimal import Decimal
 
     if isinstance(obj, Decimal):
         return int(obj) if obj == obj.to_integral_value() else float(obj)

@@ -23,7 +23,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -625,7 +625,6 @@ def failed_message_store(
 def presence_flush() -> dict[str, int]:
     """Copy live presence from Redis to PostgreSQL in bulk: last_seen_at and is_online. Chargers whose
     presence lapsed are marked offline. Runs periodically (Celery beat), never per frame."""
-    from datetime import UTC, datetime
 
     live = presence.scan_all()
     identities = list(live)

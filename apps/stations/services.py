@@ -11,9 +11,9 @@ from django.utils.translation import gettext as _
 
 from apps.accounts.models import Organisation
 from apps.accounts.services import audit_record_create
-from apps.stations import keys
+from apps.stations import hooks, keys
 from apps.stations.choices import ConnectorStandard, PowerType, SecurityProfile
-from apps.stations.models import ChargePoint, Connector, Evse, Location
+from apps.stations.models import ChargePoint, ChargerEvent, Connector, DeviceVariable, Evse, Location
 from cpo.exceptions import NotFound, ValidationFailed
 from cpo.persistence import validated_save
 
@@ -389,11 +389,11 @@ def connector_status_record(
         return True
     if skew_fields:
         cp.save(update_fields=skew_fields)
-    # Parking time and departure of the session on this EVSE (a report kept out of the current status
-    # because it is older is still a fact about that time).
-    from apps.tariffs.services import session_activity_from_status
-
-    session_activity_from_status(charge_point_id=charge_point_id, evse_id=evse_id, status=status, at=at)
+    # e.g. tariffs: parking time and departure of the session on this EVSE (a report kept out of the
+    # current status because it is older is still a fact about that time).
+    hooks.connector_status_reported.emit(
+        charge_point_id=charge_point_id, evse_id=evse_id, status=status, at=at
+    )
     evse, _ = Evse.objects.get_or_create(charge_point=cp, evse_id=evse_id)
     connector = (
         Connector.objects.select_for_update(no_key=True).filter(evse=evse, connector_id=connector_id).first()
@@ -427,8 +427,6 @@ def chargepoint_record_diagnostics_status(*, charge_point_id: int, status: str, 
 
 def device_model_record(*, charge_point_id: int, report_data: list[dict[str, Any]], reported_at: Any) -> int:
     """Upsert NotifyReport reportData (snake_case keys) into the stored device model. Returns rows written."""
-    from apps.stations.models import DeviceVariable
-
     rows = []
     for item in report_data:
         component, variable = item.get("component") or {}, item.get("variable") or {}
@@ -476,8 +474,6 @@ def charger_events_record(
     *, charge_point_id: int, kind: str, events: list[dict[str, Any]], received_at: Any
 ) -> None:
     """Store NotifyEvent eventData or a SecurityEventNotification; repeats are ignored (natural key)."""
-    from apps.stations.models import ChargerEvent
-
     ChargerEvent.objects.bulk_create(
         [
             ChargerEvent(
@@ -516,8 +512,6 @@ def device_variables_record(*, charge_point_id: int, results: list[dict[str, Any
     2.0.1 GetVariableResult items as sent on the wire (attributeStatus, attributeType, attributeValue,
     component, variable); only Accepted ones with a value are stored. What NotifyReport said about an
     attribute (mutability, data type, unit) is kept. Returns the rows written."""
-    from apps.stations.models import DeviceVariable
-
     rows: dict[tuple[Any, ...], DeviceVariable] = {}
     for result in results:
         if result.get("attributeStatus") != "Accepted" or result.get("attributeValue") is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -18,7 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from apps.stations.models import Location
+from apps.stations.models import ChargePoint, Location
 from apps.tariffs import pricing, selectors
 from apps.tariffs.choices import CdrKind, DayOfWeek
 from apps.tariffs.models import ChargeDetailRecord, Tariff, TariffAssignment, TariffElement, VatRate
@@ -227,8 +228,6 @@ class TariffAdmin(BaseModelAdmin):
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Price an example session under this tariff as it is saved now."""
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         tariff = get_object_or_404(self.get_queryset(request), pk=object_id)
         location = (
@@ -389,8 +388,6 @@ class ChargeDetailRecordAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
 def tariff_in_force_display(obj: Any) -> str:
     """For the location and charge point pages: the tariff a driver without an override gets now, and a
     link to the tariff assignments made there."""
-    from apps.stations.models import ChargePoint
-
     if obj is None or obj.pk is None:
         return "-"
     if isinstance(obj, ChargePoint):

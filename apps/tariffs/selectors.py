@@ -4,6 +4,7 @@ and a session's charge detail record."""
 from __future__ import annotations
 
 import logging
+import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -15,6 +16,7 @@ from django.utils import translation
 from django.utils.translation import gettext as _
 
 from apps.charging.choices import SessionStatus
+from apps.charging.hooks import SessionPrice
 from apps.charging.metering import ENERGY_REGISTER
 from apps.charging.models import ChargingSession, MeterSample
 from apps.stations.models import ChargePoint, Connector, Location
@@ -200,8 +202,6 @@ def tariff_spec_build(
 
 
 def local_date(at: datetime, time_zone: str) -> date:
-    import zoneinfo
-
     return at.astimezone(zoneinfo.ZoneInfo(time_zone)).date()
 
 
@@ -540,6 +540,16 @@ def session_cost(*, session: ChargingSession) -> PriceBreakdown | None:
 # --- what a charger's display shows (OCPP 2.0.1 TransactionEventResponse) ----------------------------
 
 PERSONAL_MESSAGE_MAX = 512  # MessageContentType.content
+
+
+def session_price(*, session: ChargingSession) -> SessionPrice | None:
+    """What a session costs, for the driver (charging.hooks.session_price): the issued CDR's figures once
+    the session stopped and is priced (final), else the cost so far. None when it is not priced."""
+    cdr = cdr_for_session(session) if session.stopped_at is not None else None
+    if cdr is not None:
+        return SessionPrice(cost=PriceBreakdown.from_dict(cdr.breakdown), final=True)
+    cost = session_cost(session=session)
+    return None if cost is None else SessionPrice(cost=cost, final=False)
 
 
 def session_price_text(*, session: ChargingSession) -> str:

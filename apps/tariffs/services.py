@@ -1,8 +1,9 @@
 """Writes: the tariff snapshot a session takes when it starts, what the car did (charging, parking,
 left), and charge detail records (issue, credit, re-issue).
 
-The charging and station services call the `session_*` hooks inside their own transactions; they are
-cheap (a handful of indexed queries) because they run while a charger waits for its answer.
+The `session_*` functions are receivers of the charging and station hooks (wired in
+TariffsConfig.ready()), called inside those services' transactions; they are cheap (a handful of indexed
+queries) because they run while a charger waits for its answer.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from apps.accounts.services import audit_record_create
 from apps.charging.choices import SessionStatus
 from apps.charging.models import ChargingSession
 from apps.stations.models import ChargePoint
-from apps.tariffs import pricing, selectors
+from apps.tariffs import pricing, selectors, tasks  # tasks imports this module too: use it by attribute
 from apps.tariffs.choices import ActivityState, CdrKind
 from apps.tariffs.models import ChargeDetailRecord, SessionActivity, SessionTariff
 from cpo import clock
@@ -77,6 +78,22 @@ def session_tariff_snapshot(
         snapshot, _created = SessionTariff.objects.update_or_create(session=session, defaults=fields)
         return snapshot
     return SessionTariff.objects.create(session=session, **fields)
+
+
+def session_tariff_on_start(
+    *,
+    session: ChargingSession,
+    charge_point: ChargePoint,
+    token_group_id: str,
+    customer_account_id: int | None,
+) -> None:
+    """A session started (charging.hooks.session_started): freeze the tariff in force now with it."""
+    session_tariff_snapshot(
+        session=session,
+        charge_point=charge_point,
+        token_group_id=token_group_id,
+        customer_account_id=customer_account_id,
+    )
 
 
 def session_tariff_driver_known(
@@ -199,9 +216,7 @@ def session_tariff_on_stop(*, session: ChargingSession, reason: str) -> None:
 
 def _dispatch_cdr(session_id: int) -> None:
     def send() -> None:
-        from apps.tariffs.tasks import cdr_issue_task
-
-        cdr_issue_task.delay(session_id)
+        tasks.cdr_issue_task.delay(session_id)
 
     # robust: a broker that does not answer must never fail the charger's message; the sweep catches up
     transaction.on_commit(send, robust=True)

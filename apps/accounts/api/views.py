@@ -32,6 +32,7 @@ from apps.accounts.api.serializers import (
     TokenOutput,
 )
 from apps.accounts.models import IdToken, User
+from apps.charging.driver_selectors import driver_has_running_charge
 from cpo.api import (
     THROTTLES,
     AddressRateThrottle,
@@ -248,8 +249,6 @@ class MeView(APIView):
         summary="Delete my account (personal data erased; invoices and charge records kept)",
     )
     def delete(self, request: Request) -> Response:
-        from apps.charging.driver_selectors import driver_has_running_charge
-
         with transaction.atomic():
             # The driver's row lock: a start that comes in meanwhile waits and then finds the account closed.
             User.objects.select_for_update(no_key=True).filter(pk=request.user.pk).first()

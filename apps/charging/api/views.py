@@ -36,7 +36,7 @@ from apps.charging import live as driver_live
 from apps.charging.api.serializers import SessionOutput, SessionStartInput, session_json
 from apps.charging.choices import DriverSessionFailure, DriverSessionStatus
 from apps.charging.driver_selectors import driver_export, driver_session_get, driver_session_list
-from apps.charging.receipts import receipt_html, receipt_pdf
+from apps.tariffs.receipts import receipt_html, receipt_pdf
 from cpo.api import THROTTLES, CursorPagination, error_responses, validated
 from cpo.exceptions import ApplicationError, Conflict, PermissionDenied, ServiceUnavailable, ValidationFailed
 from cpo.live import StreamLease

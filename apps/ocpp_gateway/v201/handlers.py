@@ -29,6 +29,7 @@ from apps.stations.services import (
     connector_status_record,
     device_model_record,
 )
+from apps.tariffs.selectors import session_price_text, session_total_gross
 from cpo import clock
 
 KNOWN_ACTIONS = frozenset(a.value for a in Action)
@@ -52,8 +53,6 @@ def _charger_display(*, session: Any, ended: bool) -> dict[str, Any]:
     """What the charger shows the driver (TransactionEventResponse): the prices the transaction runs at
     when it starts (updatedPersonalMessage), its total cost with VAT when it ends (totalCost, which the
     specification allows only then). Nothing for a session without a tariff."""
-    from apps.tariffs.selectors import session_price_text, session_total_gross
-
     if ended:
         total = session_total_gross(session=session)
         return {} if total is None else {"total_cost": float(total)}

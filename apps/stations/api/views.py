@@ -1,4 +1,6 @@
-"""Charger discovery for drivers: nearby search (PostGIS ST_DWithin on geography) and one charger."""
+"""Charger discovery for drivers: nearby search (PostGIS ST_DWithin on geography) and one charger.
+An interface on top of the apps (docs/architecture.md): it shows the gateway's presence and the tariffs'
+prices with the stations."""
 
 from __future__ import annotations
 
@@ -11,10 +13,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.accounts.choices import IdTokenType
+from apps.accounts.models import IdToken
+from apps.charging.driver_services import APP_TOKEN_PREFIX
 from apps.ocpp_gateway import presence
 from apps.stations.api.serializers import ChargerOutput, NearbyQuery, charger_data
 from apps.stations.models import ChargePoint
 from apps.stations.selectors import chargepoint_get_for_driver, chargepoint_list_nearby
+from apps.tariffs.selectors import price_summary_for_connectors
 from cpo import clock
 from cpo.api import error_responses, validated
 from cpo.exceptions import NotFound
@@ -23,16 +29,10 @@ TAGS = ["chargers"]
 
 
 def _charger_list_data(chargers: list[ChargePoint], request: Request) -> list[dict[str, Any]]:
-    from apps.accounts.choices import IdTokenType
-    from apps.accounts.models import IdToken
-    from apps.charging.driver_services import APP_TOKEN_PREFIX
-    from apps.tariffs.selectors import price_summary_for_connectors
-
     now = clock.now()
     connected = presence.online([cp.identity for cp in chargers])
     connector_ids = [c.pk for cp in chargers for e in cp.evses.all() for c in e.connectors.all()]
-    # Priced for the token an app start uses (the driver's app token), so the price shown is the price
-    # charged.
+    # Priced for the token an app start uses (the driver's app token): the price shown is the price charged.
     token = (
         IdToken.objects.filter(owner=request.user, type=IdTokenType.CENTRAL, uid__startswith=APP_TOKEN_PREFIX)
         .order_by("pk")

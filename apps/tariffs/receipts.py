@@ -1,4 +1,5 @@
-"""A completed session's receipt, as HTML and as PDF, from its issued charge detail record.
+"""A completed driver session's receipt, as HTML and as PDF, from its issued charge detail record (here,
+with the records it is made of, not in charging: charging does not know prices).
 
 The numbers come from the CDR's price breakdown (the same figures finance sees); times are shown in the
 location's time zone. Receipts exist once the CDR is issued: before that, receipt_not_ready (409).
@@ -19,6 +20,7 @@ from fpdf import FPDF
 from apps.charging.choices import DriverSessionStatus
 from apps.charging.driver_selectors import session_usage
 from apps.charging.models import DriverSession
+from apps.tariffs.selectors import cdr_for_session
 from cpo.exceptions import Conflict
 
 COMPONENT_NAMES = {
@@ -77,8 +79,6 @@ def _number(value: Decimal, places: int = 3) -> str:
 
 def receipt_for(*, session: DriverSession) -> Receipt:
     """The receipt data; receipt_not_ready (409) until the session completed and its CDR is issued."""
-    from apps.tariffs.selectors import cdr_for_session
-
     charging = session.charging_session
     cdr = cdr_for_session(session=charging) if charging is not None else None
     if session.status != DriverSessionStatus.COMPLETED or charging is None or cdr is None:

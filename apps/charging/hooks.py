@@ -1,0 +1,93 @@
+"""What charging tells the apps above it, and what it asks them, without importing them.
+
+Receivers run inside the charging service's transaction (the one that changed the session), so what
+they write commits or rolls back with it. Wired in the higher apps' `AppConfig.ready()`:
+
+- `session_started`: `services.session_start` created a session. Tariffs freezes the tariff in force.
+- `session_driver_known`: `services.transaction_event_record` learnt the token after plug-in (2.0.1).
+  Tariffs takes the snapshot again for that driver.
+- `transaction_event_applied`: `services.transaction_event_record` applied a new event. Tariffs
+  records parking and departure.
+- `session_stopped`: `services.session_stop` completed a session (once). Tariffs dispatches the CDR on
+  commit.
+- `session_price` (port): `driver_selectors.session_usage` asks what a session costs. Tariffs answers
+  (the cost so far, or the issued CDR's).
+
+All are registered in TariffsConfig.ready().
+The charger commands the driver flow needs go through `apps.charging.intents` (provided by the gateway).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cpo.hooks import Hook, Port
+
+if TYPE_CHECKING:
+    from apps.charging.models import ChargingSession
+    from apps.stations.models import ChargePoint
+
+
+class SessionStarted(Protocol):
+    def __call__(
+        self,
+        *,
+        session: ChargingSession,
+        charge_point: ChargePoint,
+        token_group_id: str,
+        customer_account_id: int | None,
+    ) -> None: ...
+
+
+class SessionDriverKnown(Protocol):
+    def __call__(
+        self, *, session: ChargingSession, token_group_id: str, customer_account_id: int | None
+    ) -> None: ...
+
+
+class TransactionEventApplied(Protocol):
+    def __call__(
+        self,
+        *,
+        session: ChargingSession,
+        at: datetime,
+        charging_state: str,
+        previous_state: str,
+        trigger_reason: str,
+        stopped_reason: str,
+    ) -> None: ...
+
+
+class SessionStopped(Protocol):
+    def __call__(self, *, session: ChargingSession, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPrice:
+    """What a session costs: `cost` has `currency`, `net`, `gross`, `lines`, `vat_lines` and `as_dict()`
+    (a tariffs.pricing.PriceBreakdown); `final` once it is the issued charge detail record's."""
+
+    cost: Any
+    final: bool
+
+
+class SessionPriceReader(Protocol):
+    def __call__(self, *, session: ChargingSession) -> SessionPrice | None: ...
+
+
+def _no_price(*, session: ChargingSession) -> SessionPrice | None:
+    return None
+
+
+# A new charging session was created (any protocol), in its creating transaction.
+session_started: Hook[SessionStarted] = Hook("charging.session_started")
+# The driver of a session that started without a token is now known (OCPP 2.0.1).
+session_driver_known: Hook[SessionDriverKnown] = Hook("charging.session_driver_known")
+# An OCPP 2.0.1 TransactionEvent was applied to its session (not for a replayed one).
+transaction_event_applied: Hook[TransactionEventApplied] = Hook("charging.transaction_event_applied")
+# A session completed (once: a repeated stop does not emit it again).
+session_stopped: Hook[SessionStopped] = Hook("charging.session_stopped")
+# The price of a session (None: not priced, e.g. no tariff or no pricing app installed).
+session_price: Port[SessionPriceReader] = Port("charging.session_price", default=_no_price)

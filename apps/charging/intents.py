@@ -1,0 +1,67 @@
+"""What the driver flow asks of a charger, in domain terms: "start charging token X on EVSE n of charge
+point C", "stop transaction T". Charging never builds OCPP payloads nor knows protocol versions: the
+gateway provides `charger_control` (apps.ocpp_gateway.intents, wired in its AppConfig.ready()), picks the
+charger's version package and builds the message there, and reports each command's final outcome back
+through `driver_services.driver_session_command_finished` as an `IntentOutcome`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cpo.hooks import Port
+
+if TYPE_CHECKING:
+    from apps.accounts.models import IdToken
+    from apps.charging.models import ChargingSession
+    from apps.stations.models import ChargePoint
+
+
+@dataclass(frozen=True, slots=True)
+class IntentSent:
+    """A command recorded for the charger. `offline`: no connection holds the charger, so the command
+    failed at once (it is final already). `action` names the message the gateway chose (for the record)."""
+
+    command_id: int
+    action: str
+    offline: bool
+
+
+class CommandOutcome(StrEnum):
+    """A command's final outcome as the driver flow sees it."""
+
+    ACCEPTED = "accepted"
+    REFUSED = "refused"  # answered with anything but Accepted, or with a CALLERROR
+    OFFLINE = "offline"  # no connection held the charger
+    DISCONNECTED = "disconnected"  # the connection ended before the answer
+    TIMEOUT = "timeout"  # no answer in time
+
+
+@dataclass(frozen=True, slots=True)
+class IntentOutcome:
+    """The final outcome of a command an intent sent. `status`, `response` and `error_code` are the
+    gateway's record of it, kept in the driver session's history as they are."""
+
+    command_id: int
+    outcome: CommandOutcome
+    status: str = ""
+    response: dict[str, Any] | None = field(default=None)
+    error_code: str = ""
+
+
+class ChargerControl(Protocol):
+    def start_charging(
+        self, *, charge_point: ChargePoint, evse_id: int, id_token: IdToken, actor: Any, source: str
+    ) -> IntentSent:
+        """Ask the charger to start charging `id_token` on EVSE `evse_id`. The charger's transaction
+        names the returned command id (OCPP 2.x remoteStartId) where its protocol allows."""
+        ...
+
+    def stop_transaction(self, *, session: ChargingSession, actor: Any, source: str) -> IntentSent:
+        """Ask the charger to stop the transaction of `session`."""
+        ...
+
+
+charger_control: Port[ChargerControl] = Port("charging.charger_control")

@@ -1,0 +1,111 @@
+"""The gateway's side of the domain's intents (apps.charging.intents): the charger's version package
+builds the message, `command_send` sends it like any other command, and each command's final outcome
+goes back to the driver flow as an `IntentOutcome`. Provided to charging in OcppGatewayConfig.ready().
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from apps.accounts.models import IdToken
+from apps.charging.driver_services import driver_session_command_finished
+from apps.charging.intents import CommandOutcome, IntentOutcome, IntentSent
+from apps.charging.models import ChargingSession
+
+# A module import: services -> outcomes -> intents -> services is a cycle; command_send is looked up
+# when an intent is sent, by then services is complete.
+from apps.ocpp_gateway import services
+from apps.ocpp_gateway.choices import CommandStatus
+from apps.ocpp_gateway.models import OcppCommand
+from apps.ocpp_gateway.v16 import payloads as v16_payloads
+from apps.ocpp_gateway.v201 import payloads as v201_payloads
+from apps.stations.choices import OcppProtocol
+from apps.stations.models import ChargePoint
+
+# The payload builders of each subprotocol (2.1 sends the 2.0.1 messages); a charger that has not told
+# its protocol yet is taken for 1.6. To move into the version registry once there is one.
+PAYLOADS: dict[str, ModuleType] = {
+    OcppProtocol.OCPP16: v16_payloads,
+    OcppProtocol.OCPP201: v201_payloads,
+    OcppProtocol.OCPP21: v201_payloads,
+}
+# The actions an intent sends: their final outcomes are reported to the driver flow.
+INTENT_ACTIONS = frozenset(
+    {"RemoteStartTransaction", "RequestStartTransaction", "RemoteStopTransaction", "RequestStopTransaction"}
+)
+_OUTCOMES: dict[str, CommandOutcome] = {
+    CommandStatus.CHARGER_OFFLINE: CommandOutcome.OFFLINE,
+    CommandStatus.CHARGER_DISCONNECTED: CommandOutcome.DISCONNECTED,
+    CommandStatus.TIMEOUT: CommandOutcome.TIMEOUT,
+}
+
+
+def payloads_for(protocol: str) -> ModuleType:
+    """The `payloads` module of a subprotocol ("" or unknown: 1.6)."""
+    return PAYLOADS.get(protocol or OcppProtocol.OCPP16, v16_payloads)
+
+
+def _sent(command: OcppCommand) -> IntentSent:
+    return IntentSent(
+        command_id=command.pk,
+        action=command.action,
+        offline=command.status == CommandStatus.CHARGER_OFFLINE,
+    )
+
+
+def start_charging(
+    *, charge_point: ChargePoint, evse_id: int, id_token: IdToken, actor: Any, source: str
+) -> IntentSent:
+    action, payload = payloads_for(charge_point.ocpp_protocol).start_charging(
+        evse_id=evse_id, id_token=id_token.uid
+    )
+    command = services.command_send(
+        charge_point=charge_point, action=action, payload=payload, actor=actor, source=source
+    )
+    return _sent(command)
+
+
+def stop_transaction(*, session: ChargingSession, actor: Any, source: str) -> IntentSent:
+    # The transaction's own protocol decides how it is named (1.6: our integer id; 2.x: the charger's).
+    action, payload = payloads_for(session.protocol).stop_transaction(session=session)
+    command = services.command_send(
+        charge_point=session.charge_point, action=action, payload=payload, actor=actor, source=source
+    )
+    return _sent(command)
+
+
+def intent_outcome(command: OcppCommand) -> IntentOutcome:
+    """A final command as the driver flow sees it: Accepted, refused (any other answer or a CALLERROR),
+    offline, disconnected or timed out."""
+    if command.status == CommandStatus.ANSWERED and (command.response or {}).get("status") == "Accepted":
+        outcome = CommandOutcome.ACCEPTED
+    else:
+        outcome = _OUTCOMES.get(command.status, CommandOutcome.REFUSED)
+    return IntentOutcome(
+        command_id=command.pk,
+        outcome=outcome,
+        status=command.status,
+        response=command.response,
+        error_code=command.error_code,
+    )
+
+
+def intent_command_finished(*, command: OcppCommand) -> None:
+    """Tell the driver flow the final outcome of a start or stop command (whoever sent it)."""
+    if command.action in INTENT_ACTIONS:
+        driver_session_command_finished(outcome=intent_outcome(command))
+
+
+class GatewayChargerControl:
+    """apps.charging.intents.ChargerControl, implemented by this gateway."""
+
+    def start_charging(
+        self, *, charge_point: ChargePoint, evse_id: int, id_token: IdToken, actor: Any, source: str
+    ) -> IntentSent:
+        return start_charging(
+            charge_point=charge_point, evse_id=evse_id, id_token=id_token, actor=actor, source=source
+        )
+
+    def stop_transaction(self, *, session: ChargingSession, actor: Any, source: str) -> IntentSent:
+        return stop_transaction(session=session, actor=actor, source=source)

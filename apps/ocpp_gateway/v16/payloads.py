@@ -1,0 +1,20 @@
+"""OCPP 1.6 messages for the domain's intents (apps.charging.intents). Every version package has a
+`payloads` module with these same functions; apps.ocpp_gateway.intents picks it by the charger's version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.charging.models import ChargingSession
+
+Request = tuple[str, dict[str, Any]]  # (action, payload)
+
+
+def start_charging(*, evse_id: int, id_token: str) -> Request:
+    """Start charging `id_token` on a connector (1.6 has no EVSEs: the EVSE number is the connector's)."""
+    return "RemoteStartTransaction", {"connectorId": evse_id, "idTag": id_token}
+
+
+def stop_transaction(*, session: ChargingSession) -> Request:
+    """Stop the session's transaction (1.6: by the integer transactionId we gave it)."""
+    return "RemoteStopTransaction", {"transactionId": session.ocpp16_transaction_id}

@@ -42,8 +42,13 @@ S = DriverSessionStatus
 START_ACTIONS = {
     OcppProtocol.OCPP16: "RemoteStartTransaction",
     OcppProtocol.OCPP201: "RequestStartTransaction",
+    OcppProtocol.OCPP21: "RequestStartTransaction",
 }
-STOP_ACTIONS = {OcppProtocol.OCPP16: "RemoteStopTransaction", OcppProtocol.OCPP201: "RequestStopTransaction"}
+STOP_ACTIONS = {
+    OcppProtocol.OCPP16: "RemoteStopTransaction",
+    OcppProtocol.OCPP201: "RequestStopTransaction",
+    OcppProtocol.OCPP21: "RequestStopTransaction",
+}
 # Connector states in which a new charge cannot begin.
 BUSY_STATUSES = frozenset(
     {
@@ -165,7 +170,7 @@ def _check_connector(cp: ChargePoint, evse_id: int) -> Connector | None:
             fields={"connector": [_("Unavailable.")]},
         )
     busy_statuses = BUSY_STATUSES
-    if cp.ocpp_protocol == OcppProtocol.OCPP201:
+    if cp.ocpp_protocol in (OcppProtocol.OCPP201, OcppProtocol.OCPP21):
         busy_statuses = BUSY_STATUSES - {ConnectorStatus.OCCUPIED}
     busy = (
         any(c.status in busy_statuses for c in connectors)

@@ -428,6 +428,7 @@ def transaction_event_record(
     offline: bool = False,
     samples: list[Sample] | None = None,
     payload: dict[str, Any] | None = None,
+    protocol: str = OcppProtocol.OCPP201,
 ) -> EventResult:
     """Apply one OCPP 2.0.1 TransactionEvent. Events are de-duplicated on (charge point, transaction,
     seqNo) and may arrive late or out of order (offline queues): the first event of any type creates
@@ -451,7 +452,7 @@ def transaction_event_record(
             meter_start_wh=meter_start if meter_start is not None else 0,
             started_at_charger=timestamp,
             received_at=received_at,
-            protocol=OcppProtocol.OCPP201,
+            protocol=protocol,
             reservation_id=reservation_id,
             transaction_ref=transaction_ref,
         ).session

@@ -23,7 +23,7 @@ from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_di
 from ocpp.exceptions import OCPPError
 from ocpp.routing import create_route_map
 
-from apps.ocpp_gateway import conf, messagelog, protocol
+from apps.ocpp_gateway import conf, messagelog, protocol, versions
 from apps.ocpp_gateway.choices import CommandStatus, Direction
 from apps.ocpp_gateway.protocol import (
     CALL,
@@ -61,8 +61,14 @@ class ConnectionContext:
     on_boot: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     @property
+    def ocpp(self) -> versions.OcppVersion:
+        """The OCPP version this connection speaks (its subprotocol)."""
+        return versions.by_subprotocol(self.subprotocol)
+
+    @property
     def version(self) -> str:
-        return protocol.SUBPROTOCOL_VERSIONS[self.subprotocol]
+        """The version's schema key ("1.6", "2.0.1", "2.1")."""
+        return self.ocpp.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,16 +111,15 @@ class OcppConnection:
         self,
         *,
         context: ConnectionContext,
-        handlers_cls: type,
-        known_actions: frozenset[str],
         send: Callable[[str], Awaitable[None]],
         record_outcome: Callable[[dict[str, Any], CommandOutcome], Awaitable[None]] | None = None,
     ) -> None:
         self.ctx = context
-        self.codes = ErrorCodes(context.version)
-        self.handlers = handlers_cls(self)
-        self.route_map = _route_map(handlers_cls)
-        self.known_actions = known_actions
+        ocpp = context.ocpp
+        self.codes: ErrorCodes = ocpp.codes
+        self.handlers = ocpp.handlers(self)
+        self.route_map = _route_map(ocpp.handlers)
+        self.known_actions = ocpp.known_actions
         self._send = send
         self._record_outcome = record_outcome
         # Work queues with a worker task that exists only while there is work: an idle charger then costs
@@ -212,10 +217,10 @@ class OcppConnection:
 
     async def _on_unparsable(self, exc: Exception, *, unique_id: str | None, unknown_type: bool) -> None:
         """OCPP 1.6 has no way to answer a frame without a readable id: log it and keep the connection.
-        OCPP 2.0.1 answers RpcFrameworkError (message id "-1" when none can be read) or, for an unknown
-        message type, MessageTypeNotSupported (part 4, 4.2.3 and 4.4)."""
+        OCPP 2.x answers RpcFrameworkError (message id "-1" when none can be read) or, for an unknown
+        message type, MessageTypeNotSupported (2.0.1 part 4, 4.2.3 and 4.4)."""
         logger.warning("%s: unparsable frame: %s", self.ctx.identity, exc)
-        if self.ctx.version == "1.6":
+        if self.ctx.ocpp.generation == 1:
             return
         if unknown_type and unique_id:
             await self._send_error(unique_id, "MessageTypeNotSupported", str(exc), {}, "")

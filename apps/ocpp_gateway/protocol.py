@@ -4,7 +4,7 @@ The `ocpp` library supplies the JSON schemas (and the payload dataclasses used b
 mapping of schema failures to error codes differs from OCPP-J in places (FIELD-NOTES), so the mapping
 lives here:
 
-| failure                                  | 1.6                          | 2.0.1                         |
+| failure                                  | 1.6                          | 2.0.1 and 2.1                 |
 |------------------------------------------|------------------------------|-------------------------------|
 | required field missing                   | OccurenceConstraintViolation | OccurrenceConstraintViolation |
 | wrong JSON type                          | TypeConstraintViolation      | TypeConstraintViolation       |
@@ -30,7 +30,6 @@ from cpo.clock import parse_iso8601
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
 
-SUBPROTOCOL_VERSIONS = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 MAX_UNIQUE_ID_LENGTH = 36
 # The deepest legitimate OCPP 2.0.1 payload (ReportChargingProfiles: chargingProfile → chargingSchedule →
 # salesTariff → ... → cost) nests 13 levels, 14 with the frame; 1.6 payloads nest 5.

@@ -5,9 +5,10 @@ socket (named by its presence record, never a channel-layer group); `command_wai
 list the consumer pushes the outcome to. Every command has a deadline; a command for a charger with no
 connection fails at once with `charger_offline`.
 
-OCPP 2.0.1 requests that the charger's later messages refer back to by an id of ours (remoteStartId,
-requestId) get the command's own id when the caller leaves that id out (`COMMAND_ID_FIELDS`), so the
-TransactionEvent, NotifyReport or status notification that follows names the command.
+OCPP 2.x requests that the charger's later messages refer back to by an id of ours (remoteStartId,
+requestId) get the command's own id when the caller leaves that id out (the version's
+`command_id_fields`), so the TransactionEvent, NotifyReport or status notification that follows names
+the command.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from apps.accounts.services import audit_record_build, audit_record_create
-from apps.ocpp_gateway import conf, delivery, presence, protocol
+from apps.ocpp_gateway import conf, delivery, presence, protocol, versions
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.stations import keys
-from apps.stations.choices import OcppProtocol, RegistrationStatus, SecurityProfile
+from apps.stations.choices import RegistrationStatus, SecurityProfile
 from apps.stations.models import ChargePoint
 from cpo import clock
 from cpo.exceptions import NotFound, ValidationFailed
@@ -41,17 +42,6 @@ logger = logging.getLogger(__name__)
 OUTCOME_KEY = "cpo:ocpp:command:{id}:outcome"
 OUTCOME_TTL_S = 3600
 
-# OCPP 2.0.1: the payload member that takes the command's own id when the caller leaves it out.
-COMMAND_ID_FIELDS: dict[str, dict[str, str]] = {
-    "2.0.1": {
-        "RequestStartTransaction": "remoteStartId",
-        "GetBaseReport": "requestId",
-        "GetChargingProfiles": "requestId",
-        "GetLog": "requestId",
-        "GetReport": "requestId",
-        "UpdateFirmware": "requestId",
-    },
-}
 # SetVariables results after which the charger uses a new BasicAuthPassword. RebootRequired counts: the
 # charger stored it and presents it from its next connection on (OCPP 2.0.1 TC_A_09 accepts either).
 KEY_ACCEPTED_ATTRIBUTE_STATUSES = frozenset({"Accepted", "RebootRequired"})
@@ -59,7 +49,7 @@ KEY_ACCEPTED_ATTRIBUTE_STATUSES = frozenset({"Accepted", "RebootRequired"})
 
 def command_id_field(*, action: str, version: str) -> str:
     """The payload member `command_send` fills with the command's id when it is missing ("" for none)."""
-    return COMMAND_ID_FIELDS.get(version, {}).get(action, "")
+    return versions.by_key(version).command_id_field(action)
 
 
 def command_send(
@@ -78,24 +68,27 @@ def command_send(
     (e.g. RequestStartTransaction's remoteStartId) is filled with the new command's id. With `epoch`, the
     command goes only to the connection with that epoch (ValidationFailed `connection_changed` otherwise;
     the consumer also drops a command addressed to an epoch it no longer holds)."""
-    subprotocol = charge_point.ocpp_protocol or OcppProtocol.OCPP16
-    version = protocol.SUBPROTOCOL_VERSIONS.get(subprotocol)
-    if version is None:
+    try:
+        ocpp = versions.for_charge_point(charge_point)
+    except versions.UnknownVersion:
         raise ValidationFailed(
-            _("Commands to {protocol} chargers are not supported yet.").format(protocol=subprotocol)
-        )
+            _("Commands to {protocol} chargers are not supported yet.").format(
+                protocol=charge_point.ocpp_protocol
+            )
+        ) from None
+    version = ocpp.key
     if not protocol.has_schema(action, version):
         raise ValidationFailed(
             _("{action} is not an OCPP {version} command.").format(action=action, version=version),
             code="unknown_action",
             fields={"action": [action]},
         )
-    own_id_field = command_id_field(action=action, version=version)
+    own_id_field = ocpp.command_id_field(action)
     fill_own_id = bool(own_id_field) and own_id_field not in payload
     try:
         # Checked with a stand-in for the id that is only taken once everything else is valid.
         checked = {**payload, own_id_field: 0} if fill_own_id else payload
-        protocol.validate(action, checked, version, protocol.ErrorCodes(version))
+        protocol.validate(action, checked, version, ocpp.codes)
     except protocol.ProtocolViolation as exc:
         raise ValidationFailed(
             _("The {action} payload is invalid: {problem}").format(action=action, problem=exc.description),
@@ -356,7 +349,7 @@ def _check_connection(cp: ChargePoint, epoch: int) -> None:
 
 def _key_change_command(charge_point: ChargePoint, key: str) -> tuple[str, dict[str, Any]]:
     """The action and payload that give the charger its next Basic-auth password, in its OCPP version."""
-    if charge_point.ocpp_protocol == OcppProtocol.OCPP201:
+    if versions.for_charge_point(charge_point).generation >= 2:
         item = {
             "component": {"name": "SecurityCtrlr"},
             "variable": {"name": "BasicAuthPassword"},

@@ -172,6 +172,12 @@ class OcppConnection:
         try:
             frame = protocol.parse_frame(raw, self.codes, max_depth=conf.max_json_depth())
         except UnknownMessageType as exc:
+            if exc.type_id in self.ctx.ocpp.extra_message_types:
+                # 2.1 CALLRESULTERROR (the charger could not process our answer) or SEND (a message
+                # that wants no answer, e.g. a periodic event stream we never open): kept, not answered.
+                self._log(Direction.IN, raw, exc.type_id, "", exc.unique_id)
+                logger.warning("%s: message type %s received: %s", self.ctx.identity, exc.type_id, raw[:500])
+                return
             self._log(Direction.IN, raw, None, "", exc.unique_id)
             await self._on_unparsable(exc, unique_id=exc.unique_id, unknown_type=True)
             return
@@ -393,6 +399,18 @@ class OcppConnection:
         try:
             protocol.validate(action, answer.payload, self.ctx.version, self.codes, kind=CALLRESULT)
         except ProtocolViolation as exc:
+            if protocol.CALLRESULTERROR in self.ctx.ocpp.extra_message_types:
+                # OCPP-J 2.1 tells the charger that its answer could not be processed (best effort: the
+                # outcome is recorded whether or not this reaches it).
+                try:
+                    await self.send_frame(
+                        protocol.result_error_frame(answer.unique_id, exc.code, exc.description, exc.details),
+                        protocol.CALLRESULTERROR,
+                        action,
+                        answer.unique_id,
+                    )
+                except Exception:
+                    logger.warning("%s: could not send CALLRESULTERROR", self.ctx.identity, exc_info=True)
             return CommandOutcome(
                 CommandStatus.CALL_ERROR,
                 response=answer.payload if isinstance(answer.payload, dict) else None,

@@ -29,6 +29,9 @@ from ocpp.messages import get_validator
 from cpo.clock import parse_iso8601
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
+# OCPP-J 2.1 only: CALLRESULTERROR answers a CALLRESULT that could not be processed; SEND is a message
+# that expects no answer. Neither is ever answered.
+CALLRESULTERROR, SEND = 5, 6
 
 MAX_UNIQUE_ID_LENGTH = 36
 # The deepest legitimate OCPP 2.0.1 payload (ReportChargingProfiles: chargingProfile → chargingSchedule →
@@ -185,6 +188,13 @@ def result_frame(unique_id: str, payload: dict[str, Any]) -> str:
 
 def error_frame(unique_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> str:
     return dumps([CALLERROR, unique_id, code, description[:255], details or {}])
+
+
+def result_error_frame(
+    unique_id: str, code: str, description: str, details: dict[str, Any] | None = None
+) -> str:
+    """OCPP-J 2.1: the CALLRESULT with this id could not be processed."""
+    return dumps([CALLRESULTERROR, unique_id, code, description[:255], details or {}])
 
 
 # --- schema validation -----------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from apps.ocpp_gateway.protocol import ErrorCodes
+from apps.ocpp_gateway.protocol import CALLRESULTERROR, SEND, ErrorCodes
 from apps.ocpp_gateway.v16 import handlers as v16_handlers
 from apps.ocpp_gateway.v21 import handlers as v21_handlers
 from apps.ocpp_gateway.v201 import handlers as v201_handlers
@@ -61,6 +61,8 @@ class OcppVersion:
     command_id_fields: Mapping[str, str] = field(default_factory=dict)
     # The version whose behaviour this one reuses where the messages are the same (None: its own).
     based_on: str | None = None
+    # OCPP-J message types beyond CALL, CALLRESULT and CALLERROR (2.1: CALLRESULTERROR and SEND).
+    extra_message_types: frozenset[int] = frozenset()
 
     @property
     def codes(self) -> ErrorCodes:
@@ -118,6 +120,7 @@ V21 = OcppVersion(
     package="apps.ocpp_gateway.v21",
     command_id_fields=V2_COMMAND_ID_FIELDS,
     based_on="2.0.1",
+    extra_message_types=frozenset({CALLRESULTERROR, SEND}),
 )
 
 # In the order the handshake names them.

@@ -25,13 +25,15 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+from apps.accounts.models import User
 from apps.charging.models import ChargingSession, DriverSession, MeterSample
 from apps.ocpp_gateway import messagelog, protocol, versions
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.commands_catalog import catalogue_for, command_send_form
 from apps.ocpp_gateway.forms import CommandContext
 from apps.ocpp_gateway.models import OcppCommand, OcppMessage
-from apps.ocpp_gateway.services import command_wait
+from apps.ocpp_gateway.services import chargepoint_accept, command_wait
+from apps.stations import keys
 from apps.stations.models import ChargePoint, DeviceVariable
 from tests.factories import (
     ChargePointFactory,
@@ -352,8 +354,6 @@ COMMANDS: dict[str, tuple[dict[str, str], dict[str, Any]]] = {
 
 def _send_form(charge_point_id: int, actor_id: int | None, action: str, data: dict[str, str]) -> int:
     """Send what the admin's form for `action` composes, as the admin does; the command's id."""
-    from apps.accounts.models import User
-
     cp = ChargePoint.objects.get(pk=charge_point_id)
     actor = User.objects.get(pk=actor_id) if actor_id else None
     form = catalogue_for(cp)[action].form_class(
@@ -415,8 +415,6 @@ def grant(user, *codenames):
 
 
 def _admin_post(user_pk: int, url: str, data: dict[str, str]) -> list[tuple[str, str]]:
-    from apps.accounts.models import User
-
     client = Client()
     client.force_login(User.objects.get(pk=user_pk))
     response = client.post(url, data, follow=True)
@@ -489,21 +487,19 @@ def test_the_2_1_forms_build_2_1_payloads(staff_a):
 
 
 def _api(driver_id: int, method: str, path: str, **data: Any) -> tuple[int, dict[str, Any]]:
-    from apps.accounts.models import User
-
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(User.objects.get(pk=driver_id))}")
     response = getattr(client, method)(path, data or None, format="json", HTTP_IDEMPOTENCY_KEY="k-21")
     return response.status_code, response.json()
 
 
-async def eventually(read, expected, attempts: int = 500) -> None:
-    """Wait until `read()` returns `expected` (the charger's messages are handled off the test's task)."""
-    for _ in range(attempts):
-        if await sync_to_async(read)() == expected:
-            return
-        await asyncio.sleep(0.01)
-    assert await sync_to_async(read)() == expected
+async def eventually(read, expected, timeout: float = 20.0) -> None:
+    """Wait until `read()` returns `expected` (what the charger's messages and the command outcomes set
+    is applied off the test's task), at most `timeout` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (value := await sync_to_async(read)()) != expected:
+        assert asyncio.get_running_loop().time() < deadline, f"still {value!r}, not {expected!r}"
+        await asyncio.sleep(0.02)
 
 
 @pytest.mark.asyncio
@@ -563,4 +559,31 @@ async def test_the_driver_app_starts_and_stops_a_2_1_charger(charge_point):
     await eventually(status, "COMPLETED")
     charging = await sync_to_async(lambda: DriverSession.objects.get(pk=session_id).charging_session)()
     assert (charging.protocol, charging.energy_wh) == (V21, 7000)
+    await comm.disconnect()
+
+
+@pytest.mark.asyncio
+async def test_accepting_a_pending_2_1_charger_sends_its_password_as_basic_auth_password(charge_point):
+    comm, charger = await booted()
+    await sync_to_async(ChargePoint.objects.filter(pk=charge_point.pk).update)(registration_status="Pending")
+    _cp, key, command = await in_thread(chargepoint_accept)(charge_point=charge_point)
+    call = await charger.command("SetVariables")
+    item = call[3]["setVariableData"][0]
+    assert (item["component"], item["variable"], item["attributeValue"]) == (
+        {"name": "SecurityCtrlr"},
+        {"name": "BasicAuthPassword"},
+        key,
+    )
+    await charger.answer(
+        call,
+        {
+            "setVariableResult": [
+                {"attributeStatus": "Accepted", "component": item["component"], "variable": item["variable"]}
+            ]
+        },
+    )
+    outcome = await in_thread(command_wait)(command_id=command.pk, timeout_s=5)
+    assert outcome["status"] == CommandStatus.ANSWERED
+    cp = await sync_to_async(ChargePoint.objects.get)(pk=charge_point.pk)
+    assert keys.verify_key(key, cp.auth_key_hash) and cp.registration_status == "Accepted"
     await comm.disconnect()

@@ -19,6 +19,7 @@ from functools import cache
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from apps.ocpp_gateway.handlers import HandlerBase
 from apps.ocpp_gateway.protocol import CALLRESULTERROR, SEND, ErrorCodes
 from apps.ocpp_gateway.v16 import handlers as v16_handlers
 from apps.ocpp_gateway.v21 import handlers as v21_handlers
@@ -55,7 +56,7 @@ class OcppVersion:
     # 1: OCPP 1.6 (connectors, idTags, configuration keys, unanswerable unparsable frames); 2: OCPP 2.x
     # (EVSEs, idToken objects, the device model, RpcFrameworkError).
     generation: int
-    handlers: type
+    handlers: type[HandlerBase]  # instantiated per connection
     known_actions: frozenset[str]
     package: str  # the version's package: handlers.py, commands.py
     command_id_fields: Mapping[str, str] = field(default_factory=dict)

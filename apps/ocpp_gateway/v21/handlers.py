@@ -4,6 +4,9 @@ handled here.
 
 - An idToken may be up to 255 characters in 2.1 (36 in 2.0.1), more than any token we issue or store:
   such a token is answered Invalid and the transaction is recorded without it.
+
+The 2.1 schemas validate both directions (the connection picks them by version), and OCPP-J 2.1's
+CALLRESULTERROR and SEND frames are handled by the connection (`versions.V21.extra_message_types`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from apps.ocpp_gateway.v201 import handlers as v201
 KNOWN_ACTIONS = frozenset(a.value for a in Action)
 # The longest token uid we store (accounts.IdToken.uid, ChargingSession.id_tag).
 ID_TOKEN_MAX_LENGTH = 36
-UNKNOWN_TOKEN = {"status": "Invalid"}
+
+
+def _invalid() -> dict[str, Any]:
+    return {"status": "Invalid"}
 
 
 def _too_long(id_token: dict[str, Any] | None) -> bool:
@@ -30,7 +36,7 @@ class ChargingStationHandlers(v201.ChargingStationHandlers):
     @on(Action.authorize)
     async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any) -> call_result.Authorize:
         if _too_long(id_token):
-            return call_result.Authorize(id_token_info=UNKNOWN_TOKEN)
+            return call_result.Authorize(id_token_info=_invalid())
         return await super().on_authorize(id_token=id_token, **kwargs)
 
     @on(Action.transaction_event)
@@ -38,5 +44,5 @@ class ChargingStationHandlers(v201.ChargingStationHandlers):
         if not _too_long(kwargs.get("id_token")):
             return await super().on_transaction_event(**kwargs)
         answer = await super().on_transaction_event(**{**kwargs, "id_token": None})
-        answer.id_token_info = UNKNOWN_TOKEN
+        answer.id_token_info = _invalid()
         return answer

@@ -59,16 +59,13 @@ class ConnectionContext:
     triggered: set[str] = field(default_factory=set)
     # Told what each BootNotification answered Accepted or Pending said (the consumer notes it in presence).
     on_boot: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    # The OCPP version this connection speaks (its subprotocol) and that version's schema key.
+    ocpp: versions.OcppVersion = field(init=False)
+    version: str = field(init=False)
 
-    @property
-    def ocpp(self) -> versions.OcppVersion:
-        """The OCPP version this connection speaks (its subprotocol)."""
-        return versions.by_subprotocol(self.subprotocol)
-
-    @property
-    def version(self) -> str:
-        """The version's schema key ("1.6", "2.0.1", "2.1")."""
-        return self.ocpp.key
+    def __post_init__(self) -> None:
+        self.ocpp = versions.by_subprotocol(self.subprotocol)
+        self.version = self.ocpp.key
 
 
 @dataclass(frozen=True, slots=True)

@@ -163,7 +163,7 @@ def _check_connector(cp: ChargePoint, evse_id: int) -> Connector | None:
             fields={"connector": [_("Unavailable.")]},
         )
     busy_statuses = BUSY_STATUSES
-    if cp.ocpp_protocol == OcppProtocol.OCPP201:
+    if cp.ocpp_protocol in (OcppProtocol.OCPP201, OcppProtocol.OCPP21):
         busy_statuses = BUSY_STATUSES - {ConnectorStatus.OCCUPIED}
     busy = (
         any(c.status in busy_statuses for c in connectors)

@@ -423,6 +423,7 @@ def transaction_event_record(
     offline: bool = False,
     samples: list[Sample] | None = None,
     payload: dict[str, Any] | None = None,
+    protocol: str = OcppProtocol.OCPP201,
 ) -> EventResult:
     """Apply one OCPP 2.0.1 TransactionEvent, in one transaction (the event row, the session's changes,
     the follow-ups of the hooks and, for Ended, the stop commit or roll back together). Events are
@@ -449,7 +450,7 @@ def transaction_event_record(
             meter_start_wh=meter_start if meter_start is not None else 0,
             started_at_charger=timestamp,
             received_at=received_at,
-            protocol=OcppProtocol.OCPP201,
+            protocol=protocol,
             reservation_id=reservation_id,
             transaction_ref=transaction_ref,
         ).session

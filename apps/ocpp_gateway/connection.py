@@ -23,7 +23,7 @@ from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_di
 from ocpp.exceptions import OCPPError
 from ocpp.routing import create_route_map
 
-from apps.ocpp_gateway import conf, messagelog, protocol
+from apps.ocpp_gateway import conf, messagelog, protocol, versions
 from apps.ocpp_gateway.choices import CommandStatus, Direction
 from apps.ocpp_gateway.protocol import (
     CALL,
@@ -60,10 +60,13 @@ class ConnectionContext:
     triggered: set[str] = field(default_factory=set)
     # Told what each BootNotification answered Accepted or Pending said (the consumer notes it in presence).
     on_boot: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    # The OCPP version this connection speaks (its subprotocol) and that version's schema key.
+    ocpp: versions.OcppVersion = field(init=False)
+    version: str = field(init=False)
 
-    @property
-    def version(self) -> str:
-        return protocol.SUBPROTOCOL_VERSIONS[self.subprotocol]
+    def __post_init__(self) -> None:
+        self.ocpp = versions.by_subprotocol(self.subprotocol)
+        self.version = self.ocpp.key
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,16 +109,15 @@ class OcppConnection:
         self,
         *,
         context: ConnectionContext,
-        handlers_cls: type,
-        known_actions: frozenset[str],
         send: Callable[[str], Awaitable[None]],
         record_outcome: Callable[[dict[str, Any], CommandOutcome], Awaitable[None]] | None = None,
     ) -> None:
         self.ctx = context
-        self.codes = ErrorCodes(context.version)
-        self.handlers = handlers_cls(self)
-        self.route_map = _route_map(handlers_cls)
-        self.known_actions = known_actions
+        ocpp = context.ocpp
+        self.codes: ErrorCodes = ocpp.codes
+        self.handlers = ocpp.handlers(self)
+        self.route_map = _route_map(ocpp.handlers)
+        self.known_actions = ocpp.known_actions
         self._send = send
         self._record_outcome = record_outcome
         # Work queues with a worker task that exists only while there is work: an idle charger then costs
@@ -168,6 +170,12 @@ class OcppConnection:
         try:
             frame = protocol.parse_frame(raw, self.codes, max_depth=conf.max_json_depth())
         except UnknownMessageType as exc:
+            if exc.type_id in self.ctx.ocpp.extra_message_types:
+                # 2.1 CALLRESULTERROR (the charger could not process our answer) or SEND (a message
+                # that wants no answer, e.g. a periodic event stream we never open): kept, not answered.
+                self._log(Direction.IN, raw, exc.type_id, "", exc.unique_id)
+                logger.warning("%s: message type %s received: %s", self.ctx.identity, exc.type_id, raw[:500])
+                return
             self._log(Direction.IN, raw, None, "", exc.unique_id)
             await self._on_unparsable(exc, unique_id=exc.unique_id, unknown_type=True)
             return
@@ -213,10 +221,10 @@ class OcppConnection:
 
     async def _on_unparsable(self, exc: Exception, *, unique_id: str | None, unknown_type: bool) -> None:
         """OCPP 1.6 has no way to answer a frame without a readable id: log it and keep the connection.
-        OCPP 2.0.1 answers RpcFrameworkError (message id "-1" when none can be read) or, for an unknown
-        message type, MessageTypeNotSupported (part 4, 4.2.3 and 4.4)."""
+        OCPP 2.x answers RpcFrameworkError (message id "-1" when none can be read) or, for an unknown
+        message type, MessageTypeNotSupported (2.0.1 part 4, 4.2.3 and 4.4)."""
         logger.warning("%s: unparsable frame: %s", self.ctx.identity, exc)
-        if self.ctx.version == "1.6":
+        if self.ctx.ocpp.generation == 1:
             return
         if unknown_type and unique_id:
             await self._send_error(unique_id, "MessageTypeNotSupported", str(exc), {}, "")
@@ -388,6 +396,18 @@ class OcppConnection:
         try:
             protocol.validate(action, answer.payload, self.ctx.version, self.codes, kind=CALLRESULT)
         except ProtocolViolation as exc:
+            if protocol.CALLRESULTERROR in self.ctx.ocpp.extra_message_types:
+                # OCPP-J 2.1 tells the charger that its answer could not be processed (best effort: the
+                # outcome is recorded whether or not this reaches it).
+                try:
+                    await self.send_frame(
+                        protocol.result_error_frame(answer.unique_id, exc.code, exc.description, exc.details),
+                        protocol.CALLRESULTERROR,
+                        action,
+                        answer.unique_id,
+                    )
+                except Exception:
+                    logger.warning("%s: could not send CALLRESULTERROR", self.ctx.identity, exc_info=True)
             return CommandOutcome(
                 CommandStatus.CALL_ERROR,
                 response=answer.payload if isinstance(answer.payload, dict) else None,

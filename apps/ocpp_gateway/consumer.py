@@ -13,32 +13,14 @@ from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from apps.ocpp_gateway import auth, conf, presence
+from apps.ocpp_gateway import auth, conf, presence, versions
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
 from apps.ocpp_gateway.services import command_record_outcome
-from apps.ocpp_gateway.v16.handlers import KNOWN_ACTIONS as V16_ACTIONS
-from apps.ocpp_gateway.v16.handlers import ChargePointHandlers as V16Handlers
-from apps.ocpp_gateway.v201.handlers import KNOWN_ACTIONS as V201_ACTIONS
-from apps.ocpp_gateway.v201.handlers import ChargingStationHandlers as V201Handlers
 from cpo import clock
 
 logger = logging.getLogger(__name__)
 IDENTITY_RE = re.compile(r"^[A-Za-z0-9._~\-]{1,48}$")
-
-# subprotocol -> (handler class, actions of that version)
-VERSIONS: dict[str, tuple[type, frozenset[str]]] = {
-    "ocpp1.6": (V16Handlers, V16_ACTIONS),
-    "ocpp2.0.1": (V201Handlers, V201_ACTIONS),
-}
-
-
-def negotiate(offered: list[str]) -> str | None:
-    """The first subprotocol in the charger's list that we speak (the charger's preference wins)."""
-    for candidate in offered:
-        if candidate.strip().lower() in VERSIONS:
-            return candidate.strip().lower()
-    return None
 
 
 async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> None:
@@ -75,9 +57,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if not IDENTITY_RE.match(self.identity):
             await self.deny(400, "invalid charge point identity in the URL")
             return
-        subprotocol = negotiate(list(self.scope.get("subprotocols") or []))
-        if subprotocol is None:
-            await self.deny(400, "no supported OCPP subprotocol offered (ocpp1.6, ocpp2.0.1)")
+        version = versions.negotiate(self.scope.get("subprotocols") or [])
+        if version is None:
+            offered = ", ".join(versions.subprotocols())
+            await self.deny(400, f"no supported OCPP subprotocol offered ({offered})")
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
         client = self.scope.get("client") or ("", 0)
@@ -124,24 +107,19 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 logger.warning(
                     "%s: could not tell the replaced connection to close (channel full)", self.identity
                 )
-        handlers_cls, actions = VERSIONS[subprotocol]
         context = ConnectionContext(
             identity=self.identity,
             charge_point_id=decision.charge_point_id,
             organisation_id=decision.organisation_id,
-            subprotocol=subprotocol,
+            subprotocol=version.subprotocol,
             registration_status=decision.registration_status,
             on_boot=self._note_boot,
         )
         self.connection = OcppConnection(
-            context=context,
-            handlers_cls=handlers_cls,
-            known_actions=actions,
-            send=self._send_text,
-            record_outcome=_record_outcome,
+            context=context, send=self._send_text, record_outcome=_record_outcome
         )
         self._last_touch = clock.now().timestamp()
-        await self.accept(subprotocol=subprotocol)
+        await self.accept(subprotocol=version.subprotocol)
         self.connection.start()
 
     async def _note_boot(self, payload: dict[str, Any]) -> None:

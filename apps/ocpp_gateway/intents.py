@@ -15,21 +15,11 @@ from apps.charging.models import ChargingSession
 
 # A module import: services -> outcomes -> intents -> services is a cycle; command_send is looked up
 # when an intent is sent, by then services is complete.
-from apps.ocpp_gateway import services
+from apps.ocpp_gateway import services, versions
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.models import OcppCommand
-from apps.ocpp_gateway.v16 import payloads as v16_payloads
-from apps.ocpp_gateway.v201 import payloads as v201_payloads
-from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint
 
-# The payload builders of each subprotocol (2.1 sends the 2.0.1 messages); a charger that has not told
-# its protocol yet is taken for 1.6. To move into the version registry once there is one.
-PAYLOADS: dict[str, ModuleType] = {
-    OcppProtocol.OCPP16: v16_payloads,
-    OcppProtocol.OCPP201: v201_payloads,
-    OcppProtocol.OCPP21: v201_payloads,
-}
 # The actions an intent sends: their final outcomes are reported to the driver flow.
 INTENT_ACTIONS = frozenset(
     {"RemoteStartTransaction", "RequestStartTransaction", "RemoteStopTransaction", "RequestStopTransaction"}
@@ -43,7 +33,10 @@ _OUTCOMES: dict[str, CommandOutcome] = {
 
 def payloads_for(protocol: str) -> ModuleType:
     """The `payloads` module of a subprotocol ("" or unknown: 1.6)."""
-    return PAYLOADS.get(protocol or OcppProtocol.OCPP16, v16_payloads)
+    try:
+        return versions.by_subprotocol(protocol).payloads if protocol else versions.DEFAULT.payloads
+    except versions.UnknownVersion:
+        return versions.DEFAULT.payloads
 
 
 def _sent(command: OcppCommand) -> IntentSent:

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from apps.accounts.choices import IdTokenType
 from apps.accounts.models import IdToken
 from apps.charging.choices import AuthorizationStatus
-from apps.ocpp_gateway import protocol
+from apps.ocpp_gateway import versions
 from apps.ocpp_gateway.handlers import iso
 from apps.ocpp_gateway.models import LocalAuthList, LocalAuthListEntry, LocalAuthListMember, OcppCommand
 from apps.ocpp_gateway.services import command_send
@@ -128,11 +128,6 @@ def _v201_entry(entry: LocalAuthListEntry) -> dict[str, Any]:
     return {"idToken": id_token, "idTokenInfo": info}
 
 
-def charger_version(charge_point: ChargePoint) -> str:
-    """The OCPP version whose list shape the charger takes (1.6 until it tells us otherwise)."""
-    return protocol.SUBPROTOCOL_VERSIONS.get(charge_point.ocpp_protocol or "ocpp1.6", "1.6")
-
-
 @dataclass
 class LocalListPayload:
     """A SendLocalList payload for one charger, with the entries that could not be included."""
@@ -185,7 +180,7 @@ def local_list_payload(*, member: LocalAuthListMember, update_type: str) -> Loca
         entries = entries.filter(changed_version__gt=base)
     skipped: list[str] = []
     payload: dict[str, Any]
-    if charger_version(member.charge_point) == "2.0.1":
+    if versions.for_charge_point(member.charge_point).generation >= 2:
         items = [_v201_entry(entry) for entry in entries]
         # The 2.0.1 list has at least one element when present: an empty one is left out.
         payload = {"versionNumber": local_list.version, "updateType": update_type}

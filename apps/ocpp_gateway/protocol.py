@@ -4,7 +4,7 @@ The `ocpp` library supplies the JSON schemas (and the payload dataclasses used b
 mapping of schema failures to error codes differs from OCPP-J in places (FIELD-NOTES), so the mapping
 lives here:
 
-| failure                                  | 1.6                          | 2.0.1                         |
+| failure                                  | 1.6                          | 2.0.1 and 2.1                 |
 |------------------------------------------|------------------------------|-------------------------------|
 | required field missing                   | OccurenceConstraintViolation | OccurrenceConstraintViolation |
 | wrong JSON type                          | TypeConstraintViolation      | TypeConstraintViolation       |
@@ -29,8 +29,10 @@ from ocpp.messages import get_validator
 from cpo.clock import parse_iso8601
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
+# OCPP-J 2.1 only: CALLRESULTERROR answers a CALLRESULT that could not be processed; SEND is a message
+# that expects no answer. Neither is ever answered.
+CALLRESULTERROR, SEND = 5, 6
 
-SUBPROTOCOL_VERSIONS = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 MAX_UNIQUE_ID_LENGTH = 36
 # The deepest legitimate OCPP 2.0.1 payload (ReportChargingProfiles: chargingProfile → chargingSchedule →
 # salesTariff → ... → cost) nests 13 levels, 14 with the frame; 1.6 payloads nest 5.
@@ -186,6 +188,13 @@ def result_frame(unique_id: str, payload: dict[str, Any]) -> str:
 
 def error_frame(unique_id: str, code: str, description: str, details: dict[str, Any] | None = None) -> str:
     return dumps([CALLERROR, unique_id, code, description[:255], details or {}])
+
+
+def result_error_frame(
+    unique_id: str, code: str, description: str, details: dict[str, Any] | None = None
+) -> str:
+    """OCPP-J 2.1: the CALLRESULT with this id could not be processed."""
+    return dumps([CALLRESULTERROR, unique_id, code, description[:255], details or {}])
 
 
 # --- schema validation -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_di
 
 from apps.accounts.choices import AuditOutcome
 from apps.accounts.services import audit_record_create
-from apps.ocpp_gateway import protocol
+from apps.ocpp_gateway import protocol, versions
 from apps.ocpp_gateway.connection import ConnectionContext, OcppConnection
 from apps.ocpp_gateway.models import OcppFailedMessage
 from cpo import clock
@@ -29,11 +29,10 @@ async def _discard(text: str) -> None:
 
 
 async def _run(failed: OcppFailedMessage, charge_point: Any) -> dict[str, Any]:
-    from apps.ocpp_gateway.consumer import VERSIONS
-
-    if failed.protocol not in VERSIONS:
-        raise protocol.ProtocolViolation("NotSupported", f"no handlers for {failed.protocol}")
-    handlers_cls, actions = VERSIONS[failed.protocol]
+    try:
+        versions.by_subprotocol(failed.protocol)
+    except versions.UnknownVersion:
+        raise protocol.ProtocolViolation("NotSupported", f"no handlers for {failed.protocol}") from None
     context = ConnectionContext(
         identity=charge_point.identity,
         charge_point_id=charge_point.pk,
@@ -41,9 +40,7 @@ async def _run(failed: OcppFailedMessage, charge_point: Any) -> dict[str, Any]:
         subprotocol=failed.protocol,
         registration_status=charge_point.registration_status,
     )
-    connection = OcppConnection(
-        context=context, handlers_cls=handlers_cls, known_actions=actions, send=_discard
-    )
+    connection = OcppConnection(context=context, send=_discard)
     route = connection.route_map.get(failed.action) or {}
     handler = route.get("_on_action")
     if handler is None:

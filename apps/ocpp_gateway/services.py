@@ -10,10 +10,10 @@ transaction with the follow-ups (outcomes.py), then the outcome is published onc
 message id (a UUID, unique for all time), never by its sequence id.
 
 Payload members the product owns are filled in by `command_send` when the caller leaves them out, so the
-admin, `ocpp_call` and the API send every command the same way: OCPP 2.0.1 requests that the charger's
-later messages refer back to by an id of ours (remoteStartId, requestId) get the command's own id
-(`COMMAND_ID_FIELDS`), and GetDiagnostics / GetLog get a single-use upload link of ours
-(`UPLOAD_LOCATION_FIELDS`, a DiagnosticsUpload slot tied to the command).
+admin, `ocpp_call` and the API send every command the same way: OCPP 2.x requests that the charger's
+later messages refer back to by an id of ours (remoteStartId, requestId) get the command's own id (the
+version's `command_id_fields`, apps.ocpp_gateway.versions), and GetDiagnostics / GetLog get a
+single-use upload link of ours (`UPLOAD_LOCATION_FIELDS`, a DiagnosticsUpload slot tied to the command).
 """
 
 from __future__ import annotations
@@ -32,13 +32,13 @@ from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from apps.accounts.services import audit_record_build, audit_record_create
-from apps.ocpp_gateway import conf, delivery, outcomes, presence, protocol, transfers
+from apps.ocpp_gateway import conf, delivery, outcomes, presence, protocol, transfers, versions
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage, command_outcome_shape
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.stations import keys
-from apps.stations.choices import OcppProtocol, RegistrationStatus, SecurityProfile
+from apps.stations.choices import RegistrationStatus, SecurityProfile
 from apps.stations.models import ChargePoint
 from cpo import clock
 from cpo.exceptions import NotFound, ValidationFailed
@@ -52,21 +52,11 @@ logger = logging.getLogger(__name__)
 OUTCOME_KEY = "cpo:ocpp:outcome:{unique_id}"
 OUTCOME_TTL_S = 3600
 
-# OCPP 2.0.1: the payload member that takes the command's own id when the caller leaves it out.
-COMMAND_ID_FIELDS: dict[str, dict[str, str]] = {
-    "2.0.1": {
-        "RequestStartTransaction": "remoteStartId",
-        "GetBaseReport": "requestId",
-        "GetChargingProfiles": "requestId",
-        "GetLog": "requestId",
-        "GetReport": "requestId",
-        "UpdateFirmware": "requestId",
-    },
-}
 # The payload member (a path) that takes a single-use upload link of ours when the caller leaves it out.
 UPLOAD_LOCATION_FIELDS: dict[str, dict[str, tuple[str, ...]]] = {
     "1.6": {"GetDiagnostics": ("location",)},
     "2.0.1": {"GetLog": ("log", "remoteLocation")},
+    "2.1": {"GetLog": ("log", "remoteLocation")},
 }
 # Stands in for the upload link while a payload that will get one is checked.
 UPLOAD_LOCATION_STAND_IN = "https://upload.invalid/ocpp/uploads/diagnostics/pending/"
@@ -82,7 +72,7 @@ def outcome_key(unique_id: str) -> str:
 
 def command_id_field(*, action: str, version: str) -> str:
     """The payload member `command_send` fills with the command's id when it is missing ("" for none)."""
-    return COMMAND_ID_FIELDS.get(version, {}).get(action, "")
+    return versions.by_key(version).command_id_field(action)
 
 
 def upload_location_field(*, action: str, version: str) -> tuple[str, ...]:
@@ -127,7 +117,7 @@ def command_payload_check(*, action: str, payload: dict[str, Any], version: str)
     if location:
         checked = _with_path(checked, location, UPLOAD_LOCATION_STAND_IN)
     try:
-        protocol.validate(action, checked, version, protocol.ErrorCodes(version))
+        protocol.validate(action, checked, version, versions.by_key(version).codes)
     except protocol.ProtocolViolation as exc:
         raise ValidationFailed(
             _("The {action} payload is invalid: {problem}").format(action=action, problem=exc.description),
@@ -167,12 +157,15 @@ def command_send(
     slot is stored with the command. With `epoch`, the command goes only to the connection with that
     epoch (ValidationFailed `connection_changed` otherwise; the consumer also drops a command addressed to
     an epoch it no longer holds)."""
-    subprotocol = charge_point.ocpp_protocol or OcppProtocol.OCPP16
-    version = protocol.SUBPROTOCOL_VERSIONS.get(subprotocol)
-    if version is None:
+    try:
+        ocpp = versions.for_charge_point(charge_point)
+    except versions.UnknownVersion:
         raise ValidationFailed(
-            _("Commands to {protocol} chargers are not supported yet.").format(protocol=subprotocol)
-        )
+            _("Commands to {protocol} chargers are not supported yet.").format(
+                protocol=charge_point.ocpp_protocol
+            )
+        ) from None
+    version = ocpp.key
     if not protocol.has_schema(action, version):
         raise ValidationFailed(
             _("{action} is not an OCPP {version} command.").format(action=action, version=version),
@@ -411,7 +404,7 @@ def _check_connection(cp: ChargePoint, epoch: int) -> None:
 
 def _key_change_command(charge_point: ChargePoint, key: str) -> tuple[str, dict[str, Any]]:
     """The action and payload that give the charger its next Basic-auth password, in its OCPP version."""
-    if charge_point.ocpp_protocol == OcppProtocol.OCPP201:
+    if versions.for_charge_point(charge_point).generation >= 2:
         item = {
             "component": {"name": "SecurityCtrlr"},
             "variable": {"name": "BasicAuthPassword"},

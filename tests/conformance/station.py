@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import ssl
 import uuid
 from dataclasses import dataclass, field
@@ -30,7 +31,8 @@ from apps.ocpp_gateway.choices import CommandStatus
 from cpo.clock import parse_iso8601
 from tests.e2e.conftest import KEY, Server, basic_auth, command
 
-SUBPROTOCOL = "ocpp2.0.1"
+# CPO_CONFORMANCE_SUBPROTOCOL=ocpp2.1 runs the same cases as a 2.1 station, checked against the 2.1 schemas.
+SUBPROTOCOL = os.environ.get("CPO_CONFORMANCE_SUBPROTOCOL", "ocpp2.0.1")
 ANSWER_TIMEOUT_S = 10.0
 # OCPP-J 2.0.1 (part 4, 4.3): the error codes a CALLERROR may carry.
 ERROR_CODES = frozenset(
@@ -49,7 +51,7 @@ ERROR_CODES = frozenset(
         "TypeConstraintViolation",
     }
 )
-SCHEMAS = Path(ocpp.__file__).parent / "v201" / "schemas"
+SCHEMAS = Path(ocpp.__file__).parent / {"ocpp2.0.1": "v201", "ocpp2.1": "v21"}[SUBPROTOCOL] / "schemas"
 
 _format_checker = FormatChecker(formats=())
 

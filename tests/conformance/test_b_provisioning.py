@@ -11,6 +11,7 @@ from apps.ocpp_gateway.services import chargepoint_accept
 from apps.stations.choices import RegistrationStatus
 from apps.stations.models import ChargePoint, ChargerEvent, Connector, DeviceVariable
 from tests.conformance.station import (
+    SUBPROTOCOL,
     Tx,
     energy_transfer_started,
     operate,
@@ -91,7 +92,7 @@ async def test_TC_B_01_CSMS(connect, octt):
     cp = await orm(_charge_point)(octt.identity)
     assert (cp.registration_status, cp.ocpp_protocol, cp.vendor, cp.model, cp.serial_number) == (
         "Accepted",
-        "ocpp2.0.1",
+        SUBPROTOCOL,
         "OCTT",
         "OCTT-AC22",
         octt.identity,

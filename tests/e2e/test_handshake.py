@@ -15,12 +15,13 @@ def charge_point(server):
     return ChargePointFactory(identity="HS-1", organisation=OrganisationFactory(slug="hs-org"))
 
 
-async def test_subprotocol_is_echoed_in_the_handshake_answer(server, charge_point):
+@pytest.mark.parametrize("subprotocol", ["ocpp1.6", "ocpp2.0.1", "ocpp2.1"])
+async def test_subprotocol_is_echoed_in_the_handshake_answer(server, charge_point, subprotocol):
     status, headers = await http_upgrade(
-        server.port, "/ocpp/HS-1", subprotocols=("ocpp1.6",), authorization=basic_auth("HS-1", KEY)
+        server.port, "/ocpp/HS-1", subprotocols=(subprotocol,), authorization=basic_auth("HS-1", KEY)
     )
     assert status == 101
-    assert headers["sec-websocket-protocol"] == "ocpp1.6"
+    assert headers["sec-websocket-protocol"] == subprotocol
     assert headers["upgrade"].lower() == "websocket"
 
 

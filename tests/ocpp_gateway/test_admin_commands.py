@@ -18,11 +18,11 @@ from django.urls import reverse
 from apps.accounts.models import AuditRecord
 from apps.charging.models import ChargingSession, OrphanStop
 from apps.ocpp_gateway.choices import CommandStatus
-from apps.ocpp_gateway.commands_catalog import CATALOGUE
 from apps.ocpp_gateway.forms import CommandContext, payload_check
 from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import DiagnosticsUpload, LocalAuthListMember, OcppCommand, OcppFailedMessage
 from apps.ocpp_gateway.replay import failed_message_replay
+from apps.ocpp_gateway.versions import V16
 from cpo import clock
 from tests.factories import (
     ChargePointFactory,
@@ -190,8 +190,8 @@ CASES = {
 
 
 def test_every_catalogue_command_has_a_form_case():
-    assert set(CASES) == set(CATALOGUE["1.6"])
-    assert len(CATALOGUE["1.6"]) == 19
+    assert set(CASES) == set(V16.catalogue)
+    assert len(V16.catalogue) == 19
 
 
 @pytest.fixture
@@ -212,7 +212,7 @@ def catalogue_env(db, staff_a):
 
 
 def _form(action, data, env):
-    spec = CATALOGUE["1.6"][action]
+    spec = V16.catalogue[action]
     # "{firmware}" stands for the id of a record the fixture made.
     data = {
         key: str(env[value[1:-1]]) if isinstance(value, str) and value[1:-1] in env else value

@@ -46,7 +46,10 @@ async def test_no_supported_subprotocol_refused(charge_point):
 
 
 async def test_subprotocol_follows_charger_preference(charge_point):
-    comm, connected, subprotocol = await connect(subprotocols=["ocpp2.1", "ocpp1.6"])
+    comm, connected, subprotocol = await connect(subprotocols=["ocpp9.9", "ocpp2.1", "ocpp1.6"])
+    assert connected and subprotocol == "ocpp2.1"
+    await comm.disconnect()
+    comm, connected, subprotocol = await connect(subprotocols=["ocpp1.6", "ocpp2.1"])
     assert connected and subprotocol == "ocpp1.6"
     await comm.disconnect()
 

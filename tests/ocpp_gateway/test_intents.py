@@ -34,7 +34,13 @@ def test_every_version_package_builds_the_same_intents():
 def test_the_payloads_follow_the_chargers_protocol_and_21_sends_the_201_messages():
     assert intents.payloads_for(OcppProtocol.OCPP16) is v16_payloads
     assert intents.payloads_for(OcppProtocol.OCPP201) is v201_payloads
-    assert intents.payloads_for(OcppProtocol.OCPP21) is v201_payloads
+    # 2.1 has its own payloads module (every version package holds the same modules) with 2.0.1's builders.
+    v21 = intents.payloads_for(OcppProtocol.OCPP21)
+    assert v21.__name__ == "apps.ocpp_gateway.v21.payloads"
+    assert (v21.start_charging, v21.stop_transaction) == (
+        v201_payloads.start_charging,
+        v201_payloads.stop_transaction,
+    )
     assert intents.payloads_for("") is v16_payloads  # a charger that never said: 1.6, as before
 
 

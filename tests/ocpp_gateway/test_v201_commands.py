@@ -23,7 +23,7 @@ from apps.accounts.models import AuditRecord
 from apps.charging.models import ChargingSession
 from apps.ocpp_gateway import localauth
 from apps.ocpp_gateway.choices import CommandStatus
-from apps.ocpp_gateway.commands_catalog import CATALOGUE, catalogue_for
+from apps.ocpp_gateway.commands_catalog import catalogue_for
 from apps.ocpp_gateway.forms import CommandContext, payload_check
 from apps.ocpp_gateway.management.commands.ocpp_call import EXIT_INVALID
 from apps.ocpp_gateway.masking import mask_payload
@@ -35,6 +35,7 @@ from apps.ocpp_gateway.services import (
     command_send,
     command_wait,
 )
+from apps.ocpp_gateway.versions import V201 as V201_VERSION
 from apps.stations import keys
 from apps.stations.models import ChargePoint, DeviceVariable
 from cpo import clock
@@ -353,9 +354,9 @@ CASES = {
 
 
 def test_every_v201_catalogue_command_has_a_form_case():
-    assert set(CASES) == set(CATALOGUE["2.0.1"])
-    assert len(CATALOGUE["2.0.1"]) == 23
-    assert all(spec.form_class.version == "2.0.1" for spec in CATALOGUE["2.0.1"].values())
+    assert set(CASES) == set(V201_VERSION.catalogue)
+    assert len(V201_VERSION.catalogue) == 23
+    assert all(spec.form_class.version == "2.0.1" for spec in V201_VERSION.catalogue.values())
 
 
 @pytest.fixture
@@ -469,7 +470,7 @@ def test_send_page_offers_the_v201_catalogue(client, catalogue_env):
     assert "RemoteStartTransaction" not in page and "ChangeConfiguration" not in page
     page = client.get(send_url(catalogue_env["cp"]), {"action": "Reset"}).content.decode()
     assert "OnIdle: restart once no transaction is running" in page and "EVSE 2" in page
-    for action in CATALOGUE["2.0.1"]:
+    for action in V201_VERSION.catalogue:
         page = client.get(send_url(catalogue_env["cp"]), {"action": action})
         assert page.status_code == 200 and page.context["form"].action == action
     page = client.get(send_url(catalogue_env["cp"]), {"action": "GetVariables"}).content.decode()

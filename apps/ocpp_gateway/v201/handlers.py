@@ -1,4 +1,5 @@
-"""OCPP 2.0.1: the charger's requests, translated to the same version-agnostic domain services as 1.6."""
+"""OCPP 2.0.1: the charger's requests, translated to the same version-agnostic domain services as 1.6.
+OCPP 2.1 (`v21/handlers.py`) reuses these handlers."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from apps.charging.services import (
 )
 from apps.ocpp_gateway.handlers import HandlerBase, iso
 from apps.ocpp_gateway.masking import mask_payload
-from apps.stations.choices import OcppProtocol, RegistrationStatus
+from apps.stations.choices import RegistrationStatus
 from apps.stations.models import ChargePoint
 from apps.stations.services import (
     chargepoint_record_boot,
@@ -76,7 +77,7 @@ class ChargingStationHandlers(HandlerBase):
         modem = charging_station.get("modem") or {}
         status = await database_sync_to_async(chargepoint_record_boot)(
             charge_point_id=self.ctx.charge_point_id,
-            protocol=OcppProtocol.OCPP201,
+            protocol=self.ctx.subprotocol,
             received_at=clock.now(),
             vendor=charging_station.get("vendor_name", ""),
             model=charging_station.get("model", ""),
@@ -130,6 +131,7 @@ class ChargingStationHandlers(HandlerBase):
         uid = id_token.get("id_token", "") if id_token.get("type") != "NoAuthorization" else ""
         result = await database_sync_to_async(transaction_event_record)(
             charge_point_id=self.ctx.charge_point_id,
+            protocol=self.ctx.subprotocol,
             transaction_ref=transaction_info["transaction_id"],
             seq_no=seq_no,
             event_type=event_type,

@@ -26,6 +26,7 @@ import logging
 import random
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -121,7 +122,7 @@ def soon(action: Callable[[], Any]) -> Followup:
     return run
 
 
-class SimulatedCharger:
+class SimulatedCharger(ABC):
     """A simulated charger. `run()` connects and keeps reconnecting until `stop()`; the state (connectors,
     configuration, queue of transaction messages) survives disconnects and reboots.
 
@@ -435,31 +436,36 @@ class SimulatedCharger:
                 item.on_result(answer)
 
     # --- what a version spells ---------------------------------------------------------------------
+    @abstractmethod
     def boot_payload(self, reason: str | None = None) -> Any:
         """The BootNotification (`reason`: why it boots, where the version says so)."""
-        raise NotImplementedError
+        ...
 
-    def heartbeat_payload(self) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def heartbeat_payload(self) -> Any: ...
 
+    @abstractmethod
     def status_targets(self) -> list[int]:
         """What a StatusNotification is sent for at boot."""
-        raise NotImplementedError
+        ...
 
-    def status_payload(self, connector_id: int, status: str) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def status_payload(self, connector_id: int, status: str) -> Any: ...
 
-    def authorize_payload(self, id_tag: str) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def authorize_payload(self, id_tag: str) -> Any: ...
 
+    @abstractmethod
     def token_info(self, answer: Any) -> dict[str, Any] | None:
         """The token information of an answer that carries one (idTagInfo / idTokenInfo)."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def send_started(self, tx: Transaction) -> None:
         """Queue the message(s) reporting a transaction's start."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def send_stopped(
         self,
         tx: Transaction,
@@ -471,20 +477,21 @@ class SimulatedCharger:
         end_values: list[dict[str, Any]],
     ) -> None:
         """Queue the message(s) reporting a transaction's end."""
-        raise NotImplementedError
+        ...
 
-    def meter_values_payload(self, connector: Connector, *, context: str, tx: Transaction | None) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def meter_values_payload(self, connector: Connector, *, context: str, tx: Transaction | None) -> Any: ...
 
+    @abstractmethod
     def queue_meter_values(self, connector: Connector, tx: Transaction) -> None:
         """Queue the periodic meter values of a running transaction."""
-        raise NotImplementedError
+        ...
 
-    def firmware_status_payload(self, status: str) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def firmware_status_payload(self, status: str) -> Any: ...
 
-    def diagnostics_status_payload(self, status: str) -> Any:
-        raise NotImplementedError
+    @abstractmethod
+    def diagnostics_status_payload(self, status: str) -> Any: ...
 
     def trigger_status_targets(self, connector_id: int | None) -> list[int]:
         """What a triggered StatusNotification is sent for: the connector (EVSE) named, else what boot
@@ -532,7 +539,7 @@ class SimulatedCharger:
         self.restart_heartbeat()
         self.spawn(self._drain(), link=link)
 
-    def boot_accepted(self) -> None:
+    def boot_accepted(self) -> None:  # noqa: B027 - an optional hook, nothing by default
         """Called once a BootNotification was accepted, before the statuses are reported."""
 
     def wake_boot(self) -> None:

@@ -340,7 +340,8 @@ def main() -> int:
         def do_live() -> None:
             from benchmarks import live_streams
 
-            box = min(LIVE_BOX, deadline - time.monotonic() - 5)
+            # About 55 s of set-up plus three measured windows: longer windows get a longer box.
+            box = min(max(LIVE_BOX, 60.0 + 3 * args.live_seconds + 25.0), deadline - time.monotonic() - 5)
             figures.update(
                 live_streams.run(
                     ctx,

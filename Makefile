@@ -8,10 +8,12 @@ PY := $(VENV)/bin/python
 # Settings for manage.py calls that need no server (a secret must be set for settings to load).
 MANAGE := DJANGO_SECRET_KEY=$${DJANGO_SECRET_KEY:-make-only-not-secret} DJANGO_SETTINGS_MODULE=config.settings.local $(PY) manage.py
 
-.PHONY: help bootstrap run test bench lint requirements messages schema clean-var
+.PHONY: help bootstrap run demo test bench lint requirements messages schema clean-var
 
 help:
-	@echo "make run        install what is missing, then serve admin, API and OCPP on PORT (default 8000)"
+	@echo "make run        install what is missing, then serve admin, API and OCPP on PORT (default 8000);"
+	@echo "                DEMO_CHARGERS=N also runs N simulated demo chargers that connect and charge"
+	@echo "make demo       make run with DEMO_CHARGERS=10 (unless set)"
 	@echo "make test       make lint, then ensure PostgreSQL+PostGIS and Redis and run the whole suite"
 	@echo "make bench      run the benchmarks (python -m benchmarks; BENCH_ARGS=... passes options)"
 	@echo "make lint       ruff check, ruff format --check, lint-imports (import contracts), mypy against its baseline"
@@ -25,6 +27,10 @@ bootstrap:
 
 run: bootstrap
 	@exec scripts/run.sh
+
+# `make run` with the demo network alive: DEMO_CHARGERS (default 10) simulated demo chargers, charging.
+demo: bootstrap
+	@DEMO_CHARGERS="$${DEMO_CHARGERS:-10}" exec scripts/run.sh
 
 # `make lint` first (CI runs .ci/run -> make test); then pytest's exit status decides. Pass options with
 # PYTEST_ARGS="-k health -x"; LINT=0 skips the lint step for a quick targeted run while editing.

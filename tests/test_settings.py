@@ -20,7 +20,14 @@ from config.settings.services import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVER_VARS = ("DATABASE_URL", "REDIS_URL", "CACHE_URL", "DJANGO_SECRET_KEY", "DJANGO_SETTINGS_MODULE")
+SERVER_VARS = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CACHE_URL",
+    "DJANGO_SECRET_KEY",
+    "DJANGO_SETTINGS_MODULE",
+    "CPO_VAR_DIR",
+)
 
 
 # --- database_settings ---------------------------------------------------------------------------
@@ -161,14 +168,16 @@ def test_channel_layer_raises_redis_py_limits():
 # --- start-up in a fresh process -------------------------------------------------------------------
 
 
-def _django_setup(settings_module: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _django_setup(
+    settings_module: str, print_expr: str = "settings.DEBUG", **env: str
+) -> subprocess.CompletedProcess[str]:
     clean = {key: value for key, value in os.environ.items() if key not in SERVER_VARS}
     clean.update(env, DJANGO_SETTINGS_MODULE=settings_module)
     return subprocess.run(
         [
             sys.executable,
             "-c",
-            "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)",
+            f"import django; django.setup(); from django.conf import settings; print({print_expr})",
         ],
         cwd=ROOT,
         env=clean,
@@ -201,11 +210,103 @@ def test_malformed_redis_url_stops_start_up_naming_it():
     assert "REDIS_URL" in result.stderr
 
 
-def test_missing_secret_key_stops_start_up_naming_it():
-    result = _django_setup("config.settings.local")
+def test_missing_secret_key_stops_start_up_naming_it(tmp_path):
+    # an empty var/: no `make run` ever wrote a key there
+    result = _django_setup("config.settings.local", CPO_VAR_DIR=str(tmp_path))
 
     assert result.returncode != 0
-    assert "DJANGO_SECRET_KEY" in result.stderr
+    assert "DJANGO_SECRET_KEY is not set" in result.stderr
+    assert f"{tmp_path / 'secret_key'} does not exist: run `make run` once" in result.stderr
+
+
+# --- local settings: what `make run` left in var/ ----------------------------------------------------
+
+SHOW_SERVERS = (
+    "settings.SECRET_KEY, settings.DATABASES['default']['HOST'], settings.DATABASES['default']['PORT'], "
+    "settings.DATABASES['default']['NAME'], settings.REDIS_URL, settings.CACHE_URL"
+)
+
+
+def _make_run_var(var_dir: Path, *, key: str = "k" * 60, run_env: str | None = None) -> Path:
+    """A var/ directory as scripts/run.sh leaves it: the secret key and the URLs it chose."""
+    var_dir.mkdir(exist_ok=True)
+    (var_dir / "secret_key").write_text(key + "\n")
+    (var_dir / "run.env").write_text(
+        run_env
+        if run_env is not None
+        else "# written by `make run`\n"
+        "DATABASE_URL=postgis://postgres@127.0.0.1:54329/cpo\n"
+        "REDIS_URL=redis://127.0.0.1:63799/0\n"
+    )
+    return var_dir
+
+
+def test_local_settings_read_the_key_and_the_urls_make_run_left_in_var(tmp_path):
+    """A second terminal with nothing exported gets make run's secret key and servers."""
+    var_dir = _make_run_var(tmp_path / "var")
+
+    result = _django_setup("config.settings.local", SHOW_SERVERS, CPO_VAR_DIR=str(var_dir))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "k" * 60,
+        "127.0.0.1",
+        "54329",
+        "cpo",
+        "redis://127.0.0.1:63799/0",
+        "redis://127.0.0.1:63799/0",
+    ]
+
+
+def test_local_settings_prefer_the_environment_to_var(tmp_path):
+    var_dir = _make_run_var(tmp_path / "var")
+
+    result = _django_setup(
+        "config.settings.local",
+        SHOW_SERVERS,
+        CPO_VAR_DIR=str(var_dir),
+        DJANGO_SECRET_KEY="e" * 50,
+        DATABASE_URL="postgis://cpo@db.example.org:6543/other",
+        CACHE_URL="redis://127.0.0.1:6379/3",
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "e" * 50,
+        "db.example.org",
+        "6543",
+        "other",
+        "redis://127.0.0.1:63799/0",
+        "redis://127.0.0.1:6379/3",
+    ]
+
+
+def test_a_malformed_run_env_stops_start_up_naming_the_file_and_line(tmp_path):
+    var_dir = _make_run_var(
+        tmp_path / "var", run_env="DATABASE_URL=postgis://postgres@127.0.0.1/cpo\nnonsense\n"
+    )
+
+    result = _django_setup("config.settings.local", CPO_VAR_DIR=str(var_dir))
+
+    assert result.returncode != 0
+    assert f"{var_dir / 'run.env'}, line 2: expected NAME=value, got 'nonsense'" in result.stderr
+
+
+@pytest.mark.parametrize("settings_module", ["config.settings.production", "config.settings.test"])
+def test_only_the_local_settings_read_var(tmp_path, settings_module):
+    """Production still refuses to start without DJANGO_SECRET_KEY, whatever var/ holds; tests never
+    pick up make run's servers."""
+    var_dir = _make_run_var(tmp_path / "var")
+    env = {key: value for key, value in PRODUCTION_ENV.items() if key != "DJANGO_SECRET_KEY"}
+
+    result = _django_setup(settings_module, "settings.SECRET_KEY", CPO_VAR_DIR=str(var_dir), **env)
+
+    if settings_module == "config.settings.production":
+        assert result.returncode != 0
+        assert "DJANGO_SECRET_KEY must be set in production" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() != "k" * 60
 
 
 PRODUCTION_ENV = {

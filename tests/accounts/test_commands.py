@@ -72,6 +72,31 @@ def test_app_token_type(db):
     assert IdToken.objects.get().uid == "APP-USER-42"
 
 
+@pytest.mark.parametrize("uid", ["MYCARD", "ABCD"])
+def test_a_uid_that_is_no_rfid_card_gets_told_to_give_its_type(db, uid):
+    """The default type is an RFID card: the error says how to add any other token, and that works."""
+    with pytest.raises(CommandError) as excinfo:
+        run(uid)
+
+    message = str(excinfo.value)
+    assert message.startswith("An RFID uid must be ")
+    assert message.endswith(
+        f"The default --type is ISO14443 (an RFID card); for a token that is not an RFID card, give its "
+        f"type: idtoken_add {uid} --type Central"
+    )
+    assert "\n" not in message
+    assert not IdToken.objects.exists()
+    assert run(uid, "--type", "Central") == "created\n"
+    assert IdToken.objects.get().type == IdTokenType.CENTRAL
+
+
+def test_an_explicit_non_rfid_type_gets_no_rfid_hint(db):
+    with pytest.raises(CommandError) as excinfo:
+        run("BAD UID!", "--type", "Central")
+
+    assert "--type" not in str(excinfo.value)
+
+
 def test_same_run_twice_is_unchanged(db):
     run("04A2B3C4", "--status", "Accepted", "--expires", "2027-01-01T00:00:00Z")
     audit_count = AuditRecord.objects.count()

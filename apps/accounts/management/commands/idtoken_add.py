@@ -8,12 +8,15 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.accounts.choices import IdTokenStatus, IdTokenType
+from apps.accounts.choices import RFID_TYPES, IdTokenStatus, IdTokenType
 from apps.accounts.idtokens import normalise_uid
 from apps.accounts.models import IdToken, Organisation
 from apps.accounts.services import idtoken_upsert
 from cpo.clock import parse_iso8601
 from cpo.exceptions import ApplicationError
+
+# The uid errors of an RFID card: the uid may be no card at all (an app token typed without --type).
+_RFID_UID_ERRORS = frozenset({"uid_not_hex", "uid_length"})
 
 # The fields idtoken_upsert may change on an existing token, as (attribute, name printed).
 _REPORTED_FIELDS = (
@@ -46,7 +49,7 @@ class Command(BaseCommand):
             "--type",
             choices=IdTokenType.values,
             default=IdTokenType.ISO14443,
-            help="Token type (default: ISO14443, an RFID card).",
+            help="Token type (default: ISO14443, an RFID card; Central for an app or other non-RFID token).",
         )
         parser.add_argument(
             "--group-id", metavar="G", help="Group answered to chargers as parentIdTag / groupIdToken."
@@ -74,7 +77,13 @@ class Command(BaseCommand):
         try:
             before = IdToken.objects.filter(uid=normalise_uid(uid, type)).first()
         except ValidationError as exc:
-            raise CommandError(exc.messages[0]) from exc
+            message = exc.messages[0]
+            if type in RFID_TYPES and exc.code in _RFID_UID_ERRORS:
+                message += (
+                    f" The default --type is {IdTokenType.ISO14443} (an RFID card); for a token that is not "
+                    f"an RFID card, give its type: idtoken_add {uid} --type {IdTokenType.CENTRAL}"
+                )
+            raise CommandError(message) from exc
         try:
             token, created = idtoken_upsert(
                 uid=uid,

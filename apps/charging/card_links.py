@@ -132,11 +132,10 @@ def card_link_cancel(*, driver: User, link_id: int) -> CardLinkRequest:
 
 def card_link_refusals_since(*, driver: User, since: datetime) -> list[datetime]:
     """When the driver's link requests were refused (token_not_linkable) since `since`, oldest first."""
-    return list(
-        CardLinkRequest.objects.filter(driver=driver, status=S.REFUSED, decided_at__gte=since)
-        .order_by("decided_at")
-        .values_list("decided_at", flat=True)
-    )
+    refused = CardLinkRequest.objects.filter(driver=driver, status=S.REFUSED, decided_at__gte=since)
+    return [
+        at for at in refused.order_by("decided_at").values_list("decided_at", flat=True) if at is not None
+    ]
 
 
 def card_link_confirm(

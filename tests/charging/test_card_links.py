@@ -267,3 +267,13 @@ def test_a_closed_account_cannot_ask(cp, driver):
     driver.save(update_fields=["is_active"])
     with pytest.raises(PermissionDenied):
         card_link_request(driver=driver, charge_point_id=cp.pk)
+
+
+def test_a_request_of_an_account_closed_meanwhile_links_nothing(cp, driver):
+    link = card_link_request(driver=driver, charge_point_id=cp.pk)
+    driver.is_active = False
+    driver.save(update_fields=["is_active"])
+    assert idtoken_authorize(uid="04A1B2C3", charge_point=cp).status == AuthorizationStatus.INVALID
+    link.refresh_from_db()
+    assert link.status == CardLinkStatus.CANCELLED
+    assert not IdToken.objects.filter(uid="04A1B2C3").exists()

@@ -27,6 +27,9 @@ urlpatterns = [
     path("me/export", parallel_view(charging.MeExportView.as_view()), name="api-me-export"),
     path("tokens", parallel_view(accounts.TokenListView.as_view()), name="api-tokens"),
     path("tokens/<int:pk>", parallel_view(accounts.TokenDetailView.as_view()), name="api-token-detail"),
+    path(
+        "tokens/links/<int:pk>", parallel_view(accounts.CardLinkDetailView.as_view()), name="api-token-link"
+    ),
     path("chargers/nearby", parallel_view(stations.NearbyView.as_view()), name="api-chargers-nearby"),
     path("chargers/<int:pk>", parallel_view(stations.ChargerDetailView.as_view()), name="api-charger-detail"),
     path("sessions", parallel_view(charging.SessionListView.as_view()), name="api-sessions"),

@@ -147,6 +147,12 @@ def parse_rate(rate: str) -> tuple[int, int]:
     return int(count), int(multiple or 1) * _SECONDS[unit]
 
 
+def scope_rate(scope: str) -> tuple[int, int] | None:
+    """The rate of a DEFAULT_THROTTLE_RATES scope as (count, seconds), or None where it is not limited."""
+    rate = _ScopedRateThrottle.THROTTLE_RATES.get(scope)
+    return parse_rate(rate) if rate else None
+
+
 class FailureBudget:
     """At most the rate of `scope` (a DEFAULT_THROTTLE_RATES key: "10/15m") failures per `ident`, in fixed
     windows in the cache; a scope without a rate is not limited (`rate`, (count, seconds), overrides the

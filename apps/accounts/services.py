@@ -445,28 +445,48 @@ def user_revoke_refresh_tokens(*, user: User) -> int:
     return revoked
 
 
-@transaction.atomic
-def driver_token_add(
-    *, driver: User, uid: str, type: str = IdTokenType.ISO14443, label: str = ""
-) -> tuple[IdToken, bool]:
-    """Link a card (or other token) to the driver; returns (token, created). Adding your own again changes
-    nothing; a card a driver released earlier may be linked again (it is unblocked). Any other card we know
-    (another driver's, one an operator issued or blocked) is token_not_linkable (409), one neutral answer
-    that says nothing about whose it is. There is no proof of possession (the uid is typed in), so a uid
-    we have never seen is linked: an unknown uid and a known one still answer differently (see the
-    README's security section)."""
-    if type not in (IdTokenType.ISO14443, IdTokenType.ISO15693, IdTokenType.EMAID, IdTokenType.KEY_CODE):
+def token_not_linkable_detail() -> str:
+    """The one neutral refusal of a card that cannot be linked, whoever holds it."""
+    return _("This card cannot be linked to your account. If it is yours, ask the operator that issued it.")
+
+
+# What a driver may link: cards, contract ids and key codes (never app tokens nor charger-local ids).
+DRIVER_TOKEN_TYPES = (IdTokenType.ISO14443, IdTokenType.ISO15693, IdTokenType.EMAID, IdTokenType.KEY_CODE)
+
+
+def driver_token_type_check(*, type: str) -> None:
+    """ValidationFailed token_type_not_allowed (400) unless a driver may link tokens of `type`."""
+    if type not in DRIVER_TOKEN_TYPES:
         raise ValidationFailed(
             _("Drivers may add RFID cards, contract ids and key codes."),
             code="token_type_not_allowed",
             fields={"type": [_("Not allowed.")]},
         )
+
+
+def driver_token_uid_check(*, uid: str, type: str) -> str:
+    """The normalised uid of a token a driver may link, or ValidationFailed: token_type_not_allowed,
+    token_uid_invalid (400). Looks at nothing stored: the answer never depends on who holds the uid."""
+    driver_token_type_check(type=type)
     try:
-        normalised = normalise_uid(uid, type)
+        return normalise_uid(uid, type)
     except ValidationError as exc:
         raise ValidationFailed(
             exc.messages[0], code="token_uid_invalid", fields={"uid": exc.messages}
         ) from exc
+
+
+@transaction.atomic
+def driver_token_link(
+    *, driver: User, uid: str, type: str = IdTokenType.ISO14443, label: str = "", source: str = "ocpp"
+) -> tuple[IdToken, bool]:
+    """Link a card (or other token) the driver has PROVEN to hold to the driver; returns (token, created).
+    Precondition: the token was presented at a charger for the driver's link request (charging's card
+    links): never call it with a uid that was only typed in. Linking your own again changes nothing; a
+    card a driver released earlier may be linked again (it is unblocked); an unknown uid becomes a new
+    token. Any other card we know (another driver's, one an operator issued or blocked) is
+    token_not_linkable (409), one neutral answer that says nothing about whose it is."""
+    normalised = driver_token_uid_check(uid=uid, type=type)
     token = IdToken.objects.select_for_update(no_key=True).filter(uid=normalised).first()
     if token is not None:
         if token.owner_id == driver.pk:
@@ -481,21 +501,18 @@ def driver_token_add(
         )
         if not released:
             raise Conflict(
-                _(
-                    "This card cannot be linked to your account. If it is yours, ask the operator "
-                    "that issued it."
-                ),
+                token_not_linkable_detail(),
                 code="token_not_linkable",
                 fields={"uid": [_("Cannot be linked.")]},
             )
         token.owner, token.status, token.label, token.type = driver, IdTokenStatus.ACCEPTED, label[:100], type
         token.released_at, token.group_id = None, ""
         validated_save(token)
-        audit_record_create(actor=driver, action="idtoken.link", target=token, source="api")
+        audit_record_create(actor=driver, action="idtoken.link", target=token, source=source)
         return token, False
     token = IdToken(uid=normalised, type=type, owner=driver, label=label[:100])
     validated_save(token)
-    audit_record_create(actor=driver, action="idtoken.create", target=token, source="api")
+    audit_record_create(actor=driver, action="idtoken.create", target=token, source=source)
     return token, True
 
 

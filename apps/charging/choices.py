@@ -59,3 +59,15 @@ class DriverSessionFailure(models.TextChoices):
 class DriverSessionSource(models.TextChoices):
     APP = "app", _("Started in the app")
     CHARGER = "charger", _("Started at the charger")
+
+
+class CardLinkStatus(models.TextChoices):
+    """A driver's request to link a card, proven by presenting it at a charger (stable codes: the mobile
+    app switches on them). PENDING until the card is presented there, the window ends or the driver
+    cancels it; LINKED or REFUSED once presented."""
+
+    PENDING = "pending", _("Waiting for the card at the charger")
+    LINKED = "linked", _("Linked")
+    REFUSED = "refused", _("Refused")
+    EXPIRED = "expired", _("Expired")
+    CANCELLED = "cancelled", _("Cancelled")

@@ -6,15 +6,18 @@ A charger's timestamps are kept as it sent them (`*_charger`) next to our receiv
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from apps.accounts.choices import IdTokenType
 from apps.accounts.models import IdToken, Organisation, User
 from apps.accounts.tenancy import TenantQuerySet
 from apps.charging.choices import (
     AuthorizationStatus,
+    CardLinkStatus,
     DriverSessionFailure,
     DriverSessionSource,
     DriverSessionStatus,
@@ -23,6 +26,7 @@ from apps.charging.choices import (
 )
 from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint, Connector
+from cpo import clock
 from cpo.models import TimeStampedModel
 
 OCPP16_TRANSACTION_SEQUENCE = "charging_ocpp16_transaction_id_seq"
@@ -329,3 +333,68 @@ class DriverSessionTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '-'} → {self.to_status} ({self.cause})"
+
+
+class CardLinkRequest(TimeStampedModel):
+    """A driver's request to link a card (or contract id, key code) to their account, proven by presenting
+    it at the charger the driver picked within `expires_at`: the card's Authorize (or transaction start)
+    there links it (LINKED, `token` set) or refuses it neutrally (REFUSED: another driver's, an operator's
+    or a blocked card). `uid` is what the driver typed, normalised, or empty: then the first card of `type`
+    presented at the charger is the one. At most one PENDING request per charger and one per driver;
+    a PENDING row past `expires_at` counts as expired (see `current_status`)."""
+
+    driver = models.ForeignKey(
+        User, verbose_name=_("driver"), on_delete=models.CASCADE, related_name="card_link_requests"
+    )
+    charge_point = models.ForeignKey(
+        ChargePoint,
+        verbose_name=_("charge point"),
+        on_delete=models.CASCADE,
+        related_name="card_link_requests",
+    )
+    uid = models.CharField(_("uid"), max_length=36, blank=True)
+    type = models.CharField(_("type"), max_length=16, choices=IdTokenType.choices)
+    label = models.CharField(_("label"), max_length=100, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=CardLinkStatus.choices, default=CardLinkStatus.PENDING
+    )
+    expires_at = models.DateTimeField(_("expires at"))
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    token = models.ForeignKey(
+        IdToken,
+        verbose_name=_("id token"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "charge_point__organisation"
+
+    class Meta:
+        verbose_name = _("card link request")
+        verbose_name_plural = _("card link requests")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charge_point"],
+                condition=models.Q(status="pending"),
+                name="cardlinkrequest_one_pending_per_charger",
+            ),
+            models.UniqueConstraint(
+                fields=["driver"],
+                condition=models.Q(status="pending"),
+                name="cardlinkrequest_one_pending_per_driver",
+            ),
+        ]
+        indexes = [models.Index(fields=["driver", "status", "decided_at"], name="cardlink_driver_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.driver_id} @ {self.charge_point_id} ({self.status})"
+
+    def current_status(self, at: datetime | None = None) -> str:
+        """The status as the driver sees it at `at`: a PENDING request past its window is EXPIRED."""
+        if self.status == CardLinkStatus.PENDING and self.expires_at <= (at or clock.now()):
+            return CardLinkStatus.EXPIRED
+        return self.status

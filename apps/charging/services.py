@@ -16,6 +16,7 @@ from django.db import IntegrityError, connection, transaction
 from apps.accounts.models import IdToken
 from apps.accounts.services import audit_record_create
 from apps.charging import driver_services, hooks
+from apps.charging.card_links import card_link_confirm
 from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
 from apps.charging.metering import ENERGY_REGISTER, Sample, energy_register_wh
 from apps.charging.models import (
@@ -58,11 +59,17 @@ def idtoken_authorize(
     at: datetime | None = None,
     exclude_session_id: int | None = None,
     to_start: bool = True,
+    token_type: str | None = None,
 ) -> AuthResult:
     """The token's current status at this charge point: unknown → Invalid; expired → Expired; not valid
     at this operator → Invalid; Accepted but charging elsewhere → ConcurrentTx, only when it is presented
-    `to_start` charging (a token presented to stop a transaction may well have one of its own running)."""
+    `to_start` charging (a token presented to stop a transaction may well have one of its own running).
+    A token presented `to_start` first answers a driver's card link request waiting at this charge point
+    (card_links.card_link_confirm; `token_type` is the type the charger names, None for OCPP 1.6), so a
+    card linked by this tap is answered as its new driver's."""
     at = at or clock.now()
+    if to_start:
+        card_link_confirm(charge_point_id=charge_point.pk, uid=uid, token_type=token_type, at=at)
     token = _token_for(uid)
     if token is None:
         return AuthResult(AuthorizationStatus.INVALID)

@@ -217,8 +217,10 @@ REST_FRAMEWORK = {
         "stop-user": ENV.get("CPO_API_RATE_STOP_USER", "20/min"),
         "stop-address": ENV.get("CPO_API_RATE_STOP_ADDRESS", "60/min"),
         "token-user": ENV.get("CPO_API_RATE_TOKEN_USER", "10/min"),
-        # cards a driver tried to link that someone else holds (token_not_linkable): few, they probe
+        # cards a driver presented to link that cannot be linked (token_not_linkable): few, they probe
         "token-refusals-user": ENV.get("CPO_API_RATE_TOKEN_REFUSALS_USER", "10/d"),
+        # card link requests: each keeps a charger waiting for the driver's card for a few minutes
+        "token-links-user": ENV.get("CPO_API_RATE_TOKEN_LINKS_USER", "30/d"),
         "token-address": ENV.get("CPO_API_RATE_TOKEN_ADDRESS", "30/min"),
     },
     # One proxy hop in front (nginx in docker/): the client address is the last X-Forwarded-For entry.
@@ -266,6 +268,8 @@ CPO_API_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_API_LOGIN_KNOWN_ADDRESS_DAYS
 CPO_API_LOGIN_SLOWDOWN_S = int(ENV.get("CPO_API_LOGIN_SLOWDOWN_S", "30"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
+# How long a driver's card link request waits for the card to be presented at the charger they picked.
+CPO_CARD_LINK_WINDOW_S = int(ENV.get("CPO_CARD_LINK_WINDOW_S", "180"))
 # Driver API views run in the thread pool, not Django's one shared sync thread (cpo.api.parallel_view).
 CPO_API_PARALLEL_VIEWS = env_bool("CPO_API_PARALLEL_VIEWS", True)
 # A live stream (GET sessions/{id}/live) holds no database connection while it waits: changes arrive

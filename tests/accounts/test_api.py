@@ -4,6 +4,7 @@ profile, deletion, cards. Every error path answers the one error shape with a st
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.core import mail
@@ -12,7 +13,10 @@ from rest_framework.test import APIClient
 
 from apps.accounts.choices import IdTokenStatus
 from apps.accounts.models import AuditRecord, DriverProfile, IdToken, User
-from tests.factories import DriverFactory, IdTokenFactory, OrganisationFactory
+from apps.charging.models import CardLinkRequest
+from apps.charging.services import idtoken_authorize
+from cpo import clock
+from tests.factories import ChargePointFactory, DriverFactory, IdTokenFactory, OrganisationFactory
 
 PASSWORD = "correct-horse-battery"
 
@@ -361,46 +365,119 @@ class TestMe:
         )
 
 
+def tap(charge_point, uid: str) -> str:
+    """The card presented at the charger: what the gateway does with an Authorize."""
+    return idtoken_authorize(uid=uid, charge_point=charge_point).status
+
+
 @pytest.mark.django_db
 class TestTokens:
     def test_link_list_and_unlink_a_card(self, client):
+        cp = ChargePointFactory(identity="CP-TAP")
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
-        created = client.post("/api/v1/tokens", {"uid": "04:a1:b2:c3", "label": "Blue card"}, format="json")
-        assert created.status_code == 201
-        assert created.json()["uid"] == "04A1B2C3" and created.json()["status"] == "Accepted"
-        again = client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json")
-        assert again.status_code == 200 and again.json()["id"] == created.json()["id"]
+        asked = client.post(
+            "/api/v1/tokens",
+            {"charge_point": cp.pk, "uid": "04:a1:b2:c3", "label": "Blue card"},
+            format="json",
+        )
+        assert asked.status_code == 202, asked.content
+        link = asked.json()
+        assert asked["Location"] == f"/api/v1/tokens/links/{link['id']}"
+        assert (link["status"], link["uid"], link["label"], link["token"], link["code"]) == (
+            "pending",
+            "04A1B2C3",
+            "Blue card",
+            None,
+            None,
+        )
+        assert link["charge_point"] == {"id": cp.pk, "identity": "CP-TAP"}
+        assert link["message"] == "Hold the card to the reader of charger CP-TAP within 3 minutes."
+        # asking links nothing: the card is linked once presented at that charger
+        assert client.get("/api/v1/tokens").json() == []
+        assert not IdToken.objects.filter(uid="04A1B2C3").exists()
+        assert tap(cp, "04A1B2C3") == "Accepted"
+        polled = client.get(link_url := f"/api/v1/tokens/links/{link['id']}").json()
+        assert (polled["status"], polled["token"]["uid"], polled["token"]["status"]) == (
+            "linked",
+            "04A1B2C3",
+            "Accepted",
+        )
+        assert polled["message"] == "The card is linked to your account."
         assert [t["uid"] for t in client.get("/api/v1/tokens").json()] == ["04A1B2C3"]
-        assert client.delete(f"/api/v1/tokens/{created.json()['id']}").status_code == 204
+        assert client.delete(link_url).status_code == 409  # ended: nothing to cancel
+        assert client.delete(f"/api/v1/tokens/{polled['token']['id']}").status_code == 204
         assert client.get("/api/v1/tokens").json() == []
         token = IdToken.objects.get(uid="04A1B2C3")
         assert token.owner is None and token.status == IdTokenStatus.BLOCKED
         # linking it again works (and unblocks it)
-        assert (
-            client.post("/api/v1/tokens", {"uid": "04A1B2C3"}, format="json").json()["status"] == "Accepted"
-        )
+        again = client.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").json()
+        assert tap(cp, "04A1B2C3") == "Accepted"
+        assert client.get(f"/api/v1/tokens/links/{again['id']}").json()["token"]["status"] == "Accepted"
 
-    def test_a_card_belongs_to_one_driver(self, client):
+    def test_the_answer_is_the_same_whether_the_uid_exists_or_not(self, client):
+        cp = ChargePointFactory()
         IdTokenFactory(uid="04A1B2C3", owner=DriverFactory())
         IdTokenFactory(uid="04A1B2C4", organisation=OrganisationFactory())
-        # blocked by an operator, owned by nobody: not a card a driver released, so not to be claimed
         IdTokenFactory(uid="04A1B2C5", status=IdTokenStatus.BLOCKED)
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
-        # one neutral refusal, whoever has the card: the body says nothing about another account
-        refusals = [
-            client.post("/api/v1/tokens", {"uid": uid}, format="json")
-            for uid in ("04A1B2C3", "04A1B2C4", "04A1B2C5")
-        ]
-        for refusal in refusals:
-            assert_error(refusal, 409, "token_not_linkable", "uid")
-        assert len({r.content for r in refusals}) == 1
-        assert "another" not in refusals[0].json()["detail"]
-        assert IdToken.objects.get(uid="04A1B2C5").status == IdTokenStatus.BLOCKED
+        answers = []
+        for uid in ("04A1B2C3", "04A1B2C4", "04A1B2C5", "04A1B2C6"):
+            response = client.post("/api/v1/tokens", {"charge_point": cp.pk, "uid": uid}, format="json")
+            body = response.json()
+            assert body.pop("uid") == uid
+            answers.append(
+                (response.status_code, {k: v for k, v in body.items() if k not in ("id", "expires_at")})
+            )
+        assert all(answer == answers[0] for answer in answers) and answers[0][0] == 202
+        assert IdToken.objects.get(uid="04A1B2C3").owner.email != "d@example.com"
+        assert not IdToken.objects.filter(uid="04A1B2C6").exists()
+
+    def test_a_card_that_cannot_be_linked_is_refused_neutrally_once_presented(self, client):
+        cp = ChargePointFactory(identity="CP-TAP")
+        IdTokenFactory(uid="04A1B2C3", owner=DriverFactory())
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        link = client.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").json()
+        assert tap(cp, "04A1B2C3") == "Accepted"  # its holder's card, answered as ever
+        polled = client.get(f"/api/v1/tokens/links/{link['id']}").json()
+        assert (polled["status"], polled["code"], polled["token"]) == ("refused", "token_not_linkable", None)
+        assert "another" not in polled["message"] and polled["message"].startswith(
+            "This card cannot be linked"
+        )
         assert IdToken.objects.get(uid="04A1B2C3").owner.email != "d@example.com"
 
-    def test_probing_for_others_cards_is_limited_per_driver(self, client, monkeypatch):
+    def test_a_charger_links_for_one_driver_at_a_time(self, client):
+        cp = ChargePointFactory(identity="CP-TAP")
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        mine = client.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").json()
+        other = APIClient()
+        DriverFactory(email="e@example.com")
+        login(other, "e@example.com")
+        busy = other.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json")
+        assert_error(busy, 409, "charger_busy_linking", "charge_point")
+        # only its driver sees or cancels a request
+        assert_error(other.get(f"/api/v1/tokens/links/{mine['id']}"), 404, "not_found")
+        assert_error(other.delete(f"/api/v1/tokens/links/{mine['id']}"), 404, "not_found")
+        assert client.delete(f"/api/v1/tokens/links/{mine['id']}").status_code == 204
+        assert client.get(f"/api/v1/tokens/links/{mine['id']}").json()["status"] == "cancelled"
+        assert other.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").status_code == 202
+
+    def test_a_request_nobody_answers_expires(self, client):
+        cp = ChargePointFactory(identity="CP-TAP")
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        link = client.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").json()
+        CardLinkRequest.objects.filter(pk=link["id"]).update(expires_at=clock.now() - timedelta(seconds=1))
+        assert tap(cp, "04A1B2C3") == "Invalid"
+        polled = client.get(f"/api/v1/tokens/links/{link['id']}").json()
+        assert (polled["status"], polled["token"]) == ("expired", None)
+        assert not IdToken.objects.filter(uid="04A1B2C3").exists()
+        assert_error(client.delete(f"/api/v1/tokens/links/{link['id']}"), 409, "card_link_not_pending")
+
+    def test_refused_links_are_limited_per_driver(self, client, monkeypatch):
         from cpo.api import _ScopedRateThrottle
 
         monkeypatch.setattr(
@@ -408,43 +485,73 @@ class TestTokens:
             "THROTTLE_RATES",
             {**_ScopedRateThrottle.THROTTLE_RATES, "token-user": "1000/min", "token-refusals-user": "3/d"},
         )
+        cp = ChargePointFactory()
         for n in range(5):
             IdTokenFactory(uid=f"04A1B2D{n}", owner=DriverFactory())
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
         for n in range(3):
-            assert_error(
-                client.post("/api/v1/tokens", {"uid": f"04A1B2D{n}"}, format="json"),
-                409,
-                "token_not_linkable",
-            )
-        limited = client.post("/api/v1/tokens", {"uid": "04A1B2D3"}, format="json")
+            link = client.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").json()
+            tap(cp, f"04A1B2D{n}")
+            assert client.get(f"/api/v1/tokens/links/{link['id']}").json()["status"] == "refused"
+        limited = client.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json")
         assert_error(limited, 429, "throttled")
-        assert int(limited["Retry-After"]) > 0
-        assert IdToken.objects.get(uid="04A1B2D3").owner.email != "d@example.com"
-        # linking or re-adding one's own cards and invalid input do not spend the budget: another driver's
-        # budget is their own
+        assert 0 < int(limited["Retry-After"]) <= 86400
+        assert CardLinkRequest.objects.count() == 3
+        # another driver's budget is their own; linking one's own cards and invalid input spend nothing
         other = APIClient()
         DriverFactory(email="e@example.com")
         login(other, "e@example.com")
         for n in range(5):
-            assert other.post("/api/v1/tokens", {"uid": f"04C0FFE{n}"}, format="json").status_code == 201
-            assert_error(other.post("/api/v1/tokens", {"uid": "zz"}, format="json"), 400, "token_uid_invalid")
-        refused = other.post("/api/v1/tokens", {"uid": "04A1B2D4"}, format="json")
-        assert_error(refused, 409, "token_not_linkable")
+            assert other.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").status_code == 202
+            tap(cp, f"04C0FFE{n}")
+            assert_error(
+                other.post("/api/v1/tokens", {"charge_point": cp.pk, "uid": "zz"}, format="json"),
+                400,
+                "token_uid_invalid",
+            )
+        assert IdToken.objects.filter(owner__email="e@example.com").count() == 5
+        assert other.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").status_code == 202
+        tap(cp, "04A1B2D4")
+        assert other.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").status_code == 202
+
+    def test_link_requests_are_limited_per_driver(self, client, monkeypatch):
+        from cpo.api import _ScopedRateThrottle
+
+        monkeypatch.setattr(
+            _ScopedRateThrottle,
+            "THROTTLE_RATES",
+            {**_ScopedRateThrottle.THROTTLE_RATES, "token-user": "1000/min", "token-links-user": "2/d"},
+        )
+        cp = ChargePointFactory()
+        DriverFactory(email="d@example.com")
+        login(client, "d@example.com")
+        assert_error(
+            client.post("/api/v1/tokens", {"charge_point": 999999}, format="json"), 404, "charger_not_found"
+        )
+        for _n in range(2):
+            assert client.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json").status_code == 202
+        limited = client.post("/api/v1/tokens", {"charge_point": cp.pk}, format="json")
+        assert_error(limited, 429, "throttled")
+        assert CardLinkRequest.objects.count() == 2
 
     @pytest.mark.parametrize(
         "payload,code,field",
         [
             ({"uid": "zz-not-hex"}, "token_uid_invalid", "uid"),
             ({"uid": "04A1B2C3", "type": "Central"}, "validation_failed", "type"),
-            ({}, "validation_failed", "uid"),
+            ({"charge_point": None}, "validation_failed", "charge_point"),
         ],
     )
     def test_bad_cards(self, client, payload, code, field):
+        cp = ChargePointFactory()
         DriverFactory(email="d@example.com")
         login(client, "d@example.com")
-        assert_error(client.post("/api/v1/tokens", payload, format="json"), 400, code, field)
+        body = {"charge_point": cp.pk, **payload}
+        if body["charge_point"] is None:
+            del body["charge_point"]
+        assert_error(client.post("/api/v1/tokens", body, format="json"), 400, code, field)
+        assert not CardLinkRequest.objects.exists()
 
     def test_another_drivers_token_is_404(self, client):
         other = IdTokenFactory(owner=DriverFactory())

@@ -14,7 +14,7 @@ from rest_framework import permissions
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
-from apps.charging.models import DriverSession
+from apps.charging.models import CardLinkRequest, DriverSession
 from apps.ocpp_gateway.models import OcppCommand
 from apps.stations.choices import ConnectorStatus
 from config import api_router
@@ -106,7 +106,7 @@ def test_the_admin_session_cookie_is_no_way_into_the_driver_api(world, method, n
     payload = (
         {"charge_point": world["charger"].pk, "connector": 1}
         if name == "api-sessions"
-        else {"uid": "04A1B2C3"}
+        else {"charge_point": world["charger"].pk, "uid": "04A1B2C3"}
         if name == "api-tokens"
         else {"full_name": "Mallory"}
     )
@@ -121,6 +121,7 @@ def test_the_admin_session_cookie_is_no_way_into_the_driver_api(world, method, n
     # nothing happened: no session, no command to the charger, the driver and the card unchanged
     assert list(DriverSession.objects.values_list("pk", flat=True)) == [world["session"].pk]
     assert not OcppCommand.objects.exists()
+    assert not CardLinkRequest.objects.exists()
     world["card"].refresh_from_db()
     assert world["card"].owner_id == world["driver"].pk
     assert world["driver"].__class__.objects.filter(full_name="Mallory").count() == 0

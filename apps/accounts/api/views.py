@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import exceptions as drf_exceptions
@@ -21,6 +24,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 from apps.accounts import services
 from apps.accounts.api.authentication import driver_authentication_rule
 from apps.accounts.api.serializers import (
+    CardLinkOutput,
     EmailInput,
     EmailVerifyInput,
     LogoutInput,
@@ -32,16 +36,19 @@ from apps.accounts.api.serializers import (
     TokenOutput,
 )
 from apps.accounts.models import IdToken, User
+from apps.charging import card_links
 from apps.charging.driver_selectors import driver_has_running_charge
+from cpo import clock
 from cpo.api import (
     THROTTLES,
     AddressRateThrottle,
     FailureBudget,
     LoginFailureLimit,
     error_responses,
+    scope_rate,
     validated,
 )
-from cpo.exceptions import ApplicationError, Conflict, ValidationFailed
+from cpo.exceptions import Conflict, ValidationFailed
 from cpo.public_url import public_base_url
 
 TAG_AUTH = ["auth"]
@@ -51,6 +58,13 @@ TAG_ME = ["me"]
 REGISTER_ACCEPTED = (
     "An e-mail went to the address: the verification link for a new account (log in with the password "
     "meanwhile); for an address already registered, a note to its owner"
+)
+
+
+LINK_ACCEPTED = (
+    "A pending link request, the same whatever the uid: hold the card to the charger's reader before "
+    "`expires_at`, then poll `GET tokens/links/{id}` (linked with the token, refused with "
+    "token_not_linkable, or expired)"
 )
 
 
@@ -277,31 +291,70 @@ class TokenListView(APIView):
     @extend_schema(
         tags=TAG_ME,
         request=TokenInput,
-        responses={201: TokenOutput, 200: TokenOutput, **error_responses(400, 401, 409, 429)},
-        summary="Link a card to my account",
+        responses={
+            202: OpenApiResponse(CardLinkOutput, description=LINK_ACCEPTED),
+            **error_responses(400, 401, 403, 404, 409, 429),
+        },
+        summary="Ask to link a card: confirmed by presenting it at the charger (always 202 pending)",
     )
     def post(self, request: Request) -> Response:
         data = validated(TokenInput, request.data)
-        # Without proof of possession a refusal still tells a known uid from an unknown one: few per driver.
-        refusals = FailureBudget(
-            "token-refusals-user",
+        _refusals_within_budget(request.user)
+        requests = FailureBudget(
+            "token-links-user",
             str(request.user.pk),
-            detail=_("Too many cards could not be linked to your account."),
+            detail=_("Too many requests to link a card today."),
         )
-        refusals.spend()
+        requests.spend()
         try:
-            token, created = services.driver_token_add(driver=request.user, **data)
-        except ApplicationError as exc:
-            if exc.code != "token_not_linkable":
-                refusals.refund()
-            raise
+            link = card_links.card_link_request(
+                driver=request.user,
+                charge_point_id=data["charge_point"],
+                uid=data["uid"],
+                type=data["type"],
+                label=data["label"],
+            )
         except BaseException:
-            refusals.refund()
+            requests.refund()  # refused input or a busy charger kept no charger waiting
             raise
-        refusals.refund()
-        return Response(
-            TokenOutput(token).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        response = Response(CardLinkOutput.of(link), status=status.HTTP_202_ACCEPTED)
+        response["Location"] = reverse("api-token-link", kwargs={"pk": link.pk})
+        return response
+
+
+def _refusals_within_budget(driver: User) -> None:
+    """429 once the driver's link requests were refused CPO_API_RATE_TOKEN_REFUSALS_USER times within its
+    window (counted from the stored refusals, which happen at the charger), until the oldest ages out."""
+    rate = scope_rate("token-refusals-user")
+    if rate is None:
+        return
+    limit, seconds = rate
+    now = clock.now()
+    refused = card_links.card_link_refusals_since(driver=driver, since=now - timedelta(seconds=seconds))
+    if len(refused) >= limit:
+        wait = (refused[len(refused) - limit] + timedelta(seconds=seconds) - now).total_seconds()
+        raise drf_exceptions.Throttled(
+            wait=max(1, math.ceil(wait)), detail=_("Too many cards could not be linked to your account.")
         )
+
+
+class CardLinkDetailView(APIView):
+    @extend_schema(
+        tags=TAG_ME,
+        responses={200: CardLinkOutput, **error_responses(401, 404)},
+        summary="One of my card link requests: pending, linked, refused, expired or cancelled",
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(CardLinkOutput.of(card_links.card_link_get(driver=request.user, link_id=pk)))
+
+    @extend_schema(
+        tags=TAG_ME,
+        responses={204: OpenApiResponse(description="Cancelled"), **error_responses(401, 404, 409)},
+        summary="Cancel my pending card link request",
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        card_links.card_link_cancel(driver=request.user, link_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class TokenDetailView(APIView):

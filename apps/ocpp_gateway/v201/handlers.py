@@ -46,8 +46,10 @@ def id_token_info(auth: AuthResult) -> dict[str, Any]:
     return info
 
 
-def _authorize(*, uid: str, charge_point_id: int) -> AuthResult:
-    return idtoken_authorize(uid=uid, charge_point=ChargePoint.objects.get(pk=charge_point_id))
+def _authorize(*, uid: str, charge_point_id: int, token_type: str | None = None) -> AuthResult:
+    return idtoken_authorize(
+        uid=uid, charge_point=ChargePoint.objects.get(pk=charge_point_id), token_type=token_type
+    )
 
 
 def _charger_display(*, session: Any, ended: bool) -> dict[str, Any]:
@@ -111,7 +113,9 @@ class ChargingStationHandlers(HandlerBase):
     @on(Action.authorize)
     async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any) -> call_result.Authorize:
         auth = await database_sync_to_async(_authorize)(
-            uid=id_token["id_token"], charge_point_id=self.ctx.charge_point_id
+            uid=id_token["id_token"],
+            charge_point_id=self.ctx.charge_point_id,
+            token_type=id_token.get("type"),
         )
         return call_result.Authorize(id_token_info=id_token_info(auth))
 

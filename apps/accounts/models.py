@@ -382,7 +382,9 @@ class IdToken(TimeStampedModel):
 class AuditRecord(models.Model):
     """Who did what to which object, and how it ended. Append-only: the database refuses UPDATE and
     DELETE (trigger in migration 0003). Actor and organisation are kept as ids plus a text copy, so
-    deleting a user or organisation never touches the trail."""
+    deleting a user or organisation never touches the trail. The text copy of a driver (actor or target)
+    is the pseudonym "driver:<public_id>", never the e-mail address or name; staff are named. Erasing a
+    driver (accounts.services.driver_traces_erase) is the one writer allowed past the trigger."""
 
     at = models.DateTimeField(_("at"), default=clock.now, db_index=True)
     actor = models.ForeignKey(

@@ -225,7 +225,11 @@ def a_drivers_life(cp, superuser, django_capture_on_commit_callbacks) -> User:
         receipt = api.get(f"/api/v1/sessions/{session['id']}/receipt")
         assert receipt.status_code == 200 and NAME in receipt.content.decode()
         assert api.get(f"/api/v1/sessions/{session['id']}/receipt", {"format": "pdf"}).status_code == 200
-    assert api.get("/api/v1/me/export").json()["account"]["email"] == EMAIL
+    exported = api.get("/api/v1/me/export").json()["account"]
+    assert (exported["email"], exported["pseudonym"]) == (
+        EMAIL,
+        f"driver:{User.objects.get(email=EMAIL).public_id}",
+    )
 
     user = User.objects.get(email=EMAIL)
     # staff of the operator where the driver charged open the driver; a superuser changes the profile

@@ -471,9 +471,10 @@ class PersonalTraces:
 
     def replace_in(self, text: str, pseudonym: str, *, linked: bool) -> str:
         """`text` with the address (anywhere) and, in rows about this driver (`linked`), the name and phone
-        replaced by `pseudonym`, ignoring case."""
+        replaced by `pseudonym`, ignoring case. A name or phone under 3 characters is left alone (it would
+        match inside unrelated words)."""
         wanted = [self.email] + ([self.full_name, self.phone] if linked else [])
-        for value in sorted((v for v in wanted if v and v.strip()), key=len, reverse=True):
+        for value in sorted((v for v in wanted if len(v.strip()) >= 3), key=len, reverse=True):
             text = re.sub(re.escape(value.strip()), pseudonym, text, flags=re.IGNORECASE)
         return text
 
@@ -537,11 +538,10 @@ def driver_traces_erase(*, user: User, traces: PersonalTraces) -> int:
             record.actor_repr, record.target_repr, record.detail = new
             changed.append(record)
     if changed:
+        # a failure aborts the deletion's transaction, and with it the switch (SET LOCAL): no finally
         audit_maintenance(True)
-        try:
-            AuditRecord.objects.bulk_update(changed, ["actor_repr", "target_repr", "detail"])
-        finally:
-            audit_maintenance(False)
+        AuditRecord.objects.bulk_update(changed, ["actor_repr", "target_repr", "detail"])
+        audit_maintenance(False)
     entries = LogEntry.objects.filter(
         models.Q(content_type=user_type, object_id=str(user.pk))
         | models.Q(content_type=profile_type, object_id__in=profile_ids)

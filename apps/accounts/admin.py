@@ -195,7 +195,7 @@ class UserAdmin(BaseModelAdmin, DjangoUserAdmin):
     add_form = UserCreationAdminForm
     fieldsets = (
         (None, {"fields": ("email", "password")}),
-        (_("Personal info"), {"fields": ("full_name",)}),
+        (_("Personal info"), {"fields": ("full_name", "public_id")}),
         (
             _("Organisation and roles"),
             {
@@ -233,7 +233,8 @@ class UserAdmin(BaseModelAdmin, DjangoUserAdmin):
     search_fields = ("email", "full_name")
     ordering = ("email",)
     list_select_related = ("organisation",)
-    readonly_fields = ("last_login", "date_joined", "email_verified_at")
+    # public_id: how the audit trail names a driver ("driver:<pseudonym>"); search the trail for it
+    readonly_fields = ("public_id", "last_login", "date_joined", "email_verified_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))

@@ -114,13 +114,15 @@ def _account(username: str) -> User | None:
 
 def _audit(*, action: str, outcome: str, request: HttpRequest, username: str, detail: dict[str, Any]) -> None:
     target = _account(username)
+    # a driver's address typed here is kept as the driver's pseudonym, like everywhere in the trail
+    typed = target.audit_repr() if target is not None and target.is_driver else username[:254]
     audit_record_create(
         actor="anonymous",
         action=action,
         outcome=outcome,
         target=target,
         source="admin",
-        detail={"username": username[:254], "address": client_address(request), **detail},
+        detail={"username": typed, "address": client_address(request), **detail},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -120,9 +121,19 @@ class UserManager(BaseUserManager.from_queryset(UserQuerySet)):  # type: ignore[
 
 
 class User(AbstractBaseUser, PermissionsMixin):
-    """A person who logs in with an e-mail address: CPO staff (with an organisation) or a driver."""
+    """A person who logs in with an e-mail address: CPO staff (with an organisation) or a driver.
+
+    `public_id` is a random pseudonym (never derived from the address): the audit trail names a driver
+    only as "driver:<public_id>" (`audit_repr`), so erasing the account leaves no address behind."""
 
     email = models.EmailField(_("e-mail address"), max_length=254, unique=True)
+    public_id = models.UUIDField(
+        _("pseudonym"),
+        default=uuid.uuid4,
+        unique=True,
+        editable=False,
+        help_text=_("Random; the audit trail names drivers by it (driver:<pseudonym>), never by e-mail."),
+    )
     full_name = models.CharField(_("full name"), max_length=200, blank=True)
     organisation = models.ForeignKey(
         Organisation,
@@ -168,6 +179,16 @@ class User(AbstractBaseUser, PermissionsMixin):
     @property
     def email_verified(self) -> bool:
         return self.email_verified_at is not None
+
+    @property
+    def is_driver(self) -> bool:
+        """A driver's account: neither staff nor superuser nor a member of an organisation."""
+        return not self.is_staff and not self.is_superuser and self.organisation_id is None
+
+    def audit_repr(self) -> str:
+        """How the audit trail names this user: a driver by pseudonym, staff (employees, accountable for
+        what they do in the console) by e-mail address."""
+        return f"driver:{self.public_id}" if self.is_driver else self.email
 
     def get_full_name(self) -> str:
         return self.full_name or self.email
@@ -249,6 +270,9 @@ class DriverProfile(TimeStampedModel):
 
     def __str__(self) -> str:
         return str(self.user)
+
+    def audit_repr(self) -> str:
+        return self.user.audit_repr()
 
 
 class IdToken(TimeStampedModel):
@@ -358,7 +382,9 @@ class IdToken(TimeStampedModel):
 class AuditRecord(models.Model):
     """Who did what to which object, and how it ended. Append-only: the database refuses UPDATE and
     DELETE (trigger in migration 0003). Actor and organisation are kept as ids plus a text copy, so
-    deleting a user or organisation never touches the trail."""
+    deleting a user or organisation never touches the trail. The text copy of a driver (actor or target)
+    is the pseudonym "driver:<public_id>", never the e-mail address or name; staff are named. Erasing a
+    driver (accounts.services.driver_traces_erase) is the one writer allowed past the trigger."""
 
     at = models.DateTimeField(_("at"), default=clock.now, db_index=True)
     actor = models.ForeignKey(

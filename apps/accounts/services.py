@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.password_validation import validate_password
 from django.contrib.auth.tokens import PasswordResetTokenGenerator, default_token_generator
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.urls import reverse
 from django.utils.encoding import force_bytes, force_str
 from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
@@ -23,6 +26,13 @@ from apps.accounts.models import AuditRecord, DriverProfile, IdToken, Organisati
 from cpo import clock
 from cpo.exceptions import Conflict, NotFound, ValidationFailed
 from cpo.persistence import validated_save
+
+
+def audit_repr(obj: Any) -> str:
+    """How the audit trail names `obj`: its `audit_repr()` where it has one (a driver, or a driver's
+    profile, is "driver:<pseudonym>", never the e-mail address or name), else `str(obj)`."""
+    named = getattr(obj, "audit_repr", None)
+    return str(named()) if callable(named) else str(obj)
 
 
 def audit_record_create(
@@ -69,12 +79,12 @@ def audit_record_build(
     return AuditRecord(
         at=clock.now(),
         actor=user,
-        actor_repr=str(user) if user else (str(actor) if actor else "system"),
+        actor_repr=audit_repr(user) if user else (str(actor) if actor else "system"),
         organisation_id=organisation_id,
         action=action,
         target_type=ContentType.objects.get_for_model(target) if target is not None else None,
         target_id=str(target.pk) if target is not None and target.pk is not None else "",
-        target_repr=str(target)[:300] if target is not None else "",
+        target_repr=audit_repr(target)[:300] if target is not None else "",
         outcome=outcome,
         source=source,
         detail=detail or {},
@@ -255,7 +265,7 @@ def idtoken_upsert(
             action="idtoken.create" if created else "idtoken.update",
             target=token,
             source=source,
-            detail={k: str(v) for k, v in changes.items()},
+            detail={k: audit_repr(v) for k, v in changes.items()},
         )
     return token, created
 
@@ -419,8 +429,14 @@ def driver_update(
 def driver_delete(*, user: User) -> None:
     """Erase the driver's personal data and close the account. Sessions, CDRs and invoices stay (the law
     asks to keep them) but point at an anonymous account; the driver's cards are released and blocked,
-    and every refresh token is revoked. The caller checks that no charge is running."""
+    and every refresh token is revoked. The audit trail keeps the driver's records under the pseudonym;
+    any copy of the address, name or phone left in it or in the admin's change log is erased
+    (`driver_traces_erase`). The caller checks that no charge is running."""
     user = User.objects.select_for_update(no_key=True).get(pk=user.pk)
+    profile = DriverProfile.objects.filter(user=user).first()
+    traces = PersonalTraces(
+        email=user.email, full_name=user.full_name, phone=profile.phone if profile is not None else ""
+    )
     user.email = f"deleted-{user.pk}@invalid.invalid"
     user.full_name = ""
     user.is_active = False
@@ -431,9 +447,116 @@ def driver_delete(*, user: User) -> None:
     IdToken.objects.filter(owner=user).update(
         owner=None, status=IdTokenStatus.BLOCKED, label="", released_at=clock.now()
     )
+    # cards the driver gave up earlier (released unowned since) lose the label the driver gave them too
+    unlinked = AuditRecord.objects.filter(
+        actor_id=user.pk, action="idtoken.unlink", target_type=ContentType.objects.get_for_model(IdToken)
+    ).values_list("target_id", flat=True)
+    IdToken.objects.filter(
+        pk__in=[int(pk) for pk in unlinked if pk.isdigit()], owner__isnull=True, released_at__isnull=False
+    ).exclude(label="").update(label="")
     user_revoke_refresh_tokens(user=user)
     # Written after the erasure, so the record names the anonymous account, not the person.
     audit_record_create(actor=user, action="driver.delete", target=user, source="api")
+    driver_traces_erase(user=user, traces=traces)
+
+
+@dataclass(frozen=True, slots=True)
+class PersonalTraces:
+    """What identified a driver before the account was erased: looked for, and replaced, where copies of
+    it may remain."""
+
+    email: str
+    full_name: str = ""
+    phone: str = ""
+
+    def replace_in(self, text: str, pseudonym: str, *, linked: bool) -> str:
+        """`text` with the address (anywhere) and, in rows about this driver (`linked`), the name and phone
+        replaced by `pseudonym`, ignoring case. A name or phone under 3 characters is left alone (it would
+        match inside unrelated words)."""
+        wanted = [self.email] + ([self.full_name, self.phone] if linked else [])
+        for value in sorted((v for v in wanted if len(v.strip()) >= 3), key=len, reverse=True):
+            text = re.sub(re.escape(value.strip()), pseudonym, text, flags=re.IGNORECASE)
+        return text
+
+    def replace_in_json(self, value: Any, pseudonym: str, *, linked: bool) -> Any:
+        if isinstance(value, str):
+            return self.replace_in(value, pseudonym, linked=linked)
+        if isinstance(value, list):
+            return [self.replace_in_json(v, pseudonym, linked=linked) for v in value]
+        if isinstance(value, dict):
+            return {
+                self.replace_in(k, pseudonym, linked=linked): self.replace_in_json(
+                    v, pseudonym, linked=linked
+                )
+                for k, v in value.items()
+            }
+        return value
+
+
+def audit_maintenance(enabled: bool) -> None:
+    """Lift (or restore) the audit trail's append-only trigger for the rest of the current transaction
+    (`SET LOCAL cpo.audit_maintenance`, migration 0003). Only for erasing personal data on a legal
+    request; must run inside `transaction.atomic`."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("audit maintenance needs a transaction")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('cpo.audit_maintenance', %s, true)", ["on" if enabled else ""])
+
+
+def driver_traces_erase(*, user: User, traces: PersonalTraces) -> int:
+    """Replace what identified the erased driver `user` by its pseudonym in the two append-only logs that
+    copy text: the audit trail (records about the driver: actor, target, the driver's profile; and any
+    record that quotes the address, e.g. a sign-in typed with it) and Django's admin change log
+    (object_repr is the object's str(), the address for a user or a profile). The audit trail's trigger
+    is lifted for these rows only, in the deletion's transaction, and restored at once. Returns the number
+    of rows rewritten."""
+    pseudonym = user.audit_repr()
+    user_type = ContentType.objects.get_for_model(User)
+    profile_type = ContentType.objects.get_for_model(DriverProfile)
+    profile_ids = [str(pk) for pk in DriverProfile.objects.filter(user=user).values_list("pk", flat=True)]
+    linked = (
+        models.Q(actor_id=user.pk)
+        | models.Q(target_type=user_type, target_id=str(user.pk))
+        | models.Q(target_type=profile_type, target_id__in=profile_ids)
+    )
+    email = traces.email
+    quoting = (
+        models.Q(actor_repr__icontains=email)
+        | models.Q(target_repr__icontains=email)
+        | models.Q(detail__icontains=email)
+    )
+    mine = {(user_type.pk, str(user.pk))} | {(profile_type.pk, pk) for pk in profile_ids}
+    changed: list[AuditRecord] = []
+    for record in AuditRecord.objects.filter(linked | quoting).order_by("pk"):
+        about = record.actor_id == user.pk or (record.target_type_id, record.target_id) in mine
+        new = (
+            traces.replace_in(record.actor_repr, pseudonym, linked=about),
+            traces.replace_in(record.target_repr, pseudonym, linked=about)[:300],
+            traces.replace_in_json(record.detail, pseudonym, linked=about),
+        )
+        if new != (record.actor_repr, record.target_repr, record.detail):
+            record.actor_repr, record.target_repr, record.detail = new
+            changed.append(record)
+    if changed:
+        # a failure aborts the deletion's transaction, and with it the switch (SET LOCAL): no finally
+        audit_maintenance(True)
+        AuditRecord.objects.bulk_update(changed, ["actor_repr", "target_repr", "detail"])
+        audit_maintenance(False)
+    entries = LogEntry.objects.filter(
+        models.Q(content_type=user_type, object_id=str(user.pk))
+        | models.Q(content_type=profile_type, object_id__in=profile_ids)
+        | models.Q(object_repr__icontains=email)
+        | models.Q(change_message__icontains=email)
+    )
+    rewritten = 0
+    for entry in entries.order_by("pk"):
+        about = (entry.content_type_id, entry.object_id) in mine
+        object_repr = pseudonym if about else traces.replace_in(entry.object_repr, pseudonym, linked=False)
+        message = traces.replace_in(entry.change_message, pseudonym, linked=about)
+        if (object_repr, message) != (entry.object_repr, entry.change_message):
+            LogEntry.objects.filter(pk=entry.pk).update(object_repr=object_repr[:200], change_message=message)
+            rewritten += 1
+    return len(changed) + rewritten
 
 
 def user_revoke_refresh_tokens(*, user: User) -> int:
@@ -520,6 +643,7 @@ def driver_token_link(
 def driver_token_remove(*, driver: User, token: IdToken) -> None:
     """Unlink one of the driver's tokens: it stops working (blocked) and may be linked again later."""
     token = IdToken.objects.select_for_update(no_key=True).get(pk=token.pk, owner=driver)
-    token.owner, token.status, token.released_at = None, IdTokenStatus.BLOCKED, clock.now()
-    token.save(update_fields=["owner", "status", "released_at", "updated_at"])
+    # the label is the driver's words (often their name): it does not stay with a card they gave up
+    token.owner, token.status, token.released_at, token.label = None, IdTokenStatus.BLOCKED, clock.now(), ""
+    token.save(update_fields=["owner", "status", "released_at", "label", "updated_at"])
     audit_record_create(actor=driver, action="idtoken.unlink", target=token, source="api")

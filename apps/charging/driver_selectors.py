@@ -134,6 +134,7 @@ def driver_export(*, driver: User) -> dict[str, Any]:
         "exported_at": clock.now().isoformat(),
         "account": {
             "id": driver.pk,
+            "pseudonym": driver.audit_repr(),  # how the audit trail names the driver
             "email": driver.email,
             "full_name": driver.full_name,
             "date_joined": driver.date_joined.isoformat(),

@@ -311,6 +311,7 @@ class ChargeDetailRecordAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
 
     list_display = (
         "issued_at",
+        "number",
         "kind",
         "revision",
         "session",
@@ -323,7 +324,7 @@ class ChargeDetailRecordAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         "credited",
     )
     list_filter = ("kind", "organisation", "currency", "issued_at")
-    search_fields = ("id_tag", "charge_point__identity", "session__transaction_ref")
+    search_fields = ("number", "id_tag", "charge_point__identity", "session__transaction_ref")
     list_select_related = ("charge_point", "session", "credited_by")
     date_hierarchy = "issued_at"
     actions = ["credit", "credit_and_reissue"]

@@ -630,3 +630,52 @@ def test_migration_numbers_records_issued_before_numbers_existed(cp, org):
     fresh = start16(cp, at=T0 + 5 * 24 * 60 * M)
     stop16(cp, fresh, at=T0 + 5 * 24 * 60 * M + 60 * M)
     assert services.cdr_issue(session_id=fresh.pk, now=T0 + 6 * 24 * 60 * M).number == "ALPHA-2025-000004"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_issues_wait_for_the_counter_and_get_consecutive_numbers():
+    import threading
+    import time as systime
+
+    org = OrganisationFactory(invoice_prefix="LOCK")
+    first_holds, release = threading.Event(), threading.Event()
+    numbers: dict[str, str] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                numbers["first"] = services.receipt_number_next(organisation_id=org.pk, at=T0)
+                first_holds.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            with transaction.atomic():
+                numbers["second"] = services.receipt_number_next(organisation_id=org.pk, at=T0)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=first)
+    a.start()
+    try:
+        assert first_holds.wait(30)
+        b = threading.Thread(target=second)
+        b.start()
+        deadline = systime.monotonic() + 30
+        waiting = False
+        while not waiting and systime.monotonic() < deadline:  # until the second waits for the row lock
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+                waiting = cursor.fetchone()[0] > 0
+            systime.sleep(0.05)
+        assert waiting and "second" not in numbers
+    finally:
+        release.set()
+        a.join(30)
+    b.join(30)
+    assert numbers == {"first": "LOCK-2025-000001", "second": "LOCK-2025-000002"}

@@ -20,7 +20,12 @@ from apps.stations import keys
 from apps.stations.models import ChargePoint, ChargerEvent, Connector, DeviceVariable, Evse, Location
 from apps.stations.resources import ChargePointResource, LocationResource
 from apps.stations.services import chargepoint_apply_auth_key, chargepoint_generate_auth_key, make_point
-from apps.tariffs.admin import tariff_in_force_display
+from apps.tariffs.admin import (
+    TariffInForceListFilter,
+    tariff_in_force_display,
+    warn_charge_point_without_tariff,
+    warn_charge_points_without_tariff,
+)
 from cpo.admin import BaseModelAdmin, BaseTabularInline, ReadOnlyAdminMixin, ScopedImportExportMixin
 from cpo.exceptions import ValidationFailed
 
@@ -247,6 +252,7 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
     )
     list_filter = (
         OnlineListFilter,
+        TariffInForceListFilter,
         "status",
         "registration_status",
         "ocpp_protocol",
@@ -281,6 +287,20 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
     @admin.display(description=_("tariff in force"))
     def tariff_in_force(self, obj: ChargePoint) -> str:
         return tariff_in_force_display(obj)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        if request.method == "GET":
+            warn_charge_points_without_tariff(request, self.get_queryset(request))
+        return super().changelist_view(request, extra_context)
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        if request.method == "GET":
+            charge_point = self.get_object(request, object_id)
+            if charge_point is not None:
+                warn_charge_point_without_tariff(request, charge_point)
+        return super().change_view(request, object_id, form_url, extra_context)
 
     @admin.display(description=_("vendor / model"), ordering="vendor")
     def vendor_model(self, obj: ChargePoint) -> str:

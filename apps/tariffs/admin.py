@@ -18,6 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from apps.stations.models import ChargePoint, Location
 from apps.tariffs import pricing, selectors
@@ -310,6 +311,7 @@ class ChargeDetailRecordAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
 
     list_display = (
         "issued_at",
+        "number",
         "kind",
         "revision",
         "session",
@@ -322,7 +324,7 @@ class ChargeDetailRecordAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         "credited",
     )
     list_filter = ("kind", "organisation", "currency", "issued_at")
-    search_fields = ("id_tag", "charge_point__identity", "session__transaction_ref")
+    search_fields = ("number", "id_tag", "charge_point__identity", "session__transaction_ref")
     list_select_related = ("charge_point", "session", "credited_by")
     date_hierarchy = "issued_at"
     actions = ["credit", "credit_and_reissue"]
@@ -400,7 +402,7 @@ def tariff_in_force_display(obj: Any) -> str:
     if tariff is None:
         return format_html(
             '{} · <a href="{}">{}</a>',
-            _("none: sessions here are not priced"),
+            _("none: sessions here are free"),
             assignments,
             _("assignments here"),
         )
@@ -411,3 +413,63 @@ def tariff_in_force_display(obj: Any) -> str:
         assignments,
         _("assignments here"),
     )
+
+
+class TariffInForceListFilter(admin.SimpleListFilter):
+    """For the charge point list: the charge points where a driver without an override would charge
+    for free now (no tariff in force for the charge point or one of its connectors)."""
+
+    title = _("tariff in force")
+    parameter_name = "tariff"
+    NONE = "none"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return (("yes", _("Yes")), (self.NONE, _("None: sessions are free")))
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == self.NONE:
+            return selectors.charge_points_without_tariff(charge_points=queryset)
+        if self.value() == "yes":
+            return queryset.exclude(
+                pk__in=selectors.charge_points_without_tariff(charge_points=queryset).values("pk")
+            )
+        return queryset
+
+
+def warn_charge_points_without_tariff(request: HttpRequest, charge_points: QuerySet[ChargePoint]) -> None:
+    """A warning on the charge point list when some of the charge points the user sees (already scoped
+    to their organisation) have no tariff in force, with a link to them."""
+    count = selectors.charge_points_without_tariff(charge_points=charge_points).count()
+    if not count:
+        return
+    link = (
+        reverse("admin:stations_chargepoint_changelist")
+        + f"?{TariffInForceListFilter.parameter_name}={TariffInForceListFilter.NONE}"
+    )
+    messages.warning(
+        request,
+        format_html(
+            '{} <a href="{}">{}</a>',
+            ngettext(
+                "{count} charge point has no tariff in force: sessions there are free.",
+                "{count} charge points have no tariff in force: sessions there are free.",
+                count,
+            ).format(count=count),
+            link,
+            _("Show them"),
+        ),
+    )
+
+
+def warn_charge_point_without_tariff(request: HttpRequest, charge_point: ChargePoint) -> None:
+    """A warning on a charge point's page when it has no tariff in force."""
+    if selectors.charge_points_without_tariff(
+        charge_points=ChargePoint.objects.filter(pk=charge_point.pk)
+    ).exists():
+        messages.warning(
+            request,
+            _(
+                "This charge point has no tariff in force: sessions here are free. Assign a tariff to it, "
+                "its location or the operator."
+            ),
+        )

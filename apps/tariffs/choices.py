@@ -39,3 +39,10 @@ class ActivityState(models.TextChoices):
 class CdrKind(models.TextChoices):
     CDR = "CDR", _("Charge detail record")
     CREDIT = "CREDIT", _("Credit")
+
+
+class PricingNote(models.TextChoices):
+    """Why a charge detail record is priced as it is, when that is not simply its tariff."""
+
+    NONE = "", _("Priced by its tariff")
+    NO_TARIFF = "NO_TARIFF", _("Free: no tariff in force")

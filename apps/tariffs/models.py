@@ -20,7 +20,14 @@ from apps.accounts.models import CustomerAccount, Organisation, country_code_val
 from apps.accounts.tenancy import TenantQuerySet
 from apps.charging.models import ChargingSession
 from apps.stations.models import ChargePoint, Connector, Location
-from apps.tariffs.choices import ActivityState, CdrKind, DayOfWeek, ReservationRestriction, TariffType
+from apps.tariffs.choices import (
+    ActivityState,
+    CdrKind,
+    DayOfWeek,
+    PricingNote,
+    ReservationRestriction,
+    TariffType,
+)
 from cpo import clock
 from cpo.models import TimeStampedModel
 from cpo.units import minor_digits
@@ -472,7 +479,16 @@ class ChargeDetailRecord(models.Model):
         on_delete=models.PROTECT,
         related_name="credited_by",
     )
+    number = models.CharField(
+        _("number"),
+        max_length=40,
+        blank=True,
+        help_text=_("The receipt number: the operator's prefix, the year and its own sequence."),
+    )
     reason = models.CharField(_("reason"), max_length=200, blank=True)
+    pricing_note = models.CharField(
+        _("pricing note"), max_length=16, choices=PricingNote.choices, blank=True, default=PricingNote.NONE
+    )
     tariff = models.ForeignKey(
         Tariff,
         verbose_name=_("tariff"),
@@ -517,10 +533,15 @@ class ChargeDetailRecord(models.Model):
                 | models.Q(kind="CREDIT", credits__isnull=False, gross__lte=0),
                 name="cdr_kind_consistent",
             ),
+            models.UniqueConstraint(
+                fields=["organisation", "number"],
+                condition=~models.Q(number=""),
+                name="cdr_unique_number_per_org",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.pk} · {self.gross} {self.currency}"
+        return f"{self.get_kind_display()} {self.number or self.pk} · {self.gross} {self.currency}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None and not self._state.adding:
@@ -529,3 +550,28 @@ class ChargeDetailRecord(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError(_("Charge detail records cannot be deleted; issue a credit."))
+
+
+class ReceiptCounter(models.Model):
+    """The last receipt number an operator issued in a year (UTC). Taken with a row lock in the
+    transaction that issues the record, so numbers are per operator, in order, and a rolled-back issue
+    gives its number back."""
+
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("operator"), on_delete=models.CASCADE, related_name="receipt_counters"
+    )
+    year = models.PositiveSmallIntegerField(_("year"))
+    last_number = models.PositiveIntegerField(_("last number"), default=0)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("receipt counter")
+        verbose_name_plural = _("receipt counters")
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "year"], name="receiptcounter_unique_org_year"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_id} {self.year}: {self.last_number}"

@@ -2,7 +2,9 @@
 with the records it is made of, not in charging: charging does not know prices).
 
 The numbers come from the CDR's price breakdown (the same figures finance sees); times are shown in the
-location's time zone. Receipts exist once the CDR is issued: before that, receipt_not_ready (409).
+location's time zone. Receipts exist once the CDR is issued: before that, receipt_not_ready (409). A
+session without a tariff in force is free: its receipt says so. The number is the CDR's receipt number
+(per operator and year), never a database id.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from fpdf import FPDF
 from apps.charging.choices import DriverSessionStatus
 from apps.charging.driver_selectors import session_usage
 from apps.charging.models import DriverSession
+from apps.tariffs.choices import PricingNote
 from apps.tariffs.selectors import cdr_for_session
 from cpo.exceptions import Conflict
 
@@ -62,6 +65,7 @@ class Receipt:
     net: str
     tax: str
     gross: str
+    free_because: str = ""  # why nothing is charged, when it is free by rule rather than by price
 
 
 def _local(at: datetime | None, tz: str) -> str:
@@ -103,7 +107,7 @@ def receipt_for(*, session: DriverSession) -> Receipt:
     )
     vat_lines = tuple((_number(v.vat, 2), str(v.net), str(v.tax), str(v.gross)) for v in cost.vat_lines)
     return Receipt(
-        number=f"{org.invoice_prefix or 'CDR'}-{cdr.pk:08d}",
+        number=cdr.number,
         issued_at=cdr.issued_at,
         issued=_local(cdr.issued_at, tz),
         issued_by=org.legal_name or org.name,
@@ -125,6 +129,11 @@ def receipt_for(*, session: DriverSession) -> Receipt:
         net=str(money["net"]),
         tax=str(money.get("tax", money.get("vat"))),
         gross=str(money["gross"]),
+        free_because=(
+            _("Free: no tariff in force at this charge point.")
+            if cdr.pricing_note == PricingNote.NO_TARIFF
+            else ""
+        ),
     )
 
 
@@ -171,6 +180,10 @@ def receipt_pdf(*, session: DriverSession) -> bytes:
         pdf.cell(40, 6, _latin(label))
         pdf.cell(0, 6, _latin(value), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
+    if r.free_because:
+        pdf.set_font("helvetica", "B", 11)
+        pdf.multi_cell(0, 6, _latin(r.free_because), new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
     pdf.set_font("helvetica", "B", 10)
     widths = (50, 35, 35, 25, 35)
     for width, title in zip(

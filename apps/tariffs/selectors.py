@@ -11,7 +11,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import translation
 from django.utils.translation import gettext as _
 
@@ -279,6 +279,35 @@ def tariff_in_force(
     return best.tariff if best is not None else None
 
 
+def _assignments_in_force(at: datetime) -> QuerySet[TariffAssignment]:
+    """Assignments for every driver (no customer account, no token group) whose tariff is valid at `at`."""
+    return (
+        TariffAssignment.objects.filter(customer_account__isnull=True, token_group_id="")
+        .filter(Q(tariff__valid_from__isnull=True) | Q(tariff__valid_from__lte=at))
+        .filter(Q(tariff__valid_until__isnull=True) | Q(tariff__valid_until__gt=at))
+    )
+
+
+def charge_points_without_tariff(
+    *, charge_points: QuerySet[ChargePoint], at: datetime | None = None
+) -> QuerySet[ChargePoint]:
+    """The charge points of `charge_points` (already scoped to the viewer) where a driver without an
+    override would charge for free now: no tariff assigned to the operator as a whole, the location or
+    the charge point, and not every connector has one of its own. One query."""
+    at = at or clock.now()
+    in_force = _assignments_in_force(at)
+    whole = in_force.filter(organisation_id=OuterRef("organisation_id")).filter(
+        Q(location__isnull=True, charge_point__isnull=True, connector__isnull=True)
+        | Q(location_id=OuterRef("location_id"))
+        | Q(charge_point_id=OuterRef("pk"))
+    )
+    uncovered_connector = Connector.objects.filter(evse__charge_point_id=OuterRef("pk")).exclude(
+        Exists(in_force.filter(connector_id=OuterRef("pk")))
+    )
+    has_connector = Connector.objects.filter(evse__charge_point_id=OuterRef("pk"))
+    return charge_points.exclude(Exists(whole)).filter(Exists(uncovered_connector) | ~Exists(has_connector))
+
+
 # --- the price a driver sees before starting ------------------------------------------------------
 
 
@@ -478,13 +507,14 @@ def price_summary_for_connectors(
 
 
 def session_usage(
-    *, session: ChargingSession, snapshot: SessionTariff, until: datetime | None = None
+    *, session: ChargingSession, snapshot: SessionTariff | None, until: datetime | None = None
 ) -> pricing.SessionUsage:
     """What the session used from its start until the car left (or `until`, or now while it is open):
-    energy from its meter register samples and its meter stop, charging/parking from its activity."""
+    energy from its meter register samples and its meter stop, charging/parking from its activity.
+    Without a snapshot (no tariff) the car is not followed: it counts as gone when charging stopped."""
     now = until or clock.now()
     stopped = session.stopped_at if session.status == SessionStatus.COMPLETED else None
-    if snapshot.departed_at is not None:
+    if snapshot is not None and snapshot.departed_at is not None:
         end = max(snapshot.departed_at, stopped or snapshot.departed_at)
     else:
         end = max(now, stopped or now)

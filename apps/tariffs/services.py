@@ -9,7 +9,7 @@ queries) because they run while a charger waits for its answer.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -22,8 +22,8 @@ from apps.charging.choices import SessionStatus
 from apps.charging.models import ChargingSession
 from apps.stations.models import ChargePoint
 from apps.tariffs import pricing, selectors, tasks  # tasks imports this module too: use it by attribute
-from apps.tariffs.choices import ActivityState, CdrKind
-from apps.tariffs.models import ChargeDetailRecord, SessionActivity, SessionTariff
+from apps.tariffs.choices import ActivityState, CdrKind, PricingNote
+from apps.tariffs.models import ChargeDetailRecord, ReceiptCounter, SessionActivity, SessionTariff, Tariff
 from cpo import clock
 from cpo.exceptions import Conflict
 
@@ -196,13 +196,15 @@ def _departed(snapshot_pks: list[int], at: datetime, *, dispatch: bool = True) -
 def session_tariff_on_stop(*, session: ChargingSession, reason: str) -> None:
     """The transaction ended (caller's transaction). With 1.6 the car may stay and park until the
     connector is Available; a stop because the EV was disconnected means it has left. The CDR task is
-    dispatched on commit when nothing more can change the price."""
+    dispatched on commit when nothing more can change the price (at once for a session without a
+    tariff: it is free, and its CDR says so)."""
     snapshot = (
         SessionTariff.objects.filter(session_id=session.pk)
         .values("pk", "departed_at", "prices_parking")
         .first()
     )
     if snapshot is None:
+        _dispatch_cdr(session.pk)
         return
     departed = snapshot["departed_at"] is not None
     if not departed and reason in DEPARTURE_STOP_REASONS:
@@ -225,26 +227,66 @@ def _dispatch_cdr(session_id: int) -> None:
 # --- charge detail records -------------------------------------------------------------------------
 
 
+def receipt_number_next(*, organisation_id: int, at: datetime) -> str:
+    """The next receipt number of an operator: "<invoice prefix>-<year>-<sequence>", the sequence
+    counted per operator and year (UTC) of `at`. Call it in the transaction that issues the record: the
+    operator's counter row stays locked until that commits, and a rollback gives the number back."""
+    year = at.astimezone(UTC).year
+    ReceiptCounter.objects.bulk_create(
+        [ReceiptCounter(organisation_id=organisation_id, year=year)], ignore_conflicts=True
+    )
+    counter = (
+        ReceiptCounter.objects.select_for_update(no_key=True)
+        .select_related("organisation")
+        .get(organisation_id=organisation_id, year=year)
+    )
+    number = counter.last_number + 1
+    ReceiptCounter.objects.filter(pk=counter.pk).update(last_number=number)
+    return f"{counter.organisation.invoice_prefix}-{year}-{number:06d}"
+
+
+def free_tariff_spec(*, session: ChargingSession) -> pricing.TariffSpec:
+    """What a session without a tariff in force is priced under: nothing (no elements), in the
+    currency of the operator's latest tariff (EUR when it has none) and the location's time zone."""
+    latest = (
+        Tariff.objects.filter(organisation_id=session.organisation_id)
+        .order_by("-updated_at", "-pk")
+        .values_list("currency", flat=True)
+        .first()
+    )
+    currency = str(latest or settings.CPO_TARIFFS_FREE_CURRENCY)
+    location = session.charge_point.location
+    return pricing.TariffSpec(
+        currency=currency, time_zone=location.time_zone if location is not None else "UTC", elements=()
+    )
+
+
 def _cdr_create(
     *,
     session: ChargingSession,
-    snapshot: SessionTariff,
+    tariff_id: int | None,
+    spec: dict[str, Any],
     breakdown: pricing.PriceBreakdown,
     usage: pricing.SessionUsage,
     kind: str = CdrKind.CDR,
     revision: int = 0,
     credits: ChargeDetailRecord | None = None,
     reason: str = "",
+    pricing_note: str = PricingNote.NONE,
+    issued_at: datetime | None = None,
 ) -> ChargeDetailRecord:
     sign = -1 if kind == CdrKind.CREDIT else 1
+    issued_at = issued_at or clock.now()
     return ChargeDetailRecord.objects.create(
         organisation_id=session.organisation_id,
         session=session,
         kind=kind,
         revision=revision,
         credits=credits,
+        number=receipt_number_next(organisation_id=session.organisation_id, at=issued_at),
         reason=reason[:200],
-        tariff_id=snapshot.tariff_id,
+        pricing_note=pricing_note,
+        tariff_id=tariff_id,
         charge_point_id=session.charge_point_id,
         evse_id=session.evse_id,
         id_tag=session.id_tag,
@@ -259,7 +301,8 @@ def _cdr_create(
         tax=sign * breakdown.tax,
         gross=sign * breakdown.gross,
         breakdown=breakdown.as_dict(),
-        tariff_spec=snapshot.spec,
+        tariff_spec=spec,
+        issued_at=issued_at,
     )
 
 
@@ -273,7 +316,8 @@ def cdr_issue(*, session_id: int, now: datetime | None = None) -> ChargeDetailRe
     """Issue the session's CDR once it is complete: the transaction has ended and the car has left (or
     the tariff does not price parking, or the departure was never reported within
     CPO_TARIFFS_DEPARTURE_TIMEOUT_H: parking then counts only until the transaction ended).
-    Idempotent: returns the CDR already issued. None when not complete yet or without a tariff."""
+    A session without a tariff in force is free: its CDR states the energy and time at zero cost, with
+    the pricing note NO_TARIFF. Idempotent: returns the CDR already issued. None when not complete yet."""
     now = now or clock.now()
     session = ChargingSession.objects.select_for_update(no_key=True).filter(pk=session_id).first()
     if session is None or session.status != SessionStatus.COMPLETED:
@@ -285,7 +329,17 @@ def cdr_issue(*, session_id: int, now: datetime | None = None) -> ChargeDetailRe
         return existing
     snapshot = SessionTariff.objects.filter(session=session).first()
     if snapshot is None:
-        return None
+        spec = free_tariff_spec(session=session)
+        usage = selectors.session_usage(session=session, snapshot=None, until=session.stopped_at)
+        return _cdr_create(
+            session=session,
+            tariff_id=None,
+            spec=spec.to_dict(),
+            breakdown=pricing.price_session(tariff=spec, usage=usage),
+            usage=usage,
+            pricing_note=PricingNote.NO_TARIFF,
+            issued_at=now,
+        )
     until = None
     if snapshot.departed_at is None:
         if snapshot.prices_parking and not _stale(session, now):
@@ -293,7 +347,14 @@ def cdr_issue(*, session_id: int, now: datetime | None = None) -> ChargeDetailRe
         until = session.stopped_at
     usage = selectors.session_usage(session=session, snapshot=snapshot, until=until)
     breakdown = pricing.price_session(tariff=pricing.TariffSpec.from_dict(snapshot.spec), usage=usage)
-    return _cdr_create(session=session, snapshot=snapshot, breakdown=breakdown, usage=usage)
+    return _cdr_create(
+        session=session,
+        tariff_id=snapshot.tariff_id,
+        spec=snapshot.spec,
+        breakdown=breakdown,
+        usage=usage,
+        issued_at=now,
+    )
 
 
 @transaction.atomic
@@ -306,13 +367,16 @@ def cdr_credit(
         raise Conflict(_("A credit cannot be credited."), code="cdr_is_credit")
     if ChargeDetailRecord.objects.filter(credits=cdr).exists():
         raise Conflict(_("This record has already been credited."), code="cdr_already_credited")
+    issued_at = clock.now()
     credit = ChargeDetailRecord.objects.create(
         organisation_id=cdr.organisation_id,
         session_id=cdr.session_id,
         kind=CdrKind.CREDIT,
         revision=cdr.revision,
         credits=cdr,
+        number=receipt_number_next(organisation_id=cdr.organisation_id, at=issued_at),
         reason=(reason or "")[:200],
+        pricing_note=cdr.pricing_note,
         tariff_id=cdr.tariff_id,
         charge_point_id=cdr.charge_point_id,
         evse_id=cdr.evse_id,
@@ -329,6 +393,7 @@ def cdr_credit(
         gross=-cdr.gross,
         breakdown=cdr.breakdown,
         tariff_spec=cdr.tariff_spec,
+        issued_at=issued_at,
     )
     audit_record_create(
         actor=actor,
@@ -346,19 +411,21 @@ def cdr_reissue(
     *, cdr: ChargeDetailRecord, reason: str, actor: Any = None, source: str = "admin"
 ) -> tuple[ChargeDetailRecord, ChargeDetailRecord]:
     """Correct a CDR: credit it and issue the next revision, priced again from the session as it is
-    stored now (e.g. after a meter correction) under the same frozen tariff."""
+    stored now (e.g. after a meter correction) under the same frozen tariff (a free record stays free)."""
     credit = cdr_credit(cdr=cdr, reason=reason, actor=actor, source=source)
     session = ChargingSession.objects.select_for_update(no_key=True).get(pk=cdr.session_id)
-    snapshot = SessionTariff.objects.get(session=session)
+    snapshot = SessionTariff.objects.filter(session=session).first()
     usage = selectors.session_usage(session=session, snapshot=snapshot, until=cdr.ended_at)
     breakdown = pricing.price_session(tariff=pricing.TariffSpec.from_dict(cdr.tariff_spec), usage=usage)
     new = _cdr_create(
         session=session,
-        snapshot=snapshot,
+        tariff_id=cdr.tariff_id,
+        spec=cdr.tariff_spec,
         breakdown=breakdown,
         usage=usage,
         revision=cdr.revision + 1,
         reason=reason,
+        pricing_note=cdr.pricing_note,
     )
     audit_record_create(
         actor=actor,
@@ -373,7 +440,8 @@ def cdr_reissue(
 
 def cdr_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
     """Issue the CDRs of completed sessions that have none yet and are complete (car left, no parking
-    price, or departure never reported in time). Returns how many were issued."""
+    price, or departure never reported in time; a session without a tariff at once: free). Returns how
+    many were issued."""
     now = now or clock.now()
     timeout = timedelta(hours=getattr(settings, "CPO_TARIFFS_DEPARTURE_TIMEOUT_H", 24))
     candidates = (
@@ -386,8 +454,17 @@ def cdr_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
         .order_by("session_id")
         .values_list("session_id", flat=True)[:limit]
     )
+    free = (
+        ChargingSession.objects.filter(
+            status=SessionStatus.COMPLETED,
+            tariff_snapshot__isnull=True,
+            charge_detail_records__isnull=True,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
     issued = 0
-    for session_id in list(candidates):
+    for session_id in sorted({*candidates, *free}):
         try:
             if cdr_issue(session_id=session_id, now=now) is not None:
                 issued += 1

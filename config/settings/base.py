@@ -355,3 +355,6 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = int(ENV.get("DJANGO_FILE_UPLOAD_MAX_MEMORY_SIZE", 
 # A completed session whose car was never reported leaving gets its CDR after this many hours, with
 # parking counted only up to the end of the transaction (we cannot prove more).
 CPO_TARIFFS_DEPARTURE_TIMEOUT_H = float(ENV.get("CPO_TARIFFS_DEPARTURE_TIMEOUT_H", "24"))
+# A session at a charge point with no tariff in force is free; its zero CDR is in the currency of the
+# operator's latest tariff, or in this one when the operator has none.
+CPO_TARIFFS_FREE_CURRENCY = ENV.get("CPO_TARIFFS_FREE_CURRENCY", "EUR")

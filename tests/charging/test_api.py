@@ -558,6 +558,35 @@ class TestReceipt:
         assert by_accept.content.startswith(b"%PDF")
         bad = api.get(f"/api/v1/sessions/{session_id}/receipt", {"format": "doc"})
         assert (bad.status_code, bad.json()["code"]) == (400, "validation_failed")
+        cdr = cdr_issue(session_id=charging.pk)
+        number = f"{cp.organisation.invoice_prefix}-{cdr.issued_at.year}-000001"
+        assert cdr.number == number and f"Receipt {number}" in text
+        assert f"-{cdr.pk:08d}" not in text  # never the global record id
+
+    def test_receipt_of_a_session_without_tariff_says_it_is_free(self, api, cp):
+        from apps.tariffs.services import cdr_issue
+
+        session_id = start(api, cp).json()["id"]
+        charging = charger_starts(cp, session_id, meter_start=100_000)
+        session_stop(
+            charge_point_id=cp.pk,
+            transaction_ref=charging.transaction_ref,
+            meter_stop_wh=112_500,
+            stopped_at_charger=clock.now(),
+            received_at=clock.now(),
+            reason="Local",
+        )
+        cdr_issue(session_id=charging.pk)
+
+        final = api.get(f"/api/v1/sessions/{session_id}").json()
+        assert final["cost"] == {"currency": "EUR", "net": "0.00", "gross": "0.00", "final": True}
+        html = api.get(f"/api/v1/sessions/{session_id}/receipt")
+        assert html.status_code == 200, html.content
+        text = html.content.decode()
+        assert "Free: no tariff in force at this charge point." in text
+        assert "12.5 kWh" in text and '<span class="gross">0.00</span> EUR' in text
+        pdf = api.get(f"/api/v1/sessions/{session_id}/receipt", {"format": "pdf"})
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
 
 
 def test_stop_is_rate_limited_per_user(api, cp):

@@ -3,17 +3,22 @@ and CDR credits from the list."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
+from django.contrib.messages import get_messages
 from django.urls import reverse
 
 from apps.tariffs.choices import CdrKind
 from apps.tariffs.models import ChargeDetailRecord, Tariff
+from cpo import clock
 from tests.factories import (
     ChargeDetailRecordFactory,
     ChargePointFactory,
     ChargingSessionFactory,
+    ConnectorFactory,
+    EvseFactory,
     LocationFactory,
     StaffUserFactory,
     TariffAssignmentFactory,
@@ -95,7 +100,7 @@ def test_location_and_charge_point_pages_show_the_tariff_in_force(client, staff_
     cp = ChargePointFactory(organisation=org_a, location=location)
     client.force_login(staff_a)
     html = client.get(reverse("admin:stations_chargepoint_change", args=[cp.pk])).content.decode()
-    assert "none: sessions here are not priced" in html
+    assert "none: sessions here are free" in html
     TariffAssignmentFactory(tariff=example, location=location)
     for url in (
         reverse("admin:stations_chargepoint_change", args=[cp.pk]),
@@ -179,3 +184,70 @@ def test_cdrs_are_read_only_and_credited_from_the_list(client, org_a):
     assert response.status_code == 302
     credit = ChargeDetailRecord.objects.get(kind=CdrKind.CREDIT)
     assert (credit.credits_id, credit.gross) == (cdr.pk, -cdr.gross)
+
+
+def _warnings(response):
+    return [str(m) for m in get_messages(response.wsgi_request) if m.level_tag == "warning"]
+
+
+def _charger(org, location=None, connectors=1):
+    cp = ChargePointFactory(organisation=org, location=location or LocationFactory(organisation=org))
+    evse = EvseFactory(charge_point=cp, evse_id=1)
+    return cp, [ConnectorFactory(evse=evse, connector_id=n) for n in range(1, connectors + 1)]
+
+
+def test_charge_point_list_warns_about_charge_points_without_tariff_in_force(
+    client, staff_a, staff_b, org_a, org_b, example
+):
+    bare, _c = _charger(org_a)
+    by_location, _c = _charger(org_a)
+    TariffAssignmentFactory(tariff=example, location=by_location.location)
+    half, (covered, _uncovered) = _charger(org_a, connectors=2)
+    TariffAssignmentFactory(tariff=example, connector=covered)
+    whole, connectors = _charger(org_a, connectors=2)
+    for connector in connectors:
+        TariffAssignmentFactory(tariff=example, connector=connector)
+    fleet_only, _c = _charger(org_a)  # a tariff only for a token group: other drivers charge free
+    TariffAssignmentFactory(tariff=example, charge_point=fleet_only, token_group_id="FLEET")
+    expired = TariffFactory(organisation=org_a, name="Old", valid_until=clock.now() - timedelta(days=1))
+    TariffElementFactory(tariff=expired)
+    ended, _c = _charger(org_a)
+    TariffAssignmentFactory(tariff=expired, charge_point=ended)
+    _charger(org_b)  # another operator's: never counted for org_a's staff
+    changelist = reverse("admin:stations_chargepoint_changelist")
+
+    client.force_login(staff_a)
+    response = client.get(changelist)
+
+    assert response.status_code == 200
+    (warning,) = _warnings(response)
+    assert warning.startswith("4 charge points have no tariff in force: sessions there are free.")
+    assert f'href="{changelist}?tariff=none"' in warning
+    none = client.get(changelist, {"tariff": "none"}).context["cl"].queryset
+    assert set(none) == {bare, half, fleet_only, ended}
+    assert set(client.get(changelist, {"tariff": "yes"}).context["cl"].queryset) == {by_location, whole}
+    page = client.get(reverse("admin:stations_chargepoint_change", args=[bare.pk]))
+    assert _warnings(page) == [
+        "This charge point has no tariff in force: sessions here are free. Assign a tariff to it, its "
+        "location or the operator."
+    ]
+    assert _warnings(client.get(reverse("admin:stations_chargepoint_change", args=[whole.pk]))) == []
+
+    TariffAssignmentFactory(tariff=example)  # the operator's default covers all of them
+    assert _warnings(client.get(changelist)) == []
+
+    client.force_login(staff_b)
+    (warning,) = _warnings(client.get(changelist))
+    assert warning.startswith("1 charge point has no tariff in force: sessions there are free.")
+
+
+def test_cdr_list_shows_the_receipt_number(client, staff_a, org_a):
+    cdr = ChargeDetailRecordFactory(
+        session=ChargingSessionFactory(
+            charge_point=ChargePointFactory(organisation=org_a), status="COMPLETED", meter_stop_wh=11000
+        ),
+        number="ALPHA-2026-000007",
+    )
+    client.force_login(staff_a)
+    html = client.get(reverse("admin:tariffs_chargedetailrecord_changelist")).content.decode()
+    assert cdr.number in html

@@ -13,11 +13,12 @@ from django.db import IntegrityError, InternalError, ProgrammingError, connectio
 from apps.charging.services import session_start, session_stop, transaction_event_record
 from apps.stations.services import connector_status_record
 from apps.tariffs import services
-from apps.tariffs.choices import ActivityState, CdrKind
-from apps.tariffs.models import ChargeDetailRecord, SessionActivity, SessionTariff, VatRate
+from apps.tariffs.choices import ActivityState, CdrKind, PricingNote
+from apps.tariffs.models import ChargeDetailRecord, ReceiptCounter, SessionActivity, SessionTariff, VatRate
 from apps.tariffs.selectors import PriceSummary, cdr_for_session, price_summary_for_connectors, session_cost
 from cpo.exceptions import Conflict
 from tests.factories import (
+    ChargeDetailRecordFactory,
     ChargePointFactory,
     ConnectorFactory,
     CustomerAccountFactory,
@@ -474,3 +475,207 @@ def test_vat_rate_model_validation():
     rate = VatRate(country="DE", rate=D(7), valid_from=date(2030, 1, 1), valid_until=date(2029, 1, 1))
     with pytest.raises(ValidationError):
         rate.full_clean()
+
+
+# --- a session without a tariff is free; receipt numbers per operator --------------------------------
+
+
+def stop16(cp, session, *, wh=1000 + 31400, at=T0 + 60 * M, reason="Local"):
+    session_stop(
+        charge_point_id=cp.pk,
+        transaction_ref=session.transaction_ref,
+        meter_stop_wh=wh,
+        stopped_at_charger=at,
+        received_at=at,
+        reason=reason,
+    )
+
+
+def test_session_without_tariff_gets_a_free_cdr_that_says_why(
+    cp, no_broker, django_capture_on_commit_callbacks
+):
+    session = start16(cp)
+    with django_capture_on_commit_callbacks(execute=True):
+        stop16(cp, session)
+    assert no_broker == [session.pk]  # dispatched at once: nothing can change a free price
+
+    cdr = services.cdr_issue(session_id=session.pk, now=T0 + 61 * M)
+
+    assert cdr is not None and cdr_for_session(session) == cdr
+    assert (cdr.kind, cdr.pricing_note, cdr.get_pricing_note_display()) == (
+        CdrKind.CDR,
+        PricingNote.NO_TARIFF,
+        "Free: no tariff in force",
+    )
+    assert (cdr.tariff_id, cdr.currency, cdr.net, cdr.tax, cdr.gross) == (None, "EUR", 0, 0, 0)
+    assert (cdr.energy_wh, cdr.charging_seconds, cdr.parking_seconds) == (31400, 3600, 0)
+    assert (cdr.started_at, cdr.stopped_at, cdr.ended_at) == (T0, T0 + 60 * M, T0 + 60 * M)
+    assert cdr.breakdown["lines"] == [] and cdr.breakdown["gross"] == "0.00"
+    assert cdr.tariff_spec["elements"] == [] and cdr.tariff_spec["time_zone"] == "Europe/Berlin"
+    assert session_cost(session=session).gross == D(0)
+    assert services.cdr_issue(session_id=session.pk) == cdr  # idempotent
+    with (
+        pytest.raises((InternalError, ProgrammingError), match="immutable"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE tariffs_chargedetailrecord SET pricing_note = ''")
+
+
+def test_free_cdr_uses_the_operators_tariff_currency(cp, org):
+    TariffFactory(organisation=org, currency="CHF")  # a tariff of the operator, assigned nowhere
+    session = start16(cp)
+    stop16(cp, session)
+
+    cdr = services.cdr_issue(session_id=session.pk, now=T0 + 61 * M)
+
+    assert (cdr.currency, cdr.gross, cdr.pricing_note) == ("CHF", 0, PricingNote.NO_TARIFF)
+
+
+def test_running_session_without_tariff_gets_no_cdr_yet(cp):
+    session = start16(cp)
+
+    assert services.cdr_issue(session_id=session.pk) is None
+    assert not ChargeDetailRecord.objects.exists()
+
+
+def test_sweep_issues_free_cdrs_of_sessions_without_tariff(cp, org):
+    free = start16(cp)
+    stop16(cp, free)
+    running = start16(cp, at=T0 + 2 * 60 * M)
+
+    assert services.cdr_sweep(now=T0 + 3 * 60 * M) == 1
+    assert cdr_for_session(free).pricing_note == PricingNote.NO_TARIFF
+    assert cdr_for_session(running) is None
+    assert services.cdr_sweep(now=T0 + 4 * 60 * M) == 0
+
+
+def test_reissued_free_cdr_stays_free_with_the_corrected_energy(cp):
+    session = start16(cp)
+    stop16(cp, session)
+    cdr = services.cdr_issue(session_id=session.pk, now=T0 + 61 * M)
+    session.__class__.objects.filter(pk=session.pk).update(meter_stop_wh=21000)  # meter corrected
+
+    credit, new = services.cdr_reissue(cdr=cdr, reason="meter corrected")
+
+    assert (credit.gross, credit.pricing_note) == (0, PricingNote.NO_TARIFF)
+    assert (new.revision, new.gross, new.energy_wh, new.pricing_note) == (1, 0, 20000, PricingNote.NO_TARIFF)
+
+
+def test_receipt_numbers_count_per_operator_and_year(cp, org, monkeypatch):
+    from cpo import clock
+
+    org.invoice_prefix = "ALPHA"
+    org.save()
+    other = ChargePointFactory(
+        organisation=OrganisationFactory(invoice_prefix="BETA"), location=LocationFactory(country="DE")
+    )
+    ConnectorFactory(evse=EvseFactory(charge_point=other, evse_id=1))
+    issued = []
+    for charge_point, at in ((cp, T0), (other, T0), (cp, T0 + 24 * 60 * M)):
+        session = start16(charge_point, at=at)
+        stop16(charge_point, session, at=at + 60 * M)
+        issued.append(services.cdr_issue(session_id=session.pk, now=at + 61 * M))
+    monkeypatch.setattr(clock, "now", lambda: datetime(2026, 1, 2, 9, 0, tzinfo=UTC))
+    credit, reissued = services.cdr_reissue(cdr=issued[0], reason="checked")
+
+    assert [c.number for c in issued] == ["ALPHA-2025-000001", "BETA-2025-000001", "ALPHA-2025-000002"]
+    # the credit note and the corrected record are documents of their own, numbered in their year
+    assert (credit.number, reissued.number) == ("ALPHA-2026-000001", "ALPHA-2026-000002")
+    assert dict(ReceiptCounter.objects.filter(organisation=org).values_list("year", "last_number")) == {
+        2025: 2,
+        2026: 2,
+    }
+
+
+def test_receipt_number_rolls_back_with_the_record(cp, org):
+    org.invoice_prefix = "ALPHA"
+    org.save()
+    session = start16(cp)
+    stop16(cp, session)
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.receipt_number_next(organisation_id=org.pk, at=T0)
+        raise RuntimeError("the issue failed")
+
+    assert services.cdr_issue(session_id=session.pk, now=T0 + 61 * M).number == "ALPHA-2025-000001"
+
+
+def test_migration_numbers_records_issued_before_numbers_existed(cp, org):
+    import importlib
+
+    from django.apps import apps as django_apps
+
+    migration = importlib.import_module("apps.tariffs.migrations.0005_receipt_numbers_for_issued_records")
+    org.invoice_prefix = "ALPHA"
+    org.save()
+    old = []
+    for day in (2, 1, 3):  # issued out of pk order
+        session = start16(cp, at=T0 + day * 24 * 60 * M)
+        stop16(cp, session, at=T0 + day * 24 * 60 * M + 60 * M)
+        old.append(ChargeDetailRecordFactory(session=session, issued_at=T0 + day * 24 * 60 * M + 61 * M))
+    assert {c.number for c in old} == {""}
+
+    with connection.schema_editor(atomic=False) as editor:
+        migration.number_issued_records(django_apps, editor)
+
+    numbers = [ChargeDetailRecord.objects.get(pk=c.pk).number for c in old]
+    assert numbers == ["ALPHA-2025-000002", "ALPHA-2025-000001", "ALPHA-2025-000003"]
+    with (
+        pytest.raises((InternalError, ProgrammingError), match="immutable"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE tariffs_chargedetailrecord SET number = ''")  # immutable again afterwards
+    fresh = start16(cp, at=T0 + 5 * 24 * 60 * M)
+    stop16(cp, fresh, at=T0 + 5 * 24 * 60 * M + 60 * M)
+    assert services.cdr_issue(session_id=fresh.pk, now=T0 + 6 * 24 * 60 * M).number == "ALPHA-2025-000004"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_issues_wait_for_the_counter_and_get_consecutive_numbers():
+    import threading
+    import time as systime
+
+    org = OrganisationFactory(invoice_prefix="LOCK")
+    first_holds, release = threading.Event(), threading.Event()
+    numbers: dict[str, str] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                numbers["first"] = services.receipt_number_next(organisation_id=org.pk, at=T0)
+                first_holds.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    def second() -> None:
+        try:
+            with transaction.atomic():
+                numbers["second"] = services.receipt_number_next(organisation_id=org.pk, at=T0)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=first)
+    a.start()
+    try:
+        assert first_holds.wait(30)
+        b = threading.Thread(target=second)
+        b.start()
+        deadline = systime.monotonic() + 30
+        waiting = False
+        while not waiting and systime.monotonic() < deadline:  # until the second waits for the row lock
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+                waiting = cursor.fetchone()[0] > 0
+            systime.sleep(0.05)
+        assert waiting and "second" not in numbers
+    finally:
+        release.set()
+        a.join(30)
+    b.join(30)
+    assert numbers == {"first": "LOCK-2025-000001", "second": "LOCK-2025-000002"}

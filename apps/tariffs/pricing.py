@@ -64,6 +64,7 @@ _HUNDRED = Decimal(100)
 _SECONDS_PER_HOUR = Decimal(3600)
 _WH_PER_KWH = Decimal(1000)
 _PRECISION = 60
+_ENERGY_GRID_WH = Decimal("0.000001")  # interpolated meter readings (see _energy_at)
 
 
 def quantum(currency: str) -> Decimal:
@@ -503,7 +504,10 @@ def _energy_at(points: Sequence[tuple[datetime, Decimal]], at: datetime) -> Deci
         if at <= t1:
             if at == t1:
                 return e1
-            return e0 + (e1 - e0) * _seconds(at - t0) / _seconds(t1 - t0)
+            # On a fixed grid (a millionth of a Wh): the sums of the parts then add up to the whole
+            # exactly. Unrounded (60 digits) they could come out a hair above the meter's total, which
+            # the step size rounded up to one more step (2,669 Wh billed as 2,670 at a step of 1 Wh).
+            return (e0 + (e1 - e0) * _seconds(at - t0) / _seconds(t1 - t0)).quantize(_ENERGY_GRID_WH)
     return points[-1][1]
 
 

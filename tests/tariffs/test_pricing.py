@@ -504,6 +504,23 @@ def test_step_rounding_is_exact(tariff, start, charging, idle, wh):
     assert sum(1 for line in b.lines if line.component == FLAT) <= 1
 
 
+def test_energy_split_at_local_boundaries_adds_up_to_the_meter_exactly():
+    """A session over several time-of-day elements: the energy of the parts, interpolated at the
+    boundaries, must add up to what the meter said, so a 1 Wh step rounds nothing up (found by the
+    property test below: 2,669 Wh were billed as 2,670)."""
+    tariff = spec(
+        ElementSpec(
+            restrictions=Restrictions(start_time=time(6), end_time=time(18)), energy=c("0.40", step=1)
+        ),
+        ElementSpec(energy=c("0.30", step=1), time=c("1.00"), parking=c("0.50")),
+    )
+    start = datetime(2024, 1, 1, 21, 1, 0, 15093, tzinfo=UTC)
+    b = price_session(tariff=tariff, usage=usage(start, charging=timedelta(minutes=2016), wh=2669))
+    billed_wh = sum((line.quantity * 1000 for line in b.lines if line.component == ENERGY), D(0))
+    assert billed_wh == 2669
+    assert len([line for line in b.lines if line.component == ENERGY]) == 2
+
+
 @pytest.mark.parametrize("minutes", [0, 1, 59, 60, 61])
 def test_zero_price_tariff_costs_nothing(minutes):
     tariff = spec(ElementSpec(energy=c("0"), time=c("0"), parking=c("0"), flat=c("0")))

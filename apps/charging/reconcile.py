@@ -45,6 +45,11 @@ from cpo.exceptions import ApplicationError
 
 # What a connector reports once no transaction runs on it any more.
 IDLE_STATUSES = frozenset({ConnectorStatus.AVAILABLE, ConnectorStatus.FINISHING})
+# What a connector reports only while a transaction runs on it (OCPP 1.6; 2.0.1's Occupied is also a car
+# still plugged in after the end, so it proves nothing).
+IN_TRANSACTION_STATUSES = frozenset(
+    {ConnectorStatus.CHARGING, ConnectorStatus.SUSPENDED_EV, ConnectorStatus.SUSPENDED_EVSE}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +70,27 @@ def limits() -> Limits:
     )
 
 
+def _connectors(session: ChargingSession) -> Any:
+    connectors = Connector.objects.filter(
+        evse__charge_point_id=session.charge_point_id, evse__evse_id=session.evse_id
+    )
+    if session.connector_id is not None:
+        connectors = connectors.filter(pk=session.connector_id)
+    return connectors
+
+
 def session_last_sign_of_life(*, session: ChargingSession) -> datetime:
-    """When we last heard of the session's transaction (our receive times, never the charger's clock)."""
+    """When we last heard of the session's transaction (our receive times, never the charger's clock): its
+    start, a meter value or event of it, the charger confirming it runs, or its connector reporting a
+    state only a transaction has (e.g. Charging, as a triggered StatusNotification does)."""
     times = [session.start_received_at, session.alive_confirmed_at]
     times.append(MeterSample.objects.filter(session=session).aggregate(at=Max("received_at"))["at"])
     times.append(TransactionEvent.objects.filter(session=session).aggregate(at=Max("received_at"))["at"])
+    times.append(
+        _connectors(session)
+        .filter(status__in=IN_TRANSACTION_STATUSES)
+        .aggregate(at=Max("status_received_at"))["at"]
+    )
     return max(t for t in times if t is not None)
 
 
@@ -78,12 +99,7 @@ def session_evidence(*, session: ChargingSession, last_life: datetime, now: date
     charge_point = session.charge_point
     if charge_point.last_boot_at is not None and charge_point.last_boot_at > last_life:
         return ClosedBy.REBOOT
-    connectors = Connector.objects.filter(
-        evse__charge_point_id=session.charge_point_id, evse__evse_id=session.evse_id
-    )
-    if session.connector_id is not None:
-        connectors = connectors.filter(pk=session.connector_id)
-    if connectors.filter(status__in=IDLE_STATUSES, status_received_at__gt=last_life).exists():
+    if _connectors(session).filter(status__in=IDLE_STATUSES, status_received_at__gt=last_life).exists():
         return ClosedBy.CHARGER_IDLE
     if now - last_life >= limits().idle:
         return ClosedBy.TIMEOUT
@@ -98,7 +114,7 @@ def _last_reading(session: ChargingSession) -> tuple[int, datetime]:
         .values_list("value", "sampled_at")
         .first()
     )
-    if last is None:
+    if last is None or last[0] is None:
         return session.meter_start_wh, session.started_at_charger
     return int(last[0]), last[1]
 

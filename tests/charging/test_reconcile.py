@@ -13,12 +13,19 @@ import pytest
 from django.urls import reverse
 
 from apps.accounts.choices import Role
-from apps.accounts.models import AuditRecord
-from apps.charging import reconcile
-from apps.charging.choices import AuthorizationStatus, ClosedBy, ProbeOutcome, ReviewReason, SessionStatus
+from apps.accounts.models import AuditRecord, IdToken
+from apps.charging import live, reconcile
+from apps.charging.choices import (
+    AuthorizationStatus,
+    ClosedBy,
+    DriverSessionStatus,
+    ProbeOutcome,
+    ReviewReason,
+    SessionStatus,
+)
 from apps.charging.intents import ProbeAnswer
 from apps.charging.metering import ENERGY_REGISTER, Sample
-from apps.charging.models import ChargingSession, OrphanStop
+from apps.charging.models import ChargingSession, DriverSession, OrphanStop
 from apps.charging.services import (
     idtoken_authorize,
     meter_values_record,
@@ -38,6 +45,7 @@ from cpo import clock
 from tests.factories import (
     ChargePointFactory,
     ConnectorFactory,
+    DriverFactory,
     EvseFactory,
     IdTokenFactory,
     LocationFactory,
@@ -205,6 +213,35 @@ def test_a_meter_value_after_the_question_keeps_the_session_open(cp):
     _meter(session, wh=11_000, at=clock.now())  # the triggered MeterValues of the running transaction
     assert reconcile.session_reconcile(session_id=session.pk, now=t0 + 67 * M) == "asked"  # asks again
     assert _fresh(session).status == SessionStatus.ACTIVE
+
+
+def test_a_charging_status_after_the_question_keeps_the_session_open(cp):
+    t0 = clock.now()
+    session = _start(cp, at=t0)
+    reconcile.sessions_reconcile(now=t0 + 61 * M)
+    _answer(session, answered=True)
+    # A charger whose triggered MeterValues lack the transactionId still says Charging when asked.
+    connector_status_record(
+        charge_point_id=cp.pk, evse_id=1, connector_id=1, status="Charging", received_at=clock.now()
+    )
+    assert reconcile.session_reconcile(session_id=session.pk, now=clock.now() + 6 * M) == "open"
+    assert _fresh(session).status == SessionStatus.ACTIVE
+
+
+def test_the_drivers_session_completes_and_is_published(
+    cp, org, monkeypatch, django_capture_on_commit_callbacks
+):
+    IdToken.objects.filter(uid=TAG).update(owner=DriverFactory())
+    published: list[int] = []
+    monkeypatch.setattr(live, "session_publish", published.append)
+    session = _start(cp)
+    driver_session = DriverSession.objects.get(charging_session=session)
+    with django_capture_on_commit_callbacks(execute=True):
+        reconcile.session_force_close(session=session, actor=None)
+    driver_session.refresh_from_db()
+    assert driver_session.status == DriverSessionStatus.COMPLETED
+    assert driver_session.transitions.last().detail == {"reason": "force_closed"}
+    assert published == [driver_session.pk]
 
 
 def test_connector_free_after_the_last_sign_of_life_is_charger_idle(cp):

@@ -28,11 +28,15 @@ def _builders(module):
 
 
 def test_every_version_package_builds_the_same_intents():
-    assert _builders(v16_payloads) == _builders(v201_payloads) == {
-        "start_charging",
-        "stop_transaction",
-        "transaction_probe",
-    }
+    assert (
+        _builders(v16_payloads)
+        == _builders(v201_payloads)
+        == {
+            "start_charging",
+            "stop_transaction",
+            "transaction_probe",
+        }
+    )
 
 
 def test_the_payloads_follow_the_chargers_protocol_and_21_sends_the_201_messages():

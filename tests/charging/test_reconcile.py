@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from apps.accounts.choices import Role
 from apps.accounts.models import AuditRecord, IdToken
-from apps.charging import live, reconcile
+from apps.charging import live, reconcile, tasks
 from apps.charging.choices import (
     AuthorizationStatus,
     ClosedBy,
@@ -486,3 +486,11 @@ def test_force_close_of_a_completed_session_changes_nothing(cp):
     assert reconcile.session_force_close(session=session, actor=None) is True
     assert reconcile.session_force_close(session=session, actor=None) is False
     assert AuditRecord.objects.filter(action="chargingsession.force_close").count() == 1
+
+
+def test_the_task_is_on_the_beat_schedule_and_reconciles(settings, cp):
+    entry = settings.CELERY_BEAT_SCHEDULE["charging-sessions-reconcile"]
+    assert entry["task"] == tasks.sessions_reconcile_task.name == "charging.sessions_reconcile"
+    session = _start(cp, at=clock.now() - 61 * M)
+    assert tasks.sessions_reconcile_task() == {"open": 0, "asked": 1, "closed": 0}
+    assert _fresh(session).probe_sent_at is not None

@@ -27,7 +27,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("ocpp_gateway", "firmwarefile", CRUD),
         *_perms("ocpp_gateway", "diagnosticsupload", VIEW),
         *_perms("ocpp_gateway", "localauthlist", CRUD),
-        *_perms("charging", "chargingsession", VIEW),
+        # Change: force-close a session whose stop never came, mark a flagged one reviewed (admin actions).
+        *_perms("charging", "chargingsession", ("view", "change")),
         *_perms("charging", "metersample", VIEW),
         *_perms("charging", "transactionevent", VIEW),
         *_perms("charging", "orphanstop", ("view", "change")),
@@ -75,7 +76,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     Role.SUPPORT: [
         *_perms("ocpp_gateway", "ocppcommand", VIEW),
         *_perms("ocpp_gateway", "ocppmessage", VIEW),
-        *_perms("charging", "chargingsession", VIEW),
+        # Change: force-close a session whose stop never came (its card is refused meanwhile), mark reviewed.
+        *_perms("charging", "chargingsession", ("view", "change")),
         *_perms("charging", "driversession", VIEW),
         *_perms("charging", "metersample", VIEW),
         *_perms("charging", "transactionevent", VIEW),

@@ -1,6 +1,8 @@
 """Admin of charging sessions, meter samples and stops for unknown transactions. Everything here is
 reported by chargers, so it is read-only; stops for unknown transactions are reviewed and marked
-resolved. Meter samples are the biggest table: their changelist never counts it in full."""
+resolved; an active session whose stop never came can be force-closed, and a session flagged for
+review (e.g. closed by reconciliation) marked reviewed (both audited). Meter samples are the biggest
+table: their changelist never counts it in full."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from ocpp.v16.enums import Measurand
 
+from apps.charging.choices import ClosedBy
 from apps.charging.models import (
     ChargingSession,
     DriverSession,
@@ -23,6 +26,7 @@ from apps.charging.models import (
     OrphanStop,
     TransactionEvent,
 )
+from apps.charging.reconcile import session_force_close, session_review_done
 from apps.charging.services import orphan_stop_resolve
 from apps.ocpp_gateway.admin import (
     CappedCountPaginator,
@@ -48,9 +52,27 @@ class NeedsReviewListFilter(admin.SimpleListFilter):
         return queryset
 
 
+class ClosedByListFilter(admin.SimpleListFilter):
+    """Sessions the product closed itself (reconciliation or an operator), by why."""
+
+    title = _("closed by the product")
+    parameter_name = "closed_by"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return (("any", _("Any reason")), *ClosedBy.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "any":
+            return queryset.filter(stop_reason__in=ClosedBy.values)
+        if self.value() in ClosedBy.values:
+            return queryset.filter(stop_reason=self.value())
+        return queryset
+
+
 @admin.register(ChargingSession)
 class ChargingSessionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
-    """Charging sessions as chargers reported them."""
+    """Charging sessions as chargers reported them. An active session whose stop never came can be
+    force-closed (at its last known meter reading, priced like any other); a flagged one marked reviewed."""
 
     list_display = (
         "started_at",
@@ -67,6 +89,7 @@ class ChargingSessionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         "status",
         NeedsReviewListFilter,
         "review_reason",
+        ClosedByListFilter,
         "protocol",
         "timestamps_clamped",
         "organisation",
@@ -79,12 +102,36 @@ class ChargingSessionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     date_hierarchy = "started_at"
     show_full_result_count = False
     paginator = CappedCountPaginator
+    actions = ["force_close", "mark_reviewed"]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in self.model._meta.concrete_fields if f.name != "id"] + [
             "energy",
             "meter_samples_link",
         ]
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description=_("Force close (the charger's stop never came)"), permissions=["operate"])
+    def force_close(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # Only the user's own organisations' sessions, whatever the changelist shows.
+        sessions = queryset.writable_by(request.user).order_by("pk")  # type: ignore[attr-defined]
+        closed = sum(session_force_close(session=session, actor=request.user) for session in sessions)
+        messages.success(
+            request,
+            ngettext("%(n)d session closed.", "%(n)d sessions closed.", closed) % {"n": closed},
+        )
+
+    @admin.action(description=_("Mark as reviewed"), permissions=["operate"])
+    def mark_reviewed(self, request: HttpRequest, queryset: QuerySet) -> None:
+        sessions = queryset.writable_by(request.user).order_by("pk")  # type: ignore[attr-defined]
+        reviewed = sum(session_review_done(session=session, actor=request.user) for session in sessions)
+        messages.success(
+            request,
+            ngettext("%(n)d session marked reviewed.", "%(n)d sessions marked reviewed.", reviewed)
+            % {"n": reviewed},
+        )
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return self.get_fields(request, obj)
@@ -181,12 +228,12 @@ class MeterSampleAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
 class OrphanStopAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     """StopTransactions for transactions we never saw start: answered normally, kept for review."""
 
-    list_display = ("received_at", "charger", "transaction_ref", "resolved")
+    list_display = ("received_at", "charger", "transaction_ref", "session", "resolved")
     list_filter = ("resolved", "received_at", ChargePointListFilter)
     search_fields = ("transaction_ref", "charge_point__identity")
-    list_select_related = ("charge_point",)
+    list_select_related = ("charge_point", "session")
     actions = ["mark_resolved"]
-    fields = ("charge_point", "transaction_ref", "received_at", "resolved", "payload_pretty")
+    fields = ("charge_point", "transaction_ref", "session", "received_at", "resolved", "payload_pretty")
     readonly_fields = fields
 
     @admin.display(description=_("charge point"), ordering="charge_point__identity")

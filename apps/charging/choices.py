@@ -27,6 +27,26 @@ class ReviewReason(models.TextChoices):
     TOKEN_NOT_ACCEPTED = "token_not_accepted", _("Started with a token that is not accepted")
     METER_WENT_BACKWARDS = "meter_backwards", _("Meter stop below meter start")
     MISSING_EVENTS = "missing_events", _("Transaction events missing (sequence gap)")
+    RECONCILED = "reconciled", _("Closed by reconciliation: the charger's stop never came")
+    LATE_STOP = "late_stop", _("The charger's own stop came after the session was closed")
+
+
+class ClosedBy(models.TextChoices):
+    """Stop reasons of a session the product closed itself because the charger's stop never came
+    (`ChargingSession.stop_reason`; the charger's own reasons are OCPP's)."""
+
+    CHARGER_IDLE = "reconciled_charger_idle", _("Reconciled: the connector reported it was free")
+    REBOOT = "reconciled_reboot", _("Reconciled: the charger rebooted")
+    TIMEOUT = "reconciled_timeout", _("Reconciled: no sign of life")
+    OPERATOR = "force_closed", _("Closed by an operator")
+
+
+class ProbeOutcome(models.TextChoices):
+    """What became of the question reconciliation asked a charger about a session."""
+
+    WAITING = "", _("Waiting for the answer")
+    ANSWERED = "answered", _("Answered")
+    UNANSWERED = "unanswered", _("Not answered (offline, refused or timed out)")
 
 
 class DriverSessionStatus(models.TextChoices):

@@ -51,6 +51,20 @@ class IntentOutcome:
     error_code: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeAnswer:
+    """What a charger said when reconciliation asked about a transaction. `answered`: it took the question
+    (an answer, Accepted where the message has a status); `ongoing`: it says whether the transaction runs
+    (OCPP 2.x GetTransactionStatus), None where its answer does not say (1.6 TriggerMessage: the
+    triggered MeterValues show it instead); `queued`: it still holds messages of the transaction."""
+
+    command_id: int
+    charge_point_id: int
+    answered: bool
+    ongoing: bool | None = None
+    queued: bool = False
+
+
 class ChargerControl(Protocol):
     def start_charging(
         self, *, charge_point: ChargePoint, evse_id: int, id_token: IdToken, actor: Any, source: str
@@ -61,6 +75,12 @@ class ChargerControl(Protocol):
 
     def stop_transaction(self, *, session: ChargingSession, actor: Any, source: str) -> IntentSent:
         """Ask the charger to stop the transaction of `session`."""
+        ...
+
+    def transaction_probe(self, *, session: ChargingSession, actor: Any, source: str) -> list[IntentSent]:
+        """Ask the charger whether the transaction of `session` still runs (OCPP 2.x: GetTransactionStatus;
+        1.6: TriggerMessage for the connector's MeterValues and StatusNotification). The first command's
+        answer comes back as a `ProbeAnswer` through `reconcile.session_probe_finished`."""
         ...
 
 

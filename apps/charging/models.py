@@ -21,6 +21,7 @@ from apps.charging.choices import (
     DriverSessionFailure,
     DriverSessionSource,
     DriverSessionStatus,
+    ProbeOutcome,
     ReviewReason,
     SessionStatus,
 )
@@ -99,6 +100,18 @@ class ChargingSession(TimeStampedModel):
     review_reason = models.CharField(
         _("needs review"), max_length=20, choices=ReviewReason.choices, blank=True
     )
+    # Reconciliation of a session whose stop may have been lost (apps.charging.reconcile).
+    probe_sent_at = models.DateTimeField(
+        _("charger asked at"),
+        null=True,
+        blank=True,
+        help_text=_("When reconciliation last asked the charger whether the transaction still runs."),
+    )
+    probe_command_id = models.BigIntegerField(_("question command"), null=True, blank=True)
+    probe_outcome = models.CharField(
+        _("charger's answer"), max_length=12, choices=ProbeOutcome.choices, blank=True
+    )
+    alive_confirmed_at = models.DateTimeField(_("charger confirmed it runs at"), null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
     tenant_field: ClassVar[str] = "organisation"
@@ -210,9 +223,19 @@ class TransactionEvent(models.Model):
 
 
 class OrphanStop(models.Model):
-    """A StopTransaction for a transaction we never saw start: answered normally, kept for review."""
+    """A StopTransaction (or 2.0.1 Ended event) for a transaction we never saw start, or one that came
+    after the product had closed the session itself (`session` then names it): answered normally, kept
+    for review. It never changes the session nor its charge detail record."""
 
     charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="orphan_stops")
+    session = models.ForeignKey(
+        ChargingSession,
+        verbose_name=_("session closed before"),
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="late_stops",
+    )
     transaction_ref = models.CharField(_("transaction id"), max_length=64)
     payload = models.JSONField(_("message"))
     received_at = models.DateTimeField(_("received at"))

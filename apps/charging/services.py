@@ -17,7 +17,7 @@ from apps.accounts.models import IdToken
 from apps.accounts.services import audit_record_create
 from apps.charging import driver_services, hooks
 from apps.charging.card_links import card_link_confirm
-from apps.charging.choices import AuthorizationStatus, ReviewReason, SessionStatus
+from apps.charging.choices import AuthorizationStatus, ClosedBy, ReviewReason, SessionStatus
 from apps.charging.metering import ENERGY_REGISTER, Sample, energy_register_wh
 from apps.charging.models import (
     OCPP16_TRANSACTION_SEQUENCE,
@@ -294,6 +294,7 @@ def session_stop(
             received_at=received_at,
         )
     if session.status == SessionStatus.COMPLETED:
+        late_stop_record(session=session, payload=raw or {}, received_at=received_at)
         return StopResult(session, auth, orphan=False)
     stopped_at, clamped = clamp_charger_time(stopped_at_charger, received_at)
     session.status = SessionStatus.COMPLETED
@@ -310,6 +311,29 @@ def session_stop(
     driver_services.driver_session_charging_stopped(charging=session)
     hooks.session_stopped.emit(session=session, reason=session.stop_reason)  # e.g. tariffs: price it
     return StopResult(session, auth, orphan=False)
+
+
+LATE_STOP_OVERRIDES = frozenset({ReviewReason.NONE, ReviewReason.RECONCILED, ReviewReason.MISSING_EVENTS})
+
+
+def late_stop_record(*, session: ChargingSession, payload: dict[str, Any], received_at: datetime) -> bool:
+    """The charger's own stop of a session the product had closed itself (reconciled or force-closed):
+    kept, linked to the session, as evidence (e.g. the true meter stop) and the session flagged for
+    review. The session and its charge detail record stay as they are (a CDR is never issued twice nor
+    changed). A repeated stop, or one of a session the charger stopped itself, records nothing. True when
+    recorded."""
+    if session.stop_reason not in ClosedBy.values:
+        return False
+    _stop, created = OrphanStop.objects.get_or_create(
+        charge_point_id=session.charge_point_id,
+        transaction_ref=session.transaction_ref,
+        defaults={"payload": payload, "received_at": received_at, "session": session},
+    )
+    # Above the flags of the closing itself (reconciled, events missing: the stop was among them).
+    if created and session.review_reason in LATE_STOP_OVERRIDES:
+        session.review_reason = ReviewReason.LATE_STOP
+        session.save(update_fields=["review_reason", "updated_at"])
+    return created
 
 
 def session_for_transaction(*, charge_point_id: int, transaction_ref: str) -> ChargingSession | None:
@@ -494,6 +518,8 @@ def transaction_event_record(
             id_tag=session.stop_id_tag,
         )
         session = result.session or session
+    elif event_type == "Ended" and applied:
+        late_stop_record(session=session, payload=payload or {}, received_at=received_at)
     return EventResult(session, auth, duplicate=not applied)
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 from apps.accounts.models import IdToken
 from apps.charging.driver_services import driver_session_command_finished
-from apps.charging.intents import CommandOutcome, IntentOutcome, IntentSent
+from apps.charging.intents import CommandOutcome, IntentOutcome, IntentSent, ProbeAnswer
 from apps.charging.models import ChargingSession
+from apps.charging.reconcile import session_probe_finished
 
 # A module import: services -> outcomes -> intents -> services is a cycle; command_send is looked up
 # when an intent is sent, by then services is complete.
@@ -24,6 +25,8 @@ from apps.stations.models import ChargePoint
 INTENT_ACTIONS = frozenset(
     {"RemoteStartTransaction", "RequestStartTransaction", "RemoteStopTransaction", "RequestStopTransaction"}
 )
+# The actions reconciliation's question about a transaction sends (`transaction_probe`).
+PROBE_ACTIONS = frozenset({"GetTransactionStatus", "TriggerMessage"})
 _OUTCOMES: dict[str, CommandOutcome] = {
     CommandStatus.CHARGER_OFFLINE: CommandOutcome.OFFLINE,
     CommandStatus.CHARGER_DISCONNECTED: CommandOutcome.DISCONNECTED,
@@ -68,6 +71,46 @@ def stop_transaction(*, session: ChargingSession, actor: Any, source: str) -> In
     return _sent(command)
 
 
+def transaction_probe(*, session: ChargingSession, actor: Any, source: str) -> list[IntentSent]:
+    requests = payloads_for(session.protocol).transaction_probe(session=session)
+    return [
+        _sent(
+            services.command_send(
+                charge_point=session.charge_point, action=action, payload=payload, actor=actor, source=source
+            )
+        )
+        for action, payload in requests
+    ]
+
+
+def probe_answer(command: OcppCommand) -> ProbeAnswer:
+    """A final GetTransactionStatus or TriggerMessage as reconciliation sees it."""
+    response = command.response or {}
+    if command.status != CommandStatus.ANSWERED:
+        return ProbeAnswer(command_id=command.pk, charge_point_id=command.charge_point_id, answered=False)
+    if command.action == "GetTransactionStatus":
+        ongoing = response.get("ongoingIndicator")
+        return ProbeAnswer(
+            command_id=command.pk,
+            charge_point_id=command.charge_point_id,
+            answered=True,
+            ongoing=ongoing if isinstance(ongoing, bool) else None,
+            queued=response.get("messagesInQueue") is True,
+        )
+    return ProbeAnswer(
+        command_id=command.pk,
+        charge_point_id=command.charge_point_id,
+        answered=response.get("status") == "Accepted",
+    )
+
+
+def probe_command_finished(*, command: OcppCommand) -> None:
+    """Tell reconciliation the outcome of a question it may have asked (whoever sent the command: one
+    that is no session's question changes nothing)."""
+    if command.action in PROBE_ACTIONS:
+        session_probe_finished(answer=probe_answer(command))
+
+
 def intent_outcome(command: OcppCommand) -> IntentOutcome:
     """A final command as the driver flow sees it: Accepted, refused (any other answer or a CALLERROR),
     offline, disconnected or timed out."""
@@ -102,3 +145,6 @@ class GatewayChargerControl:
 
     def stop_transaction(self, *, session: ChargingSession, actor: Any, source: str) -> IntentSent:
         return stop_transaction(session=session, actor=actor, source=source)
+
+    def transaction_probe(self, *, session: ChargingSession, actor: Any, source: str) -> list[IntentSent]:
+        return transaction_probe(session=session, actor=actor, source=source)

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import transaction
 
-from apps.ocpp_gateway.intents import intent_command_finished
+from apps.ocpp_gateway.intents import intent_command_finished, probe_command_finished
 from apps.ocpp_gateway.models import OcppCommand
 from cpo import clock
 
@@ -113,12 +113,19 @@ def _driver_session(command: OcppCommand) -> None:
     intent_command_finished(command=command)
 
 
+def _reconcile(command: OcppCommand) -> None:
+    probe_command_finished(command=command)
+
+
 # action → what to do with any final outcome (answer, CALLERROR, timeout, offline, disconnected).
 FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "RemoteStartTransaction": _driver_session,
     "RequestStartTransaction": _driver_session,
     "RemoteStopTransaction": _driver_session,
     "RequestStopTransaction": _driver_session,
+    # Reconciliation's questions about a transaction (apps.charging.reconcile).
+    "GetTransactionStatus": _reconcile,
+    "TriggerMessage": _reconcile,
 }
 
 

@@ -132,6 +132,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "ocpp-commands-sweep": {"task": "ocpp_gateway.commands_sweep", "schedule": 15.0},
     "ocpp-message-log-purge": {"task": "ocpp_gateway.message_log_purge", "schedule": 3600.0},
     "driver-sessions-sweep": {"task": "charging.driver_sessions_sweep", "schedule": 15.0},
+    "charging-sessions-reconcile": {"task": "charging.sessions_reconcile", "schedule": 300.0},
     "tariffs-cdr-sweep": {"task": "tariffs.cdr_sweep", "schedule": 300.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
@@ -270,6 +271,24 @@ CPO_API_LOGIN_SLOWDOWN_S = int(ENV.get("CPO_API_LOGIN_SLOWDOWN_S", "30"))
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 # How long a driver's card link request waits for the card to be presented at the charger they picked.
 CPO_CARD_LINK_WINDOW_S = int(ENV.get("CPO_CARD_LINK_WINDOW_S", "180"))
+# Reconciliation of sessions whose stop was lost (apps.charging.reconcile): minutes without a sign of
+# life before the charger is asked, minutes to wait for its answer, minutes before a session of a charger
+# that cannot be asked (offline, refusing) is closed anyway.
+CPO_SESSION_IDLE_MINUTES = int(ENV.get("CPO_SESSION_IDLE_MINUTES", "60"))
+CPO_SESSION_PROBE_WAIT_MINUTES = int(ENV.get("CPO_SESSION_PROBE_WAIT_MINUTES", "5"))
+CPO_SESSION_OFFLINE_CLOSE_MINUTES = int(ENV.get("CPO_SESSION_OFFLINE_CLOSE_MINUTES", "1440"))
+for _name in (
+    "CPO_SESSION_IDLE_MINUTES",
+    "CPO_SESSION_PROBE_WAIT_MINUTES",
+    "CPO_SESSION_OFFLINE_CLOSE_MINUTES",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1 (minutes)")
+if CPO_SESSION_OFFLINE_CLOSE_MINUTES < CPO_SESSION_IDLE_MINUTES + CPO_SESSION_PROBE_WAIT_MINUTES:
+    raise ImproperlyConfigured(
+        "CPO_SESSION_OFFLINE_CLOSE_MINUTES must be at least "
+        "CPO_SESSION_IDLE_MINUTES + CPO_SESSION_PROBE_WAIT_MINUTES"
+    )
 # Driver API views run in the thread pool, not Django's one shared sync thread (cpo.api.parallel_view).
 CPO_API_PARALLEL_VIEWS = env_bool("CPO_API_PARALLEL_VIEWS", True)
 # A live stream (GET sessions/{id}/live) holds no database connection while it waits: changes arrive

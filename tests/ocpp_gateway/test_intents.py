@@ -28,7 +28,15 @@ def _builders(module):
 
 
 def test_every_version_package_builds_the_same_intents():
-    assert _builders(v16_payloads) == _builders(v201_payloads) == {"start_charging", "stop_transaction"}
+    assert (
+        _builders(v16_payloads)
+        == _builders(v201_payloads)
+        == {
+            "start_charging",
+            "stop_transaction",
+            "transaction_probe",
+        }
+    )
 
 
 def test_the_payloads_follow_the_chargers_protocol_and_21_sends_the_201_messages():
@@ -37,9 +45,10 @@ def test_the_payloads_follow_the_chargers_protocol_and_21_sends_the_201_messages
     # 2.1 has its own payloads module (every version package holds the same modules) with 2.0.1's builders.
     v21 = intents.payloads_for(OcppProtocol.OCPP21)
     assert v21.__name__ == "apps.ocpp_gateway.v21.payloads"
-    assert (v21.start_charging, v21.stop_transaction) == (
+    assert (v21.start_charging, v21.stop_transaction, v21.transaction_probe) == (
         v201_payloads.start_charging,
         v201_payloads.stop_transaction,
+        v201_payloads.transaction_probe,
     )
     assert intents.payloads_for("") is v16_payloads  # a charger that never said: 1.6, as before
 
@@ -57,6 +66,17 @@ def test_each_versions_messages_are_valid_under_its_schema(subprotocol):
     action, payload = payloads.stop_transaction(session=session)
     protocol.validate(action, payload, version, codes)
     assert payload == ({"transactionId": 9} if version == "1.6" else {"transactionId": "TX-9"})
+    session.evse_id = 2
+    probes = payloads.transaction_probe(session=session)
+    for action, payload in probes:
+        protocol.validate(action, payload, version, codes)
+    if version == "1.6":
+        assert probes == [
+            ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": 2}),
+            ("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": 2}),
+        ]
+    else:
+        assert probes == [("GetTransactionStatus", {"transactionId": "TX-9"})]
 
 
 @pytest.mark.parametrize(

@@ -18,3 +18,12 @@ def start_charging(*, evse_id: int, id_token: str) -> Request:
 def stop_transaction(*, session: ChargingSession) -> Request:
     """Stop the session's transaction (1.6: by the integer transactionId we gave it)."""
     return "RemoteStopTransaction", {"transactionId": session.ocpp16_transaction_id}
+
+
+def transaction_probe(*, session: ChargingSession) -> list[Request]:
+    """Ask whether the session's transaction still runs. 1.6 has no such question: the connector's
+    MeterValues (sent with the transactionId while it runs) and its StatusNotification are triggered."""
+    return [
+        ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": session.evse_id}),
+        ("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": session.evse_id}),
+    ]

@@ -24,3 +24,8 @@ def start_charging(*, evse_id: int, id_token: str) -> Request:
 def stop_transaction(*, session: ChargingSession) -> Request:
     """Stop the session's transaction (2.0.1: by the charger's own transactionId)."""
     return "RequestStopTransaction", {"transactionId": session.transaction_ref}
+
+
+def transaction_probe(*, session: ChargingSession) -> list[Request]:
+    """Ask whether the session's transaction still runs (the answer's ongoingIndicator)."""
+    return [("GetTransactionStatus", {"transactionId": session.transaction_ref})]

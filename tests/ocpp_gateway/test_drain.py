@@ -17,10 +17,12 @@ from channels.db import database_sync_to_async
 from apps.charging.choices import SessionStatus
 from apps.charging.models import ChargingSession, MeterSample
 from apps.ocpp_gateway import drain
+from apps.ocpp_gateway.connection import OcppConnection
 from apps.ocpp_gateway.models import OcppFailedMessage
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.ocpp_gateway.replay import kept_messages_replay
 from apps.ocpp_gateway.services import UNPROCESSED_ERROR
+from apps.ocpp_gateway.v16 import handlers as v16_handlers
 from tests.factories import IdTokenFactory
 from tests.ocpp_gateway.conftest import Charger, connect
 
@@ -247,3 +249,57 @@ async def test_a_new_connection_waits_for_the_old_one_to_finish_before_its_first
     answer = await charger.receive()
     assert answer[:2] == [3, "hb"]
     await comm.disconnect()
+
+
+async def test_a_replaced_connections_requests_run_before_those_of_the_connection_replacing_it(
+    charge_point, monkeypatch
+):
+    """The charger reconnects while its old connection still holds a MeterValues: the old connection
+    finishes it, and the new connection's StopTransaction runs after it, not before."""
+    order: list[str] = []
+
+    def recording(name: str, service: Callable[..., Any]) -> Callable[..., Any]:
+        def run(**kwargs: Any) -> Any:
+            order.append(name)
+            return service(**kwargs)
+
+        return run
+
+    handlers = "apps.ocpp_gateway.v16.handlers"
+    monkeypatch.setattr(
+        f"{handlers}.meter_values_record", recording("MeterValues", v16_handlers.meter_values_record)
+    )
+    monkeypatch.setattr(f"{handlers}.session_stop", recording("StopTransaction", v16_handlers.session_stop))
+    gate = (
+        asyncio.Event()
+    )  # holds the old connection's MeterValues until the new connection has sent its stop
+    handle_call = OcppConnection._handle_call
+
+    async def held(self: OcppConnection, call: Any) -> None:
+        if call.action == "MeterValues":
+            await gate.wait()
+        await handle_call(self, call)
+
+    monkeypatch.setattr(OcppConnection, "_handle_call", held)
+    old, old_charger, transaction_id = await started_v16(charge_point)
+    await old_charger.send_raw(json.dumps([2, "mv", "MeterValues", meter_values(transaction_id)]))
+
+    new, connected, _ = await connect()  # the same charger, from the same address: it replaces the old one
+    assert connected
+    assert (await old.receive_output(timeout=10))["type"] == "websocket.close"
+    old_closing = asyncio.ensure_future(old.disconnect(timeout=DISCONNECT_TIMEOUT_S))
+    await eventually(
+        lambda: asyncio.to_thread(sync_redis().exists, drain.DRAINING_PREFIX + "CP-1"), what="old draining"
+    )
+    new_charger = Charger(new)
+    await new_charger.send_raw(json.dumps([2, "stop", "StopTransaction", stop_transaction(transaction_id)]))
+    assert await new.receive_nothing(timeout=0.3)  # held back while the old connection drains
+    gate.set()
+
+    answer = await new_charger.receive()
+    assert answer[:2] == [3, "stop"], answer
+    await old_closing
+    assert order == ["MeterValues", "StopTransaction"]
+    assert 2500 in await orm(energy_samples)(charge_point.pk)
+    assert (await orm(session)(charge_point.pk)).status == SessionStatus.COMPLETED
+    await new.disconnect()

@@ -22,6 +22,7 @@ from apps.ocpp_gateway.models import OcppFailedMessage
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.ocpp_gateway.replay import kept_messages_replay
 from apps.ocpp_gateway.services import UNPROCESSED_ERROR
+from apps.ocpp_gateway.tasks import kept_messages_replay_task
 from apps.ocpp_gateway.v16 import handlers as v16_handlers
 from tests.factories import IdTokenFactory
 from tests.ocpp_gateway.conftest import Charger, connect
@@ -303,3 +304,19 @@ async def test_a_replaced_connections_requests_run_before_those_of_the_connectio
     assert 2500 in await orm(energy_samples)(charge_point.pk)
     assert (await orm(session)(charge_point.pk)).status == SessionStatus.COMPLETED
     await new.disconnect()
+
+
+async def test_the_periodic_task_replays_what_is_due(charge_point, settings):
+    schedule = settings.CELERY_BEAT_SCHEDULE["ocpp-kept-messages-replay"]
+    assert schedule["task"] == kept_messages_replay_task.name
+    settings.CPO_OCPP_DRAIN_TIMEOUT_S = 0
+    comm, charger, transaction_id = await started_v16(charge_point)
+    await send_and_hang_up(charger, comm, ("StopTransaction", stop_transaction(transaction_id)))
+    settings.CPO_OCPP_REPLAY_AFTER_S = 3600
+    assert await orm(kept_messages_replay_task)() == {"replayed": 0, "failed": 0, "busy": 0}
+    assert await orm(kept)(charge_point.pk) == [("StopTransaction", UNPROCESSED_ERROR, False, "")]
+
+    settings.CPO_OCPP_REPLAY_AFTER_S = 0
+    assert await orm(kept_messages_replay_task)() == {"replayed": 1, "failed": 0, "busy": 0}
+    assert await orm(kept)(charge_point.pk) == [("StopTransaction", UNPROCESSED_ERROR, True, "")]
+    assert (await orm(session)(charge_point.pk)).status == SessionStatus.COMPLETED

@@ -33,16 +33,24 @@ def _draining_ttl_s() -> int:
 
 
 async def draining_begin(identity: str, epoch: int) -> None:
-    """Note that connection `epoch` of `identity` is finishing requests it had received."""
+    """Note that connection `epoch` of `identity` is finishing requests it had received. Best effort:
+    without Redis the requests are still finished or kept, only the next connection does not wait."""
     key = DRAINING_PREFIX + identity
-    async with async_redis().pipeline(transaction=True) as pipe:
-        pipe.sadd(key, str(epoch))
-        pipe.expire(key, _draining_ttl_s())
-        await pipe.execute()
+    try:
+        async with async_redis().pipeline(transaction=True) as pipe:
+            pipe.sadd(key, str(epoch))
+            pipe.expire(key, _draining_ttl_s())
+            await pipe.execute()
+    except Exception:
+        logger.warning("%s: could not note connection %s as draining", identity, epoch, exc_info=True)
 
 
 async def draining_end(identity: str, epoch: int) -> None:
-    await async_redis().srem(DRAINING_PREFIX + identity, str(epoch))
+    """Best effort: a mark left behind lapses with its TTL."""
+    try:
+        await async_redis().srem(DRAINING_PREFIX + identity, str(epoch))
+    except Exception:
+        logger.warning("%s: could not clear the draining mark of %s", identity, epoch, exc_info=True)
 
 
 def kept_note(charge_point_id: int) -> None:

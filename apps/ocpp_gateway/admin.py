@@ -491,7 +491,8 @@ class ReplayListFilter(admin.SimpleListFilter):
 
 @admin.register(OcppFailedMessage)
 class OcppFailedMessageAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
-    """Charger requests that failed inside the product (answered InternalError), and their replay."""
+    """Charger requests kept for replay (failed inside the product, or not handled before their
+    connection closed), and their replay."""
 
     list_display = (
         "received_at",

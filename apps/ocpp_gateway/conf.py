@@ -71,3 +71,15 @@ def auth_failure_limit() -> tuple[int, int, int]:
         int(get("CPO_OCPP_AUTH_FAILURES_PER_ADDRESS", 50)),
         int(get("CPO_OCPP_AUTH_FAILURE_WINDOW_S", 300)),
     )
+
+
+def drain_timeout_s() -> float:
+    """How long a closing connection goes on handling the requests it had received before it keeps the
+    rest for replay (the charger's next connection waits for it, so keep it short)."""
+    return float(get("CPO_OCPP_DRAIN_TIMEOUT_S", 10))
+
+
+def replay_after_s() -> float:
+    """Requests kept for replay that no new connection of their charger has replayed after this long are
+    replayed by the periodic task (`ocpp_gateway.kept_messages_replay`)."""
+    return float(get("CPO_OCPP_REPLAY_AFTER_S", 120))

@@ -4,6 +4,11 @@ The consumer feeds every text frame to `receive()` and gives a `send` coroutine.
 are resolved straight from `receive()`; the charger's own requests go to a per-connection worker task
 and our commands to another, so neither waits behind the other (consumer dispatch is sequential).
 At most one CALL per direction is outstanding: requests and commands are each handled in order.
+
+A request received in full is never thrown away: when the connection closes (the charger hung up, a
+newer connection replaced it, the server shuts down) `close()` lets the request worker finish the queue
+within a bound, answering nobody, and keeps what it could not finish for replay (`OcppFailedMessage`,
+replayed in order before the charger's next connection's first request, or by a periodic task).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from apps.ocpp_gateway.protocol import (
     UnknownMessageType,
     UnparsableFrame,
 )
-from apps.ocpp_gateway.services import failed_message_store
+from apps.ocpp_gateway.services import failed_message_store, failed_messages_keep_unprocessed
 from cpo import clock
 
 logger = logging.getLogger(__name__)
@@ -60,6 +65,9 @@ class ConnectionContext:
     triggered: set[str] = field(default_factory=set)
     # Told what each BootNotification answered Accepted or Pending said (the consumer notes it in presence).
     on_boot: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    # Awaited once, before this connection's first request is handled: requests an earlier connection of
+    # the charger received but did not finish are handled (replayed) first, so order per charger holds.
+    catch_up: Callable[[], Awaitable[None]] | None = None
     # The OCPP version this connection speaks (its subprotocol) and that version's schema key.
     ocpp: versions.OcppVersion = field(init=False)
     version: str = field(init=False)
@@ -127,25 +135,71 @@ class OcppConnection:
         self.pending: dict[str, tuple[str, asyncio.Future]] = {}
         self._request_task: asyncio.Task | None = None
         self._command_task: asyncio.Task | None = None
+        # The request the worker is handling (kept for replay if the worker must be cancelled mid-way).
+        self._current: Call | None = None
+        self._caught_up = context.catch_up is None
         self.closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Nothing to start: workers are created on demand (see `_kick`)."""
 
-    async def close(self) -> list[dict[str, Any]]:
-        """Stop the workers; fail the outstanding CALL; return the commands never sent."""
+    def has_requests(self) -> bool:
+        """Whether requests received are still queued or being handled."""
+        return bool(self.requests) or self._current is not None
+
+    async def close(self, *, drain_timeout: float = 0.0) -> list[dict[str, Any]]:
+        """Stop the command worker and fail the outstanding CALL; let the request worker finish the
+        requests already received for at most `drain_timeout` seconds (their answers are not sent: the
+        socket is gone), then keep the rest, the one cut off mid-way included, for replay. Returns the
+        commands never sent. Nothing is sent once this has been called."""
         self.closed = True
         for _unique_id, (_action, future) in list(self.pending.items()):
             if not future.done():
                 future.set_exception(ConnectionClosed())
-        tasks = [t for t in (self._request_task, self._command_task) if t is not None and not t.done()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        command_task = self._command_task
+        if command_task is not None and not command_task.done():
+            command_task.cancel()
+            await asyncio.gather(command_task, return_exceptions=True)
         unsent = list(self.commands)
         self.commands.clear()
+        request_task = self._request_task
+        try:
+            if request_task is not None and not request_task.done():
+                await asyncio.wait({request_task}, timeout=max(drain_timeout, 0.0))
+        finally:
+            # Also when the close itself is cancelled (server shutdown past its grace period): what was
+            # not handled is kept, never dropped. Shielded, so a second cancellation cannot lose it.
+            if request_task is not None and not request_task.done():
+                request_task.cancel()
+                await asyncio.gather(request_task, return_exceptions=True)
+            leftovers = ([self._current] if self._current is not None else []) + list(self.requests)
+            self._current = None
+            self.requests.clear()
+            if leftovers:
+                await asyncio.shield(self._keep_unprocessed(leftovers))
         return unsent
+
+    async def _keep_unprocessed(self, calls: list[Call]) -> None:
+        logger.warning(
+            "%s: connection closed with %d request(s) not handled (%s); kept for replay",
+            self.ctx.identity,
+            len(calls),
+            ", ".join(f"{c.action} {c.unique_id}" for c in calls),
+        )
+        try:
+            await database_sync_to_async(failed_messages_keep_unprocessed)(
+                charge_point_id=self.ctx.charge_point_id,
+                protocol=self.ctx.subprotocol,
+                calls=[(c.action, c.unique_id, c.payload) for c in calls],
+            )
+        except Exception:
+            logger.exception(
+                "%s: could not keep %d unhandled request(s) for replay: %s",
+                self.ctx.identity,
+                len(calls),
+                protocol.dumps([[c.unique_id, c.action, c.payload] for c in calls])[:4000],
+            )
 
     # --- frames in ---------------------------------------------------------------------------------
     def _log(self, direction: str, raw: str, message_type: int | None, action: str, unique_id: str) -> None:
@@ -163,6 +217,11 @@ class OcppConnection:
         )
 
     async def send_frame(self, raw: str, message_type: int, action: str, unique_id: str) -> None:
+        if self.closed:
+            # A request finished after the socket closed: the charger cannot get its answer (it will
+            # repeat the request, which is idempotent); nothing is sent on a closed socket.
+            logger.info("%s: %s %s handled after the connection closed", self.ctx.identity, action, unique_id)
+            return
         self._log(Direction.OUT, raw, message_type, action, unique_id)
         await self._send(raw)
 
@@ -240,16 +299,25 @@ class OcppConnection:
 
     # --- the charger's requests --------------------------------------------------------------------
     async def _request_worker(self) -> None:
+        if not self._caught_up and self.ctx.catch_up is not None:
+            self._caught_up = True
+            try:
+                await self.ctx.catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("%s: could not replay the requests kept for it", self.ctx.identity)
         while True:
             if not self.requests:
                 return
-            call = self.requests.popleft()
+            call = self._current = self.requests.popleft()
             try:
                 await self._handle_call(call)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("%s: could not answer %s %s", self.ctx.identity, call.action, call.unique_id)
+            self._current = None
 
     def allowed_before_acceptance(self, action: str) -> bool:
         return action == "BootNotification"

@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 
-from apps.ocpp_gateway import auth, conf, presence, versions
+from apps.ocpp_gateway import auth, conf, drain, presence, replay, versions
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
 from apps.ocpp_gateway.services import command_record_outcome
@@ -114,6 +114,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             subprotocol=version.subprotocol,
             registration_status=decision.registration_status,
             on_boot=self._note_boot,
+            catch_up=self._catch_up,
         )
         self.connection = OcppConnection(
             context=context, send=self._send_text, record_outcome=_record_outcome
@@ -137,6 +138,19 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 or ""
             ),
         )
+
+    async def _catch_up(self) -> None:
+        """Before this connection's first request: let an earlier connection of the charger finish what
+        it had received, then replay what was kept (the charger's requests keep their order)."""
+        connection = self.connection
+        if connection is None:
+            return
+        charge_point_id = connection.ctx.charge_point_id
+        if await drain.before_first_request(self.identity, self.epoch, charge_point_id):
+            counts = await database_sync_to_async(replay.kept_messages_replay)(
+                charge_point_id=charge_point_id, wait_s=1.0
+            )
+            logger.info("%s: requests kept for replay handled: %s", self.identity, counts)
 
     async def deny(self, status: int, reason: str) -> None:
         """Refuse the handshake with an HTTP status where the server supports it (uvicorn), else 403."""
@@ -197,7 +211,15 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if self.connection is None:
             return
         connection, self.connection = self.connection, None
-        unsent = await connection.close()
+        draining = connection.has_requests()
+        if draining:
+            # The charger's next connection waits for these before its own (drain.before_first_request).
+            await drain.draining_begin(self.identity, self.epoch)
+        try:
+            unsent = await connection.close(drain_timeout=conf.drain_timeout_s())
+        finally:
+            if draining:
+                await drain.draining_end(self.identity, self.epoch)
         for command in unsent:
             await _record_outcome(command, CommandOutcome(CommandStatus.CHARGER_DISCONNECTED))
         await presence.release(self.identity, self.epoch)

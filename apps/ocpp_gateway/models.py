@@ -142,7 +142,9 @@ class OcppMessage(models.Model):
 
 
 class OcppFailedMessage(models.Model):
-    """A charger's request that failed inside the product (answered InternalError), kept for replay."""
+    """A charger's request kept for replay: it failed inside the product (answered InternalError), or its
+    connection closed before it was handled (`error` says which). Replayed once by itself
+    (`replay.kept_messages_replay`), and by operators."""
 
     charge_point = models.ForeignKey(
         ChargePoint, verbose_name=_("charge point"), on_delete=models.CASCADE, related_name="failed_messages"

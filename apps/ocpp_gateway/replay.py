@@ -1,27 +1,38 @@
-"""Replaying a charger's request that failed inside the product (answered InternalError and kept).
+"""Replaying a charger's request that was kept: it failed inside the product (answered InternalError), or
+its connection closed before it was handled (`connection.OcppConnection.close`).
 
-The stored request is validated and run through the very handler of its protocol version that failed
-the first time, with the charger's context rebuilt from the database; nothing is sent to the charger
-(it was answered long ago). Replaying is safe to repeat: the domain stores every message a charger may
-repeat on a natural key, so a second replay finds what the first one stored.
+The stored request is validated and run through the very handler of its protocol version, with the
+charger's context rebuilt from the database; nothing is sent to the charger (it was answered long ago, or
+its socket is gone). Replaying is safe to repeat: the domain stores every message a charger may repeat
+on a natural key, so a second replay finds what the first one stored.
+
+Where replays come from: an operator (the admin action, any number of times), and, once per kept
+request, automatically (`kept_messages_replay`): before the first request of the charger's next
+connection (so a charger's requests keep their order), and from the periodic task for requests still
+waiting after `CPO_OCPP_REPLAY_AFTER_S` (a charger that does not come back).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import async_to_sync
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
+from redis.exceptions import LockError
 
 from apps.accounts.choices import AuditOutcome
 from apps.accounts.services import audit_record_create
-from apps.ocpp_gateway import protocol, versions
+from apps.ocpp_gateway import conf, drain, protocol, versions
 from apps.ocpp_gateway.connection import ConnectionContext, OcppConnection
 from apps.ocpp_gateway.models import OcppFailedMessage
+from apps.ocpp_gateway.redis_clients import sync_redis
 from cpo import clock
 
 logger = logging.getLogger(__name__)
+REPLAYING_PREFIX = "cpo:ocpp:replaying:"
+REPLAY_CLAIMED = "replay in progress"
 
 
 async def _discard(text: str) -> None:
@@ -84,3 +95,67 @@ def failed_message_replay(
         },
     )
     return failed
+
+
+def _claim(failed: OcppFailedMessage) -> bool:
+    """Take the one automatic replay of `failed` (False: another replayer took it)."""
+    return bool(
+        OcppFailedMessage.objects.filter(pk=failed.pk, replayed_at__isnull=True).update(
+            replayed_at=clock.now(), replay_error=REPLAY_CLAIMED
+        )
+    )
+
+
+def kept_messages_replay(
+    *,
+    charge_point_id: int | None = None,
+    older_than_s: float | None = None,
+    wait_s: float = 0.0,
+    limit: int = 500,
+) -> dict[str, int]:
+    """Replay, once each, the kept requests not replayed yet: of one charger (before its new connection's
+    first request) or of all (the periodic task, only those older than `older_than_s`). A charger's
+    requests run in the order received, one replayer per charger at a time; each request is claimed
+    first, so two replayers never run the same one; a charger another replayer holds is waited for at
+    most `wait_s` seconds, then left to it. Call it outside a transaction."""
+    pending = OcppFailedMessage.objects.filter(replayed_at__isnull=True)
+    if charge_point_id is not None:
+        pending = pending.filter(charge_point_id=charge_point_id)
+    if older_than_s is not None:
+        pending = pending.filter(received_at__lt=clock.now() - timedelta(seconds=older_than_s))
+    charge_point_ids = (
+        [charge_point_id]
+        if charge_point_id is not None
+        else list(pending.order_by().values_list("charge_point_id", flat=True).distinct()[:limit])
+    )
+    counts = {"replayed": 0, "failed": 0, "busy": 0}
+    redis = sync_redis()
+    for cp_id in charge_point_ids:
+        lock = redis.lock(REPLAYING_PREFIX + str(cp_id), timeout=300, blocking_timeout=wait_s)
+        if not lock.acquire(blocking=wait_s > 0):
+            counts["busy"] += 1  # another replayer has this charger; it goes on in order
+            continue
+        try:
+            messages = list(
+                pending.filter(charge_point_id=cp_id)
+                .select_related("charge_point")
+                .order_by("received_at", "pk")[:limit]
+            )
+            for message in messages:
+                if not _claim(message):
+                    continue
+                message = failed_message_replay(failed=message, source="ocpp_replay")
+                counts["failed" if message.replay_error else "replayed"] += 1
+            if not OcppFailedMessage.objects.filter(charge_point_id=cp_id, replayed_at__isnull=True).exists():
+                drain.kept_clear(cp_id)
+        finally:
+            try:
+                lock.release()
+            except LockError:
+                logger.warning("replay lock of charge point %s expired before the replay ended", cp_id)
+    return counts
+
+
+def kept_messages_replay_due() -> dict[str, int]:
+    """The periodic task's pass: kept requests whose charger did not come back to have them replayed."""
+    return kept_messages_replay(older_than_s=conf.replay_after_s())

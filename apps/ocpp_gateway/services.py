@@ -32,7 +32,7 @@ from django.db import connection, transaction
 from django.utils.translation import gettext as _
 
 from apps.accounts.services import audit_record_build, audit_record_create
-from apps.ocpp_gateway import conf, delivery, outcomes, presence, protocol, transfers, versions
+from apps.ocpp_gateway import conf, delivery, drain, outcomes, presence, protocol, transfers, versions
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage, command_outcome_shape
@@ -604,7 +604,9 @@ def commands_sweep(*, grace_s: float = 5.0) -> int:
 def failed_message_store(
     *, charge_point_id: int, protocol: str, action: str, unique_id: str, payload: Any, error: str
 ) -> OcppFailedMessage:
-    return OcppFailedMessage.objects.create(
+    """Keep a request that failed inside the product for replay (by hand, or automatically once:
+    `replay.kept_messages_replay`)."""
+    failed = OcppFailedMessage.objects.create(
         charge_point_id=charge_point_id,
         protocol=protocol,
         action=action,
@@ -613,6 +615,35 @@ def failed_message_store(
         error=error[:4000],
         received_at=clock.now(),
     )
+    drain.kept_note(charge_point_id)
+    return failed
+
+
+UNPROCESSED_ERROR = "not handled before the connection closed"
+
+
+def failed_messages_keep_unprocessed(
+    *, charge_point_id: int, protocol: str, calls: list[tuple[str, str, Any]]
+) -> list[OcppFailedMessage]:
+    """Keep requests (action, message id, payload) a closing connection received but did not finish, in
+    the order received, for replay before the charger's next request (`replay.kept_messages_replay`)."""
+    now = clock.now()
+    kept = OcppFailedMessage.objects.bulk_create(
+        [
+            OcppFailedMessage(
+                charge_point_id=charge_point_id,
+                protocol=protocol,
+                action=action,
+                unique_id=unique_id,
+                payload=payload,
+                error=UNPROCESSED_ERROR,
+                received_at=now,
+            )
+            for action, unique_id, payload in calls
+        ]
+    )
+    drain.kept_note(charge_point_id)
+    return kept
 
 
 def presence_flush() -> dict[str, int]:

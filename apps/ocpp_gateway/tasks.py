@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from apps.ocpp_gateway import services
+from apps.ocpp_gateway import replay, services
 
 
 @shared_task(name="ocpp_gateway.presence_flush", ignore_result=True)
@@ -19,3 +19,9 @@ def commands_sweep_task() -> int:
 @shared_task(name="ocpp_gateway.message_log_purge", ignore_result=True)
 def message_log_purge_task() -> int:
     return services.message_log_purge()
+
+
+@shared_task(name="ocpp_gateway.kept_messages_replay", ignore_result=True)
+def kept_messages_replay_task() -> dict[str, int]:
+    """Replay (once) the requests kept for chargers that did not reconnect to have them replayed."""
+    return replay.kept_messages_replay_due()

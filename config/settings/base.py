@@ -131,6 +131,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "ocpp-presence-flush": {"task": "ocpp_gateway.presence_flush", "schedule": 30.0},
     "ocpp-commands-sweep": {"task": "ocpp_gateway.commands_sweep", "schedule": 15.0},
     "ocpp-message-log-purge": {"task": "ocpp_gateway.message_log_purge", "schedule": 3600.0},
+    "ocpp-kept-messages-replay": {"task": "ocpp_gateway.kept_messages_replay", "schedule": 60.0},
     "driver-sessions-sweep": {"task": "charging.driver_sessions_sweep", "schedule": 15.0},
     "charging-sessions-reconcile": {"task": "charging.sessions_reconcile", "schedule": 300.0},
     "tariffs-cdr-sweep": {"task": "tariffs.cdr_sweep", "schedule": 300.0},

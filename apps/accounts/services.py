@@ -20,6 +20,7 @@ from django.utils.http import urlsafe_base64_decode, urlsafe_base64_encode
 from django.utils.translation import gettext as _
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from apps.accounts import hooks
 from apps.accounts.choices import AuditOutcome, IdTokenStatus, IdTokenType
 from apps.accounts.idtokens import normalise_uid
 from apps.accounts.models import AuditRecord, DriverProfile, IdToken, Organisation, User
@@ -455,6 +456,7 @@ def driver_delete(*, user: User) -> None:
         pk__in=[int(pk) for pk in unlinked if pk.isdigit()], owner__isnull=True, released_at__isnull=False
     ).exclude(label="").update(label="")
     user_revoke_refresh_tokens(user=user)
+    hooks.driver_erased.emit(user=user)  # the apps above erase what they keep of the driver
     # Written after the erasure, so the record names the anonymous account, not the person.
     audit_record_create(actor=user, action="driver.delete", target=user, source="api")
     driver_traces_erase(user=user, traces=traces)

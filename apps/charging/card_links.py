@@ -130,6 +130,16 @@ def card_link_cancel(*, driver: User, link_id: int) -> CardLinkRequest:
     return link
 
 
+def card_links_erase(*, user: User) -> None:
+    """The driver's account is being erased (accounts.hooks.driver_erased): a waiting request is
+    cancelled and no request keeps the label the driver typed (it may name them)."""
+    now = clock.now()
+    CardLinkRequest.objects.filter(driver=user, status=S.PENDING).update(
+        status=S.CANCELLED, decided_at=now, updated_at=now
+    )
+    CardLinkRequest.objects.filter(driver=user).exclude(label="").update(label="", updated_at=now)
+
+
 def card_link_refusals_since(*, driver: User, since: datetime) -> list[datetime]:
     """When the driver's link requests were refused (token_not_linkable) since `since`, oldest first."""
     refused = CardLinkRequest.objects.filter(driver=driver, status=S.REFUSED, decided_at__gte=since)

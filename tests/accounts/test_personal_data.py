@@ -23,9 +23,10 @@ from rest_framework.test import APIClient
 
 from apps.accounts.models import AuditRecord, DriverProfile, IdToken, User
 from apps.accounts.services import audit_record_create, idtoken_upsert
+from apps.charging.choices import AuthorizationStatus
 from apps.charging.metering import Sample
-from apps.charging.models import DriverSession
-from apps.charging.services import meter_values_record, session_start, session_stop
+from apps.charging.models import CardLinkRequest, DriverSession
+from apps.charging.services import idtoken_authorize, meter_values_record, session_start, session_stop
 from apps.ocpp_gateway import presence
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.stations.choices import ConnectorStatus, OcppProtocol
@@ -179,6 +180,16 @@ def charge(*, cp, evse_id: int, id_tag: str, meter_start: int, meter_stop: int) 
     return charging.pk
 
 
+def link_card(api: APIClient, cp, uid: str, label: str) -> int:
+    """Link a card the way a driver does: ask in the app, then present the card at the charger."""
+    asked = api.post("/api/v1/tokens", {"charge_point": cp.pk, "uid": uid, "label": label}, format="json")
+    assert asked.status_code == 202, asked.content
+    assert idtoken_authorize(uid=uid, charge_point=cp).status == AuthorizationStatus.ACCEPTED
+    polled = api.get(asked["Location"]).json()
+    assert polled["status"] == "linked", polled
+    return polled["token"]["id"]
+
+
 def a_drivers_life(cp, superuser, django_capture_on_commit_callbacks) -> User:
     """Register, verify, log in, link a card, charge from the app and with the card, fetch the receipts, be
     looked at and changed in the admin, and mistype the address into the admin's sign-in page."""
@@ -205,11 +216,10 @@ def a_drivers_life(cp, superuser, django_capture_on_commit_callbacks) -> User:
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {pair['access']}")
     assert api.patch("/api/v1/me", {"phone": PHONE}, format="json").status_code == 200
-    linked = api.post("/api/v1/tokens", {"uid": CARD, "label": f"{NAME}'s card"}, format="json")
-    assert linked.status_code == 201, linked.content
+    link_card(api, cp, CARD, f"{NAME}'s card")
     # a second card, named too, that the driver gives up again before leaving
-    spare = api.post("/api/v1/tokens", {"uid": "04FFEEDDCCBBAA", "label": f"Spare of {NAME}"}, format="json")
-    assert api.delete(f"/api/v1/tokens/{spare.json()['id']}").status_code == 204
+    spare = link_card(api, cp, "04FFEEDDCCBBAA", f"Spare of {NAME}")
+    assert api.delete(f"/api/v1/tokens/{spare}").status_code == 204
 
     # a charge from the app (remote start with the app token) and one with the card at the charger
     started = api.post(
@@ -329,18 +339,21 @@ def test_an_admin_sign_in_typed_with_a_drivers_address_is_audited_under_the_pseu
 
 
 @pytest.mark.django_db
-def test_a_card_the_driver_gives_up_keeps_no_label_and_deletion_clears_labels_kept_before():
+def test_a_card_the_driver_gives_up_keeps_no_label_and_deletion_clears_labels_kept_before(cp):
     driver = DriverFactory()
     api = APIClient()
     api.force_authenticate(driver)
-    first = api.post("/api/v1/tokens", {"uid": "04A1A1A1A1", "label": "Ann's card"}, format="json").json()
-    assert api.delete(f"/api/v1/tokens/{first['id']}").status_code == 204
-    assert IdToken.objects.get(pk=first["id"]).label == ""
-    second = api.post("/api/v1/tokens", {"uid": "04B2B2B2B2", "label": "Ann's spare"}, format="json").json()
-    assert api.delete(f"/api/v1/tokens/{second['id']}").status_code == 204
-    IdToken.objects.filter(pk=second["id"]).update(label="Ann's spare")  # as the release before kept it
+    first = link_card(api, cp, "04A1A1A1A1", "Ann's card")
+    assert api.delete(f"/api/v1/tokens/{first}").status_code == 204
+    assert IdToken.objects.get(pk=first).label == ""
+    second = link_card(api, cp, "04B2B2B2B2", "Ann's spare")
+    assert api.delete(f"/api/v1/tokens/{second}").status_code == 204
+    IdToken.objects.filter(pk=second).update(label="Ann's spare")  # as the release before kept it
+    assert CardLinkRequest.objects.filter(driver=driver).exclude(label="").count() == 2
     api.delete("/api/v1/me")
-    assert IdToken.objects.get(pk=second["id"]).label == ""
+    assert IdToken.objects.get(pk=second).label == ""
+    # the requests that linked them kept the labels the driver typed: erased with the account
+    assert CardLinkRequest.objects.filter(driver=driver).exclude(label="").count() == 0
 
 
 @pytest.mark.django_db

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "apps.stations",
     "apps.charging",
     "apps.tariffs",
+    "apps.billing",
     "apps.ocpp_gateway",
 ]
 
@@ -133,6 +134,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "ocpp-message-log-purge": {"task": "ocpp_gateway.message_log_purge", "schedule": 3600.0},
     "driver-sessions-sweep": {"task": "charging.driver_sessions_sweep", "schedule": 15.0},
     "tariffs-cdr-sweep": {"task": "tariffs.cdr_sweep", "schedule": 300.0},
+    "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 300.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 
@@ -220,6 +222,9 @@ REST_FRAMEWORK = {
         # cards a driver tried to link that someone else holds (token_not_linkable): few, they probe
         "token-refusals-user": ENV.get("CPO_API_RATE_TOKEN_REFUSALS_USER", "10/d"),
         "token-address": ENV.get("CPO_API_RATE_TOKEN_ADDRESS", "30/min"),
+        # adding and removing cards (each a Stripe request)
+        "payment-user": ENV.get("CPO_API_RATE_PAYMENT_USER", "20/min"),
+        "payment-address": ENV.get("CPO_API_RATE_PAYMENT_ADDRESS", "60/min"),
     },
     # One proxy hop in front (nginx in docker/): the client address is the last X-Forwarded-For entry.
     # 0 (the default): the socket's address, never a client-supplied X-Forwarded-For.
@@ -351,3 +356,18 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = int(ENV.get("DJANGO_FILE_UPLOAD_MAX_MEMORY_SIZE", 
 # A completed session whose car was never reported leaving gets its CDR after this many hours, with
 # parking counted only up to the end of the transaction (we cannot prove more).
 CPO_TARIFFS_DEPARTURE_TIMEOUT_H = float(ENV.get("CPO_TARIFFS_DEPARTURE_TIMEOUT_H", "24"))
+
+# --- billing (Stripe) ------------------------------------------------------------------------------
+# Keys from the Stripe dashboard (test keys in development). STRIPE_API_BASE points the client at another
+# server: `make run` starts localstripe on loopback when no STRIPE_SECRET_KEY is set (README, Payments).
+STRIPE_SECRET_KEY = ENV.get("STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = ENV.get("STRIPE_PUBLISHABLE_KEY", "")
+STRIPE_WEBHOOK_SECRET = ENV.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = ENV.get("STRIPE_API_BASE", "https://api.stripe.com")
+# Every Stripe request gives up after this many seconds (connect and read each); the API then answers 503
+# payment_provider_unavailable and webhook processing retries later.
+STRIPE_TIMEOUT_S = float(ENV.get("STRIPE_TIMEOUT_S", "10"))
+# Retries of one request inside the Stripe library (same idempotency key) before it counts as failed.
+STRIPE_MAX_NETWORK_RETRIES = int(ENV.get("STRIPE_MAX_NETWORK_RETRIES", "1"))
+# Webhook signatures older than this are refused (replay protection; Stripe's default tolerance).
+STRIPE_WEBHOOK_TOLERANCE_S = int(ENV.get("STRIPE_WEBHOOK_TOLERANCE_S", "300"))

@@ -492,3 +492,24 @@ TENANT_FACTORIES.update(
         ),
     }
 )
+
+
+# --- billing ---------------------------------------------------------------------------------------------
+
+from apps.billing.models import Dispute  # noqa: E402
+
+
+class DisputeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Dispute
+
+    stripe_id = factory.Sequence(lambda n: f"dp_test{n}")
+    charge_id = factory.Sequence(lambda n: f"ch_test{n}")
+    amount = 2500
+    currency = "EUR"
+    reason = "fraudulent"
+    status = "needs_response"
+    opened_at = factory.LazyFunction(clock.now)
+
+
+TENANT_FACTORIES[Dispute] = _for_org(DisputeFactory)

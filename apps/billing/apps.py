@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class BillingConfig(AppConfig):
+    """Payments: a Stripe customer per driver, their cards, Stripe's webhooks and disputes. Billing sits
+    above tariffs (docs/architecture.md, Layering): it may import tariffs, charging and accounts; they
+    never import it."""
+
+    name = "apps.billing"
+    label = "billing"
+    verbose_name = _("Billing and payments")

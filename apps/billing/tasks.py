@@ -1,0 +1,32 @@
+"""Stripe webhook events that need Stripe again: processed here, retried on network errors and 5xx
+(exponential back-off), never on a 4xx (webhooks.event_process marks those failed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from apps.billing import webhooks
+from apps.billing.stripe_client import PaymentProviderUnavailable
+
+MAX_RETRIES = 8
+
+
+@shared_task(name=webhooks.PROCESS_TASK, bind=True, max_retries=MAX_RETRIES, ignore_result=True)
+def stripe_event_process_task(self: Any, event_pk: int) -> str:
+    try:
+        return str(webhooks.event_process(event_pk).status)
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.stripe_events_sweep", ignore_result=True)
+def stripe_events_sweep_task() -> int:
+    """Dispatch again the events whose processing task was lost (broker down at receipt)."""
+    pending = webhooks.events_pending()
+    for pk in pending:
+        stripe_event_process_task.delay(pk)
+    return len(pending)

@@ -10,3 +10,10 @@ class BillingConfig(AppConfig):
     name = "apps.billing"
     label = "billing"
     verbose_name = _("Billing and payments")
+
+    def ready(self) -> None:
+        from apps.billing.payments import CardHolds
+        from apps.charging import hooks as charging_hooks
+
+        # A driver's start is paid by a card hold (charging asks through its port, docs/architecture.md).
+        charging_hooks.start_payment.provide(CardHolds())

@@ -13,3 +13,11 @@ class StripeEventStatus(models.TextChoices):
     PROCESSED = "processed", _("processed")
     IGNORED = "ignored", _("ignored")
     FAILED = "failed", _("failed")
+
+
+class PaymentStatus(models.TextChoices):
+    AUTHORISED = "authorised", _("authorised (held)")
+    CAPTURED = "captured", _("captured")
+    RELEASED = "released", _("released")
+    FAILED = "failed", _("failed")
+    DEBT = "debt", _("debt")

@@ -13,7 +13,8 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Organisation
 from apps.accounts.tenancy import TenantQuerySet
-from apps.billing.choices import StripeCallStatus, StripeEventStatus
+from apps.billing.choices import PaymentStatus, StripeCallStatus, StripeEventStatus
+from apps.charging.models import DriverSession
 
 
 class StripeCall(models.Model):
@@ -164,3 +165,43 @@ class Dispute(models.Model):
 
     def __str__(self) -> str:
         return self.stripe_id
+
+
+class Payment(models.Model):
+    """A card payment of one driver session: a PaymentIntent with manual capture, held when the start was
+    requested (before the charger is asked), released when the start fails."""
+
+    stripe_id = models.CharField(_("Stripe payment intent"), max_length=255, unique=True)
+    customer = models.ForeignKey(
+        StripeCustomer, on_delete=models.PROTECT, related_name="payments", verbose_name=_("customer")
+    )
+    driver_session = models.OneToOneField(
+        DriverSession,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="payment",
+        verbose_name=_("driver session"),
+    )
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="payments", verbose_name=_("organisation")
+    )
+    payment_method_id = models.CharField(_("Stripe payment method"), max_length=255)
+    currency = models.CharField(_("currency"), max_length=3)
+    amount_held = models.BigIntegerField(_("amount held (minor units)"))
+    amount_captured = models.BigIntegerField(_("amount captured (minor units)"), default=0)
+    status = models.CharField(
+        _("status"), max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.AUTHORISED
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+
+    def __str__(self) -> str:
+        return f"{self.stripe_id} ({self.status})"

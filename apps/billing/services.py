@@ -117,7 +117,7 @@ def _record_method(*, customer: StripeCustomer, payment_method: Any) -> tuple[Pa
     data = _as_dict(payment_method)
     fields = card_fields(data)
     with transaction.atomic():
-        StripeCustomer.objects.select_for_update().filter(pk=customer.pk).first()
+        StripeCustomer.objects.select_for_update(no_key=True).filter(pk=customer.pk).first()
         method, created = PaymentMethod.objects.update_or_create(
             stripe_id=str(data["id"]), customer=customer, defaults=fields
         )
@@ -179,7 +179,7 @@ def payment_method_set_default(*, user: User, pk: int) -> PaymentMethod:
     """Make one of the driver's cards the one charged by default (ours to decide: no Stripe call)."""
     method = payment_method_get(user=user, pk=pk)
     with transaction.atomic():
-        StripeCustomer.objects.select_for_update().filter(pk=method.customer_id).first()
+        StripeCustomer.objects.select_for_update(no_key=True).filter(pk=method.customer_id).first()
         PaymentMethod.objects.filter(customer_id=method.customer_id, is_default=True).exclude(
             pk=method.pk
         ).update(is_default=False)
@@ -191,7 +191,7 @@ def payment_method_set_default(*, user: User, pk: int) -> PaymentMethod:
 def _forget_method(method: PaymentMethod) -> None:
     """Delete our row; when it was the default, the newest remaining card becomes the default."""
     with transaction.atomic():
-        StripeCustomer.objects.select_for_update().filter(pk=method.customer_id).first()
+        StripeCustomer.objects.select_for_update(no_key=True).filter(pk=method.customer_id).first()
         was_default = PaymentMethod.objects.filter(pk=method.pk, is_default=True).exists()
         PaymentMethod.objects.filter(pk=method.pk).delete()
         if was_default:
@@ -243,7 +243,7 @@ def customer_deleted_record(*, customer_id: str) -> bool:
     """The customer was deleted at Stripe (with its cards): keep the row, marked, and forget its cards;
     the driver's next card gets a new customer."""
     with transaction.atomic():
-        customer = StripeCustomer.objects.select_for_update().filter(stripe_id=customer_id).first()
+        customer = StripeCustomer.objects.select_for_update(no_key=True).filter(stripe_id=customer_id).first()
         if customer is None or customer.deleted_at is not None:
             return False
         PaymentMethod.objects.filter(customer=customer).delete()

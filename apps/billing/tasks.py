@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.billing import webhooks
+from apps.billing import payments, webhooks
 from apps.billing.stripe_client import PaymentProviderUnavailable
 
 MAX_RETRIES = 8
@@ -30,3 +30,13 @@ def stripe_events_sweep_task() -> int:
     for pk in pending:
         stripe_event_process_task.delay(pk)
     return len(pending)
+
+
+@shared_task(name="billing.payment_release", bind=True, max_retries=MAX_RETRIES, ignore_result=True)
+def payment_release_task(self: Any, payment_id: int) -> str:
+    try:
+        return str(payments.payment_release(payment_id).status)
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc

@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.billing import services, stripe_client
 from apps.billing.choices import StripeEventStatus
-from apps.billing.models import Dispute, StripeCustomer, StripeEvent
+from apps.billing.models import Dispute, Payment, StripeCustomer, StripeEvent
 from apps.billing.stripe_client import PaymentProviderUnavailable, PaymentRequestRefused
 from cpo import clock
 from cpo.exceptions import ApplicationError, ServiceUnavailable
@@ -67,17 +67,23 @@ def _dispute_record(payload: dict[str, Any]) -> None:
     customer = StripeCustomer.objects.filter(stripe_id=customer_id).first() if customer_id else None
     charge = obj.get("charge")
     intent = obj.get("payment_intent")
+    intent_id = str((intent.get("id") if isinstance(intent, dict) else intent) or "")
+    # the operator whose session the disputed payment paid for
+    payment = Payment.objects.filter(stripe_id=intent_id).first() if intent_id else None
+    if payment is not None:
+        customer = customer or payment.customer
     Dispute.objects.update_or_create(
         stripe_id=str(obj["id"]),
         defaults={
             "charge_id": str((charge.get("id") if isinstance(charge, dict) else charge) or ""),
-            "payment_intent_id": str((intent.get("id") if isinstance(intent, dict) else intent) or ""),
+            "payment_intent_id": intent_id,
             "amount": int(obj.get("amount") or 0),
             "currency": str(obj.get("currency") or "").upper()[:3],
             "reason": str(obj.get("reason") or "")[:64],
             "status": str(obj.get("status") or "")[:64],
             "evidence_due_by": _timestamp((obj.get("evidence_details") or {}).get("due_by")),
             "customer": customer,
+            "organisation": payment.organisation if payment is not None else None,
             "opened_at": _timestamp(obj.get("created")) or clock.now(),
         },
     )

@@ -369,5 +369,10 @@ STRIPE_API_BASE = ENV.get("STRIPE_API_BASE", "https://api.stripe.com")
 STRIPE_TIMEOUT_S = float(ENV.get("STRIPE_TIMEOUT_S", "10"))
 # Retries of one request inside the Stripe library (same idempotency key) before it counts as failed.
 STRIPE_MAX_NETWORK_RETRIES = int(ENV.get("STRIPE_MAX_NETWORK_RETRIES", "1"))
+# The card hold a driver's start takes (per currency, in major units: "EUR=50,CHF=50"); a tariff with a
+# maximum price holds less. Only when STRIPE_SECRET_KEY is set; drivers in a customer account are invoiced.
+CPO_PAYMENT_HOLD_AMOUNT = ENV.get(
+    "CPO_PAYMENT_HOLD_AMOUNT", "EUR=50,CHF=50,GBP=40,DKK=375,SEK=550,NOK=550,PLN=220"
+)
 # Webhook signatures older than this are refused (replay protection; Stripe's default tolerance).
 STRIPE_WEBHOOK_TOLERANCE_S = int(ENV.get("STRIPE_WEBHOOK_TOLERANCE_S", "300"))

@@ -1,0 +1,185 @@
+"""Pre-authorisation of a driver's start against localstripe: a card hold taken before the charger is
+asked (charging asks billing through the start_payment port), 402s without one, released when the start
+does not happen."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
+
+from apps.billing import payments, services, tasks
+from apps.billing.choices import PaymentStatus
+from apps.billing.models import Payment, StripeCall
+from apps.charging import driver_services
+from apps.charging.choices import DriverSessionStatus
+from apps.charging.models import DriverSession
+from apps.ocpp_gateway.models import OcppCommand
+from apps.stations.choices import ConnectorStatus
+from cpo import clock
+from tests.charging.test_driver_sessions import _charger, clean_presence  # noqa: F401 - fixture
+from tests.factories import CustomerAccountFactory, DriverFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def driver(db):
+    return DriverFactory(email="holder@example.com")
+
+
+@pytest.fixture
+def api(driver):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(driver)}")
+    return client
+
+
+@pytest.fixture
+def released_at_once(monkeypatch):
+    """The release task runs in the test (no worker) when it is dispatched on commit."""
+    monkeypatch.setattr(
+        tasks.payment_release_task, "delay", lambda pk: tasks.payment_release_task.apply(args=[pk])
+    )
+
+
+def start(api, cp, key="start-1", connector=1):
+    return api.post(
+        "/api/v1/sessions",
+        {"charge_point": cp.pk, "connector": connector},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key,
+    )
+
+
+def intent_status(server, payment):
+    return server.client().v1.payment_intents.retrieve(payment.stripe_id).status
+
+
+def test_no_card_is_402_and_the_charger_is_never_asked(api, stripe_server):
+    cp = _charger()
+    response = start(api, cp)
+    assert response.status_code == 402
+    assert response.json()["code"] == "payment_method_required"
+    assert not DriverSession.objects.exists()
+    assert not OcppCommand.objects.exists()
+
+
+def test_a_card_start_holds_before_the_charger_is_asked(api, driver, stripe_server):
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    cp = _charger()
+    response = start(api, cp)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["status"] == DriverSessionStatus.STARTING
+    assert body["payment"] == {
+        "status": "authorised",
+        "amount_held": 5000,
+        "amount_captured": 0,
+        "currency": "EUR",
+    }
+    payment = Payment.objects.get()
+    assert payment.driver_session_id == body["id"] and payment.organisation_id == cp.organisation_id
+    assert intent_status(stripe_server, payment) == "requires_capture"
+    assert OcppCommand.objects.count() == 1
+    assert api.get(f"/api/v1/sessions/{body['id']}").json()["payment"]["status"] == "authorised"
+    authorising = DriverSession.objects.get().transitions.get(to_status=DriverSessionStatus.AUTHORISING)
+    assert authorising.detail == {"payment": "card", "amount_held": 5000, "currency": "EUR"}
+
+    replay = start(api, cp)
+    assert replay.status_code == 200 and replay.json()["id"] == body["id"]
+    assert Payment.objects.count() == 1
+    assert StripeCall.objects.filter(operation="payment_intent_hold").count() == 1
+
+
+def test_a_declined_card_is_402_and_the_charger_is_never_asked(api, driver, stripe_server):
+    # attaches fine, every charge on it is declined (Stripe's test card 4000 0000 0000 0341)
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_chargeCustomerFail")
+    cp = _charger()
+    response = start(api, cp)
+    assert response.status_code == 402
+    assert response.json()["code"] == "payment_declined"
+    assert not DriverSession.objects.exists() and not Payment.objects.exists()
+    assert not OcppCommand.objects.exists()
+
+
+def test_an_offline_charger_releases_the_hold(
+    api, driver, stripe_server, released_at_once, django_capture_on_commit_callbacks
+):
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    cp = _charger(online=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = start(api, cp)
+    assert response.status_code == 409
+    assert response.json()["code"] == "charger_offline"
+    payment = Payment.objects.get()
+    assert payment.status == PaymentStatus.RELEASED
+    assert intent_status(stripe_server, payment) == "canceled"
+    assert response.json()["session"]["payment"]["status"] in ("authorised", "released")
+
+
+def test_a_refused_start_releases_the_hold(
+    api, driver, stripe_server, released_at_once, django_capture_on_commit_callbacks
+):
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    cp = _charger()
+    cp.evses.get(evse_id=1).connectors.update(status=ConnectorStatus.OCCUPIED)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = start(api, cp)
+    assert response.status_code == 409
+    payment = Payment.objects.get()
+    assert payment.driver_session_id is None
+    assert payment.status == PaymentStatus.RELEASED
+    assert intent_status(stripe_server, payment) == "canceled"
+
+
+def test_a_start_the_charger_never_begins_releases_the_hold(
+    api, driver, stripe_server, released_at_once, django_capture_on_commit_callbacks
+):
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    cp = _charger()
+    assert start(api, cp).status_code == 201
+    payment = Payment.objects.get()
+    assert payment.status == PaymentStatus.AUTHORISED
+    with django_capture_on_commit_callbacks(execute=True):
+        driver_services.driver_sessions_sweep(now=clock.now() + timedelta(hours=1))
+    assert DriverSession.objects.get().status == DriverSessionStatus.FAILED
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.RELEASED
+    assert intent_status(stripe_server, payment) == "canceled"
+
+
+def test_a_running_session_keeps_its_hold(driver, stripe_server, released_at_once):
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    session, _created = driver_services.driver_session_start(
+        driver=driver, charge_point_id=_charger().pk, evse_id=1, idempotency_key="k"
+    )
+    payment = Payment.objects.get(driver_session=session)
+    assert payments.payment_release(payment.pk).status == PaymentStatus.AUTHORISED  # not a failed start
+    assert intent_status(stripe_server, payment) == "requires_capture"
+
+
+def test_drivers_of_a_customer_account_are_not_held(db, stripe_server):
+    fleet_driver = DriverFactory(
+        email="fleet@example.com", driver_profile__customer_account=CustomerAccountFactory()
+    )
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(fleet_driver)}")
+    response = start(client, _charger())
+    assert response.status_code == 201
+    assert response.json()["payment"] is None
+    assert not Payment.objects.exists()
+
+
+def test_without_stripe_starts_are_paid_on_account(api, settings, db):
+    settings.STRIPE_SECRET_KEY = ""
+    response = start(api, _charger())
+    assert response.status_code == 201
+    assert response.json()["payment"] is None
+
+
+def test_hold_maximums_are_read_per_currency(settings):
+    settings.CPO_PAYMENT_HOLD_AMOUNT = "EUR=50, CHF=45.5"
+    assert payments.hold_maximums() == {"EUR": 50, "CHF": 45.5}

@@ -5,22 +5,27 @@ does not happen."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from apps.billing import payments, services, tasks
 from apps.billing.choices import PaymentStatus
-from apps.billing.models import Payment, StripeCall
+from apps.billing.models import Dispute, Payment, StripeCall
 from apps.charging import driver_services
 from apps.charging.choices import DriverSessionStatus
 from apps.charging.models import DriverSession
 from apps.ocpp_gateway.models import OcppCommand
 from apps.stations.choices import ConnectorStatus
+from apps.tariffs.selectors import place_for, vat_rate_for
 from cpo import clock
+from cpo.units import Money
+from tests.billing.conftest import event, signed
 from tests.charging.test_driver_sessions import _charger, clean_presence  # noqa: F401 - fixture
-from tests.factories import CustomerAccountFactory, DriverFactory
+from tests.factories import CustomerAccountFactory, DriverFactory, TariffAssignmentFactory, TariffFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -183,3 +188,57 @@ def test_without_stripe_starts_are_paid_on_account(api, settings, db):
 def test_hold_maximums_are_read_per_currency(settings):
     settings.CPO_PAYMENT_HOLD_AMOUNT = "EUR=50, CHF=45.5"
     assert payments.hold_maximums() == {"EUR": 50, "CHF": 45.5}
+
+
+def test_the_hold_follows_the_tariffs_currency_and_maximum_price(settings, db):
+    settings.CPO_PAYMENT_HOLD_AMOUNT = "EUR=50,CHF=45"
+    cp = _charger()
+    assert payments.hold_amount(charge_point=cp) == Money(Decimal("50.00"), "EUR")  # no tariff: the maximum
+    tariff = TariffFactory(organisation=cp.organisation, currency="CHF")
+    TariffAssignmentFactory(tariff=tariff)
+    assert payments.hold_amount(charge_point=cp) == Money(Decimal("45.00"), "CHF")
+    tariff.max_price = Decimal("20.00")
+    tariff.save()
+    place = place_for(charge_point=cp, connector_id=None)
+    vat = vat_rate_for(country=place.country, on=clock.now().date())
+    expected = Money(Decimal("20.00") * (1 + vat / 100), "CHF").rounded()
+    assert payments.hold_amount(charge_point=cp) == expected
+    assert expected.amount < 45
+
+
+def test_a_card_that_needs_3d_secure_is_402_with_the_client_secret(api, driver, stripe_server):
+    card = {"number": "4000002500003155", "exp_month": 1, "exp_year": 2031, "cvc": "123"}
+    method = stripe_server.client().v1.payment_methods.create({"type": "card", "card": card})
+    services.payment_method_attach(user=driver, payment_method_id=method.id)
+    response = start(api, _charger())
+    assert response.status_code == 402
+    body = response.json()
+    assert body["code"] == "payment_action_required"
+    assert body["fields"]["client_secret"][0].startswith("pi_")
+    assert not DriverSession.objects.exists() and not OcppCommand.objects.exists()
+
+
+def test_a_dispute_of_a_held_payment_belongs_to_the_chargers_operator(api, driver, stripe_server):
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    cp = _charger()
+    assert start(api, cp).status_code == 201
+    payment = Payment.objects.get()
+    obj = {
+        "id": "dp_held",
+        "object": "dispute",
+        "amount": 1200,
+        "currency": "eur",
+        "charge": "ch_x",
+        "payment_intent": payment.stripe_id,
+        "reason": "general",
+        "status": "needs_response",
+        "created": 1764000000,
+    }
+    body, header = signed(event("evt_held_dispute", "charge.dispute.created", obj))
+    response = Client().post(
+        "/webhooks/stripe/", body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header
+    )
+    assert response.status_code == 200
+    dispute = Dispute.objects.get()
+    assert dispute.organisation_id == cp.organisation_id
+    assert dispute.customer_id == payment.customer_id

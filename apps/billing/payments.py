@@ -31,6 +31,8 @@ from apps.charging.choices import DriverSessionStatus
 from apps.charging.hooks import PaymentHold
 from apps.charging.models import DriverSession
 from apps.stations.models import ChargePoint
+from apps.tariffs.choices import CdrKind
+from apps.tariffs.models import ChargeDetailRecord
 from apps.tariffs.selectors import local_date, place_for, tariff_in_force, vat_rate_for
 from cpo import clock
 from cpo.exceptions import ApplicationError
@@ -192,6 +194,79 @@ def payment_release(payment_id: int) -> Payment:
         )
     payment.refresh_from_db()
     return payment
+
+
+def payment_capture(payment_id: int) -> Payment:
+    """Capture a held payment once its session's charge detail record is issued: exactly the record's gross
+    amount (minor units), never more than the hold (the rest is the driver's debt: status `debt`); Stripe
+    releases what is not captured. A record of nothing releases the hold. A capture Stripe refuses is a debt
+    too. Idempotent: the capture's key is the payment's, and only an authorised payment is captured.
+    Stripe unreachable or 5xx: PaymentProviderUnavailable (the task retries)."""
+    payment = Payment.objects.select_related("driver_session").get(pk=payment_id)
+    session = payment.driver_session
+    if payment.status != PaymentStatus.AUTHORISED or session is None or session.charging_session_id is None:
+        return payment
+    cdr = (
+        ChargeDetailRecord.objects.filter(session_id=session.charging_session_id, kind=CdrKind.CDR)
+        .order_by("revision")
+        .first()
+    )
+    if cdr is None:
+        return payment
+    client = stripe_client.client()
+    if cdr.currency != payment.currency:
+        logger.error(
+            "payment %s holds %s but its CDR %s is in %s", payment.pk, payment.currency, cdr.pk, cdr.currency
+        )
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.DEBT
+        )
+        payment.refresh_from_db()
+        return payment
+    gross = Money(cdr.gross, cdr.currency).rounded().to_minor_units()
+    if gross <= 0:
+        stripe_client.call(
+            "payment_intent_cancel",
+            stripe_client.idempotency_key("hold-cancel", payment.pk),
+            lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
+        )
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.RELEASED
+        )
+        payment.refresh_from_db()
+        return payment
+    amount = min(gross, payment.amount_held)
+    params: Any = {"amount_to_capture": amount}
+    try:
+        stripe_client.call(
+            "payment_intent_capture",
+            stripe_client.idempotency_key("capture", payment.pk),
+            lambda options: client.v1.payment_intents.capture(payment.stripe_id, params, options),
+        )
+    except (stripe_client.PaymentRequestRefused, stripe_client.PaymentDeclined) as exc:
+        logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.DEBT
+        )
+    else:
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT,
+            amount_captured=amount,
+        )
+    payment.refresh_from_db()
+    return payment
+
+
+def payments_to_capture() -> list[int]:
+    """Held payments whose session's charge detail record is issued (for the capture sweep)."""
+    return list(
+        Payment.objects.filter(
+            status=PaymentStatus.AUTHORISED,
+            driver_session__charging_session__charge_detail_records__kind=CdrKind.CDR,
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
 
 
 def payment_of(session: DriverSession) -> dict[str, Any] | None:

@@ -40,3 +40,22 @@ def payment_release_task(self: Any, payment_id: int) -> str:
         if not exc.retryable:
             raise
         raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.payment_capture", bind=True, max_retries=MAX_RETRIES, ignore_result=True)
+def payment_capture_task(self: Any, payment_id: int) -> str:
+    try:
+        return str(payments.payment_capture(payment_id).status)
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.payments_capture_sweep", ignore_result=True)
+def payments_capture_sweep_task() -> int:
+    """Capture the holds whose charge detail record was issued (tariffs issues it; billing follows)."""
+    due = payments.payments_to_capture()
+    for pk in due:
+        payment_capture_task.delay(pk)
+    return len(due)

@@ -25,7 +25,14 @@ from cpo import clock
 from cpo.units import Money
 from tests.billing.conftest import event, signed
 from tests.charging.test_driver_sessions import _charger, clean_presence  # noqa: F401 - fixture
-from tests.factories import CustomerAccountFactory, DriverFactory, TariffAssignmentFactory, TariffFactory
+from tests.factories import (
+    ChargeDetailRecordFactory,
+    ChargingSessionFactory,
+    CustomerAccountFactory,
+    DriverFactory,
+    TariffAssignmentFactory,
+    TariffFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -242,3 +249,62 @@ def test_a_dispute_of_a_held_payment_belongs_to_the_chargers_operator(api, drive
     dispute = Dispute.objects.get()
     assert dispute.organisation_id == cp.organisation_id
     assert dispute.customer_id == payment.customer_id
+
+
+def _held_and_charged(api, driver, gross: str):
+    """A card start whose charge completed and whose CDR was issued for `gross` EUR."""
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    cp = _charger()
+    body = start(api, cp).json()
+    charging = ChargingSessionFactory(charge_point=cp, status="COMPLETED", meter_stop_wh=11000)
+    DriverSession.objects.filter(pk=body["id"]).update(charging_session=charging)
+    ChargeDetailRecordFactory(
+        session=charging, gross=Decimal(gross), net=Decimal(gross), tax=Decimal("0"), currency="EUR"
+    )
+    return Payment.objects.get(driver_session_id=body["id"])
+
+
+def test_the_cdrs_gross_is_captured_once(api, driver, stripe_server):
+    payment = _held_and_charged(api, driver, "3.57")
+    assert payments.payments_to_capture() == [payment.pk]
+    tasks.payment_capture_task.apply(args=[payment.pk])
+    tasks.payment_capture_task.apply(args=[payment.pk])  # run twice: one capture
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured, payment.amount_held) == (
+        PaymentStatus.CAPTURED,
+        357,
+        5000,
+    )
+    assert intent_status(stripe_server, payment) == "succeeded"
+    assert StripeCall.objects.get(operation="payment_intent_capture").attempts == 1
+    assert payments.payments_to_capture() == []
+    # what GET sessions/{id} shows as `payment` (the factory's CDR is too bare for the rest of the body)
+    assert payments.payment_of(DriverSession.objects.get(pk=payment.driver_session_id)) == {
+        "status": "captured",
+        "amount_held": 5000,
+        "amount_captured": 357,
+        "currency": "EUR",
+    }
+
+
+def test_more_than_the_hold_captures_the_hold_and_the_rest_is_a_debt(api, driver, stripe_server):
+    payment = _held_and_charged(api, driver, "61.20")
+    payments.payment_capture(payment.pk)
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured) == (PaymentStatus.DEBT, 5000)
+
+
+def test_a_record_of_nothing_releases_the_hold(api, driver, stripe_server):
+    payment = _held_and_charged(api, driver, "0.00")
+    payments.payment_capture(payment.pk)
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured) == (PaymentStatus.RELEASED, 0)
+    assert intent_status(stripe_server, payment) == "canceled"
+
+
+def test_nothing_is_captured_before_the_cdr(api, driver, stripe_server):
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    body = start(api, _charger()).json()
+    payment = Payment.objects.get(driver_session_id=body["id"])
+    assert payments.payments_to_capture() == []
+    assert payments.payment_capture(payment.pk).status == PaymentStatus.AUTHORISED

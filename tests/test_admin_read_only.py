@@ -21,6 +21,7 @@ READ_ONLY = (False, False, False, True)
 RESTRICTED = {
     "accounts.AuditRecord": READ_ONLY,
     "billing.Dispute": READ_ONLY,
+    "billing.Payment": READ_ONLY,
     "charging.ChargingSession": READ_ONLY,
     "charging.DriverSession": READ_ONLY,
     "charging.DriverSession DriverSessionTransitionInline": (False, True, True, True),

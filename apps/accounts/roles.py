@@ -111,6 +111,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "vatrate", VIEW),
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
         *_perms("billing", "dispute", VIEW),
+        *_perms("billing", "payment", VIEW),
     ],
 }
 

@@ -1,4 +1,4 @@
-"""Admin: disputes (read-only, for finance), as Stripe reported them."""
+"""Admin: card payments and disputes (read-only, for finance), within the staff member's organisations."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from apps.billing.models import Dispute
+from apps.billing.models import Dispute, Payment
 from cpo.admin import BaseModelAdmin, ReadOnlyAdminMixin
 
 
@@ -20,6 +20,29 @@ class DisputeAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     list_filter = ("status", "reason", "currency", "opened_at")
     search_fields = ("stripe_id", "charge_id", "payment_intent_id")
     date_hierarchy = "opened_at"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.concrete_fields]
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    """Card payments of drivers' sessions at the organisation's chargers: held, captured, released, failed
+    or a debt. Amounts in minor units (cents)."""
+
+    list_display = (
+        "created_at",
+        "stripe_id",
+        "status",
+        "amount_held",
+        "amount_captured",
+        "currency",
+        "driver_session",
+    )
+    list_filter = ("status", "currency", "created_at")
+    search_fields = ("stripe_id",)
+    date_hierarchy = "created_at"
+    list_select_related = ("driver_session",)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in self.model._meta.concrete_fields]

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from apps.billing.models import Dispute
-from tests.factories import OrganisationFactory, StaffUserFactory
+from tests.factories import OrganisationFactory, PaymentFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 CHANGELIST = "/admin/billing/dispute/"
@@ -63,3 +63,14 @@ def test_the_superuser_sees_every_dispute(superuser):
     dispute("dp_nobody", None)
     text = signed_in(superuser).get(CHANGELIST).content.decode()
     assert "dp_a" in text and "dp_nobody" in text
+
+
+def test_finance_sees_its_own_organisations_payments_read_only(db):
+    home, other = OrganisationFactory(slug="home"), OrganisationFactory(slug="other")
+    mine = PaymentFactory(organisation=home, stripe_id="pi_home")
+    PaymentFactory(organisation=other, stripe_id="pi_other")
+    finance = signed_in(StaffUserFactory(organisation=home, role="Finance"))
+    text = finance.get("/admin/billing/payment/").content.decode()
+    assert "pi_home" in text and "pi_other" not in text
+    detail = finance.get(f"/admin/billing/payment/{mine.pk}/change/")
+    assert detail.status_code == 200 and b'name="_save"' not in detail.content

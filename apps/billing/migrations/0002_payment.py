@@ -4,6 +4,12 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def grant(apps, schema_editor):
+    from apps.accounts.roles import sync_roles
+
+    sync_roles(apps, {"billing"})
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -34,4 +40,5 @@ class Migration(migrations.Migration):
                 'verbose_name_plural': 'payments',
             },
         ),
+        migrations.RunPython(grant, migrations.RunPython.noop),
     ]

@@ -271,8 +271,9 @@ def payments_to_capture() -> list[int]:
 
 def payment_of(session: DriverSession) -> dict[str, Any] | None:
     """The `payment` of a driver session in the API: status, amounts held and captured, currency."""
-    payment = Payment.objects.filter(driver_session=session).first()
-    if payment is None:
+    try:
+        payment = session.payment  # type: ignore[attr-defined]  # billing's reverse one-to-one
+    except Payment.DoesNotExist:
         return None
     return {
         "status": payment.status,

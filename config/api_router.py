@@ -4,6 +4,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.accounts.api import views as accounts
+from apps.billing.api import views as billing
 from apps.charging.api import views as charging
 from apps.stations.api import views as stations
 from cpo.api import parallel_view
@@ -42,6 +43,24 @@ urlpatterns = [
         "sessions/<int:pk>/receipt",
         parallel_view(charging.SessionReceiptView.as_view()),
         name="api-session-receipt",
+    ),
+    path(
+        "payment-methods/setup-intent",
+        parallel_view(billing.SetupIntentView.as_view()),
+        name="api-payment-method-setup-intent",
+    ),
+    path(
+        "payment-methods", parallel_view(billing.PaymentMethodListView.as_view()), name="api-payment-methods"
+    ),
+    path(
+        "payment-methods/<int:pk>",
+        parallel_view(billing.PaymentMethodDetailView.as_view()),
+        name="api-payment-method-detail",
+    ),
+    path(
+        "payment-methods/<int:pk>/default",
+        parallel_view(billing.PaymentMethodDefaultView.as_view()),
+        name="api-payment-method-default",
     ),
 ]
 

@@ -23,6 +23,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/verify-email/<uidb64>/<token>/", account_views.verify_email, name="verify-email"),
     path("ocpp/", include("apps.ocpp_gateway.urls")),
+    path("webhooks/", include("apps.billing.urls")),
 ]
 
 # Not under i18n_patterns: with prefix_default_language=False, LocaleMiddleware ignores Accept-Language

@@ -11,6 +11,8 @@ set -euo pipefail
 CPO_LOG_PREFIX="run"
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/payments-demo.sh
+source "$(dirname "${BASH_SOURCE[0]}")/payments-demo.sh"
 cd "$CPO_ROOT"
 
 [[ -x "$CPO_PY" ]] || die "$CPO_PY is missing: run scripts/bootstrap.sh (or make run) first"
@@ -48,6 +50,7 @@ cleanup() {
         kill -TERM "$honcho_pid" 2>/dev/null || true
         wait "$honcho_pid" 2>/dev/null || true
     fi
+    payments_demo_stop
     "$CPO_ROOT/scripts/services.sh" stop || true
     exit "$rc"
 }
@@ -75,6 +78,8 @@ if "$CPO_PY" manage.py help load_demo >/dev/null 2>&1; then
 else
     log "manage.py load_demo is not available yet: no demo data loaded"
 fi
+payments_demo_start
+payments_demo_cards
 
 procfile="$CPO_ROOT/Procfile"
 demo_line=""
@@ -99,6 +104,7 @@ cat <<EOF
     login:  admin@demo.cpo / demo-password-2026 (superuser); one demo user per staff role, same password
     OCPP:   ws://127.0.0.1:$PORT/ocpp/<charge point id>
     health: http://127.0.0.1:$PORT/livez  http://127.0.0.1:$PORT/readyz
+    $PAYMENTS_BANNER
 ${demo_line:+$demo_line
 }  manage.py in another terminal uses this run's servers (var/run.env), e.g.
     .venv/bin/python manage.py ocpp_call VOL-BER-001 Reset '{"type": "Soft"}'

@@ -20,6 +20,8 @@ READ_ONLY = (False, False, False, True)
 # anything; measured before the mixin moved to the kernel. Anything not listed allows everything.
 RESTRICTED = {
     "accounts.AuditRecord": READ_ONLY,
+    "billing.Dispute": READ_ONLY,
+    "billing.Payment": READ_ONLY,
     "charging.ChargingSession": READ_ONLY,
     "charging.DriverSession": READ_ONLY,
     "charging.DriverSession DriverSessionTransitionInline": (False, True, True, True),

@@ -82,12 +82,14 @@ def test_make_run_serves_and_stops_everything_on_ctrl_c(tmp_path):
         key: value
         for key, value in os.environ.items()
         if key not in {"DJANGO_SETTINGS_MODULE", "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "DJANGO_SECRET_KEY"}
+        and not key.startswith("STRIPE_")
     }
     env.update(
         PORT=str(port),
         DATABASE_URL=database_url(server, name=smoke_db),
         REDIS_URL=_spare_redis_db(settings.REDIS_URL),
         CPO_VAR_DIR=str(tmp_path / "var"),
+        LOCALSTRIPE_PORT=str(free_port()),  # no STRIPE_SECRET_KEY: the demo payment backend
     )
     env.pop("CACHE_URL", None)
     command = ["make", "--no-print-directory", "run"] if shutil.which("make") else ["scripts/run.sh"]
@@ -113,6 +115,13 @@ def test_make_run_serves_and_stops_everything_on_ctrl_c(tmp_path):
         assert http_get(f"{base}/readyz")[0] == 200
         # the served application refuses a body over its route's limit before reading it (cpo.asgi_limits)
         assert _status_for_declared_body(port, "/api/v1/auth/token", 1024**3) == 413
+        # Payments: localstripe on loopback, named in the banner; the demo drivers got the test card.
+        text = log.read_text(errors="replace")
+        assert (
+            f"localstripe (demo payment backend, no real payments) on http://127.0.0.1:{env['LOCALSTRIPE_PORT']}"
+            in text
+        )
+        assert "lena.fischer@demo.cpo: test card visa •••• 4242" in text, tail(log)
 
         # Every process make run started, with its command line.
         deadline = time.monotonic() + 30
@@ -123,6 +132,7 @@ def test_make_run_serves_and_stops_everything_on_ctrl_c(tmp_path):
                 "web": any("uvicorn" in c and "config.asgi:application" in c for c in commands),
                 "worker": any("celery" in c and " worker" in c for c in commands),
                 "beat": any("celery" in c and " beat" in c for c in commands),
+                "localstripe": any("tools.localstripe_server" in c for c in commands),
             }
             if all(found.values()) or time.monotonic() > deadline:
                 break

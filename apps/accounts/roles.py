@@ -112,6 +112,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "tariffassignment", VIEW),
         *_perms("tariffs", "vatrate", VIEW),
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
+        *_perms("billing", "dispute", VIEW),
+        *_perms("billing", "payment", VIEW),
     ],
 }
 

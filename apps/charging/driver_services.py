@@ -34,6 +34,7 @@ from apps.charging.choices import (
     DriverSessionStatus,
     SessionStatus,
 )
+from apps.charging.hooks import PaymentHold, start_payment
 from apps.charging.intents import CommandOutcome, IntentOutcome, charger_control
 from apps.charging.models import ChargingSession, DriverSession, DriverSessionTransition
 from apps.stations.choices import ConnectorStatus, OcppProtocol, RegistrationStatus
@@ -94,6 +95,8 @@ def _transition(
         session.completed_at = at if to in DRIVER_SESSION_FINAL else None
         fields.append("completed_at")
     session.save(update_fields=fields)
+    if to == S.FAILED:
+        start_payment.get().start_failed(session=session)
     _publish_on_commit(session.pk)
 
 
@@ -215,6 +218,13 @@ def driver_session_start(
     fingerprint = request_fingerprint({"charge_point": str(charge_point_id), "connector": evse_id})
     cp = _charge_point_for_driver(charge_point_id)
     token = driver_app_token(driver=driver)
+    # The payment (a card hold) is secured before any row lock is taken: it waits on the payment provider.
+    # A replay of a key already answered needs none (it gets its session below).
+    hold: PaymentHold | None = None
+    if not DriverSession.objects.filter(driver=driver, idempotency_key=idempotency_key).exists():
+        hold = start_payment.get().authorise(
+            driver=driver, charge_point=cp, evse_id=evse_id, idempotency_key=idempotency_key
+        )
     try:
         with transaction.atomic():
             # The driver's row lock orders a start against the account's deletion (which takes it too).
@@ -235,6 +245,7 @@ def driver_session_start(
                 )
             existing = _existing_for_key(driver, idempotency_key, fingerprint)
             if existing is not None:
+                _unused_hold(hold)
                 return existing, False
             connector = _check_connector(cp, evse_id)
             session = DriverSession(
@@ -252,7 +263,7 @@ def driver_session_start(
             )
             # The steps up to the start command are decided first and written at once (one insert for the
             # session, one for its transitions): this is the path a driver waits on.
-            steps = _authorise_and_send(session, cp, token)
+            steps = _authorise_and_send(session, cp, token, hold)
             try:
                 with transaction.atomic():
                     session.save(force_insert=True)
@@ -261,20 +272,37 @@ def driver_session_start(
             DriverSessionTransition.objects.bulk_create(
                 [DriverSessionTransition(session=session, **step) for step in steps]
             )
+            if hold is not None:
+                start_payment.get().attach(hold=hold, session=session)
+                if session.status == S.FAILED:
+                    start_payment.get().start_failed(session=session)
             _publish_on_commit(session.pk)
             return session, True
     except _KeyTaken:
+        _unused_hold(hold)
         existing = _existing_for_key(driver, idempotency_key, fingerprint)
         if existing is None:  # pragma: no cover - the constraint names this exact key
             raise
         return existing, False
+    except Exception:
+        _unused_hold(hold)  # refused (occupied, closed account, ...): no session holds the payment
+        raise
+
+
+def _unused_hold(hold: PaymentHold | None) -> None:
+    """This request made no session for its payment: the payment app releases the hold after commit unless
+    a session holds it (a concurrent duplicate with the same key gets the same hold)."""
+    if hold is not None:
+        start_payment.get().start_failed(session=None, hold=hold)
 
 
 class _KeyTaken(Exception):
     """A concurrent request with the same Idempotency-Key committed first."""
 
 
-def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken) -> list[dict[str, Any]]:
+def _authorise_and_send(
+    session: DriverSession, cp: ChargePoint, token: IdToken, hold: PaymentHold | None = None
+) -> list[dict[str, Any]]:
     """Authorise and, if that passes, send the start command. Sets the new session's final status and
     returns the transitions that led there (not saved yet)."""
     now = clock.now()
@@ -292,8 +320,8 @@ def _authorise_and_send(session: DriverSession, cp: ChargePoint, token: IdToken)
         if to in DRIVER_SESSION_FINAL:
             session.completed_at = now
 
-    # Payment pre-authorisation plugs in here; a driver billed on account needs none.
-    step(S.AUTHORISING, "authorise", {"payment": "account"})
+    # The payment was secured before the locks (start_payment); a driver billed on account needs none.
+    step(S.AUTHORISING, "authorise", hold.detail if hold is not None else {"payment": "account"})
     status = token.effective_status(now)
     if status != IdTokenStatus.ACCEPTED:
         step(S.FAILED, "token_not_accepted", {"token_status": status}, DriverSessionFailure.NOT_AUTHORISED)

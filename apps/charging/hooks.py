@@ -12,8 +12,11 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
   commit.
 - `session_price` (port): `driver_selectors.session_usage` asks what a session costs. Tariffs answers
   (the cost so far, or the issued CDR's).
+- `start_payment` (port): `driver_services.driver_session_start` asks for a payment before the locked
+  part of a start (a card pre-authorisation hold), links it to the new session, and says when a start
+  failed (the hold is released). Billing provides it; without it every start is paid on account.
 
-All are registered in TariffsConfig.ready().
+All but `start_payment` are registered in TariffsConfig.ready(); `start_payment` in BillingConfig.ready().
 The charger commands the driver flow needs go through `apps.charging.intents` (provided by the gateway).
 """
 
@@ -26,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from cpo.hooks import Hook, Port
 
 if TYPE_CHECKING:
-    from apps.charging.models import ChargingSession
+    from apps.accounts.models import User
+    from apps.charging.models import ChargingSession, DriverSession
     from apps.stations.models import ChargePoint
 
 
@@ -81,6 +85,49 @@ def _no_price(*, session: ChargingSession) -> SessionPrice | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentHold:
+    """A payment secured for a start (a card hold): `payment_id` is the payment app's record, `detail` what
+    the AUTHORISING transition records (e.g. {"payment": "card", "amount_held": 5000, "currency": "EUR"})."""
+
+    payment_id: int
+    detail: dict[str, Any]
+
+
+class StartPayment(Protocol):
+    def authorise(
+        self, *, driver: User, charge_point: ChargePoint, evse_id: int, idempotency_key: str
+    ) -> PaymentHold | None:
+        """Secure the payment of a start, before any row lock is taken: None when none is needed (the
+        driver pays on account); raises an ApplicationError (402) when it cannot be secured. The same
+        driver and key give the same hold."""
+        ...
+
+    def attach(self, *, hold: PaymentHold, session: DriverSession) -> None:
+        """Link the hold to the new session (in the start's transaction)."""
+        ...
+
+    def start_failed(self, *, session: DriverSession | None, hold: PaymentHold | None = None) -> None:
+        """The start did not happen (the session FAILED, or no session was made for `hold`): release the
+        hold after commit."""
+        ...
+
+
+class OnAccount:
+    """No payment app: every start is paid on account."""
+
+    def authorise(
+        self, *, driver: User, charge_point: ChargePoint, evse_id: int, idempotency_key: str
+    ) -> PaymentHold | None:
+        return None
+
+    def attach(self, *, hold: PaymentHold, session: DriverSession) -> None:
+        return None
+
+    def start_failed(self, *, session: DriverSession | None, hold: PaymentHold | None = None) -> None:
+        return None
+
+
 # A new charging session was created (any protocol), in its creating transaction.
 session_started: Hook[SessionStarted] = Hook("charging.session_started")
 # The driver of a session that started without a token is now known (OCPP 2.0.1).
@@ -91,3 +138,5 @@ transaction_event_applied: Hook[TransactionEventApplied] = Hook("charging.transa
 session_stopped: Hook[SessionStopped] = Hook("charging.session_stopped")
 # The price of a session (None: not priced, e.g. no tariff or no pricing app installed).
 session_price: Port[SessionPriceReader] = Port("charging.session_price", default=_no_price)
+# How a driver's start is paid (default: on account).
+start_payment: Port[StartPayment] = Port("charging.start_payment", default=OnAccount())

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "apps.stations",
     "apps.charging",
     "apps.tariffs",
+    "apps.billing",
     "apps.ocpp_gateway",
 ]
 
@@ -135,6 +136,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "driver-sessions-sweep": {"task": "charging.driver_sessions_sweep", "schedule": 15.0},
     "charging-sessions-reconcile": {"task": "charging.sessions_reconcile", "schedule": 300.0},
     "tariffs-cdr-sweep": {"task": "tariffs.cdr_sweep", "schedule": 300.0},
+    "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 300.0},
+    "billing-payments-capture-sweep": {"task": "billing.payments_capture_sweep", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 
@@ -224,6 +227,9 @@ REST_FRAMEWORK = {
         # card link requests: each keeps a charger waiting for the driver's card for a few minutes
         "token-links-user": ENV.get("CPO_API_RATE_TOKEN_LINKS_USER", "30/d"),
         "token-address": ENV.get("CPO_API_RATE_TOKEN_ADDRESS", "30/min"),
+        # adding and removing cards (each a Stripe request)
+        "payment-user": ENV.get("CPO_API_RATE_PAYMENT_USER", "20/min"),
+        "payment-address": ENV.get("CPO_API_RATE_PAYMENT_ADDRESS", "60/min"),
     },
     # One proxy hop in front (nginx in docker/): the client address is the last X-Forwarded-For entry.
     # 0 (the default): the socket's address, never a client-supplied X-Forwarded-For.
@@ -378,3 +384,23 @@ CPO_TARIFFS_DEPARTURE_TIMEOUT_H = float(ENV.get("CPO_TARIFFS_DEPARTURE_TIMEOUT_H
 # A session at a charge point with no tariff in force is free; its zero CDR is in the currency of the
 # operator's latest tariff, or in this one when the operator has none.
 CPO_TARIFFS_FREE_CURRENCY = ENV.get("CPO_TARIFFS_FREE_CURRENCY", "EUR")
+
+# --- billing (Stripe) ------------------------------------------------------------------------------
+# Keys from the Stripe dashboard (test keys in development). STRIPE_API_BASE points the client at another
+# server: `make run` starts localstripe on loopback when no STRIPE_SECRET_KEY is set (README, Payments).
+STRIPE_SECRET_KEY = ENV.get("STRIPE_SECRET_KEY", "")
+STRIPE_PUBLISHABLE_KEY = ENV.get("STRIPE_PUBLISHABLE_KEY", "")
+STRIPE_WEBHOOK_SECRET = ENV.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = ENV.get("STRIPE_API_BASE", "https://api.stripe.com")
+# Every Stripe request gives up after this many seconds (connect and read each); the API then answers 503
+# payment_provider_unavailable and webhook processing retries later.
+STRIPE_TIMEOUT_S = float(ENV.get("STRIPE_TIMEOUT_S", "10"))
+# Retries of one request inside the Stripe library (same idempotency key) before it counts as failed.
+STRIPE_MAX_NETWORK_RETRIES = int(ENV.get("STRIPE_MAX_NETWORK_RETRIES", "1"))
+# The card hold a driver's start takes (per currency, in major units: "EUR=50,CHF=50"); a tariff with a
+# maximum price holds less. Only when STRIPE_SECRET_KEY is set; drivers in a customer account are invoiced.
+CPO_PAYMENT_HOLD_AMOUNT = ENV.get(
+    "CPO_PAYMENT_HOLD_AMOUNT", "EUR=50,CHF=50,GBP=40,DKK=375,SEK=550,NOK=550,PLN=220"
+)
+# Webhook signatures older than this are refused (replay protection; Stripe's default tolerance).
+STRIPE_WEBHOOK_TOLERANCE_S = int(ENV.get("STRIPE_WEBHOOK_TOLERANCE_S", "300"))

@@ -492,3 +492,45 @@ TENANT_FACTORIES.update(
         ),
     }
 )
+
+
+# --- billing ---------------------------------------------------------------------------------------------
+
+from apps.billing.models import Dispute, Payment, StripeCustomer  # noqa: E402
+
+
+class DisputeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Dispute
+
+    stripe_id = factory.Sequence(lambda n: f"dp_test{n}")
+    charge_id = factory.Sequence(lambda n: f"ch_test{n}")
+    amount = 2500
+    currency = "EUR"
+    reason = "fraudulent"
+    status = "needs_response"
+    opened_at = factory.LazyFunction(clock.now)
+
+
+class StripeCustomerFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StripeCustomer
+
+    user = factory.SubFactory(DriverFactory)
+    stripe_id = factory.Sequence(lambda n: f"cus_test{n}")
+
+
+class PaymentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Payment
+
+    stripe_id = factory.Sequence(lambda n: f"pi_test{n}")
+    customer = factory.SubFactory(StripeCustomerFactory)
+    organisation = factory.SubFactory(OrganisationFactory)
+    payment_method_id = factory.Sequence(lambda n: f"pm_test{n}")
+    currency = "EUR"
+    amount_held = 5000
+
+
+TENANT_FACTORIES[Dispute] = _for_org(DisputeFactory)
+TENANT_FACTORIES[Payment] = _for_org(PaymentFactory)

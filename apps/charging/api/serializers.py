@@ -6,6 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from apps.billing.choices import PaymentStatus
+from apps.billing.payments import payment_of
 from apps.charging.choices import DriverSessionFailure, DriverSessionSource, DriverSessionStatus
 from apps.charging.driver_selectors import Usage, is_final, session_usage
 from apps.charging.models import DriverSession
@@ -32,6 +34,13 @@ class CostOutput(serializers.Serializer):
     final = serializers.BooleanField(help_text="True once the charge detail record is issued.")
 
 
+class PaymentOutput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=PaymentStatus.choices)
+    amount_held = serializers.IntegerField(help_text="Held on the card, in minor units (cents).")
+    amount_captured = serializers.IntegerField(help_text="Charged to the card so far, in minor units.")
+    currency = serializers.CharField()
+
+
 class SessionOutput(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=DriverSessionStatus.choices)
@@ -49,6 +58,9 @@ class SessionOutput(serializers.Serializer):
     duration_s = serializers.IntegerField()
     power_w = serializers.IntegerField(allow_null=True)
     cost = CostOutput(allow_null=True)
+    payment = PaymentOutput(
+        allow_null=True, help_text="The card payment (a hold taken at the start); null when paid on account."
+    )
     final = serializers.BooleanField(help_text="COMPLETED or FAILED: nothing will change any more.")
     transitions = TransitionOutput(many=True)
 
@@ -78,6 +90,7 @@ def session_data(session: DriverSession, *, with_transitions: bool = True) -> di
         "duration_s": usage.duration_s,
         "power_w": usage.power_w,
         "cost": cost_data(usage),
+        "payment": payment_of(session),
         "final": is_final(session),
         "transitions": [
             {"from_status": t.from_status, "to_status": t.to_status, "at": t.at, "cause": t.cause}

@@ -79,7 +79,12 @@ class SessionListView(APIView):
     def get(self, request: Request) -> Response:
         paginator = CursorPagination()
         page = paginator.paginate_queryset(
-            driver_session_list(driver=request.user).prefetch_related("transitions"), request, view=self
+            # "payment": billing's card payment of each session (one join instead of a query per session)
+            driver_session_list(driver=request.user)
+            .select_related("payment")
+            .prefetch_related("transitions"),
+            request,
+            view=self,
         )
         return paginator.get_paginated_response([session_json(s) for s in page or []])
 

@@ -1,0 +1,19 @@
+from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
+
+
+class BillingConfig(AppConfig):
+    """Payments: a Stripe customer per driver, their cards, Stripe's webhooks and disputes. Billing sits
+    above tariffs (docs/architecture.md, Layering): it may import tariffs, charging and accounts; they
+    never import it."""
+
+    name = "apps.billing"
+    label = "billing"
+    verbose_name = _("Billing and payments")
+
+    def ready(self) -> None:
+        from apps.billing.payments import CardHolds
+        from apps.charging import hooks as charging_hooks
+
+        # A driver's start is paid by a card hold (charging asks through its port, docs/architecture.md).
+        charging_hooks.start_payment.provide(CardHolds())

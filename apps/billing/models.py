@@ -1,0 +1,207 @@
+"""Payments with Stripe: the calls we made (one row per idempotency key), each driver's Stripe customer
+and cards (what the app shows: brand, last 4, expiry; never a card number), the webhook events we took in
+(once each) and disputes for finance."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts.models import Organisation
+from apps.accounts.tenancy import TenantQuerySet
+from apps.billing.choices import PaymentStatus, StripeCallStatus, StripeEventStatus
+from apps.charging.models import DriverSession
+
+
+class StripeCall(models.Model):
+    """One Stripe request we mean to make exactly once. The idempotency key is derived from our ids
+    (`billing.stripe_client.idempotency_key`) and unique here, so a repeated attempt of the same
+    operation (a retry, a second worker) finds the first one's row and its result instead of creating a
+    second object at Stripe."""
+
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, unique=True)
+    operation = models.CharField(_("operation"), max_length=64)
+    status = models.CharField(
+        _("status"), max_length=16, choices=StripeCallStatus.choices, default=StripeCallStatus.PENDING
+    )
+    result_id = models.CharField(_("Stripe object"), max_length=255, blank=True)
+    error_code = models.CharField(_("error code"), max_length=64, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("Stripe call")
+        verbose_name_plural = _("Stripe calls")
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.idempotency_key} ({self.status})"
+
+
+class StripeCustomer(models.Model):
+    """A driver's customer at Stripe, created the first time they add a card. A customer deleted at Stripe
+    (customer.deleted) keeps its row with `deleted_at`; the driver's next card gets a new customer."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="stripe_customers",
+        verbose_name=_("driver"),
+    )
+    stripe_id = models.CharField(_("Stripe customer"), max_length=255, unique=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    deleted_at = models.DateTimeField(_("deleted at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("Stripe customer")
+        verbose_name_plural = _("Stripe customers")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(deleted_at__isnull=True), name="billing_one_customer_per_driver"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.stripe_id
+
+
+class PaymentMethod(models.Model):
+    """A card attached to a driver's Stripe customer: what the app lists. The card itself stays at Stripe."""
+
+    customer = models.ForeignKey(
+        StripeCustomer,
+        on_delete=models.CASCADE,
+        related_name="payment_methods",
+        verbose_name=_("customer"),
+    )
+    stripe_id = models.CharField(_("Stripe payment method"), max_length=255, unique=True)
+    brand = models.CharField(_("brand"), max_length=32, blank=True)
+    last4 = models.CharField(_("last 4 digits"), max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(_("expiry month"), null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(_("expiry year"), null=True, blank=True)
+    is_default = models.BooleanField(_("default"), default=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("payment method")
+        verbose_name_plural = _("payment methods")
+        ordering = ("created_at", "pk")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer"], condition=Q(is_default=True), name="billing_one_default_payment_method"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.brand} •••• {self.last4}"
+
+
+class StripeEvent(models.Model):
+    """A webhook event, taken in once: a replay of the same event id changes nothing."""
+
+    event_id = models.CharField(_("event id"), max_length=255, unique=True)
+    type = models.CharField(_("type"), max_length=128)
+    payload = models.JSONField(_("payload"))
+    status = models.CharField(
+        _("status"), max_length=16, choices=StripeEventStatus.choices, default=StripeEventStatus.RECEIVED
+    )
+    error = models.TextField(_("error"), blank=True)
+    attempts = models.PositiveIntegerField(_("processing attempts"), default=0)
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+    processed_at = models.DateTimeField(_("processed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("Stripe event")
+        verbose_name_plural = _("Stripe events")
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+class Dispute(models.Model):
+    """A card holder's dispute of a charge, as Stripe reported it (charge.dispute.*): for finance.
+
+    `organisation` is the operator whose session the disputed payment paid for, when we know it; a
+    dispute of a payment we cannot place is the deployment's (only a superuser sees it)."""
+
+    stripe_id = models.CharField(_("Stripe dispute"), max_length=255, unique=True)
+    charge_id = models.CharField(_("Stripe charge"), max_length=255, blank=True)
+    payment_intent_id = models.CharField(_("Stripe payment intent"), max_length=255, blank=True)
+    amount = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    reason = models.CharField(_("reason"), max_length=64, blank=True)
+    status = models.CharField(_("status"), max_length=64, blank=True)
+    evidence_due_by = models.DateTimeField(_("evidence due by"), null=True, blank=True)
+    customer = models.ForeignKey(
+        StripeCustomer,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="disputes",
+        verbose_name=_("customer"),
+    )
+    organisation = models.ForeignKey(
+        Organisation,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="disputes",
+        verbose_name=_("organisation"),
+    )
+    opened_at = models.DateTimeField(_("opened at"))
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("dispute")
+        verbose_name_plural = _("disputes")
+        ordering = ("-opened_at", "-pk")
+
+    def __str__(self) -> str:
+        return self.stripe_id
+
+
+class Payment(models.Model):
+    """A card payment of one driver session: a PaymentIntent with manual capture, held when the start was
+    requested (before the charger is asked), released when the start fails."""
+
+    stripe_id = models.CharField(_("Stripe payment intent"), max_length=255, unique=True)
+    customer = models.ForeignKey(
+        StripeCustomer, on_delete=models.PROTECT, related_name="payments", verbose_name=_("customer")
+    )
+    driver_session = models.OneToOneField(
+        DriverSession,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="payment",
+        verbose_name=_("driver session"),
+    )
+    organisation = models.ForeignKey(
+        Organisation, on_delete=models.PROTECT, related_name="payments", verbose_name=_("organisation")
+    )
+    payment_method_id = models.CharField(_("Stripe payment method"), max_length=255)
+    currency = models.CharField(_("currency"), max_length=3)
+    amount_held = models.BigIntegerField(_("amount held (minor units)"))
+    amount_captured = models.BigIntegerField(_("amount captured (minor units)"), default=0)
+    status = models.CharField(
+        _("status"), max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.AUTHORISED
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+
+    def __str__(self) -> str:
+        return f"{self.stripe_id} ({self.status})"

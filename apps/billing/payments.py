@@ -1,0 +1,283 @@
+"""Card pre-authorisation of drivers' starts: billing's implementation of `charging.hooks.start_payment`.
+
+Before the locked part of a start, a driver without a customer account gets a PaymentIntent with manual
+capture (a hold) on their default card, sized from the configured maximum (`CPO_PAYMENT_HOLD_AMOUNT`, per
+currency) and the charger's tariff (its maximum price, VAT included, when it has one). The idempotency key
+comes from the driver and the request's Idempotency-Key. No card: 402 payment_method_required; declined:
+402 payment_declined; 3-D Secure needed: 402 payment_action_required (the client secret in `fields`).
+A start that fails, or a request that made no session, releases the hold after commit (Celery task
+`billing.payment_release`, retried on network errors and 5xx).
+
+Only while STRIPE_SECRET_KEY is set: without it starts are paid on account, as before billing existed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts.models import DriverProfile, User
+from apps.billing import services, stripe_client, tasks  # tasks imports this module too: use by attribute
+from apps.billing.choices import PaymentStatus
+from apps.billing.models import Payment
+from apps.charging.choices import DriverSessionStatus
+from apps.charging.hooks import PaymentHold
+from apps.charging.models import DriverSession
+from apps.stations.models import ChargePoint
+from apps.tariffs.choices import CdrKind
+from apps.tariffs.models import ChargeDetailRecord
+from apps.tariffs.selectors import local_date, place_for, tariff_in_force, vat_rate_for
+from cpo import clock
+from cpo.exceptions import ApplicationError
+from cpo.units import Money
+
+logger = logging.getLogger(__name__)
+
+
+class PaymentMethodRequired(ApplicationError):
+    code = "payment_method_required"
+    http_status = 402
+    default_detail = _("Add a card before you start charging.")
+
+
+class PaymentActionRequired(ApplicationError):
+    code = "payment_action_required"
+    http_status = 402
+    default_detail = _("Your bank asks you to confirm this payment in the app.")
+
+
+def hold_maximums() -> dict[str, Decimal]:
+    """CPO_PAYMENT_HOLD_AMOUNT ("EUR=50,CHF=50") as {currency: amount}."""
+    result: dict[str, Decimal] = {}
+    for part in str(settings.CPO_PAYMENT_HOLD_AMOUNT).split(","):
+        if not part.strip():
+            continue
+        currency, _sep, amount = part.partition("=")
+        try:
+            result[currency.strip().upper()] = Decimal(amount.strip())
+        except ArithmeticError as exc:
+            raise ImproperlyConfigured(f"CPO_PAYMENT_HOLD_AMOUNT: not an amount: {part!r}") from exc
+    return result
+
+
+def hold_amount(*, charge_point: ChargePoint) -> Money:
+    """What a start at `charge_point` holds: the configured maximum in the tariff's currency, less when the
+    tariff's maximum price (VAT included) is lower."""
+    tariff = tariff_in_force(charge_point=charge_point)
+    currency = tariff.currency if tariff is not None else "EUR"
+    maximum = hold_maximums().get(currency)
+    if maximum is None:
+        raise ImproperlyConfigured(f"CPO_PAYMENT_HOLD_AMOUNT names no amount for {currency}")
+    amount = maximum
+    if tariff is not None and tariff.max_price is not None:
+        place = place_for(charge_point=charge_point, connector_id=None)
+        vat = vat_rate_for(country=place.country, on=local_date(clock.now(), place.time_zone))
+        amount = min(maximum, tariff.max_price * (1 + vat / 100))
+    return Money(amount, currency).rounded()
+
+
+def _on_account(driver: User) -> bool:
+    return DriverProfile.objects.filter(user=driver, customer_account__isnull=False).exists()
+
+
+class CardHolds:
+    """charging.hooks.StartPayment with Stripe card holds."""
+
+    def authorise(
+        self, *, driver: User, charge_point: ChargePoint, evse_id: int, idempotency_key: str
+    ) -> PaymentHold | None:
+        if not settings.STRIPE_SECRET_KEY or _on_account(driver):
+            return None
+        method = (
+            services.payment_methods_of(user=driver)
+            .filter(is_default=True)
+            .select_related("customer")
+            .first()
+        )
+        if method is None:
+            raise PaymentMethodRequired()
+        money = hold_amount(charge_point=charge_point)
+        amount = money.to_minor_units()
+        request = hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+        client = stripe_client.client()
+        params: Any = {
+            "amount": amount,
+            "currency": money.currency.lower(),
+            "customer": method.customer.stripe_id,
+            "payment_method": method.stripe_id,
+            "capture_method": "manual",
+            "confirm": True,
+            "off_session": True,
+            "metadata": {
+                "cpo_user_id": str(driver.pk),
+                "cpo_charge_point_id": str(charge_point.pk),
+                "cpo_organisation_id": str(charge_point.organisation_id),
+            },
+        }
+        intent = stripe_client.call(
+            "payment_intent_hold",
+            stripe_client.idempotency_key("hold", "user", driver.pk, request),
+            lambda options: client.v1.payment_intents.create(params, options),
+            retrieve=lambda intent_id: client.v1.payment_intents.retrieve(intent_id),
+        )
+        if intent.status == "requires_action":
+            raise PaymentActionRequired(fields={"client_secret": [str(intent.client_secret)]})
+        if intent.status != "requires_capture":
+            raise stripe_client.PaymentDeclined()
+        payment, _created = Payment.objects.get_or_create(
+            stripe_id=str(intent.id),
+            defaults={
+                "customer": method.customer,
+                "organisation_id": charge_point.organisation_id,
+                "payment_method_id": method.stripe_id,
+                "currency": money.currency,
+                "amount_held": amount,
+            },
+        )
+        return PaymentHold(
+            payment_id=payment.pk,
+            detail={"payment": "card", "amount_held": amount, "currency": money.currency},
+        )
+
+    def attach(self, *, hold: PaymentHold, session: DriverSession) -> None:
+        Payment.objects.filter(pk=hold.payment_id, driver_session__isnull=True).update(driver_session=session)
+
+    def start_failed(self, *, session: DriverSession | None, hold: PaymentHold | None = None) -> None:
+        if hold is not None:
+            payment_id: int | None = hold.payment_id
+        elif session is not None:
+            payment_id = Payment.objects.filter(driver_session=session).values_list("pk", flat=True).first()
+        else:
+            payment_id = None
+        if payment_id is None:
+            return
+
+        def send() -> None:
+            tasks.payment_release_task.delay(payment_id)
+
+        # robust: a broker that does not answer must not fail the start; the hold expires at the card network
+        transaction.on_commit(send, robust=True)
+
+
+def payment_release(payment_id: int) -> Payment:
+    """Cancel the hold of a payment whose start did not happen (no session holds it, or its session
+    FAILED). Anything else is left alone. Stripe unreachable or 5xx: PaymentProviderUnavailable (the task
+    retries); a 4xx: the payment is marked failed."""
+    payment = Payment.objects.select_related("driver_session").get(pk=payment_id)
+    session = payment.driver_session
+    if payment.status != PaymentStatus.AUTHORISED or (
+        session is not None and session.status != DriverSessionStatus.FAILED
+    ):
+        return payment
+    client = stripe_client.client()
+    try:
+        stripe_client.call(
+            "payment_intent_cancel",
+            stripe_client.idempotency_key("hold-cancel", payment.pk),
+            lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
+        )
+    except stripe_client.PaymentRequestRefused as exc:
+        logger.warning("Stripe refused to release %s: %s", payment.stripe_id, exc.stripe_code)
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.FAILED
+        )
+    else:
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.RELEASED
+        )
+    payment.refresh_from_db()
+    return payment
+
+
+def payment_capture(payment_id: int) -> Payment:
+    """Capture a held payment once its session's charge detail record is issued: exactly the record's gross
+    amount (minor units), never more than the hold (the rest is the driver's debt: status `debt`); Stripe
+    releases what is not captured. A record of nothing releases the hold. A capture Stripe refuses is a debt
+    too. Idempotent: the capture's key is the payment's, and only an authorised payment is captured.
+    Stripe unreachable or 5xx: PaymentProviderUnavailable (the task retries)."""
+    payment = Payment.objects.select_related("driver_session").get(pk=payment_id)
+    session = payment.driver_session
+    if payment.status != PaymentStatus.AUTHORISED or session is None or session.charging_session_id is None:
+        return payment
+    cdr = (
+        ChargeDetailRecord.objects.filter(session_id=session.charging_session_id, kind=CdrKind.CDR)
+        .order_by("revision")
+        .first()
+    )
+    if cdr is None:
+        return payment
+    client = stripe_client.client()
+    if cdr.currency != payment.currency:
+        logger.error(
+            "payment %s holds %s but its CDR %s is in %s", payment.pk, payment.currency, cdr.pk, cdr.currency
+        )
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.DEBT
+        )
+        payment.refresh_from_db()
+        return payment
+    gross = Money(cdr.gross, cdr.currency).rounded().to_minor_units()
+    if gross <= 0:
+        stripe_client.call(
+            "payment_intent_cancel",
+            stripe_client.idempotency_key("hold-cancel", payment.pk),
+            lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
+        )
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.RELEASED
+        )
+        payment.refresh_from_db()
+        return payment
+    amount = min(gross, payment.amount_held)
+    params: Any = {"amount_to_capture": amount}
+    try:
+        stripe_client.call(
+            "payment_intent_capture",
+            stripe_client.idempotency_key("capture", payment.pk),
+            lambda options: client.v1.payment_intents.capture(payment.stripe_id, params, options),
+        )
+    except (stripe_client.PaymentRequestRefused, stripe_client.PaymentDeclined) as exc:
+        logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.DEBT
+        )
+    else:
+        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT,
+            amount_captured=amount,
+        )
+    payment.refresh_from_db()
+    return payment
+
+
+def payments_to_capture() -> list[int]:
+    """Held payments whose session's charge detail record is issued (for the capture sweep)."""
+    return list(
+        Payment.objects.filter(
+            status=PaymentStatus.AUTHORISED,
+            driver_session__charging_session__charge_detail_records__kind=CdrKind.CDR,
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+
+
+def payment_of(session: DriverSession) -> dict[str, Any] | None:
+    """The `payment` of a driver session in the API: status, amounts held and captured, currency."""
+    try:
+        payment = session.payment  # type: ignore[attr-defined]  # billing's reverse one-to-one
+    except Payment.DoesNotExist:
+        return None
+    return {
+        "status": payment.status,
+        "amount_held": payment.amount_held,
+        "amount_captured": payment.amount_captured,
+        "currency": payment.currency,
+    }

@@ -53,6 +53,16 @@ class IdBlock:
         self._ids: deque[int] = deque()
         self._pid = 0
 
+    def ensure(self, count: int = 1) -> None:
+        """Have at least `count` ids at hand (reserving a block now if fewer are left), so that the next
+        `count` takes need no round trip."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._ids.clear()
+                self._pid = os.getpid()
+            while len(self._ids) < count:
+                self._ids.extend(self._reserve())
+
     def take(self) -> int:
         with self._lock:
             if self._pid != os.getpid():

@@ -2,7 +2,9 @@
 requests, valid and invalid, for every operation, as a signed-in driver; none may answer 5xx.
 
 The live stream (GET sessions/{id}/live) is left out: it is an async streaming view that the WSGI
-transport cannot drive (tests/charging/test_api.py covers it, including its errors).
+transport cannot drive (tests/charging/test_api.py covers it, including its errors). Card payments run
+against localstripe (tests/billing/conftest.py), as configured in production: without a Stripe key the
+payment endpoints answer 503 by design.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from hypothesis import settings as hypothesis_settings
 from rest_framework_simplejwt.tokens import AccessToken
 from schemathesis.checks import not_a_server_error
 
+from tests.billing.conftest import localstripe, stripe_server  # noqa: F401 (fixtures: card payments on)
 from tests.factories import ChargePointFactory, ConnectorFactory, DriverFactory, EvseFactory
 
 SCHEMA = yaml.safe_load((Path(settings.BASE_DIR) / "config" / "openapi.yaml").read_text())
@@ -30,7 +33,7 @@ schema.app = get_wsgi_application()
 
 
 @pytest.fixture
-def driver_token(db):
+def driver_token(db, stripe_server):  # noqa: F811 (the fixture imported above)
     # As Django's test client does: a request must not close the test's connection (its transaction).
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)

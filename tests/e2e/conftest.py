@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -33,6 +34,7 @@ from django.conf import settings
 from jsonschema import Draft4Validator, FormatChecker
 from websockets.asyncio.client import ClientConnection, connect
 
+from apps.ocpp_gateway import drain, presence
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.ocpp_gateway.services import command_send, command_wait
 from apps.stations.models import ChargePoint
@@ -173,16 +175,39 @@ def servers(django_db_setup, tmp_path_factory) -> Iterator[ServerPool]:
     pool.stop_all()
 
 
-@pytest.fixture
-def server(servers, transactional_db, settings) -> Server:
-    settings.MEDIA_ROOT = servers.media_root
-    return servers.get("a")
+def _wait_until_connections_drained(server: Server, timeout_s: float = 20.0) -> None:
+    """Before the test database is flushed: the servers outlive a test, and a connection its client
+    closed still finishes the requests it had received (apps.ocpp_gateway.drain). Writing while the flush
+    truncates deadlocks it, so wait (bounded) until the server holds no connection and none is draining.
+    Presence records a test wrote itself (another server id) do not count."""
+    r = sync_redis()
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        held = [
+            key
+            for key in r.scan_iter(match=presence.PREFIX + "*", count=1000)
+            if r.hget(key, "server") == server.server_id
+        ]
+        draining = next(r.scan_iter(match=drain.DRAINING_PREFIX + "*", count=1000), None)
+        if not held and draining is None:
+            return
+        time.sleep(0.05)
 
 
 @pytest.fixture
-def server_b(servers, transactional_db, settings) -> Server:
+def server(servers, transactional_db, settings) -> Iterator[Server]:
     settings.MEDIA_ROOT = servers.media_root
-    return servers.get("b")
+    a = servers.get("a")
+    yield a
+    _wait_until_connections_drained(a)
+
+
+@pytest.fixture
+def server_b(servers, transactional_db, settings) -> Iterator[Server]:
+    settings.MEDIA_ROOT = servers.media_root
+    b = servers.get("b")
+    yield b
+    _wait_until_connections_drained(b)
 
 
 @pytest.fixture(autouse=True)

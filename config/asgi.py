@@ -17,10 +17,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from config.websocket_urls import websocket_urlpatterns  # noqa: E402
 from cpo.asgi_limits import BodyLimitMiddleware  # noqa: E402
-from cpo.runtime import cache_redis_lib_version, tune_gc  # noqa: E402
+from cpo.runtime import cache_redis_lib_version, tune_gc, tune_switch_interval  # noqa: E402
 
 cache_redis_lib_version()  # see cpo.runtime: redis-py scanned the installed packages per new connection
 tune_gc()  # see cpo.runtime: long collections (full ones, or of large young generations) stall the event loop
+tune_switch_interval()  # see cpo.runtime: how long a request's thread may wait for the GIL the loop holds
 
 application = ProtocolTypeRouter(
     {

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import functools
 import hashlib
 import math
 import re
 import time
 from typing import Any
 
-from asgiref.sync import markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import close_old_connections
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import exceptions as drf_exceptions
@@ -295,30 +292,3 @@ def validated(serializer_class: type[serializers.Serializer], data: Any, **kwarg
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
-
-
-def parallel_view(view: Any) -> Any:
-    """Serve a (DRF) sync view from the thread pool instead of Django's one shared sync thread.
-
-    Under ASGI, Django runs every sync view of a process in one thread (thread_sensitive), behind one
-    another and behind the OCPP consumers' database calls: with a few drivers at once, each waited for
-    all the others. These views own their transactions, so they may run in parallel; each returns its
-    database connection to the pool when it is done. CPO_API_PARALLEL_VIEWS=0 serves them the plain way
-    (the test settings do, so that tests see the rows of their own transaction)."""
-    if not getattr(settings, "CPO_API_PARALLEL_VIEWS", True):
-        return view
-
-    def call(request: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            response = view(request, *args, **kwargs)
-            if hasattr(response, "render") and not getattr(response, "is_rendered", True):
-                response.render()
-            return response
-        finally:
-            close_old_connections()
-
-    async def parallel(request: Any, *args: Any, **kwargs: Any) -> Any:
-        return await sync_to_async(call, thread_sensitive=False)(request, *args, **kwargs)
-
-    functools.update_wrapper(parallel, view)  # keeps .cls / .initkwargs / csrf_exempt for DRF and the schema
-    return markcoroutinefunction(parallel)

@@ -296,8 +296,6 @@ if CPO_SESSION_OFFLINE_CLOSE_MINUTES < CPO_SESSION_IDLE_MINUTES + CPO_SESSION_PR
         "CPO_SESSION_OFFLINE_CLOSE_MINUTES must be at least "
         "CPO_SESSION_IDLE_MINUTES + CPO_SESSION_PROBE_WAIT_MINUTES"
     )
-# Driver API views run in the thread pool, not Django's one shared sync thread (cpo.api.parallel_view).
-CPO_API_PARALLEL_VIEWS = env_bool("CPO_API_PARALLEL_VIEWS", True)
 # A live stream (GET sessions/{id}/live) holds no database connection while it waits: changes arrive
 # with their session body over the channel layer. It sends a keep-alive comment every POLL_S seconds
 # (and re-reads that often only while the channel layer fails), and re-reads the session briefly about

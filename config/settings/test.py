@@ -6,7 +6,6 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-for-product
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import env_bool
 
 # Test-only: PBKDF2 costs half a second a check on this machine.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -19,7 +18,3 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 # Every CALLRESULT the product sends is checked against the OCPP JSON schemas during tests.
 CPO_OCPP_VALIDATE_RESPONSES = True
-
-# In-process tests read what the API wrote inside their own transaction; the servers that end-to-end
-# tests start set CPO_API_PARALLEL_VIEWS=1 and serve the API as production does.
-CPO_API_PARALLEL_VIEWS = env_bool("CPO_API_PARALLEL_VIEWS", False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -66,3 +67,25 @@ def test_beyond_max_idle_a_returned_executor_is_shut_down_without_waiting():
     assert pool.idle() == 1 and pool.take() is first
     assert second._shutdown and not first._shutdown
     first.shutdown()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_request_crosses_from_the_loop_to_its_thread_a_few_times_not_once_per_middleware(monkeypatch):
+    """The middleware chain is synchronous and runs whole in the request's thread: the request signal,
+    the chain with the view, and closing the response are the only crossings (Django's async chain made
+    about twenty: two per middleware)."""
+    from asgiref import sync
+
+    app = ReusedThreadsASGIHandler(max_idle=4)
+    assert not asyncio.iscoroutinefunction(app._middleware_chain)
+    crossings: list[str] = []
+    original = sync.SyncToAsync.__call__
+
+    async def counted(self, *args, **kwargs):
+        crossings.append(getattr(self.func, "__qualname__", repr(self.func)))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(sync.SyncToAsync, "__call__", counted)
+    assert await get(app, "/livez") == 200
+    assert len(crossings) <= 4, crossings

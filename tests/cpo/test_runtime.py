@@ -49,3 +49,25 @@ def test_redis_lib_version_is_looked_up_once(monkeypatch):
     cache_redis_lib_version()  # idempotent: not cached twice
     assert [DriverInfo().lib_version for _ in range(3)] == ["1.2.3"] * 3
     assert calls == [1]
+
+
+@pytest.fixture
+def restored_switch_interval():
+    import sys
+
+    before = sys.getswitchinterval()
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_switch_interval_is_one_millisecond_unless_set(restored_switch_interval, monkeypatch):
+    from cpo.runtime import tune_switch_interval
+
+    monkeypatch.delenv("CPO_SWITCH_INTERVAL_MS", raising=False)
+    assert tune_switch_interval() == pytest.approx(0.001)
+    monkeypatch.setenv("CPO_SWITCH_INTERVAL_MS", "5")
+    assert tune_switch_interval() == pytest.approx(0.005)
+    for wrong in ("0", "-1", "1000"):
+        monkeypatch.setenv("CPO_SWITCH_INTERVAL_MS", wrong)
+        with pytest.raises(ValueError, match="CPO_SWITCH_INTERVAL_MS"):
+            tune_switch_interval()

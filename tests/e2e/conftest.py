@@ -103,8 +103,6 @@ def _server_env(media_root: Path) -> dict[str, str]:
         # A log batch landing while the test database is emptied between tests can deadlock the flush;
         # the message log is tested in-process (tests/ocpp_gateway/test_message_log.py).
         "CPO_OCPP_MESSAGE_LOG": os.environ.get("CPO_OCPP_MESSAGE_LOG", "0"),
-        # The API as production serves it (views in the thread pool; in-process tests turn that off).
-        "CPO_API_PARALLEL_VIEWS": "1",
     }
 
 

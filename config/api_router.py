@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from apps.accounts.api import views as accounts
 from apps.billing.api import views as billing
 from apps.charging.api import views as charging
+from apps.reservations.api import views as reservations
 from apps.stations.api import views as stations
 from cpo.api import parallel_view
 
@@ -33,6 +34,12 @@ urlpatterns = [
     ),
     path("chargers/nearby", parallel_view(stations.NearbyView.as_view()), name="api-chargers-nearby"),
     path("chargers/<int:pk>", parallel_view(stations.ChargerDetailView.as_view()), name="api-charger-detail"),
+    path("reservations", parallel_view(reservations.ReservationListView.as_view()), name="api-reservations"),
+    path(
+        "reservations/<int:pk>",
+        parallel_view(reservations.ReservationDetailView.as_view()),
+        name="api-reservation-detail",
+    ),
     path("sessions", parallel_view(charging.SessionListView.as_view()), name="api-sessions"),
     path("sessions/<int:pk>", parallel_view(charging.SessionDetailView.as_view()), name="api-session-detail"),
     path(

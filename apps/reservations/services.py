@@ -322,14 +322,20 @@ def reservation_expire(*, reservation_id: int, now: datetime | None = None) -> b
 
 def reservations_expire(*, now: datetime | None = None) -> dict[str, int]:
     """Periodic (Celery beat): expire RESERVED reservations past `expires_at`, and fail PENDING ones whose
-    ReserveNow never got an answer well past the time. Idempotent."""
+    ReserveNow never got an answer well past the time. The charger is told too (CancelReservation), so it
+    does not go on holding an EVSE by a clock of its own that runs late. Idempotent."""
     now = now or clock.now()
-    expired = sum(
-        reservation_expire(reservation_id=pk, now=now)
-        for pk in Reservation.objects.filter(status=R.RESERVED, expires_at__lte=now).values_list(
-            "pk", flat=True
-        )
-    )
+    expired = 0
+    for pk in Reservation.objects.filter(status=R.RESERVED, expires_at__lte=now).values_list("pk", flat=True):
+        with transaction.atomic():
+            if reservation_expire(reservation_id=pk, now=now):
+                expired += 1
+                reservation = Reservation.objects.select_related("charge_point").get(pk=pk)
+                sent = charger_control.get().cancel_reservation(
+                    charge_point=reservation.charge_point, reservation_id=pk, actor=None, source="beat"
+                )
+                reservation.cancel_command_id = sent.command_id
+                reservation.save(update_fields=["cancel_command_id", "updated_at"])
     stale = 0
     for pk in Reservation.objects.filter(status=R.PENDING, expires_at__lte=now).values_list("pk", flat=True):
         with transaction.atomic():

@@ -94,9 +94,11 @@ class ChargerControl(Protocol):
         expires_at: datetime,
         actor: Any,
         source: str,
+        token_type: str | None = None,
     ) -> IntentSent:
         """Ask the charger to hold EVSE `evse_id` for `id_token` until `expires_at`, under our
-        `reservation_id` (1.6 ReserveNow reservationId, 2.x ReserveNow id)."""
+        `reservation_id` (1.6 ReserveNow reservationId, 2.x ReserveNow id). `token_type`: the 2.x idToken
+        type (default Central, an app token)."""
         ...
 
     def cancel_reservation(

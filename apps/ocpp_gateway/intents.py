@@ -96,9 +96,14 @@ def reserve(
     expires_at: datetime,
     actor: Any,
     source: str,
+    token_type: str | None = None,
 ) -> IntentSent:
     action, payload = payloads_for(charge_point.ocpp_protocol).reserve(
-        evse_id=evse_id, id_token=id_token.uid, reservation_id=reservation_id, expires_at=expires_at
+        evse_id=evse_id,
+        id_token=id_token.uid,
+        reservation_id=reservation_id,
+        expires_at=expires_at,
+        token_type=token_type,
     )
     command = services.command_send(
         charge_point=charge_point, action=action, payload=payload, actor=actor, source=source
@@ -210,6 +215,7 @@ class GatewayChargerControl:
         expires_at: datetime,
         actor: Any,
         source: str,
+        token_type: str | None = None,
     ) -> IntentSent:
         return reserve(
             charge_point=charge_point,
@@ -219,6 +225,7 @@ class GatewayChargerControl:
             expires_at=expires_at,
             actor=actor,
             source=source,
+            token_type=token_type,
         )
 
     def cancel_reservation(

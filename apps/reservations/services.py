@@ -22,7 +22,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils.translation import gettext as _
 
-from apps.accounts.models import User
+from apps.accounts.models import IdToken, User
 from apps.charging.driver_services import DOWN_STATUSES, driver_app_token
 from apps.charging.hooks import ReservationHold
 from apps.charging.intents import CommandOutcome, IntentOutcome, charger_control
@@ -222,6 +222,76 @@ def reservation_create(
             code="connector_reserved",
             fields={"connector": [_("Reserved.")]},
         ) from None
+
+
+def reservation_create_for_token(
+    *,
+    charge_point: ChargePoint,
+    evse_id: int,
+    uid: str,
+    expires_at: datetime,
+    actor: Any,
+    token_type: str | None = None,
+    source: str = "admin",
+) -> Reservation:
+    """An operator reserves an EVSE for a known card or token (`uid`) until `expires_at`: the reservation
+    id is ours (the new row's), never typed. The charger's answer decides as for a driver's reservation
+    (`reservation_command_finished`). Errors: validation_failed (unknown token, a time not in the future),
+    connector_reserved (409)."""
+    now = clock.now()
+    if expires_at <= now:
+        raise ValidationFailed(
+            _("The reservation must end in the future."), fields={"expiry_date": [_("Past.")]}
+        )
+    token = IdToken.objects.filter(uid=uid.strip().upper()).first()
+    if token is None:
+        raise ValidationFailed(
+            _("No token with uid {uid}.").format(uid=uid), fields={"id_tag": [_("Unknown token.")]}
+        )
+    with transaction.atomic():
+        Evse.objects.select_for_update(no_key=True).filter(charge_point=charge_point, evse_id=evse_id).first()
+        _expire_due(charge_point.pk, evse_id, token.owner_id or 0, now)
+        reservation = Reservation(
+            organisation_id=charge_point.organisation_id,
+            driver_id=token.owner_id,
+            charge_point=charge_point,
+            evse_id=evse_id,
+            id_token=token,
+            id_tag=token.uid,
+            expires_at=expires_at,
+            created_by=source,
+        )
+        try:
+            with transaction.atomic():
+                reservation.save(force_insert=True)
+        except IntegrityError:
+            raise Conflict(
+                _("Connector {no} is reserved already (or the token's driver holds a reservation).").format(
+                    no=evse_id
+                ),
+                code="connector_reserved",
+            ) from None
+        sent = charger_control.get().reserve(
+            charge_point=charge_point,
+            evse_id=evse_id,
+            id_token=token,
+            reservation_id=reservation.pk,
+            expires_at=expires_at,
+            actor=actor,
+            source=source,
+            token_type=token_type,
+        )
+        reservation.reserve_command_id = sent.command_id
+        fields = ["reserve_command_id", "updated_at"]
+        if sent.offline:
+            reservation.status, reservation.failure_code, reservation.ended_at = (
+                R.FAILED,
+                FAILURE_OFFLINE,
+                now,
+            )
+            fields += ["status", "failure_code", "ended_at"]
+        reservation.save(update_fields=fields)
+        return reservation
 
 
 def _expire_due(charge_point_id: int, evse_id: int, driver_id: int, now: datetime) -> None:

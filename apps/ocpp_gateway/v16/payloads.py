@@ -30,8 +30,10 @@ def transaction_probe(*, session: ChargingSession) -> list[Request]:
     ]
 
 
-def reserve(*, evse_id: int, id_token: str, reservation_id: int, expires_at: datetime) -> Request:
-    """Hold a connector for `id_token` until `expires_at` under our reservation id."""
+def reserve(
+    *, evse_id: int, id_token: str, reservation_id: int, expires_at: datetime, token_type: str | None = None
+) -> Request:
+    """Hold a connector for `id_token` until `expires_at` under our reservation id (1.6 tags have no type)."""
     return "ReserveNow", {
         "connectorId": evse_id,
         "expiryDate": expires_at.isoformat().replace("+00:00", "Z"),

@@ -32,12 +32,15 @@ def transaction_probe(*, session: ChargingSession) -> list[Request]:
     return [("GetTransactionStatus", {"transactionId": session.transaction_ref})]
 
 
-def reserve(*, evse_id: int, id_token: str, reservation_id: int, expires_at: datetime) -> Request:
-    """Hold EVSE `evse_id` for `id_token` (an app token: type Central) until `expires_at` under our id."""
+def reserve(
+    *, evse_id: int, id_token: str, reservation_id: int, expires_at: datetime, token_type: str | None = None
+) -> Request:
+    """Hold EVSE `evse_id` for `id_token` (of `token_type`; default Central, an app token) until
+    `expires_at` under our id."""
     return "ReserveNow", {
         "id": reservation_id,
         "expiryDateTime": expires_at.isoformat().replace("+00:00", "Z"),
-        "idToken": {"idToken": id_token, "type": IdTokenType.CENTRAL.value},
+        "idToken": {"idToken": id_token, "type": token_type or IdTokenType.CENTRAL.value},
         "evseId": evse_id,
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -64,6 +66,7 @@ class Reservation(models.Model):
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
 
     class Meta:
         verbose_name = _("reservation")

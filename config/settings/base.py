@@ -278,6 +278,11 @@ CPO_API_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_API_LOGIN_KNOWN_ADDRESS_DAYS
 CPO_API_LOGIN_SLOWDOWN_S = int(ENV.get("CPO_API_LOGIN_SLOWDOWN_S", "30"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
+# Reservations (apps.reservations): the hold's default and longest length in minutes, and how early a 1.6
+# connector reported Available again may be taken as the charger's own expiry of its reservation.
+CPO_RESERVATION_DEFAULT_MIN = int(ENV.get("CPO_RESERVATION_DEFAULT_MIN", "15"))
+CPO_RESERVATION_MAX_MIN = int(ENV.get("CPO_RESERVATION_MAX_MIN", "30"))
+CPO_RESERVATION_EXPIRY_GRACE_S = float(ENV.get("CPO_RESERVATION_EXPIRY_GRACE_S", "30"))
 # How long a driver's card link request waits for the card to be presented at the charger they picked.
 CPO_CARD_LINK_WINDOW_S = int(ENV.get("CPO_CARD_LINK_WINDOW_S", "180"))
 # Reconciliation of sessions whose stop was lost (apps.charging.reconcile): minutes without a sign of

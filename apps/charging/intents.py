@@ -107,9 +107,10 @@ class ChargerControl(Protocol):
         """Ask the charger to drop reservation `reservation_id`."""
         ...
 
-    def outcome_wait(self, *, command_id: int, timeout_s: float | None = None) -> IntentOutcome:
-        """Block until the command is final (or its deadline passes: then TIMEOUT) and return its outcome.
-        Call it outside any transaction: the outcome is recorded by another connection."""
+    def outcome_wait(self, *, command_id: int, timeout_s: float | None = None) -> IntentOutcome | None:
+        """Block until the command is final, at most `timeout_s` (default: until its deadline), and return
+        its outcome; None when it is still open then. Call it outside any transaction: the outcome is
+        recorded by another connection."""
         ...
 
 

@@ -123,12 +123,13 @@ def cancel_reservation(
     return _sent(command)
 
 
-def outcome_wait(*, command_id: int, timeout_s: float | None = None) -> IntentOutcome:
-    """Wait for a command's final outcome (command_wait records a timeout past its deadline)."""
+def outcome_wait(*, command_id: int, timeout_s: float | None = None) -> IntentOutcome | None:
+    """Wait for a command's final outcome (command_wait records a timeout past its deadline); None when
+    it is still open after `timeout_s`."""
     services.command_wait(command_id=command_id, timeout_s=timeout_s)
     command = OcppCommand.objects.get(pk=command_id)
     if command.status not in FINAL_COMMAND_STATUSES:
-        return IntentOutcome(command_id=command_id, outcome=CommandOutcome.TIMEOUT, status=command.status)
+        return None
     return intent_outcome(command)
 
 
@@ -235,5 +236,5 @@ class GatewayChargerControl:
             charge_point=charge_point, reservation_id=reservation_id, actor=actor, source=source
         )
 
-    def outcome_wait(self, *, command_id: int, timeout_s: float | None = None) -> IntentOutcome:
+    def outcome_wait(self, *, command_id: int, timeout_s: float | None = None) -> IntentOutcome | None:
         return outcome_wait(command_id=command_id, timeout_s=timeout_s)

@@ -317,16 +317,24 @@ def _end(reservation: Reservation, status: str, *, at: datetime, failure: str = 
     reservation.save(update_fields=fields)
 
 
+def wait_s() -> float:
+    """How long the driver API waits for the charger's answer to ReserveNow (below the Redis client's
+    socket timeout); a reservation still PENDING then is answered 202 and decided later."""
+    return float(getattr(settings, "CPO_RESERVATION_WAIT_S", 10))
+
+
 def reservation_wait(*, reservation: Reservation, timeout_s: float | None = None) -> Reservation:
-    """Wait (outside any transaction) for the charger's answer to a PENDING reservation's ReserveNow and
-    return the reservation as that answer left it."""
+    """Wait (outside any transaction) up to `timeout_s` (default `wait_s()`) for the charger's answer to a
+    PENDING reservation's ReserveNow and return the reservation as that answer left it (still PENDING
+    when the charger has not answered yet)."""
     if reservation.status == R.PENDING and reservation.reserve_command_id is not None:
         outcome = charger_control.get().outcome_wait(
-            command_id=reservation.reserve_command_id, timeout_s=timeout_s
+            command_id=reservation.reserve_command_id, timeout_s=wait_s() if timeout_s is None else timeout_s
         )
-        # The gateway applied the outcome already (reservation_command_finished); applying it again is a
-        # no-op, and covers a command finalised by the wait itself (its deadline passed).
-        reservation_command_finished(outcome=outcome)
+        if outcome is not None:
+            # The gateway applied the outcome already (reservation_command_finished); applying it again is
+            # a no-op, and covers a command finalised by the wait itself (its deadline passed).
+            reservation_command_finished(outcome=outcome)
     reservation.refresh_from_db()
     return reservation
 

@@ -283,6 +283,8 @@ CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
 CPO_RESERVATION_DEFAULT_MIN = int(ENV.get("CPO_RESERVATION_DEFAULT_MIN", "15"))
 CPO_RESERVATION_MAX_MIN = int(ENV.get("CPO_RESERVATION_MAX_MIN", "30"))
 CPO_RESERVATION_EXPIRY_GRACE_S = float(ENV.get("CPO_RESERVATION_EXPIRY_GRACE_S", "30"))
+# How long POST reservations waits for the charger's answer before it answers 202 PENDING.
+CPO_RESERVATION_WAIT_S = float(ENV.get("CPO_RESERVATION_WAIT_S", "10"))
 # How long a driver's card link request waits for the card to be presented at the charger they picked.
 CPO_CARD_LINK_WINDOW_S = int(ENV.get("CPO_CARD_LINK_WINDOW_S", "180"))
 # Reconciliation of sessions whose stop was lost (apps.charging.reconcile): minutes without a sign of

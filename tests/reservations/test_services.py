@@ -281,3 +281,18 @@ class TestEnd:
         again = services.reservation_cancel(reservation=reservation)
         assert again.status == R.EXPIRED and again.cancel_command_id == reservation.cancel_command_id
         assert OcppCommand.objects.filter(action="CancelReservation").count() == 1
+
+
+@pytest.mark.django_db
+class TestWait:
+    def test_no_answer_yet_leaves_it_pending_and_the_later_answer_decides(self):
+        reservation, _ = _reserve(DriverFactory(), _charger())
+        # Nobody holds the charger's channel here: the wait ends without an outcome.
+        assert services.reservation_wait(reservation=reservation, timeout_s=1).status == R.PENDING
+        assert _answer(reservation).status == R.RESERVED
+
+    def test_an_answer_recorded_before_the_wait_is_read_at_once(self):
+        reservation, _ = _reserve(DriverFactory(), _charger())
+        _answer(reservation, "Occupied")
+        reservation = services.reservation_wait(reservation=reservation)
+        assert reservation.status == R.FAILED and reservation.failure_code == "connector_occupied"

@@ -60,6 +60,9 @@ class ReservationListView(APIView):
         responses={
             201: ReservationOutput,
             200: OpenApiResponse(ReservationOutput, description="A replay of the same key"),
+            202: OpenApiResponse(
+                ReservationOutput, description="PENDING: the charger has not answered yet; poll GET"
+            ),
             **error_responses(400, 401, 404, 409, 429),
         },
     )
@@ -80,6 +83,9 @@ class ReservationListView(APIView):
             return Response(
                 {**error.as_dict(), "reservation": body}, status=error.http_status, headers=headers
             )
+        if reservation.status == ReservationStatus.PENDING:
+            # The charger has not answered yet: the app polls GET reservations/{id}.
+            return Response(body, status=status.HTTP_202_ACCEPTED, headers=headers)
         return Response(
             body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK, headers=headers
         )

@@ -56,7 +56,11 @@ async def site(request, server, caplog):
     fleet.start()
     await eventually(lambda: _async(fleet.connected == 1), what="the charger booted")
     base = f"http://127.0.0.1:{server.port}/api/v1"
-    yield {"base": base, "cp": cp_id, "fleet": fleet, "station": fleet.chargers[0], "tokens": tokens}
+    site = {"base": base, "cp": cp_id, "fleet": fleet, "station": fleet.chargers[0], "tokens": tokens}
+    # Booted is not yet reported: wait until the server knows both connectors.
+    for connector in (1, 2):
+        await _connector_reported(site, "Available", connector)
+    yield site
     await fleet.stop()
 
 

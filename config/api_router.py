@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from apps.accounts.api import views as accounts
 from apps.billing.api import views as billing
 from apps.charging.api import views as charging
+from apps.reservations.api import views as reservations
 from apps.stations.api import views as stations
 
 urlpatterns = [
@@ -28,6 +29,12 @@ urlpatterns = [
     path("tokens/links/<int:pk>", accounts.CardLinkDetailView.as_view(), name="api-token-link"),
     path("chargers/nearby", stations.NearbyView.as_view(), name="api-chargers-nearby"),
     path("chargers/<int:pk>", stations.ChargerDetailView.as_view(), name="api-charger-detail"),
+    path("reservations", reservations.ReservationListView.as_view(), name="api-reservations"),
+    path(
+        "reservations/<int:pk>",
+        reservations.ReservationDetailView.as_view(),
+        name="api-reservation-detail",
+    ),
     path("sessions", charging.SessionListView.as_view(), name="api-sessions"),
     path("sessions/<int:pk>", charging.SessionDetailView.as_view(), name="api-session-detail"),
     path("sessions/<int:pk>/stop", charging.SessionStopView.as_view(), name="api-session-stop"),

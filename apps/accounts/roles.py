@@ -54,6 +54,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "tariffassignment", CRUD),
         *_perms("tariffs", "vatrate", VIEW),
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
+        # Change: cancel a reservation (admin action; created from the charger's ReserveNow command form).
+        *_perms("reservations", "reservation", ("view", "change")),
     ],
     Role.TECHNICIAN: [
         *_perms("ocpp_gateway", "ocppcommand", ("view", "add")),
@@ -97,6 +99,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "tariffelement", VIEW),
         *_perms("tariffs", "tariffassignment", VIEW),
         *_perms("tariffs", "chargedetailrecord", VIEW),
+        *_perms("reservations", "reservation", ("view", "change")),
     ],
     Role.FINANCE: [
         *_perms("charging", "chargingsession", VIEW),

@@ -34,7 +34,7 @@ from apps.charging.choices import (
     DriverSessionStatus,
     SessionStatus,
 )
-from apps.charging.hooks import PaymentHold, start_payment
+from apps.charging.hooks import PaymentHold, reservation_guard, start_payment
 from apps.charging.intents import CommandOutcome, IntentOutcome, charger_control
 from apps.charging.models import ChargingSession, DriverSession, DriverSessionTransition
 from apps.stations.choices import ConnectorStatus, OcppProtocol, RegistrationStatus
@@ -51,7 +51,6 @@ BUSY_STATUSES = frozenset(
         ConnectorStatus.SUSPENDED_EVSE,
         ConnectorStatus.FINISHING,
         ConnectorStatus.OCCUPIED,
-        ConnectorStatus.RESERVED,
     }
 )
 DOWN_STATUSES = frozenset({ConnectorStatus.UNAVAILABLE, ConnectorStatus.FAULTED})
@@ -151,11 +150,12 @@ def _charge_point_for_driver(charge_point_id: Any) -> ChargePoint:
     return cp
 
 
-def _check_connector(cp: ChargePoint, evse_id: int) -> Connector | None:
-    """Raise unless a new charge can begin on this EVSE. The caller holds the EVSE's row lock, so two
-    starts on one EVSE are decided one after the other. A 2.0.1 connector reports Occupied as soon as a
-    car is plugged in, and may already run a transaction nobody has authorised (TxStartPoint
-    EVConnected): both wait for a driver, so a start is welcome then."""
+def _check_connector(cp: ChargePoint, evse_id: int, driver: User) -> Connector | None:
+    """Raise unless a new charge can begin on this EVSE for `driver`. The caller holds the EVSE's row lock,
+    so two starts on one EVSE are decided one after the other. A 2.0.1 connector reports Occupied as soon
+    as a car is plugged in, and may already run a transaction nobody has authorised (TxStartPoint
+    EVConnected): both wait for a driver, so a start is welcome then. A reserved EVSE (our reservation,
+    or a Reserved status we know no holder of) is only for the reservation's holder."""
     connectors = list(
         Connector.objects.filter(evse__charge_point=cp, evse__evse_id=evse_id).order_by("connector_id")
     )
@@ -164,6 +164,14 @@ def _check_connector(cp: ChargePoint, evse_id: int) -> Connector | None:
             _("Connector {no} is unavailable.").format(no=evse_id),
             code="connector_unavailable",
             fields={"connector": [_("Unavailable.")]},
+        )
+    hold = reservation_guard.get().holder(charge_point_id=cp.pk, evse_id=evse_id, at=clock.now())
+    reserved = hold is not None or any(c.status == ConnectorStatus.RESERVED for c in connectors)
+    if reserved and (hold is None or hold.driver_id != driver.pk):
+        raise Conflict(
+            _("Connector {no} is reserved for another driver.").format(no=evse_id),
+            code="connector_reserved",
+            fields={"connector": [_("Reserved.")]},
         )
     busy_statuses = BUSY_STATUSES
     if cp.ocpp_protocol in (OcppProtocol.OCPP201, OcppProtocol.OCPP21):
@@ -207,7 +215,8 @@ def driver_session_start(
     constraint makes the second insert wait for the first and then find it). The session comes back
     STARTING (the start command is handed to the charger's connection on commit) or FAILED with
     `charger_offline` when no connection holds the charger. Errors: charger_not_found,
-    connector_not_found (404), connector_unavailable, connector_occupied, idempotency_key_reused (409),
+    connector_not_found (404), connector_unavailable, connector_occupied, connector_reserved,
+    idempotency_key_reused (409),
     not_authorised (403)."""
     if not idempotency_key or len(idempotency_key) > 255:
         raise ValidationFailed(
@@ -247,7 +256,7 @@ def driver_session_start(
             if existing is not None:
                 _unused_hold(hold)
                 return existing, False
-            connector = _check_connector(cp, evse_id)
+            connector = _check_connector(cp, evse_id, driver)
             session = DriverSession(
                 driver=driver,
                 organisation_id=cp.organisation_id,

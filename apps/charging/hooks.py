@@ -16,7 +16,12 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
   part of a start (a card pre-authorisation hold), links it to the new session, and says when a start
   failed (the hold is released). Billing provides it; without it every start is paid on account.
 
-All but `start_payment` are registered in TariffsConfig.ready(); `start_payment` in BillingConfig.ready().
+- `reservation_guard` (port): who holds an EVSE by a reservation. `driver_services` refuses other drivers'
+  starts there and lets the holder start; `services.idtoken_authorize` answers another token Invalid
+  for a start on it. Reservations provides it; without it no EVSE is held.
+
+All but `start_payment` and `reservation_guard` are registered in TariffsConfig.ready(); `start_payment`
+in BillingConfig.ready(), `reservation_guard` in ReservationsConfig.ready().
 The charger commands the driver flow needs go through `apps.charging.intents` (provided by the gateway).
 """
 
@@ -140,3 +145,31 @@ session_stopped: Hook[SessionStopped] = Hook("charging.session_stopped")
 session_price: Port[SessionPriceReader] = Port("charging.session_price", default=_no_price)
 # How a driver's start is paid (default: on account).
 start_payment: Port[StartPayment] = Port("charging.start_payment", default=OnAccount())
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationHold:
+    """An EVSE held for a driver's token until `expires_at` (reservation `reservation_id`)."""
+
+    reservation_id: int
+    driver_id: int | None
+    id_token_id: int | None
+    id_tag: str
+    expires_at: datetime
+
+
+class ReservationGuard(Protocol):
+    def holder(self, *, charge_point_id: int, evse_id: int, at: datetime) -> ReservationHold | None:
+        """The reservation holding this EVSE at `at`, if any."""
+        ...
+
+
+class NoReservations:
+    """No reservations app: no EVSE is held."""
+
+    def holder(self, *, charge_point_id: int, evse_id: int, at: datetime) -> ReservationHold | None:
+        return None
+
+
+# Who holds an EVSE by a reservation (default: nobody).
+reservation_guard: Port[ReservationGuard] = Port("charging.reservation_guard", default=NoReservations())

@@ -8,6 +8,7 @@ through `driver_services.driver_session_command_finished` as an `IntentOutcome`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -81,6 +82,35 @@ class ChargerControl(Protocol):
         """Ask the charger whether the transaction of `session` still runs (OCPP 2.x: GetTransactionStatus;
         1.6: TriggerMessage for the connector's MeterValues and StatusNotification). The first command's
         answer comes back as a `ProbeAnswer` through `reconcile.session_probe_finished`."""
+        ...
+
+    def reserve(
+        self,
+        *,
+        charge_point: ChargePoint,
+        evse_id: int,
+        id_token: IdToken,
+        reservation_id: int,
+        expires_at: datetime,
+        actor: Any,
+        source: str,
+        token_type: str | None = None,
+    ) -> IntentSent:
+        """Ask the charger to hold EVSE `evse_id` for `id_token` until `expires_at`, under our
+        `reservation_id` (1.6 ReserveNow reservationId, 2.x ReserveNow id). `token_type`: the 2.x idToken
+        type (default Central, an app token)."""
+        ...
+
+    def cancel_reservation(
+        self, *, charge_point: ChargePoint, reservation_id: int, actor: Any, source: str
+    ) -> IntentSent:
+        """Ask the charger to drop reservation `reservation_id`."""
+        ...
+
+    def outcome_wait(self, *, command_id: int, timeout_s: float | None = None) -> IntentOutcome | None:
+        """Block until the command is final, at most `timeout_s` (default: until its deadline), and return
+        its outcome; None when it is still open then. Call it outside any transaction: the outcome is
+        recorded by another connection."""
         ...
 
 

@@ -60,6 +60,7 @@ def idtoken_authorize(
     exclude_session_id: int | None = None,
     to_start: bool = True,
     token_type: str | None = None,
+    evse_id: int | None = None,
 ) -> AuthResult:
     """The token's current status at this charge point: unknown → Invalid; expired → Expired; not valid
     at this operator → Invalid; Accepted but charging elsewhere → ConcurrentTx, only when it is presented
@@ -85,6 +86,12 @@ def idtoken_authorize(
             active = active.exclude(pk=exclude_session_id)
         if active.exists():
             status = AuthorizationStatus.CONCURRENT_TX
+        elif evse_id is not None:
+            hold = hooks.reservation_guard.get().holder(
+                charge_point_id=charge_point.pk, evse_id=evse_id, at=at
+            )
+            if hold is not None and hold.id_token_id != token.pk and hold.id_tag != token.uid:
+                status = AuthorizationStatus.INVALID
     # The fleet group is the card's network's business: never told to a charger where the card is invalid.
     group_id = token.group_id if status != AuthorizationStatus.INVALID else ""
     return AuthResult(
@@ -97,10 +104,12 @@ def idtoken_authorize(
     )
 
 
-def _authorize_if_token(uid: str, cp: ChargePoint, at: datetime, session_id: int | None) -> AuthResult:
+def _authorize_if_token(
+    uid: str, cp: ChargePoint, at: datetime, session_id: int | None, evse_id: int | None = None
+) -> AuthResult:
     if not uid:
         return AuthResult(AuthorizationStatus.NOT_YET)
-    return idtoken_authorize(uid=uid, charge_point=cp, at=at, exclude_session_id=session_id)
+    return idtoken_authorize(uid=uid, charge_point=cp, at=at, exclude_session_id=session_id, evse_id=evse_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +199,7 @@ def _session_start(
     if existing is not None:
         auth = _authorize_if_token(uid, cp, received_at, existing.pk)
         return StartResult(existing, auth, created=False)
-    auth = _authorize_if_token(uid, cp, received_at, None)
+    auth = _authorize_if_token(uid, cp, received_at, None, evse_id)
     started_at, clamped = clamp_charger_time(started_at_charger, received_at)
     review = ReviewReason.NONE
     if not uid:

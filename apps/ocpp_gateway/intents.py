@@ -5,6 +5,7 @@ goes back to the driver flow as an `IntentOutcome`. Provided to charging in Ocpp
 
 from __future__ import annotations
 
+from datetime import datetime
 from types import ModuleType
 from typing import Any
 
@@ -17,14 +18,17 @@ from apps.charging.reconcile import session_probe_finished
 # A module import: services -> outcomes -> intents -> services is a cycle; command_send is looked up
 # when an intent is sent, by then services is complete.
 from apps.ocpp_gateway import services, versions
-from apps.ocpp_gateway.choices import CommandStatus
+from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.models import OcppCommand
+from apps.reservations.services import reservation_command_finished
 from apps.stations.models import ChargePoint
 
 # The actions an intent sends: their final outcomes are reported to the driver flow.
 INTENT_ACTIONS = frozenset(
     {"RemoteStartTransaction", "RequestStartTransaction", "RemoteStopTransaction", "RequestStopTransaction"}
 )
+# The reservation actions: a ReserveNow's final outcome decides the reservation.
+RESERVATION_ACTIONS = frozenset({"ReserveNow"})
 # The actions reconciliation's question about a transaction sends (`transaction_probe`).
 PROBE_ACTIONS = frozenset({"GetTransactionStatus", "TriggerMessage"})
 _OUTCOMES: dict[str, CommandOutcome] = {
@@ -81,6 +85,59 @@ def transaction_probe(*, session: ChargingSession, actor: Any, source: str) -> l
         )
         for action, payload in requests
     ]
+
+
+def reserve(
+    *,
+    charge_point: ChargePoint,
+    evse_id: int,
+    id_token: IdToken,
+    reservation_id: int,
+    expires_at: datetime,
+    actor: Any,
+    source: str,
+    token_type: str | None = None,
+) -> IntentSent:
+    action, payload = payloads_for(charge_point.ocpp_protocol).reserve(
+        evse_id=evse_id,
+        id_token=id_token.uid,
+        reservation_id=reservation_id,
+        expires_at=expires_at,
+        token_type=token_type,
+    )
+    command = services.command_send(
+        charge_point=charge_point, action=action, payload=payload, actor=actor, source=source
+    )
+    return _sent(command)
+
+
+def cancel_reservation(
+    *, charge_point: ChargePoint, reservation_id: int, actor: Any, source: str
+) -> IntentSent:
+    action, payload = payloads_for(charge_point.ocpp_protocol).cancel_reservation(
+        reservation_id=reservation_id
+    )
+    command = services.command_send(
+        charge_point=charge_point, action=action, payload=payload, actor=actor, source=source
+    )
+    return _sent(command)
+
+
+def outcome_wait(*, command_id: int, timeout_s: float | None = None) -> IntentOutcome | None:
+    """Wait for a command's final outcome (command_wait records a timeout past its deadline); None when
+    it is still open after `timeout_s`."""
+    services.command_wait(command_id=command_id, timeout_s=timeout_s)
+    command = OcppCommand.objects.get(pk=command_id)
+    if command.status not in FINAL_COMMAND_STATUSES:
+        return None
+    return intent_outcome(command)
+
+
+def reservation_command_done(*, command: OcppCommand) -> None:
+    """Tell reservations the final outcome of a ReserveNow (whoever sent it: one that is no reservation of
+    ours changes nothing)."""
+    if command.action in RESERVATION_ACTIONS:
+        reservation_command_finished(outcome=intent_outcome(command))
 
 
 def probe_answer(command: OcppCommand) -> ProbeAnswer:
@@ -148,3 +205,36 @@ class GatewayChargerControl:
 
     def transaction_probe(self, *, session: ChargingSession, actor: Any, source: str) -> list[IntentSent]:
         return transaction_probe(session=session, actor=actor, source=source)
+
+    def reserve(
+        self,
+        *,
+        charge_point: ChargePoint,
+        evse_id: int,
+        id_token: IdToken,
+        reservation_id: int,
+        expires_at: datetime,
+        actor: Any,
+        source: str,
+        token_type: str | None = None,
+    ) -> IntentSent:
+        return reserve(
+            charge_point=charge_point,
+            evse_id=evse_id,
+            id_token=id_token,
+            reservation_id=reservation_id,
+            expires_at=expires_at,
+            actor=actor,
+            source=source,
+            token_type=token_type,
+        )
+
+    def cancel_reservation(
+        self, *, charge_point: ChargePoint, reservation_id: int, actor: Any, source: str
+    ) -> IntentSent:
+        return cancel_reservation(
+            charge_point=charge_point, reservation_id=reservation_id, actor=actor, source=source
+        )
+
+    def outcome_wait(self, *, command_id: int, timeout_s: float | None = None) -> IntentOutcome | None:
+        return outcome_wait(command_id=command_id, timeout_s=timeout_s)

@@ -16,7 +16,11 @@ from typing import Any
 
 from django.db import transaction
 
-from apps.ocpp_gateway.intents import intent_command_finished, probe_command_finished
+from apps.ocpp_gateway.intents import (
+    intent_command_finished,
+    probe_command_finished,
+    reservation_command_done,
+)
 from apps.ocpp_gateway.models import OcppCommand
 from cpo import clock
 
@@ -117,6 +121,10 @@ def _reconcile(command: OcppCommand) -> None:
     probe_command_finished(command=command)
 
 
+def _reservation(command: OcppCommand) -> None:
+    reservation_command_done(command=command)
+
+
 # action → what to do with any final outcome (answer, CALLERROR, timeout, offline, disconnected).
 FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "RemoteStartTransaction": _driver_session,
@@ -126,6 +134,8 @@ FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     # Reconciliation's questions about a transaction (apps.charging.reconcile).
     "GetTransactionStatus": _reconcile,
     "TriggerMessage": _reconcile,
+    # A driver's reservation (apps.reservations): the charger's answer decides it.
+    "ReserveNow": _reservation,
 }
 
 

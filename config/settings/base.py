@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "apps.charging",
     "apps.tariffs",
     "apps.billing",
+    "apps.reservations",
     "apps.ocpp_gateway",
 ]
 
@@ -138,6 +139,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "tariffs-cdr-sweep": {"task": "tariffs.cdr_sweep", "schedule": 300.0},
     "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 300.0},
     "billing-payments-capture-sweep": {"task": "billing.payments_capture_sweep", "schedule": 60.0},
+    "reservations-expire": {"task": "reservations.reservations_expire", "schedule": 30.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 
@@ -276,6 +278,13 @@ CPO_API_LOGIN_KNOWN_ADDRESS_DAYS = int(ENV.get("CPO_API_LOGIN_KNOWN_ADDRESS_DAYS
 CPO_API_LOGIN_SLOWDOWN_S = int(ENV.get("CPO_API_LOGIN_SLOWDOWN_S", "30"))
 # How long the charger may take to begin a charge it accepted (the driver plugs in meanwhile).
 CPO_DRIVER_START_TIMEOUT_S = float(ENV.get("CPO_DRIVER_START_TIMEOUT_S", "120"))
+# Reservations (apps.reservations): the hold's default and longest length in minutes, and how early a 1.6
+# connector reported Available again may be taken as the charger's own expiry of its reservation.
+CPO_RESERVATION_DEFAULT_MIN = int(ENV.get("CPO_RESERVATION_DEFAULT_MIN", "15"))
+CPO_RESERVATION_MAX_MIN = int(ENV.get("CPO_RESERVATION_MAX_MIN", "30"))
+CPO_RESERVATION_EXPIRY_GRACE_S = float(ENV.get("CPO_RESERVATION_EXPIRY_GRACE_S", "30"))
+# How long POST reservations waits for the charger's answer before it answers 202 PENDING.
+CPO_RESERVATION_WAIT_S = float(ENV.get("CPO_RESERVATION_WAIT_S", "10"))
 # How long a driver's card link request waits for the card to be presented at the charger they picked.
 CPO_CARD_LINK_WINDOW_S = int(ENV.get("CPO_CARD_LINK_WINDOW_S", "180"))
 # Reconciliation of sessions whose stop was lost (apps.charging.reconcile): minutes without a sign of

@@ -138,7 +138,7 @@ class TestStart:
         [
             (ConnectorStatus.FAULTED, "connector_unavailable"),
             (ConnectorStatus.CHARGING, "connector_occupied"),
-            (ConnectorStatus.RESERVED, "connector_occupied"),
+            (ConnectorStatus.RESERVED, "connector_reserved"),
         ],
     )
     def test_busy_or_broken_connector_is_refused(self, status, code):

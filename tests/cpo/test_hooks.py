@@ -5,6 +5,7 @@ import pytest
 from apps.charging import hooks as charging_hooks
 from apps.charging import intents as charging_intents
 from apps.ocpp_gateway.intents import GatewayChargerControl
+from apps.reservations import services as reservation_services
 from apps.stations import hooks as station_hooks
 from apps.tariffs import selectors as tariff_selectors
 from apps.tariffs import services as tariff_services
@@ -59,7 +60,10 @@ def test_a_port_gives_what_was_provided_else_its_default_else_an_error():
 
 
 def test_the_apps_wire_their_hooks_and_ports_in_ready():
-    assert charging_hooks.session_started.receivers == (tariff_services.session_tariff_on_start,)
+    assert charging_hooks.session_started.receivers == (
+        tariff_services.session_tariff_on_start,
+        reservation_services.reservation_consume_on_start,
+    )
     assert charging_hooks.session_driver_known.receivers == (tariff_services.session_tariff_driver_known,)
     assert charging_hooks.transaction_event_applied.receivers == (
         tariff_services.session_activity_from_event,
@@ -68,5 +72,7 @@ def test_the_apps_wire_their_hooks_and_ports_in_ready():
     assert charging_hooks.session_price.get() is tariff_selectors.session_price
     assert station_hooks.connector_status_reported.receivers == (
         tariff_services.session_activity_from_status,
+        reservation_services.reservation_connector_status,
     )
+    assert isinstance(charging_hooks.reservation_guard.get(), reservation_services.ReservationsGuard)
     assert isinstance(charging_intents.charger_control.get(), GatewayChargerControl)

@@ -534,3 +534,21 @@ class PaymentFactory(factory.django.DjangoModelFactory):
 
 TENANT_FACTORIES[Dispute] = _for_org(DisputeFactory)
 TENANT_FACTORIES[Payment] = _for_org(PaymentFactory)
+
+
+from apps.reservations.models import Reservation  # noqa: E402
+
+
+class ReservationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Reservation
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    organisation = factory.LazyAttribute(lambda o: o.charge_point.organisation)
+    evse_id = 1
+    id_tag = factory.Sequence(lambda n: f"RSV{n:06d}")
+    status = "RESERVED"
+    expires_at = factory.LazyFunction(lambda: clock.now() + timedelta(minutes=15))
+
+
+TENANT_FACTORIES[Reservation] = _for_charger(ReservationFactory)

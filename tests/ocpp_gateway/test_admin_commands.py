@@ -23,6 +23,8 @@ from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import DiagnosticsUpload, LocalAuthListMember, OcppCommand, OcppFailedMessage
 from apps.ocpp_gateway.replay import failed_message_replay
 from apps.ocpp_gateway.versions import V16
+from apps.reservations.choices import ReservationStatus
+from apps.reservations.models import Reservation
 from cpo import clock
 from tests.factories import (
     ChargePointFactory,
@@ -68,12 +70,14 @@ def send_url(charge_point) -> str:
 # action -> (valid input, the payload it must become (None: checked by shape), invalid input,
 #            the field that reports the problem, a fragment of the message)
 CASES = {
+    # The reservation is chosen among the charger's active ones (never typed): "{reservation}" is the
+    # fixture's.
     "CancelReservation": (
-        {"reservation_id": "5"},
-        {"reservationId": 5},
-        {"reservation_id": "five"},
-        "reservation_id",
-        "whole number",
+        {"reservation": "{reservation}"},
+        None,
+        {"reservation": "999999"},
+        "reservation",
+        "Select a valid choice",
     ),
     "ChangeAvailability": (
         {"connector_id": "0", "type": "Inoperative"},
@@ -141,9 +145,9 @@ CASES = {
         "required",
     ),
     "ReserveNow": (
-        {"connector_id": "1", "expiry_date": FUTURE, "id_tag": "04A1B2C3", "reservation_id": "3"},
+        {"connector_id": "1", "expiry_date": FUTURE, "id_tag": "04A1B2C3"},
         None,
-        {"connector_id": "1", "expiry_date": PAST, "id_tag": "04A1B2C3", "reservation_id": "3"},
+        {"connector_id": "1", "expiry_date": PAST, "id_tag": "04A1B2C3"},
         "expiry_date",
         "must end in the future",
     ),
@@ -208,7 +212,22 @@ def catalogue_env(db, staff_a):
     local_list_set_members(local_list=local_list, id_tokens=[IdTokenFactory(uid="04AA0001")])
     firmware = FirmwareFileFactory(organisation=cp.organisation, vendor="ACME", model="AC22", version="2.0")
     other = FirmwareFileFactory(organisation=cp.organisation, vendor="OTHER", model="X9", version="9.9")
-    return {"cp": cp, "actor": staff_a, "firmware": firmware.pk, "other_firmware": other.pk}
+    IdTokenFactory(uid="04A1B2C3")
+    reservation = Reservation.objects.create(
+        organisation=cp.organisation,
+        charge_point=cp,
+        evse_id=2,
+        id_tag="04AA0001",
+        status=ReservationStatus.RESERVED,
+        expires_at=clock.now() + timedelta(minutes=10),
+    )
+    return {
+        "cp": cp,
+        "actor": staff_a,
+        "firmware": firmware.pk,
+        "other_firmware": other.pk,
+        "reservation": reservation.pk,
+    }
 
 
 def _form(action, data, env):
@@ -245,7 +264,13 @@ def test_catalogue_form_builds_a_schema_valid_payload(action, catalogue_env):
             {"idTag": "04AA0001", "idTagInfo": {"status": "Accepted"}}
         ]
     if action == "ReserveNow":
-        assert payload["reservationId"] == 3 and payload["expiryDate"].endswith("Z")
+        # Our id, allocated by the reservations service (the form has no id field).
+        reservation = Reservation.objects.get(reserve_command_id=command.pk)
+        assert payload["reservationId"] == reservation.pk and payload["expiryDate"].endswith("Z")
+        assert payload["idTag"] == "04A1B2C3" and payload["connectorId"] == 1
+    if action == "CancelReservation":
+        assert payload == {"reservationId": catalogue_env["reservation"]}
+        assert Reservation.objects.get(pk=catalogue_env["reservation"]).status == ReservationStatus.CANCELLED
 
 
 @pytest.mark.parametrize("action", sorted(CASES))

@@ -36,6 +36,8 @@ from apps.ocpp_gateway.services import (
     command_wait,
 )
 from apps.ocpp_gateway.versions import V201 as V201_VERSION
+from apps.reservations.choices import ReservationStatus
+from apps.reservations.models import Reservation
 from apps.stations import keys
 from apps.stations.models import ChargePoint, DeviceVariable
 from cpo import clock
@@ -107,12 +109,13 @@ async def booted_v201(key: str = KEY):
 # action -> (valid input, the payload it must become (None: checked by shape), invalid input,
 #            the field that reports the problem, a fragment of the message)
 CASES = {
+    # The reservation is chosen among the charger's active ones (never typed).
     "CancelReservation": (
-        {"reservation_id": "5"},
-        {"reservationId": 5},
-        {"reservation_id": "-1"},
-        "reservation_id",
-        "greater than or equal to 0",
+        {"reservation": "{reservation}"},
+        None,
+        {"reservation": "-1"},
+        "reservation",
+        "Select a valid choice",
     ),
     "ChangeAvailability": (
         {"operational_status": "Inoperative", "evse_id": "1", "connector_id": "1"},
@@ -264,16 +267,9 @@ CASES = {
         "at most 36 characters",
     ),
     "ReserveNow": (
-        {
-            "reservation_id": "3",
-            "expiry_date": FUTURE,
-            "id_token": "04A1B2C3",
-            "id_token_type": "ISO14443",
-            "evse_id": "1",
-            "connector_type": "cType2",
-        },
+        {"expiry_date": FUTURE, "id_token": "04A1B2C3", "id_token_type": "ISO14443", "evse_id": "1"},
         None,
-        {"reservation_id": "3", "expiry_date": PAST, "id_token": "04A1B2C3", "id_token_type": "ISO14443"},
+        {"expiry_date": PAST, "id_token": "04A1B2C3", "id_token_type": "ISO14443", "evse_id": "1"},
         "expiry_date",
         "must end in the future",
     ),
@@ -381,7 +377,22 @@ def catalogue_env(db, staff_a):
     )
     firmware = FirmwareFileFactory(organisation=cp.organisation, vendor="ACME", model="AC22", version="2.0")
     other = FirmwareFileFactory(organisation=cp.organisation, vendor="OTHER", model="X9", version="9.9")
-    return {"cp": cp, "actor": staff_a, "firmware": firmware.pk, "other_firmware": other.pk}
+    IdTokenFactory(uid="04A1B2C3")
+    reservation = Reservation.objects.create(
+        organisation=cp.organisation,
+        charge_point=cp,
+        evse_id=2,
+        id_tag="04AA0001",
+        status=ReservationStatus.RESERVED,
+        expires_at=clock.now() + timedelta(minutes=10),
+    )
+    return {
+        "cp": cp,
+        "actor": staff_a,
+        "firmware": firmware.pk,
+        "other_firmware": other.pk,
+        "reservation": reservation.pk,
+    }
 
 
 def _form(action, data, env):
@@ -434,9 +445,13 @@ def test_v201_form_builds_a_schema_valid_payload(action, catalogue_env):
         ]
         assert form.notes == []  # 2.0.1 takes uids of up to 36 characters: nothing left out
     if action == "ReserveNow":
-        assert payload["id"] == 3 and payload["expiryDateTime"].endswith("Z")
+        # Our id, allocated by the reservations service (the form has no id field).
+        reservation = Reservation.objects.get(reserve_command_id=command.pk)
+        assert payload["id"] == reservation.pk and payload["expiryDateTime"].endswith("Z")
         assert payload["idToken"] == {"idToken": "04A1B2C3", "type": "ISO14443"}
-        assert (payload["evseId"], payload["connectorType"]) == (1, "cType2")
+        assert payload["evseId"] == 1
+    if action == "CancelReservation":
+        assert payload == {"reservationId": catalogue_env["reservation"]}
 
 
 @pytest.mark.parametrize("action", sorted(CASES))

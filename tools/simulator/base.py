@@ -956,8 +956,29 @@ class SimulatedCharger(ABC):
 
     async def _expire(self, reservation: Reservation) -> None:
         await asyncio.sleep(max(0.0, (reservation.expires_at - clock.now()).total_seconds()))
+        self._reservation_expired(reservation)
+
+    def _reservation_expired(self, reservation: Reservation) -> None:
         self._drop_reservation(reservation)
+        self.reservation_ended(reservation, "Expired")
         self.refresh_statuses()
+
+    def expire_reservations(self, *, now: datetime) -> list[int]:
+        """Expire the reservations due at `now` as the charger's own clock would (a test moves time on
+        without waiting); returns their ids."""
+        due = [
+            c.reservation
+            for c in self.connectors.values()
+            if c.reservation is not None and c.reservation.expires_at <= now
+        ]
+        for reservation in due:
+            self._reservation_expired(reservation)
+        return [r.reservation_id for r in due]
+
+    def reservation_ended(self, reservation: Reservation, status: str) -> None:
+        """The charger ended a reservation by itself (`status`: Expired or Removed). OCPP 1.6 says so only
+        by the connector's status; 2.x sends ReservationStatusUpdate."""
+        return None
 
     # --- smart charging ----------------------------------------------------------------------------
     def install_profile(self, profile: Profile, *, rate_units: list[str]) -> bool:

@@ -26,7 +26,7 @@ from tools.simulator.base import ChargerOptions, SimulatedCharger, SimulatedConn
 from tools.simulator.clock import iso
 from tools.simulator.devicemodel import DeviceModel, own_defaults
 from tools.simulator.smartcharging import CHARGE_POINT_MAX, TX, TX_DEFAULT, Profile
-from tools.simulator.state import Connector, Outgoing, Transaction
+from tools.simulator.state import Connector, Outgoing, Reservation, Transaction
 
 logger = logging.getLogger(__name__)
 SUBPROTOCOL = "ocpp2.0.1"
@@ -636,6 +636,12 @@ class ChargingStation(SimulatedCharger):
                 on_result=lambda a: self.check_token(tx, id_tag, a.id_token_info),
             )
         )
+
+    def reservation_ended(self, reservation: Reservation, status: str) -> None:
+        payload = call.ReservationStatusUpdate(
+            reservation_id=reservation.reservation_id, reservation_update_status=status
+        )
+        self.spawn(self.notify(payload))
 
     def send_started(self, tx: Transaction) -> None:
         tx.transaction_id = str(uuid.uuid4())

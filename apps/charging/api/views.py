@@ -91,6 +91,8 @@ class SessionListView(APIView):
     @extend_schema(
         tags=TAGS,
         summary="Start charging on a connector",
+        description="409 codes: connector_occupied, connector_unavailable, connector_reserved (a reservation "
+        "holds it for another driver; the holder may start there), charger_offline, idempotency_key_reused.",
         parameters=[IDEMPOTENCY_HEADER],
         request=SessionStartInput,
         responses={

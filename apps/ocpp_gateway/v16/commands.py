@@ -26,16 +26,43 @@ from apps.ocpp_gateway.forms import (
     schema_enum,
 )
 from apps.ocpp_gateway.models import FirmwareFile, OcppCommand
+from apps.reservations.choices import ACTIVE_STATUSES
+from apps.reservations.models import Reservation
+from apps.reservations.services import reservation_cancel, reservation_create_for_token
 from cpo import clock
-from cpo.exceptions import ApplicationError
+from cpo.exceptions import ApplicationError, Conflict
 
 
 class CancelReservationForm(CommandForm):
-    action = "CancelReservation"
-    reservation_id = _int(_("reservation id"))
+    """Cancel one of the charger's active reservations, chosen (never typed), through the reservations
+    service (the record and the charger agree)."""
 
-    def build_payload(self) -> dict[str, Any]:
-        return {"reservationId": self.cleaned_data["reservation_id"]}
+    action = "CancelReservation"
+    reservation = forms.TypedChoiceField(label=_("reservation"), coerce=int, choices=[])
+
+    def setup(self) -> None:
+        active = Reservation.objects.filter(
+            charge_point=self.context.charge_point, status__in=ACTIVE_STATUSES
+        ).order_by("pk")
+        cast(forms.TypedChoiceField, self.fields["reservation"]).choices = [
+            (
+                r.pk,
+                _("#{id}: connector {no}, {tag}, until {until}").format(
+                    id=r.pk, no=r.evse_id, tag=r.id_tag, until=r.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+                ),
+            )
+            for r in active
+        ]
+
+    def build_payload(self) -> None:
+        return None  # sent by reservation_cancel
+
+    def send(self, *, source: str) -> OcppCommand:
+        reservation = Reservation.objects.get(pk=self.cleaned_data["reservation"])
+        reservation = reservation_cancel(reservation=reservation, actor=self.context.actor, source=source)
+        if reservation.cancel_command_id is None:
+            raise Conflict(_("This reservation has ended already."), code="reservation_ended")
+        return OcppCommand.objects.get(pk=reservation.cancel_command_id)
 
 
 class ChangeAvailabilityForm(CommandForm):
@@ -256,15 +283,14 @@ class RemoteStopTransactionForm(CommandForm):
 
 
 class ReserveNowForm(CommandForm):
+    """Reserve a connector for a known card or token through the reservations service: the reservation id
+    is ours (allocated there), never typed."""
+
     action = "ReserveNow"
     connector_fields = {"connector_id": True}
-    connector_id = connector_field(
-        allow_zero=True, help_text=_("0: any connector (if the charger allows it).")
-    )
+    connector_id = connector_field()
     expiry_date = datetime_field(_("reserved until"))
     id_tag = id_tag_field()
-    parent_id_tag = id_tag_field(_("parent id tag"), required=False)
-    reservation_id = _int(_("reservation id"))
 
     def clean_expiry_date(self) -> datetime:
         value = self.cleaned_data["expiry_date"]
@@ -272,15 +298,20 @@ class ReserveNowForm(CommandForm):
             raise forms.ValidationError(_("The reservation must end in the future."))
         return value
 
-    def build_payload(self) -> dict[str, Any]:
+    def build_payload(self) -> None:
+        return None  # composed by the reservations service with our reservation id
+
+    def send(self, *, source: str) -> OcppCommand:
         data = self.cleaned_data
-        return self.optional(
-            connectorId=data["connector_id"],
-            expiryDate=_utc(data["expiry_date"]),
-            idTag=data["id_tag"],
-            parentIdTag=data["parent_id_tag"],
-            reservationId=data["reservation_id"],
+        reservation = reservation_create_for_token(
+            charge_point=self.context.charge_point,
+            evse_id=data["connector_id"],
+            uid=data["id_tag"],
+            expires_at=data["expiry_date"],
+            actor=self.context.actor,
+            source=source,
         )
+        return OcppCommand.objects.get(pk=reservation.reserve_command_id)
 
 
 class ResetForm(CommandForm):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from apps.charging.models import ChargingSession
@@ -27,3 +28,19 @@ def transaction_probe(*, session: ChargingSession) -> list[Request]:
         ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": session.evse_id}),
         ("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": session.evse_id}),
     ]
+
+
+def reserve(
+    *, evse_id: int, id_token: str, reservation_id: int, expires_at: datetime, token_type: str | None = None
+) -> Request:
+    """Hold a connector for `id_token` until `expires_at` under our reservation id (1.6 tags have no type)."""
+    return "ReserveNow", {
+        "connectorId": evse_id,
+        "expiryDate": expires_at.isoformat().replace("+00:00", "Z"),
+        "idTag": id_token,
+        "reservationId": reservation_id,
+    }
+
+
+def cancel_reservation(*, reservation_id: int) -> Request:
+    return "CancelReservation", {"reservationId": reservation_id}

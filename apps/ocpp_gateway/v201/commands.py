@@ -30,6 +30,7 @@ from apps.ocpp_gateway.forms import (
     enum_choices,
     schema_enum,
 )
+from apps.ocpp_gateway.models import OcppCommand
 from apps.ocpp_gateway.v16.commands import (
     CancelReservationForm,
     ClearCacheForm,
@@ -39,6 +40,7 @@ from apps.ocpp_gateway.v16.commands import (
     SendLocalListForm,
     UpdateFirmwareForm,
 )
+from apps.reservations.services import reservation_create_for_token
 from apps.stations import keys
 from cpo import clock
 
@@ -531,24 +533,15 @@ class V201RequestStopTransactionForm(ActiveTransactionMixin, V201CommandForm):
 
 
 class V201ReserveNowForm(V201CommandForm):
+    """Reserve an EVSE for a known token through the reservations service: the reservation id is ours
+    (allocated there), never typed."""
+
     action = "ReserveNow"
     connector_fields = {"evse_id": False}
-    reservation_id = _int(_("reservation id"))
     expiry_date = datetime_field(_("reserved until"))
     id_token = v201_id_token_field()
     id_token_type = id_token_type_field()
-    evse_id = evse_field(required=False, help_text=_("Empty: any EVSE (if the charger allows it)."))
-    connector_type = forms.ChoiceField(
-        label=_("connector type"),
-        required=False,
-        choices=[
-            ("", _("any")),
-            *enum_choices(
-                v201.ConnectorEnumType, allowed=schema_enum("ReserveNow", "2.0.1", "connectorType")
-            ),
-        ],
-    )
-    group_id_token = v201_id_token_field(_("group id token"), required=False)
+    evse_id = evse_field()
 
     def clean_expiry_date(self) -> datetime:
         value = self.cleaned_data["expiry_date"]
@@ -556,17 +549,21 @@ class V201ReserveNowForm(V201CommandForm):
             raise forms.ValidationError(_("The reservation must end in the future."))
         return value
 
-    def build_payload(self) -> dict[str, Any]:
+    def build_payload(self) -> None:
+        return None  # composed by the reservations service with our reservation id
+
+    def send(self, *, source: str) -> OcppCommand:
         data = self.cleaned_data
-        group = data["group_id_token"]
-        return self.optional(
-            id=data["reservation_id"],
-            expiryDateTime=_utc(data["expiry_date"]),
-            idToken={"idToken": data["id_token"], "type": data["id_token_type"]},
-            evseId=data["evse_id"],
-            connectorType=data["connector_type"],
-            groupIdToken={"idToken": group, "type": str(v201.IdTokenEnumType.central)} if group else None,
+        reservation = reservation_create_for_token(
+            charge_point=self.context.charge_point,
+            evse_id=data["evse_id"],
+            uid=data["id_token"],
+            token_type=data["id_token_type"],
+            expires_at=data["expiry_date"],
+            actor=self.context.actor,
+            source=source,
         )
+        return OcppCommand.objects.get(pk=reservation.reserve_command_id)
 
 
 class V201ResetForm(V201CommandForm):

@@ -20,6 +20,7 @@ from apps.charging.services import (
 )
 from apps.ocpp_gateway.handlers import HandlerBase, iso
 from apps.ocpp_gateway.masking import mask_payload
+from apps.reservations.services import reservation_status_update
 from apps.stations.choices import RegistrationStatus
 from apps.stations.models import ChargePoint
 from apps.stations.services import (
@@ -230,6 +231,19 @@ class ChargingStationHandlers(HandlerBase):
             charge_point_id=self.ctx.charge_point_id, kind="security", events=[event], received_at=clock.now()
         )
         return call_result.SecurityEventNotification()
+
+    @on(Action.reservation_status_update)
+    async def on_reservation_status_update(
+        self, reservation_id: int, reservation_update_status: str, **kwargs: Any
+    ) -> call_result.ReservationStatusUpdate:
+        """The charger ended a reservation itself (Expired, or Removed): our record follows."""
+        await database_sync_to_async(reservation_status_update)(
+            charge_point_id=self.ctx.charge_point_id,
+            reservation_id=reservation_id,
+            status=reservation_update_status,
+            at=clock.now(),
+        )
+        return call_result.ReservationStatusUpdate()
 
     @on(Action.firmware_status_notification)
     async def on_firmware_status_notification(

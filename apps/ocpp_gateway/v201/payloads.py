@@ -4,6 +4,7 @@ it by the charger's version."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from apps.accounts.choices import IdTokenType
@@ -29,3 +30,20 @@ def stop_transaction(*, session: ChargingSession) -> Request:
 def transaction_probe(*, session: ChargingSession) -> list[Request]:
     """Ask whether the session's transaction still runs (the answer's ongoingIndicator)."""
     return [("GetTransactionStatus", {"transactionId": session.transaction_ref})]
+
+
+def reserve(
+    *, evse_id: int, id_token: str, reservation_id: int, expires_at: datetime, token_type: str | None = None
+) -> Request:
+    """Hold EVSE `evse_id` for `id_token` (of `token_type`; default Central, an app token) until
+    `expires_at` under our id."""
+    return "ReserveNow", {
+        "id": reservation_id,
+        "expiryDateTime": expires_at.isoformat().replace("+00:00", "Z"),
+        "idToken": {"idToken": id_token, "type": token_type or IdTokenType.CENTRAL.value},
+        "evseId": evse_id,
+    }
+
+
+def cancel_reservation(*, reservation_id: int) -> Request:
+    return "CancelReservation", {"reservationId": reservation_id}

@@ -4,6 +4,20 @@ we send)."""
 
 from __future__ import annotations
 
-from apps.ocpp_gateway.v201.payloads import Request, start_charging, stop_transaction, transaction_probe
+from apps.ocpp_gateway.v201.payloads import (
+    Request,
+    cancel_reservation,
+    reserve,
+    start_charging,
+    stop_transaction,
+    transaction_probe,
+)
 
-__all__ = ["Request", "start_charging", "stop_transaction", "transaction_probe"]
+__all__ = [
+    "Request",
+    "cancel_reservation",
+    "reserve",
+    "start_charging",
+    "stop_transaction",
+    "transaction_probe",
+]

@@ -27,15 +27,16 @@ from apps.accounts.models import DriverProfile, User
 from apps.billing import services, stripe_client, tasks  # tasks imports this module too: use by attribute
 from apps.billing.choices import PaymentStatus
 from apps.billing.models import Payment
+from apps.charging import driver_services
 from apps.charging.choices import DriverSessionStatus
-from apps.charging.hooks import PaymentHold
+from apps.charging.hooks import PaymentHold, session_price
 from apps.charging.models import DriverSession
 from apps.stations.models import ChargePoint
 from apps.tariffs.choices import CdrKind
 from apps.tariffs.models import ChargeDetailRecord
 from apps.tariffs.selectors import local_date, place_for, tariff_in_force, vat_rate_for
 from cpo import clock
-from cpo.exceptions import ApplicationError
+from cpo.exceptions import ApplicationError, Conflict
 from cpo.units import Money
 
 logger = logging.getLogger(__name__)
@@ -255,6 +256,57 @@ def payment_capture(payment_id: int) -> Payment:
         )
     payment.refresh_from_db()
     return payment
+
+
+PAYMENT_LIMIT_REACHED = "payment_limit_reached"
+
+
+def cost_so_far(session: DriverSession) -> int | None:
+    """What the running session costs so far in minor units of its price's currency (the cost the driver
+    API shows, through charging's `session_price` port), None when it is not priced."""
+    if session.charging_session is None:
+        return None
+    price = session_price.get()(session=session.charging_session)
+    if price is None:
+        return None
+    return int(Money(price.cost.gross, price.cost.currency).rounded().to_minor_units())
+
+
+def payments_at_limit() -> list[int]:
+    """Held payments of ACTIVE sessions whose cost so far reached the hold (for the limit sweep)."""
+    due = []
+    for payment in Payment.objects.filter(
+        status=PaymentStatus.AUTHORISED, driver_session__status=DriverSessionStatus.ACTIVE
+    ).select_related("driver_session__charging_session"):
+        cost = cost_so_far(payment.driver_session)  # type: ignore[arg-type]  # filtered on it above
+        if cost is not None and cost >= payment.amount_held:
+            due.append(payment.pk)
+    return due
+
+
+def payment_limit_stop(payment_id: int) -> bool:
+    """Stop the session of a held payment whose cost reached the hold, through the command service (the
+    command is queued for the charger: nothing waits for its answer). The driver sees the reason
+    `payment_limit_reached` as the cause of the stop. False when nothing was sent: the session is no longer
+    ACTIVE, under the hold, or its charger is offline (the next sweep tries again)."""
+    payment = Payment.objects.select_related("driver_session__charging_session").get(pk=payment_id)
+    session = payment.driver_session
+    if payment.status != PaymentStatus.AUTHORISED or session is None:
+        return False
+    if session.status != DriverSessionStatus.ACTIVE:
+        return False
+    cost = cost_so_far(session)
+    if cost is None or cost < payment.amount_held:
+        return False
+    try:
+        stopped = driver_services.driver_session_stop(session=session, reason=PAYMENT_LIMIT_REACHED)
+    except Conflict as exc:
+        logger.warning("payment %s reached its hold but its session cannot be stopped: %s", payment.pk, exc)
+        return False
+    logger.info(
+        "session %s stopped: its cost %s reached the hold of payment %s", session.pk, cost, payment.pk
+    )
+    return stopped.status == DriverSessionStatus.STOPPING
 
 
 def payments_to_capture() -> list[int]:

@@ -59,3 +59,13 @@ def payments_capture_sweep_task() -> int:
     for pk in due:
         payment_capture_task.delay(pk)
     return len(due)
+
+
+@shared_task(name="billing.payments_limit_sweep", ignore_result=True)
+def payments_limit_sweep_task() -> int:
+    """Stop the running sessions whose cost so far reached their card hold (reason payment_limit_reached).
+    Each stop only queues the charger's command: the worker never waits for the charger."""
+    stopped = 0
+    for pk in payments.payments_at_limit():
+        stopped += payments.payment_limit_stop(pk)
+    return stopped

@@ -62,6 +62,9 @@ urlpatterns = [
         parallel_view(billing.PaymentMethodDefaultView.as_view()),
         name="api-payment-method-default",
     ),
+    path(
+        "payments/<int:pk>/retry", parallel_view(billing.PaymentRetryView.as_view()), name="api-payment-retry"
+    ),
 ]
 
 schema_urlpatterns = [

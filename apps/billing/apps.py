@@ -13,7 +13,10 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.billing.payments import CardHolds
+        from apps.billing.settlement import DebtStanding
         from apps.charging import hooks as charging_hooks
 
         # A driver's start is paid by a card hold (charging asks through its port, docs/architecture.md).
         charging_hooks.start_payment.provide(CardHolds())
+        # A driver with an unpaid debt is blocked at the chargers until it is paid.
+        charging_hooks.driver_standing.provide(DebtStanding())

@@ -24,7 +24,12 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import DriverProfile, User
-from apps.billing import services, stripe_client, tasks  # tasks imports this module too: use by attribute
+from apps.billing import (
+    services,
+    settlement,
+    stripe_client,
+    tasks,
+)  # tasks imports this module too: use by attribute
 from apps.billing.choices import PaymentStatus
 from apps.billing.models import Payment
 from apps.charging import driver_services
@@ -33,7 +38,6 @@ from apps.charging.hooks import PaymentHold, session_price
 from apps.charging.models import DriverSession
 from apps.stations.models import ChargePoint
 from apps.tariffs.choices import CdrKind
-from apps.tariffs.models import ChargeDetailRecord
 from apps.tariffs.selectors import local_date, place_for, tariff_in_force, vat_rate_for
 from cpo import clock
 from cpo.exceptions import ApplicationError, Conflict
@@ -197,21 +201,25 @@ def payment_release(payment_id: int) -> Payment:
     return payment
 
 
+def _debt(payment: Payment) -> None:
+    """A held payment becomes a debt (once): the driver is blocked until it is paid."""
+    if Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+        status=PaymentStatus.DEBT
+    ):
+        settlement.standing_changed(payment.customer.user_id)
+
+
 def payment_capture(payment_id: int) -> Payment:
     """Capture a held payment once its session's charge detail record is issued: exactly the record's gross
     amount (minor units), never more than the hold (the rest is the driver's debt: status `debt`); Stripe
     releases what is not captured. A record of nothing releases the hold. A capture Stripe refuses is a debt
     too. Idempotent: the capture's key is the payment's, and only an authorised payment is captured.
     Stripe unreachable or 5xx: PaymentProviderUnavailable (the task retries)."""
-    payment = Payment.objects.select_related("driver_session").get(pk=payment_id)
+    payment = Payment.objects.select_related("driver_session", "customer").get(pk=payment_id)
     session = payment.driver_session
     if payment.status != PaymentStatus.AUTHORISED or session is None or session.charging_session_id is None:
         return payment
-    cdr = (
-        ChargeDetailRecord.objects.filter(session_id=session.charging_session_id, kind=CdrKind.CDR)
-        .order_by("revision")
-        .first()
-    )
+    cdr = settlement.current_record(payment)
     if cdr is None:
         return payment
     client = stripe_client.client()
@@ -219,12 +227,10 @@ def payment_capture(payment_id: int) -> Payment:
         logger.error(
             "payment %s holds %s but its CDR %s is in %s", payment.pk, payment.currency, cdr.pk, cdr.currency
         )
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.DEBT
-        )
+        _debt(payment)
         payment.refresh_from_db()
         return payment
-    gross = Money(cdr.gross, cdr.currency).rounded().to_minor_units()
+    gross = settlement.record_gross(cdr)
     if gross <= 0:
         stripe_client.call(
             "payment_intent_cancel",
@@ -246,14 +252,14 @@ def payment_capture(payment_id: int) -> Payment:
         )
     except (stripe_client.PaymentRequestRefused, stripe_client.PaymentDeclined) as exc:
         logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.DEBT
-        )
+        _debt(payment)
     else:
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT,
-            amount_captured=amount,
+        status = PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT
+        updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=status, amount_captured=amount
         )
+        if updated and status == PaymentStatus.DEBT:
+            settlement.standing_changed(payment.customer.user_id)
     payment.refresh_from_db()
     return payment
 
@@ -327,9 +333,16 @@ def payment_of(session: DriverSession) -> dict[str, Any] | None:
         payment = session.payment  # type: ignore[attr-defined]  # billing's reverse one-to-one
     except Payment.DoesNotExist:
         return None
+    return payment_body(payment)
+
+
+def payment_body(payment: Payment) -> dict[str, Any]:
+    """A payment as the driver API shows it (amounts in minor units)."""
     return {
+        "id": payment.pk,
         "status": payment.status,
         "amount_held": payment.amount_held,
         "amount_captured": payment.amount_captured,
+        "amount_due": settlement.amount_due(payment) if payment.status == PaymentStatus.DEBT else 0,
         "currency": payment.currency,
     }

@@ -15,8 +15,13 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
 - `start_payment` (port): `driver_services.driver_session_start` asks for a payment before the locked
   part of a start (a card pre-authorisation hold), links it to the new session, and says when a start
   failed (the hold is released). Billing provides it; without it every start is paid on account.
+- `driver_standing` (port): `services.idtoken_authorize` asks whether a token's owner may charge (a driver
+  with an unpaid debt may not: their tokens answer Blocked). Billing provides it; default: everyone may.
+- `driver_standing_changed`: a driver's standing changed (a debt arose or was paid), after commit. The
+  gateway sends chargers whose local list holds the driver's tokens a differential update.
 
-All but `start_payment` are registered in TariffsConfig.ready(); `start_payment` in BillingConfig.ready().
+All but `start_payment`, `driver_standing` and `driver_standing_changed` are registered in
+TariffsConfig.ready(); the two ports in BillingConfig.ready(), the last hook in OcppGatewayConfig.ready().
 The charger commands the driver flow needs go through `apps.charging.intents` (provided by the gateway).
 """
 
@@ -128,6 +133,23 @@ class OnAccount:
         return None
 
 
+class DriverStanding(Protocol):
+    def blocked(self, *, user_id: int) -> bool:
+        """True when the driver may not charge now (an unpaid debt): their tokens answer Blocked."""
+        ...
+
+
+class InGoodStanding:
+    """No payment app: nobody is blocked for money."""
+
+    def blocked(self, *, user_id: int) -> bool:
+        return False
+
+
+class DriverStandingChanged(Protocol):
+    def __call__(self, *, user_id: int) -> None: ...
+
+
 # A new charging session was created (any protocol), in its creating transaction.
 session_started: Hook[SessionStarted] = Hook("charging.session_started")
 # The driver of a session that started without a token is now known (OCPP 2.0.1).
@@ -140,3 +162,7 @@ session_stopped: Hook[SessionStopped] = Hook("charging.session_stopped")
 session_price: Port[SessionPriceReader] = Port("charging.session_price", default=_no_price)
 # How a driver's start is paid (default: on account).
 start_payment: Port[StartPayment] = Port("charging.start_payment", default=OnAccount())
+# Whether a driver may charge (default: everyone may).
+driver_standing: Port[DriverStanding] = Port("charging.driver_standing", default=InGoodStanding())
+# A driver's standing changed (a debt arose or was paid); emitted after commit.
+driver_standing_changed: Hook[DriverStandingChanged] = Hook("charging.driver_standing_changed")

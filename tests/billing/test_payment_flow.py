@@ -9,16 +9,22 @@ import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from apps.billing import payments, services, tasks
-from apps.billing.models import Payment
+from apps.accounts.models import AuditRecord
+from apps.billing import payments, services, settlement, tasks
+from apps.billing.choices import PaymentStatus
+from apps.billing.models import Payment, PaymentCharge
 from apps.charging import driver_services
 from apps.charging import hooks as charging_hooks
-from apps.charging.choices import DriverSessionStatus
+from apps.charging.choices import AuthorizationStatus, DriverSessionStatus
 from apps.charging.hooks import SessionPrice
 from apps.charging.models import DriverSessionTransition
-from apps.ocpp_gateway.models import OcppCommand
+from apps.charging.services import idtoken_authorize
+from apps.ocpp_gateway import localauth
+from apps.ocpp_gateway.models import LocalAuthListMember, OcppCommand
+from cpo.exceptions import ValidationFailed
+from tests.billing.test_start_holds import _held_and_charged
 from tests.charging.test_driver_sessions import _charger, _start_16, clean_presence  # noqa: F401 - fixture
-from tests.factories import DriverFactory
+from tests.factories import DriverFactory, IdTokenFactory, LocalAuthListFactory, StaffUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -26,6 +32,13 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def driver(db):
     return DriverFactory(email="payer@example.com")
+
+
+@pytest.fixture
+def api(driver):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(driver)}")
+    return client
 
 
 @pytest.fixture
@@ -77,3 +90,73 @@ def test_a_session_whose_cost_reaches_the_hold_is_stopped_with_the_reason(driver
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(driver)}")
     body = api.get(f"/api/v1/sessions/{session.pk}").json()
     assert body["transitions"][-1]["cause"] == "payment_limit_reached"
+
+
+def _list_sent(cp):
+    command = OcppCommand.objects.filter(charge_point=cp, action="SendLocalList").order_by("-pk").first()
+    assert command is not None
+    return command.payload
+
+
+def test_a_debt_blocks_the_drivers_tokens_until_the_driver_pays_it(
+    api, driver, stripe_server, django_capture_on_commit_callbacks
+):
+    token = IdTokenFactory(owner=driver, uid="04DE0001")
+    payment = _held_and_charged(api, driver, "61.20")  # 11.20 EUR more than the 50 EUR hold
+    cp = payment.driver_session.charge_point
+    local_list = LocalAuthListFactory(organisation=cp.organisation, name="Depot")
+    member = LocalAuthListMember.objects.create(local_list=local_list, charge_point=cp)
+    local_list = localauth.local_list_set_members(local_list=local_list, id_tokens=[token])
+    LocalAuthListMember.objects.filter(pk=member.pk).update(accepted_version=local_list.version)
+    assert idtoken_authorize(uid=token.uid, charge_point=cp).status == AuthorizationStatus.ACCEPTED
+
+    with django_capture_on_commit_callbacks(execute=True):
+        payments.payment_capture(payment.pk)
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured) == (PaymentStatus.DEBT, 5000)
+    assert idtoken_authorize(uid=token.uid, charge_point=cp).status == AuthorizationStatus.BLOCKED
+    sent = _list_sent(cp)
+    assert sent["updateType"] == "Differential"
+    assert sent["localAuthorizationList"] == [{"idTag": token.uid, "idTagInfo": {"status": "Blocked"}}]
+    # GET sessions/{id} shows this `payment` (the factory's CDR is too bare for the rest of the body)
+    shown = payments.payment_of(payment.driver_session)
+    assert (shown["id"], shown["status"], shown["amount_due"]) == (payment.pk, "debt", 1120)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = api.post(f"/api/v1/payments/{payment.pk}/retry")
+        second = api.post(f"/api/v1/payments/{payment.pk}/retry")  # repeated: charged once
+    assert first.status_code == second.status_code == 200, first.content
+    assert first.json()["status"] == "captured" and first.json()["amount_due"] == 0
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured) == (PaymentStatus.CAPTURED, 6120)
+    charge = PaymentCharge.objects.get(payment=payment)
+    assert (charge.amount, charge.purpose) == (1120, "debt")
+    assert stripe_server.client().v1.payment_intents.retrieve(charge.stripe_id).status == "succeeded"
+    assert idtoken_authorize(uid=token.uid, charge_point=cp).status == AuthorizationStatus.ACCEPTED
+    assert _list_sent(cp)["localAuthorizationList"][0]["idTagInfo"]["status"] == "Accepted"
+
+
+def test_only_the_driver_pays_their_debt(api, driver, stripe_server):
+    payment = _held_and_charged(api, driver, "61.20")
+    payments.payment_capture(payment.pk)
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {AccessToken.for_user(DriverFactory())}")
+    assert other.post(f"/api/v1/payments/{payment.pk}/retry").status_code == 404
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.DEBT
+
+
+def test_finance_settling_a_debt_unblocks_the_driver_and_is_audited(api, driver, stripe_server):
+    token = IdTokenFactory(owner=driver, uid="04DE0002")
+    payment = _held_and_charged(api, driver, "61.20")
+    payments.payment_capture(payment.pk)
+    cp = payment.driver_session.charge_point
+    assert idtoken_authorize(uid=token.uid, charge_point=cp).status == AuthorizationStatus.BLOCKED
+    staff = StaffUserFactory()
+    with pytest.raises(ValidationFailed):
+        settlement.debt_settle(payment=payment, actor=staff, reason=" ")
+    assert settlement.debt_settle(payment=payment, actor=staff, reason="paid by bank transfer")
+    assert not settlement.debt_settle(payment=payment, actor=staff, reason="again")
+    assert idtoken_authorize(uid=token.uid, charge_point=cp).status == AuthorizationStatus.ACCEPTED
+    record = AuditRecord.objects.get(action="payment.debt_settle")
+    assert record.detail["amount_due"] == 1120 and record.detail["reason"] == "paid by bank transfer"

@@ -1,0 +1,223 @@
+"""After the capture: debts (a capture that failed or fell short of the charge detail record), their
+payment, corrected records and finance's refunds.
+
+- A driver with a payment in `debt` may not charge: billing answers charging's `driver_standing` port, so
+  `idtoken_authorize` says Blocked at once, and `driver_standing_changed` (after commit) has the gateway
+  send chargers with a local list a differential update. Paying the debt (the driver's retry on their
+  default card, or finance marking it settled in the admin) unblocks them the same way.
+- A corrected record (tariffs: credit + re-issue) is followed once per record: less than was collected is
+  refunded (a partial Stripe refund of the captured intent), more is charged by a new off-session
+  PaymentIntent. Idempotency keys come from the payment and the record.
+- Finance refunds (full or partial) with a reason, audited, once per request key.
+
+Stripe calls are never made inside a transaction: each function calls first and records after.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Sum
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts.models import User
+from apps.accounts.services import audit_record_create
+from apps.billing import services, stripe_client
+from apps.billing.choices import PaymentStatus, StripeCallStatus
+from apps.billing.models import Payment, PaymentCharge, Refund, StripeCall
+from apps.charging.hooks import driver_standing_changed
+from apps.tariffs.choices import CdrKind
+from apps.tariffs.models import ChargeDetailRecord
+from cpo.exceptions import ApplicationError, NotFound, ValidationFailed
+from cpo.units import Money
+
+logger = logging.getLogger(__name__)
+
+
+class PaymentMethodMissing(ApplicationError):
+    code = "payment_method_required"
+    http_status = 402
+    default_detail = _("Add a card to pay what you owe.")
+
+
+# --- standing -------------------------------------------------------------------------------------------
+
+
+def driver_in_debt(user_id: int) -> bool:
+    return Payment.objects.filter(customer__user_id=user_id, status=PaymentStatus.DEBT).exists()
+
+
+class DebtStanding:
+    """charging.hooks.DriverStanding: a driver with an unpaid debt is blocked."""
+
+    def blocked(self, *, user_id: int) -> bool:
+        return driver_in_debt(user_id)
+
+
+def standing_changed(user_id: int) -> None:
+    """Tell charging (and through it the gateway's local lists) after commit that the driver's standing
+    changed. Robust: a charger that cannot be told now learns it at the next list update."""
+    transaction.on_commit(lambda: driver_standing_changed.emit(user_id=user_id), robust=True)
+
+
+# --- amounts --------------------------------------------------------------------------------------------
+
+
+def current_record(payment: Payment) -> ChargeDetailRecord | None:
+    """The session's charge detail record in force: the latest revision (None before the first)."""
+    session = payment.driver_session
+    if session is None or session.charging_session_id is None:
+        return None
+    return (
+        ChargeDetailRecord.objects.filter(session_id=session.charging_session_id, kind=CdrKind.CDR)
+        .order_by("-revision")
+        .first()
+    )
+
+
+def record_gross(cdr: ChargeDetailRecord) -> int:
+    """What the record asks, in minor units: nothing once it is credited (without a new revision)."""
+    if ChargeDetailRecord.objects.filter(credits=cdr).exists():
+        return 0
+    return int(Money(cdr.gross, cdr.currency).rounded().to_minor_units())
+
+
+def correction_refunds(payment: Payment) -> int:
+    """What was given back for corrected records (finance's refunds are not counted: a goodwill refund
+    is no reason to charge the driver again)."""
+    total = payment.refunds.filter(cdr_id__isnull=False).exclude(status=Refund.Status.FAILED)
+    return int(total.aggregate(s=Sum("amount"))["s"] or 0)
+
+
+def refunded(payment: Payment) -> int:
+    total = payment.refunds.exclude(status=Refund.Status.FAILED).aggregate(s=Sum("amount"))["s"]
+    return int(total or 0)
+
+
+def amount_due(payment: Payment) -> int:
+    """What the driver still owes for the session: the record in force less what was collected."""
+    cdr = current_record(payment)
+    if cdr is None:
+        return 0
+    return max(0, record_gross(cdr) - (payment.amount_captured - correction_refunds(payment)))
+
+
+# --- paying a debt --------------------------------------------------------------------------------------
+
+
+def _charge(payment: Payment, *, amount: int, key: str, purpose: str, cdr_id: int | None) -> PaymentCharge:
+    """An off-session PaymentIntent on the driver's default card for `amount`, made once under `key`."""
+    method = (
+        services.payment_methods_of(user=payment.customer.user)
+        .filter(is_default=True)
+        .select_related("customer")
+        .first()
+    )
+    if method is None:
+        raise PaymentMethodMissing()
+    client = stripe_client.client()
+    params: Any = {
+        "amount": amount,
+        "currency": payment.currency.lower(),
+        "customer": method.customer.stripe_id,
+        "payment_method": method.stripe_id,
+        "confirm": True,
+        "off_session": True,
+        "metadata": {"cpo_payment_id": str(payment.pk), "cpo_purpose": purpose},
+    }
+    intent = stripe_client.call(
+        f"payment_charge_{purpose}",
+        key,
+        lambda options: client.v1.payment_intents.create(params, options),
+        retrieve=lambda intent_id: client.v1.payment_intents.retrieve(intent_id),
+    )
+    if intent.status != "succeeded":
+        raise stripe_client.PaymentDeclined()
+    charge, _created = PaymentCharge.objects.get_or_create(
+        stripe_id=str(intent.id),
+        defaults={
+            "payment": payment,
+            "purpose": purpose,
+            "amount": amount,
+            "currency": payment.currency,
+            "cdr_id": cdr_id,
+        },
+    )
+    return charge
+
+
+def _settle(payment: Payment, *, collected: int) -> bool:
+    """Record `collected` more on a payment in debt and mark it captured (once: only from `debt`)."""
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update(no_key=True).get(pk=payment.pk)
+        if locked.status != PaymentStatus.DEBT:
+            return False
+        locked.amount_captured += collected
+        locked.status = PaymentStatus.CAPTURED
+        locked.save(update_fields=["amount_captured", "status", "updated_at"])
+        standing_changed(payment.customer.user_id)
+    return True
+
+
+def _failed_attempts(prefix: str) -> int:
+    return StripeCall.objects.filter(
+        idempotency_key__startswith=f"{prefix}-", status=StripeCallStatus.FAILED
+    ).count()
+
+
+def debt_pay(*, user: User, payment_id: int) -> Payment:
+    """The driver pays a debt with their default card: the amount due is charged once (the key names the
+    payment, the amount and the card, and how many attempts Stripe declined before: a retry after a
+    decline, with another card or not, is a new attempt; a repeated request after success changes
+    nothing). A payment not in debt is returned as it is. Declined: PaymentDeclined (402)."""
+    payment = (
+        Payment.objects.select_related("customer__user", "driver_session")
+        .filter(pk=payment_id, customer__user=user)
+        .first()
+    )
+    if payment is None:
+        raise NotFound(_("No such payment."))
+    if payment.status != PaymentStatus.DEBT:
+        return payment
+    due = amount_due(payment)
+    if due <= 0:
+        _settle(payment, collected=0)
+        payment.refresh_from_db()
+        return payment
+    prefix = stripe_client.idempotency_key("debt", payment.pk, due)
+    declined = _failed_attempts(prefix)
+    method_id = (
+        services.payment_methods_of(user=user)
+        .filter(is_default=True)
+        .values_list("stripe_id", flat=True)
+        .first()
+    )
+    key = stripe_client.idempotency_key("debt", payment.pk, due, method_id or "none", declined)
+    charge = _charge(payment, amount=due, key=key, purpose=PaymentCharge.Purpose.DEBT, cdr_id=None)
+    _settle(payment, collected=charge.amount)
+    payment.refresh_from_db()
+    return payment
+
+
+def debt_settle(*, payment: Payment, actor: Any, reason: str, source: str = "admin") -> bool:
+    """Finance marks a debt settled (paid another way, or written off), with a reason: audited; the
+    driver is unblocked. False when the payment is not in debt (nothing happens, nothing is audited)."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed(fields={"reason": [str(_("Say why the debt is settled."))]})
+    payment = Payment.objects.select_related("customer", "driver_session").get(pk=payment.pk)
+    due = amount_due(payment)
+    with transaction.atomic():
+        if not _settle(payment, collected=0):
+            return False
+        audit_record_create(
+            actor=actor,
+            action="payment.debt_settle",
+            target=payment,
+            organisation_id=payment.organisation_id,
+            source=source,
+            detail={"amount_due": due, "currency": payment.currency, "reason": reason},
+        )
+    return True

@@ -16,6 +16,7 @@ Stripe calls are never made inside a transaction: each function calls first and 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -30,7 +31,8 @@ from apps.billing.models import Payment, PaymentCharge, Refund, StripeCall
 from apps.charging.hooks import driver_standing_changed
 from apps.tariffs.choices import CdrKind
 from apps.tariffs.models import ChargeDetailRecord
-from cpo.exceptions import ApplicationError, NotFound, ValidationFailed
+from cpo import clock
+from cpo.exceptions import ApplicationError, Conflict, NotFound, ValidationFailed
 from cpo.units import Money
 
 logger = logging.getLogger(__name__)
@@ -135,30 +137,33 @@ def _charge(payment: Payment, *, amount: int, key: str, purpose: str, cdr_id: in
     )
     if intent.status != "succeeded":
         raise stripe_client.PaymentDeclined()
-    charge, _created = PaymentCharge.objects.get_or_create(
-        stripe_id=str(intent.id),
-        defaults={
-            "payment": payment,
-            "purpose": purpose,
-            "amount": amount,
-            "currency": payment.currency,
-            "cdr_id": cdr_id,
-        },
-    )
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update(no_key=True).get(pk=payment.pk)
+        charge, created = PaymentCharge.objects.get_or_create(
+            stripe_id=str(intent.id),
+            defaults={
+                "payment": locked,
+                "purpose": purpose,
+                "amount": amount,
+                "currency": payment.currency,
+                "cdr_id": cdr_id,
+            },
+        )
+        if created:  # counted once, however often the same charge is recorded
+            locked.amount_captured += amount
+            locked.save(update_fields=["amount_captured", "updated_at"])
     return charge
 
 
-def _settle(payment: Payment, *, collected: int) -> bool:
-    """Record `collected` more on a payment in debt and mark it captured (once: only from `debt`)."""
+def _settle(payment: Payment) -> bool:
+    """Mark a payment in debt captured (once: only from `debt`) and unblock the driver."""
     with transaction.atomic():
-        locked = Payment.objects.select_for_update(no_key=True).get(pk=payment.pk)
-        if locked.status != PaymentStatus.DEBT:
-            return False
-        locked.amount_captured += collected
-        locked.status = PaymentStatus.CAPTURED
-        locked.save(update_fields=["amount_captured", "status", "updated_at"])
-        standing_changed(payment.customer.user_id)
-    return True
+        updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.DEBT).update(
+            status=PaymentStatus.CAPTURED
+        )
+        if updated:
+            standing_changed(payment.customer.user_id)
+    return bool(updated)
 
 
 def _failed_attempts(prefix: str) -> int:
@@ -183,7 +188,7 @@ def debt_pay(*, user: User, payment_id: int) -> Payment:
         return payment
     due = amount_due(payment)
     if due <= 0:
-        _settle(payment, collected=0)
+        _settle(payment)
         payment.refresh_from_db()
         return payment
     prefix = stripe_client.idempotency_key("debt", payment.pk, due)
@@ -195,8 +200,8 @@ def debt_pay(*, user: User, payment_id: int) -> Payment:
         .first()
     )
     key = stripe_client.idempotency_key("debt", payment.pk, due, method_id or "none", declined)
-    charge = _charge(payment, amount=due, key=key, purpose=PaymentCharge.Purpose.DEBT, cdr_id=None)
-    _settle(payment, collected=charge.amount)
+    _charge(payment, amount=due, key=key, purpose=PaymentCharge.Purpose.DEBT, cdr_id=None)
+    _settle(payment)
     payment.refresh_from_db()
     return payment
 
@@ -210,7 +215,7 @@ def debt_settle(*, payment: Payment, actor: Any, reason: str, source: str = "adm
     payment = Payment.objects.select_related("customer", "driver_session").get(pk=payment.pk)
     due = amount_due(payment)
     with transaction.atomic():
-        if not _settle(payment, collected=0):
+        if not _settle(payment):
             return False
         audit_record_create(
             actor=actor,
@@ -221,3 +226,174 @@ def debt_settle(*, payment: Payment, actor: Any, reason: str, source: str = "adm
             detail={"amount_due": due, "currency": payment.currency, "reason": reason},
         )
     return True
+
+
+# --- refunds --------------------------------------------------------------------------------------------
+
+
+def refundable(payment: Payment) -> int:
+    """What can still be refunded of the payment's own PaymentIntent: its capture less its refunds (the
+    further charges, a debt paid or a correction, are separate intents and not refunded here)."""
+    further = int(payment.charges.aggregate(s=Sum("amount"))["s"] or 0)
+    return max(0, payment.amount_captured - further - refunded(payment))
+
+
+def _refund(
+    payment: Payment, *, amount: int | None, reason: str, request_key: str, cdr_id: int | None, actor: Any
+) -> Refund:
+    """Give back `amount` (None: all that is refundable) of the payment's captured PaymentIntent, once per
+    `request_key`: the Refund row is written first (the payment's row locked while the amount is checked
+    against what is left), the Stripe refund made after commit of that row, under a key from its id."""
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update(no_key=True).get(pk=payment.pk)
+        existing = Refund.objects.filter(request_key=request_key).first()
+        if existing is not None:
+            refund = existing
+        else:
+            if locked.status not in (PaymentStatus.CAPTURED, PaymentStatus.DEBT):
+                raise Conflict(_("Only a captured payment can be refunded."), code="payment_not_captured")
+            left = refundable(locked)
+            amount = left if amount is None else amount
+            if amount <= 0 or amount > left:
+                raise ValidationFailed(
+                    fields={
+                        "amount": [
+                            str(_("Between 1 and %(left)s (minor units) can be refunded.") % {"left": left})
+                        ]
+                    }
+                )
+            refund = Refund.objects.create(
+                payment=locked,
+                amount=amount,
+                currency=locked.currency,
+                reason=reason[:255],
+                cdr_id=cdr_id,
+                request_key=request_key,
+                created_by=actor if getattr(actor, "pk", None) else None,
+            )
+    if refund.status != Refund.Status.PENDING:
+        return refund
+    client = stripe_client.client()
+    params: Any = {
+        "payment_intent": payment.stripe_id,
+        "amount": refund.amount,
+        "metadata": {"cpo_refund_id": str(refund.pk)},
+    }
+    try:
+        result = stripe_client.call(
+            "refund_create",
+            stripe_client.idempotency_key("refund", refund.pk),
+            lambda options: client.v1.refunds.create(params, options),
+            retrieve=lambda refund_id: client.v1.refunds.retrieve(refund_id),
+        )
+    except (stripe_client.PaymentRequestRefused, stripe_client.PaymentDeclined) as exc:
+        logger.warning("Stripe refused refund %s of %s: %s", refund.pk, payment.stripe_id, exc.code)
+        Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(status=Refund.Status.FAILED)
+        refund.refresh_from_db()
+        return refund
+    Refund.objects.filter(pk=refund.pk, status=Refund.Status.PENDING).update(
+        status=Refund.Status.SUCCEEDED, stripe_id=str(result.id)
+    )
+    refund.refresh_from_db()
+    return refund
+
+
+def refund_create(
+    *, payment: Payment, amount: int | None, reason: str, request_key: str, actor: Any, source: str = "admin"
+) -> Refund:
+    """Finance refunds a captured payment, fully (`amount` None) or in part, with a reason: once per
+    `request_key` (the admin form's), audited. Stripe unreachable: PaymentProviderUnavailable and the
+    refund stays pending (submitting the same form again finishes it)."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationFailed(fields={"reason": [str(_("Say why the payment is refunded."))]})
+    if not request_key.strip():
+        raise ValidationFailed(fields={"request_key": [str(_("Missing request key."))]})
+    before = Refund.objects.filter(request_key=request_key).exists()
+    refund = _refund(payment, amount=amount, reason=reason, request_key=request_key, cdr_id=None, actor=actor)
+    if not before:
+        audit_record_create(
+            actor=actor,
+            action="payment.refund",
+            target=payment,
+            organisation_id=payment.organisation_id,
+            source=source,
+            detail={
+                "refund_id": refund.pk,
+                "amount": refund.amount,
+                "currency": refund.currency,
+                "reason": reason,
+                "status": refund.status,
+            },
+        )
+    return refund
+
+
+# --- corrected records ----------------------------------------------------------------------------------
+
+
+CORRECTION_WINDOW_DAYS = 60
+
+
+def payments_to_correct() -> list[int]:
+    """Captured payments (or debts) whose session's record was corrected (credited, maybe re-issued) in
+    the last CORRECTION_WINDOW_DAYS days: each sweep looks again (nothing is done twice)."""
+    return list(
+        Payment.objects.filter(
+            status__in=(PaymentStatus.CAPTURED, PaymentStatus.DEBT),
+            driver_session__charging_session__charge_detail_records__kind=CdrKind.CREDIT,
+            driver_session__charging_session__charge_detail_records__issued_at__gte=clock.now()
+            - timedelta(days=CORRECTION_WINDOW_DAYS),
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+
+
+def payment_correct(payment_id: int) -> Payment:
+    """Follow a corrected record: what the record in force asks against what was collected for the
+    session (captures and further charges, less earlier corrections' refunds). Less: the difference is
+    refunded (a partial Stripe refund); more: charged by a new off-session PaymentIntent (a payment still in
+    debt just owes more). Each once per record (keys from the payment and the record). A debt that the
+    correction pays off unblocks the driver."""
+    payment = Payment.objects.select_related("customer", "driver_session").get(pk=payment_id)
+    if payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.DEBT):
+        return payment
+    cdr = current_record(payment)
+    if cdr is None or cdr.currency != payment.currency:
+        return payment
+    for pending in payment.refunds.filter(status=Refund.Status.PENDING, cdr_id__isnull=False):
+        # an earlier attempt recorded its refund but Stripe did not answer: finish it (same key)
+        _refund(payment, amount=None, reason="", request_key=pending.request_key, cdr_id=None, actor=None)
+    target = record_gross(cdr)
+    collected = payment.amount_captured - correction_refunds(payment)
+    delta = target - collected
+    give_back = min(-delta, refundable(payment))
+    if delta < 0 and give_back > 0:
+        _refund(
+            payment,
+            amount=give_back,
+            reason=f"corrected record {cdr.number or cdr.pk}",
+            request_key=f"correction-{payment.pk}-{cdr.pk}",
+            cdr_id=cdr.pk,
+            actor=None,
+        )
+    elif delta > 0 and payment.status == PaymentStatus.CAPTURED:
+        key = stripe_client.idempotency_key("correction", payment.pk, cdr.pk)
+        if not PaymentCharge.objects.filter(payment=payment, cdr_id=cdr.pk).exists():
+            try:
+                _charge(
+                    payment, amount=delta, key=key, purpose=PaymentCharge.Purpose.CORRECTION, cdr_id=cdr.pk
+                )
+            except (stripe_client.PaymentDeclined, stripe_client.PaymentRequestRefused, PaymentMethodMissing):
+                logger.warning("payment %s: the corrected record's %s more is a debt", payment.pk, delta)
+                with transaction.atomic():
+                    if Payment.objects.filter(pk=payment.pk, status=PaymentStatus.CAPTURED).update(
+                        status=PaymentStatus.DEBT
+                    ):
+                        standing_changed(payment.customer.user_id)
+    payment.refresh_from_db()
+    if payment.status == PaymentStatus.DEBT and amount_due(payment) == 0:
+        _settle(payment)
+        payment.refresh_from_db()
+    return payment

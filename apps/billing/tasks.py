@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.billing import payments, webhooks
+from apps.billing import payments, settlement, webhooks
 from apps.billing.stripe_client import PaymentProviderUnavailable
 
 MAX_RETRIES = 8
@@ -69,3 +69,22 @@ def payments_limit_sweep_task() -> int:
     for pk in payments.payments_at_limit():
         stopped += payments.payment_limit_stop(pk)
     return stopped
+
+
+@shared_task(name="billing.payment_correct", bind=True, max_retries=MAX_RETRIES, ignore_result=True)
+def payment_correct_task(self: Any, payment_id: int) -> str:
+    try:
+        return str(settlement.payment_correct(payment_id).status)
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.payments_correction_sweep", ignore_result=True)
+def payments_correction_sweep_task() -> int:
+    """Follow corrected charge detail records: refund or charge the difference (once per record)."""
+    due = settlement.payments_to_correct()
+    for pk in due:
+        payment_correct_task.delay(pk)
+    return len(due)

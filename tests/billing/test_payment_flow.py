@@ -12,7 +12,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from apps.accounts.models import AuditRecord
 from apps.billing import payments, services, settlement, tasks
 from apps.billing.choices import PaymentStatus
-from apps.billing.models import Payment, PaymentCharge
+from apps.billing.models import Payment, PaymentCharge, Refund, StripeCall
 from apps.charging import driver_services
 from apps.charging import hooks as charging_hooks
 from apps.charging.choices import AuthorizationStatus, DriverSessionStatus
@@ -21,10 +21,17 @@ from apps.charging.models import DriverSessionTransition
 from apps.charging.services import idtoken_authorize
 from apps.ocpp_gateway import localauth
 from apps.ocpp_gateway.models import LocalAuthListMember, OcppCommand
-from cpo.exceptions import ValidationFailed
+from apps.tariffs.choices import CdrKind
+from cpo.exceptions import Conflict, ValidationFailed
 from tests.billing.test_start_holds import _held_and_charged
 from tests.charging.test_driver_sessions import _charger, _start_16, clean_presence  # noqa: F401 - fixture
-from tests.factories import DriverFactory, IdTokenFactory, LocalAuthListFactory, StaffUserFactory
+from tests.factories import (
+    ChargeDetailRecordFactory,
+    DriverFactory,
+    IdTokenFactory,
+    LocalAuthListFactory,
+    StaffUserFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -160,3 +167,79 @@ def test_finance_settling_a_debt_unblocks_the_driver_and_is_audited(api, driver,
     assert idtoken_authorize(uid=token.uid, charge_point=cp).status == AuthorizationStatus.ACCEPTED
     record = AuditRecord.objects.get(action="payment.debt_settle")
     assert record.detail["amount_due"] == 1120 and record.detail["reason"] == "paid by bank transfer"
+
+
+def _correct(payment, gross: str):
+    """Credit the record in force and issue the next revision for `gross` EUR (as tariffs.cdr_reissue)."""
+    current = settlement.current_record(payment)
+    ChargeDetailRecordFactory(
+        session=current.session,
+        kind=CdrKind.CREDIT,
+        credits=current,
+        revision=current.revision,
+        gross=-current.gross,
+        net=-current.net,
+        tax=Decimal("0"),
+    )
+    return ChargeDetailRecordFactory(
+        session=current.session,
+        revision=current.revision + 1,
+        gross=Decimal(gross),
+        net=Decimal(gross),
+        tax=Decimal("0"),
+    )
+
+
+def test_a_corrected_record_refunds_or_charges_the_difference_once(api, driver, stripe_server):
+    payment = _held_and_charged(api, driver, "3.57")
+    payments.payment_capture(payment.pk)
+    assert settlement.payments_to_correct() == []
+    first = _correct(payment, "2.00")  # 1.57 less: refunded
+    assert settlement.payments_to_correct() == [payment.pk]
+    tasks.payment_correct_task.apply(args=[payment.pk])
+    tasks.payment_correct_task.apply(args=[payment.pk])  # run twice: one refund
+    refund = Refund.objects.get(payment=payment)
+    assert (refund.amount, refund.status, refund.cdr_id) == (157, Refund.Status.SUCCEEDED, first.pk)
+    assert stripe_server.client().v1.refunds.retrieve(refund.stripe_id).amount == 157
+    _correct(payment, "4.00")  # 2.00 more than the 2.00 now kept: a new off-session PaymentIntent
+    tasks.payment_correct_task.apply(args=[payment.pk])
+    tasks.payment_correct_task.apply(args=[payment.pk])  # run twice: one charge
+    charge = PaymentCharge.objects.get(payment=payment)
+    assert (charge.amount, charge.purpose) == (200, "correction")
+    assert stripe_server.client().v1.payment_intents.retrieve(charge.stripe_id).status == "succeeded"
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured) == (PaymentStatus.CAPTURED, 557)
+    assert Refund.objects.count() == 1
+    assert StripeCall.objects.filter(operation="payment_charge_correction").get().attempts == 1
+
+
+def test_finance_refunds_once_per_request_within_what_was_captured(api, driver, stripe_server):
+    payment = _held_and_charged(api, driver, "3.57")
+    staff = StaffUserFactory()
+    with pytest.raises(Conflict):  # nothing captured yet
+        settlement.refund_create(
+            payment=payment, amount=100, reason="goodwill", request_key="r0", actor=staff
+        )
+    payments.payment_capture(payment.pk)
+    with pytest.raises(ValidationFailed):
+        settlement.refund_create(payment=payment, amount=100, reason=" ", request_key="r1", actor=staff)
+    with pytest.raises(ValidationFailed):
+        settlement.refund_create(
+            payment=payment, amount=358, reason="too much", request_key="r1", actor=staff
+        )
+    partial = settlement.refund_create(
+        payment=payment, amount=100, reason="goodwill", request_key="r1", actor=staff
+    )
+    again = settlement.refund_create(
+        payment=payment, amount=100, reason="goodwill", request_key="r1", actor=staff
+    )
+    assert partial.pk == again.pk and partial.status == Refund.Status.SUCCEEDED
+    rest = settlement.refund_create(
+        payment=payment, amount=None, reason="all of it", request_key="r2", actor=staff
+    )
+    assert (rest.amount, rest.created_by) == (257, staff)
+    assert settlement.refundable(payment) == 0
+    # (localstripe records the uncaptured rest of a partial capture as a refund of its own: ask for ours)
+    stripe = stripe_server.client()
+    assert sorted(stripe.v1.refunds.retrieve(r.stripe_id).amount for r in Refund.objects.all()) == [100, 257]
+    assert AuditRecord.objects.filter(action="payment.refund").count() == 2

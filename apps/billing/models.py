@@ -226,6 +226,9 @@ class PaymentCharge(models.Model):
     cdr_id = models.BigIntegerField(_("charge detail record"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "payment__organisation"
+
     class Meta:
         verbose_name = _("further charge")
         verbose_name_plural = _("further charges")
@@ -264,6 +267,9 @@ class Refund(models.Model):
         verbose_name=_("created by"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "payment__organisation"
 
     class Meta:
         verbose_name = _("refund")

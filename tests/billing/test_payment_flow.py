@@ -6,6 +6,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import pytest
+from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
@@ -30,6 +31,7 @@ from tests.factories import (
     DriverFactory,
     IdTokenFactory,
     LocalAuthListFactory,
+    OrganisationFactory,
     StaffUserFactory,
 )
 
@@ -243,3 +245,46 @@ def test_finance_refunds_once_per_request_within_what_was_captured(api, driver, 
     stripe = stripe_server.client()
     assert sorted(stripe.v1.refunds.retrieve(r.stripe_id).amount for r in Refund.objects.all()) == [100, 257]
     assert AuditRecord.objects.filter(action="payment.refund").count() == 2
+
+
+def _admin(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_finance_refunds_from_the_admin_within_its_organisation(api, driver, stripe_server):
+    payment = _held_and_charged(api, driver, "3.57")
+    payments.payment_capture(payment.pk)
+    url = f"/admin/billing/payment/{payment.pk}/refund/"
+    finance = _admin(StaffUserFactory(organisation=payment.organisation, role="Finance"))
+    page = finance.get(url)
+    assert page.status_code == 200 and b"357" in page.content
+    key = page.context["request_key"]
+    bad = finance.post(url, {"amount": "", "reason": "", "request_key": key})
+    assert bad.status_code == 200 and not Refund.objects.exists()  # a reason is required
+    form = {"amount": "120", "reason": "charger fault", "request_key": key}
+    assert finance.post(url, form).status_code == 302
+    assert finance.post(url, form).status_code == 302  # the same form twice: one refund
+    refund = Refund.objects.get()
+    assert (refund.amount, refund.status, refund.reason) == (120, Refund.Status.SUCCEEDED, "charger fault")
+    assert AuditRecord.objects.filter(action="payment.refund").count() == 1
+    assert b"/refund/" in finance.get(f"/admin/billing/payment/{payment.pk}/change/").content
+    # another operator's finance staff do not find it; a technician may not refund
+    stranger = _admin(StaffUserFactory(organisation=OrganisationFactory(slug="elsewhere"), role="Finance"))
+    assert stranger.get(url).status_code == 404
+    technician = _admin(StaffUserFactory(organisation=payment.organisation, role="Technician"))
+    assert technician.post(url, {**form, "request_key": "other"}).status_code == 403
+    assert Refund.objects.count() == 1
+
+
+def test_finance_settles_a_debt_from_the_admin(api, driver, stripe_server):
+    payment = _held_and_charged(api, driver, "61.20")
+    payments.payment_capture(payment.pk)
+    finance = _admin(StaffUserFactory(organisation=payment.organisation, role="Finance"))
+    url = f"/admin/billing/payment/{payment.pk}/settle/"
+    assert b"1120" in finance.get(url).content
+    assert finance.post(url, {"reason": "paid in cash"}).status_code == 302
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.CAPTURED
+    assert not settlement.driver_in_debt(driver.pk)

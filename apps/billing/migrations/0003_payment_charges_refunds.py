@@ -5,6 +5,12 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+def grant(apps, schema_editor):
+    from apps.accounts.roles import sync_roles
+
+    sync_roles(apps, {"billing"})
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -52,4 +58,5 @@ class Migration(migrations.Migration):
                 'ordering': ('-created_at', '-pk'),
             },
         ),
+        migrations.RunPython(grant, migrations.RunPython.noop),
     ]

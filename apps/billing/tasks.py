@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.billing import payments, settlement, webhooks
+from apps.billing import payments, services, settlement, webhooks
 from apps.billing.stripe_client import PaymentProviderUnavailable
 
 MAX_RETRIES = 8
@@ -87,4 +87,31 @@ def payments_correction_sweep_task() -> int:
     due = settlement.payments_to_correct()
     for pk in due:
         payment_correct_task.delay(pk)
+    return len(due)
+
+
+HOLD_WAIT_S = 3600
+HOLD_WAIT_RETRIES = 24 * 10  # holds end within days (captured, released, or by the old-holds sweep)
+
+
+@shared_task(name="billing.customer_erase", bind=True, max_retries=HOLD_WAIT_RETRIES, ignore_result=True)
+def customer_erase_task(self: Any, customer_pk: int) -> bool:
+    """Delete an erased driver's Stripe customer: later while a payment of theirs is held, retried on
+    network errors and 5xx, never on a 4xx."""
+    try:
+        return services.customer_erase(customer_pk=customer_pk)
+    except services.CustomerStillHolds as exc:
+        raise self.retry(exc=exc, countdown=HOLD_WAIT_S) from exc
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.customers_erase_sweep", ignore_result=True)
+def customers_erase_sweep_task() -> int:
+    """Dispatch again the erasure of customers whose task was lost (broker down when the driver left)."""
+    due = services.customers_to_erase()
+    for pk in due:
+        customer_erase_task.delay(pk)
     return len(due)

@@ -140,6 +140,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "billing-payments-capture-sweep": {"task": "billing.payments_capture_sweep", "schedule": 60.0},
     "billing-payments-limit-sweep": {"task": "billing.payments_limit_sweep", "schedule": 30.0},
     "billing-payments-correction-sweep": {"task": "billing.payments_correction_sweep", "schedule": 300.0},
+    "billing-customers-erase-sweep": {"task": "billing.customers_erase_sweep", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 

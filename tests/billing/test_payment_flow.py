@@ -11,20 +11,21 @@ from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from apps.accounts.models import AuditRecord
+from apps.accounts.services import driver_delete
 from apps.billing import payments, services, settlement, tasks
 from apps.billing.choices import PaymentStatus
-from apps.billing.models import Payment, PaymentCharge, Refund, StripeCall
+from apps.billing.models import Payment, PaymentCharge, PaymentMethod, Refund, StripeCall, StripeCustomer
 from apps.charging import driver_services
 from apps.charging import hooks as charging_hooks
 from apps.charging.choices import AuthorizationStatus, DriverSessionStatus
 from apps.charging.hooks import SessionPrice
-from apps.charging.models import DriverSessionTransition
+from apps.charging.models import DriverSession, DriverSessionTransition
 from apps.charging.services import idtoken_authorize
 from apps.ocpp_gateway import localauth
 from apps.ocpp_gateway.models import LocalAuthListMember, OcppCommand
 from apps.tariffs.choices import CdrKind
 from cpo.exceptions import Conflict, ValidationFailed
-from tests.billing.test_start_holds import _held_and_charged
+from tests.billing.test_start_holds import _held_and_charged, start
 from tests.charging.test_driver_sessions import _charger, _start_16, clean_presence  # noqa: F401 - fixture
 from tests.factories import (
     ChargeDetailRecordFactory,
@@ -288,3 +289,29 @@ def test_finance_settles_a_debt_from_the_admin(api, driver, stripe_server):
     payment.refresh_from_db()
     assert payment.status == PaymentStatus.CAPTURED
     assert not settlement.driver_in_debt(driver.pk)
+
+
+def test_an_erased_drivers_cards_are_forgotten_and_their_customer_deleted_once_no_hold_remains(
+    api, driver, stripe_server, monkeypatch, django_capture_on_commit_callbacks
+):
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    customer = StripeCustomer.objects.get(user=driver)
+    body = start(api, _charger()).json()  # a held payment: the customer must stay for its capture
+    payment = Payment.objects.get(driver_session_id=body["id"])
+    dispatched: list[int] = []
+    monkeypatch.setattr(tasks.customer_erase_task, "delay", dispatched.append)
+    DriverSession.objects.filter(pk=body["id"]).update(status=DriverSessionStatus.COMPLETED)
+    with django_capture_on_commit_callbacks(execute=True):
+        driver_delete(user=driver)
+    assert dispatched == [customer.pk]
+    assert not PaymentMethod.objects.exists()
+    with pytest.raises(services.CustomerStillHolds):
+        services.customer_erase(customer_pk=customer.pk)
+    assert services.customers_to_erase() == [customer.pk]
+    Payment.objects.filter(pk=payment.pk).update(status=PaymentStatus.RELEASED)
+    assert tasks.customer_erase_task.apply(args=[customer.pk]).get() is True
+    assert tasks.customer_erase_task.apply(args=[customer.pk]).get() is False  # once
+    customer.refresh_from_db()
+    assert customer.deleted_at is not None
+    assert customer.stripe_id not in [c["id"] for c in stripe_server.customers()]
+    assert services.customers_to_erase() == []

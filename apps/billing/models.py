@@ -193,6 +193,9 @@ class Payment(models.Model):
     status = models.CharField(
         _("status"), max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.AUTHORISED
     )
+    # Captured at a running session's cost so far because the hold was about to expire: its record, once
+    # issued, is followed like a corrected one (the difference refunded or charged).
+    captured_before_record = models.BooleanField(_("captured before its record"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 

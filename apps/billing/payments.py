@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -222,7 +223,6 @@ def payment_capture(payment_id: int) -> Payment:
     cdr = settlement.current_record(payment)
     if cdr is None:
         return payment
-    client = stripe_client.client()
     if cdr.currency != payment.currency:
         logger.error(
             "payment %s holds %s but its CDR %s is in %s", payment.pk, payment.currency, cdr.pk, cdr.currency
@@ -232,36 +232,8 @@ def payment_capture(payment_id: int) -> Payment:
         return payment
     gross = settlement.record_gross(cdr)
     if gross <= 0:
-        stripe_client.call(
-            "payment_intent_cancel",
-            stripe_client.idempotency_key("hold-cancel", payment.pk),
-            lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
-        )
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.RELEASED
-        )
-        payment.refresh_from_db()
-        return payment
-    amount = min(gross, payment.amount_held)
-    params: Any = {"amount_to_capture": amount}
-    try:
-        stripe_client.call(
-            "payment_intent_capture",
-            stripe_client.idempotency_key("capture", payment.pk),
-            lambda options: client.v1.payment_intents.capture(payment.stripe_id, params, options),
-        )
-    except (stripe_client.PaymentRequestRefused, stripe_client.PaymentDeclined) as exc:
-        logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
-        _debt(payment)
-    else:
-        status = PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT
-        updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=status, amount_captured=amount
-        )
-        if updated and status == PaymentStatus.DEBT:
-            settlement.standing_changed(payment.customer.user_id)
-    payment.refresh_from_db()
-    return payment
+        return _release(payment)
+    return _capture(payment, gross=gross)
 
 
 PAYMENT_LIMIT_REACHED = "payment_limit_reached"
@@ -313,6 +285,92 @@ def payment_limit_stop(payment_id: int) -> bool:
         "session %s stopped: its cost %s reached the hold of payment %s", session.pk, cost, payment.pk
     )
     return stopped.status == DriverSessionStatus.STOPPING
+
+
+HOLD_EXPIRING = "payment_hold_expiring"
+
+
+def payments_old_holds() -> list[int]:
+    """Held payments older than CPO_PAYMENT_HOLD_MAX_DAYS (for the old-holds sweep)."""
+    since = clock.now() - timedelta(days=float(settings.CPO_PAYMENT_HOLD_MAX_DAYS))
+    return list(
+        Payment.objects.filter(status=PaymentStatus.AUTHORISED, created_at__lt=since).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+def payment_hold_expire(payment_id: int) -> Payment:
+    """A hold with no end in sight, before the card network expires it (about 7 days):
+
+    - its session's record is issued: captured as usual (`payment_capture`);
+    - its session is still running (or stopping): a running one is stopped (cause `payment_hold_expiring`,
+      the command queued), and the cost so far is captured now (never more than the hold; more is a
+      debt), marked `captured_before_record`: the record, once issued, is followed like a corrected one
+      (`settlement.payment_correct` refunds or charges the difference);
+    - a completed session without a record (not priced): captured at its cost so far when it has one,
+      else released; no session, or a failed start: released.
+    """
+    payment = Payment.objects.select_related("driver_session__charging_session", "customer").get(
+        pk=payment_id
+    )
+    session = payment.driver_session
+    if payment.status != PaymentStatus.AUTHORISED:
+        return payment
+    if settlement.current_record(payment) is not None:
+        return payment_capture(payment.pk)
+    if session is None or session.status == DriverSessionStatus.FAILED or session.charging_session is None:
+        return _release(payment)
+    if session.status == DriverSessionStatus.ACTIVE:
+        try:
+            driver_services.driver_session_stop(session=session, reason=HOLD_EXPIRING)
+        except Conflict as exc:
+            logger.warning(
+                "payment %s: hold expiring, session %s not stopped: %s", payment.pk, session.pk, exc
+            )
+    cost = cost_so_far(session)
+    if not cost:
+        return _release(payment)
+    return _capture(payment, gross=cost, before_record=True)
+
+
+def _release(payment: Payment) -> Payment:
+    client = stripe_client.client()
+    stripe_client.call(
+        "payment_intent_cancel",
+        stripe_client.idempotency_key("hold-cancel", payment.pk),
+        lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
+    )
+    Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+        status=PaymentStatus.RELEASED
+    )
+    payment.refresh_from_db()
+    return payment
+
+
+def _capture(payment: Payment, *, gross: int, before_record: bool = False) -> Payment:
+    """Capture `gross` (never more than the hold: the rest is a debt) once (the payment's capture key)."""
+    client = stripe_client.client()
+    amount = min(gross, payment.amount_held)
+    params: Any = {"amount_to_capture": amount}
+    try:
+        stripe_client.call(
+            "payment_intent_capture",
+            stripe_client.idempotency_key("capture", payment.pk),
+            lambda options: client.v1.payment_intents.capture(payment.stripe_id, params, options),
+        )
+    except (stripe_client.PaymentRequestRefused, stripe_client.PaymentDeclined) as exc:
+        logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
+        _debt(payment)
+    else:
+        status = PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT
+        updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=status, amount_captured=amount, captured_before_record=before_record
+        )
+        if updated and status == PaymentStatus.DEBT:
+            settlement.standing_changed(payment.customer.user_id)
+    payment.refresh_from_db()
+    return payment
 
 
 def payments_to_capture() -> list[int]:

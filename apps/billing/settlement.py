@@ -337,17 +337,21 @@ CORRECTION_WINDOW_DAYS = 60
 
 def payments_to_correct() -> list[int]:
     """Captured payments (or debts) whose session's record was corrected (credited, maybe re-issued) in
-    the last CORRECTION_WINDOW_DAYS days: each sweep looks again (nothing is done twice)."""
-    return list(
-        Payment.objects.filter(
-            status__in=(PaymentStatus.CAPTURED, PaymentStatus.DEBT),
-            driver_session__charging_session__charge_detail_records__kind=CdrKind.CREDIT,
-            driver_session__charging_session__charge_detail_records__issued_at__gte=clock.now()
-            - timedelta(days=CORRECTION_WINDOW_DAYS),
-        )
-        .values_list("pk", flat=True)
-        .distinct()
+    the last CORRECTION_WINDOW_DAYS days (each sweep looks again; nothing is done twice), and payments
+    captured before their record (an expiring hold) once the record is issued."""
+    settled = (PaymentStatus.CAPTURED, PaymentStatus.DEBT)
+    corrected = Payment.objects.filter(
+        status__in=settled,
+        driver_session__charging_session__charge_detail_records__kind=CdrKind.CREDIT,
+        driver_session__charging_session__charge_detail_records__issued_at__gte=clock.now()
+        - timedelta(days=CORRECTION_WINDOW_DAYS),
     )
+    early = Payment.objects.filter(
+        status__in=settled,
+        captured_before_record=True,
+        driver_session__charging_session__charge_detail_records__kind=CdrKind.CDR,
+    )
+    return sorted(set(corrected.values_list("pk", flat=True)) | set(early.values_list("pk", flat=True)))
 
 
 def payment_correct(payment_id: int) -> Payment:
@@ -392,6 +396,7 @@ def payment_correct(payment_id: int) -> Payment:
                         status=PaymentStatus.DEBT
                     ):
                         standing_changed(payment.customer.user_id)
+    Payment.objects.filter(pk=payment.pk, captured_before_record=True).update(captured_before_record=False)
     payment.refresh_from_db()
     if payment.status == PaymentStatus.DEBT and amount_due(payment) == 0:
         _settle(payment)

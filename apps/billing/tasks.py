@@ -115,3 +115,22 @@ def customers_erase_sweep_task() -> int:
     for pk in due:
         customer_erase_task.delay(pk)
     return len(due)
+
+
+@shared_task(name="billing.payment_hold_expire", bind=True, max_retries=MAX_RETRIES, ignore_result=True)
+def payment_hold_expire_task(self: Any, payment_id: int) -> str:
+    try:
+        return str(payments.payment_hold_expire(payment_id).status)
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.payments_old_holds_sweep", ignore_result=True)
+def payments_old_holds_sweep_task() -> int:
+    """Capture or release holds older than CPO_PAYMENT_HOLD_MAX_DAYS, before the card network expires them."""
+    due = payments.payments_old_holds()
+    for pk in due:
+        payment_hold_expire_task.delay(pk)
+    return len(due)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -24,6 +25,7 @@ from apps.charging.services import idtoken_authorize
 from apps.ocpp_gateway import localauth
 from apps.ocpp_gateway.models import LocalAuthListMember, OcppCommand
 from apps.tariffs.choices import CdrKind
+from cpo import clock
 from cpo.exceptions import Conflict, ValidationFailed
 from tests.billing.test_start_holds import _held_and_charged, start
 from tests.charging.test_driver_sessions import _charger, _start_16, clean_presence  # noqa: F401 - fixture
@@ -315,3 +317,44 @@ def test_an_erased_drivers_cards_are_forgotten_and_their_customer_deleted_once_n
     assert customer.deleted_at is not None
     assert customer.stripe_id not in [c["id"] for c in stripe_server.customers()]
     assert services.customers_to_erase() == []
+
+
+def test_an_old_hold_is_captured_at_the_cost_so_far_and_its_record_followed_later(
+    driver, stripe_server, priced, settings
+):
+    settings.CPO_PAYMENT_HOLD_MAX_DAYS = 6
+    session, payment = _running(driver)
+    priced.gross = Decimal("12.34")
+    assert tasks.payments_old_holds_sweep_task.apply().get() == 0  # a fresh hold is left alone
+    Payment.objects.filter(pk=payment.pk).update(created_at=clock.now() - timedelta(days=6, minutes=1))
+    assert tasks.payments_old_holds_sweep_task.apply().get() == 1
+    tasks.payment_hold_expire_task.apply(args=[payment.pk])
+    tasks.payment_hold_expire_task.apply(args=[payment.pk])  # run twice: one capture
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured, payment.captured_before_record) == (
+        PaymentStatus.CAPTURED,
+        1234,
+        True,
+    )
+    assert StripeCall.objects.get(operation="payment_intent_capture").attempts == 1
+    session.refresh_from_db()
+    assert session.status == DriverSessionStatus.STOPPING
+    assert session.transitions.order_by("at", "pk").last().cause == "payment_hold_expiring"
+    assert payments.payments_old_holds() == []
+    assert settlement.payments_to_correct() == []  # no record yet
+    ChargeDetailRecordFactory(session=session.charging_session, gross=Decimal("13.00"), net=Decimal("13.00"))
+    assert settlement.payments_to_correct() == [payment.pk]
+    tasks.payment_correct_task.apply(args=[payment.pk])
+    charge = PaymentCharge.objects.get(payment=payment)
+    assert (charge.amount, charge.purpose) == (66, "correction")
+    assert settlement.payments_to_correct() == []
+
+
+def test_an_old_hold_without_a_session_is_released(api, driver, stripe_server):
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    body = start(api, _charger()).json()
+    payment = Payment.objects.get(driver_session_id=body["id"])
+    DriverSession.objects.filter(pk=body["id"]).update(status=DriverSessionStatus.FAILED)
+    Payment.objects.filter(pk=payment.pk).update(created_at=clock.now() - timedelta(days=7))
+    assert payments.payment_hold_expire(payment.pk).status == PaymentStatus.RELEASED
+    assert stripe_server.client().v1.payment_intents.retrieve(payment.stripe_id).status == "canceled"

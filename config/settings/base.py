@@ -266,6 +266,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ConnectorStatusEnum": "apps.stations.choices.ConnectorStatus",
         "SessionStatusEnum": "apps.charging.choices.DriverSessionStatus",
+        "PaymentStatusEnum": "apps.billing.choices.PaymentStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -239,13 +239,13 @@ def payment_capture(payment_id: int) -> Payment:
 PAYMENT_LIMIT_REACHED = "payment_limit_reached"
 
 
-def cost_so_far(session: DriverSession) -> int | None:
-    """What the running session costs so far in minor units of its price's currency (the cost the driver
-    API shows, through charging's `session_price` port), None when it is not priced."""
+def cost_so_far(session: DriverSession, currency: str) -> int | None:
+    """What the running session costs so far in minor units (the cost the driver API shows, through
+    charging's `session_price` port), None when it is not priced or not priced in `currency`."""
     if session.charging_session is None:
         return None
     price = session_price.get()(session=session.charging_session)
-    if price is None:
+    if price is None or price.cost.currency != currency:
         return None
     return int(Money(price.cost.gross, price.cost.currency).rounded().to_minor_units())
 
@@ -256,7 +256,7 @@ def payments_at_limit() -> list[int]:
     for payment in Payment.objects.filter(
         status=PaymentStatus.AUTHORISED, driver_session__status=DriverSessionStatus.ACTIVE
     ).select_related("driver_session__charging_session"):
-        cost = cost_so_far(payment.driver_session)  # type: ignore[arg-type]  # filtered on it above
+        cost = cost_so_far(payment.driver_session, payment.currency)  # type: ignore[arg-type]  # filtered on it above
         if cost is not None and cost >= payment.amount_held:
             due.append(payment.pk)
     return due
@@ -273,7 +273,7 @@ def payment_limit_stop(payment_id: int) -> bool:
         return False
     if session.status != DriverSessionStatus.ACTIVE:
         return False
-    cost = cost_so_far(session)
+    cost = cost_so_far(session, payment.currency)
     if cost is None or cost < payment.amount_held:
         return False
     try:
@@ -328,7 +328,7 @@ def payment_hold_expire(payment_id: int) -> Payment:
             logger.warning(
                 "payment %s: hold expiring, session %s not stopped: %s", payment.pk, session.pk, exc
             )
-    cost = cost_so_far(session)
+    cost = cost_so_far(session, payment.currency)
     if not cost:
         return _release(payment)
     return _capture(payment, gross=cost, before_record=True)

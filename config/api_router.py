@@ -60,6 +60,7 @@ urlpatterns = [
         billing.PaymentMethodDefaultView.as_view(),
         name="api-payment-method-default",
     ),
+    path("payments/<int:pk>/retry", billing.PaymentRetryView.as_view(), name="api-payment-retry"),
 ]
 
 schema_urlpatterns = [

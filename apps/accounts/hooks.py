@@ -3,7 +3,8 @@
 - `driver_erased`: `services.driver_delete` erased a driver's personal data, inside its transaction.
   Every app that keeps something the driver typed or that names the driver (a card link request's
   label, a payment provider's customer) erases it here, so that after `DELETE /api/v1/me` no table holds
-  the driver's e-mail address, name or phone. Charging registers in ChargingConfig.ready().
+  the driver's e-mail address, name or phone. Charging registers in ChargingConfig.ready(), billing
+  in BillingConfig.ready().
 """
 
 from __future__ import annotations

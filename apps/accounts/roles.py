@@ -116,7 +116,10 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "vatrate", VIEW),
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
         *_perms("billing", "dispute", VIEW),
-        *_perms("billing", "payment", VIEW),
+        # Change: mark a debt settled (admin page of a payment); add refund: refund a payment.
+        *_perms("billing", "payment", ("view", "change")),
+        *_perms("billing", "paymentcharge", VIEW),
+        *_perms("billing", "refund", ("view", "add")),
     ],
 }
 

@@ -193,6 +193,9 @@ class Payment(models.Model):
     status = models.CharField(
         _("status"), max_length=16, choices=PaymentStatus.choices, default=PaymentStatus.AUTHORISED
     )
+    # Captured at a running session's cost so far because the hold was about to expire: its record, once
+    # issued, is followed like a corrected one (the difference refunded or charged).
+    captured_before_record = models.BooleanField(_("captured before its record"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -205,3 +208,76 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stripe_id} ({self.status})"
+
+
+class PaymentCharge(models.Model):
+    """A further charge of a payment, after its hold was captured or lost: a debt paid (the driver's
+    retry) or the difference a corrected charge detail record asks for. An off-session PaymentIntent on
+    the driver's card, made once (its idempotency key comes from the payment and what it is for)."""
+
+    class Purpose(models.TextChoices):
+        DEBT = "debt", _("debt paid")
+        CORRECTION = "correction", _("corrected record")
+
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="charges", verbose_name=_("payment")
+    )
+    purpose = models.CharField(_("purpose"), max_length=16, choices=Purpose.choices)
+    stripe_id = models.CharField(_("Stripe payment intent"), max_length=255, unique=True)
+    amount = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    cdr_id = models.BigIntegerField(_("charge detail record"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "payment__organisation"
+
+    class Meta:
+        verbose_name = _("further charge")
+        verbose_name_plural = _("further charges")
+        ordering = ("created_at", "pk")
+
+    def __str__(self) -> str:
+        return f"{self.stripe_id} {self.amount} {self.currency}"
+
+
+class Refund(models.Model):
+    """Money given back on a payment (a Stripe refund of its captured PaymentIntent): by finance staff from
+    the admin (`created_by`), or for a corrected charge detail record (`cdr_id`, the record that asked
+    for less; created_by empty). Credit notes reference it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("payment")
+    )
+    amount = models.BigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    reason = models.CharField(_("reason"), max_length=255)
+    stripe_id = models.CharField(_("Stripe refund"), max_length=255, blank=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    cdr_id = models.BigIntegerField(_("charge detail record"), null=True, blank=True)
+    request_key = models.CharField(_("request key"), max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "payment__organisation"
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        ordering = ("-created_at", "-pk")
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} ({self.status})"

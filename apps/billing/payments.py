@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,18 +25,23 @@ from django.db import transaction
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import DriverProfile, User
-from apps.billing import services, stripe_client, tasks  # tasks imports this module too: use by attribute
+from apps.billing import (
+    services,
+    settlement,
+    stripe_client,
+    tasks,
+)  # tasks imports this module too: use by attribute
 from apps.billing.choices import PaymentStatus
 from apps.billing.models import Payment
+from apps.charging import driver_services
 from apps.charging.choices import DriverSessionStatus
-from apps.charging.hooks import PaymentHold
+from apps.charging.hooks import PaymentHold, session_price
 from apps.charging.models import DriverSession
 from apps.stations.models import ChargePoint
 from apps.tariffs.choices import CdrKind
-from apps.tariffs.models import ChargeDetailRecord
 from apps.tariffs.selectors import local_date, place_for, tariff_in_force, vat_rate_for
 from cpo import clock
-from cpo.exceptions import ApplicationError
+from cpo.exceptions import ApplicationError, Conflict
 from cpo.units import Money
 
 logger = logging.getLogger(__name__)
@@ -196,45 +202,155 @@ def payment_release(payment_id: int) -> Payment:
     return payment
 
 
+def _debt(payment: Payment) -> None:
+    """A held payment becomes a debt (once): the driver is blocked until it is paid."""
+    if Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+        status=PaymentStatus.DEBT
+    ):
+        settlement.standing_changed(payment.customer.user_id)
+
+
 def payment_capture(payment_id: int) -> Payment:
     """Capture a held payment once its session's charge detail record is issued: exactly the record's gross
     amount (minor units), never more than the hold (the rest is the driver's debt: status `debt`); Stripe
     releases what is not captured. A record of nothing releases the hold. A capture Stripe refuses is a debt
     too. Idempotent: the capture's key is the payment's, and only an authorised payment is captured.
     Stripe unreachable or 5xx: PaymentProviderUnavailable (the task retries)."""
-    payment = Payment.objects.select_related("driver_session").get(pk=payment_id)
+    payment = Payment.objects.select_related("driver_session", "customer").get(pk=payment_id)
     session = payment.driver_session
     if payment.status != PaymentStatus.AUTHORISED or session is None or session.charging_session_id is None:
         return payment
-    cdr = (
-        ChargeDetailRecord.objects.filter(session_id=session.charging_session_id, kind=CdrKind.CDR)
-        .order_by("revision")
-        .first()
-    )
+    cdr = settlement.current_record(payment)
     if cdr is None:
         return payment
-    client = stripe_client.client()
     if cdr.currency != payment.currency:
         logger.error(
             "payment %s holds %s but its CDR %s is in %s", payment.pk, payment.currency, cdr.pk, cdr.currency
         )
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.DEBT
-        )
+        _debt(payment)
         payment.refresh_from_db()
         return payment
-    gross = Money(cdr.gross, cdr.currency).rounded().to_minor_units()
+    gross = settlement.record_gross(cdr)
     if gross <= 0:
-        stripe_client.call(
-            "payment_intent_cancel",
-            stripe_client.idempotency_key("hold-cancel", payment.pk),
-            lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
+        return _release(payment)
+    return _capture(payment, gross=gross)
+
+
+PAYMENT_LIMIT_REACHED = "payment_limit_reached"
+
+
+def cost_so_far(session: DriverSession, currency: str) -> int | None:
+    """What the running session costs so far in minor units (the cost the driver API shows, through
+    charging's `session_price` port), None when it is not priced or not priced in `currency`."""
+    if session.charging_session is None:
+        return None
+    price = session_price.get()(session=session.charging_session)
+    if price is None or price.cost.currency != currency:
+        return None
+    return int(Money(price.cost.gross, price.cost.currency).rounded().to_minor_units())
+
+
+def payments_at_limit() -> list[int]:
+    """Held payments of ACTIVE sessions whose cost so far reached the hold (for the limit sweep)."""
+    due = []
+    for payment in Payment.objects.filter(
+        status=PaymentStatus.AUTHORISED, driver_session__status=DriverSessionStatus.ACTIVE
+    ).select_related("driver_session__charging_session"):
+        cost = cost_so_far(payment.driver_session, payment.currency)  # type: ignore[arg-type]  # filtered on it above
+        if cost is not None and cost >= payment.amount_held:
+            due.append(payment.pk)
+    return due
+
+
+def payment_limit_stop(payment_id: int) -> bool:
+    """Stop the session of a held payment whose cost reached the hold, through the command service (the
+    command is queued for the charger: nothing waits for its answer). The driver sees the reason
+    `payment_limit_reached` as the cause of the stop. False when nothing was sent: the session is no longer
+    ACTIVE, under the hold, or its charger is offline (the next sweep tries again)."""
+    payment = Payment.objects.select_related("driver_session__charging_session").get(pk=payment_id)
+    session = payment.driver_session
+    if payment.status != PaymentStatus.AUTHORISED or session is None:
+        return False
+    if session.status != DriverSessionStatus.ACTIVE:
+        return False
+    cost = cost_so_far(session, payment.currency)
+    if cost is None or cost < payment.amount_held:
+        return False
+    try:
+        stopped = driver_services.driver_session_stop(session=session, reason=PAYMENT_LIMIT_REACHED)
+    except Conflict as exc:
+        logger.warning("payment %s reached its hold but its session cannot be stopped: %s", payment.pk, exc)
+        return False
+    logger.info(
+        "session %s stopped: its cost %s reached the hold of payment %s", session.pk, cost, payment.pk
+    )
+    return stopped.status == DriverSessionStatus.STOPPING
+
+
+HOLD_EXPIRING = "payment_hold_expiring"
+
+
+def payments_old_holds() -> list[int]:
+    """Held payments older than CPO_PAYMENT_HOLD_MAX_DAYS (for the old-holds sweep)."""
+    since = clock.now() - timedelta(days=float(settings.CPO_PAYMENT_HOLD_MAX_DAYS))
+    return list(
+        Payment.objects.filter(status=PaymentStatus.AUTHORISED, created_at__lt=since).values_list(
+            "pk", flat=True
         )
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.RELEASED
-        )
-        payment.refresh_from_db()
+    )
+
+
+def payment_hold_expire(payment_id: int) -> Payment:
+    """A hold with no end in sight, before the card network expires it (about 7 days):
+
+    - its session's record is issued: captured as usual (`payment_capture`);
+    - its session is still running (or stopping): a running one is stopped (cause `payment_hold_expiring`,
+      the command queued), and the cost so far is captured now (never more than the hold; more is a
+      debt), marked `captured_before_record`: the record, once issued, is followed like a corrected one
+      (`settlement.payment_correct` refunds or charges the difference);
+    - a completed session without a record (not priced): captured at its cost so far when it has one,
+      else released; no session, or a failed start: released.
+    """
+    payment = Payment.objects.select_related("driver_session__charging_session", "customer").get(
+        pk=payment_id
+    )
+    session = payment.driver_session
+    if payment.status != PaymentStatus.AUTHORISED:
         return payment
+    if settlement.current_record(payment) is not None:
+        return payment_capture(payment.pk)
+    if session is None or session.status == DriverSessionStatus.FAILED or session.charging_session is None:
+        return _release(payment)
+    if session.status == DriverSessionStatus.ACTIVE:
+        try:
+            driver_services.driver_session_stop(session=session, reason=HOLD_EXPIRING)
+        except Conflict as exc:
+            logger.warning(
+                "payment %s: hold expiring, session %s not stopped: %s", payment.pk, session.pk, exc
+            )
+    cost = cost_so_far(session, payment.currency)
+    if not cost:
+        return _release(payment)
+    return _capture(payment, gross=cost, before_record=True)
+
+
+def _release(payment: Payment) -> Payment:
+    client = stripe_client.client()
+    stripe_client.call(
+        "payment_intent_cancel",
+        stripe_client.idempotency_key("hold-cancel", payment.pk),
+        lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
+    )
+    Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+        status=PaymentStatus.RELEASED
+    )
+    payment.refresh_from_db()
+    return payment
+
+
+def _capture(payment: Payment, *, gross: int, before_record: bool = False) -> Payment:
+    """Capture `gross` (never more than the hold: the rest is a debt) once (the payment's capture key)."""
+    client = stripe_client.client()
     amount = min(gross, payment.amount_held)
     params: Any = {"amount_to_capture": amount}
     try:
@@ -245,14 +361,14 @@ def payment_capture(payment_id: int) -> Payment:
         )
     except (stripe_client.PaymentRequestRefused, stripe_client.PaymentDeclined) as exc:
         logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.DEBT
-        )
+        _debt(payment)
     else:
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT,
-            amount_captured=amount,
+        status = PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT
+        updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+            status=status, amount_captured=amount, captured_before_record=before_record
         )
+        if updated and status == PaymentStatus.DEBT:
+            settlement.standing_changed(payment.customer.user_id)
     payment.refresh_from_db()
     return payment
 
@@ -275,9 +391,16 @@ def payment_of(session: DriverSession) -> dict[str, Any] | None:
         payment = session.payment  # type: ignore[attr-defined]  # billing's reverse one-to-one
     except Payment.DoesNotExist:
         return None
+    return payment_body(payment)
+
+
+def payment_body(payment: Payment) -> dict[str, Any]:
+    """A payment as the driver API shows it (amounts in minor units)."""
     return {
+        "id": payment.pk,
         "status": payment.status,
         "amount_held": payment.amount_held,
         "amount_captured": payment.amount_captured,
+        "amount_due": settlement.amount_due(payment) if payment.status == PaymentStatus.DEBT else 0,
         "currency": payment.currency,
     }

@@ -14,7 +14,8 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import User
-from apps.billing import stripe_client
+from apps.billing import stripe_client, tasks  # tasks imports this module too: use by attribute
+from apps.billing.choices import PaymentStatus
 from apps.billing.models import PaymentMethod, StripeCustomer
 from apps.billing.stripe_client import PaymentRequestRefused
 from cpo import clock
@@ -249,3 +250,56 @@ def customer_deleted_record(*, customer_id: str) -> bool:
         PaymentMethod.objects.filter(customer=customer).delete()
         StripeCustomer.objects.filter(pk=customer.pk).update(deleted_at=clock.now())
     return True
+
+
+# --- a driver's erasure (accounts.hooks.driver_erased) ---------------------------------------------------
+
+
+class CustomerStillHolds(Exception):
+    """The customer still has a held (authorised) payment: deleting it at Stripe must wait for its end."""
+
+
+def driver_erase(*, user: User) -> None:
+    """The driver's account is being erased (inside accounts' transaction): their cards are forgotten now,
+    and after commit each of their Stripe customers (which holds their e-mail address) is deleted at Stripe
+    by the task `billing.customer_erase`, retried until no payment of theirs is held any more."""
+    PaymentMethod.objects.filter(customer__user=user).delete()
+    pks = list(StripeCustomer.objects.filter(user=user, deleted_at__isnull=True).values_list("pk", flat=True))
+
+    def send() -> None:
+        for pk in pks:
+            tasks.customer_erase_task.delay(pk)
+
+    if pks:
+        transaction.on_commit(send, robust=True)  # a lost dispatch is found by billing.customers_erase_sweep
+
+
+def customers_to_erase() -> list[int]:
+    """Stripe customers of erased drivers (inactive, their e-mail address replaced) not yet deleted."""
+    return list(
+        StripeCustomer.objects.filter(
+            deleted_at__isnull=True, user__is_active=False, user__email__endswith="@invalid.invalid"
+        ).values_list("pk", flat=True)
+    )
+
+
+def customer_erase(*, customer_pk: int) -> bool:
+    """Delete an erased driver's customer at Stripe (with their cards there) and mark it deleted here.
+    CustomerStillHolds while one of their payments is still held (the capture needs it); already deleted
+    at Stripe (404): marked deleted all the same. Stripe unreachable or 5xx: PaymentProviderUnavailable."""
+    customer = StripeCustomer.objects.filter(pk=customer_pk).first()
+    if customer is None or customer.deleted_at is not None:
+        return False
+    if customer.payments.filter(status=PaymentStatus.AUTHORISED).exists():
+        raise CustomerStillHolds(customer.stripe_id)
+    stripe = stripe_client.client()
+    try:
+        stripe_client.call(
+            "customer_delete",
+            stripe_client.idempotency_key("customer-delete", customer.pk),
+            lambda options: stripe.v1.customers.delete(customer.stripe_id, None, options),
+        )
+    except PaymentRequestRefused as exc:
+        if exc.stripe_http_status != 404:
+            raise
+    return customer_deleted_record(customer_id=customer.stripe_id)

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.billing import payments, webhooks
+from apps.billing import payments, services, settlement, webhooks
 from apps.billing.stripe_client import PaymentProviderUnavailable
 
 MAX_RETRIES = 8
@@ -58,4 +58,79 @@ def payments_capture_sweep_task() -> int:
     due = payments.payments_to_capture()
     for pk in due:
         payment_capture_task.delay(pk)
+    return len(due)
+
+
+@shared_task(name="billing.payments_limit_sweep", ignore_result=True)
+def payments_limit_sweep_task() -> int:
+    """Stop the running sessions whose cost so far reached their card hold (reason payment_limit_reached).
+    Each stop only queues the charger's command: the worker never waits for the charger."""
+    stopped = 0
+    for pk in payments.payments_at_limit():
+        stopped += payments.payment_limit_stop(pk)
+    return stopped
+
+
+@shared_task(name="billing.payment_correct", bind=True, max_retries=MAX_RETRIES, ignore_result=True)
+def payment_correct_task(self: Any, payment_id: int) -> str:
+    try:
+        return str(settlement.payment_correct(payment_id).status)
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.payments_correction_sweep", ignore_result=True)
+def payments_correction_sweep_task() -> int:
+    """Follow corrected charge detail records: refund or charge the difference (once per record)."""
+    due = settlement.payments_to_correct()
+    for pk in due:
+        payment_correct_task.delay(pk)
+    return len(due)
+
+
+HOLD_WAIT_S = 3600
+HOLD_WAIT_RETRIES = 24 * 10  # holds end within days (captured, released, or by the old-holds sweep)
+
+
+@shared_task(name="billing.customer_erase", bind=True, max_retries=HOLD_WAIT_RETRIES, ignore_result=True)
+def customer_erase_task(self: Any, customer_pk: int) -> bool:
+    """Delete an erased driver's Stripe customer: later while a payment of theirs is held, retried on
+    network errors and 5xx, never on a 4xx."""
+    try:
+        return services.customer_erase(customer_pk=customer_pk)
+    except services.CustomerStillHolds as exc:
+        raise self.retry(exc=exc, countdown=HOLD_WAIT_S) from exc
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.customers_erase_sweep", ignore_result=True)
+def customers_erase_sweep_task() -> int:
+    """Dispatch again the erasure of customers whose task was lost (broker down when the driver left)."""
+    due = services.customers_to_erase()
+    for pk in due:
+        customer_erase_task.delay(pk)
+    return len(due)
+
+
+@shared_task(name="billing.payment_hold_expire", bind=True, max_retries=MAX_RETRIES, ignore_result=True)
+def payment_hold_expire_task(self: Any, payment_id: int) -> str:
+    try:
+        return str(payments.payment_hold_expire(payment_id).status)
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.payments_old_holds_sweep", ignore_result=True)
+def payments_old_holds_sweep_task() -> int:
+    """Capture or release holds older than CPO_PAYMENT_HOLD_MAX_DAYS, before the card network expires them."""
+    due = payments.payments_old_holds()
+    for pk in due:
+        payment_hold_expire_task.delay(pk)
     return len(due)

@@ -355,10 +355,14 @@ def _authorise_and_send(
 
 
 @transaction.atomic
-def driver_session_stop(*, session: DriverSession) -> DriverSession:
+def driver_session_stop(*, session: DriverSession, reason: str = "") -> DriverSession:
     """Ask the charger to stop. Safe to repeat: a STOPPING or COMPLETED session is returned unchanged.
     Errors (409): session_failed, session_starting (nothing to stop yet), charger_offline (the session
-    stays ACTIVE)."""
+    stays ACTIVE).
+
+    `reason`: the operator stops it, not the driver (e.g. "payment_limit_reached" when the cost reached
+    the card hold); it is the cause of the ACTIVE → STOPPING step the driver sees (session and live
+    stream). Sending the command never waits for the charger's answer."""
     session = _locked(session.pk)
     if session.status in (S.STOPPING, S.COMPLETED):
         return session
@@ -367,15 +371,18 @@ def driver_session_stop(*, session: DriverSession) -> DriverSession:
     if session.status != S.ACTIVE or session.charging_session is None:
         raise Conflict(_("The charger has not started yet; try again in a moment."), code="session_starting")
     sent = charger_control.get().stop_transaction(
-        session=session.charging_session, actor=session.driver, source="api"
+        session=session.charging_session,
+        actor=None if reason else session.driver,
+        source="system" if reason else "api",
     )
     if sent.offline:
         raise Conflict(_("The charger is offline; stop the charge at the charger."), code="charger_offline")
     session.stop_command_id = sent.command_id
     session.save(update_fields=["stop_command_id", "updated_at"])
-    _transition(
-        session, S.STOPPING, cause="stop_sent", detail={"command_id": sent.command_id, "action": sent.action}
-    )
+    detail: dict[str, Any] = {"command_id": sent.command_id, "action": sent.action}
+    if reason:
+        detail["reason"] = reason
+    _transition(session, S.STOPPING, cause=reason or "stop_sent", detail=detail)
     return session
 
 

@@ -15,13 +15,18 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
 - `start_payment` (port): `driver_services.driver_session_start` asks for a payment before the locked
   part of a start (a card pre-authorisation hold), links it to the new session, and says when a start
   failed (the hold is released). Billing provides it; without it every start is paid on account.
+- `driver_standing` (port): `services.idtoken_authorize` asks whether a token's owner may charge (a driver
+  with an unpaid debt may not: their tokens answer Blocked). Billing provides it; default: everyone may.
+- `driver_standing_changed`: a driver's standing changed (a debt arose or was paid), after commit. The
+  gateway sends chargers whose local list holds the driver's tokens a differential update.
 
 - `reservation_guard` (port): who holds an EVSE by a reservation. `driver_services` refuses other drivers'
   starts there and lets the holder start; `services.idtoken_authorize` answers another token Invalid
   for a start on it. Reservations provides it; without it no EVSE is held.
 
-All but `start_payment` and `reservation_guard` are registered in TariffsConfig.ready(); `start_payment`
-in BillingConfig.ready(), `reservation_guard` in ReservationsConfig.ready().
+All but `start_payment`, `driver_standing`, `driver_standing_changed` and `reservation_guard` are
+registered in TariffsConfig.ready(); `start_payment` and `driver_standing` in BillingConfig.ready(),
+`driver_standing_changed` in OcppGatewayConfig.ready(), `reservation_guard` in ReservationsConfig.ready().
 The charger commands the driver flow needs go through `apps.charging.intents` (provided by the gateway).
 """
 
@@ -133,6 +138,23 @@ class OnAccount:
         return None
 
 
+class DriverStanding(Protocol):
+    def blocked(self, *, user_id: int) -> bool:
+        """True when the driver may not charge now (an unpaid debt): their tokens answer Blocked."""
+        ...
+
+
+class InGoodStanding:
+    """No payment app: nobody is blocked for money."""
+
+    def blocked(self, *, user_id: int) -> bool:
+        return False
+
+
+class DriverStandingChanged(Protocol):
+    def __call__(self, *, user_id: int) -> None: ...
+
+
 # A new charging session was created (any protocol), in its creating transaction.
 session_started: Hook[SessionStarted] = Hook("charging.session_started")
 # The driver of a session that started without a token is now known (OCPP 2.0.1).
@@ -173,3 +195,7 @@ class NoReservations:
 
 # Who holds an EVSE by a reservation (default: nobody).
 reservation_guard: Port[ReservationGuard] = Port("charging.reservation_guard", default=NoReservations())
+# Whether a driver may charge (default: everyone may).
+driver_standing: Port[DriverStanding] = Port("charging.driver_standing", default=InGoodStanding())
+# A driver's standing changed (a debt arose or was paid); emitted after commit.
+driver_standing_changed: Hook[DriverStandingChanged] = Hook("charging.driver_standing_changed")

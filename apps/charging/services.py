@@ -78,6 +78,14 @@ def idtoken_authorize(
     if not token.is_valid_at(charge_point.organisation_id):
         # Another network's card: refused, and neither it nor its owner is this operator's business.
         return AuthResult(AuthorizationStatus.INVALID, known=True)
+    if (
+        status == AuthorizationStatus.ACCEPTED
+        and to_start
+        and token.owner_id is not None
+        and hooks.driver_standing.get().blocked(user_id=token.owner_id)
+    ):
+        # An unpaid debt: no new charge until it is paid (a running one may still be stopped).
+        status = AuthorizationStatus.BLOCKED
     if status == AuthorizationStatus.ACCEPTED and to_start:
         # Only sessions the card was accepted for count (they carry the token): a transaction another
         # network's charger started with this uid, refused there, must not block the card at its own.

@@ -12,10 +12,14 @@ class OcppGatewayConfig(AppConfig):
         # +74% throughput without it); validation itself still happens.
         import ocpp.messages
 
+        from apps.charging import hooks as charging_hooks
         from apps.charging import intents
+        from apps.ocpp_gateway import localauth
         from apps.ocpp_gateway.intents import GatewayChargerControl
 
         ocpp.messages.ASYNC_VALIDATION = False
         # Charging asks for "start charging token X on EVSE n" / "stop transaction T"; the gateway builds
         # and sends the messages (docs/architecture.md, Layering).
         intents.charger_control.provide(GatewayChargerControl())
+        # A driver blocked for an unpaid debt (or unblocked): chargers with a local list learn it.
+        charging_hooks.driver_standing_changed.register(localauth.local_lists_driver_standing_changed)

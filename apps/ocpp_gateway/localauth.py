@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from apps.accounts.choices import IdTokenType
 from apps.accounts.models import IdToken
 from apps.charging.choices import AuthorizationStatus
+from apps.charging.hooks import driver_standing
 from apps.ocpp_gateway import versions
 from apps.ocpp_gateway.handlers import iso
 from apps.ocpp_gateway.models import LocalAuthList, LocalAuthListEntry, LocalAuthListMember, OcppCommand
@@ -43,6 +44,12 @@ def _token_info(token: IdToken, local_list: LocalAuthList) -> dict[str, Any]:
     status = token.effective_status()
     if not token.is_valid_at(local_list.organisation_id):
         status = AuthorizationStatus.INVALID
+    elif (
+        status == AuthorizationStatus.ACCEPTED
+        and token.owner_id is not None
+        and driver_standing.get().blocked(user_id=token.owner_id)
+    ):
+        status = AuthorizationStatus.BLOCKED  # an unpaid debt, as Authorize answers it
     return {
         "status": str(status),
         # as Authorize answers it: no group to chargers where the card is not valid
@@ -342,3 +349,22 @@ def local_list_command_answered(*, command: OcppCommand) -> None:
         if member.accepted_version is not None and reported != member.accepted_version:
             member.accepted_version = None
         member.save(update_fields=["reported_version", "reported_at", "accepted_version"])
+
+
+def local_lists_driver_standing_changed(*, user_id: int) -> list[SendResult]:
+    """A driver's standing changed (charging.hooks.driver_standing_changed: a debt arose or was paid):
+    the lists holding their tokens are refreshed (their entries now say Blocked, or Accepted again) and
+    each of those lists' chargers gets a differential update (a Full one where the accepted version is
+    unknown). Commands are queued; nothing waits for the chargers' answers."""
+    results: list[SendResult] = []
+    lists = LocalAuthList.objects.filter(
+        entries__id_token__owner_id=user_id, entries__removed=False
+    ).distinct()
+    for local_list in lists:
+        before = local_list.version
+        refreshed = local_list_refresh(local_list=local_list)
+        if refreshed.version != before:
+            results.extend(
+                local_list_send(local_list=refreshed, update_type=DIFFERENTIAL, source="driver_standing")
+            )
+    return results

@@ -140,6 +140,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 300.0},
     "billing-payments-capture-sweep": {"task": "billing.payments_capture_sweep", "schedule": 60.0},
     "reservations-expire": {"task": "reservations.reservations_expire", "schedule": 30.0},
+    "billing-payments-limit-sweep": {"task": "billing.payments_limit_sweep", "schedule": 30.0},
+    "billing-payments-correction-sweep": {"task": "billing.payments_correction_sweep", "schedule": 300.0},
+    "billing-customers-erase-sweep": {"task": "billing.customers_erase_sweep", "schedule": 3600.0},
+    "billing-old-holds-sweep": {"task": "billing.payments_old_holds_sweep", "schedule": 900.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 
@@ -264,6 +268,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ConnectorStatusEnum": "apps.stations.choices.ConnectorStatus",
         "SessionStatusEnum": "apps.charging.choices.DriverSessionStatus",
+        "PaymentStatusEnum": "apps.billing.choices.PaymentStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -409,5 +414,8 @@ STRIPE_MAX_NETWORK_RETRIES = int(ENV.get("STRIPE_MAX_NETWORK_RETRIES", "1"))
 CPO_PAYMENT_HOLD_AMOUNT = ENV.get(
     "CPO_PAYMENT_HOLD_AMOUNT", "EUR=50,CHF=50,GBP=40,DKK=375,SEK=550,NOK=550,PLN=220"
 )
+# Holds older than this many days are captured (at the record's gross, or a running session's cost so far,
+# which stops it) or released, well before card networks expire them (about 7 days).
+CPO_PAYMENT_HOLD_MAX_DAYS = float(ENV.get("CPO_PAYMENT_HOLD_MAX_DAYS", "6"))
 # Webhook signatures older than this are refused (replay protection; Stripe's default tolerance).
 STRIPE_WEBHOOK_TOLERANCE_S = int(ENV.get("STRIPE_WEBHOOK_TOLERANCE_S", "300"))

@@ -87,9 +87,11 @@ def test_a_card_start_holds_before_the_charger_is_asked(api, driver, stripe_serv
     body = response.json()
     assert body["status"] == DriverSessionStatus.STARTING
     assert body["payment"] == {
+        "id": Payment.objects.get().pk,
         "status": "authorised",
         "amount_held": 5000,
         "amount_captured": 0,
+        "amount_due": 0,
         "currency": "EUR",
     }
     payment = Payment.objects.get()
@@ -280,9 +282,11 @@ def test_the_cdrs_gross_is_captured_once(api, driver, stripe_server):
     assert payments.payments_to_capture() == []
     # what GET sessions/{id} shows as `payment` (the factory's CDR is too bare for the rest of the body)
     assert payments.payment_of(DriverSession.objects.get(pk=payment.driver_session_id)) == {
+        "id": payment.pk,
         "status": "captured",
         "amount_held": 5000,
         "amount_captured": 357,
+        "amount_due": 0,
         "currency": "EUR",
     }
 

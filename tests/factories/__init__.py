@@ -496,7 +496,7 @@ TENANT_FACTORIES.update(
 
 # --- billing ---------------------------------------------------------------------------------------------
 
-from apps.billing.models import Dispute, Payment, StripeCustomer  # noqa: E402
+from apps.billing.models import Dispute, Payment, PaymentCharge, Refund, StripeCustomer  # noqa: E402
 
 
 class DisputeFactory(factory.django.DjangoModelFactory):
@@ -534,6 +534,38 @@ class PaymentFactory(factory.django.DjangoModelFactory):
 
 TENANT_FACTORIES[Dispute] = _for_org(DisputeFactory)
 TENANT_FACTORIES[Payment] = _for_org(PaymentFactory)
+
+
+class PaymentChargeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PaymentCharge
+
+    payment = factory.SubFactory(PaymentFactory)
+    purpose = PaymentCharge.Purpose.DEBT
+    stripe_id = factory.Sequence(lambda n: f"pi_charge{n}")
+    amount = 100
+    currency = "EUR"
+
+
+class RefundFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Refund
+
+    payment = factory.SubFactory(PaymentFactory, status="captured", amount_captured=1000)
+    amount = 100
+    currency = "EUR"
+    reason = "goodwill"
+    stripe_id = factory.Sequence(lambda n: f"re_test{n}")
+    status = Refund.Status.SUCCEEDED
+    request_key = factory.Sequence(lambda n: f"refund-{n}")
+
+
+TENANT_FACTORIES[PaymentCharge] = lambda organisation: PaymentChargeFactory(
+    payment=PaymentFactory(organisation=organisation)
+)
+TENANT_FACTORIES[Refund] = lambda organisation: RefundFactory(
+    payment=PaymentFactory(organisation=organisation, status="captured", amount_captured=1000)
+)
 
 
 from apps.reservations.models import Reservation  # noqa: E402

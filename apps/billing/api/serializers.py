@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.billing.choices import PaymentStatus
 from apps.billing.models import PaymentMethod
 
 
@@ -31,3 +32,12 @@ class SetupIntentOutput(serializers.Serializer):
     )
     customer_id = serializers.CharField(help_text="The driver's customer at Stripe.")
     publishable_key = serializers.CharField(help_text="The Stripe publishable key the app initialises with.")
+
+
+class DebtPaymentOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=PaymentStatus.choices)
+    amount_held = serializers.IntegerField(help_text="Held on the card, in minor units (cents).")
+    amount_captured = serializers.IntegerField(help_text="Charged to the card so far, in minor units.")
+    amount_due = serializers.IntegerField(help_text="Still owed (a debt), in minor units.")
+    currency = serializers.CharField()

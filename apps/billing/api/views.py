@@ -11,8 +11,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.billing import services
-from apps.billing.api.serializers import PaymentMethodInput, PaymentMethodOutput, SetupIntentOutput
+from apps.billing import payments, services, settlement
+from apps.billing.api.serializers import (
+    DebtPaymentOutput,
+    PaymentMethodInput,
+    PaymentMethodOutput,
+    SetupIntentOutput,
+)
 from cpo.api import THROTTLES, error_responses, validated
 
 TAGS = ["payment methods"]
@@ -114,3 +119,18 @@ class PaymentMethodDefaultView(APIView):
     def post(self, request: Request, pk: int) -> Response:
         method = services.payment_method_set_default(user=request.user, pk=pk)
         return Response(PaymentMethodOutput(method).data)
+
+
+class PaymentRetryView(APIView):
+    throttle_classes = THROTTLES
+    throttle_scope_base = "payment"
+
+    @extend_schema(
+        tags=["payments"],
+        request=None,
+        responses={200: DebtPaymentOutput, **error_responses(401, 402, 404, 429, 503)},
+        summary="Pay a debt (a payment in `debt`) with my default card; repeating it charges once",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        payment = settlement.debt_pay(user=request.user, payment_id=pk)
+        return Response(DebtPaymentOutput(payments.payment_body(payment)).data)

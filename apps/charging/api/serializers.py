@@ -35,9 +35,11 @@ class CostOutput(serializers.Serializer):
 
 
 class PaymentOutput(serializers.Serializer):
+    id = serializers.IntegerField(help_text="POST payments/{id}/retry pays a debt.")
     status = serializers.ChoiceField(choices=PaymentStatus.choices)
     amount_held = serializers.IntegerField(help_text="Held on the card, in minor units (cents).")
     amount_captured = serializers.IntegerField(help_text="Charged to the card so far, in minor units.")
+    amount_due = serializers.IntegerField(help_text="Still owed (status debt), in minor units.")
     currency = serializers.CharField()
 
 

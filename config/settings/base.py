@@ -138,6 +138,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "tariffs-cdr-sweep": {"task": "tariffs.cdr_sweep", "schedule": 300.0},
     "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 300.0},
     "billing-payments-capture-sweep": {"task": "billing.payments_capture_sweep", "schedule": 60.0},
+    "billing-invoices-issue": {"task": "billing.invoices_issue", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 

@@ -114,6 +114,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
         *_perms("billing", "dispute", VIEW),
         *_perms("billing", "payment", VIEW),
+        *_perms("billing", "invoice", VIEW),
+        *_perms("billing", "invoiceline", VIEW),
     ],
 }
 

@@ -22,6 +22,7 @@ series; they are not sent to Stripe (a refund of a card payment may point at one
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from cpo.exceptions import Conflict
 
 logger = logging.getLogger(__name__)
 
+BILLED_TO = ("account_id", "currency")
 NUMBER_INFIX = {DocumentKind.INVOICE: "INV", DocumentKind.CREDIT_NOTE: "CN"}
 
 
@@ -126,7 +128,7 @@ def cdrs_on_account(*, organisation_id: int, period: Period) -> QuerySet[ChargeD
             session__driver_session__payment__isnull=True,
         )
         .annotate(account_id=_account_of_session())
-        .filter(account_id__isnull=False)
+        .filter(**{"account_id__isnull": False})
     )
 
 
@@ -165,15 +167,16 @@ def _line_fields(cdr: ChargeDetailRecord, time_zone: str) -> dict[str, Any]:
         for row in breakdown.get("vat_lines", [])
     ]
     location = cdr.charge_point.location
+    place = location.name if location is not None else ""
     local = cdr.started_at.astimezone(ZoneInfo(time_zone)).strftime("%Y-%m-%d %H:%M")
     energy = (Decimal(cdr.energy_wh) / 1000).quantize(Decimal("0.001"))
-    description = f"{cdr.number} · {location.name} · {cdr.charge_point.identity} · {local} · {energy} kWh"
+    description = f"{cdr.number} · {place} · {cdr.charge_point.identity} · {local} · {energy} kWh"
     if cdr.kind == CdrKind.CREDIT:
         credited = cdr.credits.number if cdr.credits_id and cdr.credits else ""
         description = _("Credit of {number}").format(number=credited) + f" · {description}"
     return {
         "cdr": cdr,
-        "location": location.name[:200],
+        "location": place[:200],
         "description": description[:300],
         "net": round_money(cdr.net, currency),
         "tax": round_money(cdr.tax, currency),
@@ -236,7 +239,7 @@ def invoice_draft(
             return existing
         cdrs = list(
             cdrs_on_account(organisation_id=organisation.pk, period=period)
-            .filter(account_id=account.pk, currency=currency)
+            .filter(**{"account_id": account.pk}, currency=currency)
             .select_related("charge_point__location", "credits")
             .order_by("issued_at", "pk")
         )
@@ -273,9 +276,7 @@ def invoices_draft_due(*, now: datetime | None = None) -> list[int]:
     for organisation in Organisation.objects.filter(is_active=True).order_by("pk"):
         period = previous_month(now=now, time_zone=organisation.time_zone)
         due = (
-            cdrs_on_account(organisation_id=organisation.pk, period=period)
-            .values_list("account_id", "currency")
-            .distinct()
+            cdrs_on_account(organisation_id=organisation.pk, period=period).values_list(*BILLED_TO).distinct()
         )
         for account_id, currency in sorted(set(due)):
             account = CustomerAccount.objects.get(pk=account_id)
@@ -322,12 +323,11 @@ def account_customer_for(*, organisation: Organisation, account: CustomerAccount
         },
         "metadata": {"cpo_customer_account_id": str(account.pk), "cpo_organisation_id": str(organisation.pk)},
     }
+    create_params: Any = {k: v for k, v in params.items() if v is not None}
     customer = stripe_client.call(
         "customer_create",
         stripe_client.idempotency_key("customer", "account", account.pk, "org", organisation.pk),
-        lambda options: stripe.v1.customers.create(
-            {k: v for k, v in params.items() if v is not None}, options
-        ),
+        lambda options: stripe.v1.customers.create(create_params, options),
         retrieve=lambda customer_id: stripe.v1.customers.retrieve(customer_id),
     )
     try:
@@ -337,6 +337,10 @@ def account_customer_for(*, organisation: Organisation, account: CustomerAccount
             )
     except IntegrityError:
         return AccountCustomer.objects.get(organisation=organisation, customer_account=account)
+
+
+def _item_create(stripe: Any, params: Any, options: Any) -> Any:
+    return stripe.v1.invoice_items.create(params, options)
 
 
 def invoice_send(invoice_id: int) -> Invoice:
@@ -364,7 +368,7 @@ def invoice_send(invoice_id: int) -> Invoice:
         item = stripe_client.call(
             "invoice_item_create",
             stripe_client.idempotency_key("invoice-item", line.pk),
-            lambda options, p=item_params: stripe.v1.invoice_items.create(p, options),
+            functools.partial(_item_create, stripe, item_params),
             retrieve=lambda item_id: stripe.v1.invoice_items.retrieve(item_id),
         )
         InvoiceLine.objects.filter(pk=line.pk).update(stripe_item_id=str(item.id))

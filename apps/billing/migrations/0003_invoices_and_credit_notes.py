@@ -5,6 +5,12 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+def grant(apps, schema_editor):
+    from apps.accounts.roles import sync_roles
+
+    sync_roles(apps, {"billing"})
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -111,4 +117,5 @@ class Migration(migrations.Migration):
             model_name='invoiceline',
             constraint=models.UniqueConstraint(fields=('invoice', 'position'), name='invoiceline_unique_position'),
         ),
+        migrations.RunPython(grant, migrations.RunPython.noop),
     ]

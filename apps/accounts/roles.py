@@ -114,7 +114,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
         *_perms("billing", "dispute", VIEW),
         *_perms("billing", "payment", VIEW),
-        *_perms("billing", "invoice", VIEW),
+        # Add: issue a credit note for an invoice (InvoiceAdmin's action); invoices themselves never change.
+        *_perms("billing", "invoice", ("view", "add")),
         *_perms("billing", "invoiceline", VIEW),
     ],
 }

@@ -12,7 +12,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncMonth
@@ -24,10 +25,13 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.services import audit_record_create
+from apps.billing.choices import DocumentKind
 from apps.billing.documents import document_html, document_pdf
+from apps.billing.invoices import credit_note_for_invoice
 from apps.billing.models import Dispute, Invoice, InvoiceLine, Payment
 from apps.tariffs.models import ChargeDetailRecord
 from cpo.admin import BaseModelAdmin, BaseTabularInline, ReadOnlyAdminMixin, scope_queryset
+from cpo.exceptions import ApplicationError
 
 CENT = Decimal("0.01")
 
@@ -122,18 +126,11 @@ class PaymentAdmin(CsvExportMixin, ReadOnlyAdminMixin, BaseModelAdmin):
         return [f.name for f in self.model._meta.concrete_fields]
 
 
-class InvoiceLineInline(BaseTabularInline):
+class InvoiceLineInline(ReadOnlyAdminMixin, BaseTabularInline):
     model = InvoiceLine
     fields = ("position", "description", "net", "tax", "gross", "stripe_item_id")
     readonly_fields = fields
     extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Invoice)
@@ -159,6 +156,7 @@ class InvoiceAdmin(CsvExportMixin, ReadOnlyAdminMixin, BaseModelAdmin):
     date_hierarchy = "issued_at"
     list_select_related = ("customer_account",)
     inlines = (InvoiceLineInline,)
+    actions = ("export_csv", "credit_note")
     csv_fields = (
         "number",
         "kind",
@@ -178,6 +176,45 @@ class InvoiceAdmin(CsvExportMixin, ReadOnlyAdminMixin, BaseModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in self.model._meta.concrete_fields]
+
+    def has_credit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.add_invoice")
+
+    @admin.action(description=_("Issue a credit note for the selected invoices"), permissions=["credit"])
+    def credit_note(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Cancel the selected invoices, each by a credit note (asks for the reason first). Audited by the
+        service (invoice.credit); an invoice already credited is reported and left alone."""
+        reason = str(request.POST.get("reason", "")).strip()
+        confirmed = request.POST.get("confirm") == "yes"
+        chosen = queryset.filter(kind=DocumentKind.INVOICE).order_by("pk")
+        if confirmed and reason:
+            made = []
+            for invoice in chosen:
+                try:
+                    made.append(
+                        credit_note_for_invoice(
+                            invoice=invoice, reason=reason[:200], actor=request.user, source="admin"
+                        ).number
+                    )
+                except ApplicationError as exc:
+                    self.message_user(request, f"{invoice.number}: {exc.detail}", messages.ERROR)
+            if made:
+                self.message_user(
+                    request,
+                    _("Credit notes issued: {numbers}").format(numbers=", ".join(made)),
+                    messages.SUCCESS,
+                )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Issue credit notes"),
+            "invoices": chosen,
+            "reason": reason,
+            "missing_reason": confirmed and not reason,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/billing/credit_note_confirm.html", context)
 
     @admin.display(description=_("document"))
     def documents(self, obj: Invoice) -> str:

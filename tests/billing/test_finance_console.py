@@ -108,3 +108,29 @@ def test_csv_export_of_selected_invoices_is_audited_and_scoped(invoice, org):
     outsider = signed_in(StaffUserFactory(organisation=OrganisationFactory(slug="x-fin"), role="Finance"))
     refused = outsider.post(CHANGELIST, {"action": "export_csv", "_selected_action": [invoice.pk]})
     assert list(csv.reader(io.StringIO(refused.content.decode()))) == [rows[0]]  # nothing of ours
+
+
+def test_finance_credits_an_invoice_from_the_admin_with_a_reason(invoice, org):
+    finance = signed_in(StaffUserFactory(organisation=org, role="Finance"))
+    selected = {"action": "credit_note", "_selected_action": [invoice.pk]}
+
+    asks = finance.post(CHANGELIST, selected)
+    assert asks.status_code == 200 and b'name="reason"' in asks.content
+    no_reason = finance.post(CHANGELIST, {**selected, "confirm": "yes", "reason": "  "})
+    assert b"Give a reason for the credit note." in no_reason.content
+    assert not Invoice.objects.filter(kind="credit_note").exists()
+
+    done = finance.post(CHANGELIST, {**selected, "confirm": "yes", "reason": "wrong account"}, follow=True)
+    assert "ALPHA-CN-" in done.content.decode()
+    note = Invoice.objects.get(kind="credit_note")
+    assert (note.credits, note.reason, note.gross) == (invoice, "wrong account", -invoice.gross)
+    assert AuditRecord.objects.filter(action="invoice.credit", outcome="succeeded").count() == 1
+    again = finance.post(CHANGELIST, {**selected, "confirm": "yes", "reason": "again"}, follow=True)
+    assert "already been credited" in again.content.decode()
+    assert Invoice.objects.filter(kind="credit_note").count() == 1
+
+    support = signed_in(StaffUserFactory(organisation=org, role="Support"))
+    assert support.post(CHANGELIST, {**selected, "confirm": "yes", "reason": "x"}).status_code == 403
+    outsider = signed_in(StaffUserFactory(organisation=OrganisationFactory(slug="o-cn"), role="Finance"))
+    outsider.post(CHANGELIST, {**selected, "confirm": "yes", "reason": "taken"})
+    assert Invoice.objects.filter(kind="credit_note").count() == 1

@@ -29,10 +29,13 @@ from tests.factories import (
     ChargePointFactory,
     ConnectorFactory,
     CustomerAccountFactory,
+    DriverFactory,
+    DriverSessionFactory,
     EvseFactory,
     IdTokenFactory,
     LocationFactory,
     OrganisationFactory,
+    PaymentFactory,
     TariffAssignmentFactory,
     TariffElementFactory,
     TariffFactory,
@@ -171,6 +174,23 @@ def test_a_record_is_on_one_document_at_most(cp, org, fleet_card):
         InvoiceLine.objects.create(
             invoice=invoice, position=99, cdr=cdr, description="twice", net=0, tax=0, gross=0
         )
+
+
+def test_a_session_paid_by_card_and_a_driver_on_account_are_told_apart(cp, org, account, fleet_card):
+    """A session of a driver in the account (no fleet card) is the account's; one paid by card is not."""
+    member = DriverFactory(driver_profile__customer_account=account)
+    own_card = IdTokenFactory(uid="0400AA11BB", owner=member)
+    by_member = charge(cp, at=T0, uid=own_card.uid)
+    assert by_member.session.driver_session.driver == member  # started at the charger with their own card
+    card_paid = charge(cp, at=T0 + timedelta(days=1), uid=fleet_card.uid)
+    paid = DriverSessionFactory(
+        charging_session=card_paid.session, driver=DriverFactory(), charge_point=cp, status="COMPLETED"
+    )
+    PaymentFactory(driver_session=paid, organisation=org)
+
+    invoices.invoices_draft_due(now=AFTER_MAY)
+
+    assert [line.cdr_id for line in Invoice.objects.get().lines.all()] == [by_member.pk]
 
 
 # --- numbers under concurrency --------------------------------------------------------------------

@@ -128,6 +128,11 @@ def test_demo_shape():
     )
     assert sub.parent == parent
     assert other.parent is None
+    assert (parent.time_zone, sub.time_zone, other.time_zone) == (
+        "Europe/Berlin",
+        "Europe/Paris",
+        "Europe/Vienna",
+    )
     cities = set(Location.objects.values_list("country", "city"))
     assert {("DE", "Berlin"), ("DE", "München"), ("DE", "Hamburg"), ("FR", "Paris"), ("FR", "Lyon")} <= cities
     assert set(Location.objects.values_list("time_zone", flat=True)) == {

@@ -60,6 +60,7 @@ class OrganisationAdminForm(forms.ModelForm):
             "address",
             "email",
             "invoice_prefix",
+            "time_zone",
         )
 
     def clean_parent(self) -> Organisation | None:
@@ -93,7 +94,17 @@ class OrganisationAdmin(BaseModelAdmin):
         (None, {"fields": ("name", "slug", "parent", "sub_organisations", "is_active")}),
         (
             _("Legal and billing"),
-            {"fields": ("legal_name", "vat_id", "country", "address", "email", "invoice_prefix")},
+            {
+                "fields": (
+                    "legal_name",
+                    "vat_id",
+                    "country",
+                    "address",
+                    "email",
+                    "invoice_prefix",
+                    "time_zone",
+                )
+            },
         ),
         (_("Record"), {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+import zoneinfo
 from typing import Any, ClassVar
 
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -20,6 +22,22 @@ from cpo import clock
 from cpo.models import TimeStampedModel
 
 country_code_validator = RegexValidator(r"^[A-Z]{2}$", _("Use the ISO 3166-1 alpha-2 code, e.g. DE."))
+DEFAULT_TIME_ZONE = "Europe/Berlin"
+
+
+@functools.cache
+def _known_time_zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def time_zone_validator(value: str) -> None:
+    """An IANA time zone name the system knows (Europe/Berlin), not an abbreviation or an offset."""
+    if value not in _known_time_zones():
+        raise ValidationError(
+            _("%(value)s is not a known time zone: use an IANA name such as Europe/Berlin."),
+            code="invalid_time_zone",
+            params={"value": value},
+        )
 
 
 class Organisation(TimeStampedModel):
@@ -47,6 +65,13 @@ class Organisation(TimeStampedModel):
         max_length=16,
         unique=True,
         validators=[RegexValidator(r"^[A-Z0-9-]+$", _("Use upper-case letters, digits and dashes."))],
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        default=DEFAULT_TIME_ZONE,
+        validators=[time_zone_validator],
+        help_text=_("IANA name, e.g. Europe/Berlin: monthly invoices close at midnight on the 1st here."),
     )
     is_active = models.BooleanField(_("active"), default=True)
 

@@ -120,6 +120,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("billing", "payment", ("view", "change")),
         *_perms("billing", "paymentcharge", VIEW),
         *_perms("billing", "refund", ("view", "add")),
+        # Add: issue a credit note for an invoice (InvoiceAdmin's action); invoices themselves never change.
+        *_perms("billing", "invoice", ("view", "add")),
+        *_perms("billing", "invoiceline", VIEW),
     ],
 }
 

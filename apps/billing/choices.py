@@ -21,3 +21,13 @@ class PaymentStatus(models.TextChoices):
     RELEASED = "released", _("released")
     FAILED = "failed", _("failed")
     DEBT = "debt", _("debt")
+
+
+class DocumentKind(models.TextChoices):
+    INVOICE = "invoice", _("invoice")
+    CREDIT_NOTE = "credit_note", _("credit note")
+
+
+class InvoiceStatus(models.TextChoices):
+    PENDING = "pending", _("numbered, not yet finalised at Stripe")
+    ISSUED = "issued", _("issued")

@@ -1,6 +1,7 @@
 """Payments with Stripe: the calls we made (one row per idempotency key), each driver's Stripe customer
 and cards (what the app shows: brand, last 4, expiry; never a card number), the webhook events we took in
-(once each) and disputes for finance."""
+(once each), disputes for finance, and the documents we issue to business customers: monthly invoices and
+credit notes, numbered gap-free per issuing organisation."""
 
 from __future__ import annotations
 
@@ -11,10 +12,18 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
-from apps.accounts.models import Organisation
+from apps.accounts.models import CustomerAccount, Organisation
 from apps.accounts.tenancy import TenantQuerySet
-from apps.billing.choices import PaymentStatus, StripeCallStatus, StripeEventStatus
+from apps.billing.choices import (
+    DocumentKind,
+    InvoiceStatus,
+    PaymentStatus,
+    StripeCallStatus,
+    StripeEventStatus,
+)
 from apps.charging.models import DriverSession
+from apps.tariffs.models import ChargeDetailRecord
+from cpo import clock
 
 
 class StripeCall(models.Model):
@@ -281,3 +290,183 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency} ({self.status})"
+
+
+class DocumentCounter(models.Model):
+    """The last number an organisation gave to an invoice or a credit note in a year (its own series per
+    kind). Taken with a row lock in the transaction that issues the document: numbers are per
+    organisation, in order, and a rolled-back issue gives its number back (a sequence would not)."""
+
+    organisation = models.ForeignKey(
+        Organisation,
+        verbose_name=_("organisation"),
+        on_delete=models.CASCADE,
+        related_name="document_counters",
+    )
+    kind = models.CharField(_("kind"), max_length=16, choices=DocumentKind.choices)
+    year = models.PositiveSmallIntegerField(_("year"))
+    last_number = models.PositiveIntegerField(_("last number"), default=0)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("document counter")
+        verbose_name_plural = _("document counters")
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "kind", "year"], name="documentcounter_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_id} {self.kind} {self.year}: {self.last_number}"
+
+
+class AccountCustomer(models.Model):
+    """A customer account's customer at Stripe as one issuing organisation bills it (a fleet charging at
+    two operators gets an invoice from each, so a customer from each: their pending items never mix)."""
+
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("issuing organisation"), on_delete=models.PROTECT, related_name="+"
+    )
+    customer_account = models.ForeignKey(
+        CustomerAccount,
+        verbose_name=_("customer account"),
+        on_delete=models.PROTECT,
+        related_name="stripe_customers",
+    )
+    stripe_id = models.CharField(_("Stripe customer"), max_length=255, unique=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("customer account at Stripe")
+        verbose_name_plural = _("customer accounts at Stripe")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organisation", "customer_account"], name="accountcustomer_one_per_issuer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.stripe_id
+
+
+class Invoice(models.Model):
+    """An invoice or a credit note an organisation issued to a customer account. Its number is final when
+    the row exists (gap-free per organisation, kind and year); amounts never change. A monthly invoice
+    covers the charge detail records (and credits of corrected ones) issued in one calendar month of the
+    organisation's time zone, in one currency; it is PENDING until Stripe finalised it. A correction is a
+    credit note (kind CREDIT_NOTE, negative amounts), for a whole invoice (`credits`) or for one credited
+    charge detail record."""
+
+    organisation = models.ForeignKey(
+        Organisation,
+        verbose_name=_("issuing organisation"),
+        on_delete=models.PROTECT,
+        related_name="invoices",
+    )
+    customer_account = models.ForeignKey(
+        CustomerAccount,
+        verbose_name=_("customer account"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoices",
+    )
+    kind = models.CharField(
+        _("kind"), max_length=16, choices=DocumentKind.choices, default=DocumentKind.INVOICE
+    )
+    number = models.CharField(_("number"), max_length=40)
+    status = models.CharField(
+        _("status"), max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.PENDING
+    )
+    period_start = models.DateField(_("period from"), null=True, blank=True)
+    period_end = models.DateField(_("period until (exclusive)"), null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=3)
+    net = models.DecimalField(_("net"), max_digits=18, decimal_places=2)
+    tax = models.DecimalField(_("VAT"), max_digits=18, decimal_places=2)
+    gross = models.DecimalField(_("gross"), max_digits=18, decimal_places=2)
+    credits = models.OneToOneField(
+        "self",
+        verbose_name=_("credits invoice"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credited_by",
+    )
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    due_days = models.PositiveSmallIntegerField(_("payment terms (days)"), default=0)
+    stripe_invoice_id = models.CharField(_("Stripe invoice"), max_length=255, blank=True)
+    issued_at = models.DateTimeField(_("issued at"), default=clock.now, db_index=True)
+    finalised_at = models.DateTimeField(_("finalised at Stripe"), null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("invoice or credit note")
+        verbose_name_plural = _("invoices and credit notes")
+        ordering = ("-issued_at", "-pk")
+        constraints = [
+            models.UniqueConstraint(fields=["organisation", "number"], name="invoice_unique_number"),
+            models.UniqueConstraint(
+                fields=["organisation", "customer_account", "period_start", "currency"],
+                condition=Q(kind="invoice"),
+                name="invoice_one_per_account_month_currency",
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="invoice", credits__isnull=True) | Q(kind="credit_note"),
+                name="invoice_only_credit_notes_credit",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class InvoiceLine(models.Model):
+    """One charge detail record on an invoice or a credit note (a Stripe invoice item each), with its
+    tariff components (energy, time, parking, flat fee) and VAT rates in `components`. A record is on one
+    document at most; a credit note for a whole invoice points at the lines it cancels (`credits_line`)."""
+
+    invoice = models.ForeignKey(
+        Invoice, verbose_name=_("document"), on_delete=models.PROTECT, related_name="lines"
+    )
+    position = models.PositiveIntegerField(_("position"))
+    cdr = models.OneToOneField(
+        ChargeDetailRecord,
+        verbose_name=_("charge detail record"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoice_line",
+    )
+    credits_line = models.OneToOneField(
+        "self",
+        verbose_name=_("credits line"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="credited_by",
+    )
+    location = models.CharField(_("location"), max_length=200, blank=True)
+    description = models.CharField(_("description"), max_length=300)
+    net = models.DecimalField(_("net"), max_digits=18, decimal_places=2)
+    tax = models.DecimalField(_("VAT"), max_digits=18, decimal_places=2)
+    gross = models.DecimalField(_("gross"), max_digits=18, decimal_places=2)
+    components = models.JSONField(_("tariff components"), default=list)
+    vat_lines = models.JSONField(_("VAT per rate"), default=list)
+    stripe_item_id = models.CharField(_("Stripe invoice item"), max_length=255, blank=True)
+
+    class Meta:
+        verbose_name = _("invoice line")
+        verbose_name_plural = _("invoice lines")
+        ordering = ("invoice", "position")
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "position"], name="invoiceline_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id}/{self.position}"

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from apps.billing import payments, services, settlement, webhooks
+from apps.billing import invoices, payments, services, settlement, webhooks
 from apps.billing.stripe_client import PaymentProviderUnavailable
 
 MAX_RETRIES = 8
@@ -134,3 +134,25 @@ def payments_old_holds_sweep_task() -> int:
     for pk in due:
         payment_hold_expire_task.delay(pk)
     return len(due)
+
+
+@shared_task(name="billing.invoice_send", bind=True, max_retries=MAX_RETRIES, ignore_result=True)
+def invoice_send_task(self: Any, invoice_id: int) -> str:
+    try:
+        return str(invoices.invoice_send(invoice_id).status)
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+
+
+@shared_task(name="billing.invoices_issue", ignore_result=True)
+def invoices_issue_task() -> int:
+    """Hourly: store the previous month's invoices of every organisation whose month has ended in its own
+    time zone (on the 1st, or on the next run after it), then send every invoice not yet finalised at
+    Stripe. Running it twice gives one invoice and one number."""
+    invoices.invoices_draft_due()
+    pending = invoices.invoices_pending()
+    for pk in pending:
+        invoice_send_task.delay(pk)
+    return len(pending)

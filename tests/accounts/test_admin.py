@@ -268,7 +268,14 @@ def test_staff_cannot_create_a_top_level_organisation(client, org_a):
         *Permission.objects.filter(codename__in=["add_organisation", "view_organisation"])
     )
     client.force_login(staff)
-    data = {"name": "Sub", "slug": "sub", "country": "DE", "invoice_prefix": "SUB", "is_active": "on"}
+    data = {
+        "name": "Sub",
+        "slug": "sub",
+        "country": "DE",
+        "invoice_prefix": "SUB",
+        "time_zone": "Europe/Berlin",
+        "is_active": "on",
+    }
 
     refused = client.post(reverse("admin:accounts_organisation_add"), data)
     created = client.post(reverse("admin:accounts_organisation_add"), {**data, "parent": org_a.pk})
@@ -467,3 +474,23 @@ def test_idtoken_export_is_scoped_and_iso8601(client, staff_a, org_a, org_b):
             "organisation": "alpha",
         }
     ]
+
+
+def test_an_organisations_time_zone_is_set_in_the_admin_and_a_wrong_one_refused(db, client):
+    root = User.objects.create_superuser(email="root.tz@example.com", password="root-passphrase-2026")
+    client.force_login(root)
+    org = OrganisationFactory(slug="tz-org", time_zone="Europe/Berlin")
+    url = reverse("admin:accounts_organisation_change", args=[org.pk])
+    data = {
+        "name": org.name,
+        "slug": org.slug,
+        "country": "FR",
+        "invoice_prefix": org.invoice_prefix,
+        "is_active": "on",
+    }
+    refused = client.post(url, {**data, "time_zone": "CET+1"})
+    assert refused.status_code == 200 and "is not a known time zone" in refused.content.decode()
+    assert Organisation.objects.get(pk=org.pk).time_zone == "Europe/Berlin"
+    saved = client.post(url, {**data, "time_zone": "Europe/Paris"})
+    assert saved.status_code == 302
+    assert Organisation.objects.get(pk=org.pk).time_zone == "Europe/Paris"

@@ -188,3 +188,24 @@ def test_maintenance_setting_lifts_the_guard_for_one_transaction(record):
         AuditRecord.objects.filter(pk=record.pk).update(actor_repr="anonymised")
         cursor.execute("DELETE FROM accounts_auditrecord WHERE id = %s", [record.pk])
     assert not AuditRecord.objects.filter(pk=record.pk).exists()
+
+
+def test_organisation_time_zone_defaults_to_berlin_and_accepts_iana_names():
+    org = OrganisationFactory()
+    assert org.time_zone == "Europe/Berlin"
+    org.time_zone = "America/New_York"
+    org.full_clean()
+    org.save()
+    org.refresh_from_db()
+    assert org.time_zone == "America/New_York"
+
+
+@pytest.mark.parametrize("bad", ["CET+1", "Berlin", "UTC+02:00", ""])
+def test_organisation_time_zone_rejects_what_is_not_an_iana_name(bad):
+    org = OrganisationFactory(time_zone="Europe/Paris")
+    org.time_zone = bad
+    with pytest.raises(ValidationError) as excinfo:
+        org.full_clean()
+    assert "time_zone" in excinfo.value.message_dict
+    org.refresh_from_db()
+    assert org.time_zone == "Europe/Paris"

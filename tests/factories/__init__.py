@@ -584,3 +584,43 @@ class ReservationFactory(factory.django.DjangoModelFactory):
 
 
 TENANT_FACTORIES[Reservation] = _for_charger(ReservationFactory)
+
+
+from datetime import date  # noqa: E402
+
+from apps.billing.models import Invoice, InvoiceLine  # noqa: E402
+
+
+class InvoiceFactory(factory.django.DjangoModelFactory):
+    """An issued invoice with one line (numbers outside any counter: a factory row, not an issue)."""
+
+    class Meta:
+        model = Invoice
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    customer_account = factory.LazyAttribute(lambda o: CustomerAccountFactory(organisation=o.organisation))
+    number = factory.Sequence(lambda n: f"FACT-INV-2026-{n:06d}")
+    currency = "EUR"
+    net = Decimal("10.00")
+    tax = Decimal("1.90")
+    gross = Decimal("11.90")
+    period_start = date(2026, 10, 1)
+    period_end = date(2026, 11, 1)
+    line = factory.RelatedFactory(
+        "tests.factories.InvoiceLineFactory", factory_related_name="invoice", position=1
+    )
+
+
+class InvoiceLineFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = InvoiceLine
+
+    position = 1
+    description = "Charging session"
+    net = Decimal("10.00")
+    tax = Decimal("1.90")
+    gross = Decimal("11.90")
+    vat_lines = factory.LazyFunction(lambda: [{"vat": "19", "net": "10.00", "tax": "1.90", "gross": "11.90"}])
+
+
+TENANT_FACTORIES[Invoice] = _for_org(InvoiceFactory)

@@ -8,6 +8,8 @@ through `driver_services.driver_session_command_finished` as an `IntentOutcome`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -65,6 +67,26 @@ class ProbeAnswer:
     queued: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ChargingLimit:
+    """A charging profile of the smart charging app, in domain terms: at most `limit` (`unit` "A" per phase
+    or "W") on EVSE `evse_id` (0: the whole charger) from `valid_from` until `valid_to`, for `purpose`
+    ("TxProfile": the running transaction `transaction_ref`; "TxDefaultProfile": new transactions;
+    "ChargePointMaxProfile": the charger's cap). `profile_id` and `stack_level` are the product's: a new
+    profile with the same id replaces the previous one at the charger."""
+
+    evse_id: int
+    purpose: str
+    profile_id: int
+    stack_level: int
+    limit: Decimal
+    unit: str
+    valid_from: datetime
+    valid_to: datetime
+    number_phases: int | None = None
+    transaction_ref: str = ""
+
+
 class ChargerControl(Protocol):
     def start_charging(
         self, *, charge_point: ChargePoint, evse_id: int, id_token: IdToken, actor: Any, source: str
@@ -81,6 +103,13 @@ class ChargerControl(Protocol):
         """Ask the charger whether the transaction of `session` still runs (OCPP 2.x: GetTransactionStatus;
         1.6: TriggerMessage for the connector's MeterValues and StatusNotification). The first command's
         answer comes back as a `ProbeAnswer` through `reconcile.session_probe_finished`."""
+        ...
+
+    def set_charging_limit(
+        self, *, charge_point: ChargePoint, limit: ChargingLimit, actor: Any, source: str
+    ) -> IntentSent:
+        """Send `limit` as a charging profile in the charger's own schema (OCPP SetChargingProfile). Its
+        final outcome goes to the smart charging app (never awaited by the caller)."""
         ...
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from apps.accounts.models import IdToken
 from apps.charging.driver_services import driver_session_command_finished
-from apps.charging.intents import CommandOutcome, IntentOutcome, IntentSent, ProbeAnswer
+from apps.charging.intents import ChargingLimit, CommandOutcome, IntentOutcome, IntentSent, ProbeAnswer
 from apps.charging.models import ChargingSession
 from apps.charging.reconcile import session_probe_finished
 
@@ -19,6 +19,7 @@ from apps.charging.reconcile import session_probe_finished
 from apps.ocpp_gateway import services, versions
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.models import OcppCommand
+from apps.smartcharging.services import charging_limit_finished
 from apps.stations.models import ChargePoint
 
 # The actions an intent sends: their final outcomes are reported to the driver flow.
@@ -81,6 +82,22 @@ def transaction_probe(*, session: ChargingSession, actor: Any, source: str) -> l
         )
         for action, payload in requests
     ]
+
+
+def set_charging_limit(
+    *, charge_point: ChargePoint, limit: ChargingLimit, actor: Any, source: str
+) -> IntentSent:
+    action, payload = payloads_for(charge_point.ocpp_protocol).set_charging_limit(limit=limit)
+    command = services.command_send(
+        charge_point=charge_point, action=action, payload=payload, actor=actor, source=source
+    )
+    return _sent(command)
+
+
+def limit_command_finished(*, command: OcppCommand) -> None:
+    """Tell smart charging the final outcome of a SetChargingProfile (one not of ours changes nothing)."""
+    if command.action == "SetChargingProfile":
+        charging_limit_finished(charge_point_id=command.charge_point_id, outcome=intent_outcome(command))
 
 
 def probe_answer(command: OcppCommand) -> ProbeAnswer:
@@ -148,3 +165,8 @@ class GatewayChargerControl:
 
     def transaction_probe(self, *, session: ChargingSession, actor: Any, source: str) -> list[IntentSent]:
         return transaction_probe(session=session, actor=actor, source=source)
+
+    def set_charging_limit(
+        self, *, charge_point: ChargePoint, limit: ChargingLimit, actor: Any, source: str
+    ) -> IntentSent:
+        return set_charging_limit(charge_point=charge_point, limit=limit, actor=actor, source=source)

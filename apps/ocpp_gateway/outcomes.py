@@ -16,7 +16,7 @@ from typing import Any
 
 from django.db import transaction
 
-from apps.ocpp_gateway.intents import intent_command_finished, probe_command_finished
+from apps.ocpp_gateway.intents import intent_command_finished, limit_command_finished, probe_command_finished
 from apps.ocpp_gateway.models import OcppCommand
 from cpo import clock
 
@@ -82,6 +82,16 @@ def _device_model(command: OcppCommand) -> None:
     )
 
 
+def _configuration(command: OcppCommand) -> None:
+    from apps.smartcharging.configuration import configuration_record
+
+    configuration_record(
+        charge_point_id=command.charge_point_id,
+        keys=(command.response or {}).get("configurationKey") or [],
+        reported_at=command.completed_at or clock.now(),
+    )
+
+
 # action → follow-up; the same action names serve OCPP 1.6 and 2.0.1.
 FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "SendLocalList": _local_list,
@@ -90,6 +100,7 @@ FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "GetLog": _diagnostics,
     "GetVariables": _device_model,
     "SetVariables": _device_model,
+    "GetConfiguration": _configuration,  # 1.6: smart charging reads the allowed rate units
 }
 
 
@@ -117,6 +128,10 @@ def _reconcile(command: OcppCommand) -> None:
     probe_command_finished(command=command)
 
 
+def _smart_charging(command: OcppCommand) -> None:
+    limit_command_finished(command=command)
+
+
 # action → what to do with any final outcome (answer, CALLERROR, timeout, offline, disconnected).
 FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "RemoteStartTransaction": _driver_session,
@@ -126,6 +141,8 @@ FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     # Reconciliation's questions about a transaction (apps.charging.reconcile).
     "GetTransactionStatus": _reconcile,
     "TriggerMessage": _reconcile,
+    # Smart charging's profiles (apps.smartcharging): accepted, rejected or not delivered.
+    "SetChargingProfile": _smart_charging,
 }
 
 

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "apps.charging",
     "apps.tariffs",
     "apps.billing",
+    "apps.smartcharging",
     "apps.ocpp_gateway",
 ]
 
@@ -138,6 +139,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "tariffs-cdr-sweep": {"task": "tariffs.cdr_sweep", "schedule": 300.0},
     "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 300.0},
     "billing-payments-capture-sweep": {"task": "billing.payments_capture_sweep", "schedule": 60.0},
+    "smartcharging-sites-rebalance": {"task": "smartcharging.sites_rebalance", "schedule": 300.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 

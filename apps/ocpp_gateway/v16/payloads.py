@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from apps.charging.intents import ChargingLimit
 from apps.charging.models import ChargingSession
+from apps.ocpp_gateway.handlers import iso
 
 Request = tuple[str, dict[str, Any]]  # (action, payload)
 
@@ -27,3 +29,29 @@ def transaction_probe(*, session: ChargingSession) -> list[Request]:
         ("TriggerMessage", {"requestedMessage": "MeterValues", "connectorId": session.evse_id}),
         ("TriggerMessage", {"requestedMessage": "StatusNotification", "connectorId": session.evse_id}),
     ]
+
+
+def set_charging_limit(*, limit: ChargingLimit) -> Request:
+    """A SetChargingProfile of ours: one period from the start, valid until `valid_to` (a charger that loses
+    us falls back to its defaults). A TxProfile follows its transaction (Relative: from the transaction's
+    start); the others start at `valid_from` (Absolute)."""
+    period: dict[str, Any] = {"startPeriod": 0, "limit": float(limit.limit)}
+    if limit.number_phases:
+        period["numberPhases"] = limit.number_phases
+    schedule: dict[str, Any] = {"chargingRateUnit": limit.unit, "chargingSchedulePeriod": [period]}
+    profile: dict[str, Any] = {
+        "chargingProfileId": limit.profile_id,
+        "stackLevel": limit.stack_level,
+        "chargingProfilePurpose": limit.purpose,
+        "validFrom": iso(limit.valid_from),
+        "validTo": iso(limit.valid_to),
+        "chargingSchedule": schedule,
+    }
+    if limit.purpose == "TxProfile":
+        profile["chargingProfileKind"] = "Relative"
+        if limit.transaction_ref.isdigit():
+            profile["transactionId"] = int(limit.transaction_ref)
+    else:
+        profile["chargingProfileKind"] = "Absolute"
+        schedule["startSchedule"] = iso(limit.valid_from)
+    return "SetChargingProfile", {"connectorId": limit.evse_id, "csChargingProfiles": profile}

@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from apps.accounts.choices import IdTokenType
+from apps.charging.intents import ChargingLimit
 from apps.charging.models import ChargingSession
+from apps.ocpp_gateway.handlers import iso
 
 Request = tuple[str, dict[str, Any]]  # (action, payload)
 
@@ -29,3 +31,36 @@ def stop_transaction(*, session: ChargingSession) -> Request:
 def transaction_probe(*, session: ChargingSession) -> list[Request]:
     """Ask whether the session's transaction still runs (the answer's ongoingIndicator)."""
     return [("GetTransactionStatus", {"transactionId": session.transaction_ref})]
+
+
+# 1.6 names the charger-wide cap ChargePointMaxProfile; 2.0.1 ChargingStationMaxProfile.
+_PURPOSES = {"ChargePointMaxProfile": "ChargingStationMaxProfile"}
+
+
+def set_charging_limit(*, limit: ChargingLimit) -> Request:
+    """A SetChargingProfile of ours in 2.0.1's schema: one schedule with one period, valid until
+    `valid_to`. A TxProfile names the charger's transactionId and counts from the transaction's start
+    (Relative); the others start at `valid_from` (Absolute)."""
+    period: dict[str, Any] = {"startPeriod": 0, "limit": float(limit.limit)}
+    if limit.number_phases:
+        period["numberPhases"] = limit.number_phases
+    schedule: dict[str, Any] = {
+        "id": limit.profile_id,
+        "chargingRateUnit": limit.unit,
+        "chargingSchedulePeriod": [period],
+    }
+    profile: dict[str, Any] = {
+        "id": limit.profile_id,
+        "stackLevel": limit.stack_level,
+        "chargingProfilePurpose": _PURPOSES.get(limit.purpose, limit.purpose),
+        "validFrom": iso(limit.valid_from),
+        "validTo": iso(limit.valid_to),
+        "chargingSchedule": [schedule],
+    }
+    if limit.purpose == "TxProfile":
+        profile["chargingProfileKind"] = "Relative"
+        profile["transactionId"] = limit.transaction_ref
+    else:
+        profile["chargingProfileKind"] = "Absolute"
+        schedule["startSchedule"] = iso(limit.valid_from)
+    return "SetChargingProfile", {"evseId": limit.evse_id, "chargingProfile": profile}

@@ -1,9 +1,15 @@
 """OCPP 2.1 messages for the domain's intents (apps.charging.intents): the same as 2.0.1's
-(RequestStartTransaction, RequestStopTransaction and GetTransactionStatus did not change in the members
-we send)."""
+(RequestStartTransaction, RequestStopTransaction, GetTransactionStatus and SetChargingProfile did not change
+in the members we send)."""
 
 from __future__ import annotations
 
-from apps.ocpp_gateway.v201.payloads import Request, start_charging, stop_transaction, transaction_probe
+from apps.ocpp_gateway.v201.payloads import (
+    Request,
+    set_charging_limit,
+    start_charging,
+    stop_transaction,
+    transaction_probe,
+)
 
-__all__ = ["Request", "start_charging", "stop_transaction", "transaction_probe"]
+__all__ = ["Request", "set_charging_limit", "start_charging", "stop_transaction", "transaction_probe"]

@@ -71,7 +71,7 @@ class ProbeAnswer:
 class ChargingLimit:
     """A charging profile of the smart charging app, in domain terms: at most `limit` (`unit` "A" per phase
     or "W") on EVSE `evse_id` (0: the whole charger) from `valid_from` until `valid_to`, for `purpose`
-    ("TxProfile": the running transaction `transaction_ref`; "TxDefaultProfile": new transactions;
+    ("TxProfile": the running transaction of `session`; "TxDefaultProfile": new transactions;
     "ChargePointMaxProfile": the charger's cap). `profile_id` and `stack_level` are the product's: a new
     profile with the same id replaces the previous one at the charger."""
 
@@ -84,7 +84,7 @@ class ChargingLimit:
     valid_from: datetime
     valid_to: datetime
     number_phases: int | None = None
-    transaction_ref: str = ""
+    session: ChargingSession | None = None
 
 
 class ChargerControl(Protocol):

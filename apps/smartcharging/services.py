@@ -42,7 +42,12 @@ logger = logging.getLogger(__name__)
 PROFILE_ID_BASE = 7_300_000
 STACK_LEVEL = 8
 _PURPOSE_INDEX = {ProfilePurpose.TX: 0, ProfilePurpose.TX_DEFAULT: 1, ProfilePurpose.CHARGER_MAX: 2}
-_PHASES: dict[str, int] = {PowerType.AC_1_PHASE: 1, PowerType.AC_2_PHASE: 2, PowerType.AC_3_PHASE: 3, PowerType.DC: 3}
+_PHASES: dict[str, int] = {
+    PowerType.AC_1_PHASE: 1,
+    PowerType.AC_2_PHASE: 2,
+    PowerType.AC_3_PHASE: 3,
+    PowerType.DC: 3,
+}
 TENTH = Decimal("0.1")
 SOURCE = "smartcharging"
 REBALANCE_TASK = "smartcharging.site_rebalance"
@@ -150,7 +155,9 @@ def site_budget_a(*, site: Site) -> Decimal:
 def site_rebalance_soon(*, site_id: int) -> None:
     """Rebalance the site after commit, coalesced: a burst of requests within the coalescing window makes
     one run (apps.smartcharging.tasks)."""
-    transaction.on_commit(lambda: site_rebalance_dispatch(site_id=site_id))
+    # robust: a broker that does not answer must never fail the charger's message (the periodic pass
+    # catches up)
+    transaction.on_commit(lambda: site_rebalance_dispatch(site_id=site_id), robust=True)
 
 
 def site_rebalance_dispatch(*, site_id: int) -> bool:
@@ -362,7 +369,7 @@ def _send(*, site: Site, session: ChargingSession, phases: int, limit_a: Decimal
         valid_from=now,
         valid_to=valid_to,
         number_phases=phases,
-        transaction_ref=session.transaction_ref,
+        session=session,
     )
     row, _created = ChargingLimit.objects.update_or_create(
         charge_point=charge_point,

@@ -75,7 +75,10 @@ def _site(budget="64", count=4, protocol=OcppProtocol.OCPP16, max_a=32):
         ConnectorFactory(evse=EvseFactory(charge_point=cp, evse_id=1), max_current_a=max_a)
         sessions.append(
             ChargingSessionFactory(
-                charge_point=cp, protocol=protocol, started_at=clock.now() + timedelta(seconds=n)
+                charge_point=cp,
+                protocol=protocol,
+                ocpp16_transaction_id=100 + n,
+                started_at=clock.now() + timedelta(seconds=n),
             )
         )
     return site, sessions
@@ -140,11 +143,11 @@ def test_four_32_a_chargers_on_a_64_a_site_get_16_a_each_and_nothing_is_resent_w
     assert _limits(recorder) == [(f"SMART-{n}", D("16.0"), "A") for n in range(4)]
     assert len(result.sent) == 4
     limit = recorder.sent[0][1]
-    assert (limit.purpose, limit.evse_id, limit.number_phases, limit.transaction_ref) == (
+    assert (limit.purpose, limit.evse_id, limit.number_phases, limit.session) == (
         "TxProfile",
         1,
         3,
-        sessions[0].transaction_ref,
+        sessions[0],
     )
     assert limit.valid_to > limit.valid_from
     rows = ChargingLimit.objects.order_by("charge_point__identity")
@@ -325,8 +328,10 @@ def test_each_version_sends_our_profile_in_its_own_schema(subprotocol, purpose, 
         assert profile["chargingProfilePurpose"] == (
             "ChargingStationMaxProfile" if purpose == ProfilePurpose.CHARGER_MAX else purpose.value
         )
-        if purpose == ProfilePurpose.TX:
-            assert profile["transactionId"] == sessions[0].transaction_ref
+    if purpose == ProfilePurpose.TX:
+        assert profile["transactionId"] == (
+            sessions[0].ocpp16_transaction_id if version == "1.6" else sessions[0].transaction_ref
+        )
     assert profile["validTo"].endswith("Z")
     assert profile["stackLevel"] == services.STACK_LEVEL
 

@@ -49,8 +49,8 @@ def set_charging_limit(*, limit: ChargingLimit) -> Request:
     }
     if limit.purpose == "TxProfile":
         profile["chargingProfileKind"] = "Relative"
-        if limit.transaction_ref.isdigit():
-            profile["transactionId"] = int(limit.transaction_ref)
+        if limit.session is not None and limit.session.ocpp16_transaction_id is not None:
+            profile["transactionId"] = limit.session.ocpp16_transaction_id
     else:
         profile["chargingProfileKind"] = "Absolute"
         schedule["startSchedule"] = iso(limit.valid_from)

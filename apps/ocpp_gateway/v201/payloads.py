@@ -59,7 +59,8 @@ def set_charging_limit(*, limit: ChargingLimit) -> Request:
     }
     if limit.purpose == "TxProfile":
         profile["chargingProfileKind"] = "Relative"
-        profile["transactionId"] = limit.transaction_ref
+        if limit.session is not None:
+            profile["transactionId"] = limit.session.transaction_ref
     else:
         profile["chargingProfileKind"] = "Absolute"
         schedule["startSchedule"] = iso(limit.valid_from)

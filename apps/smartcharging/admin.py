@@ -9,7 +9,8 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from apps.smartcharging.models import ChargerConfigurationKey, ChargingLimit, Site
+from apps.smartcharging import services
+from apps.smartcharging.models import ChargerConfigurationKey, ChargingLimit, GridEvent, Site
 from cpo.admin import BaseModelAdmin, ReadOnlyAdminMixin
 
 
@@ -47,12 +48,17 @@ class SiteAdmin(BaseModelAdmin):
     list_filter = ("phases",)
     search_fields = ("name", "location__name")
     autocomplete_fields = ("location", "charge_points")
-    readonly_fields = ("max_power_kw", "allocation")
+    readonly_fields = ("max_power_kw", "budget_now", "allocation")
     inlines = [ChargingLimitInline]
 
     @admin.display(description=_("budget (kW)"))
     def max_power_kw(self, obj: Site) -> Any:
         return obj.max_power_kw
+
+    @admin.display(description=_("budget now (A per phase)"))
+    def budget_now(self, obj: Site) -> Any:
+        """The budget less the deepest grid event in force."""
+        return services.site_budget_a(site=obj) if obj.pk else "-"
 
     @admin.display(description=_("allocated (A per phase)"))
     def allocation(self, obj: Site) -> str:
@@ -96,3 +102,27 @@ class ChargerConfigurationKeyAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in self.model._meta.concrete_fields]
+
+
+@admin.register(GridEvent)
+class GridEventAdmin(BaseModelAdmin):
+    """Demand-response events: the sites' budgets drop by the percentage for the window (the deepest cut
+    wins). Declared here, by manage.py grid_event or by a utility through the API; audited."""
+
+    list_display = ("__str__", "organisation", "reduce_percent", "starts_at", "ends_at", "ended_at", "source")
+    list_filter = ("source",)
+    date_hierarchy = "starts_at"
+    autocomplete_fields = ("sites",)
+    readonly_fields = ("ended_at", "source", "reference")
+    actions = ["end_now"]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        if not change:
+            # Rebalance at both ends, like every other way of declaring an event.
+            services.grid_event_rebalance_schedule(event=form.instance)
+
+    @admin.action(description=_("End the selected grid events now"))
+    def end_now(self, request: HttpRequest, queryset: Any) -> None:
+        for event in queryset:
+            services.grid_event_end(event=event, actor=request.user, source="admin")

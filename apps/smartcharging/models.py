@@ -154,3 +154,48 @@ class ChargerConfigurationKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.charge_point} / {self.key}"
+
+
+class GridEvent(TimeStampedModel):
+    """A demand-response event: the budgets of `sites` drop by `reduce_percent` from `starts_at` until
+    `ends_at` (or until it is ended early). Where events overlap, the deepest cut wins."""
+
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("operator"), on_delete=models.PROTECT, related_name="grid_events"
+    )
+    sites = models.ManyToManyField(Site, verbose_name=_("sites"), related_name="grid_events")
+    reduce_percent = models.DecimalField(
+        _("reduction (%)"),
+        max_digits=5,
+        decimal_places=2,
+        default=Decimal("20"),
+        validators=[MinValueValidator(Decimal("0.01")), MaxValueValidator(Decimal("100"))],
+    )
+    starts_at = models.DateTimeField(_("starts at"))
+    ends_at = models.DateTimeField(_("ends at"))
+    ended_at = models.DateTimeField(_("ended early at"), null=True, blank=True)
+    source = models.CharField(_("declared by"), max_length=100, blank=True)
+    reference = models.CharField(_("reference"), max_length=100, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("grid event")
+        verbose_name_plural = _("grid events")
+        ordering = ["-starts_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="gridevent_ends_after_start",
+                violation_error_message=_("A grid event must end after it starts."),
+            ),
+            models.CheckConstraint(
+                condition=models.Q(reduce_percent__gt=0, reduce_percent__lte=100),
+                name="gridevent_percent_range",
+                violation_error_message=_("The reduction is a percentage above 0 and at most 100."),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"-{self.reduce_percent}% {self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%H:%M}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
@@ -30,7 +30,7 @@ from apps.charging.models import ChargingSession, MeterSample
 from apps.smartcharging import allocation
 from apps.smartcharging.choices import ProfilePurpose, ProfileStatus, RateUnit
 from apps.smartcharging.configuration import rate_units
-from apps.smartcharging.models import ChargingLimit, Site
+from apps.smartcharging.models import ChargingLimit, GridEvent, Site
 from apps.stations.choices import PowerType
 from apps.stations.models import ChargePoint, Connector, Location
 from cpo import clock
@@ -146,9 +146,118 @@ def site_for_charge_point(*, charge_point_id: int) -> Site | None:
     )
 
 
-def site_budget_a(*, site: Site) -> Decimal:
-    """The budget in force (amperes per phase): the site's, less the deepest grid-event cut now."""
-    return site.max_current_a
+def site_cut_percent(*, site: Site, now: datetime) -> Decimal:
+    """The deepest grid-event cut in force at the site at `now` (0 when none)."""
+    cuts = GridEvent.objects.filter(sites=site, starts_at__lte=now, ends_at__gt=now).filter(
+        Q(ended_at__isnull=True) | Q(ended_at__gt=now)
+    )
+    deepest = max((event.reduce_percent for event in cuts), default=Decimal("0"))
+    return min(deepest, Decimal("100"))
+
+
+def site_budget_a(*, site: Site, now: datetime | None = None) -> Decimal:
+    """The budget in force (amperes per phase): the site's, less the deepest grid-event cut at `now`."""
+    cut = site_cut_percent(site=site, now=now or clock.now())
+    return (site.max_current_a * (100 - cut) / 100).quantize(TENTH, rounding=ROUND_FLOOR)
+
+
+# --- grid events ---------------------------------------------------------------------------------------
+@transaction.atomic
+def grid_event_declare(
+    *,
+    sites: list[Site],
+    reduce_percent: Decimal = Decimal("20"),
+    starts_at: datetime,
+    ends_at: datetime,
+    actor: Any = None,
+    source: str = "service",
+    reference: str = "",
+) -> GridEvent:
+    """Declare a demand-response event for `sites` (all of one operator). Their budgets drop by
+    `reduce_percent` for the window; they are rebalanced when it starts and when it ends. ValidationFailed
+    on an empty or mixed set of sites, a percentage outside (0, 100] or a window that ends before it
+    starts or is over; nothing is stored then."""
+    if not sites:
+        raise ValidationFailed(_("A grid event needs at least one site."), code="no_sites")
+    organisations = {site.organisation_id for site in sites}
+    if len(organisations) != 1:
+        raise ValidationFailed(_("The sites of a grid event belong to one operator."), code="mixed_operators")
+    if not (Decimal("0") < reduce_percent <= Decimal("100")):
+        raise ValidationFailed(
+            _("The reduction is a percentage above 0 and at most 100 (got {value}).").format(
+                value=reduce_percent
+            ),
+            code="invalid_percent",
+        )
+    if ends_at <= starts_at:
+        raise ValidationFailed(_("A grid event must end after it starts."), code="invalid_window")
+    if ends_at <= clock.now():
+        raise ValidationFailed(_("This grid event is already over."), code="invalid_window")
+    event = GridEvent.objects.create(
+        organisation_id=organisations.pop(),
+        reduce_percent=reduce_percent,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        source=source,
+        reference=reference[:100],
+    )
+    event.sites.set(sites)
+    audit_record_create(
+        actor=actor,
+        action="gridevent.declare",
+        target=event,
+        organisation_id=event.organisation_id,
+        source=source,
+        detail={
+            "sites": [site.pk for site in sites],
+            "reduce_percent": str(reduce_percent),
+            "starts_at": starts_at.isoformat(),
+            "ends_at": ends_at.isoformat(),
+        },
+    )
+    _rebalance_at_both_ends(event)
+    return event
+
+
+@transaction.atomic
+def grid_event_end(*, event: GridEvent, actor: Any = None, source: str = "service") -> GridEvent:
+    """End an event now (budgets restored, sites rebalanced). An event already over is returned unchanged."""
+    event = GridEvent.objects.select_for_update().get(pk=event.pk)
+    now = clock.now()
+    if event.ends_at <= now or (event.ended_at is not None and event.ended_at <= now):
+        return event
+    event.ended_at = now
+    event.save(update_fields=["ended_at", "updated_at"])
+    audit_record_create(
+        actor=actor,
+        action="gridevent.end",
+        target=event,
+        organisation_id=event.organisation_id,
+        source=source,
+    )
+    for site_id in event.sites.values_list("pk", flat=True):
+        site_rebalance_soon(site_id=site_id)
+    return event
+
+
+def grid_event_rebalance_schedule(*, event: GridEvent) -> None:
+    """Rebalance the event's sites when it starts and after it ends (after commit)."""
+    _rebalance_at_both_ends(event)
+
+
+def _rebalance_at_both_ends(event: GridEvent) -> None:
+    site_ids = list(event.sites.values_list("pk", flat=True))
+    now = clock.now()
+
+    def schedule() -> None:
+        for site_id in site_ids:
+            if event.starts_at <= now:
+                site_rebalance_dispatch(site_id=site_id)
+            else:
+                current_app.send_task(REBALANCE_TASK, args=(site_id,), eta=event.starts_at)
+            current_app.send_task(REBALANCE_TASK, args=(site_id,), eta=event.ends_at + timedelta(seconds=1))
+
+    transaction.on_commit(schedule, robust=True)
 
 
 # --- dispatch ------------------------------------------------------------------------------------------
@@ -222,10 +331,11 @@ def _connector_for(session: ChargingSession) -> Connector | None:
     )
 
 
-def _draw_a(session: ChargingSession) -> float | None:
-    """What the car draws now (the highest phase current of the latest reading), if the charger says."""
+def _draw_a(session: ChargingSession, *, since: datetime) -> float | None:
+    """What the car draws under the limit in force since `since` (the highest phase current of the latest
+    reading taken after it), if the charger says. Older readings say nothing about the present limit."""
     latest = (
-        MeterSample.objects.filter(session=session, measurand="Current.Import")
+        MeterSample.objects.filter(session=session, measurand="Current.Import", received_at__gte=since)
         .order_by("-sampled_at")
         .values_list("sampled_at", flat=True)
         .first()
@@ -267,7 +377,9 @@ def _demands(site: Site, charge_points: list[ChargePoint]) -> tuple[list[allocat
         elif limit is not None and limit.status == ProfileStatus.REJECTED:
             fixed = max_a  # it refused our profile: assume it takes its maximum until it accepts one
         want: float | None = None
-        draw = _draw_a(session)
+        draw = None
+        if limit is not None and limit.status == ProfileStatus.ACCEPTED and limit.answered_at is not None:
+            draw = _draw_a(session, since=limit.answered_at)
         if draw is not None and limit is not None and draw < float(limit.limit_a) - 2:
             want = draw + 1  # the car takes less than it was given: the rest goes to the others
         demands.append(
@@ -313,7 +425,7 @@ def site_rebalance(*, site_id: int, now: Any = None) -> RebalanceResult:
     with transaction.atomic():
         site = Site.objects.select_for_update().get(pk=site_id)
         charge_points = site_charge_points(site)
-        budget = site_budget_a(site=site)
+        budget = site_budget_a(site=site, now=now)
         demands, context = _demands(site, charge_points)
         limits = allocation.allocate(budget_a=float(budget), phases=site.phases, demands=demands)
         fixed = {d.key for d in demands if d.fixed_a is not None}

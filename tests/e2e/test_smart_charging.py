@@ -6,7 +6,7 @@ outcome path (the test waits for them, never for a fixed time)."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from typing import Any
 
@@ -17,8 +17,9 @@ from apps.charging.models import ChargingSession
 from apps.ocpp_gateway.models import OcppCommand
 from apps.smartcharging import services
 from apps.smartcharging.choices import ProfileStatus
-from apps.smartcharging.models import ChargingLimit, Site
+from apps.smartcharging.models import ChargingLimit, GridEvent, Site
 from apps.stations.models import ChargePoint
+from cpo import clock
 from tests.e2e.conftest import KEY, command, eventually, orm
 from tests.factories import ChargePointFactory, IdTokenFactory, LocationFactory, OrganisationFactory
 from tools.simulator import Fleet
@@ -72,14 +73,16 @@ def _limits() -> list[ChargingLimit]:
     return list(ChargingLimit.objects.select_related("charge_point").order_by("charge_point__identity"))
 
 
-async def _rebalanced(site_id: int, count: int) -> list[ChargingLimit]:
-    """Run the rebalance (as the Celery worker would) and wait until the chargers accepted every profile."""
+async def _rebalanced(site_id: int, count: int, limit_a: D | None = None) -> list[ChargingLimit]:
+    """Run the rebalance (as the Celery worker would) and wait until the chargers accepted every profile
+    (of `limit_a` when given)."""
     await orm(services.site_rebalance)(site_id=site_id)
 
     async def all_accepted():
         rows = await orm(_limits)()
         statuses = {row.status for row in rows}
-        return rows if len(rows) == count and statuses == {ProfileStatus.ACCEPTED} else None
+        done = len(rows) == count and statuses == {ProfileStatus.ACCEPTED}
+        return rows if done and (limit_a is None or {r.limit_a for r in rows} == {limit_a}) else None
 
     try:
         return await eventually(all_accepted, what=f"{count} profiles accepted")
@@ -178,6 +181,16 @@ async def test_a_64_a_site_shares_its_budget_among_four_32_a_chargers(server, ca
         # Nothing changed: nothing is sent.
         assert (await orm(services.site_rebalance)(site_id=site_id)).sent == []
 
+        # A 20% grid event: 51.2 A per phase for four, and back to 64 A when it ends.
+        event = await orm(_grid_event)(site_id)
+        rows = await _rebalanced(site_id, 4, limit_a=D("12.8"))
+        assert sum(r.limit_a for r in rows) <= D("51.2")
+        at_chargers = {identity: _charger_limit_a(charger) for identity, charger in chargers.items()}
+        assert sum(at_chargers.values()) <= 51.2 + 1e-6 and all(v >= 6 for v in at_chargers.values())
+        await orm(services.grid_event_end)(event=event)
+        rows = await _rebalanced(site_id, 4, limit_a=D("16.0"))
+        assert sum(_charger_limit_a(charger) for charger in chargers.values()) == pytest.approx(64.0)
+
         # One stops: the other three share its part.
         stopped = chargers[V16[2]]
         session = await orm(
@@ -206,3 +219,13 @@ def _cp_id(identity: str) -> int:
 
 def _sessions() -> list[tuple[Any, ...]]:
     return list(ChargingSession.objects.values_list("charge_point__identity", "status", "transaction_ref"))
+
+
+def _grid_event(site_id: int) -> GridEvent:
+    now = clock.now()
+    return services.grid_event_declare(
+        sites=[Site.objects.get(pk=site_id)],
+        reduce_percent=D("20"),
+        starts_at=now,
+        ends_at=now + timedelta(minutes=30),
+    )

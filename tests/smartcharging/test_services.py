@@ -21,7 +21,7 @@ from apps.ocpp_gateway.choices import CommandStatus
 from apps.smartcharging import services
 from apps.smartcharging.choices import ProfilePurpose, ProfileStatus
 from apps.smartcharging.configuration import configuration_record
-from apps.smartcharging.models import ChargingLimit, Site
+from apps.smartcharging.models import ChargingLimit, GridEvent, Site
 from apps.stations.choices import OcppProtocol
 from cpo import clock
 from tests.factories import (
@@ -243,8 +243,26 @@ def test_an_outcome_of_an_older_command_changes_nothing(recorder):
 
 
 def test_a_car_drawing_less_than_its_share_leaves_the_rest_to_the_others(recorder):
+    """Only readings taken under the limit in force count (SMART-1's older reading is ignored)."""
     site, sessions = _site(count=3)
     services.site_rebalance(site_id=site.pk)  # 21.3 each
+    old = {
+        "sampled_at": clock.now() - timedelta(minutes=1),
+        "received_at": clock.now() - timedelta(minutes=1),
+    }
+    MeterSampleFactory(
+        charge_point=sessions[1].charge_point,
+        session=sessions[1],
+        measurand="Current.Import",
+        unit="A",
+        value=D("3"),
+        **old,
+    )
+    for row in ChargingLimit.objects.all():
+        services.charging_limit_finished(
+            charge_point_id=row.charge_point_id,
+            outcome=IntentOutcome(command_id=row.command_id, outcome=CommandOutcome.ACCEPTED),
+        )
     for phase in ("L1", "L2", "L3"):
         MeterSampleFactory(
             charge_point=sessions[0].charge_point,
@@ -383,3 +401,84 @@ def test_a_get_configuration_answer_is_stored_for_the_rate_unit():
 
     outcomes.command_answered(command=command)
     assert services.charge_point_rate_units(charge_point_id=cp.pk) == {"A"}
+
+
+# --- grid events ------------------------------------------------------------------------------------------
+def test_a_grid_event_cuts_the_budget_for_its_window_the_deepest_cut_wins(recorder, monkeypatch):
+    monkeypatch.setattr(services.current_app, "send_task", lambda *a, **k: None)
+    site, _sessions = _site()
+    now = clock.now()
+    services.grid_event_declare(
+        sites=[site], reduce_percent=D("20"), starts_at=now, ends_at=now + timedelta(minutes=30)
+    )
+    services.grid_event_declare(
+        sites=[site],
+        reduce_percent=D("50"),
+        starts_at=now + timedelta(minutes=10),
+        ends_at=now + timedelta(hours=1),
+    )
+    assert services.site_budget_a(site=site, now=now + timedelta(minutes=1)) == D("51.2")
+    assert services.site_budget_a(site=site, now=now + timedelta(minutes=20)) == D("32.0")
+    assert services.site_budget_a(site=site, now=now + timedelta(hours=2)) == D("64.0")
+    services.site_rebalance(site_id=site.pk, now=now + timedelta(minutes=1))
+    assert _limits(recorder) == [(f"SMART-{n}", D("12.8"), "A") for n in range(4)]
+    assert AuditRecord.objects.filter(action="gridevent.declare").count() == 2
+
+
+def test_ending_a_grid_event_restores_the_budget_and_rebalances(
+    recorder, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(services.current_app, "send_task", lambda *a, **k: None)
+    dispatched = []
+    monkeypatch.setattr(services, "site_rebalance_dispatch", lambda *, site_id: dispatched.append(site_id))
+    site, _sessions = _site()
+    now = clock.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        event = services.grid_event_declare(sites=[site], starts_at=now, ends_at=now + timedelta(minutes=30))
+    assert dispatched == [site.pk]
+    services.site_rebalance(site_id=site.pk)
+    assert {limit.limit for _identity, limit in recorder.sent} == {D("12.8")}
+    with django_capture_on_commit_callbacks(execute=True):
+        services.grid_event_end(event=event)
+    assert dispatched == [site.pk, site.pk]
+    recorder.sent.clear()
+    services.site_rebalance(site_id=site.pk)
+    assert _limits(recorder) == [(f"SMART-{n}", D("16.0"), "A") for n in range(4)]
+
+
+def test_grid_event_command_declares_for_the_locations_sites(monkeypatch):
+    monkeypatch.setattr(services.current_app, "send_task", lambda *a, **k: None)
+    location = LocationFactory()
+    call_command("site_set", str(location.pk), "--max-current-a", "64", stdout=StringIO())
+    out = StringIO()
+    call_command(
+        "grid_event", "--location", str(location.pk), "--reduce-percent", "20", "--minutes", "30", stdout=out
+    )
+    assert "64.0 A -> 51.2 A per phase" in out.getvalue()
+    site = Site.objects.get(location=location)
+    assert services.site_budget_a(site=site) == D("51.2")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--reduce-percent", "0", "--minutes", "30"], "percentage above 0"),
+        (["--reduce-percent", "120", "--minutes", "30"], "percentage above 0"),
+        (["--reduce-percent", "x", "--minutes", "30"], "must be a number"),
+        (["--minutes", "0"], "--minutes must be positive"),
+    ],
+)
+def test_grid_event_command_refuses_bad_input_and_stores_nothing(args, message, monkeypatch):
+    monkeypatch.setattr(services.current_app, "send_task", lambda *a, **k: None)
+    location = LocationFactory()
+    call_command("site_set", str(location.pk), "--max-current-a", "64", stdout=StringIO())
+    with pytest.raises(CommandError, match=message):
+        call_command("grid_event", "--location", str(location.pk), *args, stdout=StringIO())
+    assert not GridEvent.objects.exists()
+
+
+def test_grid_event_command_needs_a_site():
+    with pytest.raises(CommandError, match="has no site"):
+        call_command(
+            "grid_event", "--location", str(LocationFactory().pk), "--minutes", "5", stdout=StringIO()
+        )

@@ -44,16 +44,16 @@ class SiteAdmin(BaseModelAdmin):
     """A site's budget in amperes per phase (kW shown), its phases and fallback limit, and the profiles we
     keep in force at its chargers."""
 
-    list_display = ("__str__", "organisation", "max_current_a", "phases", "max_power_kw", "fallback_limit_a")
+    list_display = ("__str__", "organisation", "max_current_a", "phases", "budget_kw", "fallback_limit_a")
     list_filter = ("phases",)
     search_fields = ("name", "location__name")
     autocomplete_fields = ("location", "charge_points")
-    readonly_fields = ("max_power_kw", "budget_now", "allocation")
+    readonly_fields = ("budget_kw", "budget_now", "allocation")
     inlines = [ChargingLimitInline]
 
     @admin.display(description=_("budget (kW)"))
-    def max_power_kw(self, obj: Site) -> Any:
-        return obj.max_power_kw
+    def budget_kw(self, obj: Site) -> Any:
+        return obj.max_power_kw if obj.max_current_a is not None else "-"
 
     @admin.display(description=_("budget now (A per phase)"))
     def budget_now(self, obj: Site) -> Any:
@@ -62,6 +62,8 @@ class SiteAdmin(BaseModelAdmin):
 
     @admin.display(description=_("allocated (A per phase)"))
     def allocation(self, obj: Site) -> str:
+        if not obj.pk:
+            return "-"
         limits = obj.limits.order_by("charge_point__identity", "evse_id")
         total = sum((limit.limit_a for limit in limits), start=0)
         return _("{total} A of {budget} A in {count} profiles").format(

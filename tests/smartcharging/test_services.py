@@ -16,8 +16,9 @@ from apps.accounts.models import AuditRecord
 from apps.charging.choices import SessionStatus
 from apps.charging.intents import CommandOutcome, IntentOutcome, IntentSent, charger_control
 from apps.ocpp_gateway import intents as gateway_intents
-from apps.ocpp_gateway import protocol
+from apps.ocpp_gateway import presence, protocol
 from apps.ocpp_gateway.choices import CommandStatus
+from apps.ocpp_gateway.services import presence_flush
 from apps.smartcharging import services
 from apps.smartcharging.choices import ProfilePurpose, ProfileStatus
 from apps.smartcharging.configuration import configuration_record
@@ -482,3 +483,19 @@ def test_grid_event_command_needs_a_site():
         call_command(
             "grid_event", "--location", str(LocationFactory().pk), "--minutes", "5", stdout=StringIO()
         )
+
+
+def test_a_charger_going_offline_or_coming_back_rebalances_its_site(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    site, sessions = _site(count=2)
+    dispatched = []
+    monkeypatch.setattr(services, "site_rebalance_dispatch", lambda *, site_id: dispatched.append(site_id))
+    # No presence record in Redis for either charger: both lapse; a charger of no site changes nothing.
+    ChargePointFactory(is_online=True)
+    monkeypatch.setattr(presence, "scan_all", lambda: {})
+    with django_capture_on_commit_callbacks(execute=True):
+        assert presence_flush()["went_offline"] == 3
+    assert dispatched == [site.pk, site.pk]
+    sessions[0].charge_point.refresh_from_db()
+    assert sessions[0].charge_point.is_online is False

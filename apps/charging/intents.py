@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -66,6 +67,26 @@ class ProbeAnswer:
     queued: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ChargingLimit:
+    """A charging profile of the smart charging app, in domain terms: at most `limit` (`unit` "A" per phase
+    or "W") on EVSE `evse_id` (0: the whole charger) from `valid_from` until `valid_to`, for `purpose`
+    ("TxProfile": the running transaction of `session`; "TxDefaultProfile": new transactions;
+    "ChargePointMaxProfile": the charger's cap). `profile_id` and `stack_level` are the product's: a new
+    profile with the same id replaces the previous one at the charger."""
+
+    evse_id: int
+    purpose: str
+    profile_id: int
+    stack_level: int
+    limit: Decimal
+    unit: str
+    valid_from: datetime
+    valid_to: datetime
+    number_phases: int | None = None
+    session: ChargingSession | None = None
+
+
 class ChargerControl(Protocol):
     def start_charging(
         self, *, charge_point: ChargePoint, evse_id: int, id_token: IdToken, actor: Any, source: str
@@ -111,6 +132,13 @@ class ChargerControl(Protocol):
         """Block until the command is final, at most `timeout_s` (default: until its deadline), and return
         its outcome; None when it is still open then. Call it outside any transaction: the outcome is
         recorded by another connection."""
+        ...
+
+    def set_charging_limit(
+        self, *, charge_point: ChargePoint, limit: ChargingLimit, actor: Any, source: str
+    ) -> IntentSent:
+        """Send `limit` as a charging profile in the charger's own schema (OCPP SetChargingProfile). Its
+        final outcome goes to the smart charging app (never awaited by the caller)."""
         ...
 
 

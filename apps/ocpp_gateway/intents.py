@@ -11,7 +11,7 @@ from typing import Any
 
 from apps.accounts.models import IdToken
 from apps.charging.driver_services import driver_session_command_finished
-from apps.charging.intents import CommandOutcome, IntentOutcome, IntentSent, ProbeAnswer
+from apps.charging.intents import ChargingLimit, CommandOutcome, IntentOutcome, IntentSent, ProbeAnswer
 from apps.charging.models import ChargingSession
 from apps.charging.reconcile import session_probe_finished
 
@@ -21,6 +21,7 @@ from apps.ocpp_gateway import services, versions
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.models import OcppCommand
 from apps.reservations.services import reservation_command_finished
+from apps.smartcharging.services import charging_limit_finished
 from apps.stations.models import ChargePoint
 
 # The actions an intent sends: their final outcomes are reported to the driver flow.
@@ -111,6 +112,16 @@ def reserve(
     return _sent(command)
 
 
+def set_charging_limit(
+    *, charge_point: ChargePoint, limit: ChargingLimit, actor: Any, source: str
+) -> IntentSent:
+    action, payload = payloads_for(charge_point.ocpp_protocol).set_charging_limit(limit=limit)
+    command = services.command_send(
+        charge_point=charge_point, action=action, payload=payload, actor=actor, source=source
+    )
+    return _sent(command)
+
+
 def cancel_reservation(
     *, charge_point: ChargePoint, reservation_id: int, actor: Any, source: str
 ) -> IntentSent:
@@ -138,6 +149,12 @@ def reservation_command_done(*, command: OcppCommand) -> None:
     ours changes nothing)."""
     if command.action in RESERVATION_ACTIONS:
         reservation_command_finished(outcome=intent_outcome(command))
+
+
+def limit_command_finished(*, command: OcppCommand) -> None:
+    """Tell smart charging the final outcome of a SetChargingProfile (one not of ours changes nothing)."""
+    if command.action == "SetChargingProfile":
+        charging_limit_finished(charge_point_id=command.charge_point_id, outcome=intent_outcome(command))
 
 
 def probe_answer(command: OcppCommand) -> ProbeAnswer:
@@ -238,3 +255,8 @@ class GatewayChargerControl:
 
     def outcome_wait(self, *, command_id: int, timeout_s: float | None = None) -> IntentOutcome | None:
         return outcome_wait(command_id=command_id, timeout_s=timeout_s)
+
+    def set_charging_limit(
+        self, *, charge_point: ChargePoint, limit: ChargingLimit, actor: Any, source: str
+    ) -> IntentSent:
+        return set_charging_limit(charge_point=charge_point, limit=limit, actor=actor, source=source)

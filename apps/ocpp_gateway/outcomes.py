@@ -18,6 +18,7 @@ from django.db import transaction
 
 from apps.ocpp_gateway.intents import (
     intent_command_finished,
+    limit_command_finished,
     probe_command_finished,
     reservation_command_done,
 )
@@ -86,6 +87,16 @@ def _device_model(command: OcppCommand) -> None:
     )
 
 
+def _configuration(command: OcppCommand) -> None:
+    from apps.smartcharging.configuration import configuration_record
+
+    configuration_record(
+        charge_point_id=command.charge_point_id,
+        keys=(command.response or {}).get("configurationKey") or [],
+        reported_at=command.completed_at or clock.now(),
+    )
+
+
 # action → follow-up; the same action names serve OCPP 1.6 and 2.0.1.
 FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "SendLocalList": _local_list,
@@ -94,6 +105,7 @@ FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "GetLog": _diagnostics,
     "GetVariables": _device_model,
     "SetVariables": _device_model,
+    "GetConfiguration": _configuration,  # 1.6: smart charging reads the allowed rate units
 }
 
 
@@ -125,6 +137,10 @@ def _reservation(command: OcppCommand) -> None:
     reservation_command_done(command=command)
 
 
+def _smart_charging(command: OcppCommand) -> None:
+    limit_command_finished(command=command)
+
+
 # action → what to do with any final outcome (answer, CALLERROR, timeout, offline, disconnected).
 FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "RemoteStartTransaction": _driver_session,
@@ -136,6 +152,8 @@ FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "TriggerMessage": _reconcile,
     # A driver's reservation (apps.reservations): the charger's answer decides it.
     "ReserveNow": _reservation,
+    # Smart charging's profiles (apps.smartcharging): accepted, rejected or not delivered.
+    "SetChargingProfile": _smart_charging,
 }
 
 

@@ -37,6 +37,7 @@ from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATU
 from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage, command_outcome_shape
 from apps.ocpp_gateway.redis_clients import sync_redis
+from apps.smartcharging import services as smartcharging_services
 from apps.stations import keys
 from apps.stations.choices import RegistrationStatus, SecurityProfile
 from apps.stations.models import ChargePoint
@@ -653,6 +654,9 @@ def presence_flush() -> dict[str, int]:
     live = presence.scan_all()
     identities = list(live)
     seen = [datetime.fromtimestamp(live[i].last_frame_at, tz=UTC) for i in identities]
+    came_back = list(
+        ChargePoint.objects.filter(identity__in=identities, is_online=False).values_list("pk", flat=True)
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             "UPDATE stations_chargepoint AS cp SET last_seen_at = v.seen, is_online = true "
@@ -660,9 +664,15 @@ def presence_flush() -> dict[str, int]:
             [identities, seen],
         )
         online = cursor.rowcount
-    went_offline = (
-        ChargePoint.objects.filter(is_online=True).exclude(identity__in=identities).update(is_online=False)
+    lapsed = list(
+        ChargePoint.objects.filter(is_online=True)
+        .exclude(identity__in=identities)
+        .values_list("pk", flat=True)
     )
+    went_offline = ChargePoint.objects.filter(pk__in=lapsed, is_online=True).update(is_online=False)
+    # A charger going offline or coming back changes how its site's budget is shared.
+    for charge_point_id in sorted({*came_back, *lapsed}):
+        smartcharging_services.charge_point_changed(charge_point_id=charge_point_id)
     return {"online": online, "went_offline": went_offline}
 
 

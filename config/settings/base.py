@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "apps.tariffs",
     "apps.billing",
     "apps.reservations",
+    "apps.smartcharging",
     "apps.ocpp_gateway",
 ]
 
@@ -145,6 +146,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "billing-customers-erase-sweep": {"task": "billing.customers_erase_sweep", "schedule": 3600.0},
     "billing-old-holds-sweep": {"task": "billing.payments_old_holds_sweep", "schedule": 900.0},
     "billing-invoices-issue": {"task": "billing.invoices_issue", "schedule": 3600.0},
+    "smartcharging-sites-rebalance": {"task": "smartcharging.sites_rebalance", "schedule": 300.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 

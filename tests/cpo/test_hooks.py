@@ -6,6 +6,7 @@ from apps.charging import hooks as charging_hooks
 from apps.charging import intents as charging_intents
 from apps.ocpp_gateway.intents import GatewayChargerControl
 from apps.reservations import services as reservation_services
+from apps.smartcharging import services as smartcharging_services
 from apps.stations import hooks as station_hooks
 from apps.tariffs import selectors as tariff_selectors
 from apps.tariffs import services as tariff_services
@@ -63,12 +64,16 @@ def test_the_apps_wire_their_hooks_and_ports_in_ready():
     assert charging_hooks.session_started.receivers == (
         tariff_services.session_tariff_on_start,
         reservation_services.reservation_consume_on_start,
+        smartcharging_services.session_started,
     )
     assert charging_hooks.session_driver_known.receivers == (tariff_services.session_tariff_driver_known,)
     assert charging_hooks.transaction_event_applied.receivers == (
         tariff_services.session_activity_from_event,
     )
-    assert charging_hooks.session_stopped.receivers == (tariff_services.session_tariff_on_stop,)
+    assert charging_hooks.session_stopped.receivers == (
+        tariff_services.session_tariff_on_stop,
+        smartcharging_services.session_stopped,
+    )
     assert charging_hooks.session_price.get() is tariff_selectors.session_price
     assert station_hooks.connector_status_reported.receivers == (
         tariff_services.session_activity_from_status,

@@ -624,3 +624,62 @@ class InvoiceLineFactory(factory.django.DjangoModelFactory):
 
 
 TENANT_FACTORIES[Invoice] = _for_org(InvoiceFactory)
+# --- smart charging ----------------------------------------------------------------------------------
+from apps.smartcharging.models import ChargerConfigurationKey, ChargingLimit, GridEvent, Site  # noqa: E402
+
+
+class SiteFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Site
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    location = factory.LazyAttribute(lambda o: LocationFactory(organisation=o.organisation))
+    max_current_a = Decimal("64")
+    phases = 3
+
+
+class ChargingLimitFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChargingLimit
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    site = factory.LazyAttribute(
+        lambda o: SiteFactory(organisation=o.charge_point.organisation, location=o.charge_point.location)
+    )
+    evse_id = 1
+    purpose = "TxProfile"
+    profile_id = 7_300_010
+    stack_level = 8
+    limit_a = Decimal("16")
+    limit = Decimal("16")
+    unit = "A"
+    status = "accepted"
+    sent_at = factory.LazyFunction(clock.now)
+    valid_to = factory.LazyAttribute(lambda o: o.sent_at + timedelta(hours=1))
+
+
+class ChargerConfigurationKeyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ChargerConfigurationKey
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    key = "ChargingScheduleAllowedChargingRateUnit"
+    value = "Current,Power"
+    readonly = True
+    reported_at = factory.LazyFunction(clock.now)
+
+
+class GridEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = GridEvent
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    reduce_percent = Decimal("20")
+    starts_at = factory.LazyFunction(clock.now)
+    ends_at = factory.LazyAttribute(lambda o: o.starts_at + timedelta(minutes=30))
+
+
+TENANT_FACTORIES[Site] = _for_org(SiteFactory)
+TENANT_FACTORIES[GridEvent] = _for_org(GridEventFactory)
+TENANT_FACTORIES[ChargingLimit] = _for_charger(ChargingLimitFactory)
+TENANT_FACTORIES[ChargerConfigurationKey] = _for_charger(ChargerConfigurationKeyFactory)

@@ -32,6 +32,7 @@ def test_every_version_package_builds_the_same_intents():
         _builders(v16_payloads)
         == _builders(v201_payloads)
         == {
+            "set_charging_limit",
             "start_charging",
             "stop_transaction",
             "transaction_probe",

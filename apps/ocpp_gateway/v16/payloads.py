@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from apps.charging.intents import ChargingLimit
 from apps.charging.models import ChargingSession
+from apps.ocpp_gateway.handlers import iso
 
 Request = tuple[str, dict[str, Any]]  # (action, payload)
 
@@ -44,3 +46,29 @@ def reserve(
 
 def cancel_reservation(*, reservation_id: int) -> Request:
     return "CancelReservation", {"reservationId": reservation_id}
+
+
+def set_charging_limit(*, limit: ChargingLimit) -> Request:
+    """A SetChargingProfile of ours: one period from the start, valid until `valid_to` (a charger that loses
+    us falls back to its defaults). A TxProfile follows its transaction (Relative: from the transaction's
+    start); the others start at `valid_from` (Absolute)."""
+    period: dict[str, Any] = {"startPeriod": 0, "limit": float(limit.limit)}
+    if limit.number_phases:
+        period["numberPhases"] = limit.number_phases
+    schedule: dict[str, Any] = {"chargingRateUnit": limit.unit, "chargingSchedulePeriod": [period]}
+    profile: dict[str, Any] = {
+        "chargingProfileId": limit.profile_id,
+        "stackLevel": limit.stack_level,
+        "chargingProfilePurpose": limit.purpose,
+        "validFrom": iso(limit.valid_from),
+        "validTo": iso(limit.valid_to),
+        "chargingSchedule": schedule,
+    }
+    if limit.purpose == "TxProfile":
+        profile["chargingProfileKind"] = "Relative"
+        if limit.session is not None and limit.session.ocpp16_transaction_id is not None:
+            profile["transactionId"] = limit.session.ocpp16_transaction_id
+    else:
+        profile["chargingProfileKind"] = "Absolute"
+        schedule["startSchedule"] = iso(limit.valid_from)
+    return "SetChargingProfile", {"connectorId": limit.evse_id, "csChargingProfiles": profile}

@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from apps.accounts.choices import IdTokenType
+from apps.charging.intents import ChargingLimit
 from apps.charging.models import ChargingSession
+from apps.ocpp_gateway.handlers import iso
 
 Request = tuple[str, dict[str, Any]]  # (action, payload)
 
@@ -47,3 +49,37 @@ def reserve(
 
 def cancel_reservation(*, reservation_id: int) -> Request:
     return "CancelReservation", {"reservationId": reservation_id}
+
+
+# 1.6 names the charger-wide cap ChargePointMaxProfile; 2.0.1 ChargingStationMaxProfile.
+_PURPOSES = {"ChargePointMaxProfile": "ChargingStationMaxProfile"}
+
+
+def set_charging_limit(*, limit: ChargingLimit) -> Request:
+    """A SetChargingProfile of ours in 2.0.1's schema: one schedule with one period, valid until
+    `valid_to`. A TxProfile names the charger's transactionId and counts from the transaction's start
+    (Relative); the others start at `valid_from` (Absolute)."""
+    period: dict[str, Any] = {"startPeriod": 0, "limit": float(limit.limit)}
+    if limit.number_phases:
+        period["numberPhases"] = limit.number_phases
+    schedule: dict[str, Any] = {
+        "id": limit.profile_id,
+        "chargingRateUnit": limit.unit,
+        "chargingSchedulePeriod": [period],
+    }
+    profile: dict[str, Any] = {
+        "id": limit.profile_id,
+        "stackLevel": limit.stack_level,
+        "chargingProfilePurpose": _PURPOSES.get(limit.purpose, limit.purpose),
+        "validFrom": iso(limit.valid_from),
+        "validTo": iso(limit.valid_to),
+        "chargingSchedule": [schedule],
+    }
+    if limit.purpose == "TxProfile":
+        profile["chargingProfileKind"] = "Relative"
+        if limit.session is not None:
+            profile["transactionId"] = limit.session.transaction_ref
+    else:
+        profile["chargingProfileKind"] = "Absolute"
+        schedule["startSchedule"] = iso(limit.valid_from)
+    return "SetChargingProfile", {"evseId": limit.evse_id, "chargingProfile": profile}

@@ -1,6 +1,6 @@
 """OCPP 2.1 messages for the domain's intents (apps.charging.intents): the same as 2.0.1's
-(RequestStartTransaction, RequestStopTransaction and GetTransactionStatus did not change in the members
-we send)."""
+(RequestStartTransaction, RequestStopTransaction, GetTransactionStatus and SetChargingProfile did not change
+in the members we send)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from apps.ocpp_gateway.v201.payloads import (
     Request,
     cancel_reservation,
     reserve,
+    set_charging_limit,
     start_charging,
     stop_transaction,
     transaction_probe,
@@ -17,6 +18,7 @@ __all__ = [
     "Request",
     "cancel_reservation",
     "reserve",
+    "set_charging_limit",
     "start_charging",
     "stop_transaction",
     "transaction_probe",

@@ -25,6 +25,8 @@ RESTRICTED = {
     "billing.Invoice": READ_ONLY,
     "billing.Invoice InvoiceLineInline": READ_ONLY,
     "billing.Payment": READ_ONLY,
+    "billing.PaymentCharge": READ_ONLY,
+    "billing.Refund": READ_ONLY,
     "smartcharging.ChargerConfigurationKey": READ_ONLY,
     "smartcharging.ChargingLimit": READ_ONLY,
     # can_delete is off: no row is deleted through the site's page (the permission is the site's own).

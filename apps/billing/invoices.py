@@ -417,7 +417,7 @@ def credit_note_for_invoice(
 ) -> Invoice:
     """Cancel a whole invoice: a credit note with its lines negated (the only way to correct one).
     An invoice is credited once: a second attempt is a Conflict and changes nothing."""
-    invoice = Invoice.objects.select_for_update().select_related("organisation").get(pk=invoice.pk)
+    invoice = Invoice.objects.select_for_update(no_key=True).select_related("organisation").get(pk=invoice.pk)
     if invoice.kind != DocumentKind.INVOICE:
         raise Conflict(_("Only an invoice can be credited."), code="not_an_invoice")
     if Invoice.objects.filter(credits=invoice).exists():
@@ -475,7 +475,7 @@ def credit_note_for_cdr(
     ).get(pk=credit.pk)
     if credit.kind != CdrKind.CREDIT:
         raise Conflict(_("Only a credit record gets a credit note."), code="not_a_credit_record")
-    ChargeDetailRecord.objects.select_for_update().filter(pk=credit.pk).first()
+    ChargeDetailRecord.objects.select_for_update(no_key=True).filter(pk=credit.pk).first()
     line = InvoiceLine.objects.filter(cdr=credit).select_related("invoice").first()
     if line is not None:
         if line.invoice.kind == DocumentKind.CREDIT_NOTE:

@@ -92,7 +92,7 @@ def site_set(
             _("A site has 1, 2 or 3 phases (got {value}).").format(value=phases), code="invalid_phases"
         )
     max_current_a = max_current_a.quantize(TENTH, rounding=ROUND_FLOOR)
-    site = Site.objects.select_for_update().filter(location=location, name="").first()
+    site = Site.objects.select_for_update(no_key=True).filter(location=location, name="").first()
     created = site is None
     if site is None:
         site = Site(organisation_id=location.organisation_id, location=location, max_current_a=max_current_a)
@@ -222,7 +222,7 @@ def grid_event_declare(
 @transaction.atomic
 def grid_event_end(*, event: GridEvent, actor: Any = None, source: str = "service") -> GridEvent:
     """End an event now (budgets restored, sites rebalanced). An event already over is returned unchanged."""
-    event = GridEvent.objects.select_for_update().get(pk=event.pk)
+    event = GridEvent.objects.select_for_update(no_key=True).get(pk=event.pk)
     now = clock.now()
     if event.ends_at <= now or (event.ended_at is not None and event.ended_at <= now):
         return event
@@ -423,7 +423,7 @@ def site_rebalance(*, site_id: int, now: Any = None) -> RebalanceResult:
     now = now or clock.now()
     sent: list[int] = []
     with transaction.atomic():
-        site = Site.objects.select_for_update().get(pk=site_id)
+        site = Site.objects.select_for_update(no_key=True).get(pk=site_id)
         charge_points = site_charge_points(site)
         budget = site_budget_a(site=site, now=now)
         demands, context = _demands(site, charge_points)
@@ -431,7 +431,7 @@ def site_rebalance(*, site_id: int, now: Any = None) -> RebalanceResult:
         fixed = {d.key for d in demands if d.fixed_a is not None}
         in_force: dict[Any, ChargingLimit] = {
             (limit.charge_point_id, limit.evse_id): limit
-            for limit in ChargingLimit.objects.select_for_update().filter(
+            for limit in ChargingLimit.objects.select_for_update(no_key=True).filter(
                 charge_point__in=charge_points, purpose=ProfilePurpose.TX
             )
         }

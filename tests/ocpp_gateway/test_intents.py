@@ -32,6 +32,8 @@ def test_every_version_package_builds_the_same_intents():
         _builders(v16_payloads)
         == _builders(v201_payloads)
         == {
+            "cancel_reservation",
+            "reserve",
             "set_charging_limit",
             "start_charging",
             "stop_transaction",

@@ -18,7 +18,7 @@ from fpdf import FPDF
 from apps.billing.choices import DocumentKind
 from apps.billing.invoices import vat_totals
 from apps.billing.models import Invoice
-from apps.tariffs.receipts import COMPONENT_NAMES
+from apps.tariffs.receipts import COMPONENT_NAMES, latin, pdf_vat_and_total
 
 
 @dataclass(frozen=True)
@@ -133,20 +133,15 @@ def document_html(*, invoice: Invoice, request: Any = None) -> str:
     return render_to_string("billing/invoice.html", {"doc": document_for(invoice=invoice)}, request=request)
 
 
-def _latin(text: str) -> str:
-    """The PDF's core font covers Windows-1252 (€ included); anything else becomes '?'."""
-    return text.encode("cp1252", errors="replace").decode("cp1252")
-
-
 def document_pdf(*, invoice: Invoice) -> bytes:
     d = document_for(invoice=invoice)
     pdf = FPDF(format="A4")
     pdf.core_fonts_encoding = "windows-1252"
-    pdf.set_title(_latin(d.title))
+    pdf.set_title(latin(d.title))
     pdf.set_creation_date(d.issued_at)  # the same document gives the same bytes
     pdf.add_page()
     pdf.set_font("helvetica", "B", 16)
-    pdf.cell(0, 10, _latin(d.title), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, latin(d.title), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", size=10)
     for text in (
         d.issued_by,
@@ -154,7 +149,7 @@ def document_pdf(*, invoice: Invoice) -> bytes:
         _("VAT id: {vat_id}").format(vat_id=d.issuer_vat_id) if d.issuer_vat_id else "",
     ):
         if text:
-            pdf.multi_cell(0, 5, _latin(text), new_x="LMARGIN", new_y="NEXT")
+            pdf.multi_cell(0, 5, latin(text), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     facts = [
         (_("Customer"), d.customer),
@@ -167,13 +162,13 @@ def document_pdf(*, invoice: Invoice) -> bytes:
     ]
     for label, value in facts:
         if value:
-            pdf.cell(40, 6, _latin(label))
-            pdf.multi_cell(0, 6, _latin(value), new_x="LMARGIN", new_y="NEXT")
+            pdf.cell(40, 6, latin(label))
+            pdf.multi_cell(0, 6, latin(value), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     widths = (50, 35, 35, 25, 35)
     for line in d.lines:
         pdf.set_font("helvetica", "B", 9)
-        pdf.multi_cell(0, 5, _latin(f"{line.position}. {line.description}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 5, latin(f"{line.position}. {line.description}"), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font("helvetica", size=9)
         for c in line.components:
             for width, value in zip(
@@ -181,12 +176,12 @@ def document_pdf(*, invoice: Invoice) -> bytes:
                 (c.label, c.quantity, f"{c.unit_price} {d.currency}", c.vat, f"{c.net} {d.currency}"),
                 strict=True,
             ):
-                pdf.cell(width, 5, _latin(value))
+                pdf.cell(width, 5, latin(value))
             pdf.ln()
         pdf.cell(
             0,
             5,
-            _latin(
+            latin(
                 _("Line total: net {net}, VAT {tax}, gross {gross} {currency}").format(
                     net=line.net, tax=line.tax, gross=line.gross, currency=d.currency
                 )
@@ -197,31 +192,8 @@ def document_pdf(*, invoice: Invoice) -> bytes:
         pdf.ln(1)
     pdf.ln(2)
     pdf.set_font("helvetica", size=10)
-    for rate, net, tax, gross in d.vat_lines:
-        pdf.cell(
-            0,
-            6,
-            _latin(
-                _("VAT {rate} % on {net}: {tax} (gross {gross}) {currency}").format(
-                    rate=rate, net=net, tax=tax, gross=gross, currency=d.currency
-                )
-            ),
-            new_x="LMARGIN",
-            new_y="NEXT",
-        )
-    pdf.set_font("helvetica", "B", 12)
-    pdf.cell(
-        0,
-        8,
-        _latin(
-            _("Total {gross} {currency} (net {net}, VAT {tax})").format(
-                gross=d.gross, currency=d.currency, net=d.net, tax=d.tax
-            )
-        ),
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
+    pdf_vat_and_total(pdf, vat_lines=d.vat_lines, currency=d.currency, net=d.net, tax=d.tax, gross=d.gross)
     if d.due:
         pdf.set_font("helvetica", size=10)
-        pdf.cell(0, 6, _latin(d.due), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(0, 6, latin(d.due), new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())

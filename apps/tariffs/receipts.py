@@ -9,6 +9,7 @@ session without a tariff in force is free: its receipt says so. The number is th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -143,20 +144,56 @@ def receipt_html(*, session: DriverSession, request: Any = None) -> str:
     )
 
 
-def _latin(text: str) -> str:
+def latin(text: str) -> str:
     """The PDF's core font covers Windows-1252 (€ included); anything else becomes '?'."""
     return text.encode("cp1252", errors="replace").decode("cp1252")
+
+
+def pdf_vat_and_total(
+    pdf: FPDF,
+    *,
+    vat_lines: Iterable[tuple[Any, Any, Any, Any]],
+    currency: str,
+    net: Any,
+    tax: Any,
+    gross: Any,
+) -> None:
+    """The closing lines of a receipt or an invoice: one per VAT rate, then the total in bold."""
+    for rate, rate_net, rate_tax, rate_gross in vat_lines:
+        pdf.cell(
+            0,
+            6,
+            latin(
+                _("VAT {rate} % on {net}: {tax} (gross {gross}) {currency}").format(
+                    rate=rate, net=rate_net, tax=rate_tax, gross=rate_gross, currency=currency
+                )
+            ),
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    pdf.set_font("helvetica", "B", 12)
+    pdf.cell(
+        0,
+        8,
+        latin(
+            _("Total {gross} {currency} (net {net}, VAT {tax})").format(
+                gross=gross, currency=currency, net=net, tax=tax
+            )
+        ),
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
 
 
 def receipt_pdf(*, session: DriverSession) -> bytes:
     r = receipt_for(session=session)
     pdf = FPDF(format="A4")
     pdf.core_fonts_encoding = "windows-1252"
-    pdf.set_title(_latin(_("Receipt {number}").format(number=r.number)))
+    pdf.set_title(latin(_("Receipt {number}").format(number=r.number)))
     pdf.set_creation_date(r.issued_at)  # the same receipt gives the same bytes
     pdf.add_page()
     pdf.set_font("helvetica", "B", 16)
-    pdf.cell(0, 10, _latin(_("Receipt {number}").format(number=r.number)), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 10, latin(_("Receipt {number}").format(number=r.number)), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", size=10)
     for text in (
         r.issued_by,
@@ -164,7 +201,7 @@ def receipt_pdf(*, session: DriverSession) -> bytes:
         _("VAT id: {vat_id}").format(vat_id=r.issuer_vat_id) if r.issuer_vat_id else "",
     ):
         if text:
-            pdf.multi_cell(0, 5, _latin(text), new_x="LMARGIN", new_y="NEXT")
+            pdf.multi_cell(0, 5, latin(text), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     facts = [
         (_("Issued"), r.issued),
@@ -177,19 +214,19 @@ def receipt_pdf(*, session: DriverSession) -> bytes:
         (_("Duration"), r.duration),
     ]
     for label, value in facts:
-        pdf.cell(40, 6, _latin(label))
-        pdf.cell(0, 6, _latin(value), new_x="LMARGIN", new_y="NEXT")
+        pdf.cell(40, 6, latin(label))
+        pdf.cell(0, 6, latin(value), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     if r.free_because:
         pdf.set_font("helvetica", "B", 11)
-        pdf.multi_cell(0, 6, _latin(r.free_because), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, latin(r.free_because), new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
     pdf.set_font("helvetica", "B", 10)
     widths = (50, 35, 35, 25, 35)
     for width, title in zip(
         widths, (_("Item"), _("Quantity"), _("Unit price (net)"), _("VAT"), _("Net")), strict=True
     ):
-        pdf.cell(width, 7, _latin(title), border="B")
+        pdf.cell(width, 7, latin(title), border="B")
     pdf.ln()
     pdf.set_font("helvetica", size=10)
     for line in r.lines:
@@ -204,31 +241,8 @@ def receipt_pdf(*, session: DriverSession) -> bytes:
             ),
             strict=True,
         ):
-            pdf.cell(width, 6, _latin(value))
+            pdf.cell(width, 6, latin(value))
         pdf.ln()
     pdf.ln(2)
-    for rate, net, tax, gross in r.vat_lines:
-        pdf.cell(
-            0,
-            6,
-            _latin(
-                _("VAT {rate} % on {net}: {tax} (gross {gross}) {currency}").format(
-                    rate=rate, net=net, tax=tax, gross=gross, currency=r.currency
-                )
-            ),
-            new_x="LMARGIN",
-            new_y="NEXT",
-        )
-    pdf.set_font("helvetica", "B", 12)
-    pdf.cell(
-        0,
-        8,
-        _latin(
-            _("Total {gross} {currency} (net {net}, VAT {tax})").format(
-                gross=r.gross, currency=r.currency, net=r.net, tax=r.tax
-            )
-        ),
-        new_x="LMARGIN",
-        new_y="NEXT",
-    )
+    pdf_vat_and_total(pdf, vat_lines=r.vat_lines, currency=r.currency, net=r.net, tax=r.tax, gross=r.gross)
     return bytes(pdf.output())

@@ -23,6 +23,7 @@ from apps.ocpp_gateway.intents import (
     reservation_command_done,
 )
 from apps.ocpp_gateway.models import OcppCommand
+from apps.smartcharging.configuration import configuration_record
 from cpo import clock
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,6 @@ def _device_model(command: OcppCommand) -> None:
 
 
 def _configuration(command: OcppCommand) -> None:
-    from apps.smartcharging.configuration import configuration_record
-
     configuration_record(
         charge_point_id=command.charge_point_id,
         keys=(command.response or {}).get("configurationKey") or [],

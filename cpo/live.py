@@ -118,9 +118,17 @@ def _async_client() -> tuple[Any, dict[str, Any]]:
     loop = asyncio.get_running_loop()
     found = _async_clients.get(loop)
     if found is None:
-        client = aioredis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=15, socket_connect_timeout=5, max_connections=10000
+        # Bounded and blocking: when 2,000 streams end at once, each giving its lease back, they queue for
+        # a few connections instead of opening 2,000 new ones (a connection's handshake runs on the event
+        # loop; that storm stood the driver API still for about a second in the live phase of `make bench`).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL,
+            max_connections=int(getattr(settings, "CPO_LIVE_REDIS_CONNECTIONS", 32)),
+            timeout=15,
+            socket_timeout=15,
+            socket_connect_timeout=5,
         )
+        client = aioredis.Redis.from_pool(pool)
         found = _async_clients[loop] = (client, {})
     return found
 

@@ -3,6 +3,9 @@
     cpo:ocpp:presence:<identity>  hash {channel, epoch, server, connected_at, last_frame_at, address,
                                   authenticated, boot_vendor, boot_model, boot_serial, booted_at}, TTL
     cpo:ocpp:epoch:<identity>     counter; every accepted connection takes the next epoch
+    cpo:ocpp:presence-seen        sorted set: identity -> time of its last recorded frame (0 once its
+                                  connection ended), so that the flush to PostgreSQL reads only what
+                                  changed since the last flush and what lapsed (O(changes), not O(chargers))
 
 A new connection claims presence only after it has authenticated; the old connection is told to close.
 Touch and release compare the epoch, so a replaced socket's late traffic or disconnect never affects
@@ -32,6 +35,7 @@ from apps.ocpp_gateway import conf
 from apps.ocpp_gateway.redis_clients import async_redis, sync_redis
 
 PREFIX = "cpo:ocpp:presence:"
+SEEN_KEY = "cpo:ocpp:presence-seen"
 EPOCH_PREFIX = "cpo:ocpp:epoch:"
 SERVER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -39,6 +43,7 @@ _TOUCH = """
 if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'last_frame_at', ARGV[2])
   redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])
   return 1
 end
 return 0
@@ -53,9 +58,21 @@ return 0
 """
 _RELEASE = """
 if redis.call('HGET', KEYS[1], 'epoch') == ARGV[1] then
+  redis.call('ZADD', KEYS[2], 0, ARGV[2])
   return redis.call('DEL', KEYS[1])
 end
 return 0
+"""
+
+# Removes members (ARGV) whose presence record (KEYS[i + 1]) is gone, atomically with the check.
+_FORGET = """
+local removed = 0
+for i = 1, #ARGV do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
 """
 
 
@@ -141,6 +158,7 @@ async def claim(
                 pipe.delete(key)
                 pipe.hset(key, mapping=mapping)
                 pipe.expire(key, conf.presence_ttl_s())
+                pipe.zadd(SEEN_KEY, {identity: now})
                 await pipe.execute()
                 break
             except WatchError:
@@ -159,13 +177,20 @@ async def touch(identity: str, epoch: int) -> bool:
     """Refresh last frame time and TTL; False when another connection has taken over."""
     r = async_redis()
     result = await r.eval(
-        _TOUCH, 1, PREFIX + identity, str(epoch), str(time.time()), str(conf.presence_ttl_s())
+        _TOUCH,
+        2,
+        PREFIX + identity,
+        SEEN_KEY,
+        str(epoch),
+        str(time.time()),
+        str(conf.presence_ttl_s()),
+        identity,
     )
     return bool(result)
 
 
 async def release(identity: str, epoch: int) -> None:
-    await async_redis().eval(_RELEASE, 1, PREFIX + identity, str(epoch))
+    await async_redis().eval(_RELEASE, 2, PREFIX + identity, SEEN_KEY, str(epoch), identity)
 
 
 def lookup(identity: str) -> Presence | None:
@@ -173,21 +198,29 @@ def lookup(identity: str) -> Presence | None:
     return _parse(identity, sync_redis().hgetall(PREFIX + identity))
 
 
-def scan_all() -> dict[str, Presence]:
-    """Every live presence record (for the periodic flush to PostgreSQL)."""
-    r = sync_redis()
-    found: dict[str, Presence] = {}
-    keys = list(r.scan_iter(match=PREFIX + "*", count=1000))
-    for start in range(0, len(keys), 500):
-        chunk = keys[start : start + 500]
-        pipe = r.pipeline(transaction=False)
-        for key in chunk:
-            pipe.hgetall(key)
-        for key, data in zip(chunk, pipe.execute(), strict=True):
-            presence = _parse(key[len(PREFIX) :], data)
-            if presence is not None:
-                found[presence.identity] = presence
-    return found
+def seen_since(since: float) -> dict[str, float]:
+    """Identities with a frame recorded after `since` (epoch seconds), with that frame's time."""
+    pairs = sync_redis().zrangebyscore(SEEN_KEY, f"({since}", "+inf", withscores=True)
+    return {_text(identity): float(score) for identity, score in pairs}
+
+
+def silent_since(before: float) -> list[str]:
+    """Identities whose last recorded frame is older than `before` (or whose connection ended): the
+    candidates for offline. The flush checks each against its presence record."""
+    return [_text(identity) for identity in sync_redis().zrangebyscore(SEEN_KEY, "-inf", f"({before}")]
+
+
+def forget(identities: list[str]) -> int:
+    """Drop identities that are offline from the sorted set, unless a frame was recorded for them
+    meanwhile (a charger that came back between the check and this call keeps its place)."""
+    if not identities:
+        return 0
+    keys = [SEEN_KEY, *(PREFIX + identity for identity in identities)]
+    return int(sync_redis().eval(_FORGET, len(keys), *keys, *identities))
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def online(identities: list[str]) -> set[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from datetime import UTC, datetime, timedelta
@@ -29,6 +30,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from apps.accounts.services import audit_record_build, audit_record_create
@@ -647,33 +649,60 @@ def failed_messages_keep_unprocessed(
     return kept
 
 
-def presence_flush() -> dict[str, int]:
-    """Copy live presence from Redis to PostgreSQL in bulk: last_seen_at and is_online. Chargers whose
-    presence lapsed are marked offline. Runs periodically (Celery beat), never per frame."""
+PRESENCE_FLUSHED_KEY = "cpo:ocpp:presence-flushed-at"
+# Frames recorded this close before the last flush's start are read again (servers' clocks, a touch
+# landing while the last flush ran): marking a charger online twice is harmless, missing it is not.
+PRESENCE_FLUSH_OVERLAP_S = 5.0
 
-    live = presence.scan_all()
-    identities = list(live)
-    seen = [datetime.fromtimestamp(live[i].last_frame_at, tz=UTC) for i in identities]
+
+def presence_flush() -> dict[str, int]:
+    """Copy live presence from Redis to PostgreSQL in bulk: last_seen_at and is_online. Runs periodically
+    (Celery beat), never per frame, and costs what changed since the last run, not the number of chargers:
+    the chargers with a frame recorded since then (presence's sorted set) are marked seen and online; the
+    offline candidates are those whose last frame is older than the presence TTL or whose connection
+    ended (the sorted set), and those PostgreSQL still holds online with a last_seen_at older than the
+    TTL (a Redis that lost its data); each is marked offline only when it has no presence record."""
+    redis = sync_redis()
+    started = time.time()
+    flushed_at = float(redis.get(PRESENCE_FLUSHED_KEY) or 0)
+    ttl_s = conf.presence_ttl_s()
+    lapsed_before = started - ttl_s  # a frame older than presence lives says nothing about now
+    seen_now = presence.seen_since(max(lapsed_before, flushed_at - PRESENCE_FLUSH_OVERLAP_S))
+    identities = list(seen_now)
+    seen = [datetime.fromtimestamp(seen_now[i], tz=UTC) for i in identities]
     came_back = list(
         ChargePoint.objects.filter(identity__in=identities, is_online=False).values_list("pk", flat=True)
     )
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE stations_chargepoint AS cp SET last_seen_at = v.seen, is_online = true "
-            "FROM unnest(%s::text[], %s::timestamptz[]) AS v(identity, seen) WHERE cp.identity = v.identity",
-            [identities, seen],
-        )
-        online = cursor.rowcount
-    lapsed = list(
-        ChargePoint.objects.filter(is_online=True)
-        .exclude(identity__in=identities)
-        .values_list("pk", flat=True)
-    )
+    online = 0
+    if identities:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE stations_chargepoint AS cp SET last_seen_at = v.seen, is_online = true "
+                "FROM unnest(%s::text[], %s::timestamptz[]) AS v(identity, seen) "
+                "WHERE cp.identity = v.identity",
+                [identities, seen],
+            )
+            online = cursor.rowcount
+    stale = ChargePoint.objects.filter(
+        Q(last_seen_at__lt=datetime.fromtimestamp(lapsed_before, tz=UTC)) | Q(last_seen_at__isnull=True),
+        is_online=True,
+    ).values_list("identity", flat=True)
+    candidates = sorted({*presence.silent_since(lapsed_before), *stale} - set(identities))
+    still_there = presence.online(candidates)
+    gone = [identity for identity in candidates if identity not in still_there]
+    lapsed = list(ChargePoint.objects.filter(identity__in=gone, is_online=True).values_list("pk", flat=True))
     went_offline = ChargePoint.objects.filter(pk__in=lapsed, is_online=True).update(is_online=False)
+    presence.forget(gone)
+    redis.set(PRESENCE_FLUSHED_KEY, repr(started))
     # A charger going offline or coming back changes how its site's budget is shared.
     for charge_point_id in sorted({*came_back, *lapsed}):
         smartcharging_services.charge_point_changed(charge_point_id=charge_point_id)
-    return {"online": online, "went_offline": went_offline}
+    return {
+        "online": online,
+        "went_offline": went_offline,
+        "seen": len(identities),
+        "checked": len(candidates),
+    }
 
 
 def message_log_purge(*, days: int | None = None) -> int:

@@ -186,6 +186,15 @@ class ChargePoint(TimeStampedModel):
         verbose_name = _("charge point")
         verbose_name_plural = _("charge points")
         ordering = ["identity"]
+        indexes = [
+            # The presence flush's safety net (online in PostgreSQL, silent for longer than presence lives):
+            # only online chargers in the index, so the lookup costs what is stale, not every offline one.
+            models.Index(
+                fields=["last_seen_at"],
+                condition=models.Q(is_online=True),
+                name="chargepoint_online_seen",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 Lower("identity"),

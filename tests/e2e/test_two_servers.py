@@ -67,7 +67,8 @@ async def redis_commands() -> AsyncIterator[list[str]]:
 def _released(seen: list[str], identity: str, epoch: int) -> bool:
     """True once a connection ran presence.release for `identity` with `epoch` (a no-op unless it still
     held presence with that epoch)."""
-    return any(c.startswith("EVAL") and c.endswith(f" {presence.PREFIX}{identity} {epoch}") for c in seen)
+    tail = f" {presence.PREFIX}{identity} {presence.SEEN_KEY} {epoch} {identity}"
+    return any(c.startswith("EVAL") and c.endswith(tail) for c in seen)
 
 
 async def test_a_command_from_a_third_process_reaches_chargers_on_both_servers(

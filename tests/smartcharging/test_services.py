@@ -16,7 +16,7 @@ from apps.accounts.models import AuditRecord
 from apps.charging.choices import SessionStatus
 from apps.charging.intents import CommandOutcome, IntentOutcome, IntentSent, charger_control
 from apps.ocpp_gateway import intents as gateway_intents
-from apps.ocpp_gateway import presence, protocol
+from apps.ocpp_gateway import protocol
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.services import presence_flush
 from apps.smartcharging import services
@@ -24,6 +24,7 @@ from apps.smartcharging.choices import ProfilePurpose, ProfileStatus
 from apps.smartcharging.configuration import configuration_record
 from apps.smartcharging.models import ChargingLimit, GridEvent, Site
 from apps.stations.choices import OcppProtocol
+from apps.stations.models import ChargePoint
 from cpo import clock
 from tests.factories import (
     ChargePointFactory,
@@ -491,9 +492,11 @@ def test_a_charger_going_offline_or_coming_back_rebalances_its_site(
     site, sessions = _site(count=2)
     dispatched = []
     monkeypatch.setattr(services, "site_rebalance_dispatch", lambda *, site_id: dispatched.append(site_id))
-    # No presence record in Redis for either charger: both lapse; a charger of no site changes nothing.
-    ChargePointFactory(is_online=True)
-    monkeypatch.setattr(presence, "scan_all", lambda: {})
+    # No presence record in Redis for either charger, last seen longer ago than presence lives (a Redis
+    # that lost its data): both lapse; a charger of no site changes nothing.
+    long_ago = clock.now() - timedelta(hours=1)
+    ChargePointFactory(is_online=True, last_seen_at=long_ago)
+    ChargePoint.objects.filter(pk__in=[s.charge_point_id for s in sessions]).update(last_seen_at=long_ago)
     with django_capture_on_commit_callbacks(execute=True):
         assert presence_flush()["went_offline"] == 3
     assert dispatched == [site.pk, site.pk]

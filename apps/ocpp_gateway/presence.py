@@ -200,14 +200,19 @@ def lookup(identity: str) -> Presence | None:
 
 def seen_since(since: float) -> dict[str, float]:
     """Identities with a frame recorded after `since` (epoch seconds), with that frame's time."""
-    pairs = sync_redis().zrangebyscore(SEEN_KEY, f"({since}", "+inf", withscores=True)
+    pairs: list[tuple[str | bytes, float]] = sync_redis().zrangebyscore(  # type: ignore[assignment]
+        SEEN_KEY, f"({since}", "+inf", withscores=True
+    )
     return {_text(identity): float(score) for identity, score in pairs}
 
 
 def silent_since(before: float) -> list[str]:
     """Identities whose last recorded frame is older than `before` (or whose connection ended): the
     candidates for offline. The flush checks each against its presence record."""
-    return [_text(identity) for identity in sync_redis().zrangebyscore(SEEN_KEY, "-inf", f"({before}")]
+    found: list[str | bytes] = sync_redis().zrangebyscore(  # type: ignore[assignment]
+        SEEN_KEY, "-inf", f"({before}"
+    )
+    return [_text(identity) for identity in found]
 
 
 def forget(identities: list[str]) -> int:

@@ -257,8 +257,10 @@ def run(
             stripe, stripe_url = start_localstripe(ctx)
             t = time.monotonic()
             carded = give_cards(emails, stripe_url)
-            say(f"  driver start: payments on: {carded} drivers with a card at localstripe ({stripe_url}), "
-                f"set up in {time.monotonic() - t:.0f} s")
+            say(
+                f"  driver start: payments on: {carded} drivers with a card at localstripe ({stripe_url}), "
+                f"set up in {time.monotonic() - t:.0f} s"
+            )
             ctx.server_env = {**ctx.server_env, **STRIPE_SETTINGS, "STRIPE_API_BASE": stripe_url}
         server, port = start_stack_server(ctx, "driver-server")
         fleet = clients(
@@ -335,7 +337,7 @@ def run(
         f"{result['driver_start_warmup_max_ms']} ms"
     )
     if payments:
-        say(f"  driver start: payments on (a card hold at localstripe per start): {result['driver_start_holds']}")
+        say(f"  driver start: payments on (a hold at localstripe per start): {result['driver_start_holds']}")
     return result
 
 

@@ -621,9 +621,9 @@ def driver_receipts_export(*, driver: User) -> dict[str, Any]:
     """The driver's receipts for the data export (charging's `driver_export_parts`): every record issued
     for their sessions, corrections (credit notes and later revisions) included, with its number."""
     sessions = DriverSession.objects.filter(driver=driver, charging_session__isnull=False)
-    records = ChargeDetailRecord.objects.filter(
-        session__in=sessions.values("charging_session")
-    ).order_by("issued_at", "pk")
+    records = ChargeDetailRecord.objects.filter(session__in=sessions.values("charging_session")).order_by(
+        "issued_at", "pk"
+    )
     session_of = dict(sessions.values_list("charging_session_id", "pk"))
     return {
         "receipts": [

@@ -53,6 +53,18 @@ def charged_by_card(api, driver, server, gross: str, number: str) -> tuple[int, 
         net=Decimal(gross),
         tax=Decimal("0"),
         currency="EUR",
+        breakdown={  # enough of a price breakdown for the export's sessions (their cost)
+            "currency": "EUR",
+            "net": gross,
+            "vat": "0",
+            "gross": gross,
+            "energy_wh": "10000",
+            "charging_seconds": "3600",
+            "parking_seconds": "0",
+            "lines": [],
+            "vat_lines": [],
+            "periods": [],
+        },
     )
     payment = payments.payment_capture(DriverSession.objects.get(pk=session_id).payment.pk)
     return session_id, payment.stripe_id

@@ -131,7 +131,10 @@ def _app_card(stripe_server, number: str) -> str:  # noqa: F811
 
 
 async def test_a_card_driver_charges_and_the_cdrs_gross_is_captured(
-    card_server, card_charger, stripe_server, monkeypatch  # noqa: F811
+    card_server,
+    card_charger,
+    stripe_server,
+    monkeypatch,  # noqa: F811
 ):
     base = f"http://127.0.0.1:{card_server.port}/api/v1"
     start = {"charge_point": card_charger, "connector": 1}
@@ -334,7 +337,8 @@ async def test_localstripes_webhooks_reach_the_server_once_and_only_signed(card_
         # A bad signature: the body changed, a wrong secret, none at all.
         changed = body.replace(customer.stripe_id.encode(), b"cus_someoneelse")
         assert changed != body
-        forged_body, forged_signature = signed({"id": "evt_forged", "type": "customer.deleted"}, secret="whsec_x")
+        forged = {"id": "evt_forged", "type": "customer.deleted"}
+        forged_body, forged_signature = signed(forged, secret="whsec_x")
         for data, header in ((changed, signature), (forged_body, forged_signature), (body, None)):
             headers = {"Content-Type": "application/json"}
             if header is not None:

@@ -133,8 +133,8 @@ def _app_card(stripe_server, number: str) -> str:  # noqa: F811
 async def test_a_card_driver_charges_and_the_cdrs_gross_is_captured(
     card_server,
     card_charger,
-    stripe_server,
-    monkeypatch,  # noqa: F811
+    stripe_server,  # noqa: F811
+    monkeypatch,
 ):
     base = f"http://127.0.0.1:{card_server.port}/api/v1"
     start = {"charge_point": card_charger, "connector": 1}

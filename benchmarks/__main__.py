@@ -1,5 +1,6 @@
 """`python -m benchmarks` (`make bench`): floor vs stack throughput, idle RSS, command latency, driver start
-latency (POST /api/v1/sessions to the charger receiving its start command, benchmarks/driver_start.py),
+latency (POST /api/v1/sessions to the charger receiving its start command, benchmarks/driver_start.py;
+card drivers whose starts take a hold at localstripe first, unless --no-driver-payments),
 driver API latency with 2,000 live streams open on one process (benchmarks/live_streams.py).
 Select phases with --phases (BENCH_ARGS="--phases live" runs the live streams alone).
 
@@ -93,6 +94,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--driver-chargers", type=int, default=1000, help="chargers connected in the driver phase")
     p.add_argument("--driver-starts", type=int, default=200, help="driver starts (POST /api/v1/sessions)")
     p.add_argument("--driver-rate", type=float, default=10.0, help="driver starts per second (open loop)")
+    p.add_argument(
+        "--driver-payments",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="driver phase: card drivers, a hold at localstripe before each start (default: on)",
+    )
     p.add_argument("--live-streams", type=int, default=2000, help="live streams held open in the live phase")
     p.add_argument("--live-rate", type=float, default=25.0, help="driver API reads per second (open loop)")
     p.add_argument(
@@ -139,6 +146,7 @@ def main() -> int:
         "command_p50_ms": None,
         "command_p99_ms": None,
         "driver_start_p99_ms": None,
+        "driver_start_payments": None,
         "live_streams": None,
         "live_streams_api_p99_ms": None,
         "live_streams_api_idle_p99_ms": None,
@@ -331,6 +339,7 @@ def main() -> int:
                     starts=args.driver_starts,
                     rate=args.driver_rate,
                     box=box,
+                    payments=args.driver_payments,
                 )
             )
 

@@ -12,13 +12,21 @@ latency is that time minus the time the HTTP request was sent, both read from th
 rate limits per address are lifted for the bench server (every request comes from 127.0.0.1): the bench
 measures the start path, not the limiter.
 
-    python -m benchmarks.driver_start [--chargers 1000] [--starts 200] [--rate 10]
+Payments are on by default (`--no-payments` turns them off): the phase starts localstripe on loopback
+(in memory: tools/localstripe_server.py --no-persist) and points the server at it, and every bench driver
+has a card and no customer account, so each start first takes a card hold (a PaymentIntent with manual
+capture, created and confirmed at localstripe) before the charger is asked, as a card-paying driver's
+start does. localstripe answers from this machine in milliseconds; Stripe itself adds its network round
+trips, which this phase does not model.
+
+    python -m benchmarks.driver_start [--chargers 1000] [--starts 200] [--rate 10] [--no-payments]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import tempfile
 import threading
 import time
@@ -26,10 +34,18 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Child, ChildFailed, percentile, r1, say
+from benchmarks.common import PY, Child, ChildFailed, free_port, percentile, r1, say, wait_port
 
 DRIVER_EMAIL = "bench-driver-{n}@bench.invalid"
 RATE_OVERRIDES = {"CPO_API_RATE_START_ADDRESS": "1000000/min", "CPO_API_RATE_START_USER": "1000000/min"}
+# The bench's own Stripe settings (test-mode keys localstripe accepts; no real Stripe is ever reached).
+STRIPE_SETTINGS = {
+    "STRIPE_SECRET_KEY": "sk_test_bench",
+    "STRIPE_PUBLISHABLE_KEY": "pk_test_bench",
+    "STRIPE_WEBHOOK_SECRET": "whsec_bench",
+    "STRIPE_MAX_NETWORK_RETRIES": "0",
+}
+BENCH_CARD = "pm_card_visa"
 
 
 def prepare(chargers: int, starts: int) -> tuple[list[int], list[str]]:
@@ -87,6 +103,66 @@ def prepare(chargers: int, starts: int) -> tuple[list[int], list[str]]:
     users = {u.email: u for u in User.objects.filter(email__in=emails)}
     tokens = [str(AccessToken.for_user(users[e])) for e in emails]
     return [cps[i] for i in identities], tokens
+
+
+def start_localstripe(ctx: Any) -> tuple[Child, str]:
+    """localstripe on a free loopback port, its state in memory only; (child, base URL)."""
+    port = free_port()
+    child = Child(
+        "localstripe",
+        [PY, "-m", "tools.localstripe_server", "--port", str(port), "--no-persist"],
+        env=ctx.env,
+        log_dir=ctx.log_dir,
+    )
+    wait_port(port, 30, child)
+    return child, f"http://127.0.0.1:{port}"
+
+
+def give_cards(tokens_of: list[str], api_base: str) -> int:
+    """Every bench driver gets a Stripe customer with a default card at this run's localstripe (a fresh
+    one: what earlier runs recorded of their customers, cards and holds goes first). Returns how many."""
+    from django.db import transaction
+    from django.test.utils import override_settings
+
+    from apps.accounts.models import DriverProfile, User
+    from apps.billing import services
+    from apps.billing.models import Payment, PaymentCharge, Refund, StripeCall, StripeCustomer
+
+    users = list(User.objects.filter(email__in=tokens_of).order_by("pk"))
+    with transaction.atomic():
+        PaymentCharge.objects.filter(payment__customer__user__in=users).delete()
+        Refund.objects.filter(payment__customer__user__in=users).delete()
+        Payment.objects.filter(customer__user__in=users).delete()
+        StripeCustomer.objects.filter(user__in=users).delete()  # and their cards
+        keys = {f"cpo-customer-user-{u.pk}-0" for u in users}
+        StripeCall.objects.filter(idempotency_key__in=keys).delete()
+        # paying by card, not on a customer account's invoice
+        DriverProfile.objects.filter(user__in=users).update(customer_account=None)
+    stripe_log = logging.getLogger("stripe")
+    level = stripe_log.level
+    stripe_log.setLevel(logging.WARNING)  # not a line per request on the bench's output
+    try:
+        with override_settings(STRIPE_API_BASE=api_base, STRIPE_TIMEOUT_S=10.0, **STRIPE_SETTINGS):
+            for user in users:
+                services.payment_method_attach(user=user, payment_method_id=BENCH_CARD)
+    finally:
+        stripe_log.setLevel(level)
+    return len(users)
+
+
+def holds_made(emails: list[str]) -> dict[str, int]:
+    """The bench drivers' payments by status (each card start holds once)."""
+    from django.db.models import Count
+
+    from apps.billing.models import Payment
+
+    rows = (
+        Payment.objects.filter(customer__user__email__in=emails)
+        .values("status")
+        .annotate(n=Count("pk"))
+        .order_by("status")
+    )
+    return {row["status"]: row["n"] for row in rows}
 
 
 def measure(
@@ -166,20 +242,33 @@ def received_at(calls_log: Path, action: str) -> dict[str, float]:
     return found
 
 
-def run(ctx: Any, *, chargers: int, starts: int, rate: float, box: float) -> dict[str, Any]:
-    """The phase: one stack server, `chargers` fleet chargers on it, `starts` driver starts."""
+def run(
+    ctx: Any, *, chargers: int, starts: int, rate: float, box: float, payments: bool = True
+) -> dict[str, Any]:
+    """The phase: one stack server, `chargers` fleet chargers on it, `starts` driver starts (with
+    `payments`, each a card driver's: a hold at localstripe first)."""
     from benchmarks.clients import identity_for
     from benchmarks.phases import clients, start_stack_server
 
     box_end = min(time.monotonic() + box, ctx.deadline - 10)
     starts = min(starts, chargers)
     cp_ids, tokens = prepare(chargers, starts)
+    emails = [DRIVER_EMAIL.format(n=n) for n in range(starts)]
     saved_env = ctx.server_env
     ctx.server_env = {**saved_env, **RATE_OVERRIDES}
     calls_log = Path(tempfile.mkdtemp(prefix="cpo-bench-calls-")) / "calls.log"
-    server = fleet = None
+    server = fleet = stripe = None
     warm_ms: list[float] = []
     try:
+        if payments:
+            stripe, stripe_url = start_localstripe(ctx)
+            t = time.monotonic()
+            carded = give_cards(emails, stripe_url)
+            say(
+                f"  driver start: payments on: {carded} drivers with a card at localstripe ({stripe_url}), "
+                f"set up in {time.monotonic() - t:.0f} s"
+            )
+            ctx.server_env = {**ctx.server_env, **STRIPE_SETTINGS, "STRIPE_API_BASE": stripe_url}
         server, port = start_stack_server(ctx, "driver-server")
         fleet = clients(
             ctx,
@@ -221,6 +310,8 @@ def run(ctx: Any, *, chargers: int, starts: int, rate: float, box: float) -> dic
             fleet.stop()
         if server is not None:
             server.stop()
+        if stripe is not None:
+            stripe.stop()
     arrivals = received_at(calls_log, "RemoteStartTransaction") if calls_log.exists() else {}
     latencies = [
         arrivals[identity_for(r["n"])] * 1000 - r["sent"] * 1000
@@ -242,6 +333,8 @@ def run(ctx: Any, *, chargers: int, starts: int, rate: float, box: float) -> dic
         "driver_start_chargers": ready["connected"] if records else 0,
         "driver_start_rate_per_s": rate,
         "driver_start_warmup_max_ms": r1(max(warm_ms) if warm_ms else None),
+        "driver_start_payments": payments,
+        "driver_start_holds": holds_made(emails) if payments else None,
     }
     say(
         f"  driver start: {len(latencies)}/{len(records)} starts reached their charger; POST → charger "
@@ -250,6 +343,8 @@ def run(ctx: Any, *, chargers: int, starts: int, rate: float, box: float) -> dic
         f"answers {statuses}; the server's first 32 API reads (warm-up, not starts) took up to "
         f"{result['driver_start_warmup_max_ms']} ms"
     )
+    if payments:
+        say(f"  driver start: payments on (a hold at localstripe per start): {result['driver_start_holds']}")
     return result
 
 
@@ -265,6 +360,12 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0, help="starts per second, open loop (Poisson)")
     parser.add_argument("--budget", type=float, default=180)
+    parser.add_argument(
+        "--payments",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="card drivers: a hold at localstripe before each start (default: on)",
+    )
     args = parser.parse_args()
     env = setup.bench_env()
     raise_fd_limit()
@@ -282,7 +383,14 @@ def main() -> int:
         server_env=dict(env),
     )
     try:
-        figures = run(ctx, chargers=args.chargers, starts=args.starts, rate=args.rate, box=args.budget - 20)
+        figures = run(
+            ctx,
+            chargers=args.chargers,
+            starts=args.starts,
+            rate=args.rate,
+            box=args.budget - 20,
+            payments=args.payments,
+        )
     finally:
         Child.stop_all(grace=1.0)
     figures["logs"] = str(log_dir)

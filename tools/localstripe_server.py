@@ -7,7 +7,11 @@ runs, `make run` next to a test run, another user's) would read and overwrite ea
 to write a file another user owns. This launcher binds 127.0.0.1:PORT and points the store at STATE_FILE
 (default: localstripe.pickle in TMPDIR), starting from scratch unless --keep-state is given.
 
-    python -m tools.localstripe_server --port 8420 [--state-file PATH] [--keep-state]
+localstripe writes its whole store to that file after every change, which makes each write slower the
+more objects it holds; --no-persist keeps the state in memory only (the benchmark's driver phase, which
+makes a hold per start and measures the start's latency, not localstripe's pickling).
+
+    python -m tools.localstripe_server --port 8420 [--state-file PATH] [--keep-state | --no-persist]
 """
 
 from __future__ import annotations
@@ -22,6 +26,14 @@ from pathlib import Path
 
 from aiohttp import web
 from localstripe import resources, server
+
+
+def _in_memory_only() -> None:
+    def nothing(self: resources.Store) -> None:
+        return None
+
+    resources.Store.try_load_from_disk = nothing  # type: ignore[method-assign]
+    resources.Store.dump_to_disk = nothing  # type: ignore[method-assign]
 
 
 def _use_state_file(path: Path) -> None:
@@ -49,10 +61,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)
     parser.add_argument("--state-file", type=Path, default=Path(tempfile.gettempdir()) / "localstripe.pickle")
-    parser.add_argument("--keep-state", action="store_true", help="load the state file's data first")
+    keep = parser.add_mutually_exclusive_group()
+    keep.add_argument("--keep-state", action="store_true", help="load the state file's data first")
+    keep.add_argument("--no-persist", action="store_true", help="keep the state in memory only")
     args = parser.parse_args(argv)
 
-    _use_state_file(args.state_file)
+    if args.no_persist:
+        _in_memory_only()
+    else:
+        _use_state_file(args.state_file)
     if args.keep_state:
         server.store.try_load_from_disk()
 

@@ -13,7 +13,7 @@ class BillingConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.accounts import hooks as accounts_hooks
-        from apps.billing import services
+        from apps.billing import selectors, services
         from apps.billing.payments import CardHolds
         from apps.billing.settlement import DebtStanding
         from apps.charging import hooks as charging_hooks
@@ -24,3 +24,5 @@ class BillingConfig(AppConfig):
         charging_hooks.driver_standing.provide(DebtStanding())
         # An erased driver's cards are forgotten and their Stripe customer deleted (after commit).
         accounts_hooks.driver_erased.register(services.driver_erase)
+        # The driver's data export lists their saved cards (never a card number) and payments.
+        charging_hooks.driver_export_parts.register(selectors.driver_payments_export)

@@ -175,31 +175,14 @@ class CardHolds:
 def payment_release(payment_id: int) -> Payment:
     """Cancel the hold of a payment whose start did not happen (no session holds it, or its session
     FAILED). Anything else is left alone. Stripe unreachable or 5xx: PaymentProviderUnavailable (the task
-    retries); a 4xx: the payment is marked failed."""
+    retries); a 4xx: the payment is marked failed, unless Stripe shows the hold canceled already."""
     payment = Payment.objects.select_related("driver_session").get(pk=payment_id)
     session = payment.driver_session
     if payment.status != PaymentStatus.AUTHORISED or (
         session is not None and session.status != DriverSessionStatus.FAILED
     ):
         return payment
-    client = stripe_client.client()
-    try:
-        stripe_client.call(
-            "payment_intent_cancel",
-            stripe_client.idempotency_key("hold-cancel", payment.pk),
-            lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
-        )
-    except stripe_client.PaymentRequestRefused as exc:
-        logger.warning("Stripe refused to release %s: %s", payment.stripe_id, exc.stripe_code)
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.FAILED
-        )
-    else:
-        Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=PaymentStatus.RELEASED
-        )
-    payment.refresh_from_db()
-    return payment
+    return _release(payment)
 
 
 def _debt(payment: Payment) -> None:
@@ -335,21 +318,42 @@ def payment_hold_expire(payment_id: int) -> Payment:
 
 
 def _release(payment: Payment) -> Payment:
+    """Cancel the hold once (the payment's cancel key). A refused cancel is read back: an intent already
+    canceled (a concurrent or earlier attempt whose answer was lost) is released; anything else failed."""
     client = stripe_client.client()
-    stripe_client.call(
-        "payment_intent_cancel",
-        stripe_client.idempotency_key("hold-cancel", payment.pk),
-        lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
-    )
-    Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-        status=PaymentStatus.RELEASED
-    )
+    status = PaymentStatus.RELEASED
+    try:
+        stripe_client.call(
+            "payment_intent_cancel",
+            stripe_client.idempotency_key("hold-cancel", payment.pk),
+            lambda options: client.v1.payment_intents.cancel(payment.stripe_id, None, options),
+        )
+    except stripe_client.PaymentRequestRefused as exc:
+        intent = _intent_now(payment)
+        if intent.status == "requires_capture" and exc.stripe_http_status == 409:
+            raise stripe_client.PaymentProviderUnavailable() from exc  # another attempt is in flight
+        if intent.status != "canceled":
+            logger.warning("Stripe refused to release %s: %s", payment.stripe_id, exc.stripe_code)
+            status = PaymentStatus.FAILED
+    Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(status=status)
     payment.refresh_from_db()
     return payment
 
 
+def _intent_now(payment: Payment) -> Any:
+    """The payment's PaymentIntent as Stripe has it now (a read: no idempotency key)."""
+    client = stripe_client.client()
+    return stripe_client.request(lambda: client.v1.payment_intents.retrieve(payment.stripe_id))
+
+
 def _capture(payment: Payment, *, gross: int, before_record: bool = False) -> Payment:
-    """Capture `gross` (never more than the hold: the rest is a debt) once (the payment's capture key)."""
+    """Capture `gross` (never more than the hold: the rest is a debt) once (the payment's capture key).
+
+    A refused capture is read back before it is called a debt: when the intent is already captured
+    (another worker's capture of the same payment won the race, or an earlier attempt's answer was lost
+    before it was written down; Stripe answers a concurrent use of the key with 409, localstripe a
+    second capture with 400), it is recorded as captured; while the other attempt is still in flight
+    (the intent still held), PaymentProviderUnavailable lets the task retry."""
     client = stripe_client.client()
     amount = min(gross, payment.amount_held)
     params: Any = {"amount_to_capture": amount}
@@ -360,17 +364,30 @@ def _capture(payment: Payment, *, gross: int, before_record: bool = False) -> Pa
             lambda options: client.v1.payment_intents.capture(payment.stripe_id, params, options),
         )
     except (stripe_client.PaymentRequestRefused, stripe_client.PaymentDeclined) as exc:
-        logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
-        _debt(payment)
+        intent = _intent_now(payment)
+        if intent.status == "succeeded":
+            logger.info("capture of %s refused (%s): it was captured already", payment.stripe_id, exc.code)
+            received = getattr(intent, "amount_received", None)  # localstripe leaves it out
+            _captured(payment, gross=gross, amount=int(received or amount), before_record=before_record)
+        elif intent.status == "requires_capture" and getattr(exc, "stripe_http_status", None) == 409:
+            raise stripe_client.PaymentProviderUnavailable() from exc  # another attempt is in flight
+        else:
+            logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
+            _debt(payment)
     else:
-        status = PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT
-        updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
-            status=status, amount_captured=amount, captured_before_record=before_record
-        )
-        if updated and status == PaymentStatus.DEBT:
-            settlement.standing_changed(payment.customer.user_id)
+        _captured(payment, gross=gross, amount=amount, before_record=before_record)
     payment.refresh_from_db()
     return payment
+
+
+def _captured(payment: Payment, *, gross: int, amount: int, before_record: bool) -> None:
+    """Record a capture of `amount` for a cost of `gross` (once: only from authorised)."""
+    status = PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT
+    updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
+        status=status, amount_captured=amount, captured_before_record=before_record
+    )
+    if updated and status == PaymentStatus.DEBT:
+        settlement.standing_changed(payment.customer.user_id)
 
 
 def payments_to_capture() -> list[int]:

@@ -105,7 +105,8 @@ def is_final(session: DriverSession) -> bool:
 
 
 def driver_export(*, driver: User) -> dict[str, Any]:
-    """Everything we keep about the driver, as JSON-ready data (the right of access)."""
+    """Everything we keep about the driver, as JSON-ready data (the right of access): what charging keeps,
+    and what the apps above it add through `hooks.driver_export_parts` (receipts, cards, payments)."""
     profile = DriverProfile.objects.filter(user=driver).first()
     sessions = []
     for s in driver_session_list(driver=driver).prefetch_related("transitions").order_by("created_at", "pk"):
@@ -130,7 +131,7 @@ def driver_export(*, driver: User) -> dict[str, Any]:
                 ],
             }
         )
-    return {
+    export: dict[str, Any] = {
         "exported_at": clock.now().isoformat(),
         "account": {
             "id": driver.pk,
@@ -156,3 +157,10 @@ def driver_export(*, driver: User) -> dict[str, Any]:
         ],
         "sessions": sessions,
     }
+    for part in hooks.driver_export_parts.receivers:
+        added = part(driver=driver)
+        clash = set(added) & set(export)
+        if clash:  # a programming error: two apps must never answer for the same key
+            raise RuntimeError(f"driver export: {sorted(clash)} given twice")
+        export.update(added)
+    return export

@@ -20,12 +20,18 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
 - `driver_standing_changed`: a driver's standing changed (a debt arose or was paid), after commit. The
   gateway sends chargers whose local list holds the driver's tokens a differential update.
 
+- `driver_export_parts`: `driver_selectors.driver_export` (GET /api/v1/me/export) asks every receiver for
+  what its app keeps about the driver (a dict of its own top-level keys, JSON-ready), merged into the
+  export. Tariffs adds the receipts (issued records and credit notes), billing the saved cards (brand,
+  last 4, expiry: never a card number) and the payments.
+
 - `reservation_guard` (port): who holds an EVSE by a reservation. `driver_services` refuses other drivers'
   starts there and lets the holder start; `services.idtoken_authorize` answers another token Invalid
   for a start on it. Reservations provides it; without it no EVSE is held.
 
 All but `start_payment`, `driver_standing`, `driver_standing_changed` and `reservation_guard` are
-registered in TariffsConfig.ready(); `start_payment` and `driver_standing` in BillingConfig.ready(),
+registered in TariffsConfig.ready(); `start_payment`, `driver_standing` and billing's `driver_export_parts`
+in BillingConfig.ready(),
 `driver_standing_changed` in OcppGatewayConfig.ready(), `reservation_guard` in ReservationsConfig.ready().
 The charger commands the driver flow needs go through `apps.charging.intents` (provided by the gateway).
 """
@@ -192,6 +198,16 @@ class NoReservations:
     def holder(self, *, charge_point_id: int, evse_id: int, at: datetime) -> ReservationHold | None:
         return None
 
+
+class DriverExportPart(Protocol):
+    def __call__(self, *, driver: User) -> dict[str, Any]:
+        """What one app keeps about `driver`, under its own top-level keys (JSON-ready values)."""
+        ...
+
+
+# What the apps above charging add to a driver's data export. Unlike the other hooks its receivers
+# answer: driver_export calls each (registration order) and merges the dicts they return.
+driver_export_parts: Hook[DriverExportPart] = Hook("charging.driver_export_parts")
 
 # Who holds an EVSE by a reservation (default: nobody).
 reservation_guard: Port[ReservationGuard] = Port("charging.reservation_guard", default=NoReservations())

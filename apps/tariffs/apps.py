@@ -21,3 +21,5 @@ class TariffsConfig(AppConfig):
         charging_hooks.session_stopped.register(services.session_tariff_on_stop)
         charging_hooks.session_price.provide(selectors.session_price)
         station_hooks.connector_status_reported.register(services.session_activity_from_status)
+        # The driver's data export lists their receipts.
+        charging_hooks.driver_export_parts.register(selectors.driver_receipts_export)

@@ -15,10 +15,11 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from apps.accounts.models import User
 from apps.charging.choices import SessionStatus
 from apps.charging.hooks import SessionPrice
 from apps.charging.metering import ENERGY_REGISTER
-from apps.charging.models import ChargingSession, MeterSample
+from apps.charging.models import ChargingSession, DriverSession, MeterSample
 from apps.stations.models import ChargePoint, Connector, Location
 from apps.tariffs import pricing
 from apps.tariffs.choices import CdrKind
@@ -33,6 +34,7 @@ from apps.tariffs.models import (
 )
 from apps.tariffs.pricing import PriceBreakdown, TariffSpec
 from cpo import clock
+from cpo.units import Money
 
 logger = logging.getLogger(__name__)
 
@@ -613,3 +615,30 @@ def session_total_gross(*, session: ChargingSession) -> Decimal | None:
     return (
         None if cost is None else cost.gross.quantize(pricing.quantum(cost.currency), rounding=ROUND_HALF_UP)
     )
+
+
+def driver_receipts_export(*, driver: User) -> dict[str, Any]:
+    """The driver's receipts for the data export (charging's `driver_export_parts`): every record issued
+    for their sessions, corrections (credit notes and later revisions) included, with its number."""
+    sessions = DriverSession.objects.filter(driver=driver, charging_session__isnull=False)
+    records = ChargeDetailRecord.objects.filter(session__in=sessions.values("charging_session")).order_by(
+        "issued_at", "pk"
+    )
+    session_of = dict(sessions.values_list("charging_session_id", "pk"))
+    return {
+        "receipts": [
+            {
+                "number": cdr.number,
+                "kind": cdr.kind,
+                "revision": cdr.revision,
+                "session": session_of.get(cdr.session_id),
+                "issued_at": cdr.issued_at.isoformat(),
+                "currency": cdr.currency,
+                "net": str(Money(cdr.net, cdr.currency).rounded().amount),
+                "tax": str(Money(cdr.tax, cdr.currency).rounded().amount),
+                "gross": str(Money(cdr.gross, cdr.currency).rounded().amount),
+                "energy_wh": cdr.energy_wh,
+            }
+            for cdr in records
+        ]
+    }

@@ -256,6 +256,73 @@ def test_concurrent_issuing_with_a_rollback_leaves_no_gap():
     assert (third, note) == ("GAP-INV-2025-000002", "GAP-CN-2025-000001")
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_monthly_runs_with_a_rollback_leave_no_gap(cp, org, account, fleet_card):
+    """One issuing run stores account A's invoice and then fails (its transaction rolls back, number
+    and all) while the beat task's run issues every account at the same time: it waits for A, then
+    numbers A and B 1 and 2. Nothing is lost, nothing skipped, nothing issued twice."""
+    other = CustomerAccountFactory(organisation=org, name="Zeta Fleet")
+    other_card = IdTokenFactory(uid="04F1EE7C99", customer_account=other, organisation=org)
+    charge(cp, at=T0, uid=fleet_card.uid)
+    charge(cp, at=T0 + timedelta(days=1), uid=other_card.uid)
+    period = invoices.previous_month(now=AFTER_MAY, time_zone=org.time_zone)
+    holding, release = threading.Event(), threading.Event()
+    taken: dict[str, object] = {}
+
+    class Failed(Exception):
+        pass
+
+    def failing_run() -> None:
+        try:
+            with transaction.atomic():
+                invoice = invoices.invoice_draft(
+                    organisation=org, account=account, currency="EUR", period=period, now=AFTER_MAY
+                )
+                taken["failed"] = invoice.number
+                holding.set()
+                release.wait(30)
+                raise Failed  # e.g. the worker is killed after storing, before its commit
+        except Failed:
+            pass
+        finally:
+            connection.close()
+
+    def beat_run() -> None:
+        try:
+            taken["beat"] = invoices.invoices_draft_due(now=AFTER_MAY)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=failing_run)
+    a.start()
+    try:
+        assert holding.wait(30)
+        b = threading.Thread(target=beat_run)
+        b.start()
+        deadline = systime.monotonic() + 30
+        waiting = False
+        while not waiting and systime.monotonic() < deadline:  # until the beat run waits for a lock
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                )
+                waiting = cursor.fetchone()[0] > 0
+            systime.sleep(0.05)
+        assert waiting and "beat" not in taken
+    finally:
+        release.set()
+        a.join(30)
+    b.join(30)
+    assert taken["failed"] == "ALPHA-INV-2025-000001"  # taken, then given back by the rollback
+    numbers = dict(Invoice.objects.values_list("customer_account__name", "number"))
+    assert numbers == {"Nordlicht Logistik": "ALPHA-INV-2025-000001", "Zeta Fleet": "ALPHA-INV-2025-000002"}
+    assert sorted(taken["beat"]) == sorted(Invoice.objects.values_list("pk", flat=True))
+    assert DocumentCounter.objects.get(organisation=org, kind=DocumentKind.INVOICE).last_number == 2
+    assert invoices.invoices_draft_due(now=AFTER_MAY) == []  # run again: nothing more, no number taken
+    assert DocumentCounter.objects.get(organisation=org, kind=DocumentKind.INVOICE).last_number == 2
+
+
 # --- Stripe ----------------------------------------------------------------------------------------
 
 

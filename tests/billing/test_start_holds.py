@@ -4,15 +4,17 @@ does not happen."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from apps.billing import payments, services, tasks
+from apps.billing import payments, services, settlement, stripe_client, tasks
 from apps.billing.choices import PaymentStatus
 from apps.billing.models import Dispute, Payment, StripeCall
 from apps.charging import driver_services
@@ -289,6 +291,76 @@ def test_the_cdrs_gross_is_captured_once(api, driver, stripe_server):
         "amount_due": 0,
         "currency": "EUR",
     }
+
+
+def test_a_capture_whose_answer_was_lost_is_recorded_not_made_a_debt(api, driver, stripe_server):
+    """The capture reached Stripe but its answer was never written down (the worker died): the next run's
+    capture is refused (the intent is captured already) and read back, so the payment is captured, not a
+    debt that would block the driver."""
+    payment = _held_and_charged(api, driver, "3.57")
+    stripe_server.client().v1.payment_intents.capture(payment.stripe_id, {"amount_to_capture": 357})
+    tasks.payment_capture_task.apply(args=[payment.pk])
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured) == (PaymentStatus.CAPTURED, 357)
+    assert not settlement.driver_in_debt(driver.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_workers_capturing_one_payment_at_once_capture_it_once(api, driver, stripe_server, monkeypatch):
+    """The sweep's task and a retry run together: the second's capture reaches Stripe after the first's
+    and before the first wrote it down. One capture at Stripe, the payment captured, no debt."""
+    payment = _held_and_charged(api, driver, "3.57")
+    first_at_stripe, second_done = threading.Event(), threading.Event()
+    original = stripe_client.call
+
+    def call(operation, key, fn, **kwargs):
+        if operation != "payment_intent_capture":
+            return original(operation, key, fn, **kwargs)
+        if threading.current_thread().name == "first":
+            try:
+                return original(operation, key, fn, **kwargs)
+            finally:
+                first_at_stripe.set()
+                second_done.wait(30)  # the first writes its answer only after the second finished
+        assert first_at_stripe.wait(30)
+        return original(operation, key, fn, **kwargs)
+
+    monkeypatch.setattr(stripe_client, "call", call)
+    errors: list[BaseException] = []
+
+    def worker(done: threading.Event | None) -> None:
+        try:
+            payments.payment_capture(payment.pk)
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+        finally:
+            if done is not None:
+                done.set()
+            connection.close()
+
+    threads = [
+        threading.Thread(target=worker, args=(None,), name="first"),
+        threading.Thread(target=worker, args=(second_done,), name="second"),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors, errors
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured) == (PaymentStatus.CAPTURED, 357)
+    assert not settlement.driver_in_debt(driver.pk)
+    assert intent_status(stripe_server, payment) == "succeeded"
+
+
+def test_a_release_refused_because_the_hold_is_gone_already_is_released(api, driver, stripe_server):
+    """A start that failed: its hold's cancel reached Stripe but its answer was lost. Released, not failed."""
+    services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
+    body = start(api, _charger()).json()
+    DriverSession.objects.filter(pk=body["id"]).update(status=DriverSessionStatus.FAILED)
+    payment = Payment.objects.get()
+    stripe_server.client().v1.payment_intents.cancel(payment.stripe_id)
+    assert payments.payment_release(payment.pk).status == PaymentStatus.RELEASED
 
 
 def test_more_than_the_hold_captures_the_hold_and_the_rest_is_a_debt(api, driver, stripe_server):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from apps.billing import selectors as billing_selectors
 from apps.charging import hooks as charging_hooks
 from apps.charging import intents as charging_intents
 from apps.ocpp_gateway.intents import GatewayChargerControl
@@ -75,6 +76,10 @@ def test_the_apps_wire_their_hooks_and_ports_in_ready():
         smartcharging_services.session_stopped,
     )
     assert charging_hooks.session_price.get() is tariff_selectors.session_price
+    assert charging_hooks.driver_export_parts.receivers == (
+        tariff_selectors.driver_receipts_export,
+        billing_selectors.driver_payments_export,
+    )
     assert station_hooks.connector_status_reported.receivers == (
         tariff_services.session_activity_from_status,
         reservation_services.reservation_connector_status,

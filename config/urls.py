@@ -6,7 +6,7 @@ from django.urls import include, path
 from apps.accounts import views as account_views
 from apps.accounts.forms import AdminLoginForm
 from config.api_router import schema_urlpatterns
-from cpo import health
+from cpo import health, metrics
 
 admin.site.site_header = "CPO"
 admin.site.site_title = "CPO operations"
@@ -18,6 +18,7 @@ urlpatterns = [
     path("livez", health.livez, name="livez"),
     path("readyz", health.readyz, name="readyz"),
     path("healthz", health.readyz, name="healthz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("api/v1/", include("config.api_router")),
     path("api/", include(schema_urlpatterns)),
     path("i18n/", include("django.conf.urls.i18n")),

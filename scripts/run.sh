@@ -28,6 +28,10 @@ DEMO_CHARGERS="${DEMO_CHARGERS:-0}"
 DEMO_CHARGERS=$((10#$DEMO_CHARGERS))
 export PATH="$CPO_VENV/bin:$PATH"
 mkdir -p "$CPO_VAR_DIR"
+# /metrics adds up what every process (web, Celery worker) counted: they write into one directory,
+# emptied before they start (prometheus-client's multi-process mode).
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$CPO_VAR_DIR/prometheus}"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 if [[ -z "${DJANGO_SECRET_KEY:-}" ]]; then
     key_file="$CPO_VAR_DIR/secret_key"

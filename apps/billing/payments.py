@@ -40,7 +40,7 @@ from apps.charging.models import DriverSession
 from apps.stations.models import ChargePoint
 from apps.tariffs.choices import CdrKind
 from apps.tariffs.selectors import local_date, place_for, tariff_in_force, vat_rate_for
-from cpo import clock
+from cpo import clock, metrics
 from cpo.exceptions import ApplicationError, Conflict
 from cpo.units import Money
 
@@ -127,15 +127,20 @@ class CardHolds:
                 "cpo_organisation_id": str(charge_point.organisation_id),
             },
         }
-        intent = stripe_client.call(
-            "payment_intent_hold",
-            stripe_client.idempotency_key("hold", "user", driver.pk, request),
-            lambda options: client.v1.payment_intents.create(params, options),
-            retrieve=lambda intent_id: client.v1.payment_intents.retrieve(intent_id),
-        )
+        try:
+            intent = stripe_client.call(
+                "payment_intent_hold",
+                stripe_client.idempotency_key("hold", "user", driver.pk, request),
+                lambda options: client.v1.payment_intents.create(params, options),
+                retrieve=lambda intent_id: client.v1.payment_intents.retrieve(intent_id),
+            )
+        except stripe_client.PaymentDeclined:
+            metrics.PAYMENT_FAILURES.labels("hold_declined").inc()
+            raise
         if intent.status == "requires_action":
             raise PaymentActionRequired(fields={"client_secret": [str(intent.client_secret)]})
         if intent.status != "requires_capture":
+            metrics.PAYMENT_FAILURES.labels("hold_declined").inc()
             raise stripe_client.PaymentDeclined()
         payment, _created = Payment.objects.get_or_create(
             stripe_id=str(intent.id),
@@ -190,6 +195,7 @@ def _debt(payment: Payment) -> None:
     if Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(
         status=PaymentStatus.DEBT
     ):
+        metrics.PAYMENT_FAILURES.labels("capture_failed").inc()
         settlement.standing_changed(payment.customer.user_id)
 
 
@@ -387,6 +393,7 @@ def _captured(payment: Payment, *, gross: int, amount: int, before_record: bool)
         status=status, amount_captured=amount, captured_before_record=before_record
     )
     if updated and status == PaymentStatus.DEBT:
+        metrics.PAYMENT_FAILURES.labels("cost_above_hold").inc()
         settlement.standing_changed(payment.customer.user_id)
 
 

@@ -14,8 +14,9 @@ class OcppGatewayConfig(AppConfig):
 
         from apps.charging import hooks as charging_hooks
         from apps.charging import intents
-        from apps.ocpp_gateway import localauth
+        from apps.ocpp_gateway import localauth, services
         from apps.ocpp_gateway.intents import GatewayChargerControl
+        from cpo import metrics
 
         ocpp.messages.ASYNC_VALIDATION = False
         # Charging asks for "start charging token X on EVSE n" / "stop transaction T"; the gateway builds
@@ -23,3 +24,9 @@ class OcppGatewayConfig(AppConfig):
         intents.charger_control.provide(GatewayChargerControl())
         # A driver blocked for an unpaid debt (or unblocked): chargers with a local list learn it.
         charging_hooks.driver_standing_changed.register(localauth.local_lists_driver_standing_changed)
+        # What /metrics reads when scraped: the messages kept for replay that have not been replayed yet.
+        metrics.gauge_register(
+            "cpo_ocpp_replay_journal_depth",
+            "Charger messages kept for replay (not processed yet).",
+            services.replay_journal_depth,
+        )

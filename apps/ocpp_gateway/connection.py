@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -43,7 +44,8 @@ from apps.ocpp_gateway.protocol import (
     UnparsableFrame,
 )
 from apps.ocpp_gateway.services import failed_message_store, failed_messages_keep_unprocessed
-from cpo import clock
+from cpo import clock, metrics
+from cpo import logs as log_context
 
 logger = logging.getLogger(__name__)
 MAX_QUEUED_REQUESTS = 50
@@ -203,6 +205,7 @@ class OcppConnection:
 
     # --- frames in ---------------------------------------------------------------------------------
     def _log(self, direction: str, raw: str, message_type: int | None, action: str, unique_id: str) -> None:
+        metrics.OCPP_MESSAGES.labels(direction, action or "-", self.ctx.version).inc()
         messagelog.record(
             messagelog.Entry(
                 charge_point_id=self.ctx.charge_point_id,
@@ -311,12 +314,19 @@ class OcppConnection:
             if not self.requests:
                 return
             call = self._current = self.requests.popleft()
+            started = time.perf_counter()
+            token = log_context.bind(charger=self.ctx.identity, message_id=call.unique_id)
             try:
                 await self._handle_call(call)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.exception("%s: could not answer %s %s", self.ctx.identity, call.action, call.unique_id)
+            finally:
+                log_context.unbind(token)
+                metrics.OCPP_HANDLER_SECONDS.labels(call.action, self.ctx.version).observe(
+                    time.perf_counter() - started
+                )
             self._current = None
 
     def allowed_before_acceptance(self, action: str) -> bool:

@@ -17,7 +17,7 @@ from apps.ocpp_gateway import auth, conf, drain, presence, replay, versions
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
 from apps.ocpp_gateway.services import command_record_outcome
-from cpo import clock
+from cpo import clock, metrics
 
 logger = logging.getLogger(__name__)
 IDENTITY_RE = re.compile(r"^[A-Za-z0-9._~\-]{1,48}$")
@@ -121,6 +121,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         )
         self._last_touch = clock.now().timestamp()
         await self.accept(subprotocol=version.subprotocol)
+        metrics.OCPP_CONNECTIONS.inc()
         self.connection.start()
 
     async def _note_boot(self, payload: dict[str, Any]) -> None:
@@ -211,6 +212,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if self.connection is None:
             return
         connection, self.connection = self.connection, None
+        metrics.OCPP_CONNECTIONS.dec()
         draining = connection.has_requests()
         if draining:
             # The charger's next connection waits for these before its own (drain.before_first_request).

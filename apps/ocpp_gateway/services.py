@@ -43,7 +43,7 @@ from apps.smartcharging import services as smartcharging_services
 from apps.stations import keys
 from apps.stations.choices import RegistrationStatus, SecurityProfile
 from apps.stations.models import ChargePoint
-from cpo import clock
+from cpo import clock, metrics
 from cpo.exceptions import NotFound, ValidationFailed
 from cpo.persistence import IdBlock, objects_insert_together
 from cpo.public_url import public_base_url
@@ -540,6 +540,7 @@ def _record_in_one_statement(
 def _outcome_publish(unique_id: str, outcome: dict[str, Any]) -> None:
     """THE one publisher: hand a final outcome to its waiters (kept OUTCOME_TTL_S for late ones). Called
     only by `command_record_outcome`, once the row holding this outcome is committed."""
+    metrics.OCPP_COMMAND_OUTCOMES.labels(str(outcome.get("action") or "-"), str(outcome.get("status"))).inc()
     key = outcome_key(unique_id)
     pipe = sync_redis().pipeline(transaction=False)
     pipe.rpush(key, json.dumps(outcome))
@@ -653,6 +654,11 @@ PRESENCE_FLUSHED_KEY = "cpo:ocpp:presence-flushed-at"
 # Frames recorded this close before the last flush's start are read again (servers' clocks, a touch
 # landing while the last flush ran): marking a charger online twice is harmless, missing it is not.
 PRESENCE_FLUSH_OVERLAP_S = 5.0
+
+
+def replay_journal_depth() -> int:
+    """Charger messages kept for replay and not replayed yet (/metrics)."""
+    return OcppFailedMessage.objects.filter(replayed_at__isnull=True).count()
 
 
 def presence_flush() -> dict[str, int]:

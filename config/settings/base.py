@@ -325,6 +325,10 @@ CPO_DRIVER_LIVE_MAX_S = float(ENV.get("CPO_DRIVER_LIVE_MAX_S", "3600"))
 # them the API answers 429 too_many_streams.
 CPO_DRIVER_LIVE_MAX_PER_DRIVER = int(ENV.get("CPO_DRIVER_LIVE_MAX_PER_DRIVER", "5"))
 CPO_DRIVER_LIVE_MAX_PER_PROCESS = int(ENV.get("CPO_DRIVER_LIVE_MAX_PER_PROCESS", "5000"))
+# /metrics (cpo.metrics): who may read it, by address or network, or with this bearer token.
+_metrics_addresses = ENV.get("CPO_METRICS_ALLOWED_ADDRESSES", "127.0.0.1/32,::1/128")
+CPO_METRICS_ALLOWED_ADDRESSES = [a.strip() for a in _metrics_addresses.split(",") if a.strip()]
+CPO_METRICS_TOKEN = ENV.get("CPO_METRICS_TOKEN", "")
 CPO_LIVE_REDIS_CONNECTIONS = int(ENV.get("CPO_LIVE_REDIS_CONNECTIONS", "32"))
 
 IMPORT_EXPORT_SKIP_ADMIN_LOG = False
@@ -336,11 +340,26 @@ CPO_HEALTH_TIMEOUT_S = float(ENV.get("CPO_HEALTH_TIMEOUT_S", "2"))
 # Called by cpo.admin.BaseModelAdmin for every admin add/change/delete (an AuditRecord, source="admin").
 CPO_AUDIT_HOOK = "apps.accounts.services.audit_record_create_from_admin"
 
+# CPO_LOG_FORMAT=json: one JSON object per line (python-json-logger), with the charger identity and OCPP
+# message id a record was written for (cpo.logs); "plain" (default): text for people.
+CPO_LOG_FORMAT = ENV.get("CPO_LOG_FORMAT", "plain")
+if CPO_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured("CPO_LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "cpo.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(charger)s %(message_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": CPO_LOG_FORMAT, "filters": ["context"]}
+    },
     "root": {"handlers": ["console"], "level": ENV.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

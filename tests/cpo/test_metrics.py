@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,20 @@ def test_the_grafana_dashboard_only_charts_metrics_the_product_exports():
     metrics.PAYMENT_FAILURES.labels("capture_failed").inc()
     served = {name for name, _labels in _samples(Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content)}
     assert charted and charted <= served, charted - served
+
+
+def test_processes_sharing_a_multiprocess_directory_are_summed(tmp_path, monkeypatch):
+    """What two other processes counted (web and a Celery worker, say) shows up summed in /metrics."""
+    script = (
+        "from cpo import metrics; "
+        "metrics.OCPP_MESSAGES.labels('in', 'StatusNotification', '2.0.1').inc(2); "
+        "metrics.PAYMENT_FAILURES.labels('capture_failed').inc()"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    for _process in range(2):
+        subprocess.run([sys.executable, "-c", script], check=True, env=env, cwd=settings.BASE_DIR, timeout=60)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    served = _samples(Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content)
+    status = (("action", "StatusNotification"), ("direction", "in"), ("version", "2.0.1"))
+    assert served[("cpo_ocpp_messages_total", status)] == 4
+    assert served[("cpo_payment_failures_total", (("kind", "capture_failed"),))] == 2

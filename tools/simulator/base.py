@@ -95,6 +95,9 @@ class ChargerOptions:
     call_timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
     seed: int | str | None = None
+    # Keep every transaction-related message the CSMS acknowledged, with its answer (`acknowledged`):
+    # what fault tests compare with what the CSMS stored. Off by default (a long run would grow it).
+    record_acknowledged: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -182,6 +185,8 @@ class SimulatedCharger(ABC):
         self.link: Link | None = None
         self._reported: dict[int, str] = {}
         self._outbox: deque[Outgoing] = deque()
+        # (payload, answer) of every acknowledged transaction-related message, with record_acknowledged
+        self.acknowledged: list[tuple[Any, Any]] = []
         self._outbox_ready = asyncio.Event()
         self._outbox_empty = asyncio.Event()
         self._outbox_empty.set()
@@ -432,6 +437,8 @@ class SimulatedCharger(ABC):
                     )
                 continue
             self._outbox.popleft()
+            if item.transactional and self.options.record_acknowledged:
+                self.acknowledged.append((payload, answer))
             if item.on_result is not None:
                 item.on_result(answer)
 

@@ -423,6 +423,8 @@ def external_limits_a(*, charge_point_ids: list[int]) -> dict[tuple[int, int], D
     limits: dict[tuple[int, int], Decimal] = {}
     rows = ExternalChargingLimit.objects.filter(charge_point_id__in=charge_point_ids, limit_a__isnull=False)
     for cp_id, evse_id, limit_a in rows.values_list("charge_point_id", "evse_id", "limit_a"):
+        if limit_a is None:
+            continue
         key = (cp_id, evse_id)
         limits[key] = min(limit_a, limits.get(key, limit_a))
     return limits
@@ -579,7 +581,7 @@ def site_rebalance(*, site_id: int, now: Any = None) -> RebalanceResult:
             if key in fixed and not slot.retry:
                 continue
             limit_a = Decimal(str(value)).quantize(TENTH, rounding=ROUND_FLOOR)
-            current = in_force.get((*key, ProfilePurpose.TX))
+            current = in_force.get((slot.session.charge_point_id, slot.session.evse_id, ProfilePurpose.TX))
             if _unchanged(current, limit_a=limit_a, now=now, validity=validity) and (
                 current is not None and current.transaction_ref == slot.session.transaction_ref
             ):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -31,7 +32,7 @@ from apps.charging.metering import Sample
 from apps.charging.models import ChargingSession, MeterSample
 from apps.smartcharging import allocation
 from apps.smartcharging.choices import ProfilePurpose, ProfileStatus, RateUnit
-from apps.smartcharging.configuration import rate_units
+from apps.smartcharging.configuration import rate_units, rate_units_many
 from apps.smartcharging.models import (
     ChargingLimit,
     EvChargingNeeds,
@@ -61,6 +62,7 @@ TENTH = Decimal("0.1")
 SOURCE = "smartcharging"
 REBALANCE_TASK = "smartcharging.site_rebalance"
 COALESCE_KEY = "cpo:smart:rebalance:"
+LAST_CHANGE_KEY = "cpo:smart:changed:"
 # The last current a car drew per EVSE (a change beyond draw_change_a() rebalances its site).
 DRAW_KEY = "cpo:smart:draw:"
 CURRENT_MEASURAND = "Current.Import"
@@ -314,23 +316,55 @@ def site_rebalance_soon(*, site_id: int) -> None:
 
 
 def site_rebalance_dispatch(*, site_id: int) -> bool:
-    """Queue one rebalance of the site unless one is already queued (a Redis key with a short TTL marks it;
-    the run clears it before reading, so a change after that queues another). True when queued."""
-    coalesce_s = float(getattr(settings, "CPO_SMART_COALESCE_S", 1.0))
+    """Queue one rebalance of the site unless one is already queued (a Redis key with a short TTL marks it,
+    holding when the first change came; the run clears it before reading, so a change after that queues
+    another). Every change also notes when it came: the run waits until changes have been quiet for
+    CPO_SMART_QUIET_S, but never longer than CPO_SMART_COALESCE_S after the first (site_rebalance_wait),
+    so that a burst of starts makes one run with the final shares. True when queued."""
+    coalesce_s, quiet_s = _coalesce_s(), _quiet_s()
+    now = time.time()
     try:
-        fresh = _redis().set(f"{COALESCE_KEY}{site_id}", "1", nx=True, ex=max(int(coalesce_s * 10), 5))
+        pipe = _redis().pipeline(transaction=False)
+        pipe.set(f"{LAST_CHANGE_KEY}{site_id}", repr(now), ex=max(int(coalesce_s * 10), 5))
+        pipe.set(f"{COALESCE_KEY}{site_id}", repr(now), nx=True, ex=max(int(coalesce_s * 10), 5))
+        fresh = pipe.execute()[1]
     except redis.RedisError:
         logger.warning("site %s: Redis unavailable, rebalancing without coalescing", site_id)
         fresh = True
     if fresh:
-        current_app.send_task(REBALANCE_TASK, args=(site_id,), countdown=coalesce_s)
+        current_app.send_task(REBALANCE_TASK, args=(site_id,), countdown=min(quiet_s, coalesce_s))
     return bool(fresh)
+
+
+def _coalesce_s() -> float:
+    return float(getattr(settings, "CPO_SMART_COALESCE_S", 1.0))
+
+
+def _quiet_s() -> float:
+    return float(getattr(settings, "CPO_SMART_QUIET_S", 0.3))
+
+
+def site_rebalance_wait(*, site_id: int, now: float | None = None) -> float:
+    """How much longer a queued run should wait (seconds; 0: run now): until the site's changes have been
+    quiet for CPO_SMART_QUIET_S, at most until CPO_SMART_COALESCE_S after the first. 0 when no burst is
+    marked (the periodic pass, a grid event's edge) or Redis does not answer."""
+    now = time.time() if now is None else now
+    try:
+        first, last = _redis().mget(f"{COALESCE_KEY}{site_id}", f"{LAST_CHANGE_KEY}{site_id}")
+        if first is None:
+            return 0.0
+        first_at = float(first)
+        last_at = float(last) if last is not None else first_at
+    except (redis.RedisError, ValueError):
+        return 0.0
+    wait = min(last_at + _quiet_s(), first_at + _coalesce_s()) - now
+    return wait if wait > 0.01 else 0.0
 
 
 def site_rebalance_claim(*, site_id: int) -> None:
     """A rebalance run starts: later changes queue another run."""
     try:
-        _redis().delete(f"{COALESCE_KEY}{site_id}")
+        _redis().delete(f"{COALESCE_KEY}{site_id}", f"{LAST_CHANGE_KEY}{site_id}")
     except redis.RedisError:
         logger.warning("site %s: Redis unavailable, could not clear the coalescing mark", site_id)
 
@@ -523,12 +557,6 @@ def _demands(
     return demands, context
 
 
-def _rate_unit(charge_point: ChargePoint) -> str:
-    """The unit the charger takes profiles in (amperes unless it allows only watts)."""
-    allowed = charge_point_rate_units(charge_point_id=charge_point.pk)
-    return RateUnit.WATTS if allowed == {RateUnit.WATTS} else RateUnit.AMPERES
-
-
 def charge_point_rate_units(*, charge_point_id: int) -> set[str]:
     """Which units the charger accepts, from what it told us (1.6 GetConfiguration
     ChargingScheduleAllowedChargingRateUnit; 2.0.1 SmartChargingCtrlr.RateUnit). Empty: not known."""
@@ -576,6 +604,7 @@ def site_rebalance(*, site_id: int, now: Any = None) -> RebalanceResult:
             )
         }
         validity = profile_validity()
+        units = rate_units_many(charge_point_ids=[cp.pk for cp in charge_points])
         for key, value in sorted(limits.items()):
             slot = context[key]
             if key in fixed and not slot.retry:
@@ -596,10 +625,14 @@ def site_rebalance(*, site_id: int, now: Any = None) -> RebalanceResult:
                 limit_a=limit_a,
                 now=now,
                 validity=validity,
+                unit=_unit(units, slot.session.charge_point),
+                current=current,
             )
             if command_id is not None:
                 sent.append(command_id)
-        sent += _static_profiles(site=site, charge_points=charge_points, in_force=in_force, now=now)
+        sent += _static_profiles(
+            site=site, charge_points=charge_points, in_force=in_force, units=units, now=now
+        )
         # Profiles of sessions that ended are forgotten (the charger drops a TxProfile with its transaction).
         stale = [
             row.pk
@@ -627,7 +660,12 @@ def static_limits(site: Site) -> dict[str, Decimal]:
 
 
 def _static_profiles(
-    *, site: Site, charge_points: list[ChargePoint], in_force: dict[Any, ChargingLimit], now: datetime
+    *,
+    site: Site,
+    charge_points: list[ChargePoint],
+    in_force: dict[Any, ChargingLimit],
+    units: dict[int, set[str]],
+    now: datetime,
 ) -> list[int]:
     """Send the static profiles (static_limits) to online chargers that do not hold them yet, hold other
     values, or hold them until soon. One that rejected them is offered them again after a while."""
@@ -660,10 +698,17 @@ def _static_profiles(
                 limit_a=limit_a,
                 now=now,
                 validity=validity,
+                unit=_unit(units, charge_point),
+                current=current,
             )
             if command_id is not None:
                 sent.append(command_id)
     return sent
+
+
+def _unit(units: dict[int, set[str]], charge_point: ChargePoint) -> str:
+    """The unit the charger takes profiles in (amperes unless it allows only watts)."""
+    return RateUnit.WATTS if units.get(charge_point.pk) == {RateUnit.WATTS} else RateUnit.AMPERES
 
 
 def _send(
@@ -677,8 +722,10 @@ def _send(
     limit_a: Decimal,
     now: datetime,
     validity: timedelta,
+    unit: str,
+    current: ChargingLimit | None,
 ) -> int | None:
-    unit = _rate_unit(charge_point)
+    """Send one profile of ours and record it as the one in force (`current`: the row it replaces)."""
     value = limit_a
     if unit == RateUnit.WATTS:
         value = (limit_a * site.voltage_v * phases).quantize(TENTH, rounding=ROUND_FLOOR)
@@ -696,36 +743,34 @@ def _send(
         number_phases=phases,
         session=session,
     )
-    row, _created = ChargingLimit.objects.update_or_create(
-        charge_point=charge_point,
-        evse_id=evse_id,
-        purpose=purpose,
-        defaults={
-            "site": site,
-            "profile_id": profile_id,
-            "stack_level": STACK_LEVEL,
-            "limit_a": limit_a,
-            "limit": value,
-            "unit": unit,
-            "transaction_ref": session.transaction_ref if session is not None else "",
-            "status": ProfileStatus.SENT,
-            "command_id": None,
-            "sent_at": now,
-            "answered_at": None,
-            "valid_to": valid_to,
-        },
-    )
+    command_id: int | None = None
     try:
         result = charger_control.get().set_charging_limit(
             charge_point=charge_point, limit=intent, actor=None, source=SOURCE
         )
     except ValidationFailed:
         logger.exception("charger %s: our charging profile was refused before sending", charge_point.identity)
-        ChargingLimit.objects.filter(pk=row.pk).update(status=ProfileStatus.FAILED)
-        return None
-    status = ProfileStatus.FAILED if result.offline else ProfileStatus.SENT
-    ChargingLimit.objects.filter(pk=row.pk).update(command_id=result.command_id, status=status)
-    return result.command_id
+        status = ProfileStatus.FAILED
+    else:
+        # The command is handed to the charger when this rebalance commits, so its outcome always finds
+        # this row (an offline charger's command is final at once: recorded here as not delivered).
+        command_id = result.command_id
+        status = ProfileStatus.FAILED if result.offline else ProfileStatus.SENT
+    row = current or ChargingLimit(charge_point=charge_point, evse_id=evse_id, purpose=purpose)
+    row.site = site
+    row.profile_id = profile_id
+    row.stack_level = STACK_LEVEL
+    row.limit_a = limit_a
+    row.limit = value
+    row.unit = unit
+    row.transaction_ref = session.transaction_ref if session is not None else ""
+    row.status = status
+    row.command_id = command_id
+    row.sent_at = now
+    row.answered_at = None
+    row.valid_to = valid_to
+    row.save()
+    return command_id
 
 
 _OUTCOME_STATUS = {

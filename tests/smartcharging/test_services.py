@@ -770,3 +770,49 @@ def test_the_site_of_a_charge_point_is_found_in_one_query(django_assert_num_quer
     # The location has a site, but a grouped one that does not name this charger: none.
     assert services.site_for_charge_point(charge_point_id=other_cp.pk) is None
     assert services.site_for_charge_point(charge_point_id=ChargePointFactory().pk) is None
+
+
+def test_a_queued_run_waits_until_the_changes_are_quiet_but_not_past_the_coalescing_window(
+    monkeypatch, settings
+):
+    settings.CPO_SMART_COALESCE_S = 1.0
+    settings.CPO_SMART_QUIET_S = 0.3
+    queued = []
+    monkeypatch.setattr(
+        services.current_app, "send_task", lambda name, args, countdown: queued.append((args, countdown))
+    )
+    site_id = 987_654
+    services.site_rebalance_claim(site_id=site_id)
+    assert services.site_rebalance_wait(site_id=site_id) == 0.0  # nothing marked: run now
+    clock_at = [1000.0]
+    monkeypatch.setattr(services.time, "time", lambda: clock_at[0])
+    assert services.site_rebalance_dispatch(site_id=site_id) is True
+    assert queued == [((site_id,), 0.3)]
+    clock_at[0] = 1000.2
+    assert services.site_rebalance_dispatch(site_id=site_id) is False  # coalesced into the queued run
+    assert services.site_rebalance_wait(site_id=site_id, now=1000.3) == pytest.approx(0.2)
+    assert services.site_rebalance_wait(site_id=site_id, now=1000.5) == 0.0  # quiet for 0.3 s
+    clock_at[0] = 1000.8
+    services.site_rebalance_dispatch(site_id=site_id)
+    # Changes keep coming, but the first was a second ago: run now.
+    assert services.site_rebalance_wait(site_id=site_id, now=1000.9) == pytest.approx(0.1)
+    assert services.site_rebalance_wait(site_id=site_id, now=1001.0) == 0.0
+    services.site_rebalance_claim(site_id=site_id)
+    assert services.site_rebalance_wait(site_id=site_id, now=1000.9) == 0.0
+    assert len(queued) == 1
+
+
+def test_the_task_puts_a_run_off_while_changes_come_and_runs_it_once_they_are_quiet(monkeypatch, recorder):
+    from apps.smartcharging import tasks
+
+    site, _sessions = _site(count=2)
+    queued = []
+    monkeypatch.setattr(
+        tasks.current_app, "send_task", lambda name, args, countdown: queued.append(countdown)
+    )
+    monkeypatch.setattr(services, "site_rebalance_wait", lambda *, site_id: 0.25)
+    assert tasks.site_rebalance_task(site.pk) == []
+    assert queued == [0.25] and recorder.sent == []
+    monkeypatch.setattr(services, "site_rebalance_wait", lambda *, site_id: 0.0)
+    assert len(tasks.site_rebalance_task(site.pk)) == 2 + 2 * 2
+    assert len(_limits(recorder)) == 2

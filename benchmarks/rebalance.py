@@ -6,8 +6,10 @@ the chargers' answers come back through the command outcome path.
 The chargers are OCPP 1.6 clients run by this process (raw `websockets`, like benchmarks.clients). Each
 round: every charger sends StartTransaction at once (a burst, as when a car park opens); the round ends
 when every charger holds a TxProfile for its transaction with the final share (the site's budget over
-`chargers`) and nothing more arrives. The figure of a round is the time from the last StartTransaction
-sent to the last of those final profiles answered Accepted by its charger (wall clock of this process).
+`chargers`) and nothing more arrives. The figure of a round is the time from the last start (the last
+StartTransaction answered: the server has recorded every session) to the last of those final profiles
+answered Accepted by its charger (wall clock of this process); `rebalance_from_sent_p99_ms` counts from
+the last StartTransaction sent instead (it adds the server's recording of the burst of starts).
 Then all stop and the next round begins. A warm-up round first (not measured): the static profiles
 (TxDefaultProfile, ChargePointMaxProfile) are in force before the measured rounds, as at a site in use.
 `rebalance_p99_ms` is the 99th percentile of the rounds' figures (with a handful of rounds: the worst).
@@ -172,8 +174,8 @@ class BenchCharger:
         await self.ws.send(json.dumps([2, uid, action, payload]))
         return await asyncio.wait_for(future, timeout)
 
-    async def start(self) -> float:
-        """StartTransaction; returns when it was sent."""
+    async def start(self) -> tuple[float, float]:
+        """StartTransaction; returns when it was sent and when its answer came (the server recorded it)."""
         sent = time.time()
         answer = await self.call(
             "StartTransaction",
@@ -182,7 +184,7 @@ class BenchCharger:
         if (answer.get("idTagInfo") or {}).get("status") != "Accepted":
             raise RuntimeError(f"{self.identity}: start {answer}")
         self.transaction_id = int(answer["transactionId"])
-        return sent
+        return sent, time.time()
 
     async def stop(self) -> None:
         if self.transaction_id is None:
@@ -208,8 +210,10 @@ class BenchCharger:
 
 async def _round(chargers: list[BenchCharger], share: float) -> dict[str, Any]:
     counts = [len(c.profiles) for c in chargers]
-    sent = await asyncio.gather(*(c.start() for c in chargers))
+    started = await asyncio.gather(*(c.start() for c in chargers))
+    sent = [s for s, _answered in started]
     last_start = max(sent)
+    last_answer = max(answered for _s, answered in started)
     deadline = time.monotonic() + ROUND_TIMEOUT_S
     quiet_since: float | None = None
     seen = 0
@@ -222,10 +226,12 @@ async def _round(chargers: list[BenchCharger], share: float) -> dict[str, Any]:
             elif time.monotonic() - quiet_since >= QUIET_S:
                 done = [f for f in finals if f is not None]
                 return {
-                    "ms": (max(done) - last_start) * 1000,
-                    "per_charger_ms": [(f - last_start) * 1000 for f in done],
+                    "ms": (max(done) - last_answer) * 1000,
+                    "from_sent_ms": (max(done) - last_start) * 1000,
+                    "per_charger_ms": [(f - last_answer) * 1000 for f in done],
                     "profiles": total - sum(counts),
                     "start_burst_ms": (last_start - min(sent)) * 1000,
+                    "starts_answered_ms": (last_answer - last_start) * 1000,
                 }
         else:
             quiet_since = None
@@ -288,9 +294,12 @@ async def _measure(
             result = await _round(chargers, SHARE_A)
             results.append(result)
             say(
-                f"  rebalance round {i + 1}: last start -> last profile accepted {result['ms']:.0f} ms "
-                f"({result['profiles']} profiles; the {len(chargers)} starts took "
-                f"{result['start_burst_ms']:.0f} ms)"
+                f"  rebalance round {i + 1}: last start recorded -> last profile accepted "
+                f"{result['ms']:.0f} ms "
+                f"(from the last StartTransaction sent: {result['from_sent_ms']:.0f} ms) "
+                f"({result['profiles']} profiles; the {len(chargers)} starts were sent in "
+                f"{result['start_burst_ms']:.0f} ms, all answered after "
+                f"{result['starts_answered_ms']:.0f} ms)"
             )
             await _stop_all(chargers, site_id)
     finally:
@@ -339,19 +348,29 @@ def run(ctx: Any, *, chargers: int, rounds: int, box: float) -> dict[str, Any]:
     figures = [r["ms"] for r in measured["rounds"]]
     if not figures:
         raise RuntimeError("no round measured within the time box")
+    from_sent = [r["from_sent_ms"] for r in measured["rounds"]]
     per_charger = [ms for r in measured["rounds"] for ms in r["per_charger_ms"]]
     result = {
         "rebalance_p99_ms": r1(percentile(figures, 99)),
         "rebalance_p50_ms": r1(percentile(figures, 50)),
         "rebalance_rounds_ms": [r1(x) for x in figures],
         "rebalance_charger_p50_ms": r1(percentile(per_charger, 50)),
+        # The same from the last StartTransaction sent: includes the server's recording of the 50 starts.
+        "rebalance_from_sent_p99_ms": r1(percentile(from_sent, 99)),
+        # Of which the server's recording of the starts (the last StartTransaction answered).
+        "rebalance_starts_answered_p50_ms": r1(
+            percentile([r["starts_answered_ms"] for r in measured["rounds"]], 50)
+        ),
+        "rebalance_profiles_per_round": [r["profiles"] for r in measured["rounds"]],
         "rebalance_chargers": chargers,
         "rebalance_share_a": SHARE_A,
     }
     say(
-        f"  rebalance: {len(figures)} rounds of {chargers} starts; last start -> last profile accepted "
+        f"  rebalance: {len(figures)} rounds of {chargers} starts; last start recorded -> last profile "
+        f"accepted "
         f"p50 {result['rebalance_p50_ms']} ms, p99 {result['rebalance_p99_ms']} ms (target < 2000 ms); "
-        f"per charger p50 {result['rebalance_charger_p50_ms']} ms"
+        f"per charger p50 {result['rebalance_charger_p50_ms']} ms; from the last StartTransaction sent "
+        f"p99 {result['rebalance_from_sent_p99_ms']} ms"
     )
     return result
 

@@ -337,7 +337,7 @@ def site_rebalance_dispatch(*, site_id: int) -> bool:
 
 
 def _coalesce_s() -> float:
-    return float(getattr(settings, "CPO_SMART_COALESCE_S", 1.0))
+    return float(getattr(settings, "CPO_SMART_COALESCE_S", 2.0))
 
 
 def _quiet_s() -> float:

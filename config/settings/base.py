@@ -402,8 +402,10 @@ CPO_TARIFFS_DEPARTURE_TIMEOUT_H = float(ENV.get("CPO_TARIFFS_DEPARTURE_TIMEOUT_H
 CPO_TARIFFS_FREE_CURRENCY = ENV.get("CPO_TARIFFS_FREE_CURRENCY", "EUR")
 
 # --- smart charging (apps.smartcharging) ---------------------------------------------------------
-# A burst of starts, stops and changes at a site within this window makes one rebalance.
-CPO_SMART_COALESCE_S = float(ENV.get("CPO_SMART_COALESCE_S", "1.0"))
+# A site's rebalance runs once its changes (starts, stops, changes in draw) have been quiet for
+# CPO_SMART_QUIET_S, and at most CPO_SMART_COALESCE_S after the first: a burst of starts makes one run.
+CPO_SMART_QUIET_S = float(ENV.get("CPO_SMART_QUIET_S", "0.3"))
+CPO_SMART_COALESCE_S = float(ENV.get("CPO_SMART_COALESCE_S", "2.0"))
 # validTo of our TxProfiles (refreshed at half of it) and of the static profiles (TxDefaultProfile, the
 # fail-safe; ChargePointMaxProfile, the cap): a charger that loses us falls back to what is safe.
 CPO_SMART_PROFILE_VALID_S = int(ENV.get("CPO_SMART_PROFILE_VALID_S", "3600"))

@@ -279,3 +279,27 @@ def test_the_admin_shows_a_new_integrations_key_once_and_keeps_only_its_hash(cli
         {"action": "revoke", "_selected_action": [integration.pk]},
     )
     assert _api(key).get(URL).status_code == 401
+
+
+def test_an_operator_admin_issues_keys_for_their_own_operator_only(client, org):
+    admin_user = StaffUserFactory(organisation=org, role="Operator admin")
+    other = OrganisationFactory()
+    theirs, _key = integrations.grid_integration_create(organisation=other, name="Theirs")
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("admin:smartcharging_gridintegration_add"),
+        {"organisation": org.pk, "name": "Ours"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert GridIntegration.objects.filter(organisation=org, name="Ours").exists()
+    # Another operator: not offered, not visible.
+    response = client.post(
+        reverse("admin:smartcharging_gridintegration_add"), {"organisation": other.pk, "name": "Sneaky"}
+    )
+    assert not GridIntegration.objects.filter(name="Sneaky").exists()
+    url = reverse("admin:smartcharging_gridintegration_change", args=[theirs.pk])
+    assert client.get(url).status_code == 404
+    # A technician may not issue keys.
+    client.force_login(StaffUserFactory(organisation=org, role="Technician"))
+    assert client.get(reverse("admin:smartcharging_gridintegration_add")).status_code == 403

@@ -61,7 +61,7 @@ class SiteAdmin(BaseModelAdmin):
     list_filter = ("phases",)
     search_fields = ("name", "location__name")
     autocomplete_fields = ("location", "charge_points")
-    readonly_fields = ("budget_kw", "budget_now", "allocation", "grid_events_now")
+    readonly_fields = ("budget_kw", "budget_now", "budget_applied_a", "allocation", "grid_events_now")
     inlines = [ChargingLimitInline]
 
     @admin.display(description=_("budget (kW)"))

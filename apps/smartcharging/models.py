@@ -55,6 +55,15 @@ class Site(TimeStampedModel):
         validators=[MinValueValidator(Decimal("0"))],
         help_text=_("What a connector may draw when the charger loses contact with us."),
     )
+    budget_applied_a = models.DecimalField(
+        _("budget last applied (A per phase)"),
+        max_digits=7,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("The budget the last rebalance shared out (less during a grid event)."),
+    )
 
     objects = TenantQuerySet.as_manager()
     tenant_field: ClassVar[str] = "organisation"

@@ -633,6 +633,8 @@ def site_rebalance(*, site_id: int, now: Any = None) -> RebalanceResult:
         sent += _static_profiles(
             site=site, charge_points=charge_points, in_force=in_force, units=units, now=now
         )
+        if site.budget_applied_a != budget:
+            _budget_applied(site=site, budget=budget, limits=limits, sent=len(sent), now=now)
         # Profiles of sessions that ended are forgotten (the charger drops a TxProfile with its transaction).
         stale = [
             row.pk
@@ -642,6 +644,30 @@ def site_rebalance(*, site_id: int, now: Any = None) -> RebalanceResult:
         if stale:
             ChargingLimit.objects.filter(pk__in=stale).delete()
     return RebalanceResult(site_id=site_id, budget_a=budget, limits=dict(limits), sent=sent)
+
+
+def _budget_applied(
+    *, site: Site, budget: Decimal, limits: dict[Any, float], sent: int, now: datetime
+) -> None:
+    """The budget a rebalance shares out changed (a grid event began or ended, the site's budget was
+    set): keep it and audit the effect (the events in force, what the sessions got)."""
+    previous = site.budget_applied_a
+    Site.objects.filter(pk=site.pk).update(budget_applied_a=budget)
+    site.budget_applied_a = budget
+    audit_record_create(
+        actor=None,
+        action="site.budget_applied",
+        target=site,
+        organisation_id=site.organisation_id,
+        source=SOURCE[:16],
+        detail={
+            "budget_a": [str(previous) if previous is not None else None, str(budget)],
+            "grid_events": [event.pk for event in site_grid_events_now(site=site, now=now)],
+            "sessions": len(limits),
+            "allocated_a": str(sum(Decimal(str(v)) for v in limits.values())),
+            "profiles_sent": sent,
+        },
+    )
 
 
 def static_limits(site: Site) -> dict[str, Decimal]:

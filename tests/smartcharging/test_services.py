@@ -816,3 +816,23 @@ def test_the_task_puts_a_run_off_while_changes_come_and_runs_it_once_they_are_qu
     monkeypatch.setattr(services, "site_rebalance_wait", lambda *, site_id: 0.0)
     assert len(tasks.site_rebalance_task(site.pk)) == 2 + 2 * 2
     assert len(_limits(recorder)) == 2
+
+
+def test_a_grid_events_effect_is_audited_when_it_begins_and_when_it_ends(recorder, monkeypatch):
+    monkeypatch.setattr(services.current_app, "send_task", lambda *a, **k: None)
+    site, _sessions = _site()
+    services.site_rebalance(site_id=site.pk)
+    now = clock.now()
+    event = services.grid_event_declare(sites=[site], starts_at=now, ends_at=now + timedelta(minutes=30))
+    services.site_rebalance(site_id=site.pk)
+    services.site_rebalance(site_id=site.pk)  # nothing changed: no second record
+    services.grid_event_end(event=event)
+    services.site_rebalance(site_id=site.pk)
+    records = AuditRecord.objects.filter(action="site.budget_applied", target_id=str(site.pk)).order_by("pk")
+    assert [(r.detail["budget_a"], r.detail["grid_events"], r.detail["allocated_a"]) for r in records] == [
+        ([None, "64.0"], [], "64.0"),
+        (["64.0", "51.2"], [event.pk], "51.2"),
+        (["51.2", "64.0"], [], "64.0"),
+    ]
+    site.refresh_from_db()
+    assert site.budget_applied_a == D("64.0")

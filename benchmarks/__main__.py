@@ -1,7 +1,8 @@
 """`python -m benchmarks` (`make bench`): floor vs stack throughput, idle RSS, command latency, driver start
 latency (POST /api/v1/sessions to the charger receiving its start command, benchmarks/driver_start.py;
 card drivers whose starts take a hold at localstripe first, unless --no-driver-payments),
-driver API latency with 2,000 live streams open on one process (benchmarks/live_streams.py).
+driver API latency with 2,000 live streams open on one process (benchmarks/live_streams.py), rebalance latency
+(the last of 50 starts at one site to the last charging profile accepted, benchmarks/rebalance.py).
 Select phases with --phases (BENCH_ARGS="--phases live" runs the live streams alone).
 
 Bounded to --budget seconds (600 by default) with a time box per phase; a watchdog stops everything
@@ -30,6 +31,7 @@ from benchmarks.common import ROOT, Child, raise_fd_limit, say
 
 _print_lock = threading.Lock()
 LIVE_BOX = 130.0  # seconds the live streams phase may take (about 100 s here)
+REBALANCE_BOX = 120.0  # seconds the rebalance phase may take (50 chargers, warm-up and 5 rounds: 40-90 s)
 _printed = False
 
 
@@ -64,7 +66,9 @@ def parse_args() -> argparse.Namespace:
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--budget", type=float, default=600, help="total seconds (default 600)")
-    p.add_argument("--phases", default="floor,stack,idle,commands,driver,live", help="comma-separated subset")
+    p.add_argument(
+        "--phases", default="floor,stack,idle,commands,driver,rebalance,live", help="comma-separated subset"
+    )
     p.add_argument(
         "--server",
         choices=["uvicorn", "uvicorn-sansio", "daphne"],
@@ -100,6 +104,10 @@ def parse_args() -> argparse.Namespace:
         default=True,
         help="driver phase: card drivers, a hold at localstripe before each start (default: on)",
     )
+    p.add_argument(
+        "--rebalance-chargers", type=int, default=50, help="chargers at the rebalance phase's site"
+    )
+    p.add_argument("--rebalance-rounds", type=int, default=5, help="bursts of starts in the rebalance phase")
     p.add_argument("--live-streams", type=int, default=2000, help="live streams held open in the live phase")
     p.add_argument("--live-rate", type=float, default=25.0, help="driver API reads per second (open loop)")
     p.add_argument(
@@ -147,6 +155,7 @@ def main() -> int:
         "command_p99_ms": None,
         "driver_start_p99_ms": None,
         "driver_start_payments": None,
+        "rebalance_p99_ms": None,
         "live_streams": None,
         "live_streams_api_p99_ms": None,
         "live_streams_api_idle_p99_ms": None,
@@ -231,6 +240,7 @@ def main() -> int:
                 args.idle if "idle" in wanted else 0,
                 args.fleet if "commands" in wanted else 0,
                 args.driver_chargers if "driver" in wanted else 0,
+                args.rebalance_chargers if "rebalance" in wanted else 0,
                 min(args.live_streams, 1000) if "live" in wanted else 0,
                 20,
             )
@@ -298,7 +308,11 @@ def main() -> int:
         def do_idle() -> None:
             # The live streams phase comes last and takes what the others leave (it needs about 100 s;
             # the phases before it rarely use their whole boxes): it reserves nothing here.
-            reserve = (200 if "commands" in wanted else 10) + (120 if "driver" in wanted else 0)
+            reserve = (
+                (200 if "commands" in wanted else 10)
+                + (120 if "driver" in wanted else 0)
+                + (REBALANCE_BOX if "rebalance" in wanted else 0)
+            )
             box = min(260.0, deadline - time.monotonic() - reserve)
             figures.update(phases.idle(ctx, target=args.idle, procs=2, concurrency=50, box=box))
 
@@ -308,6 +322,7 @@ def main() -> int:
                 deadline
                 - time.monotonic()
                 - (125 if "driver" in wanted else 8)
+                - (REBALANCE_BOX if "rebalance" in wanted else 0)
                 - (LIVE_BOX / 2 if "live" in wanted else 0),
             )
             figures.update(
@@ -331,7 +346,14 @@ def main() -> int:
         def do_driver() -> None:
             from benchmarks import driver_start
 
-            box = min(120.0, deadline - time.monotonic() - 8 - (LIVE_BOX / 2 if "live" in wanted else 0))
+            box = min(
+                120.0,
+                deadline
+                - time.monotonic()
+                - 8
+                - (REBALANCE_BOX if "rebalance" in wanted else 0)
+                - (LIVE_BOX / 2 if "live" in wanted else 0),
+            )
             figures.update(
                 driver_start.run(
                     ctx,
@@ -362,6 +384,19 @@ def main() -> int:
                 )
             )
 
+        def do_rebalance() -> None:
+            from benchmarks import rebalance
+
+            box = min(
+                REBALANCE_BOX, deadline - time.monotonic() - 8 - (LIVE_BOX / 2 if "live" in wanted else 0)
+            )
+            figures.update(
+                rebalance.run(ctx, chargers=args.rebalance_chargers, rounds=args.rebalance_rounds, box=box)
+            )
+
+        if "rebalance" in wanted:
+            phase("rebalance", do_rebalance, 40)
+
         if "live" in wanted:
             phase("live", do_live, 60)
     except KeyboardInterrupt as exc:
@@ -378,7 +413,7 @@ def main() -> int:
     say(
         "\nsummary: floor {f} msgs/s, stack {s} msgs/s, ratio {r}; idle {i} connections at {k} KB each; "
         "commands p50 {c50} ms, p99 {c99} ms; driver start p50 {d50} ms, p99 {d99} ms; {ls} live streams: "
-        "API p99 {lp} ms (idle {li} ms)".format(
+        "API p99 {lp} ms (idle {li} ms); rebalance p99 {rb} ms".format(
             f=figures["floor_msgs_per_s"],
             s=figures["stack_msgs_per_s"],
             r=figures["ratio"],
@@ -391,6 +426,7 @@ def main() -> int:
             ls=figures.get("live_streams"),
             lp=figures.get("live_streams_api_p99_ms"),
             li=figures.get("live_streams_api_idle_p99_ms"),
+            rb=figures.get("rebalance_p99_ms"),
         )
     )
     final_line(figures)

@@ -7,6 +7,7 @@ from apps.accounts.api import views as accounts
 from apps.billing.api import views as billing
 from apps.charging.api import views as charging
 from apps.reservations.api import views as reservations
+from apps.smartcharging.api import views as smartcharging
 from apps.stations.api import views as stations
 
 urlpatterns = [
@@ -61,6 +62,8 @@ urlpatterns = [
         name="api-payment-method-default",
     ),
     path("payments/<int:pk>/retry", billing.PaymentRetryView.as_view(), name="api-payment-retry"),
+    path("grid-events", smartcharging.GridEventListView.as_view(), name="api-grid-events"),
+    path("grid-events/<int:pk>", smartcharging.GridEventDetailView.as_view(), name="api-grid-event-detail"),
 ]
 
 schema_urlpatterns = [

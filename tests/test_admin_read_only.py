@@ -29,6 +29,9 @@ RESTRICTED = {
     "billing.Refund": READ_ONLY,
     "smartcharging.ChargerConfigurationKey": READ_ONLY,
     "smartcharging.ChargingLimit": READ_ONLY,
+    "smartcharging.EvChargingNeeds": READ_ONLY,
+    "smartcharging.ExternalChargingLimit": READ_ONLY,
+    "smartcharging.ReportedChargingProfile": READ_ONLY,
     # can_delete is off: no row is deleted through the site's page (the permission is the site's own).
     "smartcharging.Site ChargingLimitInline": (False, False, True, True),
     "charging.ChargingSession": READ_ONLY,

@@ -56,6 +56,16 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
         # Change: cancel a reservation (admin action; created from the charger's ReserveNow command form).
         *_perms("reservations", "reservation", ("view", "change")),
+        # Smart charging: sites' budgets, grid events, the utility systems that may declare them (their
+        # keys are issued and revoked here); what chargers hold and report is read-only.
+        *_perms("smartcharging", "site", CRUD),
+        *_perms("smartcharging", "gridevent", CRUD),
+        *_perms("smartcharging", "gridintegration", CRUD),
+        *_perms("smartcharging", "charginglimit", VIEW),
+        *_perms("smartcharging", "chargerconfigurationkey", VIEW),
+        *_perms("smartcharging", "externalcharginglimit", VIEW),
+        *_perms("smartcharging", "reportedchargingprofile", VIEW),
+        *_perms("smartcharging", "evchargingneeds", VIEW),
     ],
     Role.TECHNICIAN: [
         *_perms("ocpp_gateway", "ocppcommand", ("view", "add")),
@@ -74,6 +84,12 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("stations", "chargepoint", ("view", "change")),
         *_perms("stations", "evse", ("view", "change", "add")),
         *_perms("stations", "connector", ("view", "change", "add")),
+        *_perms("smartcharging", "site", VIEW),
+        *_perms("smartcharging", "charginglimit", VIEW),
+        *_perms("smartcharging", "chargerconfigurationkey", VIEW),
+        *_perms("smartcharging", "externalcharginglimit", VIEW),
+        *_perms("smartcharging", "reportedchargingprofile", VIEW),
+        *_perms("smartcharging", "evchargingneeds", VIEW),
     ],
     Role.SUPPORT: [
         *_perms("ocpp_gateway", "ocppcommand", VIEW),

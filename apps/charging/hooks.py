@@ -8,6 +8,8 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
   Tariffs takes the snapshot again for that driver.
 - `transaction_event_applied`: `services.transaction_event_record` applied a new event. Tariffs
   records parking and departure.
+- `meter_values_recorded`: `services.meter_samples_record` stored samples (MeterValues, TransactionEvent,
+  Start/StopTransaction). Smart charging rebalances a site when the draw changed.
 - `session_stopped`: `services.session_stop` completed a session (once). Tariffs dispatches the CDR on
   commit.
 - `session_price` (port): `driver_selectors.session_usage` asks what a session costs. Tariffs answers
@@ -29,10 +31,11 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
   starts there and lets the holder start; `services.idtoken_authorize` answers another token Invalid
   for a start on it. Reservations provides it; without it no EVSE is held.
 
-All but `start_payment`, `driver_standing`, `driver_standing_changed` and `reservation_guard` are
-registered in TariffsConfig.ready(); `start_payment`, `driver_standing` and billing's `driver_export_parts`
-in BillingConfig.ready(),
-`driver_standing_changed` in OcppGatewayConfig.ready(), `reservation_guard` in ReservationsConfig.ready().
+All but `start_payment`, `driver_standing`, `driver_standing_changed`, `reservation_guard` and
+`meter_values_recorded` are registered in TariffsConfig.ready(); `start_payment`, `driver_standing` and
+billing's `driver_export_parts` in BillingConfig.ready(),
+`driver_standing_changed` in OcppGatewayConfig.ready(), `reservation_guard` in ReservationsConfig.ready(),
+`meter_values_recorded` in SmartChargingConfig.ready() (which also receives starts and stops).
 The charger commands the driver flow needs go through `apps.charging.intents` (provided by the gateway).
 """
 
@@ -46,6 +49,7 @@ from cpo.hooks import Hook, Port
 
 if TYPE_CHECKING:
     from apps.accounts.models import User
+    from apps.charging.metering import Sample
     from apps.charging.models import ChargingSession, DriverSession
     from apps.stations.models import ChargePoint
 
@@ -82,6 +86,12 @@ class TransactionEventApplied(Protocol):
 
 class SessionStopped(Protocol):
     def __call__(self, *, session: ChargingSession, reason: str) -> None: ...
+
+
+class MeterValuesRecorded(Protocol):
+    def __call__(
+        self, *, charge_point_id: int, evse_id: int, session: ChargingSession | None, samples: list[Sample]
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +179,8 @@ session_driver_known: Hook[SessionDriverKnown] = Hook("charging.session_driver_k
 transaction_event_applied: Hook[TransactionEventApplied] = Hook("charging.transaction_event_applied")
 # A session completed (once: a repeated stop does not emit it again).
 session_stopped: Hook[SessionStopped] = Hook("charging.session_stopped")
+# Meter samples were stored for an EVSE (any protocol, any message), in the storing transaction.
+meter_values_recorded: Hook[MeterValuesRecorded] = Hook("charging.meter_values_recorded")
 # The price of a session (None: not priced, e.g. no tariff or no pricing app installed).
 session_price: Port[SessionPriceReader] = Port("charging.session_price", default=_no_price)
 # How a driver's start is paid (default: on account).

@@ -390,6 +390,10 @@ def meter_samples_record(
         for s in samples
     ]
     MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
+    # e.g. smart charging: a change in what the car draws changes how its site is shared.
+    hooks.meter_values_recorded.emit(
+        charge_point_id=charge_point_id, evse_id=evse_id, session=session, samples=samples
+    )
 
 
 @transaction.atomic

@@ -1,16 +1,29 @@
-"""Admin: sites (a grid connection's budget, editable), the profiles in force at their chargers and the
-1.6 configuration keys chargers reported (read-only), within the staff member's organisations."""
+"""Admin: sites (a grid connection's budget, editable), the profiles in force at their chargers, what
+chargers reported (read-only), grid events and the utility systems that may declare them, within the staff
+member's organisations."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from apps.smartcharging import services
-from apps.smartcharging.models import ChargerConfigurationKey, ChargingLimit, GridEvent, Site
+from apps.smartcharging import integrations, services
+from apps.smartcharging.choices import ProfilePurpose
+from apps.smartcharging.models import (
+    ChargerConfigurationKey,
+    ChargingLimit,
+    EvChargingNeeds,
+    ExternalChargingLimit,
+    GridEvent,
+    GridIntegration,
+    ReportedChargingProfile,
+    Site,
+)
 from cpo.admin import BaseModelAdmin, ReadOnlyAdminMixin
 
 
@@ -48,7 +61,7 @@ class SiteAdmin(BaseModelAdmin):
     list_filter = ("phases",)
     search_fields = ("name", "location__name")
     autocomplete_fields = ("location", "charge_points")
-    readonly_fields = ("budget_kw", "budget_now", "allocation")
+    readonly_fields = ("budget_kw", "budget_now", "budget_applied_a", "allocation", "grid_events_now")
     inlines = [ChargingLimitInline]
 
     @admin.display(description=_("budget (kW)"))
@@ -64,11 +77,18 @@ class SiteAdmin(BaseModelAdmin):
     def allocation(self, obj: Site) -> str:
         if not obj.pk:
             return "-"
-        limits = obj.limits.order_by("charge_point__identity", "evse_id")
+        # The running sessions' profiles (the static ones at EVSE 0 cap chargers, they are not shares).
+        limits = obj.limits.filter(purpose=ProfilePurpose.TX).order_by("charge_point__identity", "evse_id")
         total = sum((limit.limit_a for limit in limits), start=0)
         return _("{total} A of {budget} A in {count} profiles").format(
             total=total, budget=obj.max_current_a, count=len(limits)
         )
+
+    @admin.display(description=_("grid events in force"))
+    def grid_events_now(self, obj: Site) -> str:
+        if not obj.pk:
+            return "-"
+        return ", ".join(str(event) for event in services.site_grid_events_now(site=obj)) or "-"
 
 
 @admin.register(ChargingLimit)
@@ -115,7 +135,7 @@ class GridEventAdmin(BaseModelAdmin):
     list_filter = ("source",)
     date_hierarchy = "starts_at"
     autocomplete_fields = ("sites",)
-    readonly_fields = ("ended_at", "source", "reference")
+    readonly_fields = ("ended_at", "source", "reference", "integration")
     actions = ["end_now"]
 
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
@@ -128,3 +148,120 @@ class GridEventAdmin(BaseModelAdmin):
     def end_now(self, request: HttpRequest, queryset: Any) -> None:
         for event in queryset:
             services.grid_event_end(event=event, actor=request.user, source="admin")
+
+
+@admin.register(GridIntegration)
+class GridIntegrationAdmin(BaseModelAdmin):
+    """Utility systems that declare grid events through the API. Adding one issues its key, shown once
+    (only a hash is kept); "Issue a new key" replaces it, "Revoke" refuses it from then on."""
+
+    list_display = (
+        "name",
+        "organisation",
+        "key_prefix",
+        "active",
+        "last_used_at",
+        "revoked_at",
+        "created_at",
+    )
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "key_prefix")
+    readonly_fields = ("key_prefix", "last_used_at", "revoked_at")
+    actions = ["issue_new_key", "revoke"]
+
+    @admin.display(description=_("active"), boolean=True)
+    def active(self, obj: GridIntegration) -> bool:
+        return obj.is_active
+
+    def save_model(self, request: HttpRequest, obj: GridIntegration, form: Any, change: bool) -> None:
+        key = None if change else integrations.grid_integration_key_prepare(integration=obj)
+        super().save_model(request, obj, form, change)
+        if key is not None:
+            _show_key(request, obj, key)
+
+    @admin.action(description=_("Issue a new key (the old one stops working)"), permissions=["change"])
+    def issue_new_key(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for integration in queryset.order_by("pk"):
+            key = integrations.grid_integration_new_key(
+                integration=integration, actor=request.user, source="admin"
+            )
+            _show_key(request, integration, key)
+
+    @admin.action(description=_("Revoke the selected keys"), permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = sum(
+            integrations.grid_integration_revoke(integration=integration, actor=request.user, source="admin")
+            for integration in queryset.order_by("pk")
+        )
+        messages.success(request, _("{count} key(s) revoked.").format(count=count))
+
+
+def _show_key(request: HttpRequest, integration: GridIntegration, key: str) -> None:
+    messages.warning(
+        request,
+        format_html(
+            _(
+                "API key for {name}: <code>{key}</code> Copy it now and give it to the utility system "
+                "(header X-API-Key); it is not shown again."
+            ),
+            name=integration.name,
+            key=key,
+        ),
+    )
+
+
+class _ChargerReportAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
+    list_select_related = ("charge_point",)
+    search_fields = ("charge_point__identity",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [f.name for f in self.model._meta.concrete_fields]
+
+
+@admin.register(ExternalChargingLimit)
+class ExternalChargingLimitAdmin(_ChargerReportAdmin):
+    """Limits set at chargers by others (NotifyChargingLimit), until the charger clears them: they lower
+    that charger's share of its site."""
+
+    list_display = (
+        "charge_point",
+        "evse_id",
+        "source",
+        "limit_a",
+        "limit",
+        "unit",
+        "is_grid_critical",
+        "reported_at",
+    )
+    list_filter = ("source",)
+
+
+@admin.register(ReportedChargingProfile)
+class ReportedChargingProfileAdmin(_ChargerReportAdmin):
+    """The profiles chargers hold, as their last ReportChargingProfiles said."""
+
+    list_display = (
+        "charge_point",
+        "evse_id",
+        "profile_id",
+        "purpose",
+        "stack_level",
+        "source",
+        "reported_at",
+    )
+    list_filter = ("purpose", "source")
+
+
+@admin.register(EvChargingNeeds)
+class EvChargingNeedsAdmin(_ChargerReportAdmin):
+    """What cars said they need (NotifyEVChargingNeeds): their energy and departure set their priority."""
+
+    list_display = (
+        "charge_point",
+        "evse_id",
+        "energy_amount_wh",
+        "departure_at",
+        "ev_min_current_a",
+        "ev_max_current_a",
+        "reported_at",
+    )

@@ -11,7 +11,8 @@ class SmartChargingConfig(AppConfig):
         from apps.charging import hooks as charging_hooks
         from apps.smartcharging import services
 
-        # A start or a stop at a site changes how its budget is shared: rebalance it after commit
-        # (coalesced), through the charging hooks (docs/architecture.md, Layering).
+        # A start, a stop or a change in what a car draws changes how its site's budget is shared:
+        # rebalance it after commit (coalesced), through the charging hooks (docs/architecture.md, Layering).
         charging_hooks.session_started.register(services.session_started)
         charging_hooks.session_stopped.register(services.session_stopped)
+        charging_hooks.meter_values_recorded.register(services.meter_values_recorded)

@@ -24,3 +24,11 @@ class ProfileStatus(models.TextChoices):
     ACCEPTED = "accepted", _("Accepted")
     REJECTED = "rejected", _("Rejected")
     FAILED = "failed", _("Not delivered")
+
+
+class GridEventStatus(models.TextChoices):
+    """Where a grid event stands (as the API shows it)."""
+
+    SCHEDULED = "scheduled", _("Scheduled")
+    ACTIVE = "active", _("Active")
+    ENDED = "ended", _("Ended")

@@ -62,3 +62,25 @@ def rate_units(*, charge_point_id: int) -> set[str]:
     for item in values:
         units |= _parse(item)
     return units
+
+
+def rate_units_many(*, charge_point_ids: list[int]) -> dict[int, set[str]]:
+    """rate_units for many chargers in two queries (a rebalance asks for every charger of a site)."""
+    units: dict[int, set[str]] = {}
+    configured = ChargerConfigurationKey.objects.filter(
+        charge_point_id__in=charge_point_ids, key__iexact=RATE_UNIT_KEY
+    ).values_list("charge_point_id", "value")
+    for cp_id, value in configured:
+        if value:
+            units[cp_id] = _parse(value)
+    rest = [pk for pk in charge_point_ids if pk not in units]
+    if rest:
+        variables = DeviceVariable.objects.filter(
+            charge_point_id__in=rest,
+            component__iexact="SmartChargingCtrlr",
+            variable__iexact="RateUnit",
+            attribute_type="Actual",
+        ).values_list("charge_point_id", "value")
+        for cp_id, value in variables:
+            units.setdefault(cp_id, set()).update(_parse(value))
+    return {pk: units.get(pk, set()) for pk in charge_point_ids}

@@ -55,6 +55,15 @@ class Site(TimeStampedModel):
         validators=[MinValueValidator(Decimal("0"))],
         help_text=_("What a connector may draw when the charger loses contact with us."),
     )
+    budget_applied_a = models.DecimalField(
+        _("budget last applied (A per phase)"),
+        max_digits=7,
+        decimal_places=1,
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=_("The budget the last rebalance shared out (less during a grid event)."),
+    )
 
     objects = TenantQuerySet.as_manager()
     tenant_field: ClassVar[str] = "organisation"
@@ -176,6 +185,15 @@ class GridEvent(TimeStampedModel):
     ended_at = models.DateTimeField(_("ended early at"), null=True, blank=True)
     source = models.CharField(_("declared by"), max_length=100, blank=True)
     reference = models.CharField(_("reference"), max_length=100, blank=True)
+    integration = models.ForeignKey(
+        "GridIntegration",
+        verbose_name=_("declared through"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="grid_events",
+        help_text=_("The utility system that declared it through the API."),
+    )
 
     objects = TenantQuerySet.as_manager()
     tenant_field: ClassVar[str] = "organisation"
@@ -199,3 +217,146 @@ class GridEvent(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"-{self.reduce_percent}% {self.starts_at:%Y-%m-%d %H:%M} to {self.ends_at:%H:%M}"
+
+
+class GridIntegration(TimeStampedModel):
+    """A utility system (a grid operator, an aggregator) that may declare grid events for one operator's
+    sites through `POST /api/v1/grid-events`, with the API key issued to it in the admin. The key is shown
+    once; only its prefix (to find the row) and a salted hash of its secret are kept. Revoked: refused."""
+
+    organisation = models.ForeignKey(
+        Organisation, verbose_name=_("operator"), on_delete=models.PROTECT, related_name="grid_integrations"
+    )
+    name = models.CharField(_("name"), max_length=100)
+    key_prefix = models.CharField(_("key prefix"), max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=200, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("grid integration")
+        verbose_name_plural = _("grid integrations")
+        ordering = ["organisation", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class ExternalChargingLimit(models.Model):
+    """A limit set at the charger by someone else (an energy management system, the grid operator: OCPP
+    2.0.1 NotifyChargingLimit), until the charger says it is cleared (ClearedChargingLimit). It lowers
+    that charger's share when its site is allocated. EVSE 0: the whole charger."""
+
+    charge_point = models.ForeignKey(
+        ChargePoint,
+        verbose_name=_("charge point"),
+        on_delete=models.CASCADE,
+        related_name="external_charging_limits",
+    )
+    evse_id = models.PositiveSmallIntegerField(_("EVSE number"))
+    source = models.CharField(_("source"), max_length=20)
+    limit_a = models.DecimalField(
+        _("limit (A per phase)"), max_digits=7, decimal_places=1, null=True, blank=True
+    )
+    limit = models.DecimalField(
+        _("limit as reported"), max_digits=10, decimal_places=1, null=True, blank=True
+    )
+    unit = models.CharField(_("unit"), max_length=1, choices=RateUnit.choices, blank=True)
+    is_grid_critical = models.BooleanField(_("grid critical"), null=True, blank=True)
+    schedule = models.JSONField(_("schedule as reported"), default=list, blank=True)
+    reported_at = models.DateTimeField(_("reported at"))
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "charge_point__organisation"
+
+    class Meta:
+        verbose_name = _("external charging limit")
+        verbose_name_plural = _("external charging limits")
+        ordering = ["charge_point", "evse_id", "source"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charge_point", "evse_id", "source"], name="externallimit_unique_per_evse_source"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point} / {self.evse_id} {self.source}: {self.limit_a} A"
+
+
+class ReportedChargingProfile(models.Model):
+    """A charging profile a charger holds, as its last ReportChargingProfiles (2.0.1) said: ours or
+    anyone's (`source`: CSO is us, EMS / SO / Other set elsewhere). A new report for an EVSE replaces
+    what an earlier request reported there."""
+
+    charge_point = models.ForeignKey(
+        ChargePoint,
+        verbose_name=_("charge point"),
+        on_delete=models.CASCADE,
+        related_name="reported_charging_profiles",
+    )
+    evse_id = models.PositiveSmallIntegerField(_("EVSE number"))
+    profile_id = models.IntegerField(_("profile id"))
+    request_id = models.IntegerField(_("request id"))
+    source = models.CharField(_("source"), max_length=20)
+    purpose = models.CharField(_("purpose"), max_length=40)
+    stack_level = models.PositiveSmallIntegerField(_("stack level"))
+    profile = models.JSONField(_("profile as reported"))
+    reported_at = models.DateTimeField(_("reported at"))
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "charge_point__organisation"
+
+    class Meta:
+        verbose_name = _("reported charging profile")
+        verbose_name_plural = _("reported charging profiles")
+        ordering = ["charge_point", "evse_id", "purpose", "-stack_level"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["charge_point", "evse_id", "profile_id"], name="reportedprofile_unique_per_evse_id"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point} / {self.evse_id} #{self.profile_id} {self.purpose}"
+
+
+class EvChargingNeeds(models.Model):
+    """What the car on an EVSE said it needs (OCPP 2.0.1 NotifyEVChargingNeeds, from ISO 15118): the
+    energy it asks for and when it leaves; its current range. The latest per EVSE; it counts for the
+    session running there when it was reported after that session started."""
+
+    charge_point = models.ForeignKey(
+        ChargePoint,
+        verbose_name=_("charge point"),
+        on_delete=models.CASCADE,
+        related_name="ev_charging_needs",
+    )
+    evse_id = models.PositiveSmallIntegerField(_("EVSE number"))
+    energy_transfer = models.CharField(_("requested energy transfer"), max_length=40)
+    energy_amount_wh = models.PositiveIntegerField(_("energy requested (Wh)"), null=True, blank=True)
+    departure_at = models.DateTimeField(_("departure"), null=True, blank=True)
+    ev_min_current_a = models.PositiveIntegerField(_("car's minimum current (A)"), null=True, blank=True)
+    ev_max_current_a = models.PositiveIntegerField(_("car's maximum current (A)"), null=True, blank=True)
+    needs = models.JSONField(_("needs as reported"), default=dict)
+    reported_at = models.DateTimeField(_("reported at"))
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "charge_point__organisation"
+
+    class Meta:
+        verbose_name = _("EV charging needs")
+        verbose_name_plural = _("EV charging needs")
+        ordering = ["charge_point", "evse_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["charge_point", "evse_id"], name="evneeds_unique_per_evse"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.charge_point} / {self.evse_id}: {self.energy_amount_wh} Wh by {self.departure_at}"

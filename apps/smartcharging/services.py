@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -19,18 +21,26 @@ import redis
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils.translation import gettext as _
 
 from apps.accounts.services import audit_record_create
 from apps.charging.choices import SessionStatus
 from apps.charging.intents import ChargingLimit as LimitIntent
 from apps.charging.intents import CommandOutcome, IntentOutcome, charger_control
+from apps.charging.metering import Sample
 from apps.charging.models import ChargingSession, MeterSample
 from apps.smartcharging import allocation
 from apps.smartcharging.choices import ProfilePurpose, ProfileStatus, RateUnit
-from apps.smartcharging.configuration import rate_units
-from apps.smartcharging.models import ChargingLimit, GridEvent, Site
+from apps.smartcharging.configuration import rate_units, rate_units_many
+from apps.smartcharging.models import (
+    ChargingLimit,
+    EvChargingNeeds,
+    ExternalChargingLimit,
+    GridEvent,
+    GridIntegration,
+    Site,
+)
 from apps.stations.choices import PowerType
 from apps.stations.models import ChargePoint, Connector, Location
 from cpo import clock
@@ -52,6 +62,12 @@ TENTH = Decimal("0.1")
 SOURCE = "smartcharging"
 REBALANCE_TASK = "smartcharging.site_rebalance"
 COALESCE_KEY = "cpo:smart:rebalance:"
+LAST_CHANGE_KEY = "cpo:smart:changed:"
+# The last current a car drew per EVSE (a change beyond draw_change_a() rebalances its site).
+DRAW_KEY = "cpo:smart:draw:"
+CURRENT_MEASURAND = "Current.Import"
+# Priorities derived from a car's needs stay within 0..MAX_PRIORITY (0: no needs known).
+MAX_PRIORITY = 1000
 
 
 def profile_id_for(*, evse_id: int, purpose: str) -> int:
@@ -60,7 +76,23 @@ def profile_id_for(*, evse_id: int, purpose: str) -> int:
 
 
 def profile_validity() -> timedelta:
+    """How long a TxProfile of ours stays valid (refreshed by the periodic pass at half of it)."""
     return timedelta(seconds=getattr(settings, "CPO_SMART_PROFILE_VALID_S", 3600))
+
+
+def static_profile_validity() -> timedelta:
+    """How long the static profiles (TxDefaultProfile, ChargePointMaxProfile) stay valid."""
+    return timedelta(seconds=getattr(settings, "CPO_SMART_STATIC_PROFILE_VALID_S", 7 * 86400))
+
+
+def reject_retry() -> timedelta:
+    """How long after a charger rejected our profile it is offered one again."""
+    return timedelta(seconds=getattr(settings, "CPO_SMART_REJECT_RETRY_S", 300))
+
+
+def draw_change_a() -> float:
+    """A change in what a car draws (amperes per phase) that rebalances its site."""
+    return float(getattr(settings, "CPO_SMART_DRAW_CHANGE_A", 2.0))
 
 
 # --- sites ---------------------------------------------------------------------------------------------
@@ -135,23 +167,34 @@ def site_charge_points(site: Site) -> list[ChargePoint]:
 
 
 def site_for_charge_point(*, charge_point_id: int) -> Site | None:
-    """The site a charge point belongs to: one that names it, else its location's site without a group."""
-    named = Site.objects.filter(charge_points__id=charge_point_id).order_by("pk").first()
-    if named is not None:
-        return named
+    """The site a charge point belongs to: one that names it, else its location's site without a group.
+    One query (a rebalance trigger runs it on every start, stop and change in draw)."""
+    named = Site.charge_points.through.objects.filter(site_id=OuterRef("pk"), chargepoint_id=charge_point_id)
     return (
-        Site.objects.filter(location__charge_points__id=charge_point_id, charge_points__isnull=True)
-        .order_by("pk")
+        Site.objects.filter(
+            Q(Exists(named)) | Q(location__charge_points__id=charge_point_id, charge_points__isnull=True)
+        )
+        .annotate(named=Exists(named))
+        .order_by("-named", "pk")
         .first()
+    )
+
+
+def site_grid_events_now(*, site: Site, now: datetime | None = None) -> list[GridEvent]:
+    """The grid events in force at the site at `now` (started, not over, not ended early)."""
+    now = now or clock.now()
+    return list(
+        GridEvent.objects.filter(sites=site, starts_at__lte=now, ends_at__gt=now)
+        .filter(Q(ended_at__isnull=True) | Q(ended_at__gt=now))
+        .order_by("-reduce_percent", "pk")
     )
 
 
 def site_cut_percent(*, site: Site, now: datetime) -> Decimal:
     """The deepest grid-event cut in force at the site at `now` (0 when none)."""
-    cuts = GridEvent.objects.filter(sites=site, starts_at__lte=now, ends_at__gt=now).filter(
-        Q(ended_at__isnull=True) | Q(ended_at__gt=now)
+    deepest = max(
+        (event.reduce_percent for event in site_grid_events_now(site=site, now=now)), default=Decimal("0")
     )
-    deepest = max((event.reduce_percent for event in cuts), default=Decimal("0"))
     return min(deepest, Decimal("100"))
 
 
@@ -172,6 +215,7 @@ def grid_event_declare(
     actor: Any = None,
     source: str = "service",
     reference: str = "",
+    integration: GridIntegration | None = None,
 ) -> GridEvent:
     """Declare a demand-response event for `sites` (all of one operator). Their budgets drop by
     `reduce_percent` for the window; they are rebalanced when it starts and when it ends. ValidationFailed
@@ -200,6 +244,7 @@ def grid_event_declare(
         ends_at=ends_at,
         source=source,
         reference=reference[:100],
+        integration=integration,
     )
     event.sites.set(sites)
     audit_record_create(
@@ -213,6 +258,7 @@ def grid_event_declare(
             "reduce_percent": str(reduce_percent),
             "starts_at": starts_at.isoformat(),
             "ends_at": ends_at.isoformat(),
+            **({"integration": integration.pk} if integration is not None else {}),
         },
     )
     _rebalance_at_both_ends(event)
@@ -270,23 +316,55 @@ def site_rebalance_soon(*, site_id: int) -> None:
 
 
 def site_rebalance_dispatch(*, site_id: int) -> bool:
-    """Queue one rebalance of the site unless one is already queued (a Redis key with a short TTL marks it;
-    the run clears it before reading, so a change after that queues another). True when queued."""
-    coalesce_s = float(getattr(settings, "CPO_SMART_COALESCE_S", 1.0))
+    """Queue one rebalance of the site unless one is already queued (a Redis key with a short TTL marks it,
+    holding when the first change came; the run clears it before reading, so a change after that queues
+    another). Every change also notes when it came: the run waits until changes have been quiet for
+    CPO_SMART_QUIET_S, but never longer than CPO_SMART_COALESCE_S after the first (site_rebalance_wait),
+    so that a burst of starts makes one run with the final shares. True when queued."""
+    coalesce_s, quiet_s = _coalesce_s(), _quiet_s()
+    now = time.time()
     try:
-        fresh = _redis().set(f"{COALESCE_KEY}{site_id}", "1", nx=True, ex=max(int(coalesce_s * 10), 5))
+        pipe = _redis().pipeline(transaction=False)
+        pipe.set(f"{LAST_CHANGE_KEY}{site_id}", repr(now), ex=max(int(coalesce_s * 10), 5))
+        pipe.set(f"{COALESCE_KEY}{site_id}", repr(now), nx=True, ex=max(int(coalesce_s * 10), 5))
+        fresh = pipe.execute()[1]
     except redis.RedisError:
         logger.warning("site %s: Redis unavailable, rebalancing without coalescing", site_id)
         fresh = True
     if fresh:
-        current_app.send_task(REBALANCE_TASK, args=(site_id,), countdown=coalesce_s)
+        current_app.send_task(REBALANCE_TASK, args=(site_id,), countdown=min(quiet_s, coalesce_s))
     return bool(fresh)
+
+
+def _coalesce_s() -> float:
+    return float(getattr(settings, "CPO_SMART_COALESCE_S", 2.0))
+
+
+def _quiet_s() -> float:
+    return float(getattr(settings, "CPO_SMART_QUIET_S", 0.3))
+
+
+def site_rebalance_wait(*, site_id: int, now: float | None = None) -> float:
+    """How much longer a queued run should wait (seconds; 0: run now): until the site's changes have been
+    quiet for CPO_SMART_QUIET_S, at most until CPO_SMART_COALESCE_S after the first. 0 when no burst is
+    marked (the periodic pass, a grid event's edge) or Redis does not answer."""
+    now = time.time() if now is None else now
+    try:
+        first, last = _redis().mget(f"{COALESCE_KEY}{site_id}", f"{LAST_CHANGE_KEY}{site_id}")
+        if first is None:
+            return 0.0
+        first_at = float(first)
+        last_at = float(last) if last is not None else first_at
+    except (redis.RedisError, ValueError):
+        return 0.0
+    wait = min(last_at + _quiet_s(), first_at + _coalesce_s()) - now
+    return wait if wait > 0.01 else 0.0
 
 
 def site_rebalance_claim(*, site_id: int) -> None:
     """A rebalance run starts: later changes queue another run."""
     try:
-        _redis().delete(f"{COALESCE_KEY}{site_id}")
+        _redis().delete(f"{COALESCE_KEY}{site_id}", f"{LAST_CHANGE_KEY}{site_id}")
     except redis.RedisError:
         logger.warning("site %s: Redis unavailable, could not clear the coalescing mark", site_id)
 
@@ -320,6 +398,27 @@ def session_stopped(*, session: ChargingSession, reason: str) -> None:
     charge_point_changed(charge_point_id=session.charge_point_id)
 
 
+def meter_values_recorded(
+    *, charge_point_id: int, evse_id: int, session: ChargingSession | None, samples: list[Sample]
+) -> None:
+    """charging.hooks.meter_values_recorded receiver: when the current a car draws (its highest phase in
+    the latest reading) moved by draw_change_a() or more since the last reading (kept in Redis, so most
+    readings cost no database query), its site is rebalanced (coalesced)."""
+    currents = [s for s in samples if s.measurand == CURRENT_MEASURAND and s.value is not None]
+    if not currents or evse_id < 1:
+        return
+    latest = max(s.sampled_at for s in currents)
+    draw = max(float(s.value) for s in currents if s.sampled_at == latest and s.value is not None)
+    try:
+        previous = _redis().set(f"{DRAW_KEY}{charge_point_id}:{evse_id}", f"{draw:.1f}", ex=86400, get=True)
+    except redis.RedisError:
+        logger.warning("charger %s: Redis unavailable, change in draw not checked", charge_point_id)
+        return  # the periodic pass catches up
+    if previous is not None and abs(float(previous) - draw) < draw_change_a():
+        return
+    charge_point_changed(charge_point_id=charge_point_id)
+
+
 # --- rebalancing ---------------------------------------------------------------------------------------
 def _connector_for(session: ChargingSession) -> Connector | None:
     if session.connector_id is not None:
@@ -335,7 +434,7 @@ def _draw_a(session: ChargingSession, *, since: datetime) -> float | None:
     """What the car draws under the limit in force since `since` (the highest phase current of the latest
     reading taken after it), if the charger says. Older readings say nothing about the present limit."""
     latest = (
-        MeterSample.objects.filter(session=session, measurand="Current.Import", received_at__gte=since)
+        MeterSample.objects.filter(session=session, measurand=CURRENT_MEASURAND, received_at__gte=since)
         .order_by("-sampled_at")
         .values_list("sampled_at", flat=True)
         .first()
@@ -345,14 +444,52 @@ def _draw_a(session: ChargingSession, *, since: datetime) -> float | None:
     values = [
         float(value)
         for value in MeterSample.objects.filter(
-            session=session, measurand="Current.Import", sampled_at=latest, value__isnull=False
+            session=session, measurand=CURRENT_MEASURAND, sampled_at=latest, value__isnull=False
         ).values_list("value", flat=True)
         if value is not None
     ]
     return max(values) if values else None
 
 
-def _demands(site: Site, charge_points: list[ChargePoint]) -> tuple[list[allocation.Demand], dict[Any, Any]]:
+def external_limits_a(*, charge_point_ids: list[int]) -> dict[tuple[int, int], Decimal]:
+    """(charge point, EVSE) → the lowest limit someone else set there (NotifyChargingLimit), in amperes
+    per phase. EVSE 0 is the whole charger: it applies to each of its EVSEs."""
+    limits: dict[tuple[int, int], Decimal] = {}
+    rows = ExternalChargingLimit.objects.filter(charge_point_id__in=charge_point_ids, limit_a__isnull=False)
+    for cp_id, evse_id, limit_a in rows.values_list("charge_point_id", "evse_id", "limit_a"):
+        if limit_a is None:
+            continue
+        key = (cp_id, evse_id)
+        limits[key] = min(limit_a, limits.get(key, limit_a))
+    return limits
+
+
+def needs_priority(*, needs: EvChargingNeeds, now: datetime, voltage_v: int, phases: int) -> int:
+    """How urgent a car is (NotifyEVChargingNeeds): the current per phase (A, rounded up) it needs on
+    average to get the energy it asked for by its departure, within 1..MAX_PRIORITY; MAX_PRIORITY when it
+    is due to leave already; 0 when it did not say both. Higher priorities are admitted first when the
+    minimums do not all fit."""
+    if needs.energy_amount_wh is None or needs.departure_at is None:
+        return 0
+    hours = (needs.departure_at - now).total_seconds() / 3600
+    if hours <= 0:
+        return MAX_PRIORITY
+    need_a = needs.energy_amount_wh / (hours * max(voltage_v, 1) * max(phases, 1))
+    return max(1, min(MAX_PRIORITY, math.ceil(need_a)))
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """What a rebalance knows of one running session besides its Demand."""
+
+    session: ChargingSession
+    phases: int
+    retry: bool  # its charger rejected our profile a while ago: offer one again
+
+
+def _demands(
+    site: Site, charge_points: list[ChargePoint], *, now: datetime
+) -> tuple[list[allocation.Demand], dict[Any, _Slot]]:
     sessions = list(
         ChargingSession.objects.filter(charge_point__in=charge_points, status=SessionStatus.ACTIVE)
         .select_related("connector", "charge_point")
@@ -362,6 +499,12 @@ def _demands(site: Site, charge_points: list[ChargePoint]) -> tuple[list[allocat
         (limit.charge_point_id, limit.evse_id): limit
         for limit in ChargingLimit.objects.filter(charge_point__in=charge_points, purpose=ProfilePurpose.TX)
     }
+    external = external_limits_a(charge_point_ids=[cp.pk for cp in charge_points])
+    needs = {
+        (row.charge_point_id, row.evse_id): row
+        for row in EvChargingNeeds.objects.filter(charge_point__in=charge_points)
+    }
+    retry_after = reject_retry()
     demands, context = [], {}
     for order, session in enumerate(sessions):
         key = (session.charge_point_id, session.evse_id)
@@ -369,13 +512,29 @@ def _demands(site: Site, charge_points: list[ChargePoint]) -> tuple[list[allocat
             continue
         connector = _connector_for(session)
         max_a = float(connector.max_current_a) if connector else 32.0
-        phases = _PHASES.get(connector.power_type, 3) if connector else 3
+        phases = min(_PHASES.get(connector.power_type, 3) if connector else 3, site.phases)
+        # A limit someone else set at the charger caps what it takes (the charger enforces it itself).
+        caps = [external[k] for k in (key, (session.charge_point_id, 0)) if k in external]
+        if caps:
+            max_a = min(max_a, float(min(caps)))
+        min_a, priority = allocation.DEFAULT_MINIMUM_A, 0
+        need = needs.get(key)
+        if need is not None and need.reported_at >= session.started_at:
+            if need.ev_max_current_a:
+                max_a = min(max_a, float(need.ev_max_current_a))
+            if need.ev_min_current_a:
+                min_a = max(min_a, float(need.ev_min_current_a))
+            priority = needs_priority(needs=need, now=now, voltage_v=site.voltage_v, phases=phases)
         limit = in_force.get(key)
         fixed: float | None = None
+        retry = False
         if not session.charge_point.is_online:
             fixed = float(limit.limit_a) if limit and limit.status == ProfileStatus.ACCEPTED else max_a
         elif limit is not None and limit.status == ProfileStatus.REJECTED:
-            fixed = max_a  # it refused our profile: assume it takes its maximum until it accepts one
+            # It refused our profile: assume it takes its maximum until it accepts one. After a while it
+            # is offered one again (at that maximum: safe whatever it answers).
+            fixed = max_a
+            retry = limit.answered_at is None or now - limit.answered_at >= retry_after
         want: float | None = None
         draw = None
         if limit is not None and limit.status == ProfileStatus.ACCEPTED and limit.answered_at is not None:
@@ -385,21 +544,17 @@ def _demands(site: Site, charge_points: list[ChargePoint]) -> tuple[list[allocat
         demands.append(
             allocation.Demand(
                 key=key,
-                phases=tuple(range(1, min(phases, site.phases) + 1)),
+                phases=tuple(range(1, phases + 1)),
                 max_a=max_a,
+                min_a=min_a,
                 want_a=want,
+                priority=priority,
                 order=order,
                 fixed_a=fixed,
             )
         )
-        context[key] = (session, connector, phases)
+        context[key] = _Slot(session=session, phases=phases, retry=retry)
     return demands, context
-
-
-def _rate_unit(charge_point: ChargePoint) -> str:
-    """The unit the charger takes profiles in (amperes unless it allows only watts)."""
-    allowed = charge_point_rate_units(charge_point_id=charge_point.pk)
-    return RateUnit.WATTS if allowed == {RateUnit.WATTS} else RateUnit.AMPERES
 
 
 def charge_point_rate_units(*, charge_point_id: int) -> set[str]:
@@ -416,64 +571,195 @@ class RebalanceResult:
     sent: list[int]  # command ids
 
 
+def _unchanged(
+    current: ChargingLimit | None, *, limit_a: Decimal, now: datetime, validity: timedelta
+) -> bool:
+    """The profile in force already says `limit_a` (sent or accepted) and is not about to expire."""
+    return (
+        current is not None
+        and current.limit_a == limit_a
+        and current.status in (ProfileStatus.SENT, ProfileStatus.ACCEPTED)
+        and current.valid_to - now > validity / 2
+    )
+
+
 def site_rebalance(*, site_id: int, now: Any = None) -> RebalanceResult:
-    """Allocate the site's budget and send a profile to each charger whose limit changed (or whose profile
-    in force expires within half its validity). Runs under the site's row lock: two rebalances of a site
-    never interleave. Never waits for a charger."""
+    """Allocate the site's budget and send a TxProfile to each running session whose limit changed (or
+    whose profile in force expires within half its validity), and keep the static profiles in force at
+    each online charger (static_limits). Runs under the site's row lock: two rebalances of a site never
+    interleave. Never waits for a charger."""
     now = now or clock.now()
     sent: list[int] = []
     with transaction.atomic():
         site = Site.objects.select_for_update(no_key=True).get(pk=site_id)
         charge_points = site_charge_points(site)
         budget = site_budget_a(site=site, now=now)
-        demands, context = _demands(site, charge_points)
+        demands, context = _demands(site, charge_points, now=now)
         limits = allocation.allocate(budget_a=float(budget), phases=site.phases, demands=demands)
         fixed = {d.key for d in demands if d.fixed_a is not None}
         in_force: dict[Any, ChargingLimit] = {
-            (limit.charge_point_id, limit.evse_id): limit
+            (limit.charge_point_id, limit.evse_id, limit.purpose): limit
             for limit in ChargingLimit.objects.select_for_update(no_key=True).filter(
-                charge_point__in=charge_points, purpose=ProfilePurpose.TX
+                charge_point__in=charge_points
             )
         }
         validity = profile_validity()
+        units = rate_units_many(charge_point_ids=[cp.pk for cp in charge_points])
         for key, value in sorted(limits.items()):
-            if key in fixed:
+            slot = context[key]
+            if key in fixed and not slot.retry:
                 continue
-            session, _connector, phases = context[key]
             limit_a = Decimal(str(value)).quantize(TENTH, rounding=ROUND_FLOOR)
-            current = in_force.get(key)
-            if (
-                current is not None
-                and current.limit_a == limit_a
-                and current.transaction_ref == session.transaction_ref
-                and current.status in (ProfileStatus.SENT, ProfileStatus.ACCEPTED)
-                and current.valid_to - now > validity / 2
+            current = in_force.get((slot.session.charge_point_id, slot.session.evse_id, ProfilePurpose.TX))
+            if _unchanged(current, limit_a=limit_a, now=now, validity=validity) and (
+                current is not None and current.transaction_ref == slot.session.transaction_ref
             ):
                 continue
             command_id = _send(
-                site=site, session=session, phases=min(phases, site.phases), limit_a=limit_a, now=now
+                site=site,
+                charge_point=slot.session.charge_point,
+                evse_id=slot.session.evse_id,
+                purpose=ProfilePurpose.TX,
+                session=slot.session,
+                phases=slot.phases,
+                limit_a=limit_a,
+                now=now,
+                validity=validity,
+                unit=_unit(units, slot.session.charge_point),
+                current=current,
             )
             if command_id is not None:
                 sent.append(command_id)
+        sent += _static_profiles(
+            site=site, charge_points=charge_points, in_force=in_force, units=units, now=now
+        )
+        if site.budget_applied_a != budget:
+            _budget_applied(site=site, budget=budget, limits=limits, sent=len(sent), now=now)
         # Profiles of sessions that ended are forgotten (the charger drops a TxProfile with its transaction).
-        active = set(context)
-        stale = [pk for key, row in in_force.items() if key not in active for pk in [row.pk]]
+        stale = [
+            row.pk
+            for (cp_id, evse_id, purpose), row in in_force.items()
+            if purpose == ProfilePurpose.TX and (cp_id, evse_id) not in context
+        ]
         if stale:
             ChargingLimit.objects.filter(pk__in=stale).delete()
     return RebalanceResult(site_id=site_id, budget_a=budget, limits=dict(limits), sent=sent)
 
 
-def _send(*, site: Site, session: ChargingSession, phases: int, limit_a: Decimal, now: Any) -> int | None:
-    charge_point = session.charge_point
-    unit = _rate_unit(charge_point)
+def _budget_applied(
+    *, site: Site, budget: Decimal, limits: dict[Any, float], sent: int, now: datetime
+) -> None:
+    """The budget a rebalance shares out changed (a grid event began or ended, the site's budget was
+    set): keep it and audit the effect (the events in force, what the sessions got)."""
+    previous = site.budget_applied_a
+    Site.objects.filter(pk=site.pk).update(budget_applied_a=budget)
+    site.budget_applied_a = budget
+    audit_record_create(
+        actor=None,
+        action="site.budget_applied",
+        target=site,
+        organisation_id=site.organisation_id,
+        source=SOURCE[:16],
+        detail={
+            "budget_a": [str(previous) if previous is not None else None, str(budget)],
+            "grid_events": [event.pk for event in site_grid_events_now(site=site, now=now)],
+            "sessions": len(limits),
+            "allocated_a": str(sum(Decimal(str(v)) for v in limits.values())),
+            "profiles_sent": sent,
+        },
+    )
+
+
+def static_limits(site: Site) -> dict[str, Decimal]:
+    """The profiles every charger of the site holds at EVSE 0 besides those of its running sessions:
+    TxDefaultProfile, the fail-safe for a transaction that starts before we allocated it (and for one
+    whose TxProfile expired because the charger lost us): the site's fallback limit, else the minimum
+    (6 A); ChargePointMaxProfile (2.0.1: ChargingStationMaxProfile), the static cap: no charger ever draws
+    more than the whole site's budget, whatever happens to us."""
+    fallback = site.fallback_limit_a
+    if fallback is None:
+        fallback = Decimal(str(allocation.DEFAULT_MINIMUM_A))
+    return {
+        ProfilePurpose.TX_DEFAULT: min(fallback, site.max_current_a).quantize(TENTH, rounding=ROUND_FLOOR),
+        ProfilePurpose.CHARGER_MAX: site.max_current_a.quantize(TENTH, rounding=ROUND_FLOOR),
+    }
+
+
+def _static_profiles(
+    *,
+    site: Site,
+    charge_points: list[ChargePoint],
+    in_force: dict[Any, ChargingLimit],
+    units: dict[int, set[str]],
+    now: datetime,
+) -> list[int]:
+    """Send the static profiles (static_limits) to online chargers that do not hold them yet, hold other
+    values, or hold them until soon. One that rejected them is offered them again after a while."""
+    sent: list[int] = []
+    validity = static_profile_validity()
+    retry_after = reject_retry()
+    wanted = static_limits(site)
+    for charge_point in charge_points:
+        if not charge_point.is_online:
+            continue  # sent when it comes back (presence flush rebalances its site)
+        for purpose, limit_a in wanted.items():
+            current = in_force.get((charge_point.pk, 0, purpose))
+            if _unchanged(current, limit_a=limit_a, now=now, validity=validity):
+                continue
+            if (
+                current is not None
+                and current.status == ProfileStatus.REJECTED
+                and current.limit_a == limit_a
+                and current.answered_at is not None
+                and now - current.answered_at < retry_after
+            ):
+                continue
+            command_id = _send(
+                site=site,
+                charge_point=charge_point,
+                evse_id=0,
+                purpose=purpose,
+                session=None,
+                phases=site.phases,
+                limit_a=limit_a,
+                now=now,
+                validity=validity,
+                unit=_unit(units, charge_point),
+                current=current,
+            )
+            if command_id is not None:
+                sent.append(command_id)
+    return sent
+
+
+def _unit(units: dict[int, set[str]], charge_point: ChargePoint) -> str:
+    """The unit the charger takes profiles in (amperes unless it allows only watts)."""
+    return RateUnit.WATTS if units.get(charge_point.pk) == {RateUnit.WATTS} else RateUnit.AMPERES
+
+
+def _send(
+    *,
+    site: Site,
+    charge_point: ChargePoint,
+    evse_id: int,
+    purpose: str,
+    session: ChargingSession | None,
+    phases: int,
+    limit_a: Decimal,
+    now: datetime,
+    validity: timedelta,
+    unit: str,
+    current: ChargingLimit | None,
+) -> int | None:
+    """Send one profile of ours and record it as the one in force (`current`: the row it replaces)."""
     value = limit_a
     if unit == RateUnit.WATTS:
         value = (limit_a * site.voltage_v * phases).quantize(TENTH, rounding=ROUND_FLOOR)
-    valid_to = now + profile_validity()
-    profile_id = profile_id_for(evse_id=session.evse_id, purpose=ProfilePurpose.TX)
+    valid_to = now + validity
+    profile_id = profile_id_for(evse_id=evse_id, purpose=purpose)
     intent = LimitIntent(
-        evse_id=session.evse_id,
-        purpose=ProfilePurpose.TX.value,
+        evse_id=evse_id,
+        purpose=str(purpose),
         profile_id=profile_id,
         stack_level=STACK_LEVEL,
         limit=value,
@@ -483,36 +769,34 @@ def _send(*, site: Site, session: ChargingSession, phases: int, limit_a: Decimal
         number_phases=phases,
         session=session,
     )
-    row, _created = ChargingLimit.objects.update_or_create(
-        charge_point=charge_point,
-        evse_id=session.evse_id,
-        purpose=ProfilePurpose.TX,
-        defaults={
-            "site": site,
-            "profile_id": profile_id,
-            "stack_level": STACK_LEVEL,
-            "limit_a": limit_a,
-            "limit": value,
-            "unit": unit,
-            "transaction_ref": session.transaction_ref,
-            "status": ProfileStatus.SENT,
-            "command_id": None,
-            "sent_at": now,
-            "answered_at": None,
-            "valid_to": valid_to,
-        },
-    )
+    command_id: int | None = None
     try:
         result = charger_control.get().set_charging_limit(
             charge_point=charge_point, limit=intent, actor=None, source=SOURCE
         )
     except ValidationFailed:
         logger.exception("charger %s: our charging profile was refused before sending", charge_point.identity)
-        ChargingLimit.objects.filter(pk=row.pk).update(status=ProfileStatus.FAILED)
-        return None
-    status = ProfileStatus.FAILED if result.offline else ProfileStatus.SENT
-    ChargingLimit.objects.filter(pk=row.pk).update(command_id=result.command_id, status=status)
-    return result.command_id
+        status = ProfileStatus.FAILED
+    else:
+        # The command is handed to the charger when this rebalance commits, so its outcome always finds
+        # this row (an offline charger's command is final at once: recorded here as not delivered).
+        command_id = result.command_id
+        status = ProfileStatus.FAILED if result.offline else ProfileStatus.SENT
+    row = current or ChargingLimit(charge_point=charge_point, evse_id=evse_id, purpose=purpose)
+    row.site = site
+    row.profile_id = profile_id
+    row.stack_level = STACK_LEVEL
+    row.limit_a = limit_a
+    row.limit = value
+    row.unit = unit
+    row.transaction_ref = session.transaction_ref if session is not None else ""
+    row.status = status
+    row.command_id = command_id
+    row.sent_at = now
+    row.answered_at = None
+    row.valid_to = valid_to
+    row.save()
+    return command_id
 
 
 _OUTCOME_STATUS = {

@@ -272,6 +272,7 @@ SPECTACULAR_SETTINGS = {
         "ConnectorStatusEnum": "apps.stations.choices.ConnectorStatus",
         "SessionStatusEnum": "apps.charging.choices.DriverSessionStatus",
         "PaymentStatusEnum": "apps.billing.choices.PaymentStatus",
+        "GridEventStatusEnum": "apps.smartcharging.choices.GridEventStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
@@ -419,6 +420,20 @@ CPO_TARIFFS_DEPARTURE_TIMEOUT_H = float(ENV.get("CPO_TARIFFS_DEPARTURE_TIMEOUT_H
 # A session at a charge point with no tariff in force is free; its zero CDR is in the currency of the
 # operator's latest tariff, or in this one when the operator has none.
 CPO_TARIFFS_FREE_CURRENCY = ENV.get("CPO_TARIFFS_FREE_CURRENCY", "EUR")
+
+# --- smart charging (apps.smartcharging) ---------------------------------------------------------
+# A site's rebalance runs once its changes (starts, stops, changes in draw) have been quiet for
+# CPO_SMART_QUIET_S, and at most CPO_SMART_COALESCE_S after the first: a burst of starts makes one run.
+CPO_SMART_QUIET_S = float(ENV.get("CPO_SMART_QUIET_S", "0.3"))
+CPO_SMART_COALESCE_S = float(ENV.get("CPO_SMART_COALESCE_S", "2.0"))
+# validTo of our TxProfiles (refreshed at half of it) and of the static profiles (TxDefaultProfile, the
+# fail-safe; ChargePointMaxProfile, the cap): a charger that loses us falls back to what is safe.
+CPO_SMART_PROFILE_VALID_S = int(ENV.get("CPO_SMART_PROFILE_VALID_S", "3600"))
+CPO_SMART_STATIC_PROFILE_VALID_S = int(ENV.get("CPO_SMART_STATIC_PROFILE_VALID_S", str(7 * 86400)))
+# A charger that rejected our profile counts at its maximum; it is offered one again after this long.
+CPO_SMART_REJECT_RETRY_S = int(ENV.get("CPO_SMART_REJECT_RETRY_S", "300"))
+# A change in what a car draws (A per phase, from MeterValues Current.Import) that rebalances its site.
+CPO_SMART_DRAW_CHANGE_A = float(ENV.get("CPO_SMART_DRAW_CHANGE_A", "2.0"))
 
 # --- billing (Stripe) ------------------------------------------------------------------------------
 # Keys from the Stripe dashboard (test keys in development). STRIPE_API_BASE points the client at another

@@ -75,6 +75,7 @@ def test_the_apps_wire_their_hooks_and_ports_in_ready():
         tariff_services.session_tariff_on_stop,
         smartcharging_services.session_stopped,
     )
+    assert charging_hooks.meter_values_recorded.receivers == (smartcharging_services.meter_values_recorded,)
     assert charging_hooks.session_price.get() is tariff_selectors.session_price
     assert charging_hooks.driver_export_parts.receivers == (
         tariff_selectors.driver_receipts_export,

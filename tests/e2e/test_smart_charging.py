@@ -70,7 +70,20 @@ def _active(identities: list[str]) -> list[ChargingSession]:
 
 
 def _limits() -> list[ChargingLimit]:
-    return list(ChargingLimit.objects.select_related("charge_point").order_by("charge_point__identity"))
+    """The running sessions' profiles in force (TxProfile), by charger."""
+    return list(
+        ChargingLimit.objects.filter(purpose="TxProfile")
+        .select_related("charge_point")
+        .order_by("charge_point__identity")
+    )
+
+
+def _static() -> set[tuple[str, str, str, D, str]]:
+    """The static profiles (fail-safe default, cap) at EVSE 0 of each charger."""
+    return {
+        (r.charge_point.identity, r.purpose, r.status, r.limit_a, r.unit)
+        for r in ChargingLimit.objects.exclude(purpose="TxProfile").select_related("charge_point")
+    }
 
 
 async def _rebalanced(site_id: int, count: int, limit_a: D | None = None) -> list[ChargingLimit]:
@@ -166,6 +179,17 @@ async def test_a_64_a_site_shares_its_budget_among_four_32_a_chargers(server, ca
             (i, D("16.0")) for i in sorted(identities)
         ]
         assert sum(r.limit_a for r in rows) <= 64 and all(r.limit_a >= 6 for r in rows)
+        # Every charger took the fail-safe default for new transactions and the static cap too.
+        expected_static = {
+            (identity, purpose, ProfileStatus.ACCEPTED, limit_a, "A")
+            for identity in identities
+            for purpose, limit_a in (("TxDefaultProfile", D("6.0")), ("ChargePointMaxProfile", D("64.0")))
+        }
+        if watts_only:
+            expected_static = {(i, p, s, a, "W" if i == V16[0] else u) for i, p, s, a, u in expected_static}
+        await eventually(
+            lambda: orm(lambda: _static() == expected_static)(), what=f"static profiles {expected_static}"
+        )
         at_chargers = {identity: _charger_limit_a(charger) for identity, charger in chargers.items()}
         assert sum(at_chargers.values()) <= 64 + 1e-6
         assert all(6 <= value <= 16 + 1e-6 for value in at_chargers.values())

@@ -683,3 +683,68 @@ TENANT_FACTORIES[Site] = _for_org(SiteFactory)
 TENANT_FACTORIES[GridEvent] = _for_org(GridEventFactory)
 TENANT_FACTORIES[ChargingLimit] = _for_charger(ChargingLimitFactory)
 TENANT_FACTORIES[ChargerConfigurationKey] = _for_charger(ChargerConfigurationKeyFactory)
+
+
+# --- smart charging: what chargers report, grid integrations ---------------------------------------------
+from apps.smartcharging.models import (  # noqa: E402
+    EvChargingNeeds,
+    ExternalChargingLimit,
+    GridIntegration,
+    ReportedChargingProfile,
+)
+
+
+class GridIntegrationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = GridIntegration
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"Grid operator {n}")
+    key_prefix = factory.Sequence(lambda n: f"gi{n:010x}")
+    key_hash = "hmac-sha256$00$00"
+
+
+class ExternalChargingLimitFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ExternalChargingLimit
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    evse_id = 0
+    source = "EMS"
+    limit_a = Decimal("10")
+    limit = Decimal("10")
+    unit = "A"
+    reported_at = factory.LazyFunction(clock.now)
+
+
+class ReportedChargingProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ReportedChargingProfile
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    evse_id = 1
+    profile_id = factory.Sequence(lambda n: n + 1)
+    request_id = 1
+    source = "CSO"
+    purpose = "TxDefaultProfile"
+    stack_level = 0
+    profile = factory.LazyAttribute(lambda o: {"id": o.profile_id, "stackLevel": 0})
+    reported_at = factory.LazyFunction(clock.now)
+
+
+class EvChargingNeedsFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EvChargingNeeds
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    evse_id = 1
+    energy_transfer = "AC_three_phase"
+    energy_amount_wh = 20000
+    departure_at = factory.LazyFunction(lambda: clock.now() + timedelta(hours=4))
+    reported_at = factory.LazyFunction(clock.now)
+
+
+TENANT_FACTORIES[GridIntegration] = _for_org(GridIntegrationFactory)
+TENANT_FACTORIES[ExternalChargingLimit] = _for_charger(ExternalChargingLimitFactory)
+TENANT_FACTORIES[ReportedChargingProfile] = _for_charger(ReportedChargingProfileFactory)
+TENANT_FACTORIES[EvChargingNeeds] = _for_charger(EvChargingNeedsFactory)

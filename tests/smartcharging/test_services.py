@@ -13,8 +13,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.accounts.models import AuditRecord
+from apps.charging import metering
 from apps.charging.choices import SessionStatus
 from apps.charging.intents import CommandOutcome, IntentOutcome, IntentSent, charger_control
+from apps.charging.services import meter_values_record
 from apps.ocpp_gateway import intents as gateway_intents
 from apps.ocpp_gateway import protocol
 from apps.ocpp_gateway.choices import CommandStatus
@@ -22,7 +24,7 @@ from apps.ocpp_gateway.services import presence_flush
 from apps.smartcharging import services
 from apps.smartcharging.choices import ProfilePurpose, ProfileStatus
 from apps.smartcharging.configuration import configuration_record
-from apps.smartcharging.models import ChargingLimit, GridEvent, Site
+from apps.smartcharging.models import ChargingLimit, EvChargingNeeds, GridEvent, Site
 from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint
 from cpo import clock
@@ -31,7 +33,9 @@ from tests.factories import (
     ChargingSessionFactory,
     ConnectorFactory,
     DeviceVariableFactory,
+    EvChargingNeedsFactory,
     EvseFactory,
+    ExternalChargingLimitFactory,
     LocationFactory,
     MeterSampleFactory,
     OcppCommandFactory,
@@ -87,7 +91,23 @@ def _site(budget="64", count=4, protocol=OcppProtocol.OCPP16, max_a=32):
 
 
 def _limits(recorder):
-    return sorted((identity, limit.limit, limit.unit) for identity, limit in recorder.sent)
+    return sorted(
+        (identity, limit.limit, limit.unit)
+        for identity, limit in recorder.sent
+        if limit.purpose == "TxProfile"
+    )
+
+
+def _static(recorder):
+    return sorted(
+        (identity, limit.purpose, limit.evse_id, limit.limit, limit.unit)
+        for identity, limit in recorder.sent
+        if limit.purpose != "TxProfile"
+    )
+
+
+def _tx():
+    return ChargingLimit.objects.filter(purpose=ProfilePurpose.TX)
 
 
 # --- site_set --------------------------------------------------------------------------------------------
@@ -143,7 +163,7 @@ def test_four_32_a_chargers_on_a_64_a_site_get_16_a_each_and_nothing_is_resent_w
     site, sessions = _site()
     result = services.site_rebalance(site_id=site.pk)
     assert _limits(recorder) == [(f"SMART-{n}", D("16.0"), "A") for n in range(4)]
-    assert len(result.sent) == 4
+    assert len(result.sent) == 4 + 2 * 4  # and each charger's two static profiles
     limit = recorder.sent[0][1]
     assert (limit.purpose, limit.evse_id, limit.number_phases, limit.session) == (
         "TxProfile",
@@ -152,7 +172,7 @@ def test_four_32_a_chargers_on_a_64_a_site_get_16_a_each_and_nothing_is_resent_w
         sessions[0],
     )
     assert limit.valid_to > limit.valid_from
-    rows = ChargingLimit.objects.order_by("charge_point__identity")
+    rows = _tx().order_by("charge_point__identity")
     assert [(r.limit_a, r.status, r.command_id) for r in rows] == [
         (D("16.0"), ProfileStatus.SENT, 1001 + n) for n in range(4)
     ]
@@ -170,7 +190,7 @@ def test_a_stop_redistributes_only_to_the_others_and_forgets_the_stopped_ones_pr
     sessions[3].save()
     services.site_rebalance(site_id=site.pk)
     assert _limits(recorder) == [(f"SMART-{n}", D("21.3"), "A") for n in range(3)]
-    assert not ChargingLimit.objects.filter(charge_point=sessions[3].charge_point).exists()
+    assert not _tx().filter(charge_point=sessions[3].charge_point).exists()
 
 
 def test_a_charger_that_allows_only_watts_gets_watts(recorder):
@@ -215,7 +235,7 @@ def test_a_rejected_profile_flags_the_charger_its_share_counts_at_its_maximum(
 ):
     site, sessions = _site(count=3)
     services.site_rebalance(site_id=site.pk)
-    first = ChargingLimit.objects.get(charge_point=sessions[0].charge_point)
+    first = _tx().get(charge_point=sessions[0].charge_point)
     dispatched = []
     monkeypatch.setattr(services, "site_rebalance_dispatch", lambda *, site_id: dispatched.append(site_id))
     with django_capture_on_commit_callbacks(execute=True):
@@ -241,7 +261,7 @@ def test_an_outcome_of_an_older_command_changes_nothing(recorder):
         charge_point_id=sessions[0].charge_point_id,
         outcome=IntentOutcome(command_id=999, outcome=CommandOutcome.REFUSED),
     )
-    assert ChargingLimit.objects.get().status == ProfileStatus.SENT
+    assert _tx().get().status == ProfileStatus.SENT
 
 
 def test_a_car_drawing_less_than_its_share_leaves_the_rest_to_the_others(recorder):
@@ -359,7 +379,7 @@ def test_each_version_sends_our_profile_in_its_own_schema(subprotocol, purpose, 
 def test_the_gateway_tells_smart_charging_the_outcome_of_its_profile(recorder):
     site, _sessions = _site(count=2)
     services.site_rebalance(site_id=site.pk)
-    rows = list(ChargingLimit.objects.order_by("charge_point__identity"))
+    rows = list(_tx().order_by("charge_point__identity"))
     accepted = OcppCommandFactory(
         charge_point=rows[0].charge_point, action="SetChargingProfile", response={"status": "Accepted"}
     )
@@ -372,7 +392,7 @@ def test_the_gateway_tells_smart_charging_the_outcome_of_its_profile(recorder):
 
     outcomes.command_finished(command=accepted)
     outcomes.command_finished(command=rejected)
-    assert [r.status for r in ChargingLimit.objects.order_by("charge_point__identity")] == [
+    assert [r.status for r in _tx().order_by("charge_point__identity")] == [
         ProfileStatus.ACCEPTED,
         ProfileStatus.REJECTED,
     ]
@@ -439,7 +459,7 @@ def test_ending_a_grid_event_restores_the_budget_and_rebalances(
         event = services.grid_event_declare(sites=[site], starts_at=now, ends_at=now + timedelta(minutes=30))
     assert dispatched == [site.pk]
     services.site_rebalance(site_id=site.pk)
-    assert {limit.limit for _identity, limit in recorder.sent} == {D("12.8")}
+    assert {limit for _identity, limit, _unit in _limits(recorder)} == {D("12.8")}
     with django_capture_on_commit_callbacks(execute=True):
         services.grid_event_end(event=event)
     assert dispatched == [site.pk, site.pk]
@@ -502,3 +522,320 @@ def test_a_charger_going_offline_or_coming_back_rebalances_its_site(
     assert dispatched == [site.pk, site.pk]
     sessions[0].charge_point.refresh_from_db()
     assert sessions[0].charge_point.is_online is False
+
+
+# --- static profiles ---------------------------------------------------------------------------------------
+def test_each_online_charger_gets_the_fail_safe_default_and_the_static_cap_once(recorder):
+    site, _sessions = _site(count=2)
+    site.fallback_limit_a = D("10")
+    site.save()
+    offline = ChargePointFactory(organisation=site.organisation, location=site.location, is_online=False)
+    services.site_rebalance(site_id=site.pk)
+    assert _static(recorder) == [
+        (identity, purpose, 0, limit, "A")
+        for identity in ("SMART-0", "SMART-1")
+        for purpose, limit in (("ChargePointMaxProfile", D("64.0")), ("TxDefaultProfile", D("10.0")))
+    ]
+    assert not ChargingLimit.objects.filter(charge_point=offline).exists()
+    tx_default = next(limit for _i, limit in recorder.sent if limit.purpose == "TxDefaultProfile")
+    assert tx_default.session is None and tx_default.valid_to - tx_default.valid_from == timedelta(days=7)
+    assert tx_default.profile_id == services.profile_id_for(evse_id=0, purpose="TxDefaultProfile")
+    # Nothing changed: nothing is sent again; a new fallback limit goes out as a new default only.
+    recorder.sent.clear()
+    services.site_rebalance(site_id=site.pk)
+    assert recorder.sent == []
+    site.fallback_limit_a = D("8")
+    site.save()
+    services.site_rebalance(site_id=site.pk)
+    assert _static(recorder) == [
+        (identity, "TxDefaultProfile", 0, D("8.0"), "A") for identity in ("SMART-0", "SMART-1")
+    ]
+    assert _limits(recorder) == []
+
+
+def test_without_a_fallback_limit_the_default_is_the_minimum_and_watts_where_only_watts(recorder):
+    site, sessions = _site(count=1)
+    configuration_record(
+        charge_point_id=sessions[0].charge_point_id,
+        keys=[{"key": "ChargingScheduleAllowedChargingRateUnit", "value": "Power"}],
+        reported_at=clock.now(),
+    )
+    services.site_rebalance(site_id=site.pk)
+    # 6 A and 64 A on 3 phases at 230 V.
+    assert _static(recorder) == [
+        ("SMART-0", "ChargePointMaxProfile", 0, D("44160.0"), "W"),
+        ("SMART-0", "TxDefaultProfile", 0, D("4140.0"), "W"),
+    ]
+
+
+def test_a_rejected_static_profile_is_offered_again_after_a_while(recorder, settings):
+    settings.CPO_SMART_REJECT_RETRY_S = 300
+    site, _sessions = _site(count=1)
+    services.site_rebalance(site_id=site.pk)
+    row = ChargingLimit.objects.get(purpose=ProfilePurpose.TX_DEFAULT)
+    services.charging_limit_finished(
+        charge_point_id=row.charge_point_id,
+        outcome=IntentOutcome(command_id=row.command_id, outcome=CommandOutcome.REFUSED),
+    )
+    recorder.sent.clear()
+    services.site_rebalance(site_id=site.pk)
+    assert _static(recorder) == []
+    services.site_rebalance(site_id=site.pk, now=clock.now() + timedelta(seconds=301))
+    assert _static(recorder) == [("SMART-0", "TxDefaultProfile", 0, D("6.0"), "A")]
+
+
+def test_a_charger_that_rejected_its_profile_is_offered_its_maximum_after_a_while_then_its_share(
+    recorder, settings
+):
+    settings.CPO_SMART_REJECT_RETRY_S = 300
+    site, sessions = _site(count=3)
+    services.site_rebalance(site_id=site.pk)
+    first = _tx().get(charge_point=sessions[0].charge_point)
+    services.charging_limit_finished(
+        charge_point_id=first.charge_point_id,
+        outcome=IntentOutcome(command_id=first.command_id, outcome=CommandOutcome.REFUSED),
+    )
+    later = clock.now() + timedelta(seconds=301)
+    recorder.sent.clear()
+    services.site_rebalance(site_id=site.pk, now=later)
+    # Offered a profile at the maximum it is counted at (safe whatever it answers); the others share the
+    # rest: (64 - 32) / 2.
+    assert _limits(recorder) == [
+        ("SMART-0", D("32.0"), "A"),
+        ("SMART-1", D("16.0"), "A"),
+        ("SMART-2", D("16.0"), "A"),
+    ]
+    first.refresh_from_db()
+    assert first.status == ProfileStatus.SENT
+    services.charging_limit_finished(
+        charge_point_id=first.charge_point_id,
+        outcome=IntentOutcome(command_id=first.command_id, outcome=CommandOutcome.ACCEPTED),
+    )
+    recorder.sent.clear()
+    services.site_rebalance(site_id=site.pk, now=later)
+    # It accepts profiles again: its fair share.
+    assert _limits(recorder) == [
+        ("SMART-0", D("21.3"), "A"),
+        ("SMART-1", D("21.3"), "A"),
+        ("SMART-2", D("21.3"), "A"),
+    ]
+
+
+# --- what chargers report: external limits, the car's needs -------------------------------------------------
+def test_an_external_limit_caps_that_chargers_share_and_the_rest_goes_to_the_others(recorder):
+    site, sessions = _site(count=3)
+    ExternalChargingLimitFactory(charge_point=sessions[0].charge_point, evse_id=1, limit_a=D("12"))
+    # A looser limit on the whole charger changes nothing; the lowest wins.
+    ExternalChargingLimitFactory(
+        charge_point=sessions[0].charge_point, evse_id=0, source="SO", limit_a=D("20")
+    )
+    services.site_rebalance(site_id=site.pk)
+    assert _limits(recorder) == [
+        ("SMART-0", D("12.0"), "A"),
+        ("SMART-1", D("26.0"), "A"),
+        ("SMART-2", D("26.0"), "A"),
+    ]
+
+
+def test_an_external_limit_on_the_whole_charger_applies_to_its_evse():
+    site, sessions = _site(count=1)
+    ExternalChargingLimitFactory(charge_point=sessions[0].charge_point, evse_id=0, limit_a=D("7.5"))
+    demands, _context = services._demands(site, [sessions[0].charge_point], now=clock.now())
+    assert demands[0].max_a == 7.5
+
+
+def test_the_cars_needs_set_its_priority_when_the_minimums_do_not_all_fit(recorder):
+    """A 10 A site, two 6 A minimums: only one fits. The older session would win; the car that must
+    leave soon with energy to get wins instead."""
+    site, sessions = _site(budget="10", count=2)
+    services.site_rebalance(site_id=site.pk)
+    assert _limits(recorder) == [("SMART-0", D("10.0"), "A"), ("SMART-1", D("0.0"), "A")]
+    EvChargingNeedsFactory(
+        charge_point=sessions[1].charge_point,
+        evse_id=1,
+        energy_amount_wh=20_000,
+        departure_at=clock.now() + timedelta(hours=2),
+        ev_max_current_a=20,
+        reported_at=sessions[1].started_at + timedelta(seconds=1),
+    )
+    recorder.sent.clear()
+    services.site_rebalance(site_id=site.pk)
+    assert _limits(recorder) == [("SMART-0", D("0.0"), "A"), ("SMART-1", D("10.0"), "A")]
+
+
+def test_needs_reported_before_the_session_started_are_not_its_own():
+    site, sessions = _site(count=1)
+    EvChargingNeedsFactory(
+        charge_point=sessions[0].charge_point,
+        evse_id=1,
+        ev_max_current_a=10,
+        reported_at=sessions[0].started_at - timedelta(minutes=5),
+    )
+    demands, _context = services._demands(site, [sessions[0].charge_point], now=clock.now())
+    assert (demands[0].max_a, demands[0].priority) == (32.0, 0)
+
+
+def test_the_cars_current_range_bounds_its_share():
+    site, sessions = _site(count=1)
+    EvChargingNeedsFactory(
+        charge_point=sessions[0].charge_point,
+        evse_id=1,
+        ev_min_current_a=10,
+        ev_max_current_a=16,
+        reported_at=sessions[0].started_at + timedelta(seconds=1),
+    )
+    demands, _context = services._demands(site, [sessions[0].charge_point], now=clock.now())
+    assert (demands[0].min_a, demands[0].max_a) == (10.0, 16.0)
+
+
+@pytest.mark.parametrize(
+    ("energy_wh", "hours", "priority"),
+    [
+        (None, 2, 0),  # no energy asked for: no priority
+        (20_000, 2, 15),  # 20 kWh in 2 h on 3 x 230 V: 14.5 A, rounded up
+        (20_000, -1, services.MAX_PRIORITY),  # due to leave already
+        (10**9, 1, services.MAX_PRIORITY),  # more than anything could deliver
+        (100, 10, 1),
+    ],
+)
+def test_priority_is_the_average_current_the_car_needs_by_its_departure(energy_wh, hours, priority):
+    now = clock.now()
+    needs = EvChargingNeeds(energy_amount_wh=energy_wh, departure_at=now + timedelta(hours=hours))
+    assert services.needs_priority(needs=needs, now=now, voltage_v=230, phases=3) == priority
+
+
+# --- triggers ---------------------------------------------------------------------------------------------
+def _current(value, at):
+    return metering.Sample(sampled_at=at, measurand="Current.Import", unit="A", value=D(value), phase="L1")
+
+
+def test_a_change_in_draw_rebalances_the_site_small_changes_do_not(
+    monkeypatch, django_capture_on_commit_callbacks, settings
+):
+    settings.CPO_SMART_DRAW_CHANGE_A = 2.0
+    site, sessions = _site(count=1)
+    session = sessions[0]
+    services._redis().delete(f"{services.DRAW_KEY}{session.charge_point_id}:1")
+    dispatched = []
+    monkeypatch.setattr(services, "site_rebalance_dispatch", lambda *, site_id: dispatched.append(site_id))
+    now = clock.now()
+
+    def reading(value, seconds):
+        with django_capture_on_commit_callbacks(execute=True):
+            meter_values_record(
+                charge_point_id=session.charge_point_id,
+                evse_id=1,
+                transaction_ref=session.transaction_ref,
+                samples=[_current(value, now + timedelta(seconds=seconds))],
+                received_at=now + timedelta(seconds=seconds),
+            )
+
+    reading("16", 0)  # the first reading of the EVSE
+    assert dispatched == [site.pk]
+    reading("15", 10)  # less than 2 A from the last: nothing
+    reading("14.5", 20)
+    assert dispatched == [site.pk]
+    reading("8", 30)  # the car takes less
+    assert dispatched == [site.pk, site.pk]
+    # Energy readings alone say nothing about the draw.
+    with django_capture_on_commit_callbacks(execute=True):
+        meter_values_record(
+            charge_point_id=session.charge_point_id,
+            evse_id=1,
+            transaction_ref=session.transaction_ref,
+            samples=[
+                metering.Sample(
+                    sampled_at=now + timedelta(seconds=40),
+                    measurand="Energy.Active.Import.Register",
+                    unit="Wh",
+                    value=D("1000"),
+                )
+            ],
+            received_at=now + timedelta(seconds=40),
+        )
+    assert dispatched == [site.pk, site.pk]
+    services._redis().delete(f"{services.DRAW_KEY}{session.charge_point_id}:1")
+
+
+def test_the_site_of_a_charge_point_is_found_in_one_query(django_assert_num_queries):
+    site, sessions = _site(count=1)
+    grouped_location = LocationFactory(organisation=site.organisation)
+    named_cp = ChargePointFactory(organisation=site.organisation, location=grouped_location)
+    other_cp = ChargePointFactory(organisation=site.organisation, location=grouped_location)
+    group = Site.objects.create(
+        organisation=site.organisation, location=grouped_location, name="Hall", max_current_a=D("32")
+    )
+    group.charge_points.set([named_cp])
+    with django_assert_num_queries(1):
+        assert services.site_for_charge_point(charge_point_id=sessions[0].charge_point_id) == site
+    with django_assert_num_queries(1):
+        assert services.site_for_charge_point(charge_point_id=named_cp.pk) == group
+    # The location has a site, but a grouped one that does not name this charger: none.
+    assert services.site_for_charge_point(charge_point_id=other_cp.pk) is None
+    assert services.site_for_charge_point(charge_point_id=ChargePointFactory().pk) is None
+
+
+def test_a_queued_run_waits_until_the_changes_are_quiet_but_not_past_the_coalescing_window(
+    monkeypatch, settings
+):
+    settings.CPO_SMART_COALESCE_S = 1.0
+    settings.CPO_SMART_QUIET_S = 0.3
+    queued = []
+    monkeypatch.setattr(
+        services.current_app, "send_task", lambda name, args, countdown: queued.append((args, countdown))
+    )
+    site_id = 987_654
+    services.site_rebalance_claim(site_id=site_id)
+    assert services.site_rebalance_wait(site_id=site_id) == 0.0  # nothing marked: run now
+    clock_at = [1000.0]
+    monkeypatch.setattr(services.time, "time", lambda: clock_at[0])
+    assert services.site_rebalance_dispatch(site_id=site_id) is True
+    assert queued == [((site_id,), 0.3)]
+    clock_at[0] = 1000.2
+    assert services.site_rebalance_dispatch(site_id=site_id) is False  # coalesced into the queued run
+    assert services.site_rebalance_wait(site_id=site_id, now=1000.3) == pytest.approx(0.2)
+    assert services.site_rebalance_wait(site_id=site_id, now=1000.5) == 0.0  # quiet for 0.3 s
+    clock_at[0] = 1000.8
+    services.site_rebalance_dispatch(site_id=site_id)
+    # Changes keep coming, but the first was a second ago: run now.
+    assert services.site_rebalance_wait(site_id=site_id, now=1000.9) == pytest.approx(0.1)
+    assert services.site_rebalance_wait(site_id=site_id, now=1001.0) == 0.0
+    services.site_rebalance_claim(site_id=site_id)
+    assert services.site_rebalance_wait(site_id=site_id, now=1000.9) == 0.0
+    assert len(queued) == 1
+
+
+def test_the_task_puts_a_run_off_while_changes_come_and_runs_it_once_they_are_quiet(monkeypatch, recorder):
+    from apps.smartcharging import tasks
+
+    site, _sessions = _site(count=2)
+    queued = []
+    monkeypatch.setattr(
+        tasks.current_app, "send_task", lambda name, args, countdown: queued.append(countdown)
+    )
+    monkeypatch.setattr(services, "site_rebalance_wait", lambda *, site_id: 0.25)
+    assert tasks.site_rebalance_task(site.pk) == []
+    assert queued == [0.25] and recorder.sent == []
+    monkeypatch.setattr(services, "site_rebalance_wait", lambda *, site_id: 0.0)
+    assert len(tasks.site_rebalance_task(site.pk)) == 2 + 2 * 2
+    assert len(_limits(recorder)) == 2
+
+
+def test_a_grid_events_effect_is_audited_when_it_begins_and_when_it_ends(recorder, monkeypatch):
+    monkeypatch.setattr(services.current_app, "send_task", lambda *a, **k: None)
+    site, _sessions = _site()
+    services.site_rebalance(site_id=site.pk)
+    now = clock.now()
+    event = services.grid_event_declare(sites=[site], starts_at=now, ends_at=now + timedelta(minutes=30))
+    services.site_rebalance(site_id=site.pk)
+    services.site_rebalance(site_id=site.pk)  # nothing changed: no second record
+    services.grid_event_end(event=event)
+    services.site_rebalance(site_id=site.pk)
+    records = AuditRecord.objects.filter(action="site.budget_applied", target_id=str(site.pk)).order_by("pk")
+    assert [(r.detail["budget_a"], r.detail["grid_events"], r.detail["allocated_a"]) for r in records] == [
+        ([None, "64.0"], [], "64.0"),
+        (["64.0", "51.2"], [event.pk], "51.2"),
+        (["51.2", "64.0"], [], "64.0"),
+    ]
+    site.refresh_from_db()
+    assert site.budget_applied_a == D("64.0")

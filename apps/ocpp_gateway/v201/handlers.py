@@ -7,6 +7,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from django.utils import translation
+from ocpp.charge_point import snake_to_camel_case
 from ocpp.routing import on
 from ocpp.v201 import call_result
 from ocpp.v201.enums import Action
@@ -21,6 +22,12 @@ from apps.charging.services import (
 from apps.ocpp_gateway.handlers import HandlerBase, iso
 from apps.ocpp_gateway.masking import mask_payload
 from apps.reservations.services import reservation_status_update
+from apps.smartcharging.reports import (
+    charging_profiles_report,
+    ev_charging_needs_record,
+    external_limit_clear,
+    external_limit_record,
+)
 from apps.stations.choices import RegistrationStatus
 from apps.stations.models import ChargePoint
 from apps.stations.services import (
@@ -281,9 +288,57 @@ class ChargingStationHandlers(HandlerBase):
         charging_profile: list[dict[str, Any]],
         **kwargs: Any,
     ) -> call_result.ReportChargingProfiles:
-        # The answer to our GetChargingProfiles: acknowledged; the profiles themselves stay in the message
-        # log until smart charging keeps its own record of what each charger holds.
+        """The answer to a GetChargingProfiles (one part of it when tbc): smart charging keeps the profiles
+        the charger holds on that EVSE."""
+        await database_sync_to_async(charging_profiles_report)(
+            charge_point_id=self.ctx.charge_point_id,
+            request_id=request_id,
+            source=charging_limit_source,
+            evse_id=evse_id,
+            profiles=snake_to_camel_case(charging_profile),
+            reported_at=clock.now(),
+        )
         return call_result.ReportChargingProfiles()
+
+    @on(Action.notify_charging_limit)
+    async def on_notify_charging_limit(
+        self, charging_limit: dict[str, Any], **kwargs: Any
+    ) -> call_result.NotifyChargingLimit:
+        """Someone else (an EMS, the grid operator) limits the charger: that charger's share follows."""
+        await database_sync_to_async(external_limit_record)(
+            charge_point_id=self.ctx.charge_point_id,
+            evse_id=kwargs.get("evse_id") or 0,
+            source=charging_limit["charging_limit_source"],
+            is_grid_critical=charging_limit.get("is_grid_critical"),
+            schedules=snake_to_camel_case(kwargs.get("charging_schedule") or []),
+            reported_at=clock.now(),
+        )
+        return call_result.NotifyChargingLimit()
+
+    @on(Action.cleared_charging_limit)
+    async def on_cleared_charging_limit(
+        self, charging_limit_source: str, **kwargs: Any
+    ) -> call_result.ClearedChargingLimit:
+        await database_sync_to_async(external_limit_clear)(
+            charge_point_id=self.ctx.charge_point_id,
+            source=charging_limit_source,
+            evse_id=kwargs.get("evse_id"),
+        )
+        return call_result.ClearedChargingLimit()
+
+    @on(Action.notify_ev_charging_needs)
+    async def on_notify_ev_charging_needs(
+        self, evse_id: int, charging_needs: dict[str, Any], **kwargs: Any
+    ) -> call_result.NotifyEVChargingNeeds:
+        """The car's needs (ISO 15118) set its priority at the site. Accepted: the schedule follows as our
+        TxProfile when the site is rebalanced."""
+        await database_sync_to_async(ev_charging_needs_record)(
+            charge_point_id=self.ctx.charge_point_id,
+            evse_id=evse_id,
+            needs=snake_to_camel_case(charging_needs),
+            reported_at=clock.now(),
+        )
+        return call_result.NotifyEVChargingNeeds(status="Accepted")
 
     @on(Action.data_transfer)
     async def on_data_transfer(self, vendor_id: str, **kwargs: Any) -> call_result.DataTransfer:

@@ -45,6 +45,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         # Its organisation's cards; drivers' personal cards are read-only.
         *_perms("accounts", "idtoken", CRUD),
         *_perms("accounts", "auditrecord", VIEW),
+        # Staff API tokens of its organisation's staff (operator API): created and revoked, never edited.
+        *_perms("accounts", "apitoken", ("view", "add", "change")),
         *_perms("stations", "location", CRUD),
         *_perms("stations", "chargepoint", CRUD),
         *_perms("stations", "evse", CRUD),
@@ -56,6 +58,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
         # Change: cancel a reservation (admin action; created from the charger's ReserveNow command form).
         *_perms("reservations", "reservation", ("view", "change")),
+        # The charging profiles smart charging sent (operator API: read).
+        *_perms("smartcharging", "charginglimit", VIEW),
     ],
     Role.TECHNICIAN: [
         *_perms("ocpp_gateway", "ocppcommand", ("view", "add")),
@@ -74,6 +78,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("stations", "chargepoint", ("view", "change")),
         *_perms("stations", "evse", ("view", "change", "add")),
         *_perms("stations", "connector", ("view", "change", "add")),
+        *_perms("smartcharging", "charginglimit", VIEW),
     ],
     Role.SUPPORT: [
         *_perms("ocpp_gateway", "ocppcommand", VIEW),

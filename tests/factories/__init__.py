@@ -683,3 +683,22 @@ TENANT_FACTORIES[Site] = _for_org(SiteFactory)
 TENANT_FACTORIES[GridEvent] = _for_org(GridEventFactory)
 TENANT_FACTORIES[ChargingLimit] = _for_charger(ChargingLimitFactory)
 TENANT_FACTORIES[ChargerConfigurationKey] = _for_charger(ChargerConfigurationKeyFactory)
+
+
+# --- operator API ------------------------------------------------------------------------------------
+from apps.accounts.models import ApiToken  # noqa: E402
+
+
+class ApiTokenFactory(factory.django.DjangoModelFactory):
+    """A token row whose key nobody knows (services.api_token_create makes usable ones)."""
+
+    class Meta:
+        model = ApiToken
+
+    user = factory.SubFactory(StaffUserFactory)
+    name = factory.Sequence(lambda n: f"Integration {n}")
+    key_hash = factory.Sequence(lambda n: f"{n:064x}")
+    prefix = "cpo_unknown_"
+
+
+TENANT_FACTORIES[ApiToken] = lambda organisation: ApiTokenFactory(user=StaffUserFactory(organisation=organisation))

@@ -8,6 +8,7 @@ action without a way to make its row fails here until it is given one."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,17 +20,21 @@ from django.urls import reverse
 
 from apps.accounts.models import ApiToken, AuditRecord, User
 from apps.accounts.services import api_token_create
-from apps.charging.models import ChargingSession
+from apps.charging.services import session_start, session_stop
 from apps.ocpp_gateway.models import LocalAuthList, LocalAuthListMember
-from apps.stations.models import ChargePoint
+from apps.tariffs.models import VatRate
+from apps.tariffs.services import cdr_issue
 from tests.factories import (
     TENANT_FACTORIES,
     ChargePointFactory,
     ChargingSessionFactory,
-    IdTokenFactory,
+    ConnectorFactory,
+    EvseFactory,
     LocalAuthListFactory,
+    LocationFactory,
     OrganisationFactory,
     StaffUserFactory,
+    VatRateFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -37,8 +42,36 @@ pytestmark = pytest.mark.django_db
 
 def _local_list(org: Any) -> LocalAuthList:
     local_list = LocalAuthListFactory(organisation=org)
-    LocalAuthListMember.objects.create(local_list=local_list, charge_point=ChargePointFactory(organisation=org))
+    LocalAuthListMember.objects.create(
+        local_list=local_list, charge_point=ChargePointFactory(organisation=org)
+    )
     return local_list
+
+
+def _issued_cdr(org: Any) -> models.Model:
+    """A charge detail record as the product issues it (free: no tariff in force), which can be repriced."""
+    cp = ChargePointFactory(organisation=org, location=LocationFactory(organisation=org, country="DE"))
+    ConnectorFactory(evse=EvseFactory(charge_point=cp, evse_id=1))
+    started = datetime(2025, 5, 6, 8, 0, tzinfo=UTC)
+    session = session_start(
+        charge_point_id=cp.pk,
+        evse_id=1,
+        id_tag="",
+        meter_start_wh=1000,
+        started_at_charger=started,
+        received_at=started,
+        protocol="ocpp1.6",
+    ).session
+    stopped = started + timedelta(hours=1)
+    session_stop(
+        charge_point_id=cp.pk,
+        transaction_ref=session.transaction_ref,
+        meter_stop_wh=11000,
+        stopped_at_charger=stopped,
+        received_at=stopped,
+        reason="Local",
+    )
+    return cdr_issue(session_id=session.pk, now=stopped + timedelta(minutes=1))
 
 
 def _api_token(org: Any) -> ApiToken:
@@ -57,6 +90,7 @@ ROWS: dict[tuple[str, str], Callable[[Any], models.Model]] = {
         organisation=org, registration_status="Pending", security_profile=0, auth_key_hash=""
     ),
     ("accounts.ApiToken", "revoke"): _api_token,
+    ("tariffs.ChargeDetailRecord", "credit_and_reissue"): _issued_cdr,
 }
 # Rows by model, for any action on it not named above (e.g. Django's bulk delete).
 MODEL_ROWS: dict[type[models.Model], Callable[[Any], models.Model]] = {
@@ -64,6 +98,7 @@ MODEL_ROWS: dict[type[models.Model], Callable[[Any], models.Model]] = {
     Group: lambda org: Group.objects.create(name=f"Group of {org.slug}"),
     ApiToken: _api_token,
     User: lambda org: StaffUserFactory(organisation=org),
+    VatRate: lambda org: VatRateFactory(),
 }
 # What the confirmation step of a two-step action posts along with the action.
 CONFIRM: dict[tuple[str, str], dict[str, Any]] = {
@@ -123,7 +158,13 @@ def test_each_admin_action_produces_exactly_one_audit_record(client, label, acti
 
     response = client.post(
         url,
-        {"action": action, "_selected_action": [obj.pk], "index": "0", "post": "yes", **CONFIRM.get((label, action), {})},
+        {
+            "action": action,
+            "_selected_action": [obj.pk],
+            "index": "0",
+            "post": "yes",
+            **CONFIRM.get((label, action), {}),
+        },
     )
     response = _follow_up(client, label, action, obj, response)
 

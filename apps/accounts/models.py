@@ -477,7 +477,9 @@ class ApiToken(models.Model):
     user = models.ForeignKey(
         User, verbose_name=_("staff member"), on_delete=models.CASCADE, related_name="api_tokens"
     )
-    name = models.CharField(_("name"), max_length=100, help_text=_("What uses it, e.g. the ticketing system."))
+    name = models.CharField(
+        _("name"), max_length=100, help_text=_("What uses it, e.g. the ticketing system.")
+    )
     key_hash = models.CharField(_("key (SHA-256)"), max_length=64, unique=True, editable=False)
     prefix = models.CharField(
         _("key starts with"), max_length=12, editable=False, help_text=_("To recognise a key you hold.")

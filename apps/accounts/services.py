@@ -369,7 +369,7 @@ def idtoken_expire(
 
 # --- staff API tokens (the operator API) -------------------------------------------------------------
 
-API_TOKEN_PREFIX = "cpo_"
+API_TOKEN_PREFIX = "cpo_"  # noqa: S105 - the start of every key, not a secret
 # last_used_at is written at most this often per token (not on every request).
 API_TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=1)
 

@@ -701,4 +701,6 @@ class ApiTokenFactory(factory.django.DjangoModelFactory):
     prefix = "cpo_unknown_"
 
 
-TENANT_FACTORIES[ApiToken] = lambda organisation: ApiTokenFactory(user=StaffUserFactory(organisation=organisation))
+TENANT_FACTORIES[ApiToken] = lambda organisation: ApiTokenFactory(
+    user=StaffUserFactory(organisation=organisation)
+)

@@ -22,7 +22,9 @@ def token_client(key: str) -> APIClient:
     return client
 
 
-def staff_client(organisation: Any, role: str | None = "Operator admin", **extra: Any) -> tuple[Any, APIClient]:
+def staff_client(
+    organisation: Any, role: str | None = "Operator admin", **extra: Any
+) -> tuple[Any, APIClient]:
     """(staff member of `organisation` in `role`, a client sending a new API token of theirs)."""
     user = StaffUserFactory(organisation=organisation, role=role, **extra)
     _token, key = api_token_create(user=user, name="tests")
@@ -34,6 +36,12 @@ def appear_online(identity: str, channel: str = "test.fake!channel") -> None:
     now = time.time()
     sync_redis().hset(
         PREFIX + identity,
-        mapping={"channel": channel, "epoch": "1", "server": "test", "connected_at": now, "last_frame_at": now},
+        mapping={
+            "channel": channel,
+            "epoch": "1",
+            "server": "test",
+            "connected_at": now,
+            "last_frame_at": now,
+        },
     )
     sync_redis().expire(PREFIX + identity, 600)

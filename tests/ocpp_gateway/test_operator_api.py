@@ -193,7 +193,8 @@ def test_an_unknown_or_foreign_charger_is_404_and_nothing_is_recorded(org_a, org
     _user, client = staff_client(org_a)
     for identity in ("B-1", "NOBODY"):
         response = client.post(
-            API + f"charge-points/{identity}/commands", {"action": "Reset", "payload": {"type": "Soft"}},
+            API + f"charge-points/{identity}/commands",
+            {"action": "Reset", "payload": {"type": "Soft"}},
             format="json",
         )
         assert response.status_code == 404 and response.json()["code"] == "charge_point_not_found"
@@ -254,7 +255,10 @@ def test_a_2_0_1_charger_gets_its_own_commands_with_the_id_filled_in(org_a):
     _user, client = staff_client(org_a)
     response = client.post(
         API + "charge-points/A-201/commands",
-        {"action": "RequestStartTransaction", "payload": {"idToken": {"idToken": "04A1", "type": "ISO14443"}}},
+        {
+            "action": "RequestStartTransaction",
+            "payload": {"idToken": {"idToken": "04A1", "type": "ISO14443"}},
+        },
         format="json",
     )
     assert response.status_code == 201, response.json()
@@ -325,7 +329,7 @@ def test_the_message_log_is_filtered_and_paginated(org_a, org_b):
 
 
 def test_tokens_are_created_blocked_and_expired_also_into_the_past(org_a):
-    user, client = staff_client(org_a)
+    _user, client = staff_client(org_a)
 
     created = client.post(API + "tokens", {"uid": "04:a1:b2:c3", "label": "Fleet 1"}, format="json")
     assert created.status_code == 201, created.json()
@@ -371,7 +375,9 @@ def test_token_input_errors_name_the_field(org_a, org_b):
 
 def test_a_drivers_card_seen_at_our_chargers_cannot_be_blocked_by_us(org_a):
     card = IdTokenFactory(owner=DriverFactory(), organisation=None)
-    ChargingSessionFactory(charge_point=ChargePointFactory(organisation=org_a), id_token=card, id_tag=card.uid)
+    ChargingSessionFactory(
+        charge_point=ChargePointFactory(organisation=org_a), id_token=card, id_tag=card.uid
+    )
     _user, client = staff_client(org_a)
     assert client.get(API + f"tokens/{card.pk}").status_code == 200
     response = client.post(API + f"tokens/{card.pk}/block")

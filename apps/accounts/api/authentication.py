@@ -69,9 +69,7 @@ class StaffTokenAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed(_("Invalid API token."), code="token_invalid") from None
         token = api_token_authenticate(key=key)
         if token is None:
-            raise exceptions.AuthenticationFailed(
-                _("Invalid or revoked API token."), code="token_invalid"
-            )
+            raise exceptions.AuthenticationFailed(_("Invalid or revoked API token."), code="token_invalid")
         return token.user, token
 
     def authenticate_header(self, request: Any) -> str:

@@ -66,6 +66,12 @@ class OperatorView:
     operator_permissions: ClassVar[dict[str, tuple[str, ...]]] = {}
 
 
+def _filters(serializer_class: type[Any], request: Request) -> dict[str, Any]:
+    """The query's filters, checked (400 naming the parameter). A plain dict, not the QueryDict: DRF reads
+    a missing boolean of form-like input as False, where a missing filter must mean "any"."""
+    return validated(serializer_class, request.query_params.dict())
+
+
 def _paginated(ordering: tuple[str, ...]) -> type[CursorPagination]:
     return type("OperatorCursorPagination", (CursorPagination,), {"ordering": ordering})
 
@@ -99,9 +105,7 @@ def _at(timestamp: float) -> datetime:
 def _charge_points(user: Any) -> QuerySet:
     connectors = Prefetch("connectors", queryset=Connector.objects.order_by("connector_id"))
     evses = Prefetch("evses", queryset=Evse.objects.order_by("evse_id").prefetch_related(connectors))
-    return (
-        ChargePoint.objects.for_actor(user).select_related("organisation").prefetch_related(evses)
-    )
+    return ChargePoint.objects.for_actor(user).select_related("organisation").prefetch_related(evses)
 
 
 # --- charge points -----------------------------------------------------------------------------------
@@ -125,14 +129,14 @@ class ChargePointListView(OperatorView, generics.ListAPIView):
     pagination_class = _paginated(("identity",))
 
     def get_queryset(self) -> QuerySet:
-        filters = validated(s.OperatorChargePointFilter, self.request.query_params)
+        filters = _filters(s.OperatorChargePointFilter, self.request)
         queryset = _charge_points(self.request.user)
         if filters.get("location"):
             queryset = queryset.filter(location_id=filters["location"])
         return queryset
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        filters = validated(s.OperatorChargePointFilter, request.query_params)
+        filters = _filters(s.OperatorChargePointFilter, request)
         page = _with_presence(self.paginate_queryset(self.get_queryset()) or [])
         if filters.get("online") is not None:
             page = [cp for cp in page if cp.online is filters["online"]]  # type: ignore[attr-defined]
@@ -183,7 +187,9 @@ class CommandSendView(OperatorView, APIView):
         catalogue = catalogue_for(charge_point)
         if action not in catalogue:
             raise ValidationFailed(
-                _("{action} is not a command for {identity} (it speaks {protocol}; it takes {actions}).").format(
+                _(
+                    "{action} is not a command for {identity} (it speaks {protocol}; it takes {actions})."
+                ).format(
                     action=action,
                     identity=charge_point.identity,
                     protocol=charge_point.ocpp_protocol or "ocpp1.6",
@@ -212,7 +218,6 @@ class CommandSendView(OperatorView, APIView):
                 ),
                 code="charger_offline",
             )
-        command.charge_point = charge_point
         return Response(s.OperatorCommandOutput(command).data, status=status.HTTP_201_CREATED)
 
 
@@ -231,7 +236,7 @@ class CommandListView(OperatorView, generics.ListAPIView):
     pagination_class = _paginated(("-created_at", "-pk"))
 
     def get_queryset(self) -> QuerySet:
-        filters = validated(s.OperatorCommandFilter, self.request.query_params)
+        filters = _filters(s.OperatorCommandFilter, self.request)
         queryset = OcppCommand.objects.for_actor(self.request.user).select_related(
             "charge_point", "requested_by"
         )
@@ -278,7 +283,7 @@ class TransactionListView(OperatorView, generics.ListAPIView):
     pagination_class = _paginated(("-started_at", "-pk"))
 
     def get_queryset(self) -> QuerySet:
-        filters = validated(s.OperatorTransactionFilter, self.request.query_params)
+        filters = _filters(s.OperatorTransactionFilter, self.request)
         queryset = ChargingSession.objects.for_actor(self.request.user).select_related("charge_point")
         if filters.get("charge_point"):
             queryset = queryset.filter(charge_point__identity=filters["charge_point"])
@@ -320,7 +325,7 @@ class ReservationListView(OperatorView, generics.ListAPIView):
     pagination_class = _paginated(("-created_at", "-pk"))
 
     def get_queryset(self) -> QuerySet:
-        filters = validated(s.OperatorReservationFilter, self.request.query_params)
+        filters = _filters(s.OperatorReservationFilter, self.request)
         queryset = Reservation.objects.for_actor(self.request.user).select_related("charge_point")
         if filters.get("charge_point"):
             queryset = queryset.filter(charge_point__identity=filters["charge_point"])
@@ -356,13 +361,15 @@ class ReservationDetailView(OperatorView, generics.RetrieveAPIView):
     )
 )
 class ChargingProfileListView(OperatorView, generics.ListAPIView):
-    operator_permissions: ClassVar[dict[str, tuple[str, ...]]] = {"GET": ("smartcharging.view_charginglimit",)}
+    operator_permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "GET": ("smartcharging.view_charginglimit",)
+    }
     serializer_class = s.OperatorChargingProfileOutput
     queryset = ChargingLimit.objects.none()  # the schema's model; get_queryset() scopes
     pagination_class = _paginated(("-sent_at", "-pk"))
 
     def get_queryset(self) -> QuerySet:
-        filters = validated(s.OperatorChargingProfileFilter, self.request.query_params)
+        filters = _filters(s.OperatorChargingProfileFilter, self.request)
         queryset = ChargingLimit.objects.for_actor(self.request.user).select_related("charge_point")
         if filters.get("charge_point"):
             queryset = queryset.filter(charge_point__identity=filters["charge_point"])
@@ -379,7 +386,9 @@ class ChargingProfileListView(OperatorView, generics.ListAPIView):
     )
 )
 class ChargingProfileDetailView(OperatorView, generics.RetrieveAPIView):
-    operator_permissions: ClassVar[dict[str, tuple[str, ...]]] = {"GET": ("smartcharging.view_charginglimit",)}
+    operator_permissions: ClassVar[dict[str, tuple[str, ...]]] = {
+        "GET": ("smartcharging.view_charginglimit",)
+    }
     serializer_class = s.OperatorChargingProfileOutput
     queryset = ChargingLimit.objects.none()  # the schema's model; get_queryset() scopes
 
@@ -434,7 +443,7 @@ class TokenListView(OperatorView, generics.ListAPIView):
     pagination_class = _paginated(("-created_at", "-pk"))
 
     def get_queryset(self) -> QuerySet:
-        filters = validated(s.OperatorTokenFilter, self.request.query_params)
+        filters = _filters(s.OperatorTokenFilter, self.request)
         queryset = _tokens(self.request.user)
         if filters.get("uid"):
             queryset = queryset.filter(uid__iexact=filters["uid"].strip())
@@ -547,7 +556,7 @@ class MessageListView(OperatorView, generics.ListAPIView):
     pagination_class = _paginated(("-at", "-pk"))
 
     def get_queryset(self) -> QuerySet:
-        filters = validated(s.OperatorMessageFilter, self.request.query_params)
+        filters = _filters(s.OperatorMessageFilter, self.request)
         queryset = OcppMessage.objects.for_actor(self.request.user)
         if filters.get("charge_point"):
             queryset = queryset.filter(identity=filters["charge_point"])
@@ -560,4 +569,3 @@ class MessageListView(OperatorView, generics.ListAPIView):
         if filters.get("until"):
             queryset = queryset.filter(at__lt=filters["until"])
         return queryset
-

@@ -200,7 +200,8 @@ class OperatorTokenInput(serializers.Serializer):
     type = serializers.CharField(
         max_length=16,
         default="ISO14443",
-        help_text="ISO14443 (default), ISO15693, Central, eMAID, KeyCode, Local, MacAddress, NoAuthorization.",
+        help_text="ISO14443 (default), ISO15693, Central, eMAID, KeyCode, Local, MacAddress or "
+        "NoAuthorization.",
     )
     organisation = serializers.SlugField(
         required=False, help_text="The issuing organisation (one of yours; default: your own)."

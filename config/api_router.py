@@ -1,7 +1,7 @@
-"""The driver API's routes under /api/v1/ (paths without a trailing slash), the operator API's under
-/api/v1/operator/, the schema and its docs."""
+"""The driver API's routes under /api/v1/ (paths without a trailing slash), the schema and its docs. The
+operator API (/api/v1/operator/) has its own routes: apps/ocpp_gateway/api/operator_urls.py."""
 
-from django.urls import include, path
+from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from apps.accounts.api import views as accounts
@@ -62,8 +62,6 @@ urlpatterns = [
         name="api-payment-method-default",
     ),
     path("payments/<int:pk>/retry", billing.PaymentRetryView.as_view(), name="api-payment-retry"),
-    # The operator API (staff API tokens; apps/ocpp_gateway/api/operator.py).
-    path("operator/", include("apps.ocpp_gateway.api.operator_urls")),
 ]
 
 schema_urlpatterns = [

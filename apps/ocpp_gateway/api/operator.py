@@ -2,6 +2,7 @@
 (`Authorization: Token <key>`, apps.accounts.api.authentication.StaffTokenAuthentication) acting as that
 staff member: their roles decide what they may do (403 otherwise, checked first) and their organisations
 what they see (another organisation's charger, command, session or token is 404, as an unknown one).
+Lists answer 404 for a cursor that is not theirs (the pagination's own answer, as in the driver API).
 
 Commands go through the one command service (`command_send`), as the admin's and `ocpp_call`'s do: the
 answer comes at once with the command's id (201), its outcome is read with GET commands/{id}. Writes are
@@ -119,7 +120,7 @@ def _charge_points(user: Any) -> QuerySet:
         "each connector's last reported status. `online=true|false` filters by live presence (after "
         "the page is read).",
         parameters=[s.OperatorChargePointFilter],
-        responses={200: s.OperatorChargePointOutput(many=True), **error_responses(400, 401, 403)},
+        responses={200: s.OperatorChargePointOutput(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class ChargePointListView(OperatorView, generics.ListAPIView):
@@ -226,7 +227,7 @@ class CommandSendView(OperatorView, APIView):
         tags=TAGS,
         summary="Commands sent to your chargers, newest first",
         parameters=[s.OperatorCommandFilter],
-        responses={200: s.OperatorCommandOutput(many=True), **error_responses(400, 401, 403)},
+        responses={200: s.OperatorCommandOutput(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class CommandListView(OperatorView, generics.ListAPIView):
@@ -273,7 +274,7 @@ class CommandDetailView(OperatorView, generics.RetrieveAPIView):
         summary="Transactions (charging sessions), newest first",
         description="Filtered by charger identity, token uid and state.",
         parameters=[s.OperatorTransactionFilter],
-        responses={200: s.OperatorTransactionOutput(many=True), **error_responses(400, 401, 403)},
+        responses={200: s.OperatorTransactionOutput(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class TransactionListView(OperatorView, generics.ListAPIView):
@@ -315,7 +316,7 @@ class TransactionDetailView(OperatorView, generics.RetrieveAPIView):
         tags=TAGS,
         summary="Reservations, newest first",
         parameters=[s.OperatorReservationFilter],
-        responses={200: s.OperatorReservationOutput(many=True), **error_responses(400, 401, 403)},
+        responses={200: s.OperatorReservationOutput(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class ReservationListView(OperatorView, generics.ListAPIView):
@@ -357,7 +358,7 @@ class ReservationDetailView(OperatorView, generics.RetrieveAPIView):
         description="What the product keeps in force at your chargers (per EVSE and purpose) and how each "
         "charger answered.",
         parameters=[s.OperatorChargingProfileFilter],
-        responses={200: s.OperatorChargingProfileOutput(many=True), **error_responses(400, 401, 403)},
+        responses={200: s.OperatorChargingProfileOutput(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class ChargingProfileListView(OperatorView, generics.ListAPIView):
@@ -455,7 +456,7 @@ class TokenListView(OperatorView, generics.ListAPIView):
         tags=TAGS,
         summary="Id tokens (cards, app tokens) you may see, newest first",
         parameters=[s.OperatorTokenFilter],
-        responses={200: s.OperatorTokenOutput(many=True), **error_responses(400, 401, 403)},
+        responses={200: s.OperatorTokenOutput(many=True), **error_responses(400, 401, 403, 404)},
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
@@ -546,7 +547,7 @@ class TokenExpireView(OperatorView, APIView):
         description="Every frame in and out, filtered by charger identity, action, direction and time "
         "(`since` inclusive, `until` exclusive). Kept CPO_OCPP_MESSAGE_LOG_DAYS days.",
         parameters=[s.OperatorMessageFilter],
-        responses={200: s.OperatorMessageOutput(many=True), **error_responses(400, 401, 403)},
+        responses={200: s.OperatorMessageOutput(many=True), **error_responses(400, 401, 403, 404)},
     )
 )
 class MessageListView(OperatorView, generics.ListAPIView):

@@ -173,6 +173,21 @@ def lookup(identity: str) -> Presence | None:
     return _parse(identity, sync_redis().hgetall(PREFIX + identity))
 
 
+def lookup_many(identities: list[str]) -> dict[str, Presence]:
+    """The current connections of those of `identities` that are online (one Redis round trip)."""
+    if not identities:
+        return {}
+    pipe = sync_redis().pipeline(transaction=False)
+    for identity in identities:
+        pipe.hgetall(PREFIX + identity)
+    found = {}
+    for identity, data in zip(identities, pipe.execute(), strict=True):
+        holder = _parse(identity, data)
+        if holder is not None:
+            found[identity] = holder
+    return found
+
+
 def scan_all() -> dict[str, Presence]:
     """Every live presence record (for the periodic flush to PostgreSQL)."""
     r = sync_redis()

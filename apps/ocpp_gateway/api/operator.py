@@ -91,8 +91,9 @@ def charge_point_visible(*, user: Any, identity: str) -> ChargePoint:
 def _with_presence(charge_points: Iterable[ChargePoint]) -> list[ChargePoint]:
     """The chargers with their live presence set on them (online, connected_at, last_frame_at)."""
     charge_points = list(charge_points)
+    live = presence.lookup_many([charge_point.identity for charge_point in charge_points])
     for charge_point in charge_points:
-        holder = presence.lookup(charge_point.identity)
+        holder = live.get(charge_point.identity)
         charge_point.online = holder is not None  # type: ignore[attr-defined]
         charge_point.connected_at = _at(holder.connected_at) if holder else None  # type: ignore[attr-defined]
         charge_point.last_frame_at = _at(holder.last_frame_at) if holder else None  # type: ignore[attr-defined]

@@ -335,6 +335,7 @@ def test_tokens_are_created_blocked_and_expired_also_into_the_past(org_a):
     assert created.status_code == 201, created.json()
     body = created.json()
     assert (body["uid"], body["status"], body["organisation"]) == ("04A1B2C3", "Accepted", org_a.slug)
+    assert body["label"] == "Fleet 1"
     token = IdToken.objects.get(pk=body["id"])
 
     blocked = client.post(API + f"tokens/{token.pk}/block")
@@ -374,12 +375,14 @@ def test_token_input_errors_name_the_field(org_a, org_b):
 
 
 def test_a_drivers_card_seen_at_our_chargers_cannot_be_blocked_by_us(org_a):
-    card = IdTokenFactory(owner=DriverFactory(), organisation=None)
+    card = IdTokenFactory(owner=DriverFactory(), organisation=None, label="Jane Doe's card")
     ChargingSessionFactory(
         charge_point=ChargePointFactory(organisation=org_a), id_token=card, id_tag=card.uid
     )
     _user, client = staff_client(org_a)
-    assert client.get(API + f"tokens/{card.pk}").status_code == 200
+    shown = client.get(API + f"tokens/{card.pk}")
+    assert shown.status_code == 200 and shown.json()["label"] == ""  # the driver's words stay theirs
+    assert "Jane" not in shown.content.decode()
     response = client.post(API + f"tokens/{card.pk}/block")
     assert response.status_code == 403 and response.json()["code"] == "token_not_yours"
     card.refresh_from_db()

@@ -4,6 +4,8 @@ view (`online`, `connected_at`, `last_frame_at`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 # --- charge points -----------------------------------------------------------------------------------
@@ -191,8 +193,13 @@ class OperatorTokenOutput(serializers.Serializer):
     expires_at = serializers.DateTimeField(allow_null=True)
     organisation = serializers.CharField(source="organisation.slug", allow_null=True, default=None)
     group_id = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.SerializerMethodField(
+        help_text="The operator's label of a card it issued (a driver's own card: empty, their words)."
+    )
     created_at = serializers.DateTimeField()
+
+    def get_label(self, obj: Any) -> str:
+        return obj.label if obj.organisation_id is not None else ""
 
 
 class OperatorTokenInput(serializers.Serializer):

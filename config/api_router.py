@@ -1,4 +1,5 @@
-"""The driver API's routes under /api/v1/ (paths without a trailing slash), the schema and its docs."""
+"""The driver API's routes under /api/v1/ (paths without a trailing slash), the schema and its docs. The
+operator API (/api/v1/operator/) has its own routes: apps/ocpp_gateway/api/operator_urls.py."""
 
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView

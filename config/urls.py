@@ -19,6 +19,8 @@ urlpatterns = [
     path("readyz", health.readyz, name="readyz"),
     path("healthz", health.readyz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
+    # The operator API (staff API tokens), apart from the driver API's routes.
+    path("api/v1/operator/", include("apps.ocpp_gateway.api.operator_urls")),
     path("api/v1/", include("config.api_router")),
     path("api/", include(schema_urlpatterns)),
     path("i18n/", include("django.conf.urls.i18n")),

@@ -20,6 +20,9 @@ READ_ONLY = (False, False, False, True)
 # anything; measured before the mixin moved to the kernel. Anything not listed allows everything.
 RESTRICTED = {
     "accounts.AuditRecord": READ_ONLY,
+    # Created through the service (the key shown once); never edited or deleted, revoked by an action
+    # (which needs "change").
+    "accounts.ApiToken": (True, True, False, True),
     "billing.Dispute": READ_ONLY,
     # Issuing a credit note is an action of its own (the "add" permission); an invoice never changes.
     "billing.Invoice": READ_ONLY,

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import GroupAdmin as DjangoGroupAdmin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
@@ -31,8 +31,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from apps.accounts.models import AuditRecord, CustomerAccount, DriverProfile, IdToken, Organisation, User
+from apps.accounts.models import (
+    ApiToken,
+    AuditRecord,
+    CustomerAccount,
+    DriverProfile,
+    IdToken,
+    Organisation,
+    User,
+)
 from apps.accounts.resources import IdTokenResource
+from apps.accounts.services import api_token_create, api_token_revoke
 from apps.accounts.tenancy import organisation_ids_for, sees_everything
 from cpo import clock
 from cpo.admin import BaseModelAdmin, ReadOnlyAdminMixin, ScopedImportExportMixin
@@ -468,6 +477,80 @@ class AuditRecordAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     def detail_pretty(self, obj: AuditRecord) -> str:
         return format_html(
             "<pre>{}</pre>", json.dumps(obj.detail, indent=2, ensure_ascii=False, sort_keys=True)
+        )
+
+
+class ApiTokenAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(BaseModelAdmin):
+    """Operator API tokens of the organisation's staff. Adding one shows its key once (only its hash is
+    kept); a token is never edited or deleted, only revoked (action), so the trail keeps it."""
+
+    list_display = ("name", "user", "prefix", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "prefix", "user__email")
+    list_select_related = ("user",)
+    actions = ["revoke"]
+    readonly_fields = ("user", "name", "prefix", "created_at", "created_by", "last_used_at", "revoked_at")
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiTokenAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return ("user", "name") if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "user" and formfield is not None:
+            # Active staff the actor may manage (never a driver, never another organisation's staff).
+            formfield.queryset = User.objects.writable_by(request.user).filter(is_staff=True, is_active=True)
+        return formfield
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A token is never edited: its page is read-only; the change permission is what revoking needs.
+        return obj is None and super().has_change_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ApiToken, form: Any, change: bool) -> None:
+        token, key = api_token_create(
+            user=form.cleaned_data["user"], name=form.cleaned_data["name"], actor=request.user, source="admin"
+        )
+        for field in ApiToken._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(token, field.attname))
+        obj._state.adding = False
+        messages.warning(
+            request,
+            format_html(
+                str(_("The new API token of {user}: <code>{key}</code> It is not shown again.")),
+                user=token.user.email,
+                key=key,
+            ),
+        )
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        # api_token_create wrote the audit record: Django's change log only, not a second record.
+        return admin.ModelAdmin.log_addition(self, request, obj, message)
+
+    @admin.action(description=_("Revoke the selected tokens"), permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        revoked = 0
+        for token in queryset.filter(revoked_at__isnull=True):
+            api_token_revoke(token=token, actor=request.user, source="admin")
+            revoked += 1
+        self.message_user(
+            request, str(_("{count} token(s) revoked.")).format(count=revoked), level=messages.SUCCESS
         )
 
 

@@ -466,3 +466,48 @@ class AuditRecord(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         raise ValidationError(_("Audit records cannot be deleted."))
+
+
+class ApiToken(models.Model):
+    """A staff member's key to the operator API (`Authorization: Token <key>`): requests made with it act
+    as that user, with their roles and tenancy. Only the SHA-256 of the key is kept (the key is a long
+    random secret, so a plain hash is enough and is checked in one indexed lookup); the key itself is
+    shown once, when created. Revoked tokens stay, for the trail; they never authenticate again."""
+
+    user = models.ForeignKey(
+        User, verbose_name=_("staff member"), on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(
+        _("name"), max_length=100, help_text=_("What uses it, e.g. the ticketing system.")
+    )
+    key_hash = models.CharField(_("key (SHA-256)"), max_length=64, unique=True, editable=False)
+    prefix = models.CharField(
+        _("key starts with"), max_length=12, editable=False, help_text=_("To recognise a key you hold.")
+    )
+    created_at = models.DateTimeField(_("created at"), default=clock.now, editable=False)
+    created_by = models.ForeignKey(
+        User,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True, editable=False)
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "user__organisation"
+
+    class Meta:
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

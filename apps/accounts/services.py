@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.admin.models import LogEntry
@@ -23,7 +25,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from apps.accounts import hooks
 from apps.accounts.choices import AuditOutcome, IdTokenStatus, IdTokenType
 from apps.accounts.idtokens import normalise_uid
-from apps.accounts.models import AuditRecord, DriverProfile, IdToken, Organisation, User
+from apps.accounts.models import ApiToken, AuditRecord, DriverProfile, IdToken, Organisation, User
 from cpo import clock
 from cpo.exceptions import Conflict, NotFound, ValidationFailed
 from cpo.persistence import validated_save
@@ -269,6 +271,182 @@ def idtoken_upsert(
             detail={k: audit_repr(v) for k, v in changes.items()},
         )
     return token, created
+
+
+@transaction.atomic
+def idtoken_create(
+    *,
+    uid: str,
+    organisation: Organisation,
+    type: str = IdTokenType.ISO14443,
+    expires_at: datetime | None = None,
+    group_id: str = "",
+    label: str = "",
+    actor: Any = None,
+    source: str = "service",
+) -> IdToken:
+    """A new token issued by `organisation` (Accepted). Never touches an existing one: a uid we know
+    already is token_exists (409), whoever holds it. The expiry may lie in the past (the token is then
+    answered Expired)."""
+    if type not in IdTokenType.values:
+        raise ValidationFailed(
+            _("Unknown token type {type}.").format(type=type), fields={"type": [_("Unknown type.")]}
+        )
+    try:
+        normalised = normalise_uid(uid, type)
+    except ValidationError as exc:
+        raise ValidationFailed(exc.messages[0], fields={"uid": exc.messages}) from exc
+    if IdToken.objects.filter(uid=normalised).exists():
+        raise Conflict(
+            _("A token with this uid already exists."),
+            code="token_exists",
+            fields={"uid": [_("Already registered.")]},
+        )
+    token = IdToken(
+        uid=normalised,
+        type=type,
+        organisation=organisation,
+        expires_at=expires_at,
+        group_id=group_id,
+        label=label,
+    )
+    validated_save(token)
+    audit_record_create(
+        actor=actor,
+        action="idtoken.create",
+        target=token,
+        source=source,
+        detail={"status": token.status, "expires_at": expires_at.isoformat() if expires_at else None},
+    )
+    return token
+
+
+@transaction.atomic
+def idtoken_block(*, token: IdToken, actor: Any = None, source: str = "service") -> IdToken:
+    """Block the token (answered Blocked from now on). Blocking a blocked token changes nothing and
+    records nothing."""
+    token = IdToken.objects.select_for_update(no_key=True).get(pk=token.pk)
+    if token.status == IdTokenStatus.BLOCKED:
+        return token
+    before = token.status
+    token.status = IdTokenStatus.BLOCKED
+    token.save(update_fields=["status", "updated_at"])
+    audit_record_create(
+        actor=actor,
+        action="idtoken.block",
+        target=token,
+        source=source,
+        detail={"status": [before, token.status]},
+    )
+    return token
+
+
+@transaction.atomic
+def idtoken_expire(
+    *, token: IdToken, expires_at: datetime, actor: Any = None, source: str = "service"
+) -> IdToken:
+    """Set the token's expiry (aware; the past is allowed: the token is answered Expired at once).
+    Setting the expiry it has changes nothing and records nothing."""
+    try:
+        expires_at = clock.ensure_aware_utc(expires_at)
+    except ValueError as exc:
+        raise ValidationFailed(_("The expiry needs a time zone."), fields={"expires_at": [str(exc)]}) from exc
+    token = IdToken.objects.select_for_update(no_key=True).get(pk=token.pk)
+    if token.expires_at == expires_at:
+        return token
+    before = token.expires_at
+    token.expires_at = expires_at
+    token.save(update_fields=["expires_at", "updated_at"])
+    audit_record_create(
+        actor=actor,
+        action="idtoken.expire",
+        target=token,
+        source=source,
+        detail={"expires_at": [before.isoformat() if before else None, expires_at.isoformat()]},
+    )
+    return token
+
+
+# --- staff API tokens (the operator API) -------------------------------------------------------------
+
+API_TOKEN_PREFIX = "cpo_"  # noqa: S105 - the start of every key, not a secret
+# last_used_at is written at most this often per token (not on every request).
+API_TOKEN_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def api_token_hash(key: str) -> str:
+    """What is stored of a key: its SHA-256 (a long random secret needs no slow hash)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+@transaction.atomic
+def api_token_create(
+    *, user: User | None, name: str = "", actor: Any = None, source: str = "service"
+) -> tuple[ApiToken, str]:
+    """A new operator API token acting as `user`, an active staff member. Returns (token, key): the key
+    is not stored and cannot be shown again. ValidationFailed `not_staff` for anyone else."""
+    if user is None or not user.is_active or not user.is_staff:
+        raise ValidationFailed(
+            _("API tokens are only for active staff members."),
+            code="not_staff",
+            fields={"user": [_("Not an active staff member.")]},
+        )
+    key = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        user=user,
+        name=(name or "").strip()[:100] or str(_("API token")),
+        key_hash=api_token_hash(key),
+        prefix=key[:12],
+        created_by=actor if isinstance(actor, User) else None,
+    )
+    audit_record_create(
+        actor=actor,
+        action="apitoken.create",
+        target=token,
+        organisation_id=user.organisation_id,
+        source=source,
+        detail={"user": audit_repr(user), "name": token.name},
+    )
+    return token, key
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, actor: Any = None, source: str = "service") -> ApiToken:
+    """Revoke the token: it never authenticates again. Revoking a revoked token changes nothing and
+    records nothing."""
+    token = ApiToken.objects.select_for_update(no_key=True).select_related("user").get(pk=token.pk)
+    if token.revoked_at is not None:
+        return token
+    token.revoked_at = clock.now()
+    token.save(update_fields=["revoked_at"])
+    audit_record_create(
+        actor=actor,
+        action="apitoken.revoke",
+        target=token,
+        organisation_id=token.user.organisation_id,
+        source=source,
+        detail={"user": audit_repr(token.user)},
+    )
+    return token
+
+
+def api_token_authenticate(*, key: str) -> ApiToken | None:
+    """The live token whose key is `key` (with its user), or None: unknown, revoked, or its user is no
+    longer an active staff member. Notes when it was used (at most once a minute)."""
+    if not key.startswith(API_TOKEN_PREFIX) or len(key) > 128:
+        return None
+    token = (
+        ApiToken.objects.select_related("user")
+        .filter(key_hash=api_token_hash(key), revoked_at__isnull=True)
+        .first()
+    )
+    if token is None or not token.user.is_active or not token.user.is_staff:
+        return None
+    now = clock.now()
+    if token.last_used_at is None or now - token.last_used_at >= API_TOKEN_LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
 
 
 # --- drivers (the mobile API) ----------------------------------------------------------------------

@@ -198,6 +198,21 @@ def lookup(identity: str) -> Presence | None:
     return _parse(identity, sync_redis().hgetall(PREFIX + identity))
 
 
+def lookup_many(identities: list[str]) -> dict[str, Presence]:
+    """The current connections of those of `identities` that are online (one Redis round trip)."""
+    if not identities:
+        return {}
+    pipe = sync_redis().pipeline(transaction=False)
+    for identity in identities:
+        pipe.hgetall(PREFIX + identity)
+    found = {}
+    for identity, data in zip(identities, pipe.execute(), strict=True):
+        holder = _parse(identity, data)
+        if holder is not None:
+            found[identity] = holder
+    return found
+
+
 def seen_since(since: float) -> dict[str, float]:
     """Identities with a frame recorded after `since` (epoch seconds), with that frame's time."""
     pairs: list[tuple[str | bytes, float]] = sync_redis().zrangebyscore(  # type: ignore[assignment]

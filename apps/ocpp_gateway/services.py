@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -122,11 +123,34 @@ def command_payload_check(*, action: str, payload: dict[str, Any], version: str)
     try:
         protocol.validate(action, checked, version, versions.by_key(version).codes)
     except protocol.ProtocolViolation as exc:
+        fields = {"payload": [exc.description]}
+        member = _payload_member(exc)
+        if member != "payload":
+            fields[member] = [exc.description]
         raise ValidationFailed(
             _("The {action} payload is invalid: {problem}").format(action=action, problem=exc.description),
             code="invalid_payload",
-            fields={"payload": [exc.description]},
+            fields=fields,
         ) from exc
+
+
+_REQUIRED = re.compile(r"^'([^']+)' is a required property")
+_UNEXPECTED = re.compile(r"\('([^']+)'")
+
+
+def _payload_member(exc: protocol.ProtocolViolation) -> str:
+    """The payload member a schema failure is about, as a dotted name ("payload.chargingProfile.stackLevel"):
+    the member itself for a missing or unexpected one, else the member whose value is wrong."""
+    path = str(exc.details.get("path") or "payload")
+    names = [] if path == "payload" else path.split("/")
+    message = exc.description.split(": ", 1)[-1]
+    keyword = exc.details.get("keyword")
+    match = _REQUIRED.match(message) if keyword == "required" else None
+    if keyword == "additionalProperties":
+        match = _UNEXPECTED.search(message)
+    if match is not None:
+        names.append(match.group(1))
+    return ".".join(["payload", *names])
 
 
 def _base_url_for_uploads(base_url: str | None) -> str:

@@ -362,6 +362,21 @@ def cdr_credit(
     *, cdr: ChargeDetailRecord, reason: str, actor: Any = None, source: str = "admin"
 ) -> ChargeDetailRecord:
     """Cancel a CDR with a credit record (its amounts negated). A CDR is credited at most once."""
+    credit = _cdr_credit_create(cdr=cdr, reason=reason)
+    audit_record_create(
+        actor=actor,
+        action="cdr.credit",
+        target=cdr,
+        source=source,
+        organisation_id=cdr.organisation_id,
+        detail={"credit_id": credit.pk, "gross": str(cdr.gross), "reason": reason},
+    )
+    return credit
+
+
+def _cdr_credit_create(*, cdr: ChargeDetailRecord, reason: str) -> ChargeDetailRecord:
+    """The credit record of `cdr` (unaudited: its caller audits what it did as a whole). Runs in the
+    caller's transaction."""
     cdr = ChargeDetailRecord.objects.select_for_update(no_key=True).get(pk=cdr.pk)
     if cdr.kind != CdrKind.CDR:
         raise Conflict(_("A credit cannot be credited."), code="cdr_is_credit")
@@ -395,14 +410,6 @@ def cdr_credit(
         tariff_spec=cdr.tariff_spec,
         issued_at=issued_at,
     )
-    audit_record_create(
-        actor=actor,
-        action="cdr.credit",
-        target=cdr,
-        source=source,
-        organisation_id=cdr.organisation_id,
-        detail={"credit_id": credit.pk, "gross": str(cdr.gross), "reason": reason},
-    )
     return credit
 
 
@@ -411,8 +418,9 @@ def cdr_reissue(
     *, cdr: ChargeDetailRecord, reason: str, actor: Any = None, source: str = "admin"
 ) -> tuple[ChargeDetailRecord, ChargeDetailRecord]:
     """Correct a CDR: credit it and issue the next revision, priced again from the session as it is
-    stored now (e.g. after a meter correction) under the same frozen tariff (a free record stays free)."""
-    credit = cdr_credit(cdr=cdr, reason=reason, actor=actor, source=source)
+    stored now (e.g. after a meter correction) under the same frozen tariff (a free record stays free).
+    One audit record (`cdr.reissue`, naming the record replaced, its credit and the credited amount)."""
+    credit = _cdr_credit_create(cdr=cdr, reason=reason)
     session = ChargingSession.objects.select_for_update(no_key=True).get(pk=cdr.session_id)
     snapshot = SessionTariff.objects.filter(session=session).first()
     usage = selectors.session_usage(session=session, snapshot=snapshot, until=cdr.ended_at)
@@ -433,7 +441,7 @@ def cdr_reissue(
         target=new,
         source=source,
         organisation_id=new.organisation_id,
-        detail={"replaces": cdr.pk, "credit_id": credit.pk},
+        detail={"replaces": cdr.pk, "credit_id": credit.pk, "gross": str(cdr.gross), "reason": reason},
     )
     return credit, new
 

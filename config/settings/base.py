@@ -258,8 +258,10 @@ SIMPLE_JWT = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "CPO driver API",
     "DESCRIPTION": (
-        "The mobile app's API: accounts, charger discovery, charging sessions and receipts. Errors have one "
-        'shape, `{"code": ..., "detail": ..., "fields": {...}}`; apps switch on `code`.'
+        "The mobile app's API: accounts, charger discovery, charging sessions and receipts (drivers' JWTs). "
+        "Under `/api/v1/operator/` (tag `operator`) the operator API for the CPO's integrators, with a staff "
+        "API token (`Authorization: Token <key>`) acting with that staff member's roles and organisations. "
+        'Errors have one shape, `{"code": ..., "detail": ..., "fields": {...}}`; apps switch on `code`.'
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

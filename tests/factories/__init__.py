@@ -748,3 +748,24 @@ TENANT_FACTORIES[GridIntegration] = _for_org(GridIntegrationFactory)
 TENANT_FACTORIES[ExternalChargingLimit] = _for_charger(ExternalChargingLimitFactory)
 TENANT_FACTORIES[ReportedChargingProfile] = _for_charger(ReportedChargingProfileFactory)
 TENANT_FACTORIES[EvChargingNeeds] = _for_charger(EvChargingNeedsFactory)
+
+
+# --- operator API ------------------------------------------------------------------------------------
+from apps.accounts.models import ApiToken  # noqa: E402
+
+
+class ApiTokenFactory(factory.django.DjangoModelFactory):
+    """A token row whose key nobody knows (services.api_token_create makes usable ones)."""
+
+    class Meta:
+        model = ApiToken
+
+    user = factory.SubFactory(StaffUserFactory)
+    name = factory.Sequence(lambda n: f"Integration {n}")
+    key_hash = factory.Sequence(lambda n: f"{n:064x}")
+    prefix = "cpo_unknown_"
+
+
+TENANT_FACTORIES[ApiToken] = lambda organisation: ApiTokenFactory(
+    user=StaffUserFactory(organisation=organisation)
+)

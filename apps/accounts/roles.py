@@ -45,6 +45,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         # Its organisation's cards; drivers' personal cards are read-only.
         *_perms("accounts", "idtoken", CRUD),
         *_perms("accounts", "auditrecord", VIEW),
+        # Staff API tokens of its organisation's staff (operator API): created and revoked, never edited.
+        *_perms("accounts", "apitoken", ("view", "add", "change")),
         *_perms("stations", "location", CRUD),
         *_perms("stations", "chargepoint", CRUD),
         *_perms("stations", "evse", CRUD),

@@ -181,10 +181,17 @@ def partitions_list(table: str) -> list[Partition]:
 # --- changing partitions ----------------------------------------------------------------------------
 
 
+# Creating or dropping a partition locks the parent table; behind a long query it would make every writer
+# queue behind it. Rather give up (the next hourly run tries again: months are created two ahead).
+LOCK_TIMEOUT = "5s"
+
+
 def _lock(table: str) -> None:
-    """One maintenance at a time per table (beat and an operator's `manage.py partitions --maintain`)."""
+    """One maintenance at a time per table (beat and an operator's `manage.py partitions --maintain`);
+    the transaction's DDL waits at most LOCK_TIMEOUT for its table locks."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"cpo.partitions:{table}"])
+        cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
 
 
 @transaction.atomic

@@ -1,9 +1,9 @@
 """`manage.py partitions`: the monthly partitions of the message log and meter samples (cpo.partitions).
 
-    manage.py partitions                  list each table's partitions: range and estimated rows
-    manage.py partitions --maintain       create the next months' partitions and apply the retention now
-                                          (what the hourly `cpo.partitions_maintain` task does)
-    manage.py partitions --table charging_metersample [--maintain]
+manage.py partitions                  list each table's partitions: range and estimated rows
+manage.py partitions --maintain       create the next months' partitions and apply the retention now
+                                      (what the hourly `cpo.partitions_maintain` task does)
+manage.py partitions --table charging_metersample [--maintain]
 """
 
 from __future__ import annotations

@@ -31,6 +31,16 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
 
 
+def env_days(name: str, default: int) -> int:
+    """A retention in whole days: 0 (keep forever) or more."""
+    value = ENV.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ImproperlyConfigured(f"{name} must be 0 (keep forever) or a number of days, got {value!r}")
+    return int(value)
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in ENV.get(name, default).split(",") if item.strip()]
 
@@ -380,9 +390,7 @@ CPO_OCPP_COMMAND_TIMEOUT_S = float(ENV.get("CPO_OCPP_COMMAND_TIMEOUT_S", "30"))
 CPO_OCPP_MAX_FRAME_BYTES = int(ENV.get("CPO_OCPP_MAX_FRAME_BYTES", str(1024 * 1024)))
 CPO_OCPP_MESSAGE_LOG = env_bool("CPO_OCPP_MESSAGE_LOG", True)
 # Kept at least this many days, at most a month longer (whole monthly partitions are dropped); 0: forever.
-CPO_OCPP_MESSAGE_LOG_DAYS = int(ENV.get("CPO_OCPP_MESSAGE_LOG_DAYS", "30"))
-if CPO_OCPP_MESSAGE_LOG_DAYS < 0:
-    raise ImproperlyConfigured("CPO_OCPP_MESSAGE_LOG_DAYS must be 0 (keep forever) or a number of days")
+CPO_OCPP_MESSAGE_LOG_DAYS = env_days("CPO_OCPP_MESSAGE_LOG_DAYS", 30)
 CPO_OCPP_VALIDATE_RESPONSES = env_bool("CPO_OCPP_VALIDATE_RESPONSES", False)
 # Where chargers reach us from outside (diagnostics upload and firmware URLs); empty: the admin request's
 # host.
@@ -396,11 +404,7 @@ CPO_ADMIN_COMMAND_WAIT_S = float(ENV.get("CPO_ADMIN_COMMAND_WAIT_S", "5"))
 # operator who sets a retention should cover the period in which a bill can still be disputed (in much
 # of the EU three years from the end of the year, so at least 1,200 days); whole monthly partitions of
 # `sampled_at` are dropped once they end before now minus this many days.
-CPO_METER_SAMPLES_RETENTION_DAYS = int(ENV.get("CPO_METER_SAMPLES_RETENTION_DAYS", "0"))
-if CPO_METER_SAMPLES_RETENTION_DAYS < 0:
-    raise ImproperlyConfigured(
-        "CPO_METER_SAMPLES_RETENTION_DAYS must be 0 (keep forever) or a number of days"
-    )
+CPO_METER_SAMPLES_RETENTION_DAYS = env_days("CPO_METER_SAMPLES_RETENTION_DAYS", 0)
 
 # --- request body limits (cpo.asgi_limits, in front of Django) ------------------------------------
 # A body over its route's limit gets 413 before it is read (Content-Length) or as soon as it passes the

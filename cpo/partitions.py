@@ -26,16 +26,18 @@ migrations in `RunPython`.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 
 from cpo import clock
 
+logger = logging.getLogger(__name__)
 _BOUND_RE = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 
@@ -69,6 +71,7 @@ class MaintenanceReport:
     moved_from_default: int = 0
     dropped: list[str] = field(default_factory=list)
     deleted_from_default: int = 0
+    error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +80,7 @@ class MaintenanceReport:
             "moved_from_default": self.moved_from_default,
             "dropped": self.dropped,
             "deleted_from_default": self.deleted_from_default,
+            "error": self.error,
         }
 
 
@@ -194,6 +198,13 @@ def _lock(table: str) -> None:
         cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
 
 
+def _lock_parent_first(cursor: Any, table: str) -> None:
+    """Take the parent's lock before any partition's. Creating, attaching or dropping a partition needs
+    it anyway; taken later, after DEFAULT's, a writer holding the parent and routing a row into DEFAULT
+    would deadlock with us."""
+    cursor.execute(f"LOCK TABLE {_q(table)} IN ACCESS EXCLUSIVE MODE")
+
+
 @transaction.atomic
 def partition_month_ensure(*, table: str, column: str, month: datetime) -> tuple[str | None, int]:
     """Make sure the month starting at `month` (UTC) has its partition. Returns (name of the partition
@@ -212,6 +223,7 @@ def partition_month_ensure(*, table: str, column: str, month: datetime) -> tuple
     default = default_partition_name(table)
     bounds = "FOR VALUES FROM (%s) TO (%s)"
     with connection.cursor() as cursor:
+        _lock_parent_first(cursor, table)
         cursor.execute(
             f"SELECT EXISTS (SELECT 1 FROM {_q(default)} WHERE {_q(column)} >= %s AND {_q(column)} < %s)",  # noqa: S608
             [start, end],
@@ -244,6 +256,8 @@ def partitions_drop_before(*, table: str, column: str, cutoff: datetime) -> tupl
     with connection.cursor() as cursor:
         for partition in partitions_list(table):
             if partition.end is not None and partition.end <= cutoff:
+                if not dropped:
+                    _lock_parent_first(cursor, table)
                 cursor.execute(f"DROP TABLE {_q(partition.name)}")
                 dropped.append(partition.name)
         default = default_partition_name(table)
@@ -284,7 +298,16 @@ def retention_days_checked(spec: PartitionedTable) -> int | None:
 
 
 def partitions_maintain_all(*, now: datetime | None = None) -> list[MaintenanceReport]:
-    return [partitions_maintain(spec=spec, now=now) for spec in registered()]
+    """Maintain every registered table; one that cannot be maintained now (its lock not had within
+    LOCK_TIMEOUT) is reported with its error and does not stop the others."""
+    reports = []
+    for spec in registered():
+        try:
+            reports.append(partitions_maintain(spec=spec, now=now))
+        except OperationalError as exc:
+            logger.warning("partitions: %s not maintained this time: %s", spec.table, exc)
+            reports.append(MaintenanceReport(table=spec.table, error=str(exc).strip()))
+    return reports
 
 
 # --- migrations -------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connection
+from django.db import connection, connections
 from django.test import override_settings
 from django.urls import reverse
 
@@ -218,9 +218,32 @@ def test_the_hourly_task_maintains_every_registered_table():
     reports = partitions_maintain_task()
     assert [r["table"] for r in reports] == [SAMPLES, LOG]
     assert all(
-        set(r) == {"table", "created", "moved_from_default", "dropped", "deleted_from_default"}
+        set(r) == {"table", "created", "moved_from_default", "dropped", "deleted_from_default", "error"}
         for r in reports
     )
+    assert [r["error"] for r in reports] == ["", ""]
+
+
+def test_maintenance_gives_up_on_a_locked_table_and_goes_on_with_the_others(monkeypatch):
+    """A long query holding the message log: creating its partition waits at most LOCK_TIMEOUT (writers
+    would queue behind it), the meter samples are still maintained, the next run tries again."""
+    monkeypatch.setattr(partitions, "LOCK_TIMEOUT", "200ms")
+    other = connections.create_connection("default")
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {LOG} IN ACCESS SHARE MODE")
+        reports = {r.table: r for r in partitions.partitions_maintain_all(now=at("2031-06-15"))}
+    finally:
+        other.rollback()
+        other.close()
+
+    assert "lock timeout" in reports[LOG].error and reports[LOG].created == []
+    assert f"{LOG}_p203106" not in names(LOG)
+    assert reports[SAMPLES].created == [f"{SAMPLES}_p203106", f"{SAMPLES}_p203107", f"{SAMPLES}_p203108"]
+    assert reports[SAMPLES].error == ""
+    # Lock released: the next run creates the month.
+    assert partitions.partitions_maintain(spec=partitions.registered_table(LOG), now=at("2031-06-15")).created
 
 
 # --- queries prune partitions -----------------------------------------------------------------------

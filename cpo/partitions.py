@@ -252,7 +252,7 @@ def partitions_drop_before(*, table: str, column: str, cutoff: datetime) -> tupl
     that has any part after `cutoff`."""
     cutoff = clock.ensure_aware_utc(cutoff)
     _lock(table)
-    dropped = []
+    dropped: list[str] = []
     with connection.cursor() as cursor:
         for partition in partitions_list(table):
             if partition.end is not None and partition.end <= cutoff:

@@ -232,12 +232,18 @@ def partition_month_ensure(*, table: str, column: str, month: datetime) -> tuple
         if not has_strays:
             cursor.execute(f"CREATE TABLE {_q(name)} PARTITION OF {_q(table)} {bounds}", [start, end])
             return name, 0
-        # LIKE copies the columns in order (so SELECT * fits), their defaults and CHECK constraints;
-        # ATTACH creates the partitioned indexes and foreign keys on it.
+        # LIKE copies the columns, their defaults and CHECK constraints; ATTACH creates the partitioned
+        # indexes and foreign keys on it.
         cursor.execute(f"CREATE TABLE {_q(name)} (LIKE {_q(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
         cursor.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+            " AND NOT attisdropped ORDER BY attnum",
+            [table],
+        )
+        columns = ", ".join(_q(row[0]) for row in cursor.fetchall())
+        cursor.execute(
             f"WITH moved AS (DELETE FROM {_q(default)} WHERE {_q(column)} >= %s AND {_q(column)} < %s"  # noqa: S608
-            f" RETURNING *) INSERT INTO {_q(name)} SELECT * FROM moved",
+            f" RETURNING {columns}) INSERT INTO {_q(name)} ({columns}) SELECT {columns} FROM moved",
             [start, end],
         )
         moved = cursor.rowcount

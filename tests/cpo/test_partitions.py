@@ -399,3 +399,28 @@ def test_admin_message_log_and_meter_samples_pages_work(client, superuser):
     samples = client.get(reverse("admin:charging_metersample_changelist"))
     assert samples.status_code == 200
     assert client.get(reverse("admin:charging_metersample_change", args=[sample.pk])).status_code == 200
+
+
+def test_a_meter_sample_moved_out_of_default_is_still_deduplicated():
+    """The moved month gets the table's unique key on ATTACH: replaying the sample after the move adds
+    nothing."""
+    cp = ChargePointFactory()
+    sample = Sample(
+        sampled_at=at("2031-02-10 10:00"), measurand="Power.Active.Import", unit="W", value=Decimal(7000)
+    )
+    meter_samples_record(
+        charge_point_id=cp.pk, evse_id=1, session=None, samples=[sample], received_at=clock.now()
+    )
+    (stored,) = MeterSample.objects.filter(charge_point=cp)
+    assert partition_of(MeterSample, stored.pk) == f"{SAMPLES}_default"
+
+    assert partitions.partition_month_ensure(table=SAMPLES, column="sampled_at", month=at("2031-02-01")) == (
+        f"{SAMPLES}_p203102",
+        1,
+    )
+    meter_samples_record(
+        charge_point_id=cp.pk, evse_id=1, session=None, samples=[sample], received_at=clock.now()
+    )
+
+    assert list(MeterSample.objects.filter(charge_point=cp).values_list("pk", flat=True)) == [stored.pk]
+    assert partition_of(MeterSample, stored.pk) == f"{SAMPLES}_p203102"

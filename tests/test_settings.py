@@ -201,6 +201,28 @@ def test_malformed_database_url_stops_start_up_naming_it(url):
     assert "hunter2-secret" not in result.stderr
 
 
+@pytest.mark.parametrize("name", ["CPO_OCPP_MESSAGE_LOG_DAYS", "CPO_METER_SAMPLES_RETENTION_DAYS"])
+@pytest.mark.parametrize("value", ["-1", "30d", "1.5"])
+def test_a_malformed_retention_stops_start_up_naming_it(name, value):
+    result = _django_setup("config.settings.local", DJANGO_SECRET_KEY="x" * 50, **{name: value})
+
+    assert result.returncode != 0
+    expected = f"ImproperlyConfigured: {name} must be 0 (keep forever) or a number of days, got {value!r}"
+    assert expected in result.stderr
+
+
+def test_retentions_are_read_from_the_environment():
+    result = _django_setup(
+        "config.settings.local",
+        "(settings.CPO_OCPP_MESSAGE_LOG_DAYS, settings.CPO_METER_SAMPLES_RETENTION_DAYS)",
+        DJANGO_SECRET_KEY="x" * 50,
+        CPO_OCPP_MESSAGE_LOG_DAYS="0",
+        CPO_METER_SAMPLES_RETENTION_DAYS=" 1200 ",
+    )
+
+    assert result.stdout.strip() == "(0, 1200)", result.stderr
+
+
 def test_malformed_redis_url_stops_start_up_naming_it():
     result = _django_setup(
         "config.settings.local", DJANGO_SECRET_KEY="x" * 50, REDIS_URL="http://127.0.0.1/0"

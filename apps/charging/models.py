@@ -149,7 +149,8 @@ class ChargingSession(TimeStampedModel):
 
 class MeterSample(models.Model):
     """One sampled value, normalised: energy in Wh, power in W, current in A, voltage in V.
-    Signed meter data (OCPP format SignedData) is kept verbatim in `signed_data`."""
+    Signed meter data (OCPP format SignedData) is kept verbatim in `signed_data`. The table is partitioned
+    by month of `sampled_at` (database key (id, sampled_at); migration 0008 says why)."""
 
     charge_point = models.ForeignKey(ChargePoint, on_delete=models.CASCADE, related_name="meter_samples")
     evse_id = models.PositiveSmallIntegerField(_("EVSE number"), help_text=_("0 for the whole charge point."))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from apps.accounts.models import IdToken
@@ -30,6 +31,7 @@ from apps.stations.choices import OcppProtocol
 from apps.stations.models import ChargePoint, Connector
 from apps.stations.services import clamp_charger_time
 from cpo import clock
+from cpo.partitions import PartitionedTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +359,18 @@ def session_for_transaction(*, charge_point_id: int, transaction_ref: str) -> Ch
     return ChargingSession.objects.filter(
         charge_point_id=charge_point_id, transaction_ref=transaction_ref
     ).first()
+
+
+def meter_samples_retention_days() -> int:
+    """CPO_METER_SAMPLES_RETENTION_DAYS: 0 (the default) keeps meter samples forever (config/settings)."""
+    return int(getattr(settings, "CPO_METER_SAMPLES_RETENTION_DAYS", 0))
+
+
+# Meter samples by month of `sampled_at` (migration 0008 says why not `received_at`): registered in
+# ChargingConfig.ready(), maintained by the `cpo.partitions_maintain` task.
+METER_SAMPLES_PARTITIONS = PartitionedTable(
+    table=MeterSample._meta.db_table, column="sampled_at", retention_days=meter_samples_retention_days
+)
 
 
 def meter_samples_record(

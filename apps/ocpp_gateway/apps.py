@@ -14,11 +14,12 @@ class OcppGatewayConfig(AppConfig):
 
         from apps.charging import hooks as charging_hooks
         from apps.charging import intents
-        from apps.ocpp_gateway import localauth, services
+        from apps.ocpp_gateway import localauth, messagelog, services
         from apps.ocpp_gateway.intents import GatewayChargerControl
-        from cpo import metrics
+        from cpo import metrics, partitions
 
         ocpp.messages.ASYNC_VALIDATION = False
+        partitions.register(messagelog.PARTITIONS)
         # Charging asks for "start charging token X on EVSE n" / "stop transaction T"; the gateway builds
         # and sends the messages (docs/architecture.md, Layering).
         intents.charger_control.provide(GatewayChargerControl())

@@ -59,6 +59,7 @@ def message_log_enabled() -> bool:
 
 
 def message_log_retention_days() -> int:
+    """Days the message log is kept (whole monthly partitions dropped after it); 0 keeps it forever."""
     return int(get("CPO_OCPP_MESSAGE_LOG_DAYS", 30))
 
 

@@ -5,6 +5,9 @@ Writing a row per frame on the request path would cap a process at a few hundred
 every `FLUSH_EVERY_S` or when `FLUSH_AT` frames are waiting, in a worker thread with its own database
 connection. A crash loses at most one interval of log (never protocol data, which is stored before it
 is answered).
+
+The table is partitioned by month of `at` (cpo.partitions, migration 0004): frames older than
+CPO_OCPP_MESSAGE_LOG_DAYS go a whole month at a time, by the `cpo.partitions_maintain` task.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from django.db import close_old_connections, connection
 from apps.ocpp_gateway import conf
 from apps.ocpp_gateway.masking import mask_frame
 from apps.ocpp_gateway.models import OcppMessage
+from cpo.partitions import PartitionedTable
 
 logger = logging.getLogger(__name__)
 FLUSH_EVERY_S = 1.0
@@ -40,6 +44,11 @@ class Entry:
     frame: str
     at: datetime
 
+
+# Registered in OcppGatewayConfig.ready(); 0 days keeps the log forever.
+PARTITIONS = PartitionedTable(
+    table=OcppMessage._meta.db_table, column="at", retention_days=conf.message_log_retention_days
+)
 
 _COLUMNS = ("charge_point_id", "identity", "direction", "message_type", "action", "unique_id", "frame", "at")
 

@@ -110,7 +110,8 @@ def command_outcome_shape(
 
 
 class OcppMessage(models.Model):
-    """One OCPP frame in or out, written in batches off the hot path; purged after the retention period."""
+    """One OCPP frame in or out, written in batches off the hot path. The table is partitioned by month of
+    `at` (database key (id, at)); whole months are dropped after the retention period (cpo.partitions)."""
 
     charge_point = models.ForeignKey(
         ChargePoint,

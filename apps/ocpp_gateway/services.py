@@ -38,7 +38,7 @@ from apps.accounts.services import audit_record_build, audit_record_create
 from apps.ocpp_gateway import conf, delivery, drain, outcomes, presence, protocol, transfers, versions
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.masking import mask_payload
-from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, OcppMessage, command_outcome_shape
+from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, command_outcome_shape
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.smartcharging import services as smartcharging_services
 from apps.stations import keys
@@ -733,10 +733,3 @@ def presence_flush() -> dict[str, int]:
         "seen": len(identities),
         "checked": len(candidates),
     }
-
-
-def message_log_purge(*, days: int | None = None) -> int:
-    days = conf.message_log_retention_days() if days is None else days
-    cutoff = clock.now() - timedelta(days=days)
-    deleted, _ = OcppMessage.objects.filter(at__lt=cutoff).delete()
-    return deleted

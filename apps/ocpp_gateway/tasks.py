@@ -16,11 +16,6 @@ def commands_sweep_task() -> int:
     return services.commands_sweep()
 
 
-@shared_task(name="ocpp_gateway.message_log_purge", ignore_result=True)
-def message_log_purge_task() -> int:
-    return services.message_log_purge()
-
-
 @shared_task(name="ocpp_gateway.kept_messages_replay", ignore_result=True)
 def kept_messages_replay_task() -> dict[str, int]:
     """Replay (once) the requests kept for chargers that did not reconnect to have them replayed."""

@@ -31,6 +31,16 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
 
 
+def env_days(name: str, default: int) -> int:
+    """A retention in whole days: 0 (keep forever) or more."""
+    value = ENV.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        raise ImproperlyConfigured(f"{name} must be 0 (keep forever) or a number of days, got {value!r}")
+    return int(value)
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in ENV.get(name, default).split(",") if item.strip()]
 
@@ -133,7 +143,8 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "ocpp-presence-flush": {"task": "ocpp_gateway.presence_flush", "schedule": 30.0},
     "ocpp-commands-sweep": {"task": "ocpp_gateway.commands_sweep", "schedule": 15.0},
-    "ocpp-message-log-purge": {"task": "ocpp_gateway.message_log_purge", "schedule": 3600.0},
+    # Monthly partitions of the message log and meter samples: next months created, expired months dropped.
+    "partitions-maintain": {"task": "cpo.partitions_maintain", "schedule": 3600.0},
     "ocpp-kept-messages-replay": {"task": "ocpp_gateway.kept_messages_replay", "schedule": 60.0},
     "driver-sessions-sweep": {"task": "charging.driver_sessions_sweep", "schedule": 15.0},
     "charging-sessions-reconcile": {"task": "charging.sessions_reconcile", "schedule": 300.0},
@@ -381,7 +392,8 @@ CPO_OCPP_AUTO_REGISTER_ORGANISATION = ENV.get("CPO_OCPP_AUTO_REGISTER_ORGANISATI
 CPO_OCPP_COMMAND_TIMEOUT_S = float(ENV.get("CPO_OCPP_COMMAND_TIMEOUT_S", "30"))
 CPO_OCPP_MAX_FRAME_BYTES = int(ENV.get("CPO_OCPP_MAX_FRAME_BYTES", str(1024 * 1024)))
 CPO_OCPP_MESSAGE_LOG = env_bool("CPO_OCPP_MESSAGE_LOG", True)
-CPO_OCPP_MESSAGE_LOG_DAYS = int(ENV.get("CPO_OCPP_MESSAGE_LOG_DAYS", "30"))
+# Kept at least this many days, at most a month longer (whole monthly partitions are dropped); 0: forever.
+CPO_OCPP_MESSAGE_LOG_DAYS = env_days("CPO_OCPP_MESSAGE_LOG_DAYS", 30)
 CPO_OCPP_VALIDATE_RESPONSES = env_bool("CPO_OCPP_VALIDATE_RESPONSES", False)
 # Where chargers reach us from outside (diagnostics upload and firmware URLs); empty: the admin request's
 # host.
@@ -389,6 +401,13 @@ CPO_PUBLIC_BASE_URL = ENV.get("CPO_PUBLIC_BASE_URL", "")
 CPO_DIAGNOSTICS_MAX_BYTES = int(ENV.get("CPO_DIAGNOSTICS_MAX_BYTES", str(50 * 1024 * 1024)))
 CPO_DIAGNOSTICS_UPLOAD_TTL_S = int(ENV.get("CPO_DIAGNOSTICS_UPLOAD_TTL_S", str(24 * 3600)))
 CPO_ADMIN_COMMAND_WAIT_S = float(ENV.get("CPO_ADMIN_COMMAND_WAIT_S", "5"))
+
+# --- charging ------------------------------------------------------------------------------------
+# Meter samples are the evidence behind every CDR and invoice line: kept forever by default (0). An
+# operator who sets a retention should cover the period in which a bill can still be disputed (in much
+# of the EU three years from the end of the year, so at least 1,200 days); whole monthly partitions of
+# `sampled_at` are dropped once they end before now minus this many days.
+CPO_METER_SAMPLES_RETENTION_DAYS = env_days("CPO_METER_SAMPLES_RETENTION_DAYS", 0)
 
 # --- request body limits (cpo.asgi_limits, in front of Django) ------------------------------------
 # A body over its route's limit gets 413 before it is read (Content-Length) or as soon as it passes the

@@ -1,7 +1,7 @@
-"""The message log: every frame in and out, written in batches off the request path, purged by age."""
+"""The message log: every frame in and out, written in batches off the request path (retention by whole
+monthly partitions: tests/cpo/test_partitions.py)."""
 
 import json
-from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -10,11 +10,9 @@ from django import db
 
 from apps.ocpp_gateway import masking, messagelog
 from apps.ocpp_gateway.models import OcppMessage
-from apps.ocpp_gateway.services import message_log_purge
 from apps.stations import keys
 from apps.stations.models import DeviceVariable
-from cpo import clock
-from tests.factories import ChargePointFactory, OcppMessageFactory, OrganisationFactory
+from tests.factories import ChargePointFactory, OrganisationFactory
 from tests.ocpp_gateway.conftest import KEY, Charger, connect
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -46,16 +44,6 @@ async def test_frames_in_and_out_are_logged_in_a_batch(charge_point):
     )()
     assert frame == '[2, "m2", "Heartbeat", {}]'
     await comm.disconnect()
-
-
-async def test_purge_removes_only_old_frames(charge_point):
-    old = await database_sync_to_async(OcppMessageFactory)(
-        charge_point=charge_point, at=clock.now() - timedelta(days=31)
-    )
-    new = await database_sync_to_async(OcppMessageFactory)(charge_point=charge_point, at=clock.now())
-    assert await database_sync_to_async(message_log_purge)(days=30) == 1
-    remaining = await database_sync_to_async(lambda: set(OcppMessage.objects.values_list("pk", flat=True)))()
-    assert remaining == {new.pk} and old.pk not in remaining
 
 
 def _send(**kwargs):

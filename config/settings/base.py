@@ -138,6 +138,12 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A task whose worker died (kill -9, a lost machine) before acknowledging it goes back to the queue once
+# this long has passed since it was handed out (Redis transport); every task is idempotent, so one that
+# merely ran longer than this and runs twice still has its effect once. Kombu's default is an hour.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(ENV.get("CPO_CELERY_VISIBILITY_TIMEOUT_S", "3600"))
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {

@@ -7,19 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from django.conf import settings
 
 from apps.charging.choices import SessionStatus
 from apps.charging.models import ChargingSession, MeterSample
-from tests.e2e.conftest import KEY, eventually, orm
-from tests.factories import ChargePointFactory, IdTokenFactory, OrganisationFactory
-from tools.simulator import Fleet
+from tests.e2e.conftest import KEY, _server_env, eventually, orm, start_server
+from tests.factories import (
+    ChargePointFactory,
+    IdTokenFactory,
+    OrganisationFactory,
+)
+from tests.processes import free_port
+from tools.simulator import Charger, ChargerOptions, Fleet
 from tools.simulator.fleet import fleet_id_tags
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.slow]
@@ -237,3 +251,118 @@ def _count(charger: Any, action: str) -> int:
 
 async def _value(value: Any) -> Any:
     return value
+
+
+# --- Redis restarted mid-run ------------------------------------------------------------------------------
+class PrivateRedis:
+    """A Redis server of this test alone (restarting the shared one would disturb every other run),
+    with an append-only file, as production runs it (docker/compose.yaml)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def _ocpp_call(env: dict[str, str], identity: str, action: str, payload: dict[str, Any]) -> tuple[int, str]:
+    """`manage.py ocpp_call` in its own process, on the product's Redis of this test."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", "ocpp_call", identity, action, json.dumps(payload), "--timeout", "10"],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+async def test_the_product_recovers_by_itself_when_redis_restarts(servers, transactional_db, tmp_path):
+    """Redis (channel layer, presence, outcomes) restarts while a charger is connected: without any
+    restart of the product, its health comes back and commands reach the charger again."""
+    private = PrivateRedis(tmp_path)
+    private.start()
+    env = {**_server_env(servers.media_root), "REDIS_URL": private.url}
+    server = start_server("redis-restart", servers.log_dir, servers.media_root, {"REDIS_URL": private.url})
+    identity = "REDIS-RESTART-1"
+    await orm(lambda: ChargePointFactory(identity=identity, organisation=OrganisationFactory()))()
+    charger = Charger(
+        ChargerOptions(identity=identity, url=server.url, key=KEY, reconnect_base_s=0.2, reconnect_max_s=1.0)
+    )
+    running = asyncio.create_task(charger.run())
+    try:
+        await eventually(lambda: _value(charger.accepted), what="the charger booted")
+        code, output = await asyncio.to_thread(_ocpp_call, env, identity, "ClearCache", {})
+        assert code == 0 and '"Accepted"' in output, output
+
+        private.stop()
+        code, output = await asyncio.to_thread(_ocpp_call, env, identity, "ClearCache", {})
+        assert code != 0, "no command can go out while Redis is down"
+        ready = await asyncio.to_thread(_status, f"http://127.0.0.1:{server.port}/readyz")
+        assert ready == 503
+        private.start()
+
+        async def command_answered() -> bool:
+            code, output = await asyncio.to_thread(_ocpp_call, env, identity, "ClearCache", {})
+            return code == 0 and '"Accepted"' in output
+
+        await eventually(
+            command_answered, what="a command answered after Redis came back", timeout=90, interval=1
+        )
+        ready = await asyncio.to_thread(_status, f"http://127.0.0.1:{server.port}/readyz")
+        assert ready == 200
+        assert server.process.poll() is None, "the server process kept running throughout"
+    finally:
+        charger.stop()
+        with contextlib.suppress(Exception):
+            await running
+        server.stop()
+        private.stop()
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)

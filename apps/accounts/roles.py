@@ -54,8 +54,10 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "tariffassignment", CRUD),
         *_perms("tariffs", "vatrate", VIEW),
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
-        # Change: cancel a reservation (admin action; created from the charger's ReserveNow command form).
-        *_perms("reservations", "reservation", ("view", "change")),
+        # Add: reserve for a card (the reservation's add page or the charger's ReserveNow command form, both
+        # through the service); change: cancel a reservation (admin action).
+        *_perms("reservations", "reservation", ("view", "add", "change")),
+        *_perms("reservations", "reservationsettings", ("view", "add", "change")),
     ],
     Role.TECHNICIAN: [
         *_perms("ocpp_gateway", "ocppcommand", ("view", "add")),
@@ -99,7 +101,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "tariffelement", VIEW),
         *_perms("tariffs", "tariffassignment", VIEW),
         *_perms("tariffs", "chargedetailrecord", VIEW),
-        *_perms("reservations", "reservation", ("view", "change")),
+        *_perms("reservations", "reservation", ("view", "add", "change")),
     ],
     Role.FINANCE: [
         *_perms("charging", "chargingsession", VIEW),

@@ -14,7 +14,11 @@ from cpo.exceptions import NotFound
 
 def reservation_list(*, driver: User) -> QuerySet[Reservation]:
     """The driver's reservations, newest first."""
-    return Reservation.objects.filter(driver=driver).order_by("-created_at", "-id")
+    return (
+        Reservation.objects.filter(driver=driver)
+        .select_related("charging_session")
+        .order_by("-created_at", "-id")
+    )
 
 
 def reservation_get(*, driver: User, pk: Any) -> Reservation:

@@ -62,3 +62,28 @@ def rate_units(*, charge_point_id: int) -> set[str]:
     for item in values:
         units |= _parse(item)
     return units
+
+
+def configuration_value(*, charge_point_id: int, key: str) -> str | None:
+    """The value a 1.6 charger last reported for configuration key `key` (None: never reported)."""
+    return (
+        ChargerConfigurationKey.objects.filter(charge_point_id=charge_point_id, key__iexact=key)
+        .values_list("value", flat=True)
+        .first()
+    )
+
+
+def device_variable_value(*, charge_point_id: int, component: str, variable: str) -> str | None:
+    """The Actual value a 2.x charger last reported for a station-wide device model variable (None: never
+    reported)."""
+    return (
+        DeviceVariable.objects.filter(
+            charge_point_id=charge_point_id,
+            component__iexact=component,
+            variable__iexact=variable,
+            attribute_type="Actual",
+            evse_id__isnull=True,
+        )
+        .values_list("value", flat=True)
+        .first()
+    )

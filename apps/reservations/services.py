@@ -23,15 +23,19 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import IdToken, User
+from apps.billing.tasks import reservation_fee_charge_task
 from apps.charging.driver_services import DOWN_STATUSES, driver_app_token
 from apps.charging.hooks import ReservationHold
 from apps.charging.intents import CommandOutcome, IntentOutcome, charger_control
 from apps.charging.models import ChargingSession
+from apps.reservations import tasks  # tasks imports this module too: use it by attribute
 from apps.reservations.choices import ACTIVE_STATUSES, ReservationStatus
 from apps.reservations.models import ANY_EVSE, HOLD_LIMIT_MIN, Reservation, ReservationSettings
 from apps.smartcharging.configuration import configuration_value, device_variable_value
 from apps.stations.choices import ConnectorStatus, OcppProtocol, RegistrationStatus
 from apps.stations.models import ChargePoint, Connector, Evse
+from apps.tariffs.models import ChargeDetailRecord
+from apps.tariffs.services import cdr_issue_for_reservation, session_tariff_reservation
 from cpo import clock
 from cpo.exceptions import Conflict, NotFound, ValidationFailed
 
@@ -441,7 +445,10 @@ def _locked(pk: int) -> Reservation:
     return Reservation.objects.select_for_update(no_key=True).get(pk=pk)
 
 
-def _end(reservation: Reservation, status: str, *, at: datetime, failure: str = "") -> None:
+def _end(reservation: Reservation, status: str, *, at: datetime, failure: str = "", fee: bool = False) -> None:
+    """End a locked reservation. An expired one (a no-show), or one its driver cancelled (`fee`), is
+    priced after commit where the tariff prices reservations (reservation_fee_issue)."""
+    was_held = reservation.status == R.RESERVED
     reservation.status = status
     reservation.ended_at = at
     fields = ["status", "ended_at", "updated_at"]
@@ -449,6 +456,50 @@ def _end(reservation: Reservation, status: str, *, at: datetime, failure: str = 
         reservation.failure_code = failure
         fields.append("failure_code")
     reservation.save(update_fields=fields)
+    if was_held and (status == R.EXPIRED or (status == R.CANCELLED and fee)):
+        _dispatch_fee(reservation.pk)
+
+
+def _dispatch_fee(reservation_id: int) -> None:
+    def send() -> None:
+        tasks.reservation_fee_task.delay(reservation_id)
+
+    # robust: a broker that does not answer must not undo the reservation's end; the beat's sweep catches up
+    transaction.on_commit(send, robust=True)
+
+
+def reservation_fee_issue(*, reservation_id: int) -> ChargeDetailRecord | None:
+    """Price a reservation no charge followed: an expired one (a no-show), or one its driver cancelled.
+    Issues its own charge detail record where the tariff in force for the driver when it was made prices
+    reservations (OCPI restrictions.reservation; RESERVATION_EXPIRES only for an expired one), then has
+    billing charge it like any record. None when it costs nothing. Idempotent."""
+    reservation = (
+        Reservation.objects.select_related("charge_point", "id_token").filter(pk=reservation_id).first()
+    )
+    if (
+        reservation is None
+        or reservation.status not in (R.EXPIRED, R.CANCELLED)
+        or reservation.charging_session_id is not None
+        or reservation.failure_code == "removed_by_charger"
+    ):
+        return None
+    token = reservation.id_token
+    cdr = cdr_issue_for_reservation(
+        reservation_ref=reservation.pk,
+        charge_point=reservation.charge_point,
+        evse_id=reservation.evse_id,
+        id_tag=reservation.id_tag,
+        started_at=reservation.created_at,
+        ended_at=reservation.ended_at or reservation.expires_at,
+        expired=reservation.status == R.EXPIRED,
+        token_group_id=token.group_id if token is not None else "",
+        customer_account_id=token.customer_account_id if token is not None else None,
+    )
+    if cdr is not None and reservation.driver_id is not None:
+        transaction.on_commit(
+            lambda: reservation_fee_charge_task.delay(cdr.pk, reservation.driver_id), robust=True
+        )
+    return cdr
 
 
 def wait_s() -> float:
@@ -517,7 +568,9 @@ def reservation_cancel(*, reservation: Reservation, actor: Any = None, source: s
         )
         reservation.cancel_command_id = sent.command_id
         reservation.save(update_fields=["cancel_command_id", "updated_at"])
-        _end(reservation, R.CANCELLED, at=now)
+        # The driver's own cancellation is priced where the tariff prices reservations; an operator's
+        # is not the driver's doing.
+        _end(reservation, R.CANCELLED, at=now, fee=source == "api")
         return reservation
 
 
@@ -620,6 +673,10 @@ def reservation_consume_on_start(
     reservation.charging_session = session
     reservation.save(update_fields=["charging_session", "updated_at"])
     _end(reservation, R.CONSUMED, at=session.started_at)
+    # The reservation's time until the start is priced in the session's record (tariff permitting).
+    session_tariff_reservation(
+        session_id=session.pk, started_at=reservation.created_at, ended_at=session.started_at
+    )
 
 
 class ReservationsGuard:

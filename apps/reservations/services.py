@@ -8,6 +8,16 @@
 The reservation's int32 primary key is the OCPP reservation id. The charger is reached through
 charging's `charger_control` port; the gateway reports each ReserveNow's final outcome through
 `reservation_command_finished` and a 2.x ReservationStatusUpdate through `reservation_status_update`.
+
+- Any connector (`evse_id` ANY_EVSE = 0): OCPP 1.6 ReserveNow connectorId 0, 2.0.1 ReserveNow without
+  evseId, only where the charger told us it supports that (ReserveConnectorZeroSupported,
+  ReservationCtrlr.NonEvseSpecific). The charger then keeps one connector free for the holder: others may
+  take connectors while another one stays free (ReservationsGuard), the holder starts at any of them.
+- Hold length: the operator's ReservationSettings (default 15, at most 30 minutes); a driver may ask for
+  less (`minutes` or `expires_at`).
+- Fees (OCPI reservation restrictions): the holder's charge carries the reservation's time in the
+  session's record (tariffs' snapshot); an expired reservation, or one its driver cancelled, gets a record
+  of its own where the tariff prices that, charged to the driver's card by billing.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""What a charger told us about its smart charging abilities: the 1.6 configuration store (filled from
-GetConfiguration answers, whoever asked) and, for 2.0.1, the device model kept by stations."""
+"""What a charger told us about its abilities (smart charging's units; reservations read whether it holds
+any connector): the 1.6 configuration store (filled from GetConfiguration answers, whoever asked) and,
+for 2.0.1, the device model kept by stations."""
 
 from __future__ import annotations
 

@@ -422,9 +422,7 @@ def reservation_fee_charge(*, cdr_id: int, user_id: int) -> Payment | None:
     if not settings.STRIPE_SECRET_KEY or _on_account(user):
         return None
     amount = settlement.record_gross(cdr)
-    method = (
-        services.payment_methods_of(user=user).filter(is_default=True).select_related("customer").first()
-    )
+    method = services.payment_methods_of(user=user).filter(is_default=True).select_related("customer").first()
     if amount <= 0 or method is None:
         if method is None and amount > 0:
             logger.warning("reservation record %s of driver %s: no card to charge", cdr.pk, user.pk)

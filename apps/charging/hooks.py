@@ -20,9 +20,10 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
 - `driver_standing_changed`: a driver's standing changed (a debt arose or was paid), after commit. The
   gateway sends chargers whose local list holds the driver's tokens a differential update.
 
-- `reservation_guard` (port): who holds an EVSE by a reservation. `driver_services` refuses other drivers'
-  starts there and lets the holder start; `services.idtoken_authorize` answers another token Invalid
-  for a start on it. Reservations provides it; without it no EVSE is held.
+- `reservation_guard` (port): who holds an EVSE by a reservation (its own, or one for any connector of the
+  charger when it is the last free one). `driver_services` refuses other drivers' starts there and lets
+  the holder start; `services.idtoken_authorize` answers another token Invalid for a start on it.
+  Reservations provides it; without it no EVSE is held.
 
 All but `start_payment`, `driver_standing`, `driver_standing_changed` and `reservation_guard` are
 registered in TariffsConfig.ready(); `start_payment` and `driver_standing` in BillingConfig.ready(),

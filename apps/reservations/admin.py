@@ -40,9 +40,7 @@ class ReservationAddForm(forms.Form):
     id_tag = forms.CharField(
         label=_("card or token uid"), max_length=64, help_text=_("A card or token known to the system.")
     )
-    expires_at = forms.SplitDateTimeField(
-        label=_("reserved until"), widget=admin.widgets.AdminSplitDateTime
-    )
+    expires_at = forms.SplitDateTimeField(label=_("reserved until"), widget=admin.widgets.AdminSplitDateTime)
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

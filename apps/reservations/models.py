@@ -145,7 +145,9 @@ class ReservationSettings(models.Model):
                 condition=Q(default_minutes__gte=1, max_minutes__lte=HOLD_LIMIT_MIN)
                 & Q(default_minutes__lte=models.F("max_minutes")),
                 name="reservationsettings_minutes_in_range",
-                violation_error_message=_("The default hold must be 1 minute to the longest hold (30 at most)."),
+                violation_error_message=_(
+                    "The default hold must be 1 minute to the longest hold (30 at most)."
+                ),
             ),
         ]
 

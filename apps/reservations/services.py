@@ -292,20 +292,22 @@ def reservation_create(
     target = ANY_EVSE if evse_id is None else evse_id
     try:
         with transaction.atomic():
-            if target != ANY_EVSE and target not in _lock_evses(cp):
+            if target not in _lock_evses(cp) and target != ANY_EVSE:  # locks them all, in order
                 raise NotFound(
                     _("Charger {cp} has no connector {no}.").format(cp=cp.identity, no=target),
                     code="connector_not_found",
                     fields={"connector": [_("No such connector.")]},
                 )
-            if target == ANY_EVSE:
-                _lock_evses(cp)
             existing = _existing_for_key(driver, idempotency_key, fingerprint)
             if existing is not None:
                 return existing, False
-            until = hold_until(organisation_id=cp.organisation_id, now=now, minutes=minutes, expires_at=expires_at)
+            until = hold_until(
+                organisation_id=cp.organisation_id, now=now, minutes=minutes, expires_at=expires_at
+            )
             _expire_due(cp.pk, target, driver.pk, now)
-            if Reservation.objects.filter(charge_point=cp, evse_id=target, status__in=ACTIVE_STATUSES).exists():
+            if Reservation.objects.filter(
+                charge_point=cp, evse_id=target, status__in=ACTIVE_STATUSES
+            ).exists():
                 raise _Taken("reservation_one_active_per_evse")
             if Reservation.objects.filter(driver=driver, status__in=ACTIVE_STATUSES).exists():
                 raise _Taken("reservation_one_active_per_driver")
@@ -407,7 +409,7 @@ def reservation_create_for_token(
         )
     target = ANY_EVSE if evse_id is None else evse_id
     with transaction.atomic():
-        if target not in _lock_evses(charge_point) and target != ANY_EVSE:
+        if target not in _lock_evses(charge_point) and target != ANY_EVSE:  # locks them all, in order
             raise NotFound(
                 _("Charger {cp} has no connector {no}.").format(cp=charge_point.identity, no=target),
                 code="connector_not_found",
@@ -438,7 +440,9 @@ def reservation_create_for_token(
                 ),
                 code="connector_reserved",
             ) from None
-        _send_reserve(reservation, charge_point, token, actor=actor, source=source, now=now, token_type=token_type)
+        _send_reserve(
+            reservation, charge_point, token, actor=actor, source=source, now=now, token_type=token_type
+        )
         return reservation
 
 
@@ -455,7 +459,9 @@ def _locked(pk: int) -> Reservation:
     return Reservation.objects.select_for_update(no_key=True).get(pk=pk)
 
 
-def _end(reservation: Reservation, status: str, *, at: datetime, failure: str = "", fee: bool = False) -> None:
+def _end(
+    reservation: Reservation, status: str, *, at: datetime, failure: str = "", fee: bool = False
+) -> None:
     """End a locked reservation. An expired one (a no-show), or one its driver cancelled (`fee`), is
     priced after commit where the tariff prices reservations (reservation_fee_issue)."""
     was_held = reservation.status == R.RESERVED

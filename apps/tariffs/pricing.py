@@ -709,7 +709,9 @@ def _in_utc(usage: SessionUsage) -> SessionUsage:
         power=tuple(PowerReading(u(r.at), r.watts, r.amps) for r in usage.power),
         reservation=None
         if usage.reservation is None
-        else ReservationUsage(u(usage.reservation.start), u(usage.reservation.end), usage.reservation.expired),
+        else ReservationUsage(
+            u(usage.reservation.start), u(usage.reservation.end), usage.reservation.expired
+        ),
     )
 
 

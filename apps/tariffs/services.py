@@ -389,7 +389,9 @@ def cdr_issue_for_reservation(
     tariff, or it costs nothing): such a reservation is free and gets no record. Idempotent on
     `reservation_ref` (returns the record already issued)."""
     existing = (
-        ChargeDetailRecord.objects.filter(session__isnull=True, reservation_ref=reservation_ref, kind=CdrKind.CDR)
+        ChargeDetailRecord.objects.filter(
+            session__isnull=True, reservation_ref=reservation_ref, kind=CdrKind.CDR
+        )
         .order_by("revision")
         .first()
     )

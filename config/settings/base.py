@@ -272,6 +272,7 @@ SPECTACULAR_SETTINGS = {
         "ConnectorStatusEnum": "apps.stations.choices.ConnectorStatus",
         "SessionStatusEnum": "apps.charging.choices.DriverSessionStatus",
         "PaymentStatusEnum": "apps.billing.choices.PaymentStatus",
+        "ReservationOutputStatusEnum": "apps.reservations.choices.ReservationStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -82,7 +82,11 @@ async def _http(method: str, url: str, token: str | None = None, **kwargs) -> re
 
 
 async def _reserve(site, token: str, connector: int | None = 1) -> requests.Response:
-    body = {"charge_point": site["cp"]} if connector is None else {"charge_point": site["cp"], "connector": connector}
+    body = (
+        {"charge_point": site["cp"]}
+        if connector is None
+        else {"charge_point": site["cp"], "connector": connector}
+    )
     return await _http(
         "POST",
         f"{site['base']}/reservations",
@@ -230,7 +234,9 @@ async def _any_connector_reported(site) -> None:
     station = site["station"]
     if station.subprotocol == "ocpp1.6":
         station.config.set("ReserveConnectorZeroSupported", "true")
-        answer = await command(station.identity, "GetConfiguration", {"key": ["ReserveConnectorZeroSupported"]})
+        answer = await command(
+            station.identity, "GetConfiguration", {"key": ["ReserveConnectorZeroSupported"]}
+        )
     else:
         variable = {"component": {"name": "ReservationCtrlr"}, "variable": {"name": "NonEvseSpecific"}}
         answer = await command(station.identity, "GetVariables", {"getVariableData": [variable]})
@@ -249,7 +255,7 @@ async def test_any_connector_keeps_one_free_for_the_holder_who_starts_at_any(sit
     answer = await _reserve(site, holder, connector=None)
     assert answer.status_code == 201, answer.text
     body = answer.json()
-    assert body["status"] == "RESERVED" and body["connector"] is None and body["any_connector"] is True
+    assert body["status"] == "RESERVED" and body["connector"] == 0 and body["any_connector"] is True
     # The charger holds it for any connector (1.6 connectorId 0, 2.0.1 without evseId), under our id.
     held = site["station"].floating
     assert [r.reservation_id for r in held] == [body["id"]] and held[0].connector_id == 0

@@ -62,5 +62,7 @@ def test_operator_reserves_through_the_service_on_own_chargers_only(client):
     assert command.payload["idTag"] == IdToken.objects.get(pk=card.pk).uid
     # Any connector on a charger that has not said it supports that: the service's error, on the form.
     again = client.post(url, {**form, "charge_point": mine.pk, "connector": ""})
-    assert again.status_code == 200 and "does not take reservations for any connector" in again.content.decode()
+    assert (
+        again.status_code == 200 and "does not take reservations for any connector" in again.content.decode()
+    )
     assert Reservation.objects.count() == 1

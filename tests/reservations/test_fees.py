@@ -38,7 +38,9 @@ def sent(monkeypatch):
         "delay",
         lambda cdr_id, user_id: calls.append(("charge", cdr_id, user_id)),
     )
-    monkeypatch.setattr(tariff_tasks.cdr_issue_task, "delay", lambda session_id: calls.append(("cdr", session_id)))
+    monkeypatch.setattr(
+        tariff_tasks.cdr_issue_task, "delay", lambda session_id: calls.append(("cdr", session_id))
+    )
     return calls
 
 
@@ -48,15 +50,29 @@ def _tariff(org, *, expiry_fee: bool = True):
     tariff = TariffFactory(organisation=org)
     if expiry_fee:
         TariffElementFactory(
-            tariff=tariff, position=0, energy_price=None, flat_price=D("4.00"), flat_vat=D(20),
+            tariff=tariff,
+            position=0,
+            energy_price=None,
+            flat_price=D("4.00"),
+            flat_vat=D(20),
             reservation="RESERVATION_EXPIRES",
         )
     TariffElementFactory(
-        tariff=tariff, position=1, energy_price=None, time_price=D("2.00"), time_vat=D(20), time_step_s=600,
+        tariff=tariff,
+        position=1,
+        energy_price=None,
+        time_price=D("2.00"),
+        time_vat=D(20),
+        time_step_s=600,
         reservation="RESERVATION",
     )
     TariffElementFactory(
-        tariff=tariff, position=2, energy_price=D("0.25"), energy_vat=D(10), flat_price=D("0.50"), flat_vat=D(20)
+        tariff=tariff,
+        position=2,
+        energy_price=D("0.25"),
+        energy_vat=D(10),
+        flat_price=D("0.50"),
+        flat_vat=D(20),
     )
     TariffAssignmentFactory(tariff=tariff)
     return tariff

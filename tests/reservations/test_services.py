@@ -335,9 +335,9 @@ class TestHoldLength:
         cp = _charger()
         now = clock.now()
         assert services.hold_until(organisation_id=cp.organisation_id, now=now) == now + timedelta(minutes=15)
-        assert services.hold_until(organisation_id=cp.organisation_id, now=now, minutes=30) == now + timedelta(
-            minutes=30
-        )
+        assert services.hold_until(
+            organisation_id=cp.organisation_id, now=now, minutes=30
+        ) == now + timedelta(minutes=30)
         with pytest.raises(ValidationFailed):
             services.hold_until(organisation_id=cp.organisation_id, now=now, minutes=31)
 
@@ -424,7 +424,10 @@ class TestAnyConnector:
         )
         # The holder may start at the last one, and their transaction there consumes the reservation.
         token = driver_services.driver_app_token(driver=holder)
-        assert idtoken_authorize(uid=token.uid, charge_point=cp, evse_id=2).status == AuthorizationStatus.ACCEPTED
+        assert (
+            idtoken_authorize(uid=token.uid, charge_point=cp, evse_id=2).status
+            == AuthorizationStatus.ACCEPTED
+        )
         now = clock.now()
         result = session_start(
             charge_point_id=cp.pk,

@@ -101,7 +101,10 @@ def test_example_17_used_is_time_only_and_expired_adds_the_expiry_fee():
     # expired after the hour reserved: 4.00 expiry fee + 1 h x 2.00 = 6.00; gross 7.20
     breakdown = price_reservation(tariff=EXAMPLE_17, usage=expired_after(timedelta(hours=1)))
     assert amounts(breakdown) == ("6.00", "7.20")
-    assert [(x.component, x.element) for x in breakdown.lines] == [(RESERVATION_FLAT, 0), (RESERVATION_TIME, 1)]
+    assert [(x.component, x.element) for x in breakdown.lines] == [
+        (RESERVATION_FLAT, 0),
+        (RESERVATION_TIME, 1),
+    ]
     assert breakdown.energy_wh == 0 and breakdown.charging_seconds == 0
 
 
@@ -115,7 +118,9 @@ def test_example_18_expired_time_is_priced_by_the_expires_element():
 
 
 def test_expires_element_wins_for_time_whatever_the_order():
-    reordered = dataclasses.replace(EXAMPLE_18, elements=(EXAMPLE_18.elements[1], EXAMPLE_18.elements[0], CHARGING))
+    reordered = dataclasses.replace(
+        EXAMPLE_18, elements=(EXAMPLE_18.elements[1], EXAMPLE_18.elements[0], CHARGING)
+    )
     breakdown = price_reservation(tariff=reordered, usage=expired_after(timedelta(minutes=90)))
     assert amounts(breakdown) == ("9.00", "10.80")
 

@@ -46,9 +46,8 @@ class ReservationOutput(serializers.Serializer):
     id = serializers.IntegerField(help_text="Our reservation id (also the charger's reservation id).")
     charge_point = serializers.IntegerField()
     connector = serializers.IntegerField(
-        allow_null=True,
-        help_text="The reserved connector; null for a reservation of any connector (once consumed: the "
-        "connector you charged at).",
+        help_text="The reserved connector; 0 for a reservation of any connector of the charger (once "
+        "consumed: the connector you charged at).",
     )
     any_connector = serializers.BooleanField(help_text="Reserved for any connector of the charger.")
     status = serializers.ChoiceField(
@@ -65,11 +64,11 @@ class ReservationOutput(serializers.Serializer):
     ended_at = serializers.DateTimeField(allow_null=True)
 
 
-def _connector(reservation: Reservation) -> int | None:
-    if not reservation.any_connector:
-        return reservation.evse_id
+def _connector(reservation: Reservation) -> int:
     session = reservation.charging_session
-    return session.evse_id if session is not None else None
+    if reservation.any_connector and session is not None:
+        return session.evse_id
+    return reservation.evse_id
 
 
 def reservation_json(reservation: Reservation) -> dict[str, Any]:

@@ -71,7 +71,8 @@ class Migration(migrations.Migration):
                 "constraints": [
                     models.CheckConstraint(
                         condition=models.Q(
-                            models.Q(("default_minutes__gte", 1), ("max_minutes__lte", 30)),
+                            ("default_minutes__gte", 1),
+                            ("max_minutes__lte", 30),
                             ("default_minutes__lte", models.F("max_minutes")),
                         ),
                         name="reservationsettings_minutes_in_range",

@@ -67,6 +67,11 @@ class Reservation(models.Model):
         verbose_name=_("charging session"),
     )
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    fee_due = models.BooleanField(
+        _("fee to price"),
+        default=False,
+        help_text=_("Ended without a charge (expired, or cancelled by its driver): not priced yet."),
+    )
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(_("request fingerprint"), max_length=64, blank=True)
     created_by = models.CharField(_("created by"), max_length=16, default="api")

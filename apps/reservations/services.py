@@ -471,8 +471,12 @@ def _end(
     if failure:
         reservation.failure_code = failure
         fields.append("failure_code")
+    priced = was_held and (status == R.EXPIRED or (status == R.CANCELLED and fee))
+    if priced:
+        reservation.fee_due = True
+        fields.append("fee_due")
     reservation.save(update_fields=fields)
-    if was_held and (status == R.EXPIRED or (status == R.CANCELLED and fee)):
+    if priced:
         _dispatch_fee(reservation.pk)
 
 
@@ -485,37 +489,59 @@ def _dispatch_fee(reservation_id: int) -> None:
 
 
 def reservation_fee_issue(*, reservation_id: int) -> ChargeDetailRecord | None:
-    """Price a reservation no charge followed: an expired one (a no-show), or one its driver cancelled.
-    Issues its own charge detail record where the tariff in force for the driver when it was made prices
-    reservations (OCPI restrictions.reservation; RESERVATION_EXPIRES only for an expired one), then has
-    billing charge it like any record. None when it costs nothing. Idempotent."""
-    reservation = (
-        Reservation.objects.select_related("charge_point", "id_token").filter(pk=reservation_id).first()
-    )
-    if (
-        reservation is None
-        or reservation.status not in (R.EXPIRED, R.CANCELLED)
-        or reservation.charging_session_id is not None
-        or reservation.failure_code == "removed_by_charger"
-    ):
-        return None
-    token = reservation.id_token
-    cdr = cdr_issue_for_reservation(
-        reservation_ref=reservation.pk,
-        charge_point=reservation.charge_point,
-        evse_id=reservation.evse_id,
-        id_tag=reservation.id_tag,
-        started_at=reservation.created_at,
-        ended_at=reservation.ended_at or reservation.expires_at,
-        expired=reservation.status == R.EXPIRED,
-        token_group_id=token.group_id if token is not None else "",
-        customer_account_id=token.customer_account_id if token is not None else None,
-    )
-    if cdr is not None and reservation.driver_id is not None:
-        transaction.on_commit(
-            lambda: reservation_fee_charge_task.delay(cdr.pk, reservation.driver_id), robust=True
+    """Price a reservation no charge followed (`fee_due`: an expired one, a no-show, or one its driver
+    cancelled). Issues its own charge detail record where the tariff in force for the driver when it was
+    made prices reservations (OCPI restrictions.reservation; RESERVATION_EXPIRES only for an expired
+    one), then has billing charge it like any record. None when it costs nothing. Idempotent: the
+    reservation's row lock orders repeated calls; a priced one returns its record."""
+    with transaction.atomic():
+        reservation = (
+            Reservation.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("charge_point", "id_token")
+            .filter(pk=reservation_id)
+            .first()
         )
-    return cdr
+        if reservation is None:
+            return None
+        if not reservation.fee_due:
+            return ChargeDetailRecord.objects.filter(
+                session__isnull=True, reservation_ref=reservation.pk, kind="CDR"
+            ).first()
+        token = reservation.id_token
+        cdr = cdr_issue_for_reservation(
+            reservation_ref=reservation.pk,
+            charge_point=reservation.charge_point,
+            evse_id=reservation.evse_id,
+            id_tag=reservation.id_tag,
+            started_at=reservation.created_at,
+            ended_at=reservation.ended_at or reservation.expires_at,
+            expired=reservation.status == R.EXPIRED,
+            token_group_id=token.group_id if token is not None else "",
+            customer_account_id=token.customer_account_id if token is not None else None,
+        )
+        reservation.fee_due = False
+        reservation.save(update_fields=["fee_due", "updated_at"])
+        driver_id = reservation.driver_id
+        if cdr is not None and driver_id is not None:
+            record_id = cdr.pk
+            transaction.on_commit(
+                lambda: reservation_fee_charge_task.delay(record_id, driver_id), robust=True
+            )
+        return cdr
+
+
+def reservation_fees_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Periodic (Celery beat): price again the reservations whose fee task was lost (broker down when they
+    ended). Returns how many were dispatched."""
+    now = now or clock.now()
+    due = list(
+        Reservation.objects.filter(fee_due=True, ended_at__lte=now - timedelta(minutes=1))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in due:
+        tasks.reservation_fee_task.delay(pk)
+    return len(due)
 
 
 def wait_s() -> float:

@@ -19,3 +19,9 @@ def reservation_fee_task(reservation_id: int) -> int | None:
     """Issue (and have billing charge) the record of a reservation no charge followed, where priced."""
     cdr = services.reservation_fee_issue(reservation_id=reservation_id)
     return cdr.pk if cdr is not None else None
+
+
+@shared_task(name="reservations.reservation_fees_sweep", ignore_result=True)
+def reservation_fees_sweep_task() -> int:
+    """Price the ended reservations whose fee task was lost."""
+    return services.reservation_fees_sweep()

@@ -141,6 +141,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 300.0},
     "billing-payments-capture-sweep": {"task": "billing.payments_capture_sweep", "schedule": 60.0},
     "reservations-expire": {"task": "reservations.reservations_expire", "schedule": 30.0},
+    "reservations-fees-sweep": {"task": "reservations.reservation_fees_sweep", "schedule": 300.0},
     "billing-payments-limit-sweep": {"task": "billing.payments_limit_sweep", "schedule": 30.0},
     "billing-payments-correction-sweep": {"task": "billing.payments_correction_sweep", "schedule": 300.0},
     "billing-customers-erase-sweep": {"task": "billing.customers_erase_sweep", "schedule": 3600.0},

@@ -161,3 +161,17 @@ def test_the_holders_charge_carries_the_reservations_time_in_its_record(sent):
     assert reservation.status == R.CONSUMED
     # A consumed reservation gets no record of its own.
     assert services.reservation_fee_issue(reservation_id=reservation.pk) is None
+
+
+def test_a_lost_fee_task_is_dispatched_again_by_the_sweep(sent):
+    driver, cp = DriverFactory(), _charger()
+    _tariff(cp.organisation)
+    reservation = _answer(_reserve(driver, cp)[0])
+    services.reservations_expire(now=reservation.expires_at)  # its on-commit dispatch never ran
+    reservation.refresh_from_db()
+    assert reservation.fee_due and not sent
+    assert services.reservation_fees_sweep(now=reservation.ended_at) == 0  # not before a minute has passed
+    later = reservation.ended_at + timedelta(minutes=2)
+    assert services.reservation_fees_sweep(now=later) == 1 and sent == [("fee", reservation.pk)]
+    assert services.reservation_fee_issue(reservation_id=reservation.pk) is not None
+    assert services.reservation_fees_sweep(now=later) == 0

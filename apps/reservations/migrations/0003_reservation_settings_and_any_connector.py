@@ -11,7 +11,7 @@ def grant(apps, schema_editor):
 
 class Migration(migrations.Migration):
     """Each organisation's hold length (ReservationSettings), a reservation for any connector (evse_id 0),
-    and the roles' permissions on both."""
+    a reservation's fee still to price, and the roles' permissions."""
 
     dependencies = [
         ("accounts", "0008_organisation_time_zone"),
@@ -19,6 +19,15 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name="reservation",
+            name="fee_due",
+            field=models.BooleanField(
+                default=False,
+                help_text="Ended without a charge (expired, or cancelled by its driver): not priced yet.",
+                verbose_name="fee to price",
+            ),
+        ),
         migrations.AlterField(
             model_name="reservation",
             name="evse_id",

@@ -47,8 +47,9 @@ RESTRICTED = {
     "ocpp_gateway.OcppCommand": READ_ONLY,
     "ocpp_gateway.OcppFailedMessage": READ_ONLY,
     "ocpp_gateway.OcppMessage": READ_ONLY,
-    # The cancel action needs "change"; reservations are made through the service (ReserveNow form, API).
-    "reservations.Reservation": (False, True, False, True),
+    # The cancel action needs "change"; the add page reserves through the service (as the ReserveNow form
+    # and the API do); a reservation is never deleted.
+    "reservations.Reservation": (True, True, False, True),
     "stations.ChargerEvent": READ_ONLY,
     "stations.DeviceVariable": READ_ONLY,
     # The credit actions need "change"; a CDR itself is never editable.

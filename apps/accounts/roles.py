@@ -56,8 +56,10 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "tariffassignment", CRUD),
         *_perms("tariffs", "vatrate", VIEW),
         *_perms("tariffs", "chargedetailrecord", ("view", "change")),
-        # Change: cancel a reservation (admin action; created from the charger's ReserveNow command form).
-        *_perms("reservations", "reservation", ("view", "change")),
+        # Add: reserve for a card (the reservation's add page or the charger's ReserveNow command form, both
+        # through the service); change: cancel a reservation (admin action).
+        *_perms("reservations", "reservation", ("view", "add", "change")),
+        *_perms("reservations", "reservationsettings", ("view", "add", "change")),
         # Smart charging: sites' budgets, grid events, the utility systems that may declare them (their
         # keys are issued and revoked here); what chargers hold and report is read-only.
         *_perms("smartcharging", "site", CRUD),
@@ -117,7 +119,7 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("tariffs", "tariffelement", VIEW),
         *_perms("tariffs", "tariffassignment", VIEW),
         *_perms("tariffs", "chargedetailrecord", VIEW),
-        *_perms("reservations", "reservation", ("view", "change")),
+        *_perms("reservations", "reservation", ("view", "add", "change")),
     ],
     Role.FINANCE: [
         *_perms("charging", "chargingsession", VIEW),

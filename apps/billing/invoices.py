@@ -32,11 +32,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
+from django.db.models import BigIntegerField, Case, F, OuterRef, QuerySet, Subquery, When
 from django.db.models.functions import Coalesce
 from django.utils.translation import gettext as _
 
-from apps.accounts.models import CustomerAccount, Organisation
+from apps.accounts.models import CustomerAccount, IdToken, Organisation
 from apps.accounts.services import audit_record_create
 from apps.billing import stripe_client
 from apps.billing.choices import DocumentKind, InvoiceStatus
@@ -109,10 +109,26 @@ def previous_month(*, now: datetime, time_zone: str) -> Period:
 
 
 def _account_of_session() -> Any:
-    """The customer account a record's session is billed to: its token's, else its driver's."""
+    """The customer account a record's session is billed to: its token's, else its driver's. A record of
+    its own (a reservation no charge followed: no session) is billed by its token (uid): the token's
+    account, else its owner's."""
+    token = IdToken.objects.filter(uid=OuterRef("id_tag")).order_by("pk")
+    account_id = BigIntegerField()
     return Coalesce(
         F("session__id_token__customer_account"),
         F("session__driver_session__driver__driver_profile__customer_account"),
+        Case(
+            When(
+                session__isnull=True,
+                then=Coalesce(
+                    Subquery(token.values("customer_account")[:1]),
+                    Subquery(token.values("owner__driver_profile__customer_account")[:1]),
+                    output_field=account_id,
+                ),
+            ),
+            output_field=account_id,
+        ),
+        output_field=account_id,
     )
 
 
@@ -126,6 +142,7 @@ def cdrs_on_account(*, organisation_id: int, period: Period) -> QuerySet[ChargeD
             issued_at__lt=period.ends_at,
             invoice_line__isnull=True,
             session__driver_session__payment__isnull=True,
+            own_payment__isnull=True,
         )
         .annotate(account_id=_account_of_session())
         .filter(**{"account_id__isnull": False})

@@ -178,7 +178,8 @@ class Dispute(models.Model):
 
 class Payment(models.Model):
     """A card payment of one driver session: a PaymentIntent with manual capture, held when the start was
-    requested (before the charger is asked), released when the start fails."""
+    requested (before the charger is asked), released when the start fails. Or the payment of a record of
+    its own (`cdr`: a reservation no charge followed), charged off-session when the record is issued."""
 
     stripe_id = models.CharField(_("Stripe payment intent"), max_length=255, unique=True)
     customer = models.ForeignKey(
@@ -191,6 +192,15 @@ class Payment(models.Model):
         blank=True,
         related_name="payment",
         verbose_name=_("driver session"),
+    )
+    cdr = models.OneToOneField(
+        ChargeDetailRecord,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="own_payment",
+        verbose_name=_("charge detail record"),
+        help_text=_("The record this payment pays when it is no session's (a reservation's fee)."),
     )
     organisation = models.ForeignKey(
         Organisation, on_delete=models.PROTECT, related_name="payments", verbose_name=_("organisation")

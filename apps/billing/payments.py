@@ -39,6 +39,7 @@ from apps.charging.hooks import PaymentHold, session_price
 from apps.charging.models import DriverSession
 from apps.stations.models import ChargePoint
 from apps.tariffs.choices import CdrKind
+from apps.tariffs.models import ChargeDetailRecord
 from apps.tariffs.selectors import local_date, place_for, tariff_in_force, vat_rate_for
 from cpo import clock, metrics
 from cpo.exceptions import ApplicationError, Conflict
@@ -428,3 +429,77 @@ def payment_body(payment: Payment) -> dict[str, Any]:
         "amount_due": settlement.amount_due(payment) if payment.status == PaymentStatus.DEBT else 0,
         "currency": payment.currency,
     }
+
+
+def reservation_fee_charge(*, cdr_id: int, user_id: int) -> Payment | None:
+    """Charge a reservation's own record (a no-show or a driver's cancellation, where the tariff prices
+    reservations) to the driver's default card: one off-session PaymentIntent for the record's gross
+    amount, made once (its key names the record). Declined: the payment is the driver's debt (status
+    `debt`, paid like any debt; they may not charge until then). Nothing without Stripe, for a driver on
+    account, for a driver without a card, or for a record of nothing. Idempotent: the record's payment
+    is returned. Stripe unreachable or 5xx: PaymentProviderUnavailable (the task retries)."""
+    existing = Payment.objects.filter(cdr_id=cdr_id).first()
+    if existing is not None:
+        return existing
+    cdr = ChargeDetailRecord.objects.get(pk=cdr_id)
+    user = User.objects.get(pk=user_id)
+    if not settings.STRIPE_SECRET_KEY or _on_account(user):
+        return None
+    amount = settlement.record_gross(cdr)
+    method = services.payment_methods_of(user=user).filter(is_default=True).select_related("customer").first()
+    if amount <= 0 or method is None:
+        if method is None and amount > 0:
+            logger.warning("reservation record %s of driver %s: no card to charge", cdr.pk, user.pk)
+        return None
+    key = stripe_client.idempotency_key("reservation-fee", cdr.pk)
+    client = stripe_client.client()
+    params: Any = {
+        "amount": amount,
+        "currency": cdr.currency.lower(),
+        "customer": method.customer.stripe_id,
+        "payment_method": method.stripe_id,
+        "confirm": True,
+        "off_session": True,
+        "metadata": {"cpo_cdr_id": str(cdr.pk), "cpo_purpose": "reservation_fee"},
+    }
+    fields: dict[str, Any] = {
+        "customer": method.customer,
+        "organisation_id": cdr.organisation_id,
+        "payment_method_id": method.stripe_id,
+        "currency": cdr.currency,
+        "amount_held": amount,
+    }
+    try:
+        intent = stripe_client.call(
+            "payment_intent_reservation_fee",
+            key,
+            lambda options: client.v1.payment_intents.create(params, options),
+            retrieve=lambda intent_id: client.v1.payment_intents.retrieve(intent_id),
+        )
+    except (stripe_client.PaymentDeclined, stripe_client.PaymentRequestRefused) as exc:
+        logger.warning("reservation record %s: the card was declined (%s): a debt", cdr.pk, exc.code)
+        intent = None
+    with transaction.atomic():
+        if intent is not None and intent.status == "succeeded":
+            payment, _created = Payment.objects.get_or_create(
+                cdr=cdr,
+                defaults={
+                    **fields,
+                    "stripe_id": str(intent.id),
+                    "status": PaymentStatus.CAPTURED,
+                    "amount_captured": amount,
+                },
+            )
+            return payment
+        # No PaymentIntent took the money: the payment is recorded under its key, owed.
+        payment, created = Payment.objects.get_or_create(
+            cdr=cdr,
+            defaults={
+                **fields,
+                "stripe_id": str(intent.id) if intent is not None else key,
+                "status": PaymentStatus.DEBT,
+            },
+        )
+        if created:
+            settlement.standing_changed(user.pk)
+        return payment

@@ -68,7 +68,10 @@ def standing_changed(user_id: int) -> None:
 
 
 def current_record(payment: Payment) -> ChargeDetailRecord | None:
-    """The session's charge detail record in force: the latest revision (None before the first)."""
+    """The session's charge detail record in force: the latest revision (None before the first); for the
+    payment of a record of its own (a reservation's fee), that record."""
+    if payment.cdr_id is not None:
+        return ChargeDetailRecord.objects.filter(pk=payment.cdr_id).first()
     session = payment.driver_session
     if session is None or session.charging_session_id is None:
         return None

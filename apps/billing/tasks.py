@@ -52,6 +52,18 @@ def payment_capture_task(self: Any, payment_id: int) -> str:
         raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
 
 
+@shared_task(name="billing.reservation_fee_charge", bind=True, max_retries=MAX_RETRIES, ignore_result=True)
+def reservation_fee_charge_task(self: Any, cdr_id: int, user_id: int) -> str:
+    """Charge a reservation's own record to the driver's card (apps.reservations issues it)."""
+    try:
+        payment = payments.reservation_fee_charge(cdr_id=cdr_id, user_id=user_id)
+    except PaymentProviderUnavailable as exc:
+        if not exc.retryable:
+            raise
+        raise self.retry(exc=exc, countdown=min(3600, 10 * 2**self.request.retries)) from exc
+    return str(payment.status) if payment is not None else ""
+
+
 @shared_task(name="billing.payments_capture_sweep", ignore_result=True)
 def payments_capture_sweep_task() -> int:
     """Capture the holds whose charge detail record was issued (tariffs issues it; billing follows)."""

@@ -27,9 +27,10 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
   export. Tariffs adds the receipts (issued records and credit notes), billing the saved cards (brand,
   last 4, expiry: never a card number) and the payments.
 
-- `reservation_guard` (port): who holds an EVSE by a reservation. `driver_services` refuses other drivers'
-  starts there and lets the holder start; `services.idtoken_authorize` answers another token Invalid
-  for a start on it. Reservations provides it; without it no EVSE is held.
+- `reservation_guard` (port): who holds an EVSE by a reservation (its own, or one for any connector of the
+  charger when it is the last free one). `driver_services` refuses other drivers' starts there and lets
+  the holder start; `services.idtoken_authorize` answers another token Invalid for a start on it.
+  Reservations provides it; without it no EVSE is held.
 
 All but `start_payment`, `driver_standing`, `driver_standing_changed`, `reservation_guard` and
 `meter_values_recorded` are registered in TariffsConfig.ready(); `start_payment`, `driver_standing` and

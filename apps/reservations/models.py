@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +17,11 @@ from apps.reservations.choices import ACTIVE_STATUSES, ReservationStatus
 from apps.stations.models import ChargePoint
 
 _ACTIVE = Q(status__in=ACTIVE_STATUSES)
+# The longest hold any operator may offer (issue 15: a driver holds a connector for up to 30 minutes).
+HOLD_LIMIT_MIN = 30
+# `Reservation.evse_id` of a reservation for any connector of the charger (1.6 ReserveNow connectorId 0,
+# 2.0.1 ReserveNow without evseId).
+ANY_EVSE = 0
 
 
 class Reservation(models.Model):
@@ -38,7 +44,9 @@ class Reservation(models.Model):
     charge_point = models.ForeignKey(
         ChargePoint, on_delete=models.CASCADE, related_name="reservations", verbose_name=_("charge point")
     )
-    evse_id = models.PositiveIntegerField(_("EVSE / connector"))
+    evse_id = models.PositiveIntegerField(
+        _("EVSE / connector"), help_text=_("0: any connector of the charger (where it supports that).")
+    )
     id_token = models.ForeignKey(
         IdToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("token")
     )
@@ -59,6 +67,11 @@ class Reservation(models.Model):
         verbose_name=_("charging session"),
     )
     ended_at = models.DateTimeField(_("ended at"), null=True, blank=True)
+    fee_due = models.BooleanField(
+        _("fee to price"),
+        default=False,
+        help_text=_("Ended without a charge (expired, or cancelled by its driver): not priced yet."),
+    )
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
     request_hash = models.CharField(_("request fingerprint"), max_length=64, blank=True)
     created_by = models.CharField(_("created by"), max_length=16, default="api")
@@ -93,3 +106,55 @@ class Reservation(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def any_connector(self) -> bool:
+        return self.evse_id == ANY_EVSE
+
+
+def _minutes_field(verbose: Any, default: int, help_text: Any) -> models.PositiveSmallIntegerField:
+    return models.PositiveSmallIntegerField(
+        verbose,
+        default=default,
+        validators=[MinValueValidator(1), MaxValueValidator(HOLD_LIMIT_MIN)],
+        help_text=help_text,
+    )
+
+
+class ReservationSettings(models.Model):
+    """How long an operator's chargers are held for a driver: the hold a driver gets when they do not
+    say, and the longest they may ask for (never over HOLD_LIMIT_MIN). An operator without a row gets
+    CPO_RESERVATION_DEFAULT_MIN and CPO_RESERVATION_MAX_MIN."""
+
+    organisation = models.OneToOneField(
+        Organisation,
+        on_delete=models.CASCADE,
+        related_name="reservation_settings",
+        verbose_name=_("organisation"),
+    )
+    default_minutes = _minutes_field(
+        _("default hold (minutes)"), 15, _("What a driver gets when they do not ask for a length.")
+    )
+    max_minutes = _minutes_field(
+        _("longest hold (minutes)"), HOLD_LIMIT_MIN, _("The most a driver may ask for (30 at most).")
+    )
+
+    objects = TenantQuerySet.as_manager()
+    tenant_field: ClassVar[str] = "organisation"
+
+    class Meta:
+        verbose_name = _("reservation settings")
+        verbose_name_plural = _("reservation settings")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(default_minutes__gte=1, max_minutes__lte=HOLD_LIMIT_MIN)
+                & Q(default_minutes__lte=models.F("max_minutes")),
+                name="reservationsettings_minutes_in_range",
+                violation_error_message=_(
+                    "The default hold must be 1 minute to the longest hold (30 at most)."
+                ),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.organisation_id}: {self.default_minutes}/{self.max_minutes} min"

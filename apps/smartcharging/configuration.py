@@ -1,5 +1,6 @@
-"""What a charger told us about its smart charging abilities: the 1.6 configuration store (filled from
-GetConfiguration answers, whoever asked) and, for 2.0.1, the device model kept by stations."""
+"""What a charger told us about its abilities (smart charging's units; reservations read whether it holds
+any connector): the 1.6 configuration store (filled from GetConfiguration answers, whoever asked) and,
+for 2.0.1, the device model kept by stations."""
 
 from __future__ import annotations
 
@@ -84,3 +85,28 @@ def rate_units_many(*, charge_point_ids: list[int]) -> dict[int, set[str]]:
         for cp_id, value in variables:
             units.setdefault(cp_id, set()).update(_parse(value))
     return {pk: units.get(pk, set()) for pk in charge_point_ids}
+
+
+def configuration_value(*, charge_point_id: int, key: str) -> str | None:
+    """The value a 1.6 charger last reported for configuration key `key` (None: never reported)."""
+    return (
+        ChargerConfigurationKey.objects.filter(charge_point_id=charge_point_id, key__iexact=key)
+        .values_list("value", flat=True)
+        .first()
+    )
+
+
+def device_variable_value(*, charge_point_id: int, component: str, variable: str) -> str | None:
+    """The Actual value a 2.x charger last reported for a station-wide device model variable (None: never
+    reported)."""
+    return (
+        DeviceVariable.objects.filter(
+            charge_point_id=charge_point_id,
+            component__iexact=component,
+            variable__iexact=variable,
+            attribute_type="Actual",
+            evse_id__isnull=True,
+        )
+        .values_list("value", flat=True)
+        .first()
+    )

@@ -406,6 +406,10 @@ class SessionTariff(models.Model):
     prices_parking = models.BooleanField(
         _("prices parking"), default=False, help_text=_("The CDR waits for the car to leave.")
     )
+    # The reservation the session started on (told by reservations when the start consumed it): the tariff's
+    # reservation elements price it in the session's record.
+    reservation_started_at = models.DateTimeField(_("reserved from"), null=True, blank=True)
+    reservation_ended_at = models.DateTimeField(_("reserved until"), null=True, blank=True)
 
     objects = TenantQuerySet.as_manager()
     tenant_field: ClassVar[str] = "organisation"
@@ -455,7 +459,9 @@ class SessionActivity(models.Model):
 class ChargeDetailRecord(models.Model):
     """A priced charge detail record. Immutable once issued: the database refuses UPDATE and DELETE
     (trigger in migration 0002). A correction is a CREDIT record (negative amounts) for the record it
-    cancels, followed by a new record with the next revision."""
+    cancels, followed by a new record with the next revision. Most records are a charging session's; a
+    reservation no charge followed (a no-show), where the tariff prices that, has a record of its own
+    (`reservation_ref`, no session)."""
 
     organisation = models.ForeignKey(
         Organisation,
@@ -468,6 +474,14 @@ class ChargeDetailRecord(models.Model):
         verbose_name=_("charging session"),
         on_delete=models.PROTECT,
         related_name="charge_detail_records",
+        null=True,
+        blank=True,
+    )
+    reservation_ref = models.PositiveIntegerField(
+        _("reservation"),
+        null=True,
+        blank=True,
+        help_text=_("The reservation this record prices, when no charge followed it."),
     )
     kind = models.CharField(_("kind"), max_length=6, choices=CdrKind.choices, default=CdrKind.CDR)
     revision = models.PositiveSmallIntegerField(_("revision"), default=0)
@@ -528,6 +542,15 @@ class ChargeDetailRecord(models.Model):
         ordering = ["-issued_at", "-pk"]
         constraints = [
             models.UniqueConstraint(fields=["session", "kind", "revision"], name="cdr_unique_revision"),
+            models.UniqueConstraint(
+                fields=["reservation_ref", "kind", "revision"],
+                condition=models.Q(session__isnull=True),
+                name="cdr_unique_reservation_revision",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(session__isnull=False) | models.Q(reservation_ref__isnull=False),
+                name="cdr_of_session_or_reservation",
+            ),
             models.CheckConstraint(
                 condition=models.Q(kind="CDR", credits__isnull=True, gross__gte=0)
                 | models.Q(kind="CREDIT", credits__isnull=False, gross__lte=0),

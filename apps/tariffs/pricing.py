@@ -18,7 +18,7 @@ The model (OCPI 2.2.1 "Tariff"):
   window whose end is before its start wraps over midnight. end_date is exclusive. Power and current
   are those of the segment (power from the energy slope when no power reading is known; an unknown
   current never satisfies a current restriction). Elements restricted to reservations never match a
-  charging session.
+  charging session: they price the reservation before it (`reservation_lines`).
 
 Rounding (the one rule):
 
@@ -56,6 +56,12 @@ MAX_PRICE = "MAX_PRICE"
 
 CHARGING = "CHARGING"
 PARKING = "PARKING"
+
+# OCPI ReservationRestrictionType, and the price lines a reservation's elements make.
+RESERVATION = "RESERVATION"
+RESERVATION_EXPIRES = "RESERVATION_EXPIRES"
+RESERVATION_FLAT = "RESERVATION_FLAT"
+RESERVATION_TIME = "RESERVATION_TIME"
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 
@@ -270,6 +276,17 @@ class UsagePeriod:
 
 
 @dataclass(frozen=True)
+class ReservationUsage:
+    """A reservation's period: from when it was made until the driver started charging (or it expired,
+    or was cancelled). `expired`: it ended without a charge at its time (a no-show), so
+    RESERVATION_EXPIRES elements apply too."""
+
+    start: datetime
+    end: datetime
+    expired: bool = False
+
+
+@dataclass(frozen=True)
 class SessionUsage:
     """From `start` (transaction start) to `end` (the car left, or now for a running session). Time not
     covered by `periods` counts as charging. Energy before the first reading is 0 at `start`; after the
@@ -280,6 +297,7 @@ class SessionUsage:
     energy: tuple[EnergyReading, ...] = ()
     periods: tuple[UsagePeriod, ...] = ()
     power: tuple[PowerReading, ...] = ()
+    reservation: ReservationUsage | None = None  # the reservation the session started on
 
 
 def periods_from_states(
@@ -330,7 +348,7 @@ class PriceLine:
 
     @property
     def unit(self) -> str:
-        return {ENERGY: "kWh", TIME: "h", PARKING_TIME: "h"}.get(self.component, "")
+        return {ENERGY: "kWh", TIME: "h", PARKING_TIME: "h", RESERVATION_TIME: "h"}.get(self.component, "")
 
 
 @dataclass(frozen=True)
@@ -689,6 +707,11 @@ def _in_utc(usage: SessionUsage) -> SessionUsage:
         energy=tuple(EnergyReading(u(r.at), r.wh) for r in usage.energy),
         periods=tuple(UsagePeriod(u(p.start), u(p.end), p.kind) for p in usage.periods),
         power=tuple(PowerReading(u(r.at), r.watts, r.amps) for r in usage.power),
+        reservation=None
+        if usage.reservation is None
+        else ReservationUsage(
+            u(usage.reservation.start), u(usage.reservation.end), usage.reservation.expired
+        ),
     )
 
 
@@ -782,7 +805,29 @@ def _price(spec: TariffSpec, usage: SessionUsage) -> PriceBreakdown:
         assert c is not None
         hours = seconds / _SECONDS_PER_HOUR
         lines.append(PriceLine(dimension, i, c.price, c.vat, hours, hours * c.price))
+    if usage.reservation is not None:
+        lines.extend(reservation_lines(tariff=spec, usage=usage.reservation))
+    return _totals(
+        spec,
+        lines,
+        energy_wh=total_energy,
+        charging_s=charging_s,
+        parking_s=parking_s,
+        periods=tuple(cdr_periods),
+    )
 
+
+def _totals(
+    spec: TariffSpec,
+    lines: list[PriceLine],
+    *,
+    energy_wh: Decimal,
+    charging_s: Decimal,
+    parking_s: Decimal,
+    periods: tuple[CdrPeriod, ...],
+    bounded: bool = True,
+) -> PriceBreakdown:
+    """Steps 2-4 of the rounding rule on `lines` (min/max price only when `bounded`)."""
     # 2. exact sums per VAT rate, rounded once each
     currency = spec.currency.upper()
     by_vat: dict[Decimal, Decimal] = {}
@@ -792,11 +837,11 @@ def _price(spec: TariffSpec, usage: SessionUsage) -> PriceBreakdown:
     net = sum(rounded.values(), _ZERO)
 
     # 3. min / max price on the net total
-    if spec.min_price is not None and net < spec.min_price:
+    if bounded and spec.min_price is not None and net < spec.min_price:
         shortfall = round_money(spec.min_price, currency) - net
         lines.append(PriceLine(MIN_PRICE, None, shortfall, spec.vat, Decimal(1), shortfall))
         rounded[spec.vat] = rounded.get(spec.vat, _ZERO) + shortfall
-    elif spec.max_price is not None and net > spec.max_price:
+    elif bounded and spec.max_price is not None and net > spec.max_price:
         target = round_money(spec.max_price, currency)
         scaled = {vat: round_money(amount * target / net, currency) for vat, amount in rounded.items()}
         largest = max(scaled, key=lambda vat: (scaled[vat], vat))
@@ -821,12 +866,72 @@ def _price(spec: TariffSpec, usage: SessionUsage) -> PriceBreakdown:
         net=sum((v.net for v in vat_lines), _ZERO).quantize(q),
         tax=sum((v.tax for v in vat_lines), _ZERO).quantize(q),
         gross=sum((v.gross for v in vat_lines), _ZERO).quantize(q),
-        energy_wh=total_energy,
+        energy_wh=energy_wh,
         charging_seconds=charging_s,
         parking_seconds=parking_s,
-        periods=tuple(cdr_periods),
+        periods=periods,
         tariff_id=spec.tariff_id,
     )
+
+
+def prices_reservations(tariff: TariffSpec) -> bool:
+    """Whether the tariff has elements for reservations (OCPI restrictions.reservation)."""
+    return any(e.restrictions.reservation for e in tariff.elements)
+
+
+def reservation_lines(*, tariff: TariffSpec, usage: ReservationUsage) -> list[PriceLine]:
+    """What a reservation costs under the tariff's reservation elements (OCPI 2.2.1 TariffRestrictions
+    `reservation`; such an element has only FLAT and TIME components, TIME for the reservation's length):
+    a FLAT fee once and the reserved time, each from the first element that prices it. A used (or
+    cancelled) reservation is priced by RESERVATION elements; an expired one by RESERVATION_EXPIRES
+    elements first, then RESERVATION ones (the spec's note: with a TIME component in both, the expired
+    reservation's time is priced by RESERVATION_EXPIRES). The time is rounded up to the step size of the
+    component that prices it; amounts stay exact (rounded with the rest, see the module). The other
+    restrictions of a reservation element are not evaluated."""
+    kinds = (RESERVATION_EXPIRES, RESERVATION) if usage.expired else (RESERVATION,)
+    candidates = [
+        i
+        for kind in kinds
+        for i, element in enumerate(tariff.elements)
+        if element.restrictions.reservation == kind
+    ]
+
+    def first(dimension: str) -> int | None:
+        return next((i for i in candidates if tariff.elements[i].component(dimension) is not None), None)
+
+    lines: list[PriceLine] = []
+    i = first(FLAT)
+    if i is not None:
+        c = tariff.elements[i].flat
+        assert c is not None
+        lines.append(PriceLine(RESERVATION_FLAT, i, c.price, c.vat, Decimal(1), c.price))
+    i = first(TIME)
+    seconds = max(_ZERO, _seconds(usage.end - usage.start))
+    if i is not None and seconds > 0:
+        c = tariff.elements[i].time
+        assert c is not None
+        if c.step_size:
+            seconds = _ceil_to(seconds, Decimal(c.step_size))
+        hours = seconds / _SECONDS_PER_HOUR
+        lines.append(PriceLine(RESERVATION_TIME, i, c.price, c.vat, hours, hours * c.price))
+    return lines
+
+
+def price_reservation(*, tariff: TariffSpec, usage: ReservationUsage) -> PriceBreakdown:
+    """Price a reservation that no charge followed (expired, or cancelled) on its own: its lines only,
+    rounded as a session's (min_price and max_price are a charging session's bounds and do not apply)."""
+    with localcontext() as ctx:
+        ctx.prec = _PRECISION
+        usage = ReservationUsage(usage.start.astimezone(UTC), usage.end.astimezone(UTC), usage.expired)
+        return _totals(
+            tariff,
+            reservation_lines(tariff=tariff, usage=usage),
+            energy_wh=_ZERO,
+            charging_s=_ZERO,
+            parking_s=_ZERO,
+            periods=(),
+            bounded=False,
+        )
 
 
 def step_rounded(quantity: Decimal, step: int) -> Decimal:

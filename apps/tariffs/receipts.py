@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from fpdf import FPDF
 
 from apps.charging.choices import DriverSessionStatus
@@ -27,11 +28,14 @@ from apps.tariffs.choices import PricingNote
 from apps.tariffs.selectors import cdr_for_session
 from cpo.exceptions import Conflict
 
+# Translated where shown (gettext_noop only marks them for `make messages`).
 COMPONENT_NAMES = {
-    "ENERGY": "Energy",
-    "TIME": "Charging time",
-    "PARKING_TIME": "Parking time",
-    "FLAT": "Session fee",
+    "ENERGY": gettext_noop("Energy"),
+    "TIME": gettext_noop("Charging time"),
+    "PARKING_TIME": gettext_noop("Parking time"),
+    "FLAT": gettext_noop("Session fee"),
+    "RESERVATION_FLAT": gettext_noop("Reservation fee"),
+    "RESERVATION_TIME": gettext_noop("Reservation time"),
 }
 
 

@@ -544,7 +544,19 @@ def session_usage(
     periods = pricing.periods_from_states(
         start=session.started_at, end=end, stopped_at=stopped, changes=changes
     )
-    return pricing.SessionUsage(start=session.started_at, end=end, energy=tuple(readings), periods=periods)
+    reservation = None
+    if snapshot is not None and snapshot.reservation_started_at is not None:
+        reservation = pricing.ReservationUsage(
+            start=snapshot.reservation_started_at,
+            end=max(snapshot.reservation_ended_at or session.started_at, snapshot.reservation_started_at),
+        )
+    return pricing.SessionUsage(
+        start=session.started_at,
+        end=end,
+        energy=tuple(readings),
+        periods=periods,
+        reservation=reservation,
+    )
 
 
 def cdr_for_session(session: ChargingSession) -> ChargeDetailRecord | None:
@@ -631,7 +643,7 @@ def driver_receipts_export(*, driver: User) -> dict[str, Any]:
                 "number": cdr.number,
                 "kind": cdr.kind,
                 "revision": cdr.revision,
-                "session": session_of.get(cdr.session_id),
+                "session": session_of.get(cdr.session_id) if cdr.session_id is not None else None,
                 "issued_at": cdr.issued_at.isoformat(),
                 "currency": cdr.currency,
                 "net": str(Money(cdr.net, cdr.currency).rounded().amount),

@@ -216,6 +216,18 @@ def session_tariff_on_stop(*, session: ChargingSession, reason: str) -> None:
         _dispatch_cdr(session.pk)
 
 
+def session_tariff_reservation(*, session_id: int, started_at: datetime, ended_at: datetime) -> bool:
+    """The session started on a reservation made at `started_at` (the caller's transaction, before its
+    record is issued): the tariff's reservation elements price [started_at, ended_at] in the session's
+    record. False when the session has no tariff (it is free) or its record is issued already."""
+    if ChargeDetailRecord.objects.filter(session_id=session_id).exists():
+        return False
+    updated = SessionTariff.objects.filter(session_id=session_id).update(
+        reservation_started_at=started_at, reservation_ended_at=max(started_at, ended_at)
+    )
+    return bool(updated)
+
+
 def _dispatch_cdr(session_id: int) -> None:
     def send() -> None:
         tasks.cdr_issue_task.delay(session_id)
@@ -358,6 +370,74 @@ def cdr_issue(*, session_id: int, now: datetime | None = None) -> ChargeDetailRe
 
 
 @transaction.atomic
+def cdr_issue_for_reservation(
+    *,
+    reservation_ref: int,
+    charge_point: ChargePoint,
+    evse_id: int,
+    id_tag: str,
+    started_at: datetime,
+    ended_at: datetime,
+    expired: bool,
+    token_group_id: str = "",
+    customer_account_id: int | None = None,
+    now: datetime | None = None,
+) -> ChargeDetailRecord | None:
+    """Issue the record of a reservation no charge followed (`expired`: it ran out, a no-show; else it was
+    cancelled), priced by the reservation elements (OCPI restrictions.reservation) of the tariff in force
+    for the driver when it was made. None when that tariff does not price reservations (or there is no
+    tariff, or it costs nothing): such a reservation is free and gets no record. Idempotent on
+    `reservation_ref` (returns the record already issued)."""
+    existing = (
+        ChargeDetailRecord.objects.filter(
+            session__isnull=True, reservation_ref=reservation_ref, kind=CdrKind.CDR
+        )
+        .order_by("revision")
+        .first()
+    )
+    if existing is not None:
+        return existing
+    place = selectors.place_for(charge_point=charge_point, connector_id=None)
+    found = selectors.tariff_for_place(
+        place=place, at=started_at, token_group_id=token_group_id, customer_account_id=customer_account_id
+    )
+    if found is None or not pricing.prices_reservations(found[1]):
+        return None
+    tariff, spec = found
+    ended_at = max(started_at, ended_at)
+    breakdown = pricing.price_reservation(
+        tariff=spec, usage=pricing.ReservationUsage(start=started_at, end=ended_at, expired=expired)
+    )
+    if not breakdown.lines:
+        return None
+    issued_at = now or clock.now()
+    return ChargeDetailRecord.objects.create(
+        organisation_id=charge_point.organisation_id,
+        session=None,
+        reservation_ref=reservation_ref,
+        kind=CdrKind.CDR,
+        number=receipt_number_next(organisation_id=charge_point.organisation_id, at=issued_at),
+        tariff=tariff,
+        charge_point=charge_point,
+        evse_id=evse_id,
+        id_tag=id_tag[:36],
+        currency=breakdown.currency,
+        started_at=started_at,
+        stopped_at=ended_at,
+        ended_at=ended_at,
+        energy_wh=0,
+        charging_seconds=0,
+        parking_seconds=0,
+        net=breakdown.net,
+        tax=breakdown.tax,
+        gross=breakdown.gross,
+        breakdown=breakdown.as_dict(),
+        tariff_spec=spec.to_dict(),
+        issued_at=issued_at,
+    )
+
+
+@transaction.atomic
 def cdr_credit(
     *, cdr: ChargeDetailRecord, reason: str, actor: Any = None, source: str = "admin"
 ) -> ChargeDetailRecord:
@@ -386,6 +466,7 @@ def _cdr_credit_create(*, cdr: ChargeDetailRecord, reason: str) -> ChargeDetailR
     credit = ChargeDetailRecord.objects.create(
         organisation_id=cdr.organisation_id,
         session_id=cdr.session_id,
+        reservation_ref=cdr.reservation_ref,
         kind=CdrKind.CREDIT,
         revision=cdr.revision,
         credits=cdr,
@@ -419,7 +500,13 @@ def cdr_reissue(
 ) -> tuple[ChargeDetailRecord, ChargeDetailRecord]:
     """Correct a CDR: credit it and issue the next revision, priced again from the session as it is
     stored now (e.g. after a meter correction) under the same frozen tariff (a free record stays free).
-    One audit record (`cdr.reissue`, naming the record replaced, its credit and the credited amount)."""
+    One audit record (`cdr.reissue`, naming the record replaced, its credit and the credited amount).
+    A reservation's own record (no session) is not re-issued: credit it (cdr_reservation_not_reissued)."""
+    if cdr.session_id is None:
+        raise Conflict(
+            _("A reservation's record is not priced again: credit it instead."),
+            code="cdr_reservation_not_reissued",
+        )
     credit = _cdr_credit_create(cdr=cdr, reason=reason)
     session = ChargingSession.objects.select_for_update(no_key=True).get(pk=cdr.session_id)
     snapshot = SessionTariff.objects.filter(session=session).first()

@@ -158,6 +158,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "billing-stripe-events-sweep": {"task": "billing.stripe_events_sweep", "schedule": 300.0},
     "billing-payments-capture-sweep": {"task": "billing.payments_capture_sweep", "schedule": 60.0},
     "reservations-expire": {"task": "reservations.reservations_expire", "schedule": 30.0},
+    "reservations-fees-sweep": {"task": "reservations.reservation_fees_sweep", "schedule": 300.0},
     "billing-payments-limit-sweep": {"task": "billing.payments_limit_sweep", "schedule": 30.0},
     "billing-payments-correction-sweep": {"task": "billing.payments_correction_sweep", "schedule": 300.0},
     "billing-customers-erase-sweep": {"task": "billing.customers_erase_sweep", "schedule": 3600.0},
@@ -292,6 +293,7 @@ SPECTACULAR_SETTINGS = {
         "SessionStatusEnum": "apps.charging.choices.DriverSessionStatus",
         "PaymentStatusEnum": "apps.billing.choices.PaymentStatus",
         "GridEventStatusEnum": "apps.smartcharging.choices.GridEventStatus",
+        "ReservationOutputStatusEnum": "apps.reservations.choices.ReservationStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

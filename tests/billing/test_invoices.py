@@ -474,3 +474,41 @@ def test_a_credited_record_gets_its_own_credit_note_and_is_then_not_invoiced(
     invoices.invoices_draft_due(now=AFTER_MAY)
     invoice = Invoice.objects.get(kind="invoice")
     assert [line.cdr_id for line in invoice.lines.all()] == [cdr.pk]
+
+
+def test_a_no_show_record_of_a_fleet_card_is_on_the_accounts_invoice(cp, org, account, fleet_card):
+    """A reservation no charge followed, priced by the tariff, has a record of its own (no session): a
+    fleet card's goes on its account's invoice; one paid by card does not."""
+    tariff = TariffFactory(organisation=org, name="Reservations")
+    TariffElementFactory(
+        tariff=tariff, position=0, energy_price=None, flat_price=D("4.00"), reservation="RESERVATION_EXPIRES"
+    )
+    TariffAssignmentFactory(tariff=tariff, charge_point=cp)
+    record = tariff_services.cdr_issue_for_reservation(
+        reservation_ref=77,
+        charge_point=cp,
+        evse_id=1,
+        id_tag=fleet_card.uid,
+        started_at=T0,
+        ended_at=T0 + 15 * M,
+        expired=True,
+        customer_account_id=account.pk,
+        now=T0 + 15 * M,
+    )
+    assert record.session_id is None and record.gross == D("4.76")  # 4.00 + 19 %
+    driver = DriverFactory()
+    paid = tariff_services.cdr_issue_for_reservation(
+        reservation_ref=78,
+        charge_point=cp,
+        evse_id=1,
+        id_tag=IdTokenFactory(owner=driver).uid,
+        started_at=T0,
+        ended_at=T0 + 15 * M,
+        expired=True,
+        now=T0 + 15 * M,
+    )
+    PaymentFactory(cdr=paid, organisation=org, driver_session=None)
+
+    invoices.invoices_draft_due(now=AFTER_MAY)
+
+    assert [line.cdr_id for line in Invoice.objects.get().lines.all()] == [record.pk]

@@ -18,7 +18,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from apps.charging.models import ChargingSession
 from apps.reservations.models import Reservation
 from apps.reservations.services import reservations_expire
-from tests.e2e.conftest import KEY, eventually, orm
+from tests.e2e.conftest import KEY, command, eventually, orm
 from tests.factories import ChargePointFactory, DriverFactory, LocationFactory, OrganisationFactory
 from tools.simulator import Fleet
 from tools.simulator.clock import now as charger_now
@@ -81,12 +81,17 @@ async def _http(method: str, url: str, token: str | None = None, **kwargs) -> re
     return await asyncio.to_thread(_http_sync, method, url, token, **kwargs)
 
 
-async def _reserve(site, token: str, connector: int = 1) -> requests.Response:
+async def _reserve(site, token: str, connector: int | None = 1) -> requests.Response:
+    body = (
+        {"charge_point": site["cp"]}
+        if connector is None
+        else {"charge_point": site["cp"], "connector": connector}
+    )
     return await _http(
         "POST",
         f"{site['base']}/reservations",
         token,
-        json={"charge_point": site["cp"], "connector": connector},
+        json=body,
         headers={"Idempotency-Key": str(uuid.uuid4())},
     )
 
@@ -220,3 +225,65 @@ async def test_cancel_sends_cancel_reservation(site):
     )
     refused = await _http("DELETE", f"{site['base']}/reservations/{body['id']}", site["tokens"][1])
     assert refused.status_code == 404
+
+
+async def _any_connector_reported(site) -> None:
+    """The charger tells us, as asked through the command service, that it takes reservations for any
+    connector: 1.6 GetConfiguration ReserveConnectorZeroSupported (this charger is set to true), 2.0.1
+    GetVariables ReservationCtrlr.NonEvseSpecific."""
+    station = site["station"]
+    if station.subprotocol == "ocpp1.6":
+        station.config.set("ReserveConnectorZeroSupported", "true")
+        answer = await command(
+            station.identity, "GetConfiguration", {"key": ["ReserveConnectorZeroSupported"]}
+        )
+    else:
+        variable = {"component": {"name": "ReservationCtrlr"}, "variable": {"name": "NonEvseSpecific"}}
+        answer = await command(station.identity, "GetVariables", {"getVariableData": [variable]})
+    assert answer["status"] == "answered", answer
+
+
+async def test_reserving_any_connector_needs_the_chargers_support(site):
+    refused = await _reserve(site, site["tokens"][0], connector=None)
+    assert refused.status_code == 409 and refused.json()["code"] == "any_connector_unsupported", refused.text
+    assert await orm(lambda: Reservation.objects.count())() == 0
+
+
+async def test_any_connector_keeps_one_free_for_the_holder_who_starts_at_any(site):
+    holder, other, third = site["tokens"]
+    await _any_connector_reported(site)
+    answer = await _reserve(site, holder, connector=None)
+    assert answer.status_code == 201, answer.text
+    body = answer.json()
+    assert body["status"] == "RESERVED" and body["connector"] == 0 and body["any_connector"] is True
+    # The charger holds it for any connector (1.6 connectorId 0, 2.0.1 without evseId), under our id.
+    held = site["station"].floating
+    assert [r.reservation_id for r in held] == [body["id"]] and held[0].connector_id == 0
+    # Another driver may take connector 1: connector 2 stays free for the holder.
+    started = await _start(site, other, connector=1)
+    assert started.status_code == 201, started.text
+
+    def charging_at_1() -> bool:
+        return ChargingSession.objects.filter(charge_point_id=site["cp"], evse_id=1, status="ACTIVE").exists()
+
+    await eventually(orm(charging_at_1), timeout=30, what="the other driver charging at connector 1")
+    # The last free connector is the holder's: refused to anyone else, at the API.
+    refused = await _start(site, third, connector=2)
+    assert refused.status_code == 409 and refused.json()["code"] == "connector_reserved", refused.text
+    # The holder starts there and the reservation is consumed, on our side and at the charger.
+    mine = await _start(site, holder, connector=2)
+    assert mine.status_code == 201, mine.text
+
+    async def consumed():
+        return (await _http("GET", f"{site['base']}/reservations/{body['id']}", holder)).json()[
+            "status"
+        ] == "CONSUMED"
+
+    await eventually(consumed, timeout=30, what="the reservation consumed by the holder's start")
+    assert site["station"].floating == []
+    shown = (await _http("GET", f"{site['base']}/reservations/{body['id']}", holder)).json()
+    assert shown["connector"] == 2
+    # The holder's session shows the reservation it consumed (list and live body).
+    sessions = (await _http("GET", f"{site['base']}/sessions", holder)).json()["results"]
+    assert sessions[0]["reservation"]["id"] == body["id"]
+    assert sessions[0]["reservation"]["status"] == "CONSUMED"

@@ -568,7 +568,7 @@ TENANT_FACTORIES[Refund] = lambda organisation: RefundFactory(
 )
 
 
-from apps.reservations.models import Reservation  # noqa: E402
+from apps.reservations.models import Reservation, ReservationSettings  # noqa: E402
 
 
 class ReservationFactory(factory.django.DjangoModelFactory):
@@ -584,6 +584,21 @@ class ReservationFactory(factory.django.DjangoModelFactory):
 
 
 TENANT_FACTORIES[Reservation] = _for_charger(ReservationFactory)
+
+
+class ReservationSettingsFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ReservationSettings
+        django_get_or_create = ("organisation",)
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    default_minutes = 10
+    max_minutes = 20
+
+
+TENANT_FACTORIES[ReservationSettings] = lambda organisation: ReservationSettingsFactory(
+    organisation=organisation
+)
 
 
 from datetime import date  # noqa: E402

@@ -21,10 +21,19 @@ from apps.reservations import services
 from apps.reservations.choices import ReservationStatus
 from apps.reservations.models import Reservation
 from apps.stations.choices import ConnectorStatus, OcppProtocol
+from apps.stations.models import Connector
 from apps.stations.services import connector_status_record
 from cpo import clock
 from cpo.exceptions import Conflict, ValidationFailed
-from tests.factories import ChargePointFactory, ConnectorFactory, DriverFactory, EvseFactory
+from tests.factories import (
+    ChargePointFactory,
+    ChargerConfigurationKeyFactory,
+    ConnectorFactory,
+    DeviceVariableFactory,
+    DriverFactory,
+    EvseFactory,
+    ReservationSettingsFactory,
+)
 
 R = ReservationStatus
 
@@ -296,3 +305,152 @@ class TestWait:
         _answer(reservation, "Occupied")
         reservation = services.reservation_wait(reservation=reservation)
         assert reservation.status == R.FAILED and reservation.failure_code == "connector_occupied"
+
+
+def _any_connector_supported(cp) -> None:
+    """What the charger told us: 1.6 GetConfiguration, 2.0.1 device model."""
+    if cp.ocpp_protocol == OcppProtocol.OCPP16:
+        ChargerConfigurationKeyFactory(charge_point=cp, key="ReserveConnectorZeroSupported", value="true")
+    else:
+        DeviceVariableFactory(
+            charge_point=cp, component="ReservationCtrlr", variable="NonEvseSpecific", value="true"
+        )
+
+
+@pytest.mark.django_db
+class TestHoldLength:
+    def test_the_organisations_default_and_longest_hold(self):
+        cp = _charger()
+        ReservationSettingsFactory(organisation=cp.organisation, default_minutes=10, max_minutes=20)
+        now = clock.now()
+        reservation, _ = _reserve(DriverFactory(), cp, now=now)
+        assert reservation.expires_at == now + timedelta(minutes=10)
+        with pytest.raises(ValidationFailed) as exc:
+            _reserve(DriverFactory(), cp, evse_id=2, key="long", minutes=21)
+        assert exc.value.fields == {"minutes": ["Out of range."]}
+        assert Reservation.objects.count() == 1
+
+    def test_without_settings_15_by_default_and_30_at_most(self, settings):
+        settings.CPO_RESERVATION_MAX_MIN = 45  # the operator's setting never goes past 30
+        cp = _charger()
+        now = clock.now()
+        assert services.hold_until(organisation_id=cp.organisation_id, now=now) == now + timedelta(minutes=15)
+        assert services.hold_until(
+            organisation_id=cp.organisation_id, now=now, minutes=30
+        ) == now + timedelta(minutes=30)
+        with pytest.raises(ValidationFailed):
+            services.hold_until(organisation_id=cp.organisation_id, now=now, minutes=31)
+
+    def test_the_driver_may_ask_for_less_by_expires_at(self):
+        cp = _charger()
+        now = clock.now().replace(microsecond=0)
+        reservation, _ = _reserve(DriverFactory(), cp, now=now, expires_at=now + timedelta(minutes=5))
+        assert reservation.expires_at == now + timedelta(minutes=5)
+        payload = OcppCommand.objects.get(pk=reservation.reserve_command_id).payload
+        assert payload["expiryDate"] == (now + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
+
+    @pytest.mark.parametrize(
+        "kwargs,field",
+        [
+            ({"expires_at_in": timedelta(minutes=31)}, "expires_at"),
+            ({"expires_at_in": timedelta(seconds=30)}, "expires_at"),
+            ({"expires_at_in": -timedelta(minutes=1)}, "expires_at"),
+            ({"expires_at_in": timedelta(minutes=5), "minutes": 5}, "expires_at"),
+        ],
+    )
+    def test_bad_lengths_are_refused_before_the_charger_is_asked(self, kwargs, field):
+        now = clock.now()
+        kwargs = dict(kwargs)
+        kwargs["expires_at"] = now + kwargs.pop("expires_at_in")
+        with pytest.raises(ValidationFailed) as exc:
+            _reserve(DriverFactory(), _charger(), now=now, **kwargs)
+        assert field in exc.value.fields
+        assert not Reservation.objects.exists() and not OcppCommand.objects.exists()
+
+
+@pytest.mark.django_db
+class TestAnyConnector:
+    def test_refused_where_the_charger_has_not_said_it_supports_it(self):
+        cp = _charger()
+        with pytest.raises(Conflict) as exc:
+            _reserve(DriverFactory(), cp, evse_id=None)
+        assert exc.value.code == "any_connector_unsupported"
+        assert not Reservation.objects.exists() and not OcppCommand.objects.exists()
+
+    def test_16_sends_connector_0(self):
+        cp = _charger()
+        _any_connector_supported(cp)
+        reservation, _ = _reserve(DriverFactory(), cp, evse_id=None)
+        assert reservation.evse_id == 0 and reservation.any_connector
+        payload = OcppCommand.objects.get(pk=reservation.reserve_command_id).payload
+        assert payload["connectorId"] == 0 and payload["reservationId"] == reservation.pk
+
+    def test_201_sends_no_evse_id(self):
+        cp = _charger(OcppProtocol.OCPP201)
+        _any_connector_supported(cp)
+        reservation, _ = _reserve(DriverFactory(), cp, evse_id=None)
+        payload = OcppCommand.objects.get(pk=reservation.reserve_command_id).payload
+        assert "evseId" not in payload and payload["id"] == reservation.pk
+
+    def test_no_free_connector(self):
+        cp = _charger()
+        _any_connector_supported(cp)
+        Connector.objects.filter(evse__charge_point=cp).update(status=ConnectorStatus.CHARGING)
+        with pytest.raises(Conflict) as exc:
+            _reserve(DriverFactory(), cp, evse_id=None)
+        assert exc.value.code == "no_free_connector" and not OcppCommand.objects.exists()
+
+    def _held(self, protocol=OcppProtocol.OCPP16):
+        holder, cp = DriverFactory(), _charger(protocol)
+        _any_connector_supported(cp)
+        reservation = _answer(_reserve(holder, cp, evse_id=None)[0])
+        return holder, cp, reservation
+
+    def test_others_may_take_all_but_the_last_free_connector(self):
+        holder, cp, reservation = self._held()
+        first, _ = driver_services.driver_session_start(
+            driver=DriverFactory(), charge_point_id=cp.pk, evse_id=1, idempotency_key="a"
+        )
+        assert first.status == "STARTING"
+        cp.evses.get(evse_id=1).connectors.update(status=ConnectorStatus.CHARGING)
+        with pytest.raises(Conflict) as exc:
+            driver_services.driver_session_start(
+                driver=DriverFactory(), charge_point_id=cp.pk, evse_id=2, idempotency_key="b"
+            )
+        assert exc.value.code == "connector_reserved"
+        other = driver_services.driver_app_token(driver=DriverFactory())
+        assert (
+            idtoken_authorize(uid=other.uid, charge_point=cp, evse_id=2).status == AuthorizationStatus.INVALID
+        )
+        # The holder may start at the last one, and their transaction there consumes the reservation.
+        token = driver_services.driver_app_token(driver=holder)
+        assert (
+            idtoken_authorize(uid=token.uid, charge_point=cp, evse_id=2).status
+            == AuthorizationStatus.ACCEPTED
+        )
+        now = clock.now()
+        result = session_start(
+            charge_point_id=cp.pk,
+            evse_id=2,
+            id_tag=token.uid,
+            meter_start_wh=0,
+            started_at_charger=now,
+            received_at=now,
+            protocol=OcppProtocol.OCPP16,
+        )
+        reservation.refresh_from_db()
+        assert reservation.status == R.CONSUMED and reservation.charging_session_id == result.session.pk
+
+    def test_a_connector_reservation_may_not_take_the_last_free_connector(self):
+        _, cp, _ = self._held()
+        _reserve(DriverFactory(), cp, evse_id=1, key="one")
+        with pytest.raises(Conflict) as exc:
+            _reserve(DriverFactory(), cp, evse_id=2, key="two")
+        assert exc.value.code == "connector_reserved"
+        assert Reservation.objects.filter(status__in=("PENDING", "RESERVED")).count() == 2
+
+    def test_a_second_reservation_for_any_connector_is_refused(self):
+        _, cp, _ = self._held()
+        with pytest.raises(Conflict) as exc:
+            _reserve(DriverFactory(), cp, evse_id=None, key="again")
+        assert exc.value.code == "no_free_connector"

@@ -171,6 +171,9 @@ class SimulatedCharger(ABC):
         }
         self.operative = True
         self.pending_operative: bool | None = None
+        # Reservations for any connector (1.6 ReserveNow connectorId 0, 2.x ReserveNow without evseId):
+        # each keeps one idle connector free for its tag until it ends.
+        self.floating: list[Reservation] = []
         self.profiles = ProfileStore(phases=options.phases, voltage_v=options.voltage_v)
         self.auth = LocalAuthorisation()
         self.stats = Stats()
@@ -725,7 +728,24 @@ class SimulatedCharger(ABC):
             return False
         if not (self.operative and connector.operative):
             return False
-        return connector.reservation is None or connector.reservation.id_tag == id_tag
+        if connector.reservation is not None:
+            return connector.reservation.id_tag == id_tag
+        others = [r for r in self.floating if r.id_tag != id_tag]
+        if not others:
+            return True
+        # Another tag's reservation for any connector: one idle connector must stay free for each.
+        spare = sum(1 for n, c in self.connectors.items() if n != connector_id and self._idle(c))
+        return spare >= len(others)
+
+    def _idle(self, connector: Connector) -> bool:
+        """No transaction, no car, no reservation of its own, operative: free for anyone."""
+        return (
+            self.operative
+            and connector.operative
+            and connector.transaction is None
+            and not connector.phase
+            and connector.reservation is None
+        )
 
     def first_free_connector(self, id_tag: str) -> int | None:
         """The connector a remote start without a connector (EVSE) uses."""
@@ -762,7 +782,7 @@ class SimulatedCharger(ABC):
         if not self.free_for(connector_id, id_tag):
             self.refresh_statuses()
             return False
-        reservation = connector.reservation
+        reservation = connector.reservation or next((r for r in self.floating if r.id_tag == id_tag), None)
         if reservation is not None:
             self._drop_reservation(reservation)
         now = clock.now()
@@ -924,17 +944,10 @@ class SimulatedCharger(ABC):
         expires_at: datetime,
     ) -> str:
         """ReserveNow: a reservation with the same id is replaced. Accepted, Occupied, Unavailable or
-        Rejected."""
-        for connector in self.connectors.values():
-            if connector.reservation is not None and connector.reservation.reservation_id == reservation_id:
-                self._drop_reservation(connector.reservation)
-        connector = self.connectors[connector_id]
-        if not (self.operative and connector.operative):
-            return "Unavailable"
-        if connector.transaction is not None or connector.phase or connector.reservation is not None:
-            return "Occupied"
-        if expires_at <= clock.now():
-            return "Rejected"
+        Rejected. Connector 0: any connector (one idle connector is kept free for the tag)."""
+        for existing in self._reservations():
+            if existing.reservation_id == reservation_id:
+                self._drop_reservation(existing)
         reservation = Reservation(
             reservation_id=reservation_id,
             connector_id=connector_id,
@@ -942,22 +955,47 @@ class SimulatedCharger(ABC):
             parent_id_tag=parent_id_tag,
             expires_at=expires_at,
         )
-        connector.reservation = reservation
+        if connector_id == 0:
+            if not self.operative:
+                return "Unavailable"
+            if sum(1 for c in self.connectors.values() if self._idle(c)) <= len(self.floating):
+                return "Occupied"
+            if expires_at <= clock.now():
+                return "Rejected"
+            self.floating.append(reservation)
+        else:
+            connector = self.connectors[connector_id]
+            if not (self.operative and connector.operative):
+                return "Unavailable"
+            if connector.transaction is not None or connector.phase or connector.reservation is not None:
+                return "Occupied"
+            if expires_at <= clock.now():
+                return "Rejected"
+            connector.reservation = reservation
         reservation.expiry_task = self.spawn(self._expire(reservation))
         return "Accepted"
 
+    def _reservations(self) -> list[Reservation]:
+        """Every reservation the charger holds: its connectors' and those for any connector."""
+        held = [c.reservation for c in self.connectors.values() if c.reservation is not None]
+        return held + list(self.floating)
+
     def cancel_reservation(self, reservation_id: int) -> bool:
         """CancelReservation: False when no reservation has that id."""
-        for connector in self.connectors.values():
-            if connector.reservation is not None and connector.reservation.reservation_id == reservation_id:
-                self._drop_reservation(connector.reservation)
+        for reservation in self._reservations():
+            if reservation.reservation_id == reservation_id:
+                self._drop_reservation(reservation)
                 return True
         return False
 
     def _drop_reservation(self, reservation: Reservation) -> None:
-        connector = self.connectors[reservation.connector_id]
-        if connector.reservation is reservation:
-            connector.reservation = None
+        if reservation.connector_id == 0:
+            if reservation in self.floating:
+                self.floating.remove(reservation)
+        else:
+            connector = self.connectors[reservation.connector_id]
+            if connector.reservation is reservation:
+                connector.reservation = None
         if reservation.expiry_task is not None and reservation.expiry_task is not asyncio.current_task():
             reservation.expiry_task.cancel()
 
@@ -973,11 +1011,7 @@ class SimulatedCharger(ABC):
     def expire_reservations(self, *, now: datetime) -> list[int]:
         """Expire the reservations due at `now` as the charger's own clock would (a test moves time on
         without waiting); returns their ids."""
-        due = [
-            c.reservation
-            for c in self.connectors.values()
-            if c.reservation is not None and c.reservation.expires_at <= now
-        ]
+        due = [r for r in self._reservations() if r.expires_at <= now]
         for reservation in due:
             self._reservation_expired(reservation)
         return [r.reservation_id for r in due]

@@ -124,6 +124,7 @@ VARIABLES: tuple[Variable, ...] = (
     _mapped("SmartChargingCtrlr", "Entries", "MaxChargingProfilesInstalled"),
     _own("SmartChargingCtrlr", "RateUnit", KeySpec("RateUnit", "csl", readonly=True)),
     _own("ReservationCtrlr", "Enabled", KeySpec("ReservationEnabled", "bool", readonly=True)),
+    _own("ReservationCtrlr", "NonEvseSpecific", KeySpec("ReservationNonEvseSpecific", "bool", readonly=True)),
     _own(
         "DeviceDataCtrlr",
         "ItemsPerMessage",
@@ -163,6 +164,7 @@ def own_defaults(*, organization: str) -> dict[str, str]:
         "SmartChargingEnabled": "true",
         "RateUnit": "A,W",
         "ReservationEnabled": "true",
+        "ReservationNonEvseSpecific": "true",
         "ItemsPerMessageGetVariables": "20",
         "ItemsPerMessageSetVariables": "20",
         "ItemsPerMessageGetReport": "50",

@@ -209,8 +209,10 @@ class SimulatedChargePoint(SimulatedConnection, ChargePoint):
         **kwargs: Any,
     ) -> call_result.ReserveNow:
         station = self.station
-        if connector_id == 0 or connector_id not in station.connectors:
-            # Connector 0 needs ReserveConnectorZeroSupported, which this charger reports as false.
+        if connector_id == 0:
+            if not station.config.boolean("ReserveConnectorZeroSupported"):
+                return self._answer(call_unique_id, call_result.ReserveNow(status="Rejected"))
+        elif connector_id not in station.connectors:
             return self._answer(call_unique_id, call_result.ReserveNow(status="Rejected"))
         status = station.reserve(
             reservation_id=reservation_id,

@@ -364,12 +364,15 @@ class SimulatedChargingStation(SimulatedConnection, ChargePoint):
     ) -> call_result.ReserveNow:
         station = self.station
         tag = id_token["id_token"]
-        chosen = evse_id if evse_id is not None else station.first_free_connector(tag)
-        if chosen is None or not self._valid_connector(chosen):
-            return self._answer(call_unique_id, call_result.ReserveNow(status="Occupied"))
+        if evse_id is None:
+            # Any EVSE (ReservationCtrlr.NonEvseSpecific): one idle EVSE is kept free for the token.
+            if not station.config.boolean("ReservationCtrlr.NonEvseSpecific"):
+                return self._answer(call_unique_id, call_result.ReserveNow(status="Rejected"))
+        elif not self._valid_connector(evse_id):
+            return self._answer(call_unique_id, call_result.ReserveNow(status="Rejected"))
         status = station.reserve(
             reservation_id=id,
-            connector_id=chosen,
+            connector_id=evse_id or 0,
             id_tag=tag,
             parent_id_tag=(group_id_token or {}).get("id_token"),
             expires_at=clock.parse_iso8601(expiry_date_time),

@@ -11,6 +11,8 @@ from apps.billing.payments import payment_of
 from apps.charging.choices import DriverSessionFailure, DriverSessionSource, DriverSessionStatus
 from apps.charging.driver_selectors import Usage, is_final, session_usage
 from apps.charging.models import DriverSession
+from apps.reservations.choices import ReservationStatus
+from apps.reservations.selectors import reservation_for_session
 
 
 class SessionStartInput(serializers.Serializer):
@@ -43,6 +45,16 @@ class PaymentOutput(serializers.Serializer):
     currency = serializers.CharField()
 
 
+class SessionReservationOutput(serializers.Serializer):
+    id = serializers.IntegerField(help_text="GET reservations/{id}.")
+    status = serializers.ChoiceField(
+        choices=ReservationStatus.choices,
+        help_text="RESERVED until your charge starts; CONSUMED once it has.",
+    )
+    expires_at = serializers.DateTimeField(help_text="When the hold ends if you do not start.")
+    any_connector = serializers.BooleanField(help_text="Reserved for any connector of the charger.")
+
+
 class SessionOutput(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=DriverSessionStatus.choices)
@@ -63,6 +75,11 @@ class SessionOutput(serializers.Serializer):
     payment = PaymentOutput(
         allow_null=True, help_text="The card payment (a hold taken at the start); null when paid on account."
     )
+    reservation = SessionReservationOutput(
+        allow_null=True,
+        help_text="Your reservation of this connector (or of any connector of the charger): the one this "
+        "charge consumed, or, before it started, the one holding the connector for you; else null.",
+    )
     final = serializers.BooleanField(help_text="COMPLETED or FAILED: nothing will change any more.")
     transitions = TransitionOutput(many=True)
 
@@ -72,6 +89,23 @@ def cost_data(usage: Usage) -> dict[str, Any] | None:
     if cost is None:
         return None
     return {"currency": cost.currency, "net": str(cost.net), "gross": str(cost.gross), "final": usage.final}
+
+
+def reservation_data(session: DriverSession) -> dict[str, Any] | None:
+    reservation = reservation_for_session(
+        driver_id=session.driver_id,
+        charge_point_id=session.charge_point_id,
+        evse_id=session.evse_id,
+        charging_session_id=session.charging_session_id,
+    )
+    if reservation is None:
+        return None
+    return {
+        "id": reservation.pk,
+        "status": reservation.status,
+        "expires_at": reservation.expires_at,
+        "any_connector": reservation.any_connector,
+    }
 
 
 def session_data(session: DriverSession, *, with_transitions: bool = True) -> dict[str, Any]:
@@ -93,6 +127,7 @@ def session_data(session: DriverSession, *, with_transitions: bool = True) -> di
         "power_w": usage.power_w,
         "cost": cost_data(usage),
         "payment": payment_of(session),
+        "reservation": reservation_data(session),
         "final": is_final(session),
         "transitions": [
             {"from_status": t.from_status, "to_status": t.to_status, "at": t.at, "cause": t.cause}

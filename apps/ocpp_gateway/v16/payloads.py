@@ -35,7 +35,8 @@ def transaction_probe(*, session: ChargingSession) -> list[Request]:
 def reserve(
     *, evse_id: int, id_token: str, reservation_id: int, expires_at: datetime, token_type: str | None = None
 ) -> Request:
-    """Hold a connector for `id_token` until `expires_at` under our reservation id (1.6 tags have no type)."""
+    """Hold a connector (0: any connector of the charger) for `id_token` until `expires_at` under our
+    reservation id (1.6 tags have no type)."""
     return "ReserveNow", {
         "connectorId": evse_id,
         "expiryDate": expires_at.isoformat().replace("+00:00", "Z"),

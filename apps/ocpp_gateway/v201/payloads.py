@@ -37,14 +37,16 @@ def transaction_probe(*, session: ChargingSession) -> list[Request]:
 def reserve(
     *, evse_id: int, id_token: str, reservation_id: int, expires_at: datetime, token_type: str | None = None
 ) -> Request:
-    """Hold EVSE `evse_id` for `id_token` (of `token_type`; default Central, an app token) until
-    `expires_at` under our id."""
-    return "ReserveNow", {
+    """Hold EVSE `evse_id` (0: any EVSE, sent without evseId) for `id_token` (of `token_type`; default
+    Central, an app token) until `expires_at` under our id."""
+    payload: dict[str, Any] = {
         "id": reservation_id,
         "expiryDateTime": expires_at.isoformat().replace("+00:00", "Z"),
         "idToken": {"idToken": id_token, "type": token_type or IdTokenType.CENTRAL.value},
-        "evseId": evse_id,
     }
+    if evse_id:
+        payload["evseId"] = evse_id
+    return "ReserveNow", payload
 
 
 def cancel_reservation(*, reservation_id: int) -> Request:

@@ -28,6 +28,8 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 _CODES_409 = (
     "409: connector_reserved (held for someone else), reservation_exists (you hold one already), "
+    "any_connector_unsupported (no connector given, and the charger cannot hold any of its connectors), "
+    "no_free_connector (no connector given, and none is free), "
     "connector_occupied, connector_faulted, connector_unavailable, reservation_rejected (the charger's "
     "answer, or what we know of the connector), charger_offline, charger_no_answer, idempotency_key_reused. "
     "A refusal by the charger carries the FAILED reservation as `reservation`."
@@ -54,7 +56,8 @@ class ReservationListView(APIView):
         summary="Reserve a connector",
         description="Sends ReserveNow to the charger with your app token and waits for its answer: "
         "201 RESERVED with `expires_at` when it accepts. " + _CODES_409 + " 404: charger_not_found, "
-        "connector_not_found. 400: idempotency_key_required, validation_failed.",
+        "connector_not_found. 400: idempotency_key_required, validation_failed (`minutes` or "
+        "`expires_at` out of the operator's range, or both sent).",
         parameters=[IDEMPOTENCY_HEADER],
         request=ReservationInput,
         responses={
@@ -71,8 +74,9 @@ class ReservationListView(APIView):
         reservation, created = services.reservation_create(
             driver=request.user,
             charge_point_id=data["charge_point"],
-            evse_id=data["connector"],
+            evse_id=data.get("connector"),
             minutes=data.get("minutes"),
+            expires_at=data.get("expires_at"),
             idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
         )
         reservation = services.reservation_wait(reservation=reservation)
@@ -96,6 +100,7 @@ def _refusal_text(code: str) -> str:
         "connector_occupied": _("The connector is in use."),
         "connector_faulted": _("The connector is faulted."),
         "connector_unavailable": _("The connector is unavailable."),
+        "no_free_connector": _("The charger has no free connector."),
         "charger_offline": _("The charger is offline."),
         "charger_no_answer": _("The charger did not answer."),
     }

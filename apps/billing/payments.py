@@ -26,6 +26,7 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import DriverProfile, User
 from apps.billing import (
+    hooks,
     services,
     settlement,
     stripe_client,
@@ -228,6 +229,9 @@ def payment_capture(payment_id: int) -> Payment:
             "payment %s holds %s but its CDR %s is in %s", payment.pk, payment.currency, cdr.pk, cdr.currency
         )
         _debt(payment)
+        hooks.payment_capture_failed.emit(
+            payment_id=payment.pk, organisation_id=payment.organisation_id, reason="currency_mismatch"
+        )
         payment.refresh_from_db()
         return payment
     gross = settlement.record_gross(cdr)
@@ -362,6 +366,9 @@ def _capture(payment: Payment, *, gross: int, before_record: bool = False) -> Pa
     except (stripe_client.PaymentRequestRefused, stripe_client.PaymentDeclined) as exc:
         logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
         _debt(payment)
+        hooks.payment_capture_failed.emit(
+            payment_id=payment.pk, organisation_id=payment.organisation_id, reason=str(exc.code or "refused")
+        )
     else:
         status = PaymentStatus.CAPTURED if gross <= payment.amount_held else PaymentStatus.DEBT
         updated = Payment.objects.filter(pk=payment.pk, status=PaymentStatus.AUTHORISED).update(

@@ -21,6 +21,10 @@ READ_ONLY = (False, False, False, True)
 RESTRICTED = {
     "accounts.AuditRecord": READ_ONLY,
     "billing.Dispute": READ_ONLY,
+    # The console's alerts are raised by the product; staff acknowledge them (an action of its own).
+    "console.Alert": READ_ONLY,
+    "console.Alert AlertDeliveryInline": READ_ONLY,
+    "console.StatusInterval": READ_ONLY,
     # Issuing a credit note is an action of its own (the "add" permission); an invoice never changes.
     "billing.Invoice": READ_ONLY,
     "billing.Invoice InvoiceLineInline": READ_ONLY,

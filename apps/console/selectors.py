@@ -247,7 +247,7 @@ def dashboard_map(snapshot: dict[str, Any]) -> mapview.MapView:
 
 # Time in these statuses is excluded from the uptime figure (the operator took the connector out of
 # service: maintenance, works on site), as AFIR and NEVI allow for planned outages.
-EXCLUDED_STATUSES = {ConnectorStatus.UNAVAILABLE: "unavailable (taken out of service)"}
+EXCLUDED_STATUSES: dict[str, str] = {ConnectorStatus.UNAVAILABLE.value: "unavailable (taken out of service)"}
 NO_DATA = "no status known"
 
 

@@ -194,7 +194,7 @@ def alert_body(alert: Alert) -> dict[str, Any]:
         "id": alert.pk,
         "kind": alert.kind,
         "organisation": alert.organisation_id,
-        "charge_point": alert.charge_point.identity if alert.charge_point_id else None,
+        "charge_point": alert.charge_point.identity if alert.charge_point else None,
         "subject": alert.subject,
         "message": alert.message,
         "detail": alert.detail,

@@ -284,15 +284,17 @@ def uptime_from_intervals(
     start: datetime,
     end: datetime,
     statuses: list[tuple[datetime, datetime | None, str]],
-    connections: list[tuple[datetime, datetime | None]],
+    connections: list[tuple[datetime, datetime | None]] | None,
 ) -> Uptime:
     """Pure: classify [start, end) from a connector's status intervals (from, until or None, status) and
-    its charger's connection intervals. Up: connected and in a status that can charge; down: faulted, or
-    not connected; excluded: a status in EXCLUDED_STATUSES, or before any status is known."""
+    its charger's connection intervals (None: no connection history yet, e.g. before the first presence
+    flush after the console came: the status alone decides). Up: connected and in a status that can
+    charge; down: faulted, or not connected; excluded: a status in EXCLUDED_STATUSES, or before any
+    status is known."""
     cuts = {start, end}
     for a, b, _status in statuses:
         cuts.update(t for t in (a, b) if t is not None and start < t < end)
-    for a, b in connections:
+    for a, b in connections or []:
         cuts.update(t for t in (a, b) if t is not None and start < t < end)
     points = sorted(cuts)
     up = down = 0.0
@@ -307,7 +309,7 @@ def uptime_from_intervals(
             reason = EXCLUDED_STATUSES[status]
             excluded[reason] = excluded.get(reason, 0.0) + seconds
             continue
-        connected = any(c0 <= a and (c1 is None or a < c1) for c0, c1 in connections)
+        connected = connections is None or any(c0 <= a and (c1 is None or a < c1) for c0, c1 in connections)
         if connected and status != ConnectorStatus.FAULTED:
             up += seconds
         else:
@@ -361,6 +363,12 @@ def uptime_report(
         .values_list("charge_point_id", "evse_id", "connector_id", "started_at", "ended_at", "status")
     ):
         status_rows[(row[0], row[1], row[2])].append((row[3], row[4], row[5]))
+    # Chargers with a connection history at all (one without is judged by its statuses alone).
+    with_history = set(
+        ConnectionInterval.objects.filter(charge_point_id__in=ids)
+        .values_list("charge_point_id", flat=True)
+        .distinct()
+    )
     connection_rows: dict[int, list[tuple[datetime, datetime | None]]] = defaultdict(list)
     for cp_id, a, b in (
         ConnectionInterval.objects.filter(charge_point_id__in=ids, started_at__lt=end)
@@ -376,7 +384,7 @@ def uptime_report(
             start=start,
             end=end,
             statuses=status_rows.get((cp.pk, connector.evse.evse_id, connector.connector_id), []),
-            connections=connection_rows.get(cp.pk, []),
+            connections=connection_rows.get(cp.pk, []) if cp.pk in with_history else None,
         )
         location = cp.location.name if cp.location else "-"
         result.append(

@@ -129,3 +129,26 @@ def test_uptime_page_and_csv(client, org_a):
     assert lines[2].startswith("Uptime Site,(location total),,,98.33")
     bad = client.get(url + "?month=2026-13").content.decode()
     assert "Give the month as YYYY-MM, e.g. 2026-11." in bad
+
+
+def test_without_any_connection_history_the_statuses_alone_decide(org_a):
+    uptime = uptime_from_intervals(
+        start=T0,
+        end=T0 + 4 * H,
+        statuses=[(T0, T0 + 3 * H, "Available"), (T0 + 3 * H, None, "Faulted")],
+        connections=None,
+    )
+    assert (uptime.up_s, uptime.down_s, uptime.percent) == (3 * 3600, 3600, Decimal("75.00"))
+    # In the report: a charger that never had a connection interval is not counted as disconnected...
+    location = LocationFactory(organisation=org_a, name="Fresh Site")
+    fresh = charger(org_a, location, "FRESH-1", "Available")
+    StatusInterval.objects.create(
+        charge_point=fresh, evse_id=1, connector_id=1, status="Available", started_at=T0
+    )
+    user = StaffUserFactory(organisation=org_a, role="Support")
+    rows = uptime_report(user, year=2026, month=11, now=T0 + timedelta(days=40))
+    assert rows[0].uptime.percent == Decimal("100.00")
+    # ...while one whose connection ended before the month was offline all month.
+    ConnectionInterval.objects.create(charge_point=fresh, started_at=T0 - 10 * H, ended_at=T0 - H)
+    rows = uptime_report(user, year=2026, month=11, now=T0 + timedelta(days=40))
+    assert rows[0].uptime.percent == Decimal("0.00")

@@ -74,3 +74,38 @@ def test_the_send_page_takes_initial_values_from_the_link(client, org_a, cp):
     send = reverse("admin:ocpp_gateway_ocppcommand_send", args=[cp.pk])
     page = client.get(send + "?action=ChangeConfiguration&key=HeartbeatInterval&value=120").content.decode()
     assert 'value="HeartbeatInterval"' in page and 'value="120"' in page
+
+
+def test_a_201_chargers_writable_device_model_links_to_set_variables(client, org_a):
+    from tests.factories import DeviceVariableFactory
+
+    station = charger(org_a, LocationFactory(organisation=org_a), "PAGE-201", "Available")
+    station.ocpp_protocol = "ocpp2.0.1"
+    station.save()
+    DeviceVariableFactory(
+        charge_point=station,
+        component="OCPPCommCtrlr",
+        variable="HeartbeatInterval",
+        value="300",
+        mutability="ReadWrite",
+    )
+    DeviceVariableFactory(
+        charge_point=station,
+        component="EVSE",
+        evse_id=1,
+        variable="Power",
+        value="22000",
+        mutability="ReadOnly",
+    )
+    client.force_login(StaffUserFactory(organisation=org_a, role="Technician"))
+    page = client.get(reverse("admin:stations_chargepoint_change", args=[station.pk])).content.decode()
+    send = reverse("admin:ocpp_gateway_ocppcommand_send", args=[station.pk])
+    assert (
+        f"{send}?action=SetVariables&amp;assignments=OCPPCommCtrlr.HeartbeatInterval+%3D+300&amp;attribute_type=Actual"
+        in page
+    )
+    assert page.count("action=SetVariables") == 1  # the read-only one has no link
+    form = client.get(
+        send + "?action=SetVariables&assignments=OCPPCommCtrlr.HeartbeatInterval+%3D+300"
+    ).content.decode()
+    assert "OCPPCommCtrlr.HeartbeatInterval = 300</textarea>" in form

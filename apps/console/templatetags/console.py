@@ -9,6 +9,7 @@ from typing import Any
 from django import template
 from django.db.models import F
 from django.urls import reverse
+from django.utils.http import urlencode
 
 from apps.charging.choices import SessionStatus
 from apps.charging.models import ChargingSession
@@ -18,12 +19,13 @@ from apps.ocpp_gateway import presence
 from apps.ocpp_gateway.commands_catalog import catalogue_for
 from apps.ocpp_gateway.models import OcppCommand
 from apps.smartcharging.models import ChargerConfigurationKey
-from apps.stations.models import ChargePoint, Connector, Evse
+from apps.stations.models import ChargePoint, Connector, DeviceVariable, Evse
 from cpo import clock
 
 register = template.Library()
 
 # The commands the charge point page offers as buttons (when the charger's version has them).
+WRITABLE = frozenset({"ReadWrite", "WriteOnly"})
 QUICK_ACTIONS = ("Reset", "ChangeAvailability", "TriggerMessage", "UnlockConnector", "GetConfiguration")
 
 
@@ -56,6 +58,7 @@ def charge_point_console(context: dict[str, Any], charge_point: ChargePoint | No
     holder = presence.lookup(charge_point.identity)
     may_send = user.has_perm("ocpp_gateway.add_ocppcommand")
     catalogue = catalogue_for(charge_point) if may_send else {}
+    may_set_variables = may_send and "SetVariables" in catalogue
     send_url = reverse("admin:ocpp_gateway_ocppcommand_send", args=[charge_point.pk])
     now = clock.now()
     uptime_rows = [
@@ -99,7 +102,39 @@ def charge_point_console(context: dict[str, Any], charge_point: ChargePoint | No
         + f"?charge_point__id__exact={charge_point.pk}",
         "uptime_rows": uptime_rows,
         "config_editable": may_send and "ChangeConfiguration" in catalogue,
+        # OCPP 2.x: the device model as last reported; writable values link to a pre-filled SetVariables.
+        "device_variables": [
+            (variable, _set_variables_link(send_url, variable) if may_set_variables else "")
+            for variable in DeviceVariable.objects.filter(charge_point=charge_point).order_by(
+                "component", "evse_id", "connector_id", "variable", "attribute_type"
+            )[:100]
+        ],
     }
+
+
+def _set_variables_link(send_url: str, variable: DeviceVariable) -> str:
+    """The send page's SetVariables form pre-filled with this variable (writable ones only)."""
+    if variable.mutability not in WRITABLE:
+        return ""
+    query = {
+        "action": "SetVariables",
+        "assignments": f"{device_reference(variable)} = {variable.value}",
+        "attribute_type": variable.attribute_type,
+    }
+    return f"{send_url}?{urlencode(query)}"
+
+
+def device_reference(variable: DeviceVariable) -> str:
+    """How the SetVariables form names a variable: Component:instance@evse/connector.Variable:instance."""
+    component = variable.component + (
+        f":{variable.component_instance}" if variable.component_instance else ""
+    )
+    if variable.evse_id is not None:
+        component += f"@{variable.evse_id}" + (
+            f"/{variable.connector_id}" if variable.connector_id is not None else ""
+        )
+    name = variable.variable + (f":{variable.variable_instance}" if variable.variable_instance else "")
+    return f"{component}.{name}"
 
 
 @register.filter

@@ -12,6 +12,7 @@ from tests.factories import (
     ChargingSessionFactory,
     LocationFactory,
     OcppCommandFactory,
+    OcppMessageFactory,
     StaffUserFactory,
 )
 
@@ -27,6 +28,7 @@ def cp(org_a):
     ChargingSessionFactory(charge_point=cp, status="ACTIVE", id_tag="TAG-LIVE")
     ChargerConfigurationKeyFactory(charge_point=cp, key="HeartbeatInterval", value="300", readonly=False)
     OcppCommandFactory(charge_point=cp, action="Reset", response={"status": "Rejected"})
+    OcppMessageFactory(charge_point=cp, identity=cp.identity, action="StatusNotification", direction="in")
     return cp
 
 
@@ -45,6 +47,9 @@ def test_technician_sees_the_live_panel_and_command_buttons(client, org_a, cp):
     send = reverse("admin:ocpp_gateway_ocppcommand_send", args=[cp.pk])
     assert f'href="{send}?action=Reset" data-action="Reset"' in page
     assert f"{send}?action=ChangeConfiguration&amp;key=HeartbeatInterval&amp;value=300" in page
+    log = reverse("admin:ocpp_gateway_ocppmessage_changelist") + f"?charge_point__id__exact={cp.pk}"
+    assert f'{log}&amp;action=StatusNotification">StatusNotification</a>' in page
+    assert f"{log}&amp;direction__exact=in" in page
 
 
 def test_finance_sees_no_command_buttons_and_may_not_open_the_send_page(client, org_a, cp):
@@ -52,6 +57,7 @@ def test_finance_sees_no_command_buttons_and_may_not_open_the_send_page(client, 
     page = _page(client, finance, cp).content.decode()
     assert 'id="console-chargepoint"' in page
     assert 'data-role="command-buttons"' not in page and "?action=" not in page
+    assert 'data-table="messages"' not in page  # finance may not read the message log
     send = reverse("admin:ocpp_gateway_ocppcommand_send", args=[cp.pk])
     assert client.get(send + "?action=Reset").status_code == 403
 

@@ -17,7 +17,7 @@ from apps.console.choices import ChargerState
 from apps.console.selectors import charger_rows, dashboard_map, dashboard_snapshot, uptime_report
 from apps.ocpp_gateway import presence
 from apps.ocpp_gateway.commands_catalog import catalogue_for
-from apps.ocpp_gateway.models import OcppCommand
+from apps.ocpp_gateway.models import OcppCommand, OcppMessage
 from apps.smartcharging.models import ChargerConfigurationKey
 from apps.stations.models import ChargePoint, Connector, DeviceVariable, Evse
 from cpo import clock
@@ -98,6 +98,10 @@ def charge_point_console(context: dict[str, Any], charge_point: ChargePoint | No
         "live_url": reverse("admin:console_chargepoint_live", args=[charge_point.pk]),
         "messages_url": reverse("admin:ocpp_gateway_ocppmessage_changelist")
         + f"?charge_point__id__exact={charge_point.pk}",
+        # The last frames (the index on charge point and time), for those who may read the message log.
+        "recent_messages": OcppMessage.objects.filter(charge_point=charge_point).order_by("-at")[:15]
+        if user.has_perm("ocpp_gateway.view_ocppmessage")
+        else [],
         "commands_url": reverse("admin:ocpp_gateway_ocppcommand_changelist")
         + f"?charge_point__id__exact={charge_point.pk}",
         "uptime_rows": uptime_rows,

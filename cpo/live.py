@@ -208,3 +208,23 @@ def watched(key: str) -> bool:
 async def lease_count(key: str) -> int:
     """Open leases under `key` (lapsed ones not counted)."""
     return int(await _script(_COUNT)(keys=[LEASE_PREFIX + key]))
+
+
+# --- the operators' live views ---------------------------------------------------------------------
+# Everything an operator console shows about an organisation's network (a charger connected, went away,
+# changed status) is announced to that organisation's group; a console joins the groups of the
+# organisations its user may see. The message only says "look again": the console re-reads what it shows.
+OPERATIONS_MESSAGE_TYPE = "operations.changed"
+
+
+def operations_group(organisation_id: int) -> str:
+    return f"operations.{organisation_id}"
+
+
+def operations_message(*, charge_point_id: int | None, what: str) -> dict[str, Any]:
+    return {"type": OPERATIONS_MESSAGE_TYPE, "charge_point_id": charge_point_id, "what": what}
+
+
+def operations_publish(*, organisation_id: int, charge_point_id: int | None, what: str) -> None:
+    """Tell the consoles watching `organisation_id` (sync code; best effort, never raises)."""
+    publish(operations_group(organisation_id), operations_message(charge_point_id=charge_point_id, what=what))

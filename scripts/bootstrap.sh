@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what `make run` and `make test` need; fast and offline when everything is present.
 #
-#   1. Debian packages for GeoDjango and i18n (gdal-bin, libgeos-c1v5, libproj25, gettext), and the
-#      Python venv module; PostgreSQL + PostGIS and redis-server only when no URL names a server, none
+#   1. Debian packages for GeoDjango and i18n (gdal-bin, libgeos-c1v5, libproj25, gettext), Chromium for
+#      the browser tests (not with CPO_BROWSER=0), and the Python venv module; PostgreSQL + PostGIS and
+#      redis-server only when no URL names a server, none
 #      answers on loopback and none is installed (scripts/services.sh then starts them).
 #   2. .venv/ with requirements/dev.txt (runtime + development pins, every file checked against its hash),
 #      reinstalled only when the requirements files change.
@@ -43,6 +44,11 @@ if have_dpkg; then
     if [[ -z "${REDIS_URL:-}" ]] && ! command -v redis-server >/dev/null 2>&1 &&
         ! tcp_open 127.0.0.1 "${CPO_SYSTEM_REDIS_PORT:-6379}"; then
         wanted+=(redis-server)
+    fi
+    # The console's browser tests (tests/e2e/test_console_browser.py) drive Debian's Chromium headless
+    # (test tools cannot download a browser here); CPO_BROWSER=0 leaves it out, e.g. on a production host.
+    if [[ "${CPO_BROWSER:-1}" != 0 ]]; then
+        wanted+=(chromium)
     fi
     mapfile -t missing < <(pkgs_missing "${wanted[@]}")
     if [[ ${#missing[@]} -gt 0 ]]; then

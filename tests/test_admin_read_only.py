@@ -24,6 +24,10 @@ RESTRICTED = {
     # (which needs "change").
     "accounts.ApiToken": (True, True, False, True),
     "billing.Dispute": READ_ONLY,
+    # The console's alerts are raised by the product; staff acknowledge them (an action of its own).
+    "console.Alert": READ_ONLY,
+    "console.Alert AlertDeliveryInline": READ_ONLY,
+    "console.StatusInterval": READ_ONLY,
     # Issuing a credit note is an action of its own (the "add" permission); an invoice never changes.
     "billing.Invoice": READ_ONLY,
     "billing.Invoice InvoiceLineInline": READ_ONLY,

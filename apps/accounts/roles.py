@@ -21,6 +21,11 @@ def _perms(app_label: str, model: str, actions: tuple[str, ...]) -> list[tuple[s
 
 ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
     Role.OPERATOR_ADMIN: [
+        # The console: alerts (change: acknowledge), where they are sent, status history and uptime.
+        *_perms("console", "alert", ("view", "change")),
+        *_perms("console", "alertdelivery", VIEW),
+        *_perms("console", "alertchannels", CRUD),
+        *_perms("console", "statusinterval", VIEW),
         *_perms("ocpp_gateway", "ocppcommand", ("view", "add")),
         *_perms("ocpp_gateway", "ocppmessage", VIEW),
         *_perms("ocpp_gateway", "ocppfailedmessage", ("view", "change")),
@@ -72,6 +77,9 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("smartcharging", "evchargingneeds", VIEW),
     ],
     Role.TECHNICIAN: [
+        *_perms("console", "alert", ("view", "change")),
+        *_perms("console", "alertdelivery", VIEW),
+        *_perms("console", "statusinterval", VIEW),
         *_perms("ocpp_gateway", "ocppcommand", ("view", "add")),
         *_perms("ocpp_gateway", "ocppmessage", VIEW),
         *_perms("ocpp_gateway", "ocppfailedmessage", VIEW),
@@ -96,6 +104,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("smartcharging", "evchargingneeds", VIEW),
     ],
     Role.SUPPORT: [
+        *_perms("console", "alert", ("view", "change")),
+        *_perms("console", "statusinterval", VIEW),
         *_perms("ocpp_gateway", "ocppcommand", VIEW),
         *_perms("ocpp_gateway", "ocppmessage", VIEW),
         # Change: force-close a session whose stop never came (its card is refused meanwhile), mark reviewed.
@@ -122,6 +132,8 @@ ROLE_PERMISSIONS: dict[str, list[tuple[str, str]]] = {
         *_perms("reservations", "reservation", ("view", "add", "change")),
     ],
     Role.FINANCE: [
+        *_perms("console", "alert", VIEW),
+        *_perms("console", "statusinterval", VIEW),
         *_perms("charging", "chargingsession", VIEW),
         *_perms("charging", "metersample", VIEW),
         *_perms("charging", "orphanstop", VIEW),

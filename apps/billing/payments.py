@@ -26,6 +26,7 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import DriverProfile, User
 from apps.billing import (
+    hooks,
     services,
     settlement,
     stripe_client,
@@ -218,6 +219,9 @@ def payment_capture(payment_id: int) -> Payment:
             "payment %s holds %s but its CDR %s is in %s", payment.pk, payment.currency, cdr.pk, cdr.currency
         )
         _debt(payment)
+        hooks.payment_capture_failed.emit(
+            payment_id=payment.pk, organisation_id=payment.organisation_id, reason="currency_mismatch"
+        )
         payment.refresh_from_db()
         return payment
     gross = settlement.record_gross(cdr)
@@ -381,6 +385,11 @@ def _capture(payment: Payment, *, gross: int, before_record: bool = False) -> Pa
         else:
             logger.warning("capture of %s refused (%s): a debt", payment.stripe_id, exc.code)
             _debt(payment)
+            hooks.payment_capture_failed.emit(
+                payment_id=payment.pk,
+                organisation_id=payment.organisation_id,
+                reason=str(exc.code or "refused"),
+            )
     else:
         _captured(payment, gross=gross, amount=amount, before_record=before_record)
     payment.refresh_from_db()

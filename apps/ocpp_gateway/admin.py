@@ -351,7 +351,16 @@ class OcppCommandAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
                             reverse("admin:ocpp_gateway_ocppcommand_change", args=[command.pk])
                         )
             else:
+                # Links from other pages may pre-fill fields (the charge point page:
+                # ?action=ChangeConfiguration&key=HeartbeatInterval); nothing is sent before submitting.
                 form = spec.form_class(context=context)
+                form.initial.update(
+                    {
+                        name: request.GET[name]
+                        for name in form.fields
+                        if name in request.GET and name != "action"
+                    }
+                )
         recent = (
             OcppCommand.objects.filter(charge_point=charge_point)
             .select_related("requested_by")

@@ -17,7 +17,7 @@ from apps.ocpp_gateway import auth, conf, drain, presence, replay, versions
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
 from apps.ocpp_gateway.services import command_record_outcome
-from cpo import clock, metrics
+from cpo import clock, live, metrics
 
 logger = logging.getLogger(__name__)
 IDENTITY_RE = re.compile(r"^[A-Za-z0-9._~\-]{1,48}$")
@@ -123,6 +123,20 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await self.accept(subprotocol=version.subprotocol)
         metrics.OCPP_CONNECTIONS.inc()
         self.connection.start()
+        await self._announce(decision.organisation_id, decision.charge_point_id, "connected")
+
+    async def _announce(self, organisation_id: int | None, charge_point_id: int, what: str) -> None:
+        """Tell the operators' consoles of the charger's organisation (best effort: a console re-reads
+        presence when it refreshes anyway, so a lost announcement only delays it)."""
+        if organisation_id is None:
+            return
+        try:
+            await self.channel_layer.group_send(
+                live.operations_group(organisation_id),
+                live.operations_message(charge_point_id=charge_point_id, what=what),
+            )
+        except Exception:
+            logger.warning("%s: console not told that it %s", self.identity, what, exc_info=True)
 
     async def _note_boot(self, payload: dict[str, Any]) -> None:
         """Keep what this connection's BootNotification said in its presence record (the accept page)."""
@@ -225,6 +239,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         for command in unsent:
             await _record_outcome(command, CommandOutcome(CommandStatus.CHARGER_DISCONNECTED))
         await presence.release(self.identity, self.epoch)
+        await self._announce(connection.ctx.organisation_id, connection.ctx.charge_point_id, "disconnected")
 
 
 class NotFoundConsumer(OcppConsumer):

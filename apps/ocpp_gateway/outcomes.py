@@ -24,6 +24,7 @@ from apps.ocpp_gateway.intents import (
 )
 from apps.ocpp_gateway.models import OcppCommand
 from apps.smartcharging.configuration import configuration_record
+from apps.stations.services import availability_record
 from cpo import clock
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,29 @@ def _configuration(command: OcppCommand) -> None:
     )
 
 
+def availability_target(payload: dict[str, Any]) -> tuple[int, str] | None:
+    """(EVSE number, availability) a ChangeAvailability request asks for: 0 is the charge point as a whole
+    (1.6 connectorId 0, 2.0.1 without an EVSE). None when the payload names neither (not ours to store)."""
+    if "type" in payload:  # 1.6: connector n is EVSE n
+        return int(payload.get("connectorId") or 0), str(payload["type"])
+    if "operationalStatus" in payload:  # 2.0.1 / 2.1
+        evse = payload.get("evse") or {}
+        return int(evse.get("id") or 0), str(payload["operationalStatus"])
+    return None
+
+
+def _availability(command: OcppCommand) -> None:
+    """A ChangeAvailability the charger Accepted is in force now: store it. Scheduled means "after the
+    current transaction", which the charger reports through its status; Rejected changes nothing."""
+    if (command.response or {}).get("status") != "Accepted":
+        return
+    target = availability_target(command.payload or {})
+    if target is not None:
+        availability_record(
+            charge_point_id=command.charge_point_id, evse_id=target[0], availability=target[1]
+        )
+
+
 # action → follow-up; the same action names serve OCPP 1.6 and 2.0.1.
 FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "SendLocalList": _local_list,
@@ -105,6 +129,7 @@ FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "GetVariables": _device_model,
     "SetVariables": _device_model,
     "GetConfiguration": _configuration,  # 1.6: smart charging reads the allowed rate units
+    "ChangeAvailability": _availability,
 }
 
 

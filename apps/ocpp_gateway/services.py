@@ -35,7 +35,7 @@ from django.db.models import Q
 from django.utils.translation import gettext as _
 
 from apps.accounts.services import audit_record_build, audit_record_create
-from apps.ocpp_gateway import conf, delivery, drain, outcomes, presence, protocol, transfers, versions
+from apps.ocpp_gateway import conf, delivery, drain, hooks, outcomes, presence, protocol, transfers, versions
 from apps.ocpp_gateway.choices import FINAL_COMMAND_STATUSES, OPEN_COMMAND_STATUSES, CommandStatus
 from apps.ocpp_gateway.masking import mask_payload
 from apps.ocpp_gateway.models import OcppCommand, OcppFailedMessage, command_outcome_shape
@@ -727,6 +727,10 @@ def presence_flush() -> dict[str, int]:
     # A charger going offline or coming back changes how its site's budget is shared.
     for charge_point_id in sorted({*came_back, *lapsed}):
         smartcharging_services.charge_point_changed(charge_point_id=charge_point_id)
+    if came_back or lapsed:
+        hooks.connections_changed.emit(
+            came_back=sorted(came_back), went_offline=sorted(lapsed), at=clock.now()
+        )
     return {
         "online": online,
         "went_offline": went_offline,

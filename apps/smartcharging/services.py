@@ -30,7 +30,7 @@ from apps.charging.intents import ChargingLimit as LimitIntent
 from apps.charging.intents import CommandOutcome, IntentOutcome, charger_control
 from apps.charging.metering import Sample
 from apps.charging.models import ChargingSession, MeterSample
-from apps.smartcharging import allocation
+from apps.smartcharging import allocation, hooks
 from apps.smartcharging.choices import ProfilePurpose, ProfileStatus, RateUnit
 from apps.smartcharging.configuration import rate_units, rate_units_many
 from apps.smartcharging.models import (
@@ -813,6 +813,12 @@ def charging_limit_finished(*, charge_point_id: int, outcome: IntentOutcome) -> 
     updated = ChargingLimit.objects.filter(
         charge_point_id=charge_point_id, command_id=outcome.command_id, status=ProfileStatus.SENT
     ).update(status=status, answered_at=clock.now())
+    if updated and status in (ProfileStatus.ACCEPTED, ProfileStatus.REJECTED):
+        hooks.charging_profile_answered.emit(
+            charge_point_id=charge_point_id,
+            command_id=outcome.command_id,
+            accepted=status == ProfileStatus.ACCEPTED,
+        )
     if updated and status == ProfileStatus.REJECTED:
         logger.warning(
             "charger %s rejected our charging profile (command %s)", charge_point_id, outcome.command_id

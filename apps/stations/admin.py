@@ -16,6 +16,7 @@ from django.utils.html import format_html
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
+from apps.console import bulk
 from apps.stations import keys
 from apps.stations.models import ChargePoint, ChargerEvent, Connector, DeviceVariable, Evse, Location
 from apps.stations.resources import ChargePointResource, LocationResource
@@ -195,6 +196,21 @@ class OnlineListFilter(admin.SimpleListFilter):
         return queryset
 
 
+class BulkFailedListFilter(admin.SimpleListFilter):
+    """The chargers of the user's last bulk operation that did not end well (to run it again on them)."""
+
+    title = _("last bulk operation")
+    parameter_name = "bulk_failed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        return (("yes", _("Failed")),)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(pk__in=bulk.failed_ids(request.user))
+        return queryset
+
+
 class EvseInline(BaseTabularInline):
     model = Evse
     extra = 0
@@ -252,6 +268,7 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
     )
     list_filter = (
         OnlineListFilter,
+        BulkFailedListFilter,
         TariffInForceListFilter,
         "status",
         "registration_status",
@@ -263,7 +280,14 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
     search_help_text = _("identity, serial number, vendor, model or location name")
     list_select_related = ("organisation", "location")
     inlines = [EvseInline]
-    actions = ["generate_auth_key", "accept_pending"]
+    actions = [
+        "generate_auth_key",
+        "accept_pending",
+        "bulk_reset",
+        "bulk_inoperative",
+        "bulk_operative",
+        "bulk_status",
+    ]
 
     def reported_fields(self) -> list[str]:
         placed = {name for _title, names in CHARGE_POINT_SECTIONS for name in names}
@@ -330,6 +354,55 @@ class ChargePointAdmin(ScopedImportExportMixin, BaseModelAdmin):
                     key=key,
                 ),
             )
+
+    # --- bulk operations (apps.console.bulk): one command per charger, one outcome per charger ---------
+
+    def has_send_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("ocpp_gateway.add_ocppcommand")
+
+    def _bulk(self, request: HttpRequest, queryset: QuerySet, operation: str) -> None:
+        results = bulk.bulk_run(
+            operation=operation, charge_points=queryset.order_by("identity"), actor=request.user
+        )
+        for result in results:
+            level = messages.SUCCESS if result.ok else messages.ERROR
+            messages.add_message(
+                request,
+                level,
+                _("{identity}: {outcome}").format(
+                    identity=result.charge_point.identity, outcome=result.summary
+                ),
+            )
+        failed = sum(1 for result in results if not result.ok)
+        if failed:
+            url = (
+                reverse("admin:stations_chargepoint_changelist")
+                + f"?{BulkFailedListFilter.parameter_name}=yes"
+            )
+            messages.warning(
+                request,
+                format_html(
+                    _('{n} failed: <a href="{url}">select them</a> and run the action again.'),
+                    n=failed,
+                    url=url,
+                ),
+            )
+
+    @admin.action(description=_("Reset (soft, or when idle)"), permissions=["send"])
+    def bulk_reset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._bulk(request, queryset, "reset")
+
+    @admin.action(description=_("Make inoperative (ChangeAvailability)"), permissions=["send"])
+    def bulk_inoperative(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._bulk(request, queryset, "inoperative")
+
+    @admin.action(description=_("Make operative (ChangeAvailability)"), permissions=["send"])
+    def bulk_operative(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._bulk(request, queryset, "operative")
+
+    @admin.action(description=_("Ask for their status (TriggerMessage)"), permissions=["send"])
+    def bulk_status(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._bulk(request, queryset, "status")
 
     @admin.action(description=_("Accept (registration) and give a new key"), permissions=["change"])
     def accept_pending(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:

@@ -12,7 +12,7 @@ from django.utils.translation import gettext as _
 from apps.accounts.models import Organisation
 from apps.accounts.services import audit_record_create
 from apps.stations import hooks, keys
-from apps.stations.choices import ConnectorStandard, PowerType, SecurityProfile
+from apps.stations.choices import Availability, ConnectorStandard, PowerType, SecurityProfile
 from apps.stations.models import ChargePoint, ChargerEvent, Connector, DeviceVariable, Evse, Location
 from cpo.exceptions import NotFound, ValidationFailed
 from cpo.persistence import validated_save
@@ -322,6 +322,7 @@ def chargepoint_record_boot(
     cp.last_seen_at = received_at
     cp.is_online = True
     cp.save(update_fields=[*changed, "last_boot_at", "last_seen_at", "is_online", "updated_at"])
+    hooks.charge_point_booted.emit(charge_point_id=cp.pk, organisation_id=cp.organisation_id, at=received_at)
     if changed:
         audit_record_create(
             actor=None,
@@ -374,6 +375,7 @@ def connector_status_record(
             if skew_fields:
                 cp.save(update_fields=skew_fields)
             return False
+        previous = cp.status
         cp.status, cp.status_error_code, cp.status_info = status, error_code[:50], info[:500]
         cp.status_charger_at, cp.status_received_at = at, received_at
         cp.save(
@@ -385,6 +387,16 @@ def connector_status_record(
                 "status_received_at",
                 *skew_fields,
             ]
+        )
+        hooks.status_changed.emit(
+            charge_point_id=cp.pk,
+            organisation_id=cp.organisation_id,
+            evse_id=0,
+            connector_id=0,
+            status=status,
+            previous=previous,
+            error_code=cp.status_error_code,
+            at=at,
         )
         return True
     if skew_fields:
@@ -398,6 +410,7 @@ def connector_status_record(
     connector = (
         Connector.objects.select_for_update(no_key=True).filter(evse=evse, connector_id=connector_id).first()
     )
+    previous = ""
     if connector is None:
         connector = Connector(evse=evse, connector_id=connector_id)
     elif not _is_newer(
@@ -407,9 +420,49 @@ def connector_status_record(
         last_boot_at=cp.last_boot_at,
     ):
         return False
+    else:
+        previous = connector.status
     connector.status, connector.error_code, connector.status_info = status, error_code[:50], info[:500]
     connector.status_charger_at, connector.status_received_at = at, received_at
     connector.save()
+    hooks.status_changed.emit(
+        charge_point_id=cp.pk,
+        organisation_id=cp.organisation_id,
+        evse_id=evse_id,
+        connector_id=connector_id,
+        status=status,
+        previous=previous,
+        error_code=connector.error_code,
+        at=at,
+    )
+    return True
+
+
+@transaction.atomic
+def availability_record(*, charge_point_id: int, evse_id: int, availability: str) -> bool:
+    """Store the availability a charger accepted (ChangeAvailability): of the charge point as a whole
+    (evse_id 0) or of one EVSE (created when the charger has not reported it yet). Returns whether it
+    changed. ValidationFailed for an availability that is neither Operative nor Inoperative."""
+    if availability not in Availability.values:
+        raise ValidationFailed(
+            _("{value} is not an availability (Operative or Inoperative).").format(value=availability),
+            code="invalid_availability",
+            fields={"availability": [availability]},
+        )
+    cp = ChargePoint.objects.select_for_update(no_key=True).get(pk=charge_point_id)
+    if evse_id == 0:
+        target: ChargePoint | Evse = cp
+    else:
+        target, _created = Evse.objects.select_for_update(no_key=True).get_or_create(
+            charge_point=cp, evse_id=evse_id
+        )
+    if target.availability == availability:
+        return False
+    target.availability = availability
+    target.save(update_fields=["availability"])
+    hooks.availability_changed.emit(
+        charge_point_id=cp.pk, organisation_id=cp.organisation_id, evse_id=evse_id, availability=availability
+    )
     return True
 
 

@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "apps.reservations",
     "apps.smartcharging",
     "apps.ocpp_gateway",
+    "apps.console",
 ]
 
 MIDDLEWARE = [
@@ -165,6 +166,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "billing-old-holds-sweep": {"task": "billing.payments_old_holds_sweep", "schedule": 900.0},
     "billing-invoices-issue": {"task": "billing.invoices_issue", "schedule": 3600.0},
     "smartcharging-sites-rebalance": {"task": "smartcharging.sites_rebalance", "schedule": 300.0},
+    "console-alerts-sweep": {"task": "console.alerts_sweep", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 
@@ -486,3 +488,20 @@ CPO_PAYMENT_HOLD_AMOUNT = ENV.get(
 CPO_PAYMENT_HOLD_MAX_DAYS = float(ENV.get("CPO_PAYMENT_HOLD_MAX_DAYS", "6"))
 # Webhook signatures older than this are refused (replay protection; Stripe's default tolerance).
 STRIPE_WEBHOOK_TOLERANCE_S = int(ENV.get("STRIPE_WEBHOOK_TOLERANCE_S", "300"))
+
+# --- operations console ----------------------------------------------------------------------------
+# The dashboard's map draws tiles from this server when set ("https://tiles.example.net/{z}/{x}/{y}.png");
+# without it (staff networks that block the internet) the map shows the locations on a plain background.
+CPO_MAP_TILE_URL = ENV.get("CPO_MAP_TILE_URL", "")
+# A connected charger without a frame for this long is listed as silent on the dashboard.
+CPO_CONSOLE_SILENT_AFTER_S = float(ENV.get("CPO_CONSOLE_SILENT_AFTER_S", "600"))
+# A live dashboard reads again at most this often, however many changes are announced.
+CPO_CONSOLE_LIVE_MIN_INTERVAL_S = float(ENV.get("CPO_CONSOLE_LIVE_MIN_INTERVAL_S", "0.5"))
+# Alerts: a charger offline this long; this many boots within the window is a boot loop.
+CPO_ALERT_OFFLINE_MINUTES = float(ENV.get("CPO_ALERT_OFFLINE_MINUTES", "15"))
+CPO_ALERT_BOOT_LOOP_COUNT = int(ENV.get("CPO_ALERT_BOOT_LOOP_COUNT", "5"))
+CPO_ALERT_BOOT_LOOP_WINDOW_S = float(ENV.get("CPO_ALERT_BOOT_LOOP_WINDOW_S", "600"))
+# Outbound alert webhooks: attempts before giving up, first back-off (doubling, at most an hour), timeout.
+CPO_ALERT_WEBHOOK_MAX_ATTEMPTS = int(ENV.get("CPO_ALERT_WEBHOOK_MAX_ATTEMPTS", "8"))
+CPO_ALERT_WEBHOOK_BACKOFF_S = float(ENV.get("CPO_ALERT_WEBHOOK_BACKOFF_S", "30"))
+CPO_ALERT_WEBHOOK_TIMEOUT_S = float(ENV.get("CPO_ALERT_WEBHOOK_TIMEOUT_S", "10"))

@@ -255,15 +255,15 @@ def test_a_dispute_of_a_held_payment_belongs_to_the_chargers_operator(api, drive
     assert dispute.customer_id == payment.customer_id
 
 
-def _held_and_charged(api, driver, gross: str):
-    """A card start whose charge completed and whose CDR was issued for `gross` EUR."""
+def _held_and_charged(api, driver, gross: str, currency: str = "EUR"):
+    """A card start whose charge completed and whose CDR was issued for `gross` (in EUR, the hold's)."""
     services.payment_method_attach(user=driver, payment_method_id="pm_card_visa")
     cp = _charger()
     body = start(api, cp).json()
     charging = ChargingSessionFactory(charge_point=cp, status="COMPLETED", meter_stop_wh=11000)
     DriverSession.objects.filter(pk=body["id"]).update(charging_session=charging)
     ChargeDetailRecordFactory(
-        session=charging, gross=Decimal(gross), net=Decimal(gross), tax=Decimal("0"), currency="EUR"
+        session=charging, gross=Decimal(gross), net=Decimal(gross), tax=Decimal("0"), currency=currency
     )
     return Payment.objects.get(driver_session_id=body["id"])
 
@@ -384,3 +384,24 @@ def test_nothing_is_captured_before_the_cdr(api, driver, stripe_server):
     payment = Payment.objects.get(driver_session_id=body["id"])
     assert payments.payments_to_capture() == []
     assert payments.payment_capture(payment.pk).status == PaymentStatus.AUTHORISED
+
+
+def test_a_capture_that_cannot_happen_is_told_to_the_apps_above_and_raises_an_alert(
+    api, driver, stripe_server
+):
+    """The record is in another currency than the hold: a debt, and billing's payment_capture_failed hook
+    fires once (the console raises its failed-capture alert)."""
+    from apps.console.models import Alert
+
+    payment = _held_and_charged(api, driver, "3.57", currency="CHF")
+    payments.payment_capture(payment.pk)
+    payment.refresh_from_db()
+    assert payment.status == PaymentStatus.DEBT
+    alert = Alert.objects.get(kind="capture_failed")
+    assert (alert.organisation_id, alert.subject, alert.detail["reason"]) == (
+        payment.organisation_id,
+        f"payment {payment.pk}",
+        "currency_mismatch",
+    )
+    payments.payment_capture(payment.pk)  # not authorised any more: nothing happens, no second alert
+    assert Alert.objects.filter(kind="capture_failed").count() == 1

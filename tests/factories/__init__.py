@@ -784,3 +784,57 @@ class ApiTokenFactory(factory.django.DjangoModelFactory):
 TENANT_FACTORIES[ApiToken] = lambda organisation: ApiTokenFactory(
     user=StaffUserFactory(organisation=organisation)
 )
+
+
+# --- console ---------------------------------------------------------------------------------------
+
+from apps.console.models import Alert, AlertChannels, AlertDelivery, StatusInterval  # noqa: E402
+
+
+class AlertFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Alert
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    charge_point = factory.LazyAttribute(lambda o: ChargePointFactory(organisation=o.organisation))
+    kind = "faulted"
+    subject = "evse 1/1"
+    message = "connector faulted"
+    opened_at = factory.LazyFunction(clock.now)
+
+
+class AlertDeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AlertDelivery
+
+    alert = factory.SubFactory(AlertFactory)
+    channel = "webhook"
+
+
+class AlertChannelsFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = AlertChannels
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    emails = "ops@example.com"
+    webhook_url = ""
+    webhook_secret = ""
+
+
+class StatusIntervalFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = StatusInterval
+
+    charge_point = factory.SubFactory(ChargePointFactory)
+    evse_id = 1
+    connector_id = 1
+    status = "Available"
+    started_at = factory.LazyFunction(lambda: clock.now() - timedelta(hours=1))
+
+
+TENANT_FACTORIES[Alert] = _for_org(AlertFactory)
+TENANT_FACTORIES[AlertDelivery] = lambda organisation: AlertDeliveryFactory(
+    alert=AlertFactory(organisation=organisation)
+)
+TENANT_FACTORIES[AlertChannels] = _for_org(AlertChannelsFactory)
+TENANT_FACTORIES[StatusInterval] = _for_charger(StatusIntervalFactory)

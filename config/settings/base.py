@@ -361,6 +361,13 @@ CPO_OCPP_MAX_FRAME_BYTES = int(ENV.get("CPO_OCPP_MAX_FRAME_BYTES", str(1024 * 10
 CPO_OCPP_MESSAGE_LOG = env_bool("CPO_OCPP_MESSAGE_LOG", True)
 CPO_OCPP_MESSAGE_LOG_DAYS = int(ENV.get("CPO_OCPP_MESSAGE_LOG_DAYS", "30"))
 CPO_OCPP_VALIDATE_RESPONSES = env_bool("CPO_OCPP_VALIDATE_RESPONSES", False)
+# The gateway's database threads (0: the connection pool's size less two) and group commit of
+# data-carrying messages (window in ms, 0 = each message commits alone; batch size; batches at once).
+CPO_OCPP_DB_WORKERS = int(ENV.get("CPO_OCPP_DB_WORKERS", "0"))
+CPO_OCPP_GROUP_COMMIT_MS = float(ENV.get("CPO_OCPP_GROUP_COMMIT_MS", "5"))
+CPO_OCPP_GROUP_COMMIT_MAX = int(ENV.get("CPO_OCPP_GROUP_COMMIT_MAX", "200"))
+CPO_OCPP_GROUP_COMMIT_IN_FLIGHT = int(ENV.get("CPO_OCPP_GROUP_COMMIT_IN_FLIGHT", "2"))
+CPO_OCPP_AUTH_REFUSAL_CACHE_S = float(ENV.get("CPO_OCPP_AUTH_REFUSAL_CACHE_S", "5"))
 # Where chargers reach us from outside (diagnostics upload and firmware URLs); empty: the admin request's
 # host.
 CPO_PUBLIC_BASE_URL = ENV.get("CPO_PUBLIC_BASE_URL", "")

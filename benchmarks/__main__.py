@@ -1,7 +1,9 @@
 """`python -m benchmarks` (`make bench`): floor vs stack throughput, idle RSS, command latency, driver start
 latency (POST /api/v1/sessions to the charger receiving its start command, benchmarks/driver_start.py;
 card drivers whose starts take a hold at localstripe first, unless --no-driver-payments),
-driver API latency with 2,000 live streams open on one process (benchmarks/live_streams.py).
+driver API latency with 2,000 live streams open on one process (benchmarks/live_streams.py), and a
+reconnect storm (5,000 chargers arriving at 500/s at one process, then the bare floor under the same
+arrivals: phase `storm`).
 Select phases with --phases (BENCH_ARGS="--phases live" runs the live streams alone).
 
 Bounded to --budget seconds (600 by default) with a time box per phase; a watchdog stops everything
@@ -64,7 +66,9 @@ def parse_args() -> argparse.Namespace:
         prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--budget", type=float, default=600, help="total seconds (default 600)")
-    p.add_argument("--phases", default="floor,stack,idle,commands,driver,live", help="comma-separated subset")
+    p.add_argument(
+        "--phases", default="floor,stack,idle,commands,driver,live,storm", help="comma-separated subset"
+    )
     p.add_argument(
         "--server",
         choices=["uvicorn", "uvicorn-sansio", "daphne"],
@@ -108,6 +112,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--live-seconds", type=float, default=15.0, help="measured seconds per window (idle, streams, idle)"
     )
+    p.add_argument("--storm-chargers", type=int, default=5000, help="chargers arriving in the storm phase")
+    p.add_argument("--storm-rate", type=float, default=500.0, help="storm arrivals per second")
+    p.add_argument("--storm-hb", type=float, default=10.0, help="storm: heartbeat interval once booted (s)")
+    p.add_argument(
+        "--storm-open-timeout", type=float, default=10.0, help="storm: a charger's handshake timeout (s)"
+    )
     p.add_argument("--hb-min", type=float, default=5.0)
     p.add_argument("--hb-max", type=float, default=10.0)
     p.add_argument(
@@ -150,6 +160,11 @@ def main() -> int:
         "live_streams": None,
         "live_streams_api_p99_ms": None,
         "live_streams_api_idle_p99_ms": None,
+        "storm_seconds": None,
+        "storm_failed": None,
+        "storm_boot_p99_ms": None,
+        "storm_floor_seconds": None,
+        "storm_floor_boot_p99_ms": None,
         "server": {
             "uvicorn": "uvicorn (--ws websockets) + Channels + gateway",
             "uvicorn-sansio": "uvicorn (--ws websockets-sansio) + Channels + gateway",
@@ -232,6 +247,7 @@ def main() -> int:
                 args.fleet if "commands" in wanted else 0,
                 args.driver_chargers if "driver" in wanted else 0,
                 min(args.live_streams, 1000) if "live" in wanted else 0,
+                args.storm_chargers + 10 if "storm" in wanted else 0,  # 10 more warm the server up
                 20,
             )
             created = setup.ensure_charge_points(count)
@@ -364,6 +380,24 @@ def main() -> int:
 
         if "live" in wanted:
             phase("live", do_live, 60)
+
+        def do_storm() -> None:
+            # Floor and product, each about arrivals + a margin for the last boots.
+            box = min(2 * (args.storm_chargers / args.storm_rate + 45), deadline - time.monotonic() - 5)
+            figures.update(
+                phases.storm(
+                    ctx,
+                    chargers=args.storm_chargers,
+                    rate=args.storm_rate,
+                    procs=args.generators,
+                    hb_s=args.storm_hb,
+                    open_timeout=args.storm_open_timeout,
+                    box=box,
+                )
+            )
+
+        if "storm" in wanted:
+            phase("storm", do_storm, 40)
     except KeyboardInterrupt as exc:
         figures["errors"].append(f"interrupted ({exc})")
     except Exception as exc:
@@ -378,7 +412,8 @@ def main() -> int:
     say(
         "\nsummary: floor {f} msgs/s, stack {s} msgs/s, ratio {r}; idle {i} connections at {k} KB each; "
         "commands p50 {c50} ms, p99 {c99} ms; driver start p50 {d50} ms, p99 {d99} ms; {ls} live streams: "
-        "API p99 {lp} ms (idle {li} ms)".format(
+        "API p99 {lp} ms (idle {li} ms); storm: all Accepted after {ss} s ({sf} failed, boot p99 {sb} ms), "
+        "floor {fs} s (boot p99 {fb} ms)".format(
             f=figures["floor_msgs_per_s"],
             s=figures["stack_msgs_per_s"],
             r=figures["ratio"],
@@ -391,6 +426,11 @@ def main() -> int:
             ls=figures.get("live_streams"),
             lp=figures.get("live_streams_api_p99_ms"),
             li=figures.get("live_streams_api_idle_p99_ms"),
+            ss=figures.get("storm_seconds"),
+            sf=figures.get("storm_failed"),
+            sb=figures.get("storm_boot_p99_ms"),
+            fs=figures.get("storm_floor_seconds"),
+            fb=figures.get("storm_floor_boot_p99_ms"),
         )
     )
     final_line(figures)

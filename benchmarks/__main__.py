@@ -3,7 +3,8 @@ latency (POST /api/v1/sessions to the charger receiving its start command, bench
 card drivers whose starts take a hold at localstripe first, unless --no-driver-payments),
 driver API latency with 2,000 live streams open on one process (benchmarks/live_streams.py), and a
 reconnect storm (5,000 chargers arriving at 500/s at one process, then the bare floor under the same
-arrivals: phase `storm`).
+arrivals: phase `storm`), and MeterValues stored by the product against the floor answering them
+(phase `meter`).
 Select phases with --phases (BENCH_ARGS="--phases live" runs the live streams alone).
 
 Bounded to --budget seconds (600 by default) with a time box per phase; a watchdog stops everything
@@ -67,7 +68,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--budget", type=float, default=600, help="total seconds (default 600)")
     p.add_argument(
-        "--phases", default="floor,stack,idle,commands,driver,live,storm", help="comma-separated subset"
+        "--phases", default="floor,stack,idle,commands,driver,live,storm,meter", help="comma-separated subset"
     )
     p.add_argument(
         "--server",
@@ -165,6 +166,8 @@ def main() -> int:
         "storm_boot_p99_ms": None,
         "storm_floor_seconds": None,
         "storm_floor_boot_p99_ms": None,
+        "meter_values_msgs_per_s": None,
+        "meter_values_ratio": None,
         "server": {
             "uvicorn": "uvicorn (--ws websockets) + Channels + gateway",
             "uvicorn-sansio": "uvicorn (--ws websockets-sansio) + Channels + gateway",
@@ -398,6 +401,51 @@ def main() -> int:
 
         if "storm" in wanted:
             phase("storm", do_storm, 40)
+
+        def do_meter() -> None:
+            say(
+                f"  {args.clients} closed-loop clients, MeterValues (one energy sample each, stored by the "
+                f"product; the floor answers without storing), {args.warmup:g} s warm-up + "
+                f"{args.duration:g} s measured per run; floor and stack interleaved"
+            )
+            res = phases.throughput(
+                ctx,
+                {
+                    "floor": (lambda: phases.start_floor_server(ctx, 300), False),
+                    "stack": (lambda: phases.start_stack_server(ctx, "meter-server"), True),
+                },
+                runs=args.runs,
+                n_clients=args.clients,
+                procs=args.generators,
+                warmup=args.warmup,
+                duration=args.duration,
+                box=min(150.0, deadline - time.monotonic() - 5),
+                extra=["--action", "MeterValues"],
+            )
+            for label, key in (("floor", "meter_values_floor"), ("stack", "meter_values")):
+                r = res.get(label)
+                if r is None:
+                    continue
+                figures.update(
+                    {
+                        f"{key}_msgs_per_s": r["msgs_per_s"],
+                        f"{key}_p50_ms": r["p50_ms"],
+                        f"{key}_p99_ms": r["p99_ms"],
+                        f"{key}_server_cpu": r["server_cpu"],
+                    }
+                )
+                say(
+                    f"  {label}: {r['msgs_per_s']:,} MeterValues/s, p50 {r['p50_ms']} ms, "
+                    f"p99 {r['p99_ms']} ms"
+                )
+            if res.get("floor") and res.get("stack"):
+                figures["meter_values_ratio"] = round(
+                    res["stack"]["msgs_per_s"] / res["floor"]["msgs_per_s"], 3
+                )
+                say(f"  ratio stack/floor: {figures['meter_values_ratio']:.2f}")
+
+        if "meter" in wanted:
+            phase("meter", do_meter, 40)
     except KeyboardInterrupt as exc:
         figures["errors"].append(f"interrupted ({exc})")
     except Exception as exc:
@@ -413,7 +461,7 @@ def main() -> int:
         "\nsummary: floor {f} msgs/s, stack {s} msgs/s, ratio {r}; idle {i} connections at {k} KB each; "
         "commands p50 {c50} ms, p99 {c99} ms; driver start p50 {d50} ms, p99 {d99} ms; {ls} live streams: "
         "API p99 {lp} ms (idle {li} ms); storm: all Accepted after {ss} s ({sf} failed, boot p99 {sb} ms), "
-        "floor {fs} s (boot p99 {fb} ms)".format(
+        "floor {fs} s (boot p99 {fb} ms); MeterValues {mv}/s, ratio {mr}".format(
             f=figures["floor_msgs_per_s"],
             s=figures["stack_msgs_per_s"],
             r=figures["ratio"],
@@ -431,6 +479,8 @@ def main() -> int:
             sb=figures.get("storm_boot_p99_ms"),
             fs=figures.get("storm_floor_seconds"),
             fb=figures.get("storm_floor_boot_p99_ms"),
+            mv=figures.get("meter_values_msgs_per_s"),
+            mr=figures.get("meter_values_ratio"),
         )
     )
     final_line(figures)

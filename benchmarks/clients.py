@@ -3,7 +3,8 @@ generator stays cheap). One process runs one mode and talks to the bench over st
 
     python -m benchmarks.clients load  --url ws://127.0.0.1:P/ocpp/ --first 0 --count 50 ...
         connect + BootNotification, print READY; on `GO {"t0":..,"t1":..}` run closed-loop Heartbeats
-        until t1 and print RESULT with the round trips that completed inside [t0, t1).
+        (--action MeterValues: one energy sample each, stored by the product) until t1 and print
+        RESULT with the round trips that completed inside [t0, t1).
     python -m benchmarks.clients idle  ... --count 5000
         connect + boot with bounded concurrency (PROGRESS lines), print READY, hold until STOP (HOLD while
         opening: stop opening, print READY for what is open).
@@ -32,6 +33,7 @@ import random
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -198,7 +200,15 @@ async def run_load(args: argparse.Namespace, control: Control, deadline: float) 
                 n += 1
                 uid = str(n)
                 start = time.perf_counter()
-                await ws.send(f'[2,"{uid}","Heartbeat",{{}}]')
+                if args.action == "MeterValues":
+                    # A distinct sample each time (the product stores every one: no duplicate skipped).
+                    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                    await ws.send(
+                        f'[2,"{uid}","MeterValues",{{"connectorId":1,"meterValue":[{{"timestamp":"{stamp}",'
+                        f'"sampledValue":[{{"value":"{n}"}}]}}]}}]'
+                    )
+                else:
+                    await ws.send(f'[2,"{uid}","Heartbeat",{{}}]')
                 reply = json.loads(await ws.recv())
                 elapsed = time.perf_counter() - start
                 done = time.time()
@@ -504,6 +514,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=50, help="connections being opened at once")
     parser.add_argument("--open-timeout", type=float, default=30)
     parser.add_argument("--boot-timeout", type=float, default=60, help="storm: wait for the boot answer")
+    parser.add_argument(
+        "--action", choices=["Heartbeat", "MeterValues"], default="Heartbeat", help="load: the message sent"
+    )
     parser.add_argument("--rate", type=float, default=250, help="storm: chargers arriving per second")
     parser.add_argument("--hb-min", type=float, default=5)
     parser.add_argument("--hb-max", type=float, default=10)

@@ -152,6 +152,7 @@ def load_run(
     procs: int,
     warmup: float,
     duration: float,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
     """One closed-loop run: `procs` generator processes, n_clients in total, Heartbeat round trips that
     complete within the measured window after `warmup`."""
@@ -169,6 +170,7 @@ def load_run(
                     count,
                     auth=auth,
                     max_seconds=warmup + duration + 60,
+                    extra=extra,
                 )
             )
             first += count
@@ -221,6 +223,7 @@ def throughput(
     warmup: float,
     duration: float,
     box: float,
+    extra: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Closed-loop runs against each target server, interleaved (A, B, A, B, ...) so that a neighbour's
     load on this shared machine hits both alike; median of `runs` per target (fewer if the box runs out).
@@ -249,6 +252,7 @@ def throughput(
                     procs=procs,
                     warmup=warmup,
                     duration=duration,
+                    extra=extra,
                 )
                 results[label].append(res)
                 say(

@@ -409,11 +409,13 @@ async def run_storm(args: argparse.Namespace, control: Control, deadline: float)
 
     async def heartbeats(ws: ClientConnection) -> None:
         interval = random.uniform(args.hb_min, args.hb_max)
+        wait = random.uniform(0, interval)  # the fleet's heartbeats spread over the interval, as in life
         n = 0
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=interval)
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
+                wait = interval
                 if stop.is_set():
                     return
                 n += 1

@@ -368,6 +368,8 @@ CPO_OCPP_GROUP_COMMIT_MS = float(ENV.get("CPO_OCPP_GROUP_COMMIT_MS", "5"))
 CPO_OCPP_GROUP_COMMIT_MAX = int(ENV.get("CPO_OCPP_GROUP_COMMIT_MAX", "200"))
 CPO_OCPP_GROUP_COMMIT_IN_FLIGHT = int(ENV.get("CPO_OCPP_GROUP_COMMIT_IN_FLIGHT", "2"))
 CPO_OCPP_AUTH_REFUSAL_CACHE_S = float(ENV.get("CPO_OCPP_AUTH_REFUSAL_CACHE_S", "5"))
+# Connections of the gateway's async Redis client per process (a burst waits for a free one).
+CPO_OCPP_REDIS_MAX_CONNECTIONS = int(ENV.get("CPO_OCPP_REDIS_MAX_CONNECTIONS", "64"))
 # Where chargers reach us from outside (diagnostics upload and firmware URLs); empty: the admin request's
 # host.
 CPO_PUBLIC_BASE_URL = ENV.get("CPO_PUBLIC_BASE_URL", "")

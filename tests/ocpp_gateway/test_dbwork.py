@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 
 from apps.charging.models import MeterSample
-from apps.ocpp_gateway import auth, conf, dbwork
+from apps.ocpp_gateway import auth, conf, dbwork, redis_clients
 from apps.stations.models import ChargePoint, Connector, Evse
 from tests.factories import ChargePointFactory, OrganisationFactory
 from tests.ocpp_gateway.conftest import KEY, Charger, basic, connect
@@ -305,3 +305,20 @@ def test_refusal_memory_expires_and_keeps_only_refusals(settings, monkeypatch):
         auth.RefusalCache.key("CP-1", "192.0.2.2", _header("CP-1", KEY), False),
     }
     assert len(keys) == 4
+
+
+@pytest.mark.asyncio
+async def test_a_burst_of_redis_commands_waits_for_the_bounded_pool(settings):
+    """The gateway's async Redis client opens at most CPO_OCPP_REDIS_MAX_CONNECTIONS connections: a burst
+    (here 300 commands at once) waits for free ones instead of opening one per command."""
+    settings.CPO_OCPP_REDIS_MAX_CONNECTIONS = 4
+    redis_clients._async_clients.clear()  # a client built with this setting for this loop
+    client = redis_clients.async_redis()
+    pool = client.connection_pool
+    answers = await asyncio.gather(*(client.incr("cpo:ocpp:test:burst") for _ in range(300)))
+    assert sorted(answers) == list(range(1, 301))
+    opened = len(pool._available_connections) + len(pool._in_use_connections)
+    assert 1 <= opened <= 4
+    await client.delete("cpo:ocpp:test:burst")
+    await client.aclose()
+    redis_clients._async_clients.clear()

@@ -100,18 +100,21 @@ def db_workers() -> int:
 
 def group_commit_window_s() -> float:
     """How long the first data-carrying message of a batch waits for others to share its commit
-    (CPO_OCPP_GROUP_COMMIT_MS, default 5 ms; 0 commits each message alone)."""
-    return float(get("CPO_OCPP_GROUP_COMMIT_MS", 5)) / 1000
+    (CPO_OCPP_GROUP_COMMIT_MS, default 0: no wait; a batch is what queued while the group commits in
+    flight were busy)."""
+    return float(get("CPO_OCPP_GROUP_COMMIT_MS", 0)) / 1000
 
 
 def group_commit_max() -> int:
-    """The most messages in one group commit."""
+    """The most messages in one group commit (CPO_OCPP_GROUP_COMMIT_MAX; 1 turns group commit off)."""
     return int(get("CPO_OCPP_GROUP_COMMIT_MAX", 200))
 
 
 def group_commit_in_flight() -> int:
-    """How many group commits of one process may run at once (each holds a database thread)."""
-    return int(get("CPO_OCPP_GROUP_COMMIT_IN_FLIGHT", 2))
+    """How many group commits of one process may run at once, each on a database thread
+    (CPO_OCPP_GROUP_COMMIT_IN_FLIGHT; 0: half the database threads, leaving the rest to other work)."""
+    explicit = int(get("CPO_OCPP_GROUP_COMMIT_IN_FLIGHT", 0))
+    return explicit if explicit > 0 else max(1, db_workers() // 2)
 
 
 def auth_refusal_cache_s() -> float:

@@ -10,15 +10,18 @@ handshakes timed out, BootNotification p50 15.5 s). Here:
   `database_sync_to_async` does). Order per charger still holds: a connection handles its charger's
   requests one at a time (connection.py awaits each before taking the next).
 - `db_batched(fn)` is for the data-carrying messages (BootNotification, StatusNotification, MeterValues):
-  calls arriving within `conf.group_commit_window_s()` of each other (up to `conf.group_commit_max()`)
-  run in one transaction, one commit for many messages, and each caller gets its result only once that
-  commit is done (durable). Each call runs in its own savepoint, so a message that fails rolls back
-  alone and the others commit; its caller gets the exception as before (the handler answers an error
-  and keeps the message for replay). A call that failed on a database error (a deadlock, a lost lock)
-  and a whole batch whose transaction could not commit are run again one by one, each in its own
-  transaction, exactly as without group commit (the services are idempotent on natural keys). The
-  `on_commit` hooks a call registers run after the commit and belong to that call: one that raises
-  fails its own call only.
+  up to `conf.group_commit_in_flight()` transactions at once, each on a database thread; the calls that
+  queue while they are all busy (up to `conf.group_commit_max()` a batch, shared among the threads
+  that come free) run in one transaction, one commit for many messages, and each caller gets its result
+  only once that commit is done (durable). Light traffic thus waits for nothing and runs in parallel;
+  under load the batches grow by themselves (an extra wait, `conf.group_commit_window_s()`, is off by
+  default: on this machine's fast fsync it cost more in parallelism than it saved in commits).
+  Each call runs in its own savepoint, so a message that fails rolls back alone and the others commit;
+  its caller gets the exception as before (the handler answers an error and keeps the message for
+  replay). A call that failed on a database error (a deadlock, a lost lock) and a whole batch whose
+  transaction could not commit are run again one by one, exactly as without group commit (the services
+  are idempotent on natural keys). The `on_commit` hooks a call registers run after the commit and
+  belong to that call: one that raises fails its own call only.
 """
 
 from __future__ import annotations
@@ -88,10 +91,10 @@ class _Item:
 
 
 def _run_alone(item: _Item) -> None:
-    """One call in its own transaction (hooks run by Django on its commit, as without group commit)."""
+    """One call run as `db_work` runs it, outside any transaction of ours (the service owns its own, and
+    Django runs its hooks on that commit): exactly as without group commit."""
     try:
-        with transaction.atomic():
-            item.value = item.call()
+        item.value = item.call()
         item.ok, item.error = True, None
     except Exception as exc:
         item.ok, item.error = False, exc
@@ -161,6 +164,7 @@ class GroupCommit:
         self.window_s = window_s
         self.max_batch = max(1, max_batch)
         self._slots = asyncio.Semaphore(max(1, max_in_flight))
+        self._free = max(1, max_in_flight)  # slots not taken (the semaphore's count, readable)
         self._pending: deque[tuple[float, _Item]] = deque()
         self._runner: asyncio.Task | None = None
         self._flushes: set[asyncio.Task] = set()
@@ -179,10 +183,16 @@ class GroupCommit:
         while self._pending:
             wait = self._pending[0][0] + self.window_s - loop.time()
             if wait > 0 and len(self._pending) < self.max_batch:
-                await asyncio.sleep(wait)  # gather the batch (the window is a few milliseconds)
+                await asyncio.sleep(wait)  # gather the batch (a window of a few milliseconds, if set)
             await self._slots.acquire()
-            batch = [self._pending.popleft()[1] for _ in range(min(self.max_batch, len(self._pending)))]
+            # What queued while the slots were busy, shared among the slots free now (this one included):
+            # light traffic goes at once, one message a transaction, on parallel threads; under load the
+            # batches grow by themselves.
+            share = -(-len(self._pending) // self._free)
+            self._free -= 1
+            batch = [self._pending.popleft()[1] for _ in range(min(self.max_batch, share))]
             if not batch:
+                self._free += 1
                 self._slots.release()
                 continue
             flush = loop.create_task(self._flush(batch))
@@ -196,6 +206,7 @@ class GroupCommit:
             for item in batch:
                 item.ok, item.error = False, exc
         finally:
+            self._free += 1
             self._slots.release()
         self.batches += 1
         for item in batch:
@@ -226,10 +237,10 @@ def group_commit() -> GroupCommit:
 def db_batched(fn: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """`fn` as a coroutine function whose call joins the next group commit (see the module). `fn` must
     be a service that owns its writes (it runs inside the batch's transaction, in its own savepoint).
-    With a window of 0 (CPO_OCPP_GROUP_COMMIT_MS=0), each call is its own unit of work."""
+    With batches of one (CPO_OCPP_GROUP_COMMIT_MAX=1), each call is its own unit of work (`db_work`)."""
 
     async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        if conf.group_commit_window_s() <= 0:
+        if conf.group_commit_max() <= 1:
             return await db_work(fn)(*args, **kwargs)
         return await group_commit().submit(partial(fn, *args, **kwargs))
 

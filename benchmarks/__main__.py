@@ -2,7 +2,10 @@
 latency (POST /api/v1/sessions to the charger receiving its start command, benchmarks/driver_start.py;
 card drivers whose starts take a hold at localstripe first, unless --no-driver-payments),
 driver API latency with 2,000 live streams open on one process (benchmarks/live_streams.py), rebalance latency
-(the last of 50 starts at one site to the last charging profile accepted, benchmarks/rebalance.py).
+(the last of 50 starts at one site to the last charging profile accepted, benchmarks/rebalance.py), a
+reconnect storm (5,000 chargers arriving at 500/s at one process, then the bare floor under the same
+arrivals: phase `storm`), and MeterValues stored by the product against the floor answering them
+(phase `meter`).
 Select phases with --phases (BENCH_ARGS="--phases live" runs the live streams alone).
 
 Bounded to --budget seconds (600 by default) with a time box per phase; a watchdog stops everything
@@ -67,7 +70,9 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--budget", type=float, default=600, help="total seconds (default 600)")
     p.add_argument(
-        "--phases", default="floor,stack,idle,commands,driver,rebalance,live", help="comma-separated subset"
+        "--phases",
+        default="floor,stack,idle,commands,driver,rebalance,live,storm,meter",
+        help="comma-separated subset",
     )
     p.add_argument(
         "--server",
@@ -116,6 +121,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--live-seconds", type=float, default=15.0, help="measured seconds per window (idle, streams, idle)"
     )
+    p.add_argument("--storm-chargers", type=int, default=5000, help="chargers arriving in the storm phase")
+    p.add_argument("--storm-rate", type=float, default=500.0, help="storm arrivals per second")
+    p.add_argument("--storm-hb", type=float, default=10.0, help="storm: heartbeat interval once booted (s)")
+    p.add_argument(
+        "--storm-open-timeout", type=float, default=10.0, help="storm: a charger's handshake timeout (s)"
+    )
     p.add_argument("--hb-min", type=float, default=5.0)
     p.add_argument("--hb-max", type=float, default=10.0)
     p.add_argument(
@@ -159,6 +170,13 @@ def main() -> int:
         "live_streams": None,
         "live_streams_api_p99_ms": None,
         "live_streams_api_idle_p99_ms": None,
+        "storm_seconds": None,
+        "storm_failed": None,
+        "storm_boot_p99_ms": None,
+        "storm_floor_seconds": None,
+        "storm_floor_boot_p99_ms": None,
+        "meter_values_msgs_per_s": None,
+        "meter_values_ratio": None,
         "server": {
             "uvicorn": "uvicorn (--ws websockets) + Channels + gateway",
             "uvicorn-sansio": "uvicorn (--ws websockets-sansio) + Channels + gateway",
@@ -242,6 +260,7 @@ def main() -> int:
                 args.driver_chargers if "driver" in wanted else 0,
                 args.rebalance_chargers if "rebalance" in wanted else 0,
                 min(args.live_streams, 1000) if "live" in wanted else 0,
+                args.storm_chargers + 10 if "storm" in wanted else 0,  # 10 more warm the server up
                 20,
             )
             created = setup.ensure_charge_points(count)
@@ -399,6 +418,69 @@ def main() -> int:
 
         if "live" in wanted:
             phase("live", do_live, 60)
+
+        def do_storm() -> None:
+            # Floor and product, each about arrivals + a margin for the last boots.
+            box = min(2 * (args.storm_chargers / args.storm_rate + 45), deadline - time.monotonic() - 5)
+            figures.update(
+                phases.storm(
+                    ctx,
+                    chargers=args.storm_chargers,
+                    rate=args.storm_rate,
+                    procs=args.generators,
+                    hb_s=args.storm_hb,
+                    open_timeout=args.storm_open_timeout,
+                    box=box,
+                )
+            )
+
+        if "storm" in wanted:
+            phase("storm", do_storm, 40)
+
+        def do_meter() -> None:
+            say(
+                f"  {args.clients} closed-loop clients, MeterValues (one energy sample each, stored by the "
+                f"product; the floor answers without storing), {args.warmup:g} s warm-up + "
+                f"{args.duration:g} s measured per run; floor and stack interleaved"
+            )
+            res = phases.throughput(
+                ctx,
+                {
+                    "floor": (lambda: phases.start_floor_server(ctx, 300), False),
+                    "stack": (lambda: phases.start_stack_server(ctx, "meter-server"), True),
+                },
+                runs=args.runs,
+                n_clients=args.clients,
+                procs=args.generators,
+                warmup=args.warmup,
+                duration=args.duration,
+                box=min(150.0, deadline - time.monotonic() - 5),
+                extra=["--action", "MeterValues"],
+            )
+            for label, key in (("floor", "meter_values_floor"), ("stack", "meter_values")):
+                r = res.get(label)
+                if r is None:
+                    continue
+                figures.update(
+                    {
+                        f"{key}_msgs_per_s": r["msgs_per_s"],
+                        f"{key}_p50_ms": r["p50_ms"],
+                        f"{key}_p99_ms": r["p99_ms"],
+                        f"{key}_server_cpu": r["server_cpu"],
+                    }
+                )
+                say(
+                    f"  {label}: {r['msgs_per_s']:,} MeterValues/s, p50 {r['p50_ms']} ms, "
+                    f"p99 {r['p99_ms']} ms"
+                )
+            if res.get("floor") and res.get("stack"):
+                figures["meter_values_ratio"] = round(
+                    res["stack"]["msgs_per_s"] / res["floor"]["msgs_per_s"], 3
+                )
+                say(f"  ratio stack/floor: {figures['meter_values_ratio']:.2f}")
+
+        if "meter" in wanted:
+            phase("meter", do_meter, 40)
     except KeyboardInterrupt as exc:
         figures["errors"].append(f"interrupted ({exc})")
     except Exception as exc:
@@ -413,7 +495,9 @@ def main() -> int:
     say(
         "\nsummary: floor {f} msgs/s, stack {s} msgs/s, ratio {r}; idle {i} connections at {k} KB each; "
         "commands p50 {c50} ms, p99 {c99} ms; driver start p50 {d50} ms, p99 {d99} ms; {ls} live streams: "
-        "API p99 {lp} ms (idle {li} ms); rebalance p99 {rb} ms".format(
+        "API p99 {lp} ms (idle {li} ms); rebalance p99 {rb} ms; storm: all Accepted after {ss} s "
+        "({sf} failed, boot p99 {sb} ms), floor {fs} s (boot p99 {fb} ms); "
+        "MeterValues {mv}/s, ratio {mr}".format(
             f=figures["floor_msgs_per_s"],
             s=figures["stack_msgs_per_s"],
             r=figures["ratio"],
@@ -427,6 +511,13 @@ def main() -> int:
             lp=figures.get("live_streams_api_p99_ms"),
             li=figures.get("live_streams_api_idle_p99_ms"),
             rb=figures.get("rebalance_p99_ms"),
+            ss=figures.get("storm_seconds"),
+            sf=figures.get("storm_failed"),
+            sb=figures.get("storm_boot_p99_ms"),
+            fs=figures.get("storm_floor_seconds"),
+            fb=figures.get("storm_floor_boot_p99_ms"),
+            mv=figures.get("meter_values_msgs_per_s"),
+            mr=figures.get("meter_values_ratio"),
         )
     )
     final_line(figures)

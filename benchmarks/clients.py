@@ -3,7 +3,8 @@ generator stays cheap). One process runs one mode and talks to the bench over st
 
     python -m benchmarks.clients load  --url ws://127.0.0.1:P/ocpp/ --first 0 --count 50 ...
         connect + BootNotification, print READY; on `GO {"t0":..,"t1":..}` run closed-loop Heartbeats
-        until t1 and print RESULT with the round trips that completed inside [t0, t1).
+        (--action MeterValues: one energy sample each, stored by the product) until t1 and print
+        RESULT with the round trips that completed inside [t0, t1).
     python -m benchmarks.clients idle  ... --count 5000
         connect + boot with bounded concurrency (PROGRESS lines), print READY, hold until STOP (HOLD while
         opening: stop opening, print READY for what is open).
@@ -11,6 +12,10 @@ generator stays cheap). One process runs one mode and talks to the bench over st
         connect + boot, then heartbeat every hb-min..hb-max s and answer every CALL from the CSMS at once
         ({"status": "Accepted"}); print READY once all are up (or at once on NOW), RESULT on STOP.
         --calls-log FILE records when each CALL arrived.
+    python -m benchmarks.clients storm ... --count 2500 --rate 250 --hb-min 10 --hb-max 10
+        a reconnect storm: print READY; on `GO {"t0":..}` open charger k at t0 + k/rate (open loop, one
+        attempt each, --open-timeout for the handshake), boot it, then heartbeat every hb-min..hb-max s;
+        print DONE once every charger was Accepted or failed, RESULT on STOP.
 
 Every mode exits by itself after --max-seconds, or when the bench goes away (stdin closed).
 Chargers are BENCH-00000, BENCH-00001, ...; with --auth the HTTP Basic password is key_for(identity).
@@ -21,12 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import random
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -193,7 +200,15 @@ async def run_load(args: argparse.Namespace, control: Control, deadline: float) 
                 n += 1
                 uid = str(n)
                 start = time.perf_counter()
-                await ws.send(f'[2,"{uid}","Heartbeat",{{}}]')
+                if args.action == "MeterValues":
+                    # A distinct sample each time (the product stores every one: no duplicate skipped).
+                    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+                    await ws.send(
+                        f'[2,"{uid}","MeterValues",{{"connectorId":1,"meterValue":[{{"timestamp":"{stamp}",'
+                        f'"sampledValue":[{{"value":"{n}"}}]}}]}}]'
+                    )
+                else:
+                    await ws.send(f'[2,"{uid}","Heartbeat",{{}}]')
                 reply = json.loads(await ws.recv())
                 elapsed = time.perf_counter() - start
                 done = time.time()
@@ -364,10 +379,125 @@ async def run_fleet(args: argparse.Namespace, control: Control, deadline: float)
     os._exit(0)
 
 
+# --- storm: chargers arriving at a fixed rate ------------------------------------------------------
+async def run_storm(args: argparse.Namespace, control: Control, deadline: float) -> None:
+    """Open-loop arrivals: charger k of this process starts at t0 + k / rate whatever the server does.
+    One attempt each (a handshake that takes longer than --open-timeout is a failure, as it is for a
+    charger, which then waits and retries). Times are wall clock (time.time), comparable across the
+    bench's processes; latencies are perf_counter differences."""
+    emit("READY", {"count": args.count})
+    word, go = await control.next(deadline - time.monotonic())
+    if word != "GO":
+        return
+    t0 = float(go["t0"])
+    stop = asyncio.Event()
+    accepted_at: list[float] = []  # seconds after t0 when each charger had its Accepted
+    connect_ms: list[float] = []
+    boot_ms: list[float] = []
+    hb_ms: list[float] = []
+    errors: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    outcomes = 0
+    conns: list[ClientConnection] = []
+    all_done = asyncio.Event()
+
+    def outcome() -> None:
+        nonlocal outcomes
+        outcomes += 1
+        if outcomes == args.count:
+            all_done.set()
+
+    async def heartbeats(ws: ClientConnection) -> None:
+        interval = random.uniform(args.hb_min, args.hb_max)
+        wait = random.uniform(0, interval)  # the fleet's heartbeats spread over the interval, as in life
+        n = 0
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=wait)
+                wait = interval
+                if stop.is_set():
+                    return
+                n += 1
+                uid = f"hb{n}"
+                sent = time.perf_counter()
+                await ws.send(f'[2,"{uid}","Heartbeat",{{}}]')
+                while True:
+                    reply = json.loads(await ws.recv())
+                    if reply[0] == 2:  # a CALL from the CSMS: answer it
+                        await ws.send(json.dumps([3, reply[1], {"status": "Accepted"}]))
+                        continue
+                    if reply[1] == uid:
+                        hb_ms.append((time.perf_counter() - sent) * 1000)
+                        break
+        except (ConnectionClosed, ValueError):
+            if not stop.is_set():
+                errors["closed_after_boot"] = errors.get("closed_after_boot", 0) + 1
+
+    async def one(n: int, start_at: float) -> None:
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        identity = identity_for(n)
+        began = time.perf_counter()
+        try:
+            ws = await open_charger(args.url, identity, args.auth, args.open_timeout)
+        except Exception as exc:
+            name = "handshake_timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            errors[name] = errors.get(name, 0) + 1
+            outcome()
+            return
+        opened = time.perf_counter()
+        connect_ms.append((opened - began) * 1000)
+        conns.append(ws)
+        try:
+            status = await boot(ws, args.boot_timeout)
+        except Exception as exc:
+            name = "boot_timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+            errors[name] = errors.get(name, 0) + 1
+            outcome()
+            return
+        boot_ms.append((time.perf_counter() - opened) * 1000)
+        statuses[status] = statuses.get(status, 0) + 1
+        if status == "Accepted":
+            accepted_at.append(time.time() - t0)
+        outcome()
+        await heartbeats(ws)
+
+    per_s = max(args.rate, 0.001)
+    tasks = [
+        asyncio.create_task(one(n, t0 + k / per_s))
+        for k, n in enumerate(range(args.first, args.first + args.count))
+    ]
+    command = asyncio.create_task(control.next(deadline - time.monotonic()))
+    done_wait = asyncio.create_task(all_done.wait())
+    await asyncio.wait({done_wait, command}, return_when=asyncio.FIRST_COMPLETED)
+    emit("DONE", {"outcomes": outcomes, "elapsed_s": round(time.time() - t0, 3)})
+    if not command.done():
+        await command  # STOP, EOF or our own deadline
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    emit(
+        "RESULT",
+        {
+            "count": args.count,
+            "accepted": len(accepted_at),
+            "failed": args.count - len(accepted_at),
+            "statuses": statuses,
+            "errors": errors,
+            "accepted_at": [round(x, 4) for x in accepted_at],
+            "connect_ms": [round(x, 2) for x in connect_ms],
+            "boot_ms": [round(x, 2) for x in boot_ms],
+            "hb_ms": [round(x, 2) for x in hb_ms],
+        },
+    )
+    sys.stdout.flush()
+    os._exit(0)  # the sockets close with the process
+
+
 async def main(args: argparse.Namespace) -> None:
     deadline = time.monotonic() + args.max_seconds
     control = Control()
-    runner = {"load": run_load, "idle": run_idle, "fleet": run_fleet}[args.mode]
+    runner = {"load": run_load, "idle": run_idle, "fleet": run_fleet, "storm": run_storm}[args.mode]
     try:
         await asyncio.wait_for(runner(args, control, deadline), timeout=args.max_seconds)
     except TimeoutError:
@@ -378,13 +508,18 @@ async def main(args: argparse.Namespace) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.clients")
-    parser.add_argument("mode", choices=["load", "idle", "fleet"])
+    parser.add_argument("mode", choices=["load", "idle", "fleet", "storm"])
     parser.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/ocpp/ (loopback only)")
     parser.add_argument("--first", type=int, default=0)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--auth", action="store_true", help="HTTP Basic (security profile 1)")
     parser.add_argument("--concurrency", type=int, default=50, help="connections being opened at once")
     parser.add_argument("--open-timeout", type=float, default=30)
+    parser.add_argument("--boot-timeout", type=float, default=60, help="storm: wait for the boot answer")
+    parser.add_argument(
+        "--action", choices=["Heartbeat", "MeterValues"], default="Heartbeat", help="load: the message sent"
+    )
+    parser.add_argument("--rate", type=float, default=250, help="storm: chargers arriving per second")
     parser.add_argument("--hb-min", type=float, default=5)
     parser.add_argument("--hb-max", type=float, default=10)
     parser.add_argument("--max-seconds", type=float, default=120)

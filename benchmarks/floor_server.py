@@ -37,6 +37,10 @@ class FloorChargePoint(ChargePoint):
     async def on_heartbeat(self, **kwargs):
         return call_result.Heartbeat(current_time=_now())
 
+    @on(Action.meter_values)
+    async def on_meter_values(self, connector_id: int, meter_value: list, **kwargs):
+        return call_result.MeterValues()  # the floor stores nothing
+
 
 async def handler(websocket) -> None:
     identity = websocket.request.path.rstrip("/").rsplit("/", 1)[-1]

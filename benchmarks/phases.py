@@ -152,6 +152,7 @@ def load_run(
     procs: int,
     warmup: float,
     duration: float,
+    extra: list[str] | None = None,
 ) -> dict[str, Any]:
     """One closed-loop run: `procs` generator processes, n_clients in total, Heartbeat round trips that
     complete within the measured window after `warmup`."""
@@ -169,6 +170,7 @@ def load_run(
                     count,
                     auth=auth,
                     max_seconds=warmup + duration + 60,
+                    extra=extra,
                 )
             )
             first += count
@@ -221,6 +223,7 @@ def throughput(
     warmup: float,
     duration: float,
     box: float,
+    extra: list[str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Closed-loop runs against each target server, interleaved (A, B, A, B, ...) so that a neighbour's
     load on this shared machine hits both alike; median of `runs` per target (fewer if the box runs out).
@@ -249,6 +252,7 @@ def throughput(
                     procs=procs,
                     warmup=warmup,
                     duration=duration,
+                    extra=extra,
                 )
                 results[label].append(res)
                 say(
@@ -851,3 +855,169 @@ def commands(
         "fleet_connected": connected,
         "fleet_connect_per_s": round(connected / connect_s, 1),
     }
+
+
+# --- phase: reconnect storm --------------------------------------------------------------------------
+def _storm_run(
+    ctx: Ctx,
+    label: str,
+    port: int,
+    spid: int,
+    *,
+    first: int,
+    chargers: int,
+    rate: float,
+    procs: int,
+    hb_s: float,
+    open_timeout: float,
+    box_end: float,
+) -> dict[str, Any]:
+    """One storm against one server: `chargers` arriving at `rate` per second (open loop) from `procs`
+    generator processes, each booting and then heartbeating every `hb_s` seconds until every charger has
+    an outcome (Accepted, or failed: handshake or boot timed out or refused)."""
+    per = [chargers // procs + (1 if i < chargers % procs else 0) for i in range(procs)]
+    arrival_s = chargers / rate
+    gens: list[Child] = []
+    try:
+        start = first
+        for i, count in enumerate(per):
+            gens.append(
+                clients(
+                    ctx,
+                    f"storm-{label}-gen{i}",
+                    "storm",
+                    port,
+                    start,
+                    count,
+                    auth=True,
+                    max_seconds=max(30.0, box_end - time.monotonic() + 10),
+                    extra=[
+                        "--rate",
+                        str(rate * count / chargers),
+                        "--hb-min",
+                        str(hb_s),
+                        "--hb-max",
+                        str(hb_s),
+                        "--open-timeout",
+                        str(open_timeout),
+                        "--boot-timeout",
+                        str(max(10.0, box_end - time.monotonic() - arrival_s)),
+                    ],
+                )
+            )
+            start += count
+        for g in gens:
+            g.expect("READY", 30)
+        t0 = time.time() + 1.0
+        for g in gens:
+            g.send(f'GO {{"t0": {t0}}}')
+        cpu0 = cpu_seconds(spid)
+        timed_out = False
+        for g in gens:
+            try:
+                g.expect("DONE", max(1.0, box_end - time.monotonic()))
+            except ChildFailed:
+                if not g.alive():
+                    raise
+                timed_out = True
+        elapsed = time.time() - t0
+        cpu1 = cpu_seconds(spid)
+        for g in gens:
+            g.send("STOP")
+        results = [g.expect("RESULT", 20) for g in gens]
+    finally:
+        for g in gens:
+            g.stop()
+    accepted_at = [x for r in results for x in r["accepted_at"]]
+    boot = [x for r in results for x in r["boot_ms"]]
+    connect = [x for r in results for x in r["connect_ms"]]
+    hb = [x for r in results for x in r["hb_ms"]]
+    errors: dict[str, int] = {}
+    statuses: dict[str, int] = {}
+    for r in results:
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+        for k, v in r["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
+    failed = sum(r["failed"] for r in results)
+    out = {
+        "seconds": r1(max(accepted_at), 2) if accepted_at else None,
+        "failed": failed,
+        "boot_p50_ms": r1(percentile(boot, 50)),
+        "boot_p99_ms": r1(percentile(boot, 99)),
+        "connect_p99_ms": r1(percentile(connect, 99)),
+        "hb_p99_ms": r1(percentile(hb, 99)),
+        "heartbeats": len(hb),
+        "errors": errors,
+        "statuses": statuses,
+        "server_cpu": round(((cpu1 or 0) - (cpu0 or 0)) / max(elapsed, 0.001), 2),
+        "timed_out": timed_out,
+    }
+    say(
+        f"  {label:5s}: {chargers - failed:,}/{chargers:,} Accepted, the last after {out['seconds']} s "
+        f"(arrivals take {arrival_s:.1f} s); {failed} failed {errors or ''}; boot p50 {out['boot_p50_ms']} "
+        f"ms p99 {out['boot_p99_ms']} ms; handshake p99 {out['connect_p99_ms']} ms; heartbeat p99 "
+        f"{out['hb_p99_ms']} ms ({len(hb):,}); server CPU {out['server_cpu']:.0%}"
+        + (" [time box reached]" if timed_out else "")
+    )
+    return out
+
+
+def storm(
+    ctx: Ctx,
+    *,
+    chargers: int,
+    rate: float,
+    procs: int,
+    hb_s: float,
+    open_timeout: float,
+    box: float,
+) -> dict[str, Any]:
+    """A reconnect storm: pre-registered chargers (security profile 1) arriving at `rate` per second at
+    one server process, each booting then heartbeating; the bare floor (websockets + ocpp) first under the
+    same arrivals, then the product. Chargers BENCH-<chargers>.. (10 of them) warm the product up first."""
+    box_end = min(time.monotonic() + box, ctx.deadline - 5)
+    per_target = (box_end - time.monotonic()) / 2
+    figures: dict[str, Any] = {"storm_chargers": chargers, "storm_rate": rate}
+    floor, fport = start_floor_server(ctx, per_target + 30)
+    try:
+        res = _storm_run(
+            ctx,
+            "floor",
+            fport,
+            server_pid(floor),
+            first=0,
+            chargers=chargers,
+            rate=rate,
+            procs=procs,
+            hb_s=hb_s,
+            open_timeout=open_timeout,
+            box_end=time.monotonic() + per_target,
+        )
+    finally:
+        floor.stop()
+    figures.update({f"storm_floor_{k}": v for k, v in res.items()})
+    server, port = start_stack_server(ctx, "storm-server")
+    try:
+        warm = clients(ctx, "storm-warmup", "idle", port, chargers, 10, auth=True, max_seconds=60)
+        warm.expect("READY", 30)
+        warm.send("STOP")
+        warm.expect("RESULT", 10)
+        warm.stop()
+        res = _storm_run(
+            ctx,
+            "stack",
+            port,
+            server_pid(server),
+            first=0,
+            chargers=chargers,
+            rate=rate,
+            procs=procs,
+            hb_s=hb_s,
+            open_timeout=open_timeout,
+            box_end=box_end,
+        )
+    finally:
+        server.stop()
+    figures.update({f"storm_{k}": v for k, v in res.items()})
+    return figures

@@ -8,15 +8,22 @@ handshake does not list the fleet. Failed attempts are limited per (identity, ad
 (CPO_OCPP_AUTH_FAILURES_PER_IDENTITY_ADDRESS, CPO_OCPP_AUTH_FAILURES_PER_ADDRESS within
 CPO_OCPP_AUTH_FAILURE_WINDOW_S), never per identity alone.
 
-Runs off the event loop (it reads the database). The key check is a salted HMAC, microseconds per
-attempt, so a reconnect storm of thousands of chargers costs nothing notable.
+Runs off the event loop, on the gateway's database pool (it reads the database). The key check is a
+salted HMAC, microseconds per attempt, so a reconnect storm of thousands of chargers costs nothing
+notable. A refusal is remembered in the process for CPO_OCPP_AUTH_REFUSAL_CACHE_S seconds (`refusals`),
+for the same identity, address and Authorization header only: a charger retrying with the same wrong
+key in a loop costs no database work (its failures are still counted in Redis, `refused_again`), while
+any other key (the correct one included) is decided afresh.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.db import IntegrityError
@@ -26,7 +33,7 @@ from apps.accounts.services import audit_record_create
 from apps.ocpp_gateway import conf
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.models import OcppCommand
-from apps.ocpp_gateway.redis_clients import sync_redis
+from apps.ocpp_gateway.redis_clients import async_redis, sync_redis
 from apps.stations import keys
 from apps.stations.choices import RegistrationStatus, SecurityProfile
 from apps.stations.models import ChargePoint
@@ -45,6 +52,7 @@ class Decision:
     registration_status: str = ""
     log_reason: str = ""  # what the server log says (the answer's `reason` may say less)
     authenticated: bool = False  # the charger presented its key (not profile 0 / a Pending one without key)
+    refusal: str = ""  # why `_refused` refused it (the failure was counted); see `refused_again`
 
 
 def parse_basic(header: str | None) -> tuple[str, str] | None:
@@ -114,13 +122,74 @@ def _refused(identity: str, address: str, reason: str) -> Decision:
     over_limit = _too_many_failures(identity, address)
     _count_failure(identity, address)
     if over_limit:
-        return _throttled(reason)
-    return Decision(False, 401, REFUSED_BODY, log_reason=reason)
+        return _throttled(reason, refusal=reason)
+    return Decision(False, 401, REFUSED_BODY, log_reason=reason, refusal=reason)
 
 
-def _throttled(reason: str) -> Decision:
-    return Decision(False, 429, THROTTLED_BODY, log_reason=f"failure limit reached ({reason})")
+def _throttled(reason: str, *, refusal: str = "") -> Decision:
+    return Decision(
+        False, 429, THROTTLED_BODY, log_reason=f"failure limit reached ({reason})", refusal=refusal
+    )
 
+
+async def refused_again(*, identity: str, address: str, cached: Decision) -> Decision:
+    """The answer to a handshake refused moments ago for the same identity, address and credentials
+    (`refusals`): counted and limited exactly as `_refused` does, with one round trip of the event loop's
+    Redis client and no database work. A refusal that was not counted (TLS required) is given again."""
+    if not cached.refusal:
+        return cached
+    per_identity_address, per_address, window = conf.auth_failure_limit()
+    names = _failure_keys(identity, address)
+    pipe = async_redis().pipeline(transaction=False)
+    pipe.mget(*names)
+    for key in names:
+        pipe.incr(key)
+        pipe.expire(key, window, nx=True)
+    values = (await pipe.execute())[0]
+    if int(values[0] or 0) >= per_identity_address or int(values[1] or 0) >= per_address:
+        return _throttled(cached.refusal, refusal=cached.refusal)
+    return Decision(False, 401, REFUSED_BODY, log_reason=cached.refusal, refusal=cached.refusal)
+
+
+class RefusalCache:
+    """Handshakes recently refused, by (identity, address, TLS or not, digest of the Authorization
+    header): an LRU with a time to live. Used from the event loop only: no lock."""
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
+        self._until: OrderedDict[str, tuple[float, Decision]] = OrderedDict()
+        self.hits = 0
+
+    @staticmethod
+    def key(identity: str, address: str, authorization: str | None, secure: bool) -> str:
+        digest = hashlib.sha256((authorization or "").encode("utf-8", "surrogateescape")).hexdigest()
+        return f"{identity}|{address}|{int(secure)}|{digest}"
+
+    def get(self, key: str) -> Decision | None:
+        found = self._until.get(key)
+        if found is None:
+            return None
+        if found[0] <= time.monotonic():
+            del self._until[key]
+            return None
+        self.hits += 1
+        return found[1]
+
+    def add(self, key: str, decision: Decision) -> None:
+        """Remember a refusal counted as a failure, or the refusal of a right key without TLS (403)."""
+        ttl = conf.auth_refusal_cache_s()
+        if ttl <= 0 or decision.allowed or not (decision.refusal or decision.status == 403):
+            return
+        self._until[key] = (time.monotonic() + ttl, decision)
+        self._until.move_to_end(key)
+        while len(self._until) > self.max_keys:
+            self._until.popitem(last=False)
+
+    def clear(self) -> None:
+        self._until.clear()
+
+
+refusals = RefusalCache()
 
 REFUSED_BODY = "missing or wrong credentials"
 THROTTLED_BODY = "too many failed attempts; try later"

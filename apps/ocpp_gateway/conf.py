@@ -84,3 +84,41 @@ def replay_after_s() -> float:
     """Requests kept for replay that no new connection of their charger has replayed after this long are
     replayed by the periodic task (`ocpp_gateway.kept_messages_replay`)."""
     return float(get("CPO_OCPP_REPLAY_AFTER_S", 120))
+
+
+def db_workers() -> int:
+    """Threads of the gateway's database pool (dbwork): CPO_OCPP_DB_WORKERS, else the database connection
+    pool's size less two connections left for the process's other users (HTTP requests, the message log);
+    without a connection pool (DB_POOL_MAX_SIZE=0, e.g. behind PgBouncer) 8."""
+    explicit = get("CPO_OCPP_DB_WORKERS", None)
+    if explicit:
+        return max(1, int(explicit))
+    pool = (settings.DATABASES["default"].get("OPTIONS") or {}).get("pool")
+    if isinstance(pool, dict) and pool.get("max_size"):
+        return max(1, int(pool["max_size"]) - 2)
+    return 8
+
+
+def group_commit_window_s() -> float:
+    """How long the first data-carrying message of a batch waits for others to share its commit
+    (CPO_OCPP_GROUP_COMMIT_MS, default 0: no wait; a batch is what queued while the group commits in
+    flight were busy)."""
+    return float(get("CPO_OCPP_GROUP_COMMIT_MS", 0)) / 1000
+
+
+def group_commit_max() -> int:
+    """The most messages in one group commit (CPO_OCPP_GROUP_COMMIT_MAX; 1 turns group commit off)."""
+    return int(get("CPO_OCPP_GROUP_COMMIT_MAX", 200))
+
+
+def group_commit_in_flight() -> int:
+    """How many group commits of one process may run at once, each on a database thread
+    (CPO_OCPP_GROUP_COMMIT_IN_FLIGHT; 0: half the database threads, leaving the rest to other work)."""
+    explicit = int(get("CPO_OCPP_GROUP_COMMIT_IN_FLIGHT", 0))
+    return explicit if explicit > 0 else max(1, db_workers() // 2)
+
+
+def auth_refusal_cache_s() -> float:
+    """How long a refused handshake is answered again from memory, for the same identity, address and
+    credentials (0: never)."""
+    return float(get("CPO_OCPP_AUTH_REFUSAL_CACHE_S", 5))

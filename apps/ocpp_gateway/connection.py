@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from channels.db import database_sync_to_async
 from ocpp.charge_point import camel_to_snake_case, remove_nones, serialize_as_dict, snake_to_camel_case
 from ocpp.exceptions import OCPPError
 from ocpp.routing import create_route_map
 
 from apps.ocpp_gateway import conf, messagelog, protocol, versions
 from apps.ocpp_gateway.choices import CommandStatus, Direction
+from apps.ocpp_gateway.dbwork import db_work
 from apps.ocpp_gateway.protocol import (
     CALL,
     CALLERROR,
@@ -190,7 +190,7 @@ class OcppConnection:
             ", ".join(f"{c.action} {c.unique_id}" for c in calls),
         )
         try:
-            await database_sync_to_async(failed_messages_keep_unprocessed)(
+            await db_work(failed_messages_keep_unprocessed)(
                 charge_point_id=self.ctx.charge_point_id,
                 protocol=self.ctx.subprotocol,
                 calls=[(c.action, c.unique_id, c.payload) for c in calls],
@@ -400,7 +400,7 @@ class OcppConnection:
     async def _keep_for_replay(self, call: Call, exc: Exception) -> None:
 
         try:
-            await database_sync_to_async(failed_message_store)(
+            await db_work(failed_message_store)(
                 charge_point_id=self.ctx.charge_point_id,
                 protocol=self.ctx.subprotocol,
                 action=call.action,

@@ -9,13 +9,13 @@ import re
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from apps.ocpp_gateway import auth, conf, drain, presence, replay, versions
 from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.connection import CommandOutcome, ConnectionContext, OcppConnection
+from apps.ocpp_gateway.dbwork import db_work
 from apps.ocpp_gateway.services import command_record_outcome
 from cpo import clock, live, metrics
 
@@ -26,7 +26,7 @@ IDENTITY_RE = re.compile(r"^[A-Za-z0-9._~\-]{1,48}$")
 async def _record_outcome(command: dict[str, Any], outcome: CommandOutcome) -> None:
     """Hand the outcome of `command` (an `ocpp.command` message) to the one recorder, which makes the row
     final and then publishes it to waiters."""
-    await database_sync_to_async(command_record_outcome)(
+    await db_work(command_record_outcome)(
         command_id=command["command_id"],
         status=outcome.status,
         response=outcome.response,
@@ -45,7 +45,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels runs `aclose_old_connections()` on the database thread before every message; for a
         charger's frames that is a thread hop per frame (measured: ~15% of the event loop and GIL waits).
-        Every ORM call here already goes through database_sync_to_async, which manages connections."""
+        Every ORM call here already goes through dbwork.db_work, which manages connections."""
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -65,12 +65,22 @@ class OcppConsumer(AsyncWebsocketConsumer):
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self.scope.get("headers", [])}
         client = self.scope.get("client") or ("", 0)
         secure = self.scope.get("scheme") in ("wss", "https")
-        decision = await database_sync_to_async(auth.authenticate)(
-            identity=self.identity,
-            authorization=headers.get("authorization"),
-            address=str(client[0]),
-            secure=secure,
+        refusal_key = auth.RefusalCache.key(
+            self.identity, str(client[0]), headers.get("authorization"), secure
         )
+        decision = auth.refusals.get(refusal_key)
+        if decision is not None:
+            decision = await auth.refused_again(
+                identity=self.identity, address=str(client[0]), cached=decision
+            )
+        else:
+            decision = await db_work(auth.authenticate)(
+                identity=self.identity,
+                authorization=headers.get("authorization"),
+                address=str(client[0]),
+                secure=secure,
+            )
+            auth.refusals.add(refusal_key, decision)
         if not decision.allowed:
             logger.info(
                 "refused %s from %s: %s", self.identity, client[0], decision.log_reason or decision.reason
@@ -162,9 +172,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             return
         charge_point_id = connection.ctx.charge_point_id
         if await drain.before_first_request(self.identity, self.epoch, charge_point_id):
-            counts = await database_sync_to_async(replay.kept_messages_replay)(
-                charge_point_id=charge_point_id, wait_s=1.0
-            )
+            counts = await db_work(replay.kept_messages_replay)(charge_point_id=charge_point_id, wait_s=1.0)
             logger.info("%s: requests kept for replay handled: %s", self.identity, counts)
 
     async def deny(self, status: int, reason: str) -> None:

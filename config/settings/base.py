@@ -405,6 +405,16 @@ CPO_OCPP_MESSAGE_LOG = env_bool("CPO_OCPP_MESSAGE_LOG", True)
 # Kept at least this many days, at most a month longer (whole monthly partitions are dropped); 0: forever.
 CPO_OCPP_MESSAGE_LOG_DAYS = env_days("CPO_OCPP_MESSAGE_LOG_DAYS", 30)
 CPO_OCPP_VALIDATE_RESPONSES = env_bool("CPO_OCPP_VALIDATE_RESPONSES", False)
+# The gateway's database threads (0: the connection pool's size less two) and group commit of
+# data-carrying messages (extra wait in ms before a batch, 0 = none; batch size, 1 = off; batches at
+# once, 0 = half the database threads).
+CPO_OCPP_DB_WORKERS = int(ENV.get("CPO_OCPP_DB_WORKERS", "0"))
+CPO_OCPP_GROUP_COMMIT_MS = float(ENV.get("CPO_OCPP_GROUP_COMMIT_MS", "0"))
+CPO_OCPP_GROUP_COMMIT_MAX = int(ENV.get("CPO_OCPP_GROUP_COMMIT_MAX", "200"))
+CPO_OCPP_GROUP_COMMIT_IN_FLIGHT = int(ENV.get("CPO_OCPP_GROUP_COMMIT_IN_FLIGHT", "0"))
+CPO_OCPP_AUTH_REFUSAL_CACHE_S = float(ENV.get("CPO_OCPP_AUTH_REFUSAL_CACHE_S", "5"))
+# Connections of the gateway's async Redis client per process (a burst waits for a free one).
+CPO_OCPP_REDIS_MAX_CONNECTIONS = int(ENV.get("CPO_OCPP_REDIS_MAX_CONNECTIONS", "64"))
 # Where chargers reach us from outside (diagnostics upload and firmware URLs); empty: the admin request's
 # host.
 CPO_PUBLIC_BASE_URL = ENV.get("CPO_PUBLIC_BASE_URL", "")

@@ -18,3 +18,7 @@ CELERY_TASK_ALWAYS_EAGER = False
 
 # Every CALLRESULT the product sends is checked against the OCPP JSON schemas during tests.
 CPO_OCPP_VALIDATE_RESPONSES = True
+
+# Tests change a charger's key, profile or registration between handshakes: refusals are not remembered
+# here, except in the tests of that memory (which set it).
+CPO_OCPP_AUTH_REFUSAL_CACHE_S = 0

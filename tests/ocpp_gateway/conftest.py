@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from channels.testing import WebsocketCommunicator
 
+from apps.ocpp_gateway import auth
 from apps.ocpp_gateway.redis_clients import sync_redis
 from apps.stations import keys
 from tests.factories import ChargePointFactory, OrganisationFactory
@@ -22,6 +23,7 @@ def clean_gateway_redis():
     for pattern in ("cpo:ocpp:*",):
         for key in r.scan_iter(match=pattern, count=1000):
             r.delete(key)
+    auth.refusals.clear()
     yield
 
 

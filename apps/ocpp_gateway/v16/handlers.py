@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from ocpp.routing import on
 from ocpp.v16 import call_result
 from ocpp.v16.enums import Action
@@ -17,6 +16,7 @@ from apps.charging.services import (
     session_start,
     session_stop,
 )
+from apps.ocpp_gateway.dbwork import db_batched, db_work
 from apps.ocpp_gateway.handlers import HandlerBase, iso
 from apps.stations.choices import OcppProtocol, RegistrationStatus
 from apps.stations.models import ChargePoint
@@ -49,7 +49,7 @@ class ChargePointHandlers(HandlerBase):
     async def on_boot_notification(
         self, charge_point_vendor: str, charge_point_model: str, **kwargs: Any
     ) -> call_result.BootNotification:
-        status = await database_sync_to_async(chargepoint_record_boot)(
+        status = await db_batched(chargepoint_record_boot)(
             charge_point_id=self.ctx.charge_point_id,
             protocol=OcppProtocol.OCPP16,
             received_at=clock.now(),
@@ -75,7 +75,7 @@ class ChargePointHandlers(HandlerBase):
 
     @on(Action.authorize)
     async def on_authorize(self, id_tag: str, **kwargs: Any) -> call_result.Authorize:
-        auth = await database_sync_to_async(_authorize)(uid=id_tag, charge_point_id=self.ctx.charge_point_id)
+        auth = await db_work(_authorize)(uid=id_tag, charge_point_id=self.ctx.charge_point_id)
         return call_result.Authorize(id_tag_info=id_tag_info(auth))
 
     @on(Action.start_transaction)
@@ -90,7 +90,7 @@ class ChargePointHandlers(HandlerBase):
     ) -> call_result.StartTransaction:
         if connector_id < 1:
             raise self.violation("connectorId: a transaction starts on connector 1 or higher")
-        result = await database_sync_to_async(session_start)(
+        result = await db_work(session_start)(
             charge_point_id=self.ctx.charge_point_id,
             evse_id=connector_id,
             id_tag=id_tag,
@@ -116,7 +116,7 @@ class ChargePointHandlers(HandlerBase):
         **kwargs: Any,
     ) -> call_result.StopTransaction:
         samples = self.samples(transaction_data or [])
-        result = await database_sync_to_async(session_stop)(
+        result = await db_work(session_stop)(
             charge_point_id=self.ctx.charge_point_id,
             transaction_ref=str(transaction_id),
             meter_stop_wh=meter_stop,
@@ -146,7 +146,7 @@ class ChargePointHandlers(HandlerBase):
         **kwargs: Any,
     ) -> call_result.MeterValues:
         samples = self.samples(meter_value)
-        await database_sync_to_async(meter_values_record)(
+        await db_batched(meter_values_record)(
             charge_point_id=self.ctx.charge_point_id,
             evse_id=connector_id,
             transaction_ref=str(transaction_id) if transaction_id is not None else None,
@@ -166,7 +166,7 @@ class ChargePointHandlers(HandlerBase):
         vendor_error_code: str | None = None,
         **kwargs: Any,
     ) -> call_result.StatusNotification:
-        await database_sync_to_async(connector_status_record)(
+        await db_batched(connector_status_record)(
             charge_point_id=self.ctx.charge_point_id,
             evse_id=connector_id,
             connector_id=1,
@@ -187,7 +187,7 @@ class ChargePointHandlers(HandlerBase):
     async def on_diagnostics_status_notification(
         self, status: str, **kwargs: Any
     ) -> call_result.DiagnosticsStatusNotification:
-        await database_sync_to_async(chargepoint_record_diagnostics_status)(
+        await db_work(chargepoint_record_diagnostics_status)(
             charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now()
         )
         return call_result.DiagnosticsStatusNotification()
@@ -196,7 +196,7 @@ class ChargePointHandlers(HandlerBase):
     async def on_firmware_status_notification(
         self, status: str, **kwargs: Any
     ) -> call_result.FirmwareStatusNotification:
-        await database_sync_to_async(chargepoint_record_firmware_status)(
+        await db_work(chargepoint_record_firmware_status)(
             charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now()
         )
         return call_result.FirmwareStatusNotification()

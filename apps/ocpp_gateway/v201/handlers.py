@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.utils import translation
 from ocpp.charge_point import snake_to_camel_case
 from ocpp.routing import on
@@ -19,6 +18,7 @@ from apps.charging.services import (
     meter_values_record,
     transaction_event_record,
 )
+from apps.ocpp_gateway.dbwork import db_batched, db_work
 from apps.ocpp_gateway.handlers import HandlerBase, iso
 from apps.ocpp_gateway.masking import mask_payload
 from apps.reservations.services import reservation_status_update
@@ -85,7 +85,7 @@ class ChargingStationHandlers(HandlerBase):
         self, charging_station: dict[str, Any], reason: str, **kwargs: Any
     ) -> call_result.BootNotification:
         modem = charging_station.get("modem") or {}
-        status = await database_sync_to_async(chargepoint_record_boot)(
+        status = await db_batched(chargepoint_record_boot)(
             charge_point_id=self.ctx.charge_point_id,
             protocol=self.ctx.subprotocol,
             received_at=clock.now(),
@@ -108,7 +108,7 @@ class ChargingStationHandlers(HandlerBase):
     async def on_status_notification(
         self, timestamp: str, connector_status: str, evse_id: int, connector_id: int, **kwargs: Any
     ) -> call_result.StatusNotification:
-        await database_sync_to_async(connector_status_record)(
+        await db_batched(connector_status_record)(
             charge_point_id=self.ctx.charge_point_id,
             evse_id=evse_id,
             connector_id=connector_id,
@@ -120,7 +120,7 @@ class ChargingStationHandlers(HandlerBase):
 
     @on(Action.authorize)
     async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any) -> call_result.Authorize:
-        auth = await database_sync_to_async(_authorize)(
+        auth = await db_work(_authorize)(
             uid=id_token["id_token"],
             charge_point_id=self.ctx.charge_point_id,
             token_type=id_token.get("type"),
@@ -141,7 +141,7 @@ class ChargingStationHandlers(HandlerBase):
         id_token = kwargs.get("id_token") or {}
         # NoAuthorization tokens carry no identity: treat them as "no token" (free vend / plug and charge).
         uid = id_token.get("id_token", "") if id_token.get("type") != "NoAuthorization" else ""
-        result = await database_sync_to_async(transaction_event_record)(
+        result = await db_work(transaction_event_record)(
             charge_point_id=self.ctx.charge_point_id,
             protocol=self.ctx.subprotocol,
             transaction_ref=transaction_info["transaction_id"],
@@ -171,9 +171,7 @@ class ChargingStationHandlers(HandlerBase):
             answer["id_token_info"] = id_token_info(result.auth)
         if not result.duplicate and event_type in ("Started", "Ended"):
             answer.update(
-                await database_sync_to_async(_charger_display)(
-                    session=result.session, ended=event_type == "Ended"
-                )
+                await db_work(_charger_display)(session=result.session, ended=event_type == "Ended")
             )
         return call_result.TransactionEvent(**answer)
 
@@ -181,7 +179,7 @@ class ChargingStationHandlers(HandlerBase):
     async def on_meter_values(
         self, evse_id: int, meter_value: list[dict[str, Any]], **kwargs: Any
     ) -> call_result.MeterValues:
-        await database_sync_to_async(meter_values_record)(
+        await db_batched(meter_values_record)(
             charge_point_id=self.ctx.charge_point_id,
             evse_id=evse_id,
             transaction_ref=None,
@@ -194,7 +192,7 @@ class ChargingStationHandlers(HandlerBase):
     async def on_notify_report(
         self, request_id: int, generated_at: str, seq_no: int, **kwargs: Any
     ) -> call_result.NotifyReport:
-        await database_sync_to_async(device_model_record)(
+        await db_work(device_model_record)(
             # A charger key it reports (SecurityCtrlr.BasicAuthPassword) is kept masked in the device model.
             charge_point_id=self.ctx.charge_point_id,
             report_data=mask_payload(kwargs.get("report_data") or []),
@@ -219,7 +217,7 @@ class ChargingStationHandlers(HandlerBase):
             }
             for e in mask_payload(event_data)
         ]
-        await database_sync_to_async(charger_events_record)(
+        await db_work(charger_events_record)(
             charge_point_id=self.ctx.charge_point_id, kind="event", events=events, received_at=clock.now()
         )
         return call_result.NotifyEvent()
@@ -234,7 +232,7 @@ class ChargingStationHandlers(HandlerBase):
             "tech_info": kwargs.get("tech_info") or "",
             "payload": {"type": type, "timestamp": timestamp},
         }
-        await database_sync_to_async(charger_events_record)(
+        await db_work(charger_events_record)(
             charge_point_id=self.ctx.charge_point_id, kind="security", events=[event], received_at=clock.now()
         )
         return call_result.SecurityEventNotification()
@@ -244,7 +242,7 @@ class ChargingStationHandlers(HandlerBase):
         self, reservation_id: int, reservation_update_status: str, **kwargs: Any
     ) -> call_result.ReservationStatusUpdate:
         """The charger ended a reservation itself (Expired, or Removed): our record follows."""
-        await database_sync_to_async(reservation_status_update)(
+        await db_work(reservation_status_update)(
             charge_point_id=self.ctx.charge_point_id,
             reservation_id=reservation_id,
             status=reservation_update_status,
@@ -256,7 +254,7 @@ class ChargingStationHandlers(HandlerBase):
     async def on_firmware_status_notification(
         self, status: str, **kwargs: Any
     ) -> call_result.FirmwareStatusNotification:
-        await database_sync_to_async(chargepoint_record_firmware_status)(
+        await db_work(chargepoint_record_firmware_status)(
             charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now()
         )
         return call_result.FirmwareStatusNotification()
@@ -265,7 +263,7 @@ class ChargingStationHandlers(HandlerBase):
     async def on_log_status_notification(
         self, status: str, **kwargs: Any
     ) -> call_result.LogStatusNotification:
-        await database_sync_to_async(chargepoint_record_diagnostics_status)(
+        await db_work(chargepoint_record_diagnostics_status)(
             charge_point_id=self.ctx.charge_point_id, status=status, received_at=clock.now()
         )
         return call_result.LogStatusNotification()
@@ -290,7 +288,7 @@ class ChargingStationHandlers(HandlerBase):
     ) -> call_result.ReportChargingProfiles:
         """The answer to a GetChargingProfiles (one part of it when tbc): smart charging keeps the profiles
         the charger holds on that EVSE."""
-        await database_sync_to_async(charging_profiles_report)(
+        await db_work(charging_profiles_report)(
             charge_point_id=self.ctx.charge_point_id,
             request_id=request_id,
             source=charging_limit_source,
@@ -305,7 +303,7 @@ class ChargingStationHandlers(HandlerBase):
         self, charging_limit: dict[str, Any], **kwargs: Any
     ) -> call_result.NotifyChargingLimit:
         """Someone else (an EMS, the grid operator) limits the charger: that charger's share follows."""
-        await database_sync_to_async(external_limit_record)(
+        await db_work(external_limit_record)(
             charge_point_id=self.ctx.charge_point_id,
             evse_id=kwargs.get("evse_id") or 0,
             source=charging_limit["charging_limit_source"],
@@ -319,7 +317,7 @@ class ChargingStationHandlers(HandlerBase):
     async def on_cleared_charging_limit(
         self, charging_limit_source: str, **kwargs: Any
     ) -> call_result.ClearedChargingLimit:
-        await database_sync_to_async(external_limit_clear)(
+        await db_work(external_limit_clear)(
             charge_point_id=self.ctx.charge_point_id,
             source=charging_limit_source,
             evse_id=kwargs.get("evse_id"),
@@ -332,7 +330,7 @@ class ChargingStationHandlers(HandlerBase):
     ) -> call_result.NotifyEVChargingNeeds:
         """The car's needs (ISO 15118) set its priority at the site. Accepted: the schedule follows as our
         TxProfile when the site is rebalanced."""
-        await database_sync_to_async(ev_charging_needs_record)(
+        await db_work(ev_charging_needs_record)(
             charge_point_id=self.ctx.charge_point_id,
             evse_id=evse_id,
             needs=snake_to_camel_case(charging_needs),

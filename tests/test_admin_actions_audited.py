@@ -74,6 +74,22 @@ def _issued_cdr(org: Any) -> models.Model:
     return cdr_issue(session_id=session.pk, now=stopped + timedelta(minutes=1))
 
 
+def _active_session(org: Any) -> models.Model:
+    """A 1.6 session running at an (offline) charger: a remote stop is recorded, the charger offline."""
+    cp = ChargePointFactory(organisation=org)
+    ConnectorFactory(evse=EvseFactory(charge_point=cp, evse_id=1))
+    started = datetime(2025, 5, 6, 8, 0, tzinfo=UTC)
+    return session_start(
+        charge_point_id=cp.pk,
+        evse_id=1,
+        id_tag="",
+        meter_start_wh=1000,
+        started_at_charger=started,
+        received_at=started,
+        protocol="ocpp1.6",
+    ).session
+
+
 def _api_token(org: Any) -> ApiToken:
     return api_token_create(user=StaffUserFactory(organisation=org))[0]
 
@@ -83,6 +99,7 @@ ROWS: dict[tuple[str, str], Callable[[Any], models.Model]] = {
     ("charging.ChargingSession", "mark_reviewed"): lambda org: ChargingSessionFactory(
         charge_point=ChargePointFactory(organisation=org), review_reason="unknown_token"
     ),
+    ("charging.ChargingSession", "remote_stop"): _active_session,
     ("ocpp_gateway.LocalAuthList", "send_full"): _local_list,
     ("ocpp_gateway.LocalAuthList", "send_differential"): _local_list,
     ("ocpp_gateway.LocalAuthList", "request_version"): _local_list,

@@ -17,7 +17,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 from ocpp.v16.enums import Measurand
 
-from apps.charging.choices import ClosedBy
+from apps.charging.charts import session_chart_svg
+from apps.charging.choices import ClosedBy, SessionStatus
+from apps.charging.intents import charger_control
 from apps.charging.models import (
     ChargingSession,
     DriverSession,
@@ -34,7 +36,9 @@ from apps.ocpp_gateway.admin import (
     charge_point_link,
     pretty_json,
 )
+from apps.stations.models import Location
 from cpo.admin import BaseModelAdmin, ReadOnlyAdminMixin
+from cpo.exceptions import ApplicationError
 
 
 class NeedsReviewListFilter(admin.SimpleListFilter):
@@ -49,6 +53,24 @@ class NeedsReviewListFilter(admin.SimpleListFilter):
             return queryset.exclude(review_reason="")
         if self.value() == "no":
             return queryset.filter(review_reason="")
+        return queryset
+
+
+class LocationListFilter(admin.SimpleListFilter):
+    """Sessions at one of the user's locations (chosen among theirs, not a DISTINCT over sessions)."""
+
+    title = _("location")
+    parameter_name = "location"
+    MAX_LISTED = 100
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> Any:
+        places = Location.objects.for_actor(request.user).order_by("name").only("pk", "name")
+        return [(place.pk, place.name) for place in places[: self.MAX_LISTED]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value and str(value).isdigit():
+            return queryset.filter(charge_point__location_id=int(value))
         return queryset
 
 
@@ -94,21 +116,66 @@ class ChargingSessionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         "timestamps_clamped",
         "organisation",
         "started_at",
+        LocationListFilter,
         ChargePointListFilter,
     )
-    search_fields = ("transaction_ref", "id_tag", "charge_point__identity")
-    search_help_text = _("transaction id, id tag or charger identity")
+    search_fields = ("transaction_ref", "id_tag", "charge_point__identity", "id_token__user__email")
+    search_help_text = _("transaction id, id tag, charger identity or driver's e-mail")
     list_select_related = ("charge_point", "organisation")
     date_hierarchy = "started_at"
     show_full_result_count = False
     paginator = CappedCountPaginator
-    actions = ["force_close", "mark_reviewed"]
+    actions = ["remote_stop", "force_close", "mark_reviewed"]
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         return [f.name for f in self.model._meta.concrete_fields if f.name != "id"] + [
             "energy",
+            "chart",
             "meter_samples_link",
         ]
+
+    @admin.action(description=_("Stop at the charger (remote stop)"), permissions=["operate"])
+    def remote_stop(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Ask each active session's charger to stop it, through the command service (audited there, with
+        its outcome on the command's page); a charger that is offline is reported, nothing is closed."""
+        writable = queryset.writable_by(request.user)  # type: ignore[attr-defined]
+        sessions = writable.filter(status=SessionStatus.ACTIVE).order_by("pk")
+        sent = offline = 0
+        control = charger_control.get()
+        for session in sessions.select_related("charge_point"):
+            try:
+                intent = control.stop_transaction(session=session, actor=request.user, source="admin")
+            except ApplicationError as exc:  # e.g. a 1.6 start the charger never gave a transaction id
+                messages.error(request, f"{session}: {exc.detail}")
+                continue
+            offline += intent.offline
+            sent += not intent.offline
+        if sent:
+            messages.success(
+                request,
+                ngettext(
+                    "Stop sent to %(n)d charger; its answer is on the command's page.",
+                    "Stop sent to %(n)d chargers; their answers are on the commands' pages.",
+                    sent,
+                )
+                % {"n": sent},
+            )
+        if offline:
+            messages.warning(
+                request,
+                ngettext(
+                    "%(n)d charger is offline: nothing was stopped (force close if its stop never comes).",
+                    "%(n)d chargers are offline: nothing was stopped (force close if no stop comes).",
+                    offline,
+                )
+                % {"n": offline},
+            )
+        if not sent and not offline:
+            messages.info(request, _("None of the selected sessions is active."))
+
+    @admin.display(description=_("power and energy"))
+    def chart(self, obj: ChargingSession) -> str:
+        return session_chart_svg(obj)
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from apps.accounts.choices import Role
 from apps.accounts.models import AuditRecord, IdToken
-from apps.charging import live, reconcile, tasks
+from apps.charging import charts, live, reconcile, tasks
 from apps.charging.choices import (
     AuthorizationStatus,
     ClosedBy,
@@ -23,7 +23,7 @@ from apps.charging.choices import (
     ReviewReason,
     SessionStatus,
 )
-from apps.charging.intents import ProbeAnswer
+from apps.charging.intents import IntentSent, ProbeAnswer, charger_control
 from apps.charging.metering import ENERGY_REGISTER, Sample
 from apps.charging.models import ChargingSession, DriverSession, OrphanStop
 from apps.charging.services import (
@@ -494,3 +494,58 @@ def test_the_task_is_on_the_beat_schedule_and_reconciles(settings, cp):
     session = _start(cp, at=clock.now() - 61 * M)
     assert tasks.sessions_reconcile_task() == {"open": 0, "asked": 1, "closed": 0}
     assert _fresh(session).probe_sent_at is not None
+
+
+def test_the_session_page_charts_power_and_energy_and_escapes_nothing_it_should_not(cp, org, client):
+    t0 = clock.now() - 30 * M
+    session = _start(cp, at=t0)
+    for minute, wh, watts in ((1, 10_500, 11_000), (2, 11_000, 10_800), (3, 11_400, 7_200)):
+        meter_values_record(
+            charge_point_id=cp.pk,
+            evse_id=1,
+            transaction_ref=session.transaction_ref,
+            samples=[
+                Sample(sampled_at=t0 + minute * M, measurand=ENERGY_REGISTER, unit="Wh", value=D(wh)),
+                Sample(sampled_at=t0 + minute * M, measurand="Power.Active.Import", unit="W", value=D(watts)),
+            ],
+            received_at=clock.now(),
+        )
+    series = {s.unit: s for s in charts.session_series(_fresh(session))}
+    assert [float(v) for _at, v in series["kWh"].points] == [0.5, 1.0, 1.4]  # from the session's start
+    assert [float(v) for _at, v in series["kW"].points] == [11.0, 10.8, 7.2]
+    client.force_login(StaffUserFactory(organisation=org, role=Role.SUPPORT))
+    page = client.get(reverse("admin:charging_chargingsession_change", args=[session.pk]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "<svg" in body and "<polyline" in body and "max 1.40 kWh" in body and "max 11.00 kW" in body
+    empty = _start(cp, at=t0 + 40 * M)
+    assert "No energy or power values" in charts.session_chart_svg(empty)
+
+
+def test_remote_stop_goes_through_the_command_service_and_a_location_filter_scopes_the_list(
+    cp, org, client, monkeypatch
+):
+    sent = []
+
+    class Control:
+        def stop_transaction(self, *, session, actor, source):
+            sent.append((session.pk, actor.pk, source))
+            return IntentSent(command_id=len(sent), action="RemoteStopTransaction", offline=len(sent) > 1)
+
+    monkeypatch.setattr(charger_control, "_impl", Control())
+    session = _start(cp)
+    done = _start(cp, at=clock.now() - 90 * M)
+    ChargingSession.objects.filter(pk=done.pk).update(status=SessionStatus.COMPLETED)
+    support = StaffUserFactory(organisation=org, role=Role.SUPPORT)
+    client.force_login(support)
+    url = reverse("admin:charging_chargingsession_changelist")
+    response = client.post(
+        url, {"action": "remote_stop", "_selected_action": [session.pk, done.pk]}, follow=True
+    )
+    assert sent == [(session.pk, support.pk, "admin")]  # the completed one is not asked again
+    assert "Stop sent to 1 charger" in response.content.decode()
+
+    listed = client.get(url, {"location": str(cp.location_id)})
+    assert set(listed.context["cl"].queryset) == {session, done}
+    other = LocationFactory(organisation=org)
+    assert list(client.get(url, {"location": str(other.pk)}).context["cl"].queryset) == []

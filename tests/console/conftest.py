@@ -25,8 +25,10 @@ def clean_redis():
 def put_presence(
     identity: str, *, last_frame_at: float | None = None, channel: str = "test.channel!x"
 ) -> None:
-    """A presence record as the gateway's consumer claims it (connected now unless told otherwise)."""
+    """A presence record as the gateway's consumer claims it (connected now unless told otherwise), with
+    its place in the sorted set of last frames the presence flush reads."""
     now = time.time()
+    sync_redis().zadd(presence.SEEN_KEY, {identity: last_frame_at if last_frame_at is not None else now})
     sync_redis().hset(
         presence.PREFIX + identity,
         mapping={

@@ -78,7 +78,9 @@ def test_connection_intervals_follow_the_presence_flush(org_a):
     from apps.ocpp_gateway import presence
     from apps.ocpp_gateway.redis_clients import sync_redis
 
+    # The connection ends as presence.release leaves it: no record, its last frame set to 0.
     sync_redis().delete(presence.PREFIX + "CONN-1")
+    sync_redis().zadd(presence.SEEN_KEY, {"CONN-1": 0})
     presence_flush()
     interval.refresh_from_db()
     assert interval.ended_at is not None

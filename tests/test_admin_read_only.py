@@ -43,6 +43,11 @@ RESTRICTED = {
     "ocpp_gateway.OcppMessage": READ_ONLY,
     # The cancel action needs "change"; reservations are made through the service (ReserveNow form, API).
     "reservations.Reservation": (False, True, False, True),
+    # Written by eMSPs (tokens) and by the product (sessions, commands, pushes); retrying a push is an action.
+    "roaming.Push": READ_ONLY,
+    "roaming.RemoteCommand": READ_ONLY,
+    "roaming.RoamingSession": READ_ONLY,
+    "roaming.RoamingToken": READ_ONLY,
     "stations.ChargerEvent": READ_ONLY,
     "stations.DeviceVariable": READ_ONLY,
     # The credit actions need "change"; a CDR itself is never editable.

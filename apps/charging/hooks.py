@@ -24,9 +24,13 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
   starts there and lets the holder start; `services.idtoken_authorize` answers another token Invalid
   for a start on it. Reservations provides it; without it no EVSE is held.
 
+- `roaming_authorizer` (port): `services.idtoken_authorize` asks about a token we do not issue (an eMSP's
+  driver): stored tokens, or the eMSP in real time. Roaming provides it; without it such a token is Invalid.
+
 All but `start_payment`, `driver_standing`, `driver_standing_changed` and `reservation_guard` are
 registered in TariffsConfig.ready(); `start_payment` and `driver_standing` in BillingConfig.ready(),
-`driver_standing_changed` in OcppGatewayConfig.ready(), `reservation_guard` in ReservationsConfig.ready().
+`driver_standing_changed` in OcppGatewayConfig.ready(), `reservation_guard` in ReservationsConfig.ready(),
+`roaming_authorizer` in RoamingConfig.ready().
 The charger commands the driver flow needs go through `apps.charging.intents` (provided by the gateway).
 """
 
@@ -199,3 +203,46 @@ reservation_guard: Port[ReservationGuard] = Port("charging.reservation_guard", d
 driver_standing: Port[DriverStanding] = Port("charging.driver_standing", default=InGoodStanding())
 # A driver's standing changed (a debt arose or was paid); emitted after commit.
 driver_standing_changed: Hook[DriverStandingChanged] = Hook("charging.driver_standing_changed")
+
+
+@dataclass(frozen=True, slots=True)
+class RoamingAuthorization:
+    """A roaming partner's answer for a token we do not issue: `status` is an AuthorizationStatus value,
+    `group_id` the token's group (told to the charger only where Accepted)."""
+
+    status: str
+    group_id: str = ""
+
+
+class RoamingAuthorizer(Protocol):
+    def authorize(
+        self,
+        *,
+        uid: str,
+        charge_point: ChargePoint,
+        at: datetime,
+        to_start: bool,
+        exclude_session_id: int | None = None,
+    ) -> RoamingAuthorization | None:
+        """The status of a token that is not ours at this charge point: None when no roaming partner
+        issued it. May ask the partner in real time (bounded by a short timeout)."""
+        ...
+
+
+class NoRoaming:
+    """No roaming app: a token we do not issue is unknown."""
+
+    def authorize(
+        self,
+        *,
+        uid: str,
+        charge_point: ChargePoint,
+        at: datetime,
+        to_start: bool,
+        exclude_session_id: int | None = None,
+    ) -> RoamingAuthorization | None:
+        return None
+
+
+# Tokens of roaming partners (default: none). Roaming provides it.
+roaming_authorizer: Port[RoamingAuthorizer] = Port("charging.roaming_authorizer", default=NoRoaming())

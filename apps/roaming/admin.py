@@ -130,7 +130,7 @@ class PartyAdmin(BaseModelAdmin):
 class RoamingTokenAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     """Tokens eMSPs pushed to us (their drivers' cards and apps)."""
 
-    list_display = ["uid", "type", "country_code", "party_id", "contract_id", "valid", "whitelist", "party"]
+    list_display = ["uid", "type", "country_code", "party_id", "contract_id", "valid", "whitelist", "sender"]
     list_filter = ["valid", "whitelist", "type"]
     search_fields = ["uid", "contract_id", "visual_number"]
 

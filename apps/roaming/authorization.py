@@ -63,8 +63,8 @@ def tokens_for(*, uid: str, organisation_id: int) -> list[RoamingToken]:
     """The stored tokens with this uid (any case) of parties registered with this operator, RFID first."""
     tokens = list(
         RoamingToken.objects.filter(
-            uid__iexact=uid, party__organisation_id=organisation_id, party__status=PartyStatus.REGISTERED
-        ).select_related("party")
+            uid__iexact=uid, sender__organisation_id=organisation_id, sender__status=PartyStatus.REGISTERED
+        ).select_related("sender")
     )
     return sorted(tokens, key=lambda t: _TYPE_ORDER.index(t.type) if t.type in _TYPE_ORDER else 9)
 
@@ -88,7 +88,7 @@ def _location_references(charge_point: ChargePoint) -> dict[str, Any] | None:
 def realtime_authorize(*, token: RoamingToken, charge_point: ChargePoint) -> RealtimeAnswer | None:
     """Ask the token's eMSP. None when it cannot be asked or did not answer usefully (then the fallback
     applies); the answer otherwise (an unknown token, OCPI 2004, is Invalid)."""
-    party = token.party
+    party = token.sender
     url = party.endpoint("tokens", "SENDER")
     if not url or not party.realtime_authorization or not party.outgoing_token:
         return None

@@ -70,7 +70,7 @@ def _token(party: Party, data: dict[str, Any]) -> RoamingToken:
     """The command's Token (authorised by the eMSP): stored (or refreshed) like a pushed one."""
     fields = token_check(data.get("token"))
     token, _created = RoamingToken.objects.update_or_create(
-        party=party,
+        sender=party,
         country_code=fields["country_code"],
         party_id=fields["party_id"],
         uid=fields["uid"],

@@ -103,7 +103,7 @@ class RoamingToken(TimeStampedModel):
     """A driver's token an eMSP pushed to us (OCPI Token), unique by the eMSP's country code, party id,
     uid and type. `data` keeps the object as last received (all of its fields)."""
 
-    party = models.ForeignKey(
+    sender = models.ForeignKey(
         Party, verbose_name=_("received from"), on_delete=models.CASCADE, related_name="tokens"
     )
     country_code = models.CharField(_("country code"), max_length=2)
@@ -121,15 +121,15 @@ class RoamingToken(TimeStampedModel):
     data = models.JSONField(_("token as received"), default=dict)
 
     objects = TenantQuerySet.as_manager()
-    tenant_field: ClassVar[str] = "party__organisation"
+    tenant_field: ClassVar[str] = "sender__organisation"
 
     class Meta:
         verbose_name = _("roaming token")
         verbose_name_plural = _("roaming tokens")
-        ordering = ["party", "uid"]
+        ordering = ["sender", "uid"]
         constraints = [
             models.UniqueConstraint(
-                fields=["party", "country_code", "party_id", "uid", "type"], name="roamingtoken_natural_key"
+                fields=["sender", "country_code", "party_id", "uid", "type"], name="roamingtoken_natural_key"
             ),
         ]
         indexes = [models.Index(fields=["uid"], name="roamingtoken_uid_idx")]

@@ -116,7 +116,7 @@ def roaming_session_on_start(
         method, reference = AuthMethod.AUTH_REQUEST, answer.authorization_reference
     roaming = RoamingSession.objects.create(
         session=session,
-        party=token.party,
+        party=token.sender,
         token=token,
         ocpi_id=str(session.pk),
         auth_method=method,

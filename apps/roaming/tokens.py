@@ -107,7 +107,7 @@ def token_put(
             f"{'/'.join(url_key)} ≠ {'/'.join(body_key)}"
         )
     token, created = RoamingToken.objects.select_for_update(no_key=True).update_or_create(
-        party=party,
+        sender=party,
         country_code=fields["country_code"],
         party_id=fields["party_id"],
         uid=fields["uid"],
@@ -139,7 +139,7 @@ def token_patch(
     token = (
         RoamingToken.objects.select_for_update(no_key=True)
         .filter(
-            party=party,
+            sender=party,
             country_code=country_code.upper(),
             party_id=party_id.upper(),
             uid=uid,
@@ -160,7 +160,7 @@ def token_patch(
 
 def token_get(*, party: Party, country_code: str, party_id: str, uid: str, token_type: str) -> RoamingToken:
     token = RoamingToken.objects.filter(
-        party=party, country_code=country_code.upper(), party_id=party_id.upper(), uid=uid, type=token_type
+        sender=party, country_code=country_code.upper(), party_id=party_id.upper(), uid=uid, type=token_type
     ).first()
     if token is None:
         raise OcpiError(f"unknown token {uid} ({token_type})", status_code=UNKNOWN_TOKEN, http_status=404)

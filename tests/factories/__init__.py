@@ -715,9 +715,9 @@ class RoamingTokenFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = RoamingToken
 
-    party = factory.SubFactory(PartyFactory)
-    country_code = factory.LazyAttribute(lambda o: o.party.country_code)
-    party_id = factory.LazyAttribute(lambda o: o.party.party_id)
+    sender = factory.SubFactory(PartyFactory)
+    country_code = factory.LazyAttribute(lambda o: o.sender.country_code)
+    party_id = factory.LazyAttribute(lambda o: o.sender.party_id)
     uid = factory.Sequence(lambda n: f"04RT{n:08d}")
     type = "RFID"
     contract_id = factory.LazyAttribute(lambda o: f"NL-EMS-C{o.uid}")
@@ -762,7 +762,7 @@ class RemoteCommandFactory(factory.django.DjangoModelFactory):
 
 TENANT_FACTORIES[Party] = _for_org(PartyFactory)
 TENANT_FACTORIES[RoamingToken] = lambda organisation: RoamingTokenFactory(
-    party=PartyFactory(organisation=organisation)
+    sender=PartyFactory(organisation=organisation)
 )
 TENANT_FACTORIES[RoamingSession] = lambda organisation: RoamingSessionFactory(
     party=PartyFactory(organisation=organisation),

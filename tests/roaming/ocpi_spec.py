@@ -78,6 +78,7 @@ def spec() -> Spec:
     for name in FILES:
         lines = (SPEC / name).read_text(encoding="utf-8").splitlines()
         anchor = ""
+        pending = ""
         i = 0
         while i < len(lines):
             line = lines[i]
@@ -85,8 +86,8 @@ def spec() -> Spec:
             if match:
                 anchor = match.group(1)
             title = _TITLE.match(line)
-            if title and anchor:
-                names.setdefault(title.group(1), anchor)
+            if title:
+                pending = title.group(1)  # bound to the next table (its anchor may come in between)
             if line.strip() == "|===" and i + 1 < len(lines):
                 header = _cells(lines[i + 1])
                 rows: list[str] = []
@@ -104,8 +105,16 @@ def spec() -> Spec:
                         type_, length = _type(cells[1])
                         fields[cells[0]] = Field(cells[0], type_, length, cells[2].strip())
                     objects[anchor] = fields
+                    if pending:
+                        names.setdefault(pending, anchor)
+                        pending = ""
                 elif header[:1] == ["Value"] and anchor:
                     enums[anchor] = {_cells(row)[0].strip() for row in rows}
+                    if pending:
+                        names.setdefault(pending, anchor)
+                        pending = ""
+                elif header[:2] == ["Module", "ModuleID"] and anchor:
+                    enums[anchor] = {_cells(row)[1].strip() for row in rows}
             i += 1
     return Spec(objects, enums, names)
 

@@ -21,7 +21,7 @@ from tests.roaming import ocpi_spec
 def _token(registered, emsp, uid="04AABBCCDD", whitelist="ALWAYS"):
     data = emsp.token(uid, whitelist=whitelist)
     return RoamingToken.objects.create(
-        party=registered,
+        sender=registered,
         country_code="NL",
         party_id="EMS",
         uid=uid,

@@ -9,21 +9,24 @@ import pytest
 
 from tests.roaming import ocpi_spec
 
+# The CdrToken table requires country_code and party_id (added in 2.2); the session and CDR examples were
+# not updated and lack them. Nothing else in the examples departs from the tables.
+CDR_TOKEN_ERRATUM = ["{kind}.cdr_token.country_code: required", "{kind}.cdr_token.party_id: required"]
 EXAMPLES = [
-    ("location_example.json", "Location"),
-    ("location_example_parking_garage_opening_hours.json", "Location"),
-    ("tariff_4_complex.json", "Tariff"),
-    ("tariff_12_025kwh_min_price.json", "Tariff"),
-    ("session_example_2_short_finished.json", "Session"),
-    ("cdr_example.json", "CDR"),
-    ("token_example_2_full_rfid.json", "Token"),
-    ("credentials_example.json", "Credentials"),
+    ("location_example.json", "Location", []),
+    ("location_example_parking_garage_opening_hours.json", "Location", []),
+    ("tariff_4_complex.json", "Tariff", []),
+    ("tariff_12_025kwh_min_price.json", "Tariff", []),
+    ("session_example_2_short_finished.json", "Session", CDR_TOKEN_ERRATUM),
+    ("cdr_example.json", "CDR", CDR_TOKEN_ERRATUM),
+    ("token_example_2_full_rfid.json", "Token", []),
+    ("credentials_example.json", "Credentials", []),
 ]
 
 
-@pytest.mark.parametrize(("name", "kind"), EXAMPLES)
-def test_the_specifications_examples_are_valid(name, kind):
-    assert ocpi_spec.errors(ocpi_spec.example(name), kind) == []
+@pytest.mark.parametrize(("name", "kind", "erratum"), EXAMPLES)
+def test_the_specifications_examples_are_valid(name, kind, erratum):
+    assert ocpi_spec.errors(ocpi_spec.example(name), kind) == [e.format(kind=kind) for e in erratum]
 
 
 def test_a_missing_required_field_an_unknown_field_a_bad_enum_and_a_long_string_are_reported():

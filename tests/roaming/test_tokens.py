@@ -25,7 +25,7 @@ def test_an_emsp_stores_updates_and_reads_its_token(registered, emsp, ocpi):
     status, body, _ = _put(ocpi, emsp, token, type="RFID")
     assert (status, body["status_code"]) == (200, 1000)
     stored = RoamingToken.objects.get(uid="04A1B2C3D4E5F6")
-    assert (stored.party, stored.valid, stored.whitelist, stored.contract_id) == (
+    assert (stored.sender, stored.valid, stored.whitelist, stored.contract_id) == (
         registered,
         True,
         "ALWAYS",
@@ -63,7 +63,7 @@ def test_bad_token_requests_get_specific_errors(registered, emsp, ocpi):
 def _store(registered, emsp, uid, **kwargs):
     data = emsp.token(uid, **kwargs)
     return RoamingToken.objects.create(
-        party=registered,
+        sender=registered,
         country_code="NL",
         party_id="EMS",
         uid=uid,

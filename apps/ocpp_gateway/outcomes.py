@@ -16,13 +16,13 @@ from typing import Any
 
 from django.db import transaction
 
+from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.intents import (
     intent_command_finished,
     limit_command_finished,
     probe_command_finished,
     reservation_command_done,
 )
-from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.models import OcppCommand
 from apps.roaming.commands import remote_command_finished
 from apps.smartcharging.configuration import configuration_record

@@ -27,7 +27,10 @@ class PartyForm(forms.ModelForm):
         help_text=_("To register with a party: the versions URL it gave you, with the token A below."),
     )
     their_token_a = forms.CharField(
-        label=_("their token A"), required=False, max_length=64, widget=forms.PasswordInput(render_value=False)
+        label=_("their token A"),
+        required=False,
+        max_length=64,
+        widget=forms.PasswordInput(render_value=False),
     )
 
     class Meta:
@@ -94,7 +97,9 @@ class PartyAdmin(BaseModelAdmin):
         for party in queryset:
             if party.status == PartyStatus.REGISTERED:
                 self.message_user(
-                    request, _("{party} is registered: unregister it first.").format(party=party), messages.ERROR
+                    request,
+                    _("{party} is registered: unregister it first.").format(party=party),
+                    messages.ERROR,
                 )
                 continue
             self._issue(request, party)

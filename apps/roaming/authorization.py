@@ -139,7 +139,10 @@ def token_status(*, token: RoamingToken, charge_point: ChargePoint) -> str:
     answer = realtime_authorize(token=token, charge_point=charge_point)
     if answer is not None:
         return answer.status
-    if token.whitelist == WhitelistType.ALLOWED_OFFLINE and settings.CPO_OCPI_REALTIME_FALLBACK == "WHITELIST":
+    if (
+        token.whitelist == WhitelistType.ALLOWED_OFFLINE
+        and settings.CPO_OCPI_REALTIME_FALLBACK == "WHITELIST"
+    ):
         return _stored(token)
     return AuthorizationStatus.INVALID
 

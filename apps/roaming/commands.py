@@ -159,7 +159,7 @@ def remote_command_finished(*, command_id: int, accepted: bool, answered: bool, 
         return False
     if accepted:
         result = CommandResultType.ACCEPTED
-    elif status == "timeout" or not answered and status != "charger_offline":
+    elif status == "timeout" or (not answered and status != "charger_offline"):
         result = CommandResultType.TIMEOUT
     elif remote.command in (CommandType.START_SESSION, CommandType.RESERVE_NOW) and answered:
         result = CommandResultType.REJECTED

@@ -206,7 +206,8 @@ def _save(party: Party) -> None:
             party.save()
     except IntegrityError as exc:
         raise OcpiError(
-            f"{party.country_code}*{party.party_id} is already registered here", status_code=INVALID_PARAMETERS
+            f"{party.country_code}*{party.party_id} is already registered here",
+            status_code=INVALID_PARAMETERS,
         ) from exc
 
 
@@ -250,10 +251,14 @@ def credentials_register(*, party: Party, versions_url: str, token_a: str, base_
         incoming_token_hash=token_digest(token_b), versions_url=versions_url, updated_at=clock.now()
     )
     try:
-        reply = ocpi_request("POST", url, token=token_a, body=our_credentials(token=token_b, base_url=base_url))
+        reply = ocpi_request(
+            "POST", url, token=token_a, body=our_credentials(token=token_b, base_url=base_url)
+        )
     except OcpiRequestFailed as exc:
         Party.objects.filter(pk=party.pk).update(incoming_token_hash="")
-        raise OcpiError(f"the party refused our credentials: {exc}", status_code=UNABLE_TO_USE_CLIENT_API) from exc
+        raise OcpiError(
+            f"the party refused our credentials: {exc}", status_code=UNABLE_TO_USE_CLIENT_API
+        ) from exc
     theirs = credentials_parse(reply.data)
     party = Party.objects.get(pk=party.pk)
     _apply(party, theirs, version, endpoints)

@@ -33,7 +33,9 @@ from apps.stations.models import ChargePoint
 from cpo import clock
 from cpo.models import TimeStampedModel
 
-party_id_validator = RegexValidator(r"^[A-Z0-9]{3}$", _("An OCPI party id has 3 letters or digits, e.g. EXA."))
+party_id_validator = RegexValidator(
+    r"^[A-Z0-9]{3}$", _("An OCPI party id has 3 letters or digits, e.g. EXA.")
+)
 
 
 class Party(TimeStampedModel):
@@ -49,7 +51,9 @@ class Party(TimeStampedModel):
         _("country code"), max_length=2, blank=True, validators=[country_code_validator]
     )
     party_id = models.CharField(_("party id"), max_length=3, blank=True, validators=[party_id_validator])
-    roles = models.JSONField(_("roles"), default=list, blank=True, help_text=_("As its credentials list them."))
+    roles = models.JSONField(
+        _("roles"), default=list, blank=True, help_text=_("As its credentials list them.")
+    )
     status = models.CharField(
         _("status"), max_length=12, choices=PartyStatus.choices, default=PartyStatus.PENDING
     )
@@ -145,9 +149,16 @@ class RoamingSession(models.Model):
     session = models.OneToOneField(
         ChargingSession, verbose_name=_("charging session"), on_delete=models.PROTECT, related_name="roaming"
     )
-    party = models.ForeignKey(Party, verbose_name=_("party"), on_delete=models.PROTECT, related_name="sessions")
+    party = models.ForeignKey(
+        Party, verbose_name=_("party"), on_delete=models.PROTECT, related_name="sessions"
+    )
     token = models.ForeignKey(
-        RoamingToken, verbose_name=_("token"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        RoamingToken,
+        verbose_name=_("token"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     ocpi_id = models.CharField(_("OCPI session id"), max_length=36, unique=True)
     auth_method = models.CharField(_("authorised by"), max_length=12, choices=AuthMethod.choices)
@@ -180,7 +191,9 @@ class Push(models.Model):
     body = models.JSONField(_("body"), null=True, blank=True)
     to_country_code = models.CharField(_("to country code"), max_length=2, blank=True)
     to_party_id = models.CharField(_("to party id"), max_length=3, blank=True)
-    status = models.CharField(_("status"), max_length=8, choices=PushStatus.choices, default=PushStatus.PENDING)
+    status = models.CharField(
+        _("status"), max_length=8, choices=PushStatus.choices, default=PushStatus.PENDING
+    )
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt at"), default=clock.now)
     last_http_status = models.PositiveSmallIntegerField(_("HTTP status"), null=True, blank=True)
@@ -213,17 +226,28 @@ class RemoteCommand(models.Model):
     """A command a party sent us (OCPI Commands), the charger command it became (`command_id`, the
     gateway's record) and the result we sent to its `response_url`."""
 
-    party = models.ForeignKey(Party, verbose_name=_("party"), on_delete=models.CASCADE, related_name="commands")
+    party = models.ForeignKey(
+        Party, verbose_name=_("party"), on_delete=models.CASCADE, related_name="commands"
+    )
     command = models.CharField(_("command"), max_length=20, choices=CommandType.choices)
     request = models.JSONField(_("request"))
     response_url = models.URLField(_("response URL"), max_length=255)
     charge_point = models.ForeignKey(
-        ChargePoint, verbose_name=_("charge point"), null=True, blank=True, on_delete=models.SET_NULL,
+        ChargePoint,
+        verbose_name=_("charge point"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="+",
     )
     evse_id = models.PositiveSmallIntegerField(_("EVSE number"), null=True, blank=True)
     token = models.ForeignKey(
-        RoamingToken, verbose_name=_("token"), null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        RoamingToken,
+        verbose_name=_("token"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
     )
     command_id = models.BigIntegerField(_("charger command"), null=True, blank=True, unique=True)
     result = models.CharField(_("result"), max_length=20, choices=CommandResultType.choices, blank=True)

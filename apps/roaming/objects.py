@@ -100,7 +100,9 @@ def evse_object(
 ) -> dict[str, Any]:
     connectors = list(evse.connectors.all())
     fallback = _latest(fallback, charge_point.updated_at)
-    objects = [connector_object(c, tariff_ids=tariff_ids.get(c.pk, []), fallback=fallback) for c in connectors]
+    objects = [
+        connector_object(c, tariff_ids=tariff_ids.get(c.pk, []), fallback=fallback) for c in connectors
+    ]
     return {
         "uid": evse_uid(evse),
         "evse_id": evse_emi3_id(evse),
@@ -142,9 +144,7 @@ def location_object(location: Location, *, tariff_ids: dict[int, list[str]]) -> 
             "operator": {"name": location.organisation.name[:100]},
             "time_zone": location.time_zone,
             "opening_times": location.opening_hours,
-            "last_updated": max(
-                [format_datetime(location.updated_at), *(e["last_updated"] for e in evses)]
-            ),
+            "last_updated": max([format_datetime(location.updated_at), *(e["last_updated"] for e in evses)]),
         }
     )
     return body
@@ -280,7 +280,8 @@ def _kwh(wh: Decimal | int) -> float | int:
 
 
 def _connector_id(session: ChargingSession) -> str:
-    return str(session.connector.connector_id) if session.connector_id else "1"
+    connector = session.connector
+    return str(connector.connector_id) if connector is not None else "1"
 
 
 def _evse_of(session: ChargingSession) -> Evse | None:

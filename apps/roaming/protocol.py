@@ -36,7 +36,9 @@ _PRINTABLE_TOKEN = re.compile(r"^[\x21-\x7e]{1,64}$")
 class OcpiError(Exception):
     """A request we refuse: `status_code` is the OCPI status (2001 ...), `http_status` the HTTP one."""
 
-    def __init__(self, message: str, *, status_code: int = INVALID_PARAMETERS, http_status: int = 400) -> None:
+    def __init__(
+        self, message: str, *, status_code: int = INVALID_PARAMETERS, http_status: int = 400
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
@@ -62,7 +64,9 @@ def parse_datetime(value: Any, field: str) -> datetime:
     return parsed.replace(tzinfo=UTC)
 
 
-def envelope(data: Any = None, *, status_code: int = SUCCESS, message: str = "", at: datetime) -> dict[str, Any]:
+def envelope(
+    data: Any = None, *, status_code: int = SUCCESS, message: str = "", at: datetime
+) -> dict[str, Any]:
     """The OCPI response body: data (omitted when None), status_code, status_message, timestamp."""
     body: dict[str, Any] = {"status_code": status_code}
     if data is not None:

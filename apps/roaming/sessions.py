@@ -85,7 +85,11 @@ def _push_session(roaming: RoamingSession, *, method: str, status: str, now: dat
 
 
 def roaming_session_on_start(
-    *, session: ChargingSession, charge_point: ChargePoint, token_group_id: str, customer_account_id: int | None
+    *,
+    session: ChargingSession,
+    charge_point: ChargePoint,
+    token_group_id: str,
+    customer_account_id: int | None,
 ) -> None:
     """charging.hooks.session_started: a session accepted for an eMSP's token is a roaming session."""
     if session.id_token_id is not None or not session.id_tag:
@@ -204,7 +208,12 @@ def evse_status_push(*, charge_point_id: int, evse_id: int) -> int:
         url = party.endpoint("locations", "RECEIVER")
         if not url:
             continue
-        last = Push.objects.filter(party=party, object_key=key).order_by("-pk").values_list("body", flat=True).first()
+        last = (
+            Push.objects.filter(party=party, object_key=key)
+            .order_by("-pk")
+            .values_list("body", flat=True)
+            .first()
+        )
         if isinstance(last, dict) and last.get("status") == status:
             continue
         pushes.push_create(

@@ -129,12 +129,16 @@ def token_patch(
     if "last_updated" not in data:
         raise OcpiError("a PATCH must contain last_updated")
     for key in ("country_code", "party_id", "uid", "type"):
-        if key in data and str(data[key]).upper() != {
-            "country_code": country_code.upper(),
-            "party_id": party_id.upper(),
-            "uid": uid.upper(),
-            "type": token_type,
-        }[key].upper():
+        if (
+            key in data
+            and str(data[key]).upper()
+            != {
+                "country_code": country_code.upper(),
+                "party_id": party_id.upper(),
+                "uid": uid.upper(),
+                "type": token_type,
+            }[key].upper()
+        ):
             raise OcpiError(f"token.{key} cannot be changed by a PATCH")
     token = (
         RoamingToken.objects.select_for_update(no_key=True)

@@ -21,7 +21,12 @@ from apps.accounts.services import audit_record_create
 from apps.charging.choices import SessionStatus
 from apps.charging.models import ChargingSession
 from apps.stations.models import ChargePoint
-from apps.tariffs import hooks, pricing, selectors, tasks  # tasks imports this module too: use it by attribute
+from apps.tariffs import (  # tasks imports this module too: use it by attribute
+    hooks,
+    pricing,
+    selectors,
+    tasks,
+)
 from apps.tariffs.choices import ActivityState, CdrKind, PricingNote
 from apps.tariffs.models import ChargeDetailRecord, ReceiptCounter, SessionActivity, SessionTariff, Tariff
 from cpo import clock

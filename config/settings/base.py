@@ -447,7 +447,7 @@ CPO_OCPI_REALTIME_CACHE_S = int(ENV.get("CPO_OCPI_REALTIME_CACHE_S", "120"))
 CPO_OCPI_REALTIME_FALLBACK = ENV.get("CPO_OCPI_REALTIME_FALLBACK", "WHITELIST").upper()
 if CPO_OCPI_REALTIME_FALLBACK not in ("WHITELIST", "REJECT"):
     raise ImproperlyConfigured("CPO_OCPI_REALTIME_FALLBACK must be WHITELIST or REJECT")
-# Pushes: attempts before a push is FAILED (the admin can retry it), the first back-off (doubling) and its cap.
+# Pushes: attempts before a push is FAILED (the admin can retry it), the first back-off (doubling), its cap.
 CPO_OCPI_PUSH_MAX_ATTEMPTS = int(ENV.get("CPO_OCPI_PUSH_MAX_ATTEMPTS", "8"))
 CPO_OCPI_PUSH_BACKOFF_S = float(ENV.get("CPO_OCPI_PUSH_BACKOFF_S", "15"))
 CPO_OCPI_PUSH_BACKOFF_MAX_S = float(ENV.get("CPO_OCPI_PUSH_BACKOFF_MAX_S", "3600"))

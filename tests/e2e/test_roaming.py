@@ -20,7 +20,6 @@ from apps.roaming import pushes
 from apps.roaming.credentials import token_a_issue
 from apps.roaming.models import RemoteCommand, RoamingSession
 from apps.stations.models import Evse
-from apps.tariffs.models import ChargeDetailRecord
 from apps.tariffs.services import cdr_issue
 from tests.e2e.conftest import KEY, eventually, orm
 from tests.factories import (
@@ -124,7 +123,9 @@ async def test_an_emsp_connects_pulls_pushes_a_token_and_its_driver_charges(serv
     # 5. the session and the status change reach the eMSP
     await _worker_until(lambda: roaming.ocpi_id in emsp.sessions)
     assert emsp.sessions[roaming.ocpi_id]["status"] == "ACTIVE"
-    await _worker_until(lambda: emsp.locations.get(f"{location['id']}/{evse_uid}", {}).get("status") == "CHARGING")
+    await _worker_until(
+        lambda: emsp.locations.get(f"{location['id']}/{evse_uid}", {}).get("status") == "CHARGING"
+    )
     # 6. it ends; the CDR carries our price
     await eventually(
         orm(lambda: MeterSample.objects.filter(session_id=roaming.session_id).exists()), what="a meter value"
@@ -170,7 +171,8 @@ async def test_an_emsp_connects_pulls_pushes_a_token_and_its_driver_charges(serv
     await _worker_until(lambda: "start-1" in emsp.results)
     assert emsp.results["start-1"] == {"result": "ACCEPTED"}
     second = await eventually(
-        orm(lambda: RoamingSession.objects.filter(auth_method="COMMAND").first()), what="the commanded session"
+        orm(lambda: RoamingSession.objects.filter(auth_method="COMMAND").first()),
+        what="the commanded session",
     )
     assert second.authorization_reference == "AUTH-REF-1"
     station.stop_transaction(1, reason="Local")

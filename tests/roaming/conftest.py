@@ -127,7 +127,9 @@ def registered(site, emsp, ocpi) -> Party:
     party, token_a = token_a_issue(organisation=site.org, name="Test eMSP")
     token_b = "emsp-token-b-for-the-cpo"
     emsp.accepted.add(token_b)
-    status, body, _ = ocpi("POST", "/ocpi/2.2.1/credentials", token=token_a, body=emsp.credentials(token_b), route=None)
+    status, body, _ = ocpi(
+        "POST", "/ocpi/2.2.1/credentials", token=token_a, body=emsp.credentials(token_b), route=None
+    )
     assert status == 200, body
     emsp.cpo_token = body["data"]["token"]
     party.refresh_from_db()

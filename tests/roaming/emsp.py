@@ -148,12 +148,17 @@ class Emsp:
         for version in versions:
             ocpi_spec.validate(version, "Version")
         url = next(v["url"] for v in versions if v["version"] == "2.2.1")
-        details = ocpi_spec.validate(self.call("GET", url, token=token_a, route=False).json()["data"], "version_information_get_details_endpoint_data")
+        details = ocpi_spec.validate(
+            self.call("GET", url, token=token_a, route=False).json()["data"],
+            "version_information_get_details_endpoint_data",
+        )
         credentials_url = next(e["url"] for e in details["endpoints"] if e["identifier"] == "credentials")
         token_b = secrets.token_urlsafe(24)
         with self.lock:
             self.accepted.add(token_b)
-        response = self.call("POST", credentials_url, body=self.credentials(token_b), token=token_a, route=False)
+        response = self.call(
+            "POST", credentials_url, body=self.credentials(token_b), token=token_a, route=False
+        )
         assert response.status_code == 200, response.text
         ours = ocpi_spec.validate(response.json()["data"], "Credentials")
         self.cpo_token = ours["token"]
@@ -293,7 +298,9 @@ def _handler(emsp: Emsp) -> type[BaseHTTPRequestHandler]:
             body = json.loads(raw) if raw else None
             parts = urlsplit(self.path)
             headers = {k.lower(): v for k, v in self.headers.items()}
-            status, code, data, extra = emsp.handle(self.command, parts.path, parse_qs(parts.query), headers, body)
+            status, code, data, extra = emsp.handle(
+                self.command, parts.path, parse_qs(parts.query), headers, body
+            )
             payload = b""
             if code is not None:
                 envelope: dict[str, Any] = {"status_code": code, "timestamp": now_iso()}

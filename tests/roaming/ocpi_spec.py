@@ -55,7 +55,7 @@ def _type(text: str) -> tuple[str, int | None]:
     text = text.strip()
     ref = _REF.fullmatch(text)
     if ref:
-        anchor, name, length = ref.groups()
+        anchor, _name, length = ref.groups()
         primitive = {
             "types_string_type": "string",
             "types_cistring_type": "CiString",

@@ -21,7 +21,9 @@ def _start(site, emsp, **extra):
 
 
 def test_a_start_for_an_offline_charger_is_rejected_at_once(registered, site, emsp, ocpi):
-    status, body, _ = ocpi("POST", "/ocpi/2.2.1/commands/START_SESSION", token=emsp.cpo_token, body=_start(site, emsp))
+    status, body, _ = ocpi(
+        "POST", "/ocpi/2.2.1/commands/START_SESSION", token=emsp.cpo_token, body=_start(site, emsp)
+    )
     assert status == 200
     answer = ocpi_spec.validate(body["data"], "CommandResponse")
     assert answer["result"] == "REJECTED" and answer["message"][0]["text"] == "the charger is offline"
@@ -38,12 +40,17 @@ def test_a_start_for_an_offline_charger_is_rejected_at_once(registered, site, em
 
 def test_bad_commands_get_specific_answers(registered, site, emsp, ocpi):
     path = "/ocpi/2.2.1/commands/"
-    status, body, _ = ocpi("POST", path + "START_SESSION", token=emsp.cpo_token, body=_start(site, emsp, location_id="999"))
+    status, body, _ = ocpi(
+        "POST", path + "START_SESSION", token=emsp.cpo_token, body=_start(site, emsp, location_id="999")
+    )
     assert (status, body["status_code"]) == (404, 2003)
     status, body, _ = ocpi("POST", path + "START_SESSION", token=emsp.cpo_token, body={"token": {}})
     assert (status, body["status_code"]) == (400, 2001) and "response_url" in body["status_message"]
     status, body, _ = ocpi(
-        "POST", path + "STOP_SESSION", token=emsp.cpo_token, body={"response_url": f"{emsp.base}/results/r2", "session_id": "42"}
+        "POST",
+        path + "STOP_SESSION",
+        token=emsp.cpo_token,
+        body={"response_url": f"{emsp.base}/results/r2", "session_id": "42"},
     )
     assert body["data"]["result"] == "UNKNOWN_SESSION"
     status, body, _ = ocpi(
@@ -53,7 +60,9 @@ def test_bad_commands_get_specific_answers(registered, site, emsp, ocpi):
         body={"response_url": f"{emsp.base}/results/r3"},
     )
     assert body["data"]["result"] == "NOT_SUPPORTED"
-    status, body, _ = ocpi("POST", path + "FLY_TO_MOON", token=emsp.cpo_token, body={"response_url": "http://x/y"})
+    status, body, _ = ocpi(
+        "POST", path + "FLY_TO_MOON", token=emsp.cpo_token, body={"response_url": "http://x/y"}
+    )
     assert (status, body["status_code"]) == (404, 2001)
     assert not OcppCommand.objects.exists()
 

@@ -60,7 +60,9 @@ def test_pages_follow_the_link_header_with_the_filters_kept(registered, site, em
         ConnectorFactory(evse=EvseFactory(charge_point=cp, evse_id=1))
     since = format_datetime(clock.now() - timedelta(hours=1))
     seen = []
-    status, body, response = ocpi("GET", "/ocpi/2.2.1/locations", token=emsp.cpo_token, limit="10", date_from=since)
+    status, body, response = ocpi(
+        "GET", "/ocpi/2.2.1/locations", token=emsp.cpo_token, limit="10", date_from=since
+    )
     while True:
         assert status == 200 and response["X-Total-Count"] == "5" and response["X-Limit"] == "2"
         seen += [x["id"] for x in body["data"]]
@@ -75,7 +77,12 @@ def test_pages_follow_the_link_header_with_the_filters_kept(registered, site, em
         status, body, response = ocpi(
             "GET", "/ocpi/2.2.1/locations", token=emsp.cpo_token, **{k: v[0] for k, v in query.items()}
         )
-    expected = [str(pk) for pk in Location.objects.filter(organisation=site.org).order_by("created_at", "pk").values_list("pk", flat=True)]
+    expected = [
+        str(pk)
+        for pk in Location.objects.filter(organisation=site.org)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+    ]
     assert seen == expected
 
 
@@ -93,7 +100,9 @@ def test_date_from_and_date_to_filter_by_last_updated_and_bad_values_are_2001(re
 
 
 def test_routing_headers_must_name_us_and_the_caller(registered, emsp, ocpi):
-    status, body, _ = ocpi("GET", "/ocpi/2.2.1/locations", token=emsp.cpo_token, headers={"OCPI-to-party-id": "XYZ"})
+    status, body, _ = ocpi(
+        "GET", "/ocpi/2.2.1/locations", token=emsp.cpo_token, headers={"OCPI-to-party-id": "XYZ"}
+    )
     assert (status, body["status_code"]) == (404, 4001)
     status, body, _ = ocpi("GET", "/ocpi/2.2.1/locations", token=emsp.cpo_token, route=("BE", "OTH"))
     assert status == 403

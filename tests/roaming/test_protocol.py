@@ -22,7 +22,9 @@ def test_the_authorization_header_is_the_token_in_base64_and_a_raw_token_is_stil
 def test_datetimes_are_utc_with_z_and_offsets_are_refused():
     at = datetime(2015, 6, 29, 20, 39, 9, 500000, tzinfo=UTC)
     assert protocol.format_datetime(at) == "2015-06-29T20:39:09Z"
-    assert protocol.parse_datetime("2016-12-29T17:45:09.2Z", "x") == datetime(2016, 12, 29, 17, 45, 9, 200000, UTC)
+    assert protocol.parse_datetime("2016-12-29T17:45:09.2Z", "x") == datetime(
+        2016, 12, 29, 17, 45, 9, 200000, UTC
+    )
     assert protocol.parse_datetime("2015-06-29T20:39:09", "x") == datetime(2015, 6, 29, 20, 39, 9, tzinfo=UTC)
     with pytest.raises(protocol.OcpiError, match="date_from: not an OCPI DateTime"):
         protocol.parse_datetime("2015-06-29T20:39:09+00:00", "date_from")
@@ -30,7 +32,11 @@ def test_datetimes_are_utc_with_z_and_offsets_are_refused():
 
 def test_the_envelope_has_data_status_code_message_and_timestamp():
     at = datetime(2020, 1, 1, tzinfo=UTC)
-    assert protocol.envelope([1], at=at) == {"status_code": 1000, "data": [1], "timestamp": "2020-01-01T00:00:00Z"}
+    assert protocol.envelope([1], at=at) == {
+        "status_code": 1000,
+        "data": [1],
+        "timestamp": "2020-01-01T00:00:00Z",
+    }
     assert protocol.envelope(status_code=2001, message="bad", at=at) == {
         "status_code": 2001,
         "status_message": "bad",

@@ -54,7 +54,11 @@ def test_a_roaming_session_is_pushed_updated_ended_and_its_cdr_posted_once(regis
     result = _charge(site, "04aabbccdd", start=start)
     assert result.auth.status == "Accepted"
     roaming = RoamingSession.objects.get(session=result.session)
-    assert (roaming.party, roaming.auth_method, roaming.ocpi_id) == (registered, "WHITELIST", str(result.session.pk))
+    assert (roaming.party, roaming.auth_method, roaming.ocpi_id) == (
+        registered,
+        "WHITELIST",
+        str(result.session.pk),
+    )
     assert pushes.pushes_send_due() == 1
     session = emsp.sessions[roaming.ocpi_id]
     ocpi_spec.validate(session, "Session")
@@ -82,7 +86,7 @@ def test_a_roaming_session_is_pushed_updated_ended_and_its_cdr_posted_once(regis
     assert emsp.sessions[roaming.ocpi_id]["kwh"] == 11
     [posted] = emsp.cdrs
     ocpi_spec.validate(posted, "CDR")
-    # our price: 11 kWh × 0.30 + 1.00 flat = 4.30 net, 19 % VAT
+    # our price: 11 kWh x 0.30 + 1.00 flat = 4.30 net, 19 % VAT
     assert posted["total_cost"] == {"excl_vat": 4.3, "incl_vat": float(cdr.gross.quantize(Decimal("0.01")))}
     assert cdr.gross.quantize(Decimal("0.01")) == Decimal("5.12")
     assert posted["total_energy"] == 11 and posted["session_id"] == roaming.ocpi_id
@@ -110,7 +114,9 @@ def test_a_session_of_our_own_driver_is_not_pushed(registered, site, emsp):
     assert not RoamingSession.objects.exists() and not Push.objects.exists()
 
 
-def test_a_failing_emsp_gets_retries_with_back_off_then_the_push_fails_and_is_retried(registered, site, emsp, settings):
+def test_a_failing_emsp_gets_retries_with_back_off_then_the_push_fails_and_is_retried(
+    registered, site, emsp, settings
+):
     settings.CPO_OCPI_PUSH_MAX_ATTEMPTS = 2
     _token(registered, emsp)
     result = _charge(site, "04AABBCCDD", start=clock.now())
@@ -145,7 +151,11 @@ def test_a_failing_emsp_gets_retries_with_back_off_then_the_push_fails_and_is_re
 
 def test_an_evse_status_change_is_patched_once_per_change(registered, site, emsp):
     connector_status_record(
-        charge_point_id=site.charge_point.pk, evse_id=1, connector_id=1, status="Charging", received_at=clock.now()
+        charge_point_id=site.charge_point.pk,
+        evse_id=1,
+        connector_id=1,
+        status="Charging",
+        received_at=clock.now(),
     )
     assert evse_status_push(charge_point_id=site.charge_point.pk, evse_id=1) == 1
     assert evse_status_push(charge_point_id=site.charge_point.pk, evse_id=1) == 0  # unchanged

@@ -45,8 +45,12 @@ def test_a_missing_required_field_an_unknown_field_a_bad_enum_and_a_long_string_
 
 
 def test_a_patch_needs_last_updated_and_only_known_fields():
-    assert ocpi_spec.patch_errors({"status": "CHARGING"}, "EVSE") == ["EVSE.last_updated: required in a PATCH"]
-    assert ocpi_spec.patch_errors({"status": "CHARGING", "last_updated": "2019-06-24T12:39:09Z"}, "EVSE") == []
+    assert ocpi_spec.patch_errors({"status": "CHARGING"}, "EVSE") == [
+        "EVSE.last_updated: required in a PATCH"
+    ]
+    assert (
+        ocpi_spec.patch_errors({"status": "CHARGING", "last_updated": "2019-06-24T12:39:09Z"}, "EVSE") == []
+    )
     assert ocpi_spec.patch_errors({"kwh": "5", "last_updated": "2019-06-24T12:39:09Z"}, "Session") == [
         "Session.kwh: number expected, got '5'"
     ]

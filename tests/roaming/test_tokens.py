@@ -32,7 +32,9 @@ def test_an_emsp_stores_updates_and_reads_its_token(registered, emsp, ocpi):
         token["contract_id"],
     )
     path = "/ocpi/2.2.1/tokens/NL/EMS/04A1B2C3D4E5F6"
-    status, body, _ = ocpi("PATCH", path, token=emsp.cpo_token, body={"valid": False, "last_updated": "2030-01-01T00:00:00Z"})
+    status, body, _ = ocpi(
+        "PATCH", path, token=emsp.cpo_token, body={"valid": False, "last_updated": "2030-01-01T00:00:00Z"}
+    )
     assert status == 200
     stored.refresh_from_db()
     assert stored.valid is False
@@ -50,10 +52,14 @@ def test_bad_token_requests_get_specific_errors(registered, emsp, ocpi):
     assert (status, body["status_code"]) == (400, 2001) and "URL" in body["status_message"]
     status, body, _ = ocpi("PATCH", path, token=emsp.cpo_token, body={"valid": False})
     assert (status, body["status_code"]) == (400, 2001) and "last_updated" in body["status_message"]
-    status, body, _ = ocpi("PATCH", path, token=emsp.cpo_token, body={"valid": False, "last_updated": "2030-01-01T00:00:00Z"})
+    status, body, _ = ocpi(
+        "PATCH", path, token=emsp.cpo_token, body={"valid": False, "last_updated": "2030-01-01T00:00:00Z"}
+    )
     assert (status, body["status_code"]) == (404, 2004)
     other = dict(token, country_code="BE", party_id="OTH")
-    status, body, _ = ocpi("PUT", "/ocpi/2.2.1/tokens/BE/OTH/04A1B2C3D4E5F6", token=emsp.cpo_token, body=other)
+    status, body, _ = ocpi(
+        "PUT", "/ocpi/2.2.1/tokens/BE/OTH/04A1B2C3D4E5F6", token=emsp.cpo_token, body=other
+    )
     assert status == 403
     status, body, _ = _put(ocpi, emsp, token, type="BADGE")
     assert (status, body["status_code"]) == (400, 2001)
@@ -80,9 +86,18 @@ def _store(registered, emsp, uid, **kwargs):
 def test_whitelisted_tokens_are_answered_from_the_store_without_asking(registered, site, emsp):
     _store(registered, emsp, "AAAA0001", whitelist="ALWAYS")
     _store(registered, emsp, "AAAA0002", whitelist="ALLOWED", valid=False)
-    assert idtoken_authorize(uid="aaaa0001", charge_point=site.charge_point).status == AuthorizationStatus.ACCEPTED
-    assert idtoken_authorize(uid="AAAA0002", charge_point=site.charge_point).status == AuthorizationStatus.BLOCKED
-    assert idtoken_authorize(uid="UNKNOWN1", charge_point=site.charge_point).status == AuthorizationStatus.INVALID
+    assert (
+        idtoken_authorize(uid="aaaa0001", charge_point=site.charge_point).status
+        == AuthorizationStatus.ACCEPTED
+    )
+    assert (
+        idtoken_authorize(uid="AAAA0002", charge_point=site.charge_point).status
+        == AuthorizationStatus.BLOCKED
+    )
+    assert (
+        idtoken_authorize(uid="UNKNOWN1", charge_point=site.charge_point).status
+        == AuthorizationStatus.INVALID
+    )
     assert not [r for r in emsp.received if r.path.endswith("/authorize")]
 
 
@@ -90,7 +105,10 @@ def test_a_roaming_token_is_invalid_at_another_operators_charger(registered, ems
     from tests.factories import ChargePointFactory
 
     _store(registered, emsp, "AAAA0001", whitelist="ALWAYS")
-    assert idtoken_authorize(uid="AAAA0001", charge_point=ChargePointFactory()).status == AuthorizationStatus.INVALID
+    assert (
+        idtoken_authorize(uid="AAAA0001", charge_point=ChargePointFactory()).status
+        == AuthorizationStatus.INVALID
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,7 +134,9 @@ def test_never_whitelisted_tokens_are_asked_in_real_time(registered, site, emsp,
     assert len([r for r in emsp.received if r.path.endswith("/authorize")]) == 1
 
 
-def test_an_unreachable_emsp_falls_back_by_whitelist_type_and_is_not_asked_again_at_once(registered, site, emsp, settings):
+def test_an_unreachable_emsp_falls_back_by_whitelist_type_and_is_not_asked_again_at_once(
+    registered, site, emsp, settings
+):
     settings.CPO_OCPI_REALTIME_TIMEOUT_S = 0.5
     _store(registered, emsp, "CCCC0001", whitelist="ALLOWED_OFFLINE")
     _store(registered, emsp, "CCCC0002", whitelist="NEVER")
@@ -126,21 +146,38 @@ def test_an_unreachable_emsp_falls_back_by_whitelist_type_and_is_not_asked_again
             endpoint["url"] = f"http://127.0.0.1:{free_port()}/tokens"  # nobody listens
     type(registered).objects.filter(pk=registered.pk).update(endpoints=endpoints)
     started = time.monotonic()
-    assert idtoken_authorize(uid="CCCC0001", charge_point=site.charge_point).status == AuthorizationStatus.ACCEPTED
-    assert idtoken_authorize(uid="CCCC0002", charge_point=site.charge_point).status == AuthorizationStatus.INVALID
+    assert (
+        idtoken_authorize(uid="CCCC0001", charge_point=site.charge_point).status
+        == AuthorizationStatus.ACCEPTED
+    )
+    assert (
+        idtoken_authorize(uid="CCCC0002", charge_point=site.charge_point).status
+        == AuthorizationStatus.INVALID
+    )
     settings.CPO_OCPI_REALTIME_FALLBACK = "REJECT"
-    assert idtoken_authorize(uid="CCCC0001", charge_point=site.charge_point).status == AuthorizationStatus.INVALID
+    assert (
+        idtoken_authorize(uid="CCCC0001", charge_point=site.charge_point).status
+        == AuthorizationStatus.INVALID
+    )
     # bounded: three answers, at most one connection attempt (the party is then known to be down)
     assert time.monotonic() - started < 30
 
 
-def test_an_unknown_token_at_the_emsp_is_invalid_and_a_token_already_charging_is_concurrent(registered, site, emsp):
+def test_an_unknown_token_at_the_emsp_is_invalid_and_a_token_already_charging_is_concurrent(
+    registered, site, emsp
+):
     _store(registered, emsp, "DDDD0001", whitelist="NEVER")
     del emsp.tokens["DDDD0001"]  # the eMSP no longer knows it: 2004
-    assert idtoken_authorize(uid="DDDD0001", charge_point=site.charge_point).status == AuthorizationStatus.INVALID
+    assert (
+        idtoken_authorize(uid="DDDD0001", charge_point=site.charge_point).status
+        == AuthorizationStatus.INVALID
+    )
     _store(registered, emsp, "DDDD0002", whitelist="ALWAYS")
     ChargingSessionFactory(charge_point=site.charge_point, id_tag="DDDD0002", status="ACTIVE")
-    assert idtoken_authorize(uid="DDDD0002", charge_point=site.charge_point).status == AuthorizationStatus.CONCURRENT_TX
+    assert (
+        idtoken_authorize(uid="DDDD0002", charge_point=site.charge_point).status
+        == AuthorizationStatus.CONCURRENT_TX
+    )
     assert (
         idtoken_authorize(uid="DDDD0002", charge_point=site.charge_point, to_start=False).status
         == AuthorizationStatus.ACCEPTED

@@ -29,7 +29,7 @@ from apps.roaming import commands as remote_commands
 from apps.roaming import credentials, selectors, tokens
 from apps.roaming.choices import CommandType, PartyStatus, TokenType
 from apps.roaming.models import Party
-from apps.roaming.objects import location_object, our_identity, session_object, tariff_object, cdr_object
+from apps.roaming.objects import cdr_object, location_object, our_identity, session_object, tariff_object
 from apps.roaming.protocol import (
     CLIENT_ERROR,
     SERVER_ERROR,
@@ -87,9 +87,16 @@ def _check_route(request: HttpRequest, party: Party) -> None:
     to = (request.headers.get("OCPI-to-country-code", ""), request.headers.get("OCPI-to-party-id", ""))
     if any(to) and (to[0].upper(), to[1].upper()) != our_identity():
         raise OcpiError(f"unknown receiver {to[0]}*{to[1]}", status_code=UNKNOWN_RECEIVER, http_status=404)
-    sender = (request.headers.get("OCPI-from-country-code", ""), request.headers.get("OCPI-from-party-id", ""))
+    sender = (
+        request.headers.get("OCPI-from-country-code", ""),
+        request.headers.get("OCPI-from-party-id", ""),
+    )
     is_hub = any(isinstance(r, dict) and r.get("role") == "HUB" for r in party.roles or [])
-    if any(sender) and not is_hub and (sender[0].upper(), sender[1].upper()) != (party.country_code, party.party_id):
+    if (
+        any(sender)
+        and not is_hub
+        and (sender[0].upper(), sender[1].upper()) != (party.country_code, party.party_id)
+    ):
         raise OcpiError(
             f"OCPI-from {sender[0]}*{sender[1]} is not you ({party.country_code}*{party.party_id})",
             http_status=403,
@@ -114,13 +121,17 @@ def ocpi_view(*, configuration: bool = False, methods: tuple[str, ...] = ("GET",
                 not configuration and (caller.token_a or caller.party.status != PartyStatus.REGISTERED)
             ):
                 return _respond(
-                    envelope(status_code=CLIENT_ERROR, message="unknown or missing credentials token", at=now),
+                    envelope(
+                        status_code=CLIENT_ERROR, message="unknown or missing credentials token", at=now
+                    ),
                     401,
                     headers,
                 )
             if request.method not in methods:
                 return _respond(
-                    envelope(status_code=CLIENT_ERROR, message=f"{request.method} is not allowed here", at=now),
+                    envelope(
+                        status_code=CLIENT_ERROR, message=f"{request.method} is not allowed here", at=now
+                    ),
                     405,
                     headers | {"Allow": ", ".join(methods)},
                 )
@@ -137,15 +148,21 @@ def ocpi_view(*, configuration: bool = False, methods: tuple[str, ...] = ("GET",
                 reply = view(request, caller, *args, **kwargs)
             except OcpiError as exc:
                 return _respond(
-                    envelope(status_code=exc.status_code, message=exc.message, at=now), exc.http_status, headers
+                    envelope(status_code=exc.status_code, message=exc.message, at=now),
+                    exc.http_status,
+                    headers,
                 )
             except ApplicationError as exc:
                 return _respond(envelope(status_code=CLIENT_ERROR, message=exc.detail, at=now), 400, headers)
             except Exception:
                 logger.exception("OCPI %s %s failed", request.method, request.path)
-                return _respond(envelope(status_code=SERVER_ERROR, message="internal error", at=now), 500, headers)
+                return _respond(
+                    envelope(status_code=SERVER_ERROR, message="internal error", at=now), 500, headers
+                )
             return _respond(
-                envelope(reply.data, message=reply.message, at=now), reply.http_status, headers | reply.headers
+                envelope(reply.data, message=reply.message, at=now),
+                reply.http_status,
+                headers | reply.headers,
             )
 
         return wrapper
@@ -185,10 +202,16 @@ def credentials_endpoint(request: HttpRequest, caller: Caller) -> Reply:
         return Reply(credentials.our_credentials(token=caller.token, base_url=_base(request)))
     if request.method == "POST":
         if not caller.token_a:
-            raise OcpiError("already registered: use PUT to update", status_code=CLIENT_ERROR, http_status=405)
-        return Reply(credentials.credentials_accept(party=party, data=_json_body(request), base_url=_base(request)))
+            raise OcpiError(
+                "already registered: use PUT to update", status_code=CLIENT_ERROR, http_status=405
+            )
+        return Reply(
+            credentials.credentials_accept(party=party, data=_json_body(request), base_url=_base(request))
+        )
     if not registered:
-        raise OcpiError("not registered: POST your credentials first", status_code=CLIENT_ERROR, http_status=405)
+        raise OcpiError(
+            "not registered: POST your credentials first", status_code=CLIENT_ERROR, http_status=405
+        )
     if request.method == "PUT":
         return Reply(
             credentials.credentials_accept(
@@ -423,7 +446,9 @@ def command(request: HttpRequest, caller: Caller, command_name: str) -> Reply:
                 source="ocpi",
                 timeout_s=float(settings.CPO_OCPI_COMMAND_TIMEOUT_S),
             )
-            remote_commands.remote_command_sent(remote=remote, command_id=sent.pk, offline=sent.status == "charger_offline")
+            remote_commands.remote_command_sent(
+                remote=remote, command_id=sent.pk, offline=sent.status == "charger_offline"
+            )
     except OcpiError as exc:
         if exc.http_status == 404 and command_name == CommandType.STOP_SESSION:
             return _command_response("UNKNOWN_SESSION", exc.message)

@@ -22,6 +22,7 @@ from cpo.admin import BaseModelAdmin, ReadOnlyAdminMixin
 
 class PartyForm(forms.ModelForm):
     their_versions_url = forms.URLField(
+        assume_scheme="https",
         label=_("their versions URL"),
         required=False,
         help_text=_("To register with a party: the versions URL it gave you, with the token A below."),

@@ -3,7 +3,7 @@ due pushes, and the periodic update of running roaming sessions. Idempotent; the
 
 from celery import shared_task
 
-from apps.roaming import pushes, sessions
+from apps.roaming import pushes, sessions, sync
 
 
 @shared_task(name="roaming.push_send", ignore_result=True)
@@ -19,3 +19,8 @@ def pushes_sweep_task() -> int:
 @shared_task(name="roaming.sessions_update", ignore_result=True)
 def sessions_update_task() -> int:
     return sessions.roaming_sessions_update()
+
+
+@shared_task(name="roaming.objects_sync", ignore_result=True)
+def objects_sync_task() -> int:
+    return sync.objects_sync()

@@ -150,6 +150,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "smartcharging-sites-rebalance": {"task": "smartcharging.sites_rebalance", "schedule": 300.0},
     "roaming-pushes-sweep": {"task": "roaming.pushes_sweep", "schedule": 60.0},
     "roaming-sessions-update": {"task": "roaming.sessions_update", "schedule": 300.0},
+    "roaming-objects-sync": {"task": "roaming.objects_sync", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 

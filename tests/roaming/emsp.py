@@ -53,6 +53,7 @@ class Emsp:
     errors: list[str] = field(default_factory=list)
     locations: dict[str, Any] = field(default_factory=dict)
     sessions: dict[str, Any] = field(default_factory=dict)
+    tariffs: dict[str, Any] = field(default_factory=dict)
     cdrs: list[Any] = field(default_factory=list)
     results: dict[str, Any] = field(default_factory=dict)
     tokens: dict[str, Any] = field(default_factory=dict)
@@ -249,6 +250,12 @@ class Emsp:
             with self.lock:
                 key = "/".join(x for x in (location_id, evse_uid, connector_id) if x)
                 self.locations.setdefault(key, {}).update(body)
+            return 200, 1000, None, {}
+        match = re.fullmatch(r"/2\.2\.1/tariffs/([^/]+)/([^/]+)/([^/]+)", rel)
+        if match and method == "PUT":
+            self.check(ocpi_spec.errors(body, "Tariff"), where)
+            with self.lock:
+                self.tariffs[match.group(3)] = body
             return 200, 1000, None, {}
         match = re.fullmatch(r"/2\.2\.1/sessions/([^/]+)/([^/]+)/([^/]+)", rel)
         if match:

@@ -12,6 +12,7 @@ from apps.roaming import pushes
 from apps.roaming.choices import PushStatus
 from apps.roaming.models import Push, RoamingSession, RoamingToken
 from apps.roaming.sessions import evse_status_push, roaming_sessions_update
+from apps.roaming.sync import party_objects_sync
 from apps.stations.services import connector_status_record
 from apps.tariffs.services import cdr_credit, cdr_issue
 from cpo import clock
@@ -166,3 +167,20 @@ def test_an_evse_status_change_is_patched_once_per_change(registered, site, emsp
         f"/ocpi/emsp/2.2.1/locations/DE/CPO/{site.location.pk}/{site.evse.pk}",
     )
     assert patch.body["status"] == "CHARGING"
+
+
+def test_changed_locations_and_tariffs_are_put_to_the_emsp_once_per_change(registered, site, emsp):
+    assert party_objects_sync(party=registered) == 2
+    assert pushes.pushes_send_due() == 2
+    location = ocpi_spec.validate(emsp.locations[str(site.location.pk)], "Location")
+    assert location["evses"][0]["connectors"][0]["tariff_ids"] == [str(site.tariff.pk)]
+    tariff = ocpi_spec.validate(emsp.tariffs[str(site.tariff.pk)], "Tariff")
+    assert tariff["currency"] == "EUR"
+    assert party_objects_sync(party=registered) == 0  # nothing changed
+    site.tariff.alt_text = {"en": "0.30/kWh and 1.00 per session"}
+    site.tariff.save()
+    assert party_objects_sync(party=registered) == 1
+    assert pushes.pushes_send_due() == 1
+    assert emsp.tariffs[str(site.tariff.pk)]["tariff_alt_text"][0]["text"] == "0.30/kWh and 1.00 per session"
+    put = emsp.received[-1]
+    assert (put.method, put.path) == ("PUT", f"/ocpi/emsp/2.2.1/tariffs/DE/CPO/{site.tariff.pk}")

@@ -228,9 +228,18 @@ class RoamingAuthorizer(Protocol):
         issued it. May ask the partner in real time (bounded by a short timeout)."""
         ...
 
+    def prepare(self, *, uid: str, charge_point_id: int) -> None:
+        """Before `authorize`, outside the database thread the charger's messages share: ask the token's
+        eMSP in real time now if its whitelist type needs it, so that `authorize` finds the answer
+        remembered. Never raises for an eMSP that does not answer."""
+        ...
+
 
 class NoRoaming:
     """No roaming app: a token we do not issue is unknown."""
+
+    def prepare(self, *, uid: str, charge_point_id: int) -> None:
+        return None
 
     def authorize(
         self,

@@ -19,5 +19,6 @@ class RoamingConfig(AppConfig):
         charging_hooks.roaming_authorizer.provide(authorization.RoamingAuthorizer())
         charging_hooks.session_started.register(sessions.roaming_session_on_start)
         charging_hooks.session_stopped.register(sessions.roaming_session_on_stop)
+        charging_hooks.transaction_event_applied.register(sessions.roaming_session_on_event)
         tariff_hooks.cdr_issued.register(sessions.roaming_cdr_on_issue)
         station_hooks.connector_status_reported.register(sessions.evse_status_on_report)

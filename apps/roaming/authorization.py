@@ -6,11 +6,13 @@ The token's whitelist type decides (mod_tokens, WhitelistType):
 - ALLOWED_OFFLINE: the eMSP is asked in real time (POST {tokens}/{uid}/authorize); only when it cannot be
   reached does the stored token decide, and only with CPO_OCPI_REALTIME_FALLBACK = "WHITELIST".
 - NEVER: the eMSP is asked in real time; unreachable → Invalid.
-The real-time call has a short timeout (CPO_OCPI_REALTIME_TIMEOUT_S); an eMSP that failed to answer is not
-asked again for CPO_OCPI_REALTIME_BACKOFF_S (the fallback applies at once), so a party that is down does
-not slow every tap. An answer is remembered for CPO_OCPI_REALTIME_CACHE_S for the same token and charge
-point, so the StartTransaction after an Authorize does not ask again, and the session learns the
-authorisation reference from it.
+The real-time call is made before the Authorize reaches the database thread the charger messages of a
+process share (`prepare`, called by the gateway in a thread of its own), so an eMSP that is slow delays
+only the driver at that charger. It has a short timeout (CPO_OCPI_REALTIME_TIMEOUT_S); an eMSP that
+failed to answer is not asked again for CPO_OCPI_REALTIME_BACKOFF_S (the fallback applies at once), so
+a party that is down does not slow every tap. An answer is remembered for CPO_OCPI_REALTIME_CACHE_S for
+the same token and charge point, so the StartTransaction after an Authorize does not ask again, and the
+session learns the authorisation reference from it.
 """
 
 from __future__ import annotations
@@ -149,6 +151,14 @@ def token_status(*, token: RoamingToken, charge_point: ChargePoint) -> str:
 
 class RoamingAuthorizer:
     """charging.hooks.RoamingAuthorizer over the tokens eMSPs pushed to us."""
+
+    def prepare(self, *, uid: str, charge_point_id: int) -> None:
+        charge_point = ChargePoint.objects.filter(pk=charge_point_id).first()
+        if charge_point is None:
+            return
+        tokens = tokens_for(uid=uid.strip(), organisation_id=charge_point.organisation_id)
+        if tokens and tokens[0].whitelist in (WhitelistType.ALLOWED_OFFLINE, WhitelistType.NEVER):
+            realtime_authorize(token=tokens[0], charge_point=charge_point)
 
     def authorize(
         self,

@@ -4,6 +4,8 @@ modules, CPO as sender). Wired in RoamingConfig.ready():
 - charging.hooks.session_started → `roaming_session_on_start`: a session authorised with an eMSP's token
   becomes a RoamingSession, PUT to the eMSP.
 - charging.hooks.session_stopped → `roaming_session_on_stop`: PATCHed COMPLETED with its figures.
+- charging.hooks.transaction_event_applied → `roaming_session_on_event`: the same for an OCPP 2.x transaction
+  whose eMSP token was accepted after it started.
 - `roaming_sessions_update` (Celery beat): running sessions PATCHed with their energy and cost so far.
 - tariffs.hooks.cdr_issued → `roaming_cdr_on_issue`: every issued record of a roaming session (a CREDIT
   too) POSTed to the eMSP once.
@@ -226,3 +228,27 @@ def evse_status_push(*, charge_point_id: int, evse_id: int) -> int:
         )
         made += 1
     return made
+
+
+def roaming_session_on_event(
+    *,
+    session: ChargingSession,
+    at: datetime,
+    charging_state: str,
+    previous_state: str,
+    trigger_reason: str,
+    stopped_reason: str,
+) -> None:
+    """charging.hooks.transaction_event_applied (OCPP 2.x): a transaction that started before its token
+    was presented becomes a roaming session when an eMSP's token is accepted for it later."""
+    if (
+        session.id_token_id is not None
+        or not session.id_tag
+        or session.auth_status != AuthorizationStatus.ACCEPTED
+    ):
+        return
+    if RoamingSession.objects.filter(session=session).exists():
+        return
+    roaming_session_on_start(
+        session=session, charge_point=session.charge_point, token_group_id="", customer_account_id=None
+    )

@@ -154,7 +154,7 @@ async def test_an_emsp_connects_pulls_pushes_a_token_and_its_driver_charges(serv
         f"{emsp.endpoints[('commands', 'RECEIVER')]}/START_SESSION",
         body=ocpi_spec.validate(
             {
-                "response_url": f"{emsp.base.removesuffix('/ocpi/emsp')}/ocpi/emsp/results/start-1",
+                "response_url": f"{emsp.base}/results/start-1",
                 "token": token,
                 "location_id": location["id"],
                 "evse_uid": evse_uid,
@@ -175,7 +175,25 @@ async def test_an_emsp_connects_pulls_pushes_a_token_and_its_driver_charges(serv
         what="the commanded session",
     )
     assert second.authorization_reference == "AUTH-REF-1"
-    station.stop_transaction(1, reason="Local")
+
+    # 8. STOP_SESSION from the eMSP: the charger stops, the result and the completed session reach it
+    response = await _call(
+        emsp,
+        "POST",
+        f"{emsp.endpoints[('commands', 'RECEIVER')]}/STOP_SESSION",
+        body=ocpi_spec.validate(
+            {"response_url": f"{emsp.base}/results/stop-1", "session_id": second.ocpi_id}, "StopSession"
+        ),
+    )
+    assert ocpi_spec.validate(response.json()["data"], "CommandResponse")["result"] == "ACCEPTED"
+    await eventually(
+        orm(lambda: ChargingSession.objects.filter(pk=second.session_id, status="COMPLETED").exists()),
+        what="the commanded session stopped",
+    )
+    await _worker_until(
+        lambda: "stop-1" in emsp.results and emsp.sessions[second.ocpi_id]["status"] == "COMPLETED"
+    )
+    assert emsp.results["stop-1"] == {"result": "ACCEPTED"}
 
 
 async def _worker_until(condition, timeout: float = 30.0) -> None:

@@ -36,7 +36,11 @@ def _ocpi_settings(settings):
     settings.CPO_OCPI_COUNTRY_CODE, settings.CPO_OCPI_PARTY_ID = CPO
     settings.CPO_OCPI_BASE_URL = "http://testserver"
     settings.CPO_OCPI_PUSH_BACKOFF_S = 1
-    cache.clear()
+    # Real-time answers and "party down" marks of earlier tests (only those: the cache shares Redis with
+    # the channel layer and the broker).
+    client = cache._cache.get_client(None, write=True)
+    for key in client.scan_iter(match="*roaming:*"):
+        client.delete(key)
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ from apps.charging.services import session_start, session_stop
 from apps.roaming import pushes
 from apps.roaming.choices import PushStatus
 from apps.roaming.models import Push, RoamingSession, RoamingToken
-from apps.roaming.sessions import evse_status_push, roaming_sessions_update
+from apps.roaming.sessions import evse_status_push, roaming_session_on_event, roaming_sessions_update
 from apps.roaming.sync import party_objects_sync
 from apps.stations.services import connector_status_record
 from apps.tariffs.services import cdr_credit, cdr_issue
 from cpo import clock
+from tests.factories import ChargingSessionFactory
 from tests.roaming import ocpi_spec
 
 
@@ -184,3 +185,27 @@ def test_changed_locations_and_tariffs_are_put_to_the_emsp_once_per_change(regis
     assert emsp.tariffs[str(site.tariff.pk)]["tariff_alt_text"][0]["text"] == "0.30/kWh and 1.00 per session"
     put = emsp.received[-1]
     assert (put.method, put.path) == ("PUT", f"/ocpi/emsp/2.2.1/tariffs/DE/CPO/{site.tariff.pk}")
+
+
+def test_a_2_0_1_transaction_whose_roaming_token_came_later_becomes_a_roaming_session(registered, site, emsp):
+    _token(registered, emsp, uid="04LATE0001")
+    session = ChargingSessionFactory(
+        charge_point=site.charge_point, protocol="ocpp2.0.1", id_tag="", auth_status=""
+    )
+    kwargs = {
+        "at": clock.now(),
+        "charging_state": "",
+        "previous_state": "",
+        "trigger_reason": "",
+        "stopped_reason": "",
+    }
+    roaming_session_on_event(session=session, **kwargs)
+    assert not RoamingSession.objects.exists()  # nobody presented a token yet
+    session.id_tag, session.auth_status = "04LATE0001", "Accepted"
+    session.save()
+    roaming_session_on_event(session=session, **kwargs)
+    roaming_session_on_event(session=session, **kwargs)  # once
+    roaming = RoamingSession.objects.get()
+    assert (roaming.session, roaming.token.uid) == (session, "04LATE0001")
+    assert pushes.pushes_send_due() == 1
+    ocpi_spec.validate(emsp.sessions[roaming.ocpi_id], "Session")

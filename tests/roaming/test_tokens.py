@@ -9,6 +9,7 @@ import pytest
 
 from apps.charging.choices import AuthorizationStatus
 from apps.charging.services import idtoken_authorize
+from apps.roaming.authorization import RoamingAuthorizer
 from apps.roaming.models import RoamingToken
 from tests.factories import ChargingSessionFactory
 from tests.processes import free_port
@@ -182,3 +183,22 @@ def test_an_unknown_token_at_the_emsp_is_invalid_and_a_token_already_charging_is
         idtoken_authorize(uid="DDDD0002", charge_point=site.charge_point, to_start=False).status
         == AuthorizationStatus.ACCEPTED
     )
+
+
+def test_prepare_asks_the_emsp_outside_the_authorize_and_the_authorize_reuses_the_answer(
+    registered, site, emsp
+):
+    _store(registered, emsp, "EEEE0001", whitelist="NEVER")
+    _store(registered, emsp, "EEEE0002", whitelist="ALWAYS")
+    emsp.authorizations["EEEE0001"] = "BLOCKED"
+    authorizer = RoamingAuthorizer()
+    authorizer.prepare(uid="EEEE0001", charge_point_id=site.charge_point.pk)
+    authorizer.prepare(uid="EEEE0002", charge_point_id=site.charge_point.pk)  # whitelisted: nobody asked
+    authorizer.prepare(uid="NOTOURS1", charge_point_id=site.charge_point.pk)
+    asked = [r.path for r in emsp.received if r.path.endswith("/authorize")]
+    assert asked == ["/ocpi/emsp/2.2.1/tokens/EEEE0001/authorize"]
+    assert (
+        idtoken_authorize(uid="EEEE0001", charge_point=site.charge_point).status
+        == AuthorizationStatus.BLOCKED
+    )
+    assert len([r for r in emsp.received if r.path.endswith("/authorize")]) == 1

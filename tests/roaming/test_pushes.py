@@ -10,6 +10,7 @@ from decimal import Decimal
 from apps.charging.services import session_start, session_stop
 from apps.roaming import pushes
 from apps.roaming.choices import PushStatus
+from apps.roaming.credentials import token_a_issue
 from apps.roaming.models import Push, RoamingSession, RoamingToken
 from apps.roaming.sessions import evse_status_push, roaming_session_on_event, roaming_sessions_update
 from apps.roaming.sync import party_objects_sync
@@ -209,3 +210,33 @@ def test_a_2_0_1_transaction_whose_roaming_token_came_later_becomes_a_roaming_se
     assert (roaming.session, roaming.token.uid) == (session, "04LATE0001")
     assert pushes.pushes_send_due() == 1
     ocpi_spec.validate(emsp.sessions[roaming.ocpi_id], "Session")
+
+
+def test_the_emsp_pulls_its_sessions(registered, site, emsp, ocpi):
+    _token(registered, emsp)
+    result = _charge(site, "04AABBCCDD", start=clock.now() - timedelta(minutes=5))
+    status, body, response = ocpi("GET", "/ocpi/2.2.1/sessions", token=emsp.cpo_token)
+    assert status == 200 and response["X-Total-Count"] == "1"
+    [session] = body["data"]
+    ocpi_spec.validate(session, "Session")
+    assert (session["id"], session["status"]) == (str(result.session.pk), "ACTIVE")
+
+
+def test_a_hub_stores_tokens_of_its_emsps_and_their_sessions_are_routed_to_them(site, emsp, ocpi):
+    """Through a hub (role HUB): the eMSP behind it owns the token; our pushes name it in OCPI-to-*."""
+    party, token_a = token_a_issue(organisation=site.org, name="Hub")
+    emsp.accepted.add("hub-token-b")
+    hub = emsp.credentials("hub-token-b")
+    hub["roles"][0]["role"] = "HUB"
+    status, body, _ = ocpi("POST", "/ocpi/2.2.1/credentials", token=token_a, body=hub, route=None)
+    assert status == 200
+    token_c = body["data"]["token"]
+    token = dict(emsp.token("04HUB00001"), country_code="BE", party_id="BEM")
+    status, body, _ = ocpi(
+        "PUT", "/ocpi/2.2.1/tokens/BE/BEM/04HUB00001", token=token_c, body=token, route=("BE", "BEM")
+    )
+    assert status == 200, body
+    assert RoamingToken.objects.get(uid="04HUB00001").sender == party
+    _charge(site, "04HUB00001", start=clock.now())
+    push = Push.objects.get(module="sessions")
+    assert (push.to_country_code, push.to_party_id) == ("BE", "BEM")

@@ -214,6 +214,15 @@ class RoamingAuthorization:
     group_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class RoamingListToken:
+    """An eMSP's token that may go on chargers' local lists (Accepted): `type` is the OCPI TokenType."""
+
+    uid: str
+    group_id: str
+    type: str
+
+
 class RoamingAuthorizer(Protocol):
     def authorize(
         self,
@@ -234,12 +243,19 @@ class RoamingAuthorizer(Protocol):
         remembered. Never raises for an eMSP that does not answer."""
         ...
 
+    def local_list_tokens(self, *, organisation_id: int) -> list[RoamingListToken]:
+        """The roaming tokens this operator's chargers may hold on their local lists (whitelisted)."""
+        ...
+
 
 class NoRoaming:
     """No roaming app: a token we do not issue is unknown."""
 
     def prepare(self, *, uid: str, charge_point_id: int) -> None:
         return None
+
+    def local_list_tokens(self, *, organisation_id: int) -> list[RoamingListToken]:
+        return []
 
     def authorize(
         self,

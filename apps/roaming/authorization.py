@@ -26,7 +26,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from apps.charging.choices import AuthorizationStatus, SessionStatus
-from apps.charging.hooks import RoamingAuthorization
+from apps.charging.hooks import RoamingAuthorization, RoamingListToken
 from apps.charging.models import ChargingSession
 from apps.roaming.choices import PartyStatus, WhitelistType
 from apps.roaming.client import OcpiRequestFailed, ocpi_request
@@ -152,6 +152,12 @@ def token_status(*, token: RoamingToken, charge_point: ChargePoint) -> str:
 class RoamingAuthorizer:
     """charging.hooks.RoamingAuthorizer over the tokens eMSPs pushed to us."""
 
+    def local_list_tokens(self, *, organisation_id: int) -> list[RoamingListToken]:
+        return [
+            RoamingListToken(uid=t.uid.upper(), group_id=t.group_id, type=t.type)
+            for t in whitelisted_tokens(organisation_id=organisation_id)
+        ]
+
     def prepare(self, *, uid: str, charge_point_id: int) -> None:
         charge_point = ChargePoint.objects.filter(pk=charge_point_id).first()
         if charge_point is None:
@@ -185,3 +191,16 @@ class RoamingAuthorizer:
         ):
             status = AuthorizationStatus.CONCURRENT_TX
         return RoamingAuthorization(status=status, group_id=token.group_id)
+
+
+def whitelisted_tokens(*, organisation_id: int) -> list[RoamingToken]:
+    """The stored tokens of parties registered with this operator that may be whitelisted in chargers'
+    local lists: valid, whitelist ALWAYS or ALLOWED (ALLOWED_OFFLINE and NEVER need the eMSP asked)."""
+    return list(
+        RoamingToken.objects.filter(
+            sender__organisation_id=organisation_id,
+            sender__status=PartyStatus.REGISTERED,
+            valid=True,
+            whitelist__in=[WhitelistType.ALWAYS, WhitelistType.ALLOWED],
+        ).order_by("uid", "pk")
+    )

@@ -165,9 +165,12 @@ async def test_an_emsp_connects_pulls_pushes_a_token_and_its_driver_charges(serv
     )
     answer = ocpi_spec.validate(response.json()["data"], "CommandResponse")
     assert answer["result"] == "ACCEPTED"
-    await eventually(
-        orm(lambda: RemoteCommand.objects.filter(result="ACCEPTED").exists()), what="the charger's answer"
+    remote = await eventually(
+        orm(lambda: RemoteCommand.objects.filter(finished_at__isnull=False).first()),
+        what="the charger's answer",
+        timeout=60,
     )
+    assert (remote.command, remote.result) == ("START_SESSION", "ACCEPTED"), remote.message
     await _worker_until(lambda: "start-1" in emsp.results)
     assert emsp.results["start-1"] == {"result": "ACCEPTED"}
     second = await eventually(

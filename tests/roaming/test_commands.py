@@ -84,3 +84,50 @@ def test_the_result_follows_the_chargers_outcome_once(registered, site, emsp):
     assert emsp.results["u1"] == {"result": "TIMEOUT", "message": [{"language": "en", "text": "timeout"}]}
     remote.refresh_from_db()
     assert remote.result == "TIMEOUT" and remote.finished_at is not None
+
+
+def test_unlock_goes_to_the_charger_as_unlock_connector(registered, site, emsp, ocpi):
+    body = {
+        "response_url": f"{emsp.base}/results/u2",
+        "location_id": str(site.location.pk),
+        "evse_uid": str(site.evse.pk),
+        "connector_id": "1",
+    }
+    _status, answer, _ = ocpi(
+        "POST",
+        "/ocpi/2.2.1/commands/UNLOCK_CONNECTOR",
+        token=emsp.cpo_token,
+        body=ocpi_spec.validate(body, "UnlockConnector"),
+    )
+    assert (
+        answer["data"]["result"] == "REJECTED"
+    )  # offline here; the command went through the command service
+    command = OcppCommand.objects.get()
+    assert (command.action, command.payload, command.source) == (
+        "UnlockConnector",
+        {"connectorId": 1},
+        "ocpi",
+    )
+
+
+def test_stopping_a_session_that_ended_is_rejected(registered, site, emsp, ocpi):
+    from tests.factories import ChargingSessionFactory, RoamingSessionFactory
+
+    roaming = RoamingSessionFactory(
+        party=registered,
+        session=ChargingSessionFactory(charge_point=site.charge_point, status="COMPLETED"),
+        status="COMPLETED",
+    )
+    body = {"response_url": f"{emsp.base}/results/s1", "session_id": roaming.ocpi_id}
+    _status, answer, _ = ocpi(
+        "POST",
+        "/ocpi/2.2.1/commands/STOP_SESSION",
+        token=emsp.cpo_token,
+        body=ocpi_spec.validate(body, "StopSession"),
+    )
+    assert answer["data"] == {
+        "result": "REJECTED",
+        "timeout": 60,
+        "message": [{"language": "en", "text": "the session has ended"}],
+    }
+    assert not OcppCommand.objects.exists()

@@ -19,7 +19,7 @@ from apps.charging.models import ChargingSession, MeterSample
 from apps.roaming import pushes
 from apps.roaming.credentials import token_a_issue
 from apps.roaming.models import RemoteCommand, RoamingSession
-from apps.stations.models import Evse
+from apps.stations.models import Connector, Evse
 from apps.tariffs.services import cdr_issue
 from tests.e2e.conftest import KEY, eventually, orm
 from tests.factories import (
@@ -146,6 +146,17 @@ async def test_an_emsp_connects_pulls_pushes_a_token_and_its_driver_charges(serv
     # the eMSP can fetch it too
     response = await _call(emsp, "GET", emsp.endpoints[("cdrs", "SENDER")])
     assert [c["id"] for c in response.json()["data"]] == [posted["id"]]
+
+    # The car has left and the charger reports the connector free again (as a driver would find it).
+    await eventually(lambda: _async(station.accepted and station.free_for(1, UID)), what="the connector free")
+    await eventually(
+        orm(
+            lambda: Connector.objects.filter(
+                evse__charge_point__identity="ROAM-00001", connector_id=1, status="Available"
+            ).exists()
+        ),
+        what="Available reported",
+    )
 
     # 7. START_SESSION from the eMSP: answered at once, the charger starts, the result reaches response_url
     response = await _call(

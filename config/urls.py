@@ -27,6 +27,7 @@ urlpatterns = [
     path("accounts/verify-email/<uidb64>/<token>/", account_views.verify_email, name="verify-email"),
     path("ocpp/", include("apps.ocpp_gateway.urls")),
     path("webhooks/", include("apps.billing.urls")),
+    path("ocpi/", include("apps.roaming.api.urls")),
 ]
 
 # Not under i18n_patterns: with prefix_default_language=False, LocaleMiddleware ignores Accept-Language

@@ -54,6 +54,11 @@ RESTRICTED = {
     # The cancel action needs "change"; the add page reserves through the service (as the ReserveNow form
     # and the API do); a reservation is never deleted.
     "reservations.Reservation": (True, True, False, True),
+    # Written by eMSPs (tokens) and by the product (sessions, commands, pushes); retrying a push is an action.
+    "roaming.Push": READ_ONLY,
+    "roaming.RemoteCommand": READ_ONLY,
+    "roaming.RoamingSession": READ_ONLY,
+    "roaming.RoamingToken": READ_ONLY,
     "stations.ChargerEvent": READ_ONLY,
     "stations.DeviceVariable": READ_ONLY,
     # The credit actions need "change"; a CDR itself is never editable.

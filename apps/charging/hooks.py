@@ -32,11 +32,15 @@ they write commits or rolls back with it. Wired in the higher apps' `AppConfig.r
   the holder start; `services.idtoken_authorize` answers another token Invalid for a start on it.
   Reservations provides it; without it no EVSE is held.
 
-All but `start_payment`, `driver_standing`, `driver_standing_changed`, `reservation_guard` and
-`meter_values_recorded` are registered in TariffsConfig.ready(); `start_payment`, `driver_standing` and
-billing's `driver_export_parts` in BillingConfig.ready(),
+- `roaming_authorizer` (port): `services.idtoken_authorize` asks about a token we do not issue (an eMSP's
+  driver): stored tokens, or the eMSP in real time. Roaming provides it; without it such a token is Invalid.
+
+All but `start_payment`, `driver_standing`, `driver_standing_changed`, `reservation_guard`,
+`meter_values_recorded` and `roaming_authorizer` are registered in TariffsConfig.ready(); `start_payment`,
+`driver_standing` and billing's `driver_export_parts` in BillingConfig.ready(),
 `driver_standing_changed` in OcppGatewayConfig.ready(), `reservation_guard` in ReservationsConfig.ready(),
-`meter_values_recorded` in SmartChargingConfig.ready() (which also receives starts and stops).
+`meter_values_recorded` in SmartChargingConfig.ready() (which also receives starts and stops),
+`roaming_authorizer` in RoamingConfig.ready().
 The charger commands the driver flow needs go through `apps.charging.intents` (provided by the gateway).
 """
 
@@ -228,3 +232,71 @@ reservation_guard: Port[ReservationGuard] = Port("charging.reservation_guard", d
 driver_standing: Port[DriverStanding] = Port("charging.driver_standing", default=InGoodStanding())
 # A driver's standing changed (a debt arose or was paid); emitted after commit.
 driver_standing_changed: Hook[DriverStandingChanged] = Hook("charging.driver_standing_changed")
+
+
+@dataclass(frozen=True, slots=True)
+class RoamingAuthorization:
+    """A roaming partner's answer for a token we do not issue: `status` is an AuthorizationStatus value,
+    `group_id` the token's group (told to the charger only where Accepted)."""
+
+    status: str
+    group_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoamingListToken:
+    """An eMSP's token that may go on chargers' local lists (Accepted): `type` is the OCPI TokenType."""
+
+    uid: str
+    group_id: str
+    type: str
+
+
+class RoamingAuthorizer(Protocol):
+    def authorize(
+        self,
+        *,
+        uid: str,
+        charge_point: ChargePoint,
+        at: datetime,
+        to_start: bool,
+        exclude_session_id: int | None = None,
+    ) -> RoamingAuthorization | None:
+        """The status of a token that is not ours at this charge point: None when no roaming partner
+        issued it. May ask the partner in real time (bounded by a short timeout)."""
+        ...
+
+    def prepare(self, *, uid: str, charge_point_id: int) -> None:
+        """Before `authorize`, outside the database thread the charger's messages share: ask the token's
+        eMSP in real time now if its whitelist type needs it, so that `authorize` finds the answer
+        remembered. Never raises for an eMSP that does not answer."""
+        ...
+
+    def local_list_tokens(self, *, organisation_id: int) -> list[RoamingListToken]:
+        """The roaming tokens this operator's chargers may hold on their local lists (whitelisted)."""
+        ...
+
+
+class NoRoaming:
+    """No roaming app: a token we do not issue is unknown."""
+
+    def prepare(self, *, uid: str, charge_point_id: int) -> None:
+        return None
+
+    def local_list_tokens(self, *, organisation_id: int) -> list[RoamingListToken]:
+        return []
+
+    def authorize(
+        self,
+        *,
+        uid: str,
+        charge_point: ChargePoint,
+        at: datetime,
+        to_start: bool,
+        exclude_session_id: int | None = None,
+    ) -> RoamingAuthorization | None:
+        return None
+
+
+# Tokens of roaming partners (default: none). Roaming provides it.
+roaming_authorizer: Port[RoamingAuthorizer] = Port("charging.roaming_authorizer", default=NoRoaming())

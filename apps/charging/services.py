@@ -75,7 +75,19 @@ def idtoken_authorize(
         card_link_confirm(charge_point_id=charge_point.pk, uid=uid, token_type=token_type, at=at)
     token = _token_for(uid)
     if token is None:
-        return AuthResult(AuthorizationStatus.INVALID)
+        # Not ours: perhaps a roaming partner's driver (apps.roaming answers from the tokens the eMSP
+        # pushed, or asks the eMSP in real time).
+        roaming = hooks.roaming_authorizer.get().authorize(
+            uid=uid.strip().upper(),
+            charge_point=charge_point,
+            at=at,
+            to_start=to_start,
+            exclude_session_id=exclude_session_id,
+        )
+        if roaming is None:
+            return AuthResult(AuthorizationStatus.INVALID)
+        accepted = roaming.status == AuthorizationStatus.ACCEPTED
+        return AuthResult(status=roaming.status, group_id=roaming.group_id if accepted else "", known=True)
     status = token.effective_status(at)
     if not token.is_valid_at(charge_point.organisation_id):
         # Another network's card: refused, and neither it nor its owner is this operator's business.

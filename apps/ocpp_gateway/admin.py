@@ -754,7 +754,7 @@ class LocalAuthListAdmin(BaseModelAdmin):
     search_fields = ("name",)
     list_select_related = ("organisation",)
     readonly_fields = ("version", "updated_at")
-    fields = ("organisation", "name", "members", "version", "updated_at")
+    fields = ("organisation", "name", "members", "include_roaming", "version", "updated_at")
     actions = ["send_full", "send_differential", "request_version"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:

@@ -296,7 +296,7 @@ class LocalAuthListAdminForm(forms.ModelForm):
 
     class Meta:
         model = LocalAuthList
-        fields = ("organisation", "name")
+        fields = ("organisation", "name", "include_roaming")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

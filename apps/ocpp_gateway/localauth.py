@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from apps.accounts.choices import IdTokenType
 from apps.accounts.models import IdToken
 from apps.charging.choices import AuthorizationStatus
-from apps.charging.hooks import driver_standing
+from apps.charging.hooks import driver_standing, roaming_authorizer
 from apps.ocpp_gateway import versions
 from apps.ocpp_gateway.handlers import iso
 from apps.ocpp_gateway.models import LocalAuthList, LocalAuthListEntry, LocalAuthListMember, OcppCommand
@@ -59,6 +59,26 @@ def _token_info(token: IdToken, local_list: LocalAuthList) -> dict[str, Any]:
     }
 
 
+# OCPI TokenType -> OCPP 2.0.1 IdTokenEnumType of a roaming token on a local list.
+_ROAMING_TYPES = {"RFID": str(IdTokenType.ISO14443), "APP_USER": str(IdTokenType.CENTRAL)}
+
+
+def _roaming_entries(local_list: LocalAuthList) -> dict[str, dict[str, Any]]:
+    """The eMSPs' whitelisted tokens for a list that includes them (charging.hooks.roaming_authorizer),
+    by uid, with what chargers are told: Accepted, their group, no expiry."""
+    if not local_list.include_roaming:
+        return {}
+    return {
+        token.uid: {
+            "status": str(AuthorizationStatus.ACCEPTED),
+            "group_id": token.group_id,
+            "expires_at": "",
+            "type": _ROAMING_TYPES.get(token.type, str(IdTokenType.CENTRAL)),
+        }
+        for token in roaming_authorizer.get().local_list_tokens(organisation_id=local_list.organisation_id)
+    }
+
+
 def _locked(local_list: LocalAuthList) -> LocalAuthList:
     return LocalAuthList.objects.select_for_update(no_key=True).get(pk=local_list.pk)
 
@@ -66,7 +86,8 @@ def _locked(local_list: LocalAuthList) -> LocalAuthList:
 @transaction.atomic
 def local_list_set_members(*, local_list: LocalAuthList, id_tokens: Iterable[IdToken]) -> LocalAuthList:
     """Make `id_tokens` the list's entries. Added tokens get entries, removed ones become tombstones and
-    the version grows by one when anything changed (not at all when nothing did)."""
+    the version grows by one when anything changed (not at all when nothing did). A list that
+    includes roaming tokens holds the eMSPs' whitelisted tokens too (our own token wins a shared uid)."""
     local_list = _locked(local_list)
     wanted = {
         token.uid: token
@@ -87,8 +108,20 @@ def local_list_set_members(*, local_list: LocalAuthList, id_tokens: Iterable[IdT
             entry.id_token, entry.info, entry.removed, entry.changed_version = token, info, False, new_version
             entry.save(update_fields=["id_token", "info", "removed", "changed_version"])
             changed = True
+    roaming = {uid: info for uid, info in _roaming_entries(local_list).items() if uid not in wanted}
+    for uid, info in roaming.items():
+        entry = entries.get(uid)
+        if entry is None:
+            LocalAuthListEntry.objects.create(
+                local_list=local_list, id_token=None, id_tag=uid, info=info, changed_version=new_version
+            )
+            changed = True
+        elif entry.removed or entry.info != info or entry.id_token_id is not None:
+            entry.id_token, entry.info, entry.removed, entry.changed_version = None, info, False, new_version
+            entry.save(update_fields=["id_token", "info", "removed", "changed_version"])
+            changed = True
     for uid, entry in entries.items():
-        if uid not in wanted and not entry.removed:
+        if uid not in wanted and uid not in roaming and not entry.removed:
             entry.removed, entry.changed_version = True, new_version
             entry.save(update_fields=["removed", "changed_version"])
             changed = True

@@ -312,6 +312,14 @@ class LocalAuthList(TimeStampedModel):
     )
     name = models.CharField(_("name"), max_length=100)
     version = models.PositiveIntegerField(_("version"), default=1, editable=False)
+    include_roaming = models.BooleanField(
+        _("roaming tokens too"),
+        default=False,
+        help_text=_(
+            "Also the tokens eMSPs pushed whose whitelist type allows it (ALWAYS, ALLOWED): their drivers "
+            "can then start while the charger is offline. Never ALLOWED_OFFLINE or NEVER tokens."
+        ),
+    )
 
     objects = TenantQuerySet.as_manager()
     tenant_field: ClassVar[str] = "organisation"

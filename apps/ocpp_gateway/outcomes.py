@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import transaction
 
+from apps.ocpp_gateway.choices import CommandStatus
 from apps.ocpp_gateway.intents import (
     intent_command_finished,
     limit_command_finished,
@@ -23,6 +24,7 @@ from apps.ocpp_gateway.intents import (
     reservation_command_done,
 )
 from apps.ocpp_gateway.models import OcppCommand
+from apps.roaming.commands import remote_command_finished
 from apps.smartcharging.configuration import configuration_record
 from apps.stations.services import availability_record
 from cpo import clock
@@ -165,6 +167,20 @@ def _smart_charging(command: OcppCommand) -> None:
     limit_command_finished(command=command)
 
 
+def _roaming(command: OcppCommand) -> None:
+    """A roaming party's command (OCPI Commands): its result goes to the party's response_url."""
+    if command.source != "ocpi":
+        return
+    response = command.response or {}
+    remote_command_finished(
+        command_id=command.pk,
+        accepted=command.status == CommandStatus.ANSWERED
+        and response.get("status") in ("Accepted", "Unlocked"),
+        answered=command.status == CommandStatus.ANSWERED,
+        status=command.status,
+    )
+
+
 # action → what to do with any final outcome (answer, CALLERROR, timeout, offline, disconnected).
 FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "RemoteStartTransaction": _driver_session,
@@ -180,7 +196,20 @@ FINISHED_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
     "SetChargingProfile": _smart_charging,
 }
 
+# OCPI commands of roaming parties (apps.roaming.commands), in addition to the follow-ups above.
+ROAMING_FOLLOW_UPS: dict[str, Callable[[OcppCommand], None]] = {
+    action: _roaming
+    for action in (
+        "RemoteStartTransaction",
+        "RequestStartTransaction",
+        "RemoteStopTransaction",
+        "RequestStopTransaction",
+        "UnlockConnector",
+    )
+}
+
 
 def command_finished(*, command: OcppCommand) -> None:
     """Apply the follow-up for a command that reached any final outcome, if its action has one."""
     _apply(FINISHED_FOLLOW_UPS, command, "outcome")
+    _apply(ROAMING_FOLLOW_UPS, command, "roaming result")

@@ -21,7 +21,12 @@ from apps.accounts.services import audit_record_create
 from apps.charging.choices import SessionStatus
 from apps.charging.models import ChargingSession
 from apps.stations.models import ChargePoint
-from apps.tariffs import pricing, selectors, tasks  # tasks imports this module too: use it by attribute
+from apps.tariffs import (  # tasks imports this module too: use it by attribute
+    hooks,
+    pricing,
+    selectors,
+    tasks,
+)
 from apps.tariffs.choices import ActivityState, CdrKind, PricingNote
 from apps.tariffs.models import ChargeDetailRecord, ReceiptCounter, SessionActivity, SessionTariff, Tariff
 from cpo import clock
@@ -289,7 +294,7 @@ def _cdr_create(
 ) -> ChargeDetailRecord:
     sign = -1 if kind == CdrKind.CREDIT else 1
     issued_at = issued_at or clock.now()
-    return ChargeDetailRecord.objects.create(
+    cdr = ChargeDetailRecord.objects.create(
         organisation_id=session.organisation_id,
         session=session,
         kind=kind,
@@ -316,6 +321,8 @@ def _cdr_create(
         tariff_spec=spec,
         issued_at=issued_at,
     )
+    hooks.cdr_issued.emit(cdr=cdr)  # e.g. roaming: push a roaming session's record to its eMSP
+    return cdr
 
 
 def _stale(session: ChargingSession, now: datetime) -> bool:
@@ -491,6 +498,7 @@ def _cdr_credit_create(*, cdr: ChargeDetailRecord, reason: str) -> ChargeDetailR
         tariff_spec=cdr.tariff_spec,
         issued_at=issued_at,
     )
+    hooks.cdr_issued.emit(cdr=credit)
     return credit
 
 

@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.reservations",
     "apps.smartcharging",
+    "apps.roaming",
     "apps.ocpp_gateway",
     "apps.console",
 ]
@@ -167,6 +168,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     "billing-invoices-issue": {"task": "billing.invoices_issue", "schedule": 3600.0},
     "smartcharging-sites-rebalance": {"task": "smartcharging.sites_rebalance", "schedule": 300.0},
     "console-alerts-sweep": {"task": "console.alerts_sweep", "schedule": 60.0},
+    "roaming-pushes-sweep": {"task": "roaming.pushes_sweep", "schedule": 60.0},
+    "roaming-sessions-update": {"task": "roaming.sessions_update", "schedule": 300.0},
+    "roaming-objects-sync": {"task": "roaming.objects_sync", "schedule": 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(Path(ENV.get("CPO_VAR_DIR", BASE_DIR / "var")) / "celerybeat-schedule")
 
@@ -515,3 +519,31 @@ CPO_ALERT_BOOT_LOOP_WINDOW_S = float(ENV.get("CPO_ALERT_BOOT_LOOP_WINDOW_S", "60
 CPO_ALERT_WEBHOOK_MAX_ATTEMPTS = int(ENV.get("CPO_ALERT_WEBHOOK_MAX_ATTEMPTS", "8"))
 CPO_ALERT_WEBHOOK_BACKOFF_S = float(ENV.get("CPO_ALERT_WEBHOOK_BACKOFF_S", "30"))
 CPO_ALERT_WEBHOOK_TIMEOUT_S = float(ENV.get("CPO_ALERT_WEBHOOK_TIMEOUT_S", "10"))
+# --- roaming (OCPI 2.2.1, apps.roaming; README, Roaming) -------------------------------------------
+# Our identity towards roaming parties (ISO 3166-1 alpha-2 country code and 3-character party id), the
+# business name in our credentials, and the public base URL parties reach /ocpi/ under (e.g.
+# https://cpo.example.com; empty: the URL of the request being answered, and registering with a party
+# from the admin or a command is refused).
+CPO_OCPI_COUNTRY_CODE = ENV.get("CPO_OCPI_COUNTRY_CODE", "DE").upper()
+CPO_OCPI_PARTY_ID = ENV.get("CPO_OCPI_PARTY_ID", "CPO").upper()
+CPO_OCPI_BUSINESS_NAME = ENV.get("CPO_OCPI_BUSINESS_NAME", "CPO")
+CPO_OCPI_BASE_URL = ENV.get("CPO_OCPI_BASE_URL", "")
+# Every request to a party gives up after this many seconds; real-time authorisation (a driver waits at
+# the charger) after CPO_OCPI_REALTIME_TIMEOUT_S. An eMSP that did not answer is not asked again for
+# CPO_OCPI_REALTIME_BACKOFF_S; an answer is reused for CPO_OCPI_REALTIME_CACHE_S (Authorize, then start).
+CPO_OCPI_HTTP_TIMEOUT_S = float(ENV.get("CPO_OCPI_HTTP_TIMEOUT_S", "10"))
+CPO_OCPI_REALTIME_TIMEOUT_S = float(ENV.get("CPO_OCPI_REALTIME_TIMEOUT_S", "3"))
+CPO_OCPI_REALTIME_BACKOFF_S = int(ENV.get("CPO_OCPI_REALTIME_BACKOFF_S", "60"))
+CPO_OCPI_REALTIME_CACHE_S = int(ENV.get("CPO_OCPI_REALTIME_CACHE_S", "120"))
+# When the eMSP cannot be reached: "WHITELIST" accepts its ALLOWED_OFFLINE tokens from the stored token,
+# "REJECT" refuses them too (NEVER tokens are always refused then).
+CPO_OCPI_REALTIME_FALLBACK = ENV.get("CPO_OCPI_REALTIME_FALLBACK", "WHITELIST").upper()
+if CPO_OCPI_REALTIME_FALLBACK not in ("WHITELIST", "REJECT"):
+    raise ImproperlyConfigured("CPO_OCPI_REALTIME_FALLBACK must be WHITELIST or REJECT")
+# Pushes: attempts before a push is FAILED (the admin can retry it), the first back-off (doubling), its cap.
+CPO_OCPI_PUSH_MAX_ATTEMPTS = int(ENV.get("CPO_OCPI_PUSH_MAX_ATTEMPTS", "8"))
+CPO_OCPI_PUSH_BACKOFF_S = float(ENV.get("CPO_OCPI_PUSH_BACKOFF_S", "15"))
+CPO_OCPI_PUSH_BACKOFF_MAX_S = float(ENV.get("CPO_OCPI_PUSH_BACKOFF_MAX_S", "3600"))
+# The most objects one page of a GET list holds (X-Limit), and the CommandResponse timeout we announce.
+CPO_OCPI_PAGE_LIMIT = int(ENV.get("CPO_OCPI_PAGE_LIMIT", "50"))
+CPO_OCPI_COMMAND_TIMEOUT_S = int(ENV.get("CPO_OCPI_COMMAND_TIMEOUT_S", "60"))

@@ -7,8 +7,11 @@ from apps.charging import hooks as charging_hooks
 from apps.charging import intents as charging_intents
 from apps.ocpp_gateway.intents import GatewayChargerControl
 from apps.reservations import services as reservation_services
+from apps.roaming import sessions as roaming_sessions
+from apps.roaming.authorization import RoamingAuthorizer
 from apps.smartcharging import services as smartcharging_services
 from apps.stations import hooks as station_hooks
+from apps.tariffs import hooks as tariff_hooks
 from apps.tariffs import selectors as tariff_selectors
 from apps.tariffs import services as tariff_services
 from cpo.hooks import Hook, Port
@@ -66,14 +69,17 @@ def test_the_apps_wire_their_hooks_and_ports_in_ready():
         tariff_services.session_tariff_on_start,
         reservation_services.reservation_consume_on_start,
         smartcharging_services.session_started,
+        roaming_sessions.roaming_session_on_start,
     )
     assert charging_hooks.session_driver_known.receivers == (tariff_services.session_tariff_driver_known,)
     assert charging_hooks.transaction_event_applied.receivers == (
         tariff_services.session_activity_from_event,
+        roaming_sessions.roaming_session_on_event,
     )
     assert charging_hooks.session_stopped.receivers == (
         tariff_services.session_tariff_on_stop,
         smartcharging_services.session_stopped,
+        roaming_sessions.roaming_session_on_stop,
     )
     assert charging_hooks.meter_values_recorded.receivers == (smartcharging_services.meter_values_recorded,)
     assert charging_hooks.session_price.get() is tariff_selectors.session_price
@@ -84,6 +90,9 @@ def test_the_apps_wire_their_hooks_and_ports_in_ready():
     assert station_hooks.connector_status_reported.receivers == (
         tariff_services.session_activity_from_status,
         reservation_services.reservation_connector_status,
+        roaming_sessions.evse_status_on_report,
     )
+    assert tariff_hooks.cdr_issued.receivers == (roaming_sessions.roaming_cdr_on_issue,)
+    assert isinstance(charging_hooks.roaming_authorizer.get(), RoamingAuthorizer)
     assert isinstance(charging_hooks.reservation_guard.get(), reservation_services.ReservationsGuard)
     assert isinstance(charging_intents.charger_control.get(), GatewayChargerControl)

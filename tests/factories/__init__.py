@@ -838,3 +838,92 @@ TENANT_FACTORIES[AlertDelivery] = lambda organisation: AlertDeliveryFactory(
 )
 TENANT_FACTORIES[AlertChannels] = _for_org(AlertChannelsFactory)
 TENANT_FACTORIES[StatusInterval] = _for_charger(StatusIntervalFactory)
+
+
+# --- roaming ----------------------------------------------------------------------------------------
+
+from apps.roaming.models import Party, Push, RemoteCommand, RoamingSession, RoamingToken  # noqa: E402
+
+
+class PartyFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Party
+
+    organisation = factory.SubFactory(OrganisationFactory)
+    name = factory.Sequence(lambda n: f"eMSP {n}")
+    country_code = "NL"
+    party_id = factory.Sequence(lambda n: f"E{n % 100:02d}")
+    status = "REGISTERED"
+    roles = factory.LazyAttribute(
+        lambda o: [
+            {
+                "role": "EMSP",
+                "country_code": o.country_code,
+                "party_id": o.party_id,
+                "business_details": {"name": o.name},
+            }
+        ]
+    )
+
+
+class RoamingTokenFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RoamingToken
+
+    sender = factory.SubFactory(PartyFactory)
+    country_code = factory.LazyAttribute(lambda o: o.sender.country_code)
+    party_id = factory.LazyAttribute(lambda o: o.sender.party_id)
+    uid = factory.Sequence(lambda n: f"04RT{n:08d}")
+    type = "RFID"
+    contract_id = factory.LazyAttribute(lambda o: f"NL-EMS-C{o.uid}")
+    issuer = "Test eMSP"
+    valid = True
+    whitelist = "ALWAYS"
+    last_updated = factory.LazyFunction(clock.now)
+
+
+class RoamingSessionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RoamingSession
+
+    session = factory.SubFactory(ChargingSessionFactory)
+    party = factory.SubFactory(PartyFactory)
+    ocpi_id = factory.LazyAttribute(lambda o: str(o.session.pk))
+    auth_method = "WHITELIST"
+    status = "ACTIVE"
+
+
+class PushFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Push
+
+    party = factory.SubFactory(PartyFactory)
+    module = "sessions"
+    method = "PUT"
+    url = "http://emsp.example/ocpi/2.2.1/sessions/DE/CPO/1"
+    object_key = factory.Sequence(lambda n: f"session:{n}")
+    body = factory.LazyFunction(dict)
+
+
+class RemoteCommandFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RemoteCommand
+
+    party = factory.SubFactory(PartyFactory)
+    command = "START_SESSION"
+    request = factory.LazyFunction(dict)
+    response_url = "http://emsp.example/results/1"
+
+
+TENANT_FACTORIES[Party] = _for_org(PartyFactory)
+TENANT_FACTORIES[RoamingToken] = lambda organisation: RoamingTokenFactory(
+    sender=PartyFactory(organisation=organisation)
+)
+TENANT_FACTORIES[RoamingSession] = lambda organisation: RoamingSessionFactory(
+    party=PartyFactory(organisation=organisation),
+    session=ChargingSessionFactory(charge_point=ChargePointFactory(organisation=organisation)),
+)
+TENANT_FACTORIES[Push] = lambda organisation: PushFactory(party=PartyFactory(organisation=organisation))
+TENANT_FACTORIES[RemoteCommand] = lambda organisation: RemoteCommandFactory(
+    party=PartyFactory(organisation=organisation)
+)

@@ -38,6 +38,7 @@ def test_every_version_package_builds_the_same_intents():
             "start_charging",
             "stop_transaction",
             "transaction_probe",
+            "unlock_connector",
         }
     )
 
@@ -80,6 +81,13 @@ def test_each_versions_messages_are_valid_under_its_schema(subprotocol):
         ]
     else:
         assert probes == [("GetTransactionStatus", {"transactionId": "TX-9"})]
+    action, payload = payloads.unlock_connector(evse_id=2, connector_id=1)  # OCPI UNLOCK_CONNECTOR
+    protocol.validate(action, payload, version, codes)
+    assert (action, payload) == (
+        ("UnlockConnector", {"connectorId": 2})
+        if version == "1.6"
+        else ("UnlockConnector", {"evseId": 2, "connectorId": 1})
+    )
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from apps.charging.services import (
     session_stop,
 )
 from apps.ocpp_gateway.dbwork import db_batched, db_work
-from apps.ocpp_gateway.handlers import HandlerBase, iso
+from apps.ocpp_gateway.handlers import HandlerBase, iso, roaming_prepare
 from apps.stations.choices import OcppProtocol, RegistrationStatus
 from apps.stations.models import ChargePoint
 from apps.stations.services import (
@@ -75,6 +75,7 @@ class ChargePointHandlers(HandlerBase):
 
     @on(Action.authorize)
     async def on_authorize(self, id_tag: str, **kwargs: Any) -> call_result.Authorize:
+        await roaming_prepare(uid=id_tag, charge_point_id=self.ctx.charge_point_id)
         auth = await db_work(_authorize)(uid=id_tag, charge_point_id=self.ctx.charge_point_id)
         return call_result.Authorize(id_tag_info=id_tag_info(auth))
 

@@ -73,3 +73,8 @@ def set_charging_limit(*, limit: ChargingLimit) -> Request:
         profile["chargingProfileKind"] = "Absolute"
         schedule["startSchedule"] = iso(limit.valid_from)
     return "SetChargingProfile", {"connectorId": limit.evse_id, "csChargingProfiles": profile}
+
+
+def unlock_connector(*, evse_id: int, connector_id: int) -> Request:
+    """Unlock a connector (1.6: the EVSE number is the connector's)."""
+    return "UnlockConnector", {"connectorId": evse_id}

@@ -19,7 +19,7 @@ from apps.charging.services import (
     transaction_event_record,
 )
 from apps.ocpp_gateway.dbwork import db_batched, db_work
-from apps.ocpp_gateway.handlers import HandlerBase, iso
+from apps.ocpp_gateway.handlers import HandlerBase, iso, roaming_prepare
 from apps.ocpp_gateway.masking import mask_payload
 from apps.reservations.services import reservation_status_update
 from apps.smartcharging.reports import (
@@ -120,6 +120,7 @@ class ChargingStationHandlers(HandlerBase):
 
     @on(Action.authorize)
     async def on_authorize(self, id_token: dict[str, Any], **kwargs: Any) -> call_result.Authorize:
+        await roaming_prepare(uid=id_token["id_token"], charge_point_id=self.ctx.charge_point_id)
         auth = await db_work(_authorize)(
             uid=id_token["id_token"],
             charge_point_id=self.ctx.charge_point_id,

@@ -85,3 +85,7 @@ def set_charging_limit(*, limit: ChargingLimit) -> Request:
         profile["chargingProfileKind"] = "Absolute"
         schedule["startSchedule"] = iso(limit.valid_from)
     return "SetChargingProfile", {"evseId": limit.evse_id, "chargingProfile": profile}
+
+
+def unlock_connector(*, evse_id: int, connector_id: int) -> Request:
+    return "UnlockConnector", {"evseId": evse_id, "connectorId": connector_id}

@@ -12,6 +12,7 @@ from apps.ocpp_gateway.v201.payloads import (
     start_charging,
     stop_transaction,
     transaction_probe,
+    unlock_connector,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "start_charging",
     "stop_transaction",
     "transaction_probe",
+    "unlock_connector",
 ]

@@ -33,6 +33,8 @@ from tests.factories import (
     LocalAuthListFactory,
     LocationFactory,
     OrganisationFactory,
+    PartyFactory,
+    PushFactory,
     StaffUserFactory,
     VatRateFactory,
 )
@@ -107,6 +109,7 @@ ROWS: dict[tuple[str, str], Callable[[Any], models.Model]] = {
         organisation=org, registration_status="Pending", security_profile=0, auth_key_hash=""
     ),
     ("accounts.ApiToken", "revoke"): _api_token,
+    ("roaming.Push", "retry"): lambda org: PushFactory(party=PartyFactory(organisation=org), status="FAILED"),
     ("tariffs.ChargeDetailRecord", "credit_and_reissue"): _issued_cdr,
 }
 # Rows by model, for any action on it not named above (e.g. Django's bulk delete).

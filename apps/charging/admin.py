@@ -119,7 +119,7 @@ class ChargingSessionAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
         LocationListFilter,
         ChargePointListFilter,
     )
-    search_fields = ("transaction_ref", "id_tag", "charge_point__identity", "id_token__user__email")
+    search_fields = ("transaction_ref", "id_tag", "charge_point__identity", "id_token__owner__email")
     search_help_text = _("transaction id, id tag, charger identity or driver's e-mail")
     list_select_related = ("charge_point", "organisation")
     date_hierarchy = "started_at"

@@ -12,6 +12,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from apps.accounts.choices import AuditOutcome
+from apps.accounts.services import audit_record_create
 from apps.roaming import credentials, pushes
 from apps.roaming.choices import PartyStatus, PushStatus
 from apps.roaming.client import OcpiRequestFailed
@@ -87,6 +89,7 @@ class PartyAdmin(BaseModelAdmin):
         Party.objects.filter(pk=party.pk).update(
             token_a_hash=token_digest(token), status=PartyStatus.PENDING, incoming_token_hash=""
         )
+        _audit(request, "roaming.party.token_a_issue", party)
         self.message_user(
             request,
             _("Token A for {party} (shown once): {token}").format(party=party, token=token),
@@ -102,6 +105,7 @@ class PartyAdmin(BaseModelAdmin):
                     _("{party} is registered: unregister it first.").format(party=party),
                     messages.ERROR,
                 )
+                _audit(request, "roaming.party.token_a_issue", party, error="registered")
                 continue
             self._issue(request, party)
 
@@ -112,8 +116,10 @@ class PartyAdmin(BaseModelAdmin):
                 credentials.credentials_update(party=party, base_url=credentials.ocpi_base_url())
             except (OcpiError, OcpiRequestFailed) as exc:
                 self.message_user(request, f"{party}: {exc}", messages.ERROR)
+                _audit(request, "roaming.party.credentials_update", party, error=str(exc))
             else:
                 self.message_user(request, _("{party}: credentials updated.").format(party=party))
+                _audit(request, "roaming.party.credentials_update", party)
 
     @admin.action(description=_("Unregister (end the connection)"))
     def unregister(self, request: HttpRequest, queryset: QuerySet[Party]) -> None:
@@ -128,8 +134,10 @@ class PartyAdmin(BaseModelAdmin):
                     ),
                     messages.WARNING,
                 )
+                _audit(request, "roaming.party.unregister", party, detail={"party_confirmed": False})
             else:
                 self.message_user(request, _("{party}: unregistered.").format(party=party))
+                _audit(request, "roaming.party.unregister", party, detail={"party_confirmed": True})
 
 
 @admin.register(RoamingToken)
@@ -179,7 +187,31 @@ class PushAdmin(ReadOnlyAdminMixin, BaseModelAdmin):
     @admin.action(description=_("Retry the failed pushes"))
     def retry(self, request: HttpRequest, queryset: QuerySet[Push]) -> None:
         count = 0
-        for push in queryset.filter(status=PushStatus.FAILED):
+        for push in queryset.filter(status=PushStatus.FAILED).select_related("party"):
             pushes.push_retry(push=push)
+            _audit(request, "roaming.push.retry", push, organisation_id=push.party.organisation_id)
             count += 1
         self.message_user(request, _("{count} push(es) will be sent again.").format(count=count))
+
+
+def _audit(
+    request: HttpRequest,
+    action: str,
+    target: Party | Push,
+    *,
+    error: str = "",
+    detail: dict[str, Any] | None = None,
+    organisation_id: int | None = None,
+) -> None:
+    """One audit record per party or push an operator acted on (failed attempts too, with the error)."""
+    audit_record_create(
+        actor=request.user,
+        action=action,
+        outcome=AuditOutcome.FAILED if error else AuditOutcome.SUCCEEDED,
+        target=target,
+        organisation_id=organisation_id
+        if organisation_id is not None
+        else getattr(target, "organisation_id", None),
+        source="admin",
+        detail={**(detail or {}), **({"error": error[:500]} if error else {})},
+    )

@@ -108,7 +108,7 @@ def group_commit_window_s() -> float:
 
 def group_commit_max() -> int:
     """The most messages in one group commit (CPO_OCPP_GROUP_COMMIT_MAX; 1 turns group commit off)."""
-    return int(get("CPO_OCPP_GROUP_COMMIT_MAX", 200))
+    return int(get("CPO_OCPP_GROUP_COMMIT_MAX", 1))
 
 
 def group_commit_in_flight() -> int:

@@ -414,7 +414,9 @@ CPO_OCPP_VALIDATE_RESPONSES = env_bool("CPO_OCPP_VALIDATE_RESPONSES", False)
 # once, 0 = half the database threads).
 CPO_OCPP_DB_WORKERS = int(ENV.get("CPO_OCPP_DB_WORKERS", "0"))
 CPO_OCPP_GROUP_COMMIT_MS = float(ENV.get("CPO_OCPP_GROUP_COMMIT_MS", "0"))
-CPO_OCPP_GROUP_COMMIT_MAX = int(ENV.get("CPO_OCPP_GROUP_COMMIT_MAX", "200"))
+# Off by default (1): on this machine it gained nothing (1,032 vs 1,083 msgs/s) and it is the newest part of
+# the path that must never lose an acknowledged message; set e.g. 200 where commits are expensive.
+CPO_OCPP_GROUP_COMMIT_MAX = int(ENV.get("CPO_OCPP_GROUP_COMMIT_MAX", "1"))
 CPO_OCPP_GROUP_COMMIT_IN_FLIGHT = int(ENV.get("CPO_OCPP_GROUP_COMMIT_IN_FLIGHT", "0"))
 CPO_OCPP_AUTH_REFUSAL_CACHE_S = float(ENV.get("CPO_OCPP_AUTH_REFUSAL_CACHE_S", "5"))
 # Connections of the gateway's async Redis client per process (a burst waits for a free one).

@@ -219,7 +219,9 @@ async def test_many_chargers_data_lands_and_is_durable_when_answered(transaction
         assert answer[0] == 3
         assert await in_thread(samples_of)(identity) == 1
 
-    with override_settings(CPO_OCPP_GROUP_COMMIT_IN_FLIGHT=1):  # messages queue behind the one in flight
+    with override_settings(
+        CPO_OCPP_GROUP_COMMIT_IN_FLIGHT=1, CPO_OCPP_GROUP_COMMIT_MAX=200
+    ):  # queue behind one
         committer = dbwork.group_commit()
         await asyncio.gather(*(run(identity, cp, n) for n, (identity, _comm, cp) in enumerate(chargers)))
     # 40 messages, fewer commits: they were grouped.

@@ -143,8 +143,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A task whose worker died (kill -9, a lost machine) before acknowledging it goes back to the queue once
 # this long has passed since it was handed out (Redis transport); every task is idempotent, so one that
 # merely ran longer than this and runs twice still has its effect once. Kombu's default is an hour.
+# Kombu sweeps for such tasks every `unacked_restore_interval` x `unacked_restore_throttle` seconds (its
+# defaults, 10 x 10, wait 100 s beyond the timeout): here every CPO_CELERY_RESTORE_INTERVAL_S, no throttle.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(ENV.get("CPO_CELERY_VISIBILITY_TIMEOUT_S", "3600"))
+    "visibility_timeout": int(ENV.get("CPO_CELERY_VISIBILITY_TIMEOUT_S", "3600")),
+    "unacked_restore_interval": int(ENV.get("CPO_CELERY_RESTORE_INTERVAL_S", "10")),
+    "unacked_restore_throttle": 1,
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
